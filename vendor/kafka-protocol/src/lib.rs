@@ -101,6 +101,8 @@
 //! }
 //! ```
 #![deny(missing_docs)]
+// Spate patch: built as a path dependency, so silence the warnings crates.io builds never show.
+#![allow(dead_code, unused, deprecated)]
 // Display required features for items when rendering for docs.rs
 #![cfg_attr(docsrs, feature(doc_cfg))]
 

@@ -1,0 +1,6 @@
+//! One module per subcommand. `serve` starts the server; the others are Kafka clients.
+
+pub mod consume;
+pub mod produce;
+pub mod serve;
+pub mod topic;

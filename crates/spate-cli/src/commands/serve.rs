@@ -1,0 +1,106 @@
+//! `spate serve`: start the server with its embedded defaults.
+
+use std::io::IsTerminal;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use spate_server::Config;
+
+/// Arguments of `spate serve`. Each flag also reads a `SPATE_...` environment variable and
+/// overrides the config file.
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// TOML config file (see spate.example.toml).
+    #[arg(long, env = "SPATE_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Directory for logs and metadata [default: ./spate-data].
+    #[arg(long, env = "SPATE_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Kafka listener, HOST:PORT; port 0 picks a free port [default: 0.0.0.0:9092].
+    #[arg(long, env = "SPATE_KAFKA_LISTEN")]
+    pub kafka_listen: Option<SocketAddr>,
+    /// Address advertised to Kafka clients, HOST:PORT [default: the listen address].
+    #[arg(long, env = "SPATE_ADVERTISED_KAFKA")]
+    pub advertised_kafka: Option<String>,
+    /// HTTP listener for /health and /metrics, HOST:PORT [default: 0.0.0.0:8080].
+    #[arg(long, env = "SPATE_HTTP_LISTEN")]
+    pub http_listen: Option<SocketAddr>,
+    /// Broker id [default: 1].
+    #[arg(long, env = "SPATE_NODE_ID")]
+    pub node_id: Option<i32>,
+    /// Create unknown topics on first use (Kafka's auto.create.topics.enable) [default: true].
+    #[arg(long, env = "SPATE_AUTO_CREATE_TOPICS")]
+    pub auto_create_topics: Option<bool>,
+    /// How often retention and compaction run, in ms [default: 300000].
+    #[arg(long, env = "SPATE_RETENTION_CHECK_INTERVAL_MS")]
+    pub retention_check_interval_ms: Option<u64>,
+    /// A default topic config, NAME=VALUE with Kafka's name (repeatable).
+    #[arg(long = "topic-default", value_name = "NAME=VALUE", value_parser = parse_key_value)]
+    pub topic_defaults: Vec<(String, String)>,
+    /// Log filter, e.g. `info` or `spate_broker=debug`.
+    #[arg(long, env = "SPATE_LOG", default_value = "info")]
+    pub log: String,
+}
+
+fn parse_key_value(value: &str) -> Result<(String, String), String> {
+    value
+        .split_once('=')
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .ok_or_else(|| format!("expected NAME=VALUE, got {value:?}"))
+}
+
+impl ServeArgs {
+    /// The config file (or defaults) with flags and environment applied on top.
+    pub fn into_config(self) -> anyhow::Result<Config> {
+        let mut config = match &self.config {
+            Some(path) => Config::load(path)?,
+            None => Config::default(),
+        };
+        if let Some(v) = self.data_dir {
+            config.data_dir = v;
+        }
+        if let Some(v) = self.kafka_listen {
+            config.kafka_listen = v;
+        }
+        if let Some(v) = self.advertised_kafka {
+            config.advertised_kafka = Some(v);
+        }
+        if let Some(v) = self.http_listen {
+            config.http_listen = v;
+        }
+        if let Some(v) = self.node_id {
+            config.node_id = v;
+        }
+        if let Some(v) = self.auto_create_topics {
+            config.auto_create_topics = v;
+        }
+        if let Some(v) = self.retention_check_interval_ms {
+            config.retention_check_interval_ms = v;
+        }
+        for (name, value) in self.topic_defaults {
+            config.topic_defaults.insert(name, value);
+        }
+        config.validate()?;
+        Ok(config)
+    }
+}
+
+/// Runs the server until SIGTERM or SIGINT.
+pub fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_new(&args.log)
+        .with_context(|| format!("invalid log filter {:?}", args.log))?;
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+    let config = args.into_config()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("spate-worker")
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(spate_server::run(config, spate_server::shutdown_signal()))?;
+    Ok(())
+}

@@ -1,0 +1,42 @@
+//! The `spate` binary: parses flags and calls into the library crates.
+
+mod commands;
+
+use clap::{Parser, Subcommand};
+
+/// Spate: a Kafka-compatible data streaming platform in one binary.
+#[derive(Debug, Parser)]
+#[command(name = "spate", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the Spate server (Kafka protocol, HTTP admin and health).
+    Serve(commands::serve::ServeArgs),
+    /// Create, list, describe, alter and delete topics.
+    Topic(commands::topic::TopicArgs),
+    /// Produce lines from stdin to a topic.
+    Produce(commands::produce::ProduceArgs),
+    /// Consume records from a topic.
+    Consume(commands::consume::ConsumeArgs),
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve(args) => commands::serve::run(args),
+        Command::Topic(args) => commands::topic::run(args),
+        Command::Produce(args) => commands::produce::run(args),
+        Command::Consume(args) => commands::consume::run(args),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

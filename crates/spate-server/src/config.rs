@@ -1,0 +1,193 @@
+//! Server configuration: typed, with defaults, read from a TOML file.
+//!
+//! Precedence is flag, then environment variable (`SPATE_...`), then the file, then the
+//! default. The CLI applies flags and environment on top of [`Config::load`]. Keys in the file
+//! are kebab-case; per-topic defaults use Kafka's topic config names, as admin tools show them.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// Everything `spate serve` needs to start.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, rename_all = "kebab-case", deny_unknown_fields)]
+pub struct Config {
+    /// Where logs and metadata live.
+    pub data_dir: PathBuf,
+    /// Kafka protocol listener; port 0 picks a free port.
+    pub kafka_listen: SocketAddr,
+    /// Address clients are told to connect to (`host:port`); by default the listen address,
+    /// with `localhost` for a wildcard host.
+    pub advertised_kafka: Option<String>,
+    /// HTTP listener for health, metrics and the admin API.
+    pub http_listen: SocketAddr,
+    /// This broker's id in Metadata responses.
+    pub node_id: i32,
+    /// Create a topic when a client produces to or asks metadata for an unknown one
+    /// (Kafka's `auto.create.topics.enable`).
+    pub auto_create_topics: bool,
+    /// Partitions of auto-created topics (Kafka's `num.partitions`).
+    pub default_partitions: i32,
+    /// Largest request frame accepted (Kafka's `socket.request.max.bytes`).
+    pub max_request_bytes: usize,
+    /// Bytes of request frames held in memory across all connections at once.
+    pub max_queued_request_bytes: usize,
+    /// Open connections accepted at once; more are closed on accept.
+    pub max_connections: usize,
+    /// Requests read from one connection before its responses are written.
+    pub max_in_flight_per_connection: usize,
+    /// Close connections idle this long (Kafka's `connections.max.idle.ms`).
+    pub idle_timeout_ms: u64,
+    /// How often retention and compaction run (Kafka's `log.retention.check.interval.ms`).
+    pub retention_check_interval_ms: u64,
+    /// Upper bound of a Fetch response, whatever the client asks (Kafka's `fetch.max.bytes`).
+    pub fetch_max_bytes: usize,
+    /// Threads that fsync logs (group commit).
+    pub sync_threads: usize,
+    /// Defaults for per-topic configs, by Kafka name (e.g. `"retention.ms" = "86400000"`).
+    pub topic_defaults: BTreeMap<String, String>,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            data_dir: PathBuf::from("spate-data"),
+            kafka_listen: SocketAddr::from(([0, 0, 0, 0], 9092)),
+            advertised_kafka: None,
+            http_listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
+            node_id: 1,
+            auto_create_topics: true,
+            default_partitions: 1,
+            max_request_bytes: 104_857_600,
+            max_queued_request_bytes: 512 << 20,
+            max_connections: 10_000,
+            max_in_flight_per_connection: 64,
+            idle_timeout_ms: 600_000,
+            retention_check_interval_ms: 300_000,
+            fetch_max_bytes: 57_671_680,
+            sync_threads: 2,
+            topic_defaults: BTreeMap::new(),
+        }
+    }
+}
+
+/// A config file that cannot be read or is invalid.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file cannot be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// File path.
+        path: PathBuf,
+        /// OS error.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for this schema.
+    #[error("invalid config file {path}: {message}")]
+    Parse {
+        /// File path.
+        path: PathBuf,
+        /// Parser message, with line and column.
+        message: String,
+    },
+    /// A value is out of range.
+    #[error("invalid setting {name}: {reason}")]
+    Invalid {
+        /// Setting name.
+        name: String,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+impl Config {
+    /// Reads a TOML config file; missing keys take their defaults.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Config::parse(&text).map_err(|message| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message,
+        })
+    }
+
+    /// Parses TOML text.
+    pub fn parse(text: &str) -> Result<Config, String> {
+        toml::from_str(text).map_err(|e| e.to_string())
+    }
+
+    /// Checks values that serde cannot.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |name: &str, reason: &str| ConfigError::Invalid {
+            name: name.to_string(),
+            reason: reason.to_string(),
+        };
+        if self.default_partitions < 1 {
+            return Err(invalid("default-partitions", "must be at least 1"));
+        }
+        if self.max_request_bytes < 1024 {
+            return Err(invalid("max-request-bytes", "must be at least 1024"));
+        }
+        if self.max_queued_request_bytes < self.max_request_bytes {
+            return Err(invalid(
+                "max-queued-request-bytes",
+                "must be at least max-request-bytes",
+            ));
+        }
+        if self.max_in_flight_per_connection == 0 || self.max_connections == 0 {
+            return Err(invalid("max-connections", "limits must be at least 1"));
+        }
+        if let Some(advertised) = &self.advertised_kafka {
+            parse_host_port(advertised)
+                .ok_or_else(|| invalid("advertised-kafka", "expected HOST:PORT"))?;
+        }
+        for (name, value) in &self.topic_defaults {
+            spate_log::config::validate(name, value)
+                .map_err(|e| invalid(&format!("topic-defaults.{name}"), &e.to_string()))?;
+        }
+        Ok(())
+    }
+}
+
+/// Splits `host:port` (IPv6 hosts in brackets).
+pub fn parse_host_port(value: &str) -> Option<(String, u16)> {
+    let (host, port) = value.rsplit_once(':')?;
+    let port = port.parse().ok()?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.is_empty() {
+        return None;
+    }
+    Some((host.to_string(), port))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn example_config_matches_the_defaults() {
+        let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../spate.example.toml"))
+            .expect("spate.example.toml at the repository root");
+        let parsed = Config::parse(&text).expect("example parses");
+        assert_eq!(parsed, Config::default());
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_refused() {
+        assert!(Config::parse("no-such-setting = 1").is_err());
+        let config = Config::parse("[topic-defaults]\n\"retention.ms\" = \"soon\"").expect("parses");
+        let err = config.validate().expect_err("invalid");
+        assert!(err.to_string().contains("retention.ms"), "{err}");
+    }
+
+    #[test]
+    fn host_port_parsing() {
+        assert_eq!(parse_host_port("localhost:9092"), Some(("localhost".into(), 9092)));
+        assert_eq!(parse_host_port("[::1]:9092"), Some(("::1".into(), 9092)));
+        assert_eq!(parse_host_port("nohost"), None);
+    }
+}
