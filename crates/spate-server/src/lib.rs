@@ -1,21 +1,182 @@
-//! Spate's server: listeners, connections, and the wiring of the services (being written).
+//! Spate's server: listeners, connections, and the wiring of the services.
+//!
+//! [`run`] opens the broker on the data directory, binds the Kafka and HTTP listeners, logs one
+//! `spate is ready` line (with the bound addresses, so port 0 is usable) and serves until the
+//! shutdown future resolves. Then it stops accepting, lets connections finish what they are
+//! doing (bounded), flushes every log and records a clean shutdown. This crate is the only one
+//! that owns sockets.
 
 pub mod config;
+mod http;
+mod kafka;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use spate_broker::{Broker, BrokerOptions};
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, watch};
+use tokio_util::task::TaskTracker;
 
 pub use config::Config;
+
+/// How long connections get to finish in-flight requests at shutdown.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 /// Why the server stopped with an error.
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
-    /// Not built yet.
-    #[error("not built yet")]
-    Todo,
+    /// The config is invalid.
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
+    /// A listener could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// OS error.
+        source: std::io::Error,
+    },
+    /// The broker could not open its data.
+    #[error(transparent)]
+    Open(#[from] spate_broker::OpenError),
+    /// A task of the server failed.
+    #[error("server task failed: {0}")]
+    Task(String),
 }
 
 /// Runs the server until `shutdown` resolves.
-pub async fn run(_config: Config, _shutdown: impl std::future::Future<Output = ()>) -> Result<(), ServerError> {
-    Err(ServerError::Todo)
+pub async fn run(config: Config, shutdown: impl std::future::Future<Output = ()>) -> Result<(), ServerError> {
+    config.validate()?;
+    raise_fd_limit();
+    let kafka_listener = TcpListener::bind(config.kafka_listen).await.map_err(|source| ServerError::Bind {
+        addr: config.kafka_listen,
+        source,
+    })?;
+    let kafka_addr = kafka_listener.local_addr().map_err(|source| ServerError::Bind {
+        addr: config.kafka_listen,
+        source,
+    })?;
+    let http_listener = TcpListener::bind(config.http_listen).await.map_err(|source| ServerError::Bind {
+        addr: config.http_listen,
+        source,
+    })?;
+    let http_addr = http_listener.local_addr().map_err(|source| ServerError::Bind {
+        addr: config.http_listen,
+        source,
+    })?;
+    let (advertised_host, advertised_port) = advertised(&config, kafka_addr);
+
+    let options = BrokerOptions {
+        data_dir: config.data_dir.clone(),
+        node_id: config.node_id,
+        advertised_host: advertised_host.clone(),
+        advertised_port: i32::from(advertised_port),
+        auto_create_topics: config.auto_create_topics,
+        default_partitions: config.default_partitions,
+        fetch_max_bytes: config.fetch_max_bytes,
+        topic_defaults: config.topic_defaults.clone(),
+        sync_threads: config.sync_threads,
+        clock: spate_broker::system_clock(),
+    };
+    let broker = tokio::task::spawn_blocking(move || Broker::open(options))
+        .await
+        .map_err(|e| ServerError::Task(e.to_string()))??;
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let connection_metrics = Arc::new(kafka::ConnectionMetrics::default());
+    let tracker = TaskTracker::new();
+    let listener = Arc::new(kafka::Listener {
+        broker: Arc::clone(&broker),
+        limits: kafka::Limits {
+            max_request_bytes: config.max_request_bytes,
+            max_in_flight: config.max_in_flight_per_connection,
+            idle_timeout: Duration::from_millis(config.idle_timeout_ms),
+        },
+        connections: Arc::new(Semaphore::new(config.max_connections)),
+        memory: Arc::new(Semaphore::new(config.max_queued_request_bytes.min(Semaphore::MAX_PERMITS))),
+        metrics: Arc::clone(&connection_metrics),
+        tracker: tracker.clone(),
+    });
+    let accept = tokio::spawn(Arc::clone(&listener).run(kafka_listener, stop_rx.clone()));
+
+    let mut http_stop = stop_rx.clone();
+    let router = http::router(http::HttpState {
+        broker: Arc::clone(&broker),
+        connections: connection_metrics,
+    });
+    let http = tokio::spawn(async move {
+        let serve = axum::serve(http_listener, router).with_graceful_shutdown(async move {
+            let _ = http_stop.wait_for(|s| *s).await;
+        });
+        if let Err(err) = serve.await {
+            tracing::error!(error = %err, "http listener failed");
+        }
+    });
+
+    let mut maintenance_stop = stop_rx.clone();
+    let maintenance = tokio::spawn(Arc::clone(&broker).run_maintenance(config.retention_check_interval_ms, async move {
+        let _ = maintenance_stop.wait_for(|s| *s).await;
+    }));
+
+    tracing::info!(
+        kafka_addr = %kafka_addr,
+        http_addr = %http_addr,
+        advertised = %format!("{advertised_host}:{advertised_port}"),
+        data_dir = %config.data_dir.display(),
+        cluster_id = broker.cluster_id(),
+        "spate is ready"
+    );
+
+    shutdown.await;
+    tracing::info!("shutting down");
+    let _ = stop_tx.send(true);
+    let _ = accept.await;
+    tracker.close();
+    if tokio::time::timeout(SHUTDOWN_GRACE, tracker.wait()).await.is_err() {
+        tracing::warn!("connections still busy after the grace period; closing them");
+    }
+    let _ = http.await;
+    let _ = maintenance.await;
+    tokio::task::spawn_blocking(move || broker.shutdown())
+        .await
+        .map_err(|e| ServerError::Task(e.to_string()))?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// The host and port clients are told to use.
+fn advertised(config: &Config, bound: SocketAddr) -> (String, u16) {
+    if let Some((host, port)) = config.advertised_kafka.as_deref().and_then(config::parse_host_port) {
+        return (host, port);
+    }
+    let host = if bound.ip().is_unspecified() {
+        "localhost".to_string()
+    } else {
+        bound.ip().to_string()
+    };
+    (host, bound.port())
+}
+
+/// Lets the broker hold a file handle per segment and a socket per client.
+fn raise_fd_limit() {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => tracing::debug!(limit, "open file limit"),
+        Err(err) => tracing::warn!(error = %err, "could not raise the open file limit"),
+    }
 }
 
 /// Resolves on SIGTERM or SIGINT.
-pub async fn shutdown_signal() {}
+pub async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        tracing::warn!("cannot install signal handlers; stop with SIGKILL");
+        std::future::pending::<()>().await;
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}

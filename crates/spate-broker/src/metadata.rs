@@ -1,0 +1,203 @@
+//! Metadata and DescribeCluster: who leads what (this broker leads everything), with topic
+//! ids, and auto-creation of topics on first use when enabled.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use kafka_protocol::ResponseError;
+use kafka_protocol::messages::metadata_response::{
+    MetadataResponse, MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
+};
+use kafka_protocol::messages::describe_cluster_response::{DescribeClusterBroker, DescribeClusterResponse};
+use kafka_protocol::messages::{BrokerId, DescribeClusterRequest, MetadataRequest, TopicName};
+use kafka_protocol::protocol::StrBytes;
+use uuid::Uuid;
+
+use crate::error::BrokerError;
+use crate::topics::{Topic, validate_topic_name};
+use crate::Broker;
+
+/// "Not requested" for authorised-operation fields.
+const OPERATIONS_NOT_REQUESTED: i32 = i32::MIN;
+/// Without authorisation every operation on a topic is allowed: READ, WRITE, CREATE, DELETE,
+/// ALTER, DESCRIBE, DESCRIBE_CONFIGS, ALTER_CONFIGS.
+const ALL_TOPIC_OPERATIONS: i32 = (1 << 3) | (1 << 4) | (1 << 5) | (1 << 6) | (1 << 7) | (1 << 8) | (1 << 10) | (1 << 11);
+/// ... and on the cluster: CREATE, CLUSTER_ACTION, DESCRIBE_CONFIGS, ALTER_CONFIGS,
+/// IDEMPOTENT_WRITE, ALTER, DESCRIBE.
+const ALL_CLUSTER_OPERATIONS: i32 = (1 << 5) | (1 << 7) | (1 << 8) | (1 << 9) | (1 << 10) | (1 << 11) | (1 << 12);
+/// DescribeCluster endpoint type for brokers.
+const ENDPOINT_TYPE_BROKERS: i8 = 1;
+
+impl Broker {
+    pub(crate) async fn metadata(self: &Arc<Self>, req: MetadataRequest, version: i16) -> MetadataResponse {
+        let allow_auto_create = self.options.auto_create_topics && (version < 4 || req.allow_auto_topic_creation);
+        let include_ops = req.include_topic_authorized_operations;
+        let mut topics = Vec::new();
+        let requested = match req.topics {
+            // v0: an empty list means every topic; v1+: null means every topic.
+            Some(list) if !(version == 0 && list.is_empty()) => Some(list),
+            _ => None,
+        };
+        match requested {
+            None => {
+                for topic in self.topics.list() {
+                    topics.push(self.describe_topic(&topic, include_ops));
+                }
+            }
+            Some(list) => {
+                for requested in list {
+                    let entry = match requested.name {
+                        Some(name) if !name.is_empty() => self.metadata_for_name(&name, allow_auto_create, include_ops).await,
+                        _ => match self.topics.get_by_id(&requested.topic_id) {
+                            Some(topic) => self.describe_topic(&topic, include_ops),
+                            None => MetadataResponseTopic::default()
+                                .with_error_code(ResponseError::UnknownTopicId.code())
+                                .with_topic_id(requested.topic_id)
+                                .with_topic_authorized_operations(OPERATIONS_NOT_REQUESTED),
+                        },
+                    };
+                    topics.push(entry);
+                }
+            }
+        }
+        for topic in &mut topics {
+            downgrade_topic(topic, version);
+        }
+        let mut response = MetadataResponse::default()
+            .with_brokers(vec![
+                MetadataResponseBroker::default()
+                    .with_node_id(BrokerId(self.options.node_id))
+                    .with_host(StrBytes::from_string(self.options.advertised_host.clone()))
+                    .with_port(self.options.advertised_port),
+            ])
+            .with_cluster_id(Some(StrBytes::from_string(self.cluster_id.clone())))
+            .with_controller_id(BrokerId(self.options.node_id))
+            .with_topics(topics)
+            .with_cluster_authorized_operations(if req.include_cluster_authorized_operations && (8..=10).contains(&version) {
+                ALL_CLUSTER_OPERATIONS
+            } else {
+                OPERATIONS_NOT_REQUESTED
+            });
+        if version < 2 {
+            response.cluster_id = None;
+        }
+        if version < 1 {
+            response.controller_id = BrokerId(-1);
+        }
+        response
+    }
+
+    async fn metadata_for_name(self: &Arc<Self>, name: &str, allow_auto_create: bool, include_ops: bool) -> MetadataResponseTopic {
+        let failed = |error: ResponseError| {
+            MetadataResponseTopic::default()
+                .with_error_code(error.code())
+                .with_name(Some(TopicName(StrBytes::from_string(name.to_string()))))
+                .with_topic_id(Uuid::nil())
+                .with_topic_authorized_operations(OPERATIONS_NOT_REQUESTED)
+        };
+        if let Some(topic) = self.topics.get(name) {
+            return self.describe_topic(&topic, include_ops);
+        }
+        if validate_topic_name(name).is_err() {
+            return failed(ResponseError::InvalidTopicException);
+        }
+        if !allow_auto_create || name.starts_with("__") {
+            return failed(ResponseError::UnknownTopicOrPartition);
+        }
+        match self.create_topic_blocking(name.to_string(), self.options.default_partitions, BTreeMap::new()).await {
+            Ok(topic) => self.describe_topic(&topic, include_ops),
+            // Another client created it first.
+            Err(BrokerError::TopicAlreadyExists { .. }) => match self.topics.get(name) {
+                Some(topic) => self.describe_topic(&topic, include_ops),
+                None => failed(ResponseError::LeaderNotAvailable),
+            },
+            Err(err) => {
+                tracing::warn!(topic = name, error = %err, "could not auto-create topic");
+                MetadataResponseTopic::default()
+                    .with_error_code(err.code())
+                    .with_name(Some(TopicName(StrBytes::from_string(name.to_string()))))
+                    .with_topic_authorized_operations(OPERATIONS_NOT_REQUESTED)
+            }
+        }
+    }
+
+    pub(crate) async fn create_topic_blocking(
+        self: &Arc<Self>,
+        name: String,
+        partitions: i32,
+        configs: BTreeMap<String, String>,
+    ) -> Result<Arc<Topic>, BrokerError> {
+        let broker = Arc::clone(self);
+        let now = self.now_ms();
+        tokio::task::spawn_blocking(move || broker.topics.create(&name, partitions, configs, now))
+            .await
+            .unwrap_or_else(|err| {
+                Err(BrokerError::InvalidRequest {
+                    reason: format!("topic creation failed: {err}"),
+                })
+            })
+    }
+
+    fn describe_topic(&self, topic: &Topic, include_ops: bool) -> MetadataResponseTopic {
+        let node = BrokerId(self.options.node_id);
+        let partitions = (0..topic.partition_count())
+            .map(|index| {
+                MetadataResponsePartition::default()
+                    .with_partition_index(index)
+                    .with_leader_id(node)
+                    .with_leader_epoch(0)
+                    .with_replica_nodes(vec![node])
+                    .with_isr_nodes(vec![node])
+            })
+            .collect();
+        MetadataResponseTopic::default()
+            .with_name(Some(TopicName(StrBytes::from_string(topic.name.clone()))))
+            .with_topic_id(topic.id)
+            .with_is_internal(topic.is_internal())
+            .with_partitions(partitions)
+            .with_topic_authorized_operations(if include_ops { ALL_TOPIC_OPERATIONS } else { OPERATIONS_NOT_REQUESTED })
+    }
+
+    pub(crate) fn describe_cluster(&self, req: DescribeClusterRequest) -> DescribeClusterResponse {
+        let response = DescribeClusterResponse::default()
+            .with_endpoint_type(req.endpoint_type)
+            .with_cluster_id(StrBytes::from_string(self.cluster_id.clone()))
+            .with_controller_id(BrokerId(self.options.node_id))
+            .with_cluster_authorized_operations(if req.include_cluster_authorized_operations {
+                ALL_CLUSTER_OPERATIONS
+            } else {
+                OPERATIONS_NOT_REQUESTED
+            });
+        if req.endpoint_type != ENDPOINT_TYPE_BROKERS {
+            return response
+                .with_error_code(ResponseError::UnsupportedEndpointType.code())
+                .with_error_message(Some(StrBytes::from_static_str(
+                    "Spate has no separate controllers; ask for broker endpoints",
+                )));
+        }
+        response.with_brokers(vec![
+            DescribeClusterBroker::default()
+                .with_broker_id(BrokerId(self.options.node_id))
+                .with_host(StrBytes::from_string(self.options.advertised_host.clone()))
+                .with_port(self.options.advertised_port),
+        ])
+    }
+}
+
+/// Clears fields the response version does not carry (the encoder refuses them).
+fn downgrade_topic(topic: &mut MetadataResponseTopic, version: i16) {
+    if version < 10 {
+        topic.topic_id = Uuid::nil();
+    }
+    if version < 1 {
+        topic.is_internal = false;
+    }
+    if version < 8 {
+        topic.topic_authorized_operations = OPERATIONS_NOT_REQUESTED;
+    }
+    if version < 7 {
+        for partition in &mut topic.partitions {
+            partition.leader_epoch = -1;
+        }
+    }
+}

@@ -1,0 +1,239 @@
+//! Produce: validate each partition's batch, append it, then acknowledge per `acks`.
+//!
+//! Validation and appends run on a blocking thread before `handle` returns, so requests on one
+//! connection append in the order they arrived. With acks=all on a topic that syncs every
+//! write (the default), the response waits until the group-commit fsync covers the batch.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use bytes::Bytes;
+use kafka_protocol::ResponseError;
+use kafka_protocol::messages::ProduceRequest;
+use kafka_protocol::messages::produce_response::{PartitionProduceResponse, ProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::{ResponseKind, TopicName};
+use kafka_protocol::protocol::StrBytes;
+use spate_log::{AppendInfo, Log, batch};
+
+use crate::error::{BrokerError, batch_error_code};
+use crate::{Broker, Reply};
+
+/// Upper bound for decompressing a batch to check its keys (compacted topics).
+const MAX_VALIDATION_DECOMPRESSED_BYTES: usize = 64 << 20;
+
+struct Slot {
+    topic: usize,
+    partition: usize,
+    log: Option<Arc<Log>>,
+    records: Option<Bytes>,
+    outcome: Outcome,
+}
+
+enum Outcome {
+    Pending,
+    Failed(i16, String),
+    Appended(AppendInfo),
+}
+
+impl Broker {
+    pub(crate) async fn produce(self: &Arc<Self>, req: ProduceRequest, version: i16) -> Reply {
+        let acks = req.acks;
+        let mut response = ProduceResponse::default();
+        let mut slots = Vec::new();
+        for (t, topic_data) in req.topic_data.into_iter().enumerate() {
+            let topic = if version >= 13 {
+                self.topics.get_by_id(&topic_data.topic_id)
+            } else {
+                self.topics.get(&topic_data.name)
+            };
+            let mut topic_response = TopicProduceResponse::default()
+                .with_name(topic_data.name.clone())
+                .with_topic_id(topic_data.topic_id);
+            if version >= 13 {
+                topic_response.name = TopicName(StrBytes::default());
+            } else {
+                topic_response.topic_id = uuid::Uuid::nil();
+            }
+            for (p, partition_data) in topic_data.partition_data.into_iter().enumerate() {
+                topic_response
+                    .partition_responses
+                    .push(PartitionProduceResponse::default().with_index(partition_data.index));
+                let mut slot = Slot {
+                    topic: t,
+                    partition: p,
+                    log: None,
+                    records: partition_data.records,
+                    outcome: Outcome::Pending,
+                };
+                let unknown = if version >= 13 {
+                    ResponseError::UnknownTopicId
+                } else {
+                    ResponseError::UnknownTopicOrPartition
+                };
+                match topic.as_ref().map(|t| t.partition(partition_data.index)) {
+                    None => slot.outcome = Outcome::Failed(unknown.code(), "unknown topic".into()),
+                    Some(None) => {
+                        slot.outcome = Outcome::Failed(
+                            ResponseError::UnknownTopicOrPartition.code(),
+                            format!("partition {} does not exist", partition_data.index),
+                        )
+                    }
+                    Some(Some(partition)) => slot.log = Some(Arc::clone(&partition.log)),
+                }
+                if !matches!(acks, -1..=1) {
+                    let err = BrokerError::InvalidRequiredAcks { acks };
+                    slot.outcome = Outcome::Failed(err.code(), err.to_string());
+                }
+                slots.push(slot);
+            }
+            response.responses.push(topic_response);
+        }
+
+        let now = self.now_ms();
+        let broker = Arc::clone(self);
+        let appended = tokio::task::spawn_blocking(move || {
+            for slot in &mut slots {
+                if let (Outcome::Pending, Some(log)) = (&slot.outcome, &slot.log) {
+                    slot.outcome = broker.append_one(log, slot.records.take(), now);
+                }
+            }
+            slots
+        })
+        .await;
+        let slots = match appended {
+            Ok(slots) => slots,
+            Err(err) => {
+                // A panic while appending is a bug; the append lock was never poisoned
+                // (parking_lot), but this request cannot be answered honestly.
+                tracing::error!(error = %err, "produce task failed");
+                return Reply::Now(ResponseKind::Produce(fail_all(response, ResponseError::UnknownServerError.code())));
+            }
+        };
+
+        let mut waits = Vec::new();
+        for slot in slots {
+            let partition = &mut response.responses[slot.topic].partition_responses[slot.partition];
+            match slot.outcome {
+                Outcome::Appended(info) => {
+                    partition.base_offset = info.base_offset;
+                    partition.log_append_time_ms = info.log_append_time_ms;
+                    partition.log_start_offset = info.log_start_offset;
+                    if info.wait_for_durable && acks == -1 {
+                        if let Some(log) = slot.log {
+                            waits.push((slot.topic, slot.partition, log, info.last_offset + 1));
+                        }
+                    }
+                }
+                Outcome::Failed(code, message) => {
+                    self.metrics.produce_errors.fetch_add(1, Ordering::Relaxed);
+                    partition.error_code = code;
+                    partition.error_message = Some(StrBytes::from_string(message));
+                    partition.base_offset = -1;
+                    partition.log_append_time_ms = -1;
+                    partition.log_start_offset = -1;
+                }
+                Outcome::Pending => unreachable!("every slot is appended or failed"),
+            }
+        }
+        match acks {
+            0 => Reply::Nothing,
+            -1 if !waits.is_empty() => {
+                let version_fix = version;
+                let timeout_ms = req.timeout_ms.max(0);
+                Reply::Later(Box::pin(async move {
+                    for (t, p, log, offset) in waits {
+                        let waited = tokio::time::timeout(Duration::from_millis(timeout_ms as u64), log.wait_durable(offset)).await;
+                        let error = match waited {
+                            Ok(Ok(())) => None,
+                            Ok(Err(err)) => Some(BrokerError::from(&err)),
+                            Err(_) => Some(BrokerError::RequestTimedOut { timeout_ms }),
+                        };
+                        if let Some(err) = error {
+                            let partition = &mut response.responses[t].partition_responses[p];
+                            partition.error_code = err.code();
+                            partition.error_message = Some(StrBytes::from_string(err.to_string()));
+                            partition.base_offset = -1;
+                        }
+                    }
+                    downgrade(&mut response, version_fix);
+                    ResponseKind::Produce(response)
+                }))
+            }
+            _ => {
+                downgrade(&mut response, version);
+                Reply::Now(ResponseKind::Produce(response))
+            }
+        }
+    }
+
+    /// Validates and appends one partition's records; blocking.
+    fn append_one(&self, log: &Arc<Log>, records: Option<Bytes>, now_ms: i64) -> Outcome {
+        let Some(records) = records.filter(|r| !r.is_empty()) else {
+            return Outcome::Failed(
+                ResponseError::InvalidRecord.code(),
+                "produce request carries no record batch for the partition".into(),
+            );
+        };
+        let config = log.config();
+        if records.len() > config.max_message_bytes {
+            let err = BrokerError::from(spate_log::LogError::MessageTooLarge {
+                size_bytes: records.len(),
+                limit_bytes: config.max_message_bytes,
+            });
+            return Outcome::Failed(err.code(), err.to_string());
+        }
+        let header = match batch::validate_produce_batch(&records, config.compact, MAX_VALIDATION_DECOMPRESSED_BYTES) {
+            Ok(header) => header,
+            Err(err) => {
+                tracing::warn!(log = log.name(), error = %err, "refused a record batch");
+                return Outcome::Failed(batch_error_code(&err).code(), err.to_string());
+            }
+        };
+        let mut bytes = records.to_vec();
+        match log.append(&mut bytes, &header, now_ms) {
+            Ok(info) => {
+                if info.needs_sync {
+                    self.syncer.request(log);
+                }
+                self.metrics.produce_bytes.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+                self.metrics
+                    .produce_records
+                    .fetch_add(header.record_count as u64, Ordering::Relaxed);
+                Outcome::Appended(info)
+            }
+            Err(err) => {
+                if err.is_disk_full() || matches!(err, spate_log::LogError::Io { .. } | spate_log::LogError::Offline { .. }) {
+                    tracing::error!(log = log.name(), error = %err, "append failed");
+                }
+                let err = BrokerError::from(&err);
+                Outcome::Failed(err.code(), err.to_string())
+            }
+        }
+    }
+}
+
+fn fail_all(mut response: ProduceResponse, code: i16) -> ProduceResponse {
+    for topic in &mut response.responses {
+        for partition in &mut topic.partition_responses {
+            partition.error_code = code;
+            partition.base_offset = -1;
+        }
+    }
+    response
+}
+
+/// Clears fields the response version does not carry (the encoder refuses them).
+fn downgrade(response: &mut ProduceResponse, version: i16) {
+    for topic in &mut response.responses {
+        for partition in &mut topic.partition_responses {
+            if version < 5 {
+                partition.log_start_offset = -1;
+            }
+            if version < 8 {
+                partition.error_message = None;
+                partition.record_errors.clear();
+            }
+        }
+    }
+}

@@ -1,0 +1,230 @@
+//! The Kafka protocol listener: one task pair per connection.
+//!
+//! A reader task reads frames, decodes them and hands them to the broker in arrival order; a
+//! writer task writes the responses in the same order. Work that completes later (an fsync
+//! wait, a fetch long-poll) runs as its own task while the reader goes on, so one connection can
+//! have several requests in flight (bounded), and the Kafka rule of in-order responses holds.
+//! Limits: frame size, in-flight requests per connection, request bytes across all connections,
+//! connection count, idle time.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::messages::ResponseKind;
+use spate_broker::{Broker, Reply};
+use spate_protocol::DecodeError;
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::task::JoinHandle;
+use tokio_util::task::TaskTracker;
+
+/// Limits applied to every connection.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Largest frame accepted.
+    pub max_request_bytes: usize,
+    /// Requests in flight per connection.
+    pub max_in_flight: usize,
+    /// Idle time before a connection is closed.
+    pub idle_timeout: Duration,
+}
+
+/// Connection counters for `/metrics`.
+#[derive(Debug, Default)]
+pub struct ConnectionMetrics {
+    /// Connections accepted.
+    pub accepted: AtomicU64,
+    /// Connections refused at the limit.
+    pub refused: AtomicU64,
+    /// Open connections.
+    pub active: AtomicU64,
+    /// Frames that could not be decoded (connection closed).
+    pub decode_errors: AtomicU64,
+}
+
+/// Shared state of the listener.
+pub struct Listener {
+    pub(crate) broker: Arc<Broker>,
+    pub(crate) limits: Limits,
+    pub(crate) connections: Arc<Semaphore>,
+    pub(crate) memory: Arc<Semaphore>,
+    pub(crate) metrics: Arc<ConnectionMetrics>,
+    pub(crate) tracker: TaskTracker,
+}
+
+enum Pending {
+    Ready(Bytes),
+    Task(JoinHandle<Option<Bytes>>),
+}
+
+impl Listener {
+    /// Accepts connections until `stop` turns true.
+    pub async fn run(self: Arc<Self>, listener: TcpListener, mut stop: watch::Receiver<bool>) {
+        loop {
+            let accepted = tokio::select! {
+                _ = stop.wait_for(|s| *s) => return,
+                accepted = listener.accept() => accepted,
+            };
+            let (stream, peer) = match accepted {
+                Ok(pair) => pair,
+                Err(err) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::warn!(error = %err, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
+            let Ok(permit) = Arc::clone(&self.connections).try_acquire_owned() else {
+                self.metrics.refused.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(peer = %peer, "connection refused: max-connections reached");
+                drop(stream);
+                continue;
+            };
+            self.metrics.accepted.fetch_add(1, Ordering::Relaxed);
+            let listener = Arc::clone(&self);
+            let stop = stop.clone();
+            self.tracker.spawn(async move {
+                listener.metrics.active.fetch_add(1, Ordering::Relaxed);
+                listener.serve(stream, peer, stop).await;
+                listener.metrics.active.fetch_sub(1, Ordering::Relaxed);
+                drop(permit);
+            });
+        }
+    }
+
+    async fn serve(self: &Arc<Self>, stream: TcpStream, peer: SocketAddr, stop: watch::Receiver<bool>) {
+        let _ = stream.set_nodelay(true);
+        let (reader, writer) = stream.into_split();
+        let (tx, rx) = mpsc::channel(self.limits.max_in_flight);
+        let writer = tokio::spawn(write_responses(writer, rx, peer));
+        if let Err(reason) = self.read_requests(reader, peer, &tx, stop).await {
+            tracing::warn!(peer = %peer, reason = %reason, "closing connection");
+        }
+        drop(tx);
+        let _ = writer.await;
+    }
+
+    /// Reads and dispatches requests until the peer closes, an error, or shutdown. Returns the
+    /// reason when the connection must close because of the client.
+    async fn read_requests(
+        self: &Arc<Self>,
+        mut reader: OwnedReadHalf,
+        peer: SocketAddr,
+        tx: &mpsc::Sender<Pending>,
+        mut stop: watch::Receiver<bool>,
+    ) -> Result<(), String> {
+        loop {
+            let mut prefix = [0u8; 4];
+            let read = tokio::select! {
+                _ = stop.wait_for(|s| *s) => return Ok(()),
+                read = tokio::time::timeout(self.limits.idle_timeout, reader.read_exact(&mut prefix)) => read,
+            };
+            match read {
+                Err(_) => {
+                    tracing::debug!(peer = %peer, "closing idle connection");
+                    return Ok(());
+                }
+                Ok(Err(err)) if err.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
+                Ok(Err(err)) => return Err(format!("read failed: {err}")),
+                Ok(Ok(_)) => {}
+            }
+            let Some(length) = spate_protocol::read_frame_length(prefix, self.limits.max_request_bytes) else {
+                self.metrics.decode_errors.fetch_add(1, Ordering::Relaxed);
+                return Err(format!(
+                    "frame size {} is negative or above max-request-bytes {}",
+                    i32::from_be_bytes(prefix),
+                    self.limits.max_request_bytes
+                ));
+            };
+            // Bound the request bytes held across all connections; this waits under load.
+            let permits = u32::try_from(length.max(1)).unwrap_or(u32::MAX);
+            let Ok(permit) = Arc::clone(&self.memory).acquire_many_owned(permits).await else {
+                return Ok(());
+            };
+            let mut body = BytesMut::zeroed(length);
+            match tokio::time::timeout(self.limits.idle_timeout, reader.read_exact(&mut body)).await {
+                Err(_) => return Err("timed out reading a request body".into()),
+                Ok(Err(err)) if err.kind() == std::io::ErrorKind::UnexpectedEof => {
+                    return Err(format!("connection closed inside a {length}-byte frame"));
+                }
+                Ok(Err(err)) => return Err(format!("read failed: {err}")),
+                Ok(Ok(_)) => {}
+            }
+            let request = match spate_protocol::decode_request(body.freeze()) {
+                Ok(request) => request,
+                Err(DecodeError::UnsupportedVersion {
+                    api_key: kafka_protocol::messages::ApiKey::ApiVersions,
+                    correlation_id,
+                    ..
+                }) => {
+                    let response = spate_protocol::unsupported_api_versions_response(correlation_id);
+                    if tx.send(Pending::Ready(response)).await.is_err() {
+                        return Ok(());
+                    }
+                    continue;
+                }
+                Err(err) => {
+                    self.metrics.decode_errors.fetch_add(1, Ordering::Relaxed);
+                    return Err(err.to_string());
+                }
+            };
+            let (api_key, version, correlation_id) = (request.api_key, request.api_version, request.correlation_id);
+            let reply = self.broker.handle(request).await;
+            drop(permit);
+            let pending = match reply {
+                Reply::Nothing => continue,
+                Reply::Now(response) => match encode(api_key, version, correlation_id, &response) {
+                    Some(bytes) => Pending::Ready(bytes),
+                    None => return Err(format!("could not encode a {api_key:?} v{version} response")),
+                },
+                Reply::Later(future) => Pending::Task(tokio::spawn(async move {
+                    let response = future.await;
+                    encode(api_key, version, correlation_id, &response)
+                })),
+            };
+            if tx.send(pending).await.is_err() {
+                return Ok(());
+            }
+        }
+    }
+}
+
+fn encode(api_key: kafka_protocol::messages::ApiKey, version: i16, correlation_id: i32, response: &ResponseKind) -> Option<Bytes> {
+    match spate_protocol::encode_response(api_key, version, correlation_id, response) {
+        Ok(bytes) => Some(bytes),
+        Err(err) => {
+            tracing::error!(api = ?api_key, version, error = %err, "could not encode response");
+            None
+        }
+    }
+}
+
+async fn write_responses(writer: OwnedWriteHalf, mut rx: mpsc::Receiver<Pending>, peer: SocketAddr) {
+    let mut writer = BufWriter::with_capacity(64 * 1024, writer);
+    while let Some(pending) = rx.recv().await {
+        let bytes = match pending {
+            Pending::Ready(bytes) => bytes,
+            Pending::Task(handle) => match handle.await {
+                Ok(Some(bytes)) => bytes,
+                Ok(None) => break,
+                Err(err) => {
+                    tracing::error!(peer = %peer, error = %err, "request task failed; closing connection");
+                    break;
+                }
+            },
+        };
+        if writer.write_all(&bytes).await.is_err() {
+            break;
+        }
+        if rx.is_empty() && writer.flush().await.is_err() {
+            break;
+        }
+    }
+    let _ = writer.flush().await;
+    let _ = writer.into_inner().shutdown().await;
+}
