@@ -166,7 +166,7 @@ impl Broker {
         }
         let now = (options.clock)();
         let topics = TopicRegistry::open(&data_dir.join("topics"), options.topic_defaults.clone(), clean, now)?;
-        if !clean {
+        if !clean && !topics.list().is_empty() {
             tracing::info!(topics = topics.list().len(), "recovered after an unclean shutdown");
         }
         let syncer = Syncer::start(options.sync_threads);

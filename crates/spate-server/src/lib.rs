@@ -48,102 +48,157 @@ pub enum ServerError {
 
 /// Runs the server until `shutdown` resolves.
 pub async fn run(config: Config, shutdown: impl std::future::Future<Output = ()>) -> Result<(), ServerError> {
-    config.validate()?;
-    raise_fd_limit();
-    let kafka_listener = TcpListener::bind(config.kafka_listen).await.map_err(|source| ServerError::Bind {
-        addr: config.kafka_listen,
-        source,
-    })?;
-    let kafka_addr = kafka_listener.local_addr().map_err(|source| ServerError::Bind {
-        addr: config.kafka_listen,
-        source,
-    })?;
-    let http_listener = TcpListener::bind(config.http_listen).await.map_err(|source| ServerError::Bind {
-        addr: config.http_listen,
-        source,
-    })?;
-    let http_addr = http_listener.local_addr().map_err(|source| ServerError::Bind {
-        addr: config.http_listen,
-        source,
-    })?;
-    let (advertised_host, advertised_port) = advertised(&config, kafka_addr);
+    Server::bind(config).await?.serve(shutdown).await
+}
 
-    let options = BrokerOptions {
-        data_dir: config.data_dir.clone(),
-        node_id: config.node_id,
-        advertised_host: advertised_host.clone(),
-        advertised_port: i32::from(advertised_port),
-        auto_create_topics: config.auto_create_topics,
-        default_partitions: config.default_partitions,
-        fetch_max_bytes: config.fetch_max_bytes,
-        topic_defaults: config.topic_defaults.clone(),
-        sync_threads: config.sync_threads,
-        clock: spate_broker::system_clock(),
-    };
-    let broker = tokio::task::spawn_blocking(move || Broker::open(options))
-        .await
-        .map_err(|e| ServerError::Task(e.to_string()))??;
+/// A bound, opened server that has not started serving yet.
+pub struct Server {
+    config: Config,
+    kafka_listener: TcpListener,
+    kafka_addr: SocketAddr,
+    http_listener: TcpListener,
+    http_addr: SocketAddr,
+    advertised: (String, u16),
+    broker: Arc<Broker>,
+}
 
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let connection_metrics = Arc::new(kafka::ConnectionMetrics::default());
-    let tracker = TaskTracker::new();
-    let listener = Arc::new(kafka::Listener {
-        broker: Arc::clone(&broker),
-        limits: kafka::Limits {
-            max_request_bytes: config.max_request_bytes,
-            max_in_flight: config.max_in_flight_per_connection,
-            idle_timeout: Duration::from_millis(config.idle_timeout_ms),
-        },
-        connections: Arc::new(Semaphore::new(config.max_connections)),
-        memory: Arc::new(Semaphore::new(config.max_queued_request_bytes.min(Semaphore::MAX_PERMITS))),
-        metrics: Arc::clone(&connection_metrics),
-        tracker: tracker.clone(),
-    });
-    let accept = tokio::spawn(Arc::clone(&listener).run(kafka_listener, stop_rx.clone()));
-
-    let mut http_stop = stop_rx.clone();
-    let router = http::router(http::HttpState {
-        broker: Arc::clone(&broker),
-        connections: connection_metrics,
-    });
-    let http = tokio::spawn(async move {
-        let serve = axum::serve(http_listener, router).with_graceful_shutdown(async move {
-            let _ = http_stop.wait_for(|s| *s).await;
-        });
-        if let Err(err) = serve.await {
-            tracing::error!(error = %err, "http listener failed");
-        }
-    });
-
-    let mut maintenance_stop = stop_rx.clone();
-    let maintenance = tokio::spawn(Arc::clone(&broker).run_maintenance(config.retention_check_interval_ms, async move {
-        let _ = maintenance_stop.wait_for(|s| *s).await;
-    }));
-
-    tracing::info!(
-        kafka_addr = %kafka_addr,
-        http_addr = %http_addr,
-        advertised = %format!("{advertised_host}:{advertised_port}"),
-        data_dir = %config.data_dir.display(),
-        cluster_id = broker.cluster_id(),
-        "spate is ready"
-    );
-
-    shutdown.await;
-    tracing::info!("shutting down");
-    let _ = stop_tx.send(true);
-    let _ = accept.await;
-    tracker.close();
-    if tokio::time::timeout(SHUTDOWN_GRACE, tracker.wait()).await.is_err() {
-        tracing::warn!("connections still busy after the grace period; closing them");
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("kafka_addr", &self.kafka_addr)
+            .field("http_addr", &self.http_addr)
+            .finish_non_exhaustive()
     }
-    let _ = http.await;
-    let _ = maintenance.await;
-    tokio::task::spawn_blocking(move || broker.shutdown())
-        .await
-        .map_err(|e| ServerError::Task(e.to_string()))?;
-    tracing::info!("stopped");
-    Ok(())
+}
+
+impl Server {
+    /// Binds the listeners and opens the broker's data (recovering it if needed).
+    pub async fn bind(config: Config) -> Result<Server, ServerError> {
+        config.validate()?;
+        raise_fd_limit();
+        let bind_error = |addr: SocketAddr| move |source| ServerError::Bind { addr, source };
+        let kafka_listener = TcpListener::bind(config.kafka_listen)
+            .await
+            .map_err(bind_error(config.kafka_listen))?;
+        let kafka_addr = kafka_listener.local_addr().map_err(bind_error(config.kafka_listen))?;
+        let http_listener = TcpListener::bind(config.http_listen)
+            .await
+            .map_err(bind_error(config.http_listen))?;
+        let http_addr = http_listener.local_addr().map_err(bind_error(config.http_listen))?;
+        let advertised = advertised(&config, kafka_addr);
+        let options = BrokerOptions {
+            data_dir: config.data_dir.clone(),
+            node_id: config.node_id,
+            advertised_host: advertised.0.clone(),
+            advertised_port: i32::from(advertised.1),
+            auto_create_topics: config.auto_create_topics,
+            default_partitions: config.default_partitions,
+            fetch_max_bytes: config.fetch_max_bytes,
+            topic_defaults: config.topic_defaults.clone(),
+            sync_threads: config.sync_threads,
+            clock: spate_broker::system_clock(),
+        };
+        let broker = tokio::task::spawn_blocking(move || Broker::open(options))
+            .await
+            .map_err(|e| ServerError::Task(e.to_string()))??;
+        Ok(Server {
+            config,
+            kafka_listener,
+            kafka_addr,
+            http_listener,
+            http_addr,
+            advertised,
+            broker,
+        })
+    }
+
+    /// The bound Kafka listener address.
+    pub fn kafka_addr(&self) -> SocketAddr {
+        self.kafka_addr
+    }
+
+    /// The bound HTTP listener address.
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http_addr
+    }
+
+    /// The broker, for in-process tests.
+    pub fn broker(&self) -> &Arc<Broker> {
+        &self.broker
+    }
+
+    /// Serves until `shutdown` resolves, then stops cleanly.
+    pub async fn serve(self, shutdown: impl std::future::Future<Output = ()>) -> Result<(), ServerError> {
+        let Server {
+            config,
+            kafka_listener,
+            kafka_addr,
+            http_listener,
+            http_addr,
+            advertised: (advertised_host, advertised_port),
+            broker,
+        } = self;
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let connection_metrics = Arc::new(kafka::ConnectionMetrics::default());
+        let tracker = TaskTracker::new();
+        let listener = Arc::new(kafka::Listener {
+            broker: Arc::clone(&broker),
+            limits: kafka::Limits {
+                max_request_bytes: config.max_request_bytes,
+                max_in_flight: config.max_in_flight_per_connection,
+                idle_timeout: Duration::from_millis(config.idle_timeout_ms),
+            },
+            connections: Arc::new(Semaphore::new(config.max_connections)),
+            memory: Arc::new(Semaphore::new(config.max_queued_request_bytes.min(Semaphore::MAX_PERMITS))),
+            metrics: Arc::clone(&connection_metrics),
+            tracker: tracker.clone(),
+        });
+        let accept = tokio::spawn(Arc::clone(&listener).run(kafka_listener, stop_rx.clone()));
+
+        let mut http_stop = stop_rx.clone();
+        let router = http::router(http::HttpState {
+            broker: Arc::clone(&broker),
+            connections: connection_metrics,
+        });
+        let http = tokio::spawn(async move {
+            let serve = axum::serve(http_listener, router).with_graceful_shutdown(async move {
+                let _ = http_stop.wait_for(|s| *s).await;
+            });
+            if let Err(err) = serve.await {
+                tracing::error!(error = %err, "http listener failed");
+            }
+        });
+
+        let mut maintenance_stop = stop_rx.clone();
+        let maintenance = tokio::spawn(Arc::clone(&broker).run_maintenance(config.retention_check_interval_ms, async move {
+            let _ = maintenance_stop.wait_for(|s| *s).await;
+        }));
+
+        tracing::info!(
+            kafka_addr = %kafka_addr,
+            http_addr = %http_addr,
+            advertised = %format!("{advertised_host}:{advertised_port}"),
+            data_dir = %config.data_dir.display(),
+            cluster_id = broker.cluster_id(),
+            "spate is ready"
+        );
+
+        shutdown.await;
+        tracing::info!("shutting down");
+        let _ = stop_tx.send(true);
+        let _ = accept.await;
+        tracker.close();
+        if tokio::time::timeout(SHUTDOWN_GRACE, tracker.wait()).await.is_err() {
+            tracing::warn!("connections still busy after the grace period; closing them");
+        }
+        let _ = http.await;
+        let _ = maintenance.await;
+        tokio::task::spawn_blocking(move || broker.shutdown())
+            .await
+            .map_err(|e| ServerError::Task(e.to_string()))?;
+        tracing::info!("stopped");
+        Ok(())
+    }
 }
 
 /// The host and port clients are told to use.
