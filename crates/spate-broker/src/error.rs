@@ -124,6 +124,8 @@ pub fn log_error_code(err: &LogError) -> ResponseError {
         LogError::InvalidTimestamp { .. } => ResponseError::InvalidTimestamp,
         LogError::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange,
         LogError::Offline { .. } => ResponseError::KafkaStorageError,
+        LogError::InvalidProducerEpoch { .. } => ResponseError::InvalidProducerEpoch,
+        LogError::OutOfOrderSequence { .. } => ResponseError::OutOfOrderSequenceNumber,
         // The log went away under the request: the topic was deleted.
         LogError::Closed => ResponseError::UnknownTopicOrPartition,
     }
@@ -195,6 +197,22 @@ mod tests {
                 1,
             ),
             (LogError::Offline { reason: "x".into() }, 56),
+            (
+                LogError::InvalidProducerEpoch {
+                    producer_id: 1,
+                    epoch: 0,
+                    current_epoch: 1,
+                },
+                47,
+            ),
+            (
+                LogError::OutOfOrderSequence {
+                    producer_id: 1,
+                    expected: 1,
+                    received: 3,
+                },
+                45,
+            ),
             (LogError::Closed, 3),
         ];
         for (err, code) in cases {

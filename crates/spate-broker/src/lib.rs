@@ -19,6 +19,7 @@ mod metadata;
 mod metrics;
 mod offsets;
 mod produce;
+mod producers;
 pub mod topics;
 
 use std::collections::BTreeMap;
@@ -136,6 +137,7 @@ pub struct Broker {
     topics: TopicRegistry,
     syncer: Arc<Syncer>,
     metrics: Metrics,
+    producer_ids: producers::ProducerIds,
 }
 
 impl std::fmt::Debug for Broker {
@@ -169,6 +171,7 @@ impl Broker {
         if !clean && !topics.list().is_empty() {
             tracing::info!(topics = topics.list().len(), "recovered after an unclean shutdown");
         }
+        let producer_ids = producers::ProducerIds::open(&data_dir).map_err(dir_error)?;
         let syncer = Syncer::start(options.sync_threads);
         Ok(Arc::new(Broker {
             options,
@@ -176,6 +179,7 @@ impl Broker {
             topics,
             syncer,
             metrics: Metrics::default(),
+            producer_ids,
         }))
     }
 
@@ -229,6 +233,10 @@ impl Broker {
                 Reply::Now(ResponseKind::IncrementalAlterConfigs(self.incremental_alter_configs(req).await))
             }
             RequestKind::DescribeCluster(req) => Reply::Now(ResponseKind::DescribeCluster(self.describe_cluster(req))),
+            RequestKind::InitProducerId(req) => Reply::Now(ResponseKind::InitProducerId(self.init_producer_id(req).await)),
+            RequestKind::FindCoordinator(req) => {
+                Reply::Now(ResponseKind::FindCoordinator(self.find_coordinator(req, version)))
+            }
             other => {
                 // spate-protocol only decodes advertised APIs, and every advertised API has an
                 // arm above; reaching here is a broken invariant between the two crates.

@@ -9,7 +9,8 @@ use kafka_protocol::messages::metadata_response::{
     MetadataResponse, MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
 };
 use kafka_protocol::messages::describe_cluster_response::{DescribeClusterBroker, DescribeClusterResponse};
-use kafka_protocol::messages::{BrokerId, DescribeClusterRequest, MetadataRequest, TopicName};
+use kafka_protocol::messages::find_coordinator_response::{self, FindCoordinatorResponse};
+use kafka_protocol::messages::{BrokerId, DescribeClusterRequest, FindCoordinatorRequest, MetadataRequest, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use uuid::Uuid;
 
@@ -198,6 +199,53 @@ fn downgrade_topic(topic: &mut MetadataResponseTopic, version: i16) {
     if version < 7 {
         for partition in &mut topic.partitions {
             partition.leader_epoch = -1;
+        }
+    }
+}
+
+/// FindCoordinator key types.
+const KEY_TYPE_GROUP: i8 = 0;
+
+impl Broker {
+    /// Every group is coordinated by this broker. Transaction and share-group coordinators do
+    /// not exist yet, so those keys get COORDINATOR_NOT_AVAILABLE.
+    pub(crate) fn find_coordinator(&self, req: FindCoordinatorRequest, version: i16) -> FindCoordinatorResponse {
+        let host = StrBytes::from_string(self.options.advertised_host.clone());
+        let node = BrokerId(self.options.node_id);
+        let port = self.options.advertised_port;
+        let supported = req.key_type == KEY_TYPE_GROUP;
+        let unavailable = ResponseError::CoordinatorNotAvailable;
+        let message = || Some(StrBytes::from_static_str("only consumer group coordinators exist on this broker"));
+        if version >= 4 {
+            let coordinators = req
+                .coordinator_keys
+                .into_iter()
+                .map(|key| {
+                    let coordinator = find_coordinator_response::Coordinator::default().with_key(key);
+                    if supported {
+                        coordinator.with_node_id(node).with_host(host.clone()).with_port(port)
+                    } else {
+                        coordinator
+                            .with_node_id(BrokerId(-1))
+                            .with_port(-1)
+                            .with_error_code(unavailable.code())
+                            .with_error_message(message())
+                    }
+                })
+                .collect();
+            return FindCoordinatorResponse::default().with_coordinators(coordinators);
+        }
+        if supported {
+            FindCoordinatorResponse::default().with_node_id(node).with_host(host).with_port(port)
+        } else {
+            let mut response = FindCoordinatorResponse::default()
+                .with_node_id(BrokerId(-1))
+                .with_port(-1)
+                .with_error_code(unavailable.code());
+            if version >= 1 {
+                response.error_message = message();
+            }
+            response
         }
     }
 }

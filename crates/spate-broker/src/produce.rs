@@ -184,6 +184,12 @@ impl Broker {
             return Outcome::Failed(err.code(), err.to_string());
         }
         let header = match batch::validate_produce_batch(&records, config.compact, MAX_VALIDATION_DECOMPRESSED_BYTES) {
+            Ok(header) if header.is_transactional() => {
+                return Outcome::Failed(
+                    ResponseError::InvalidTxnState.code(),
+                    "transactional batches need the transaction coordinator, which this broker does not run yet".into(),
+                );
+            }
             Ok(header) => header,
             Err(err) => {
                 tracing::warn!(log = log.name(), error = %err, "refused a record batch");
@@ -195,6 +201,10 @@ impl Broker {
             Ok(info) => {
                 if info.needs_sync {
                     self.syncer.request(log);
+                }
+                if info.duplicate {
+                    tracing::debug!(log = log.name(), base_offset = info.base_offset, "answered a retried idempotent batch");
+                    return Outcome::Appended(info);
                 }
                 self.metrics.produce_bytes.fetch_add(bytes.len() as u64, Ordering::Relaxed);
                 self.metrics

@@ -210,6 +210,27 @@ fn requests(api: ApiKey, version: i16, topic_id: uuid::Uuid) -> Vec<RequestKind>
         ApiKey::DescribeCluster => vec![RequestKind::DescribeCluster(
             DescribeClusterRequest::default().with_include_cluster_authorized_operations(true),
         )],
+        ApiKey::FindCoordinator => [0i8, 1]
+            .iter()
+            .map(|key_type| {
+                let mut request = FindCoordinatorRequest::default();
+                if version >= 1 {
+                    request.key_type = *key_type;
+                }
+                if version >= 4 {
+                    request.coordinator_keys = vec![s("group-a"), s("group-b")];
+                } else {
+                    request.key = s("group-a");
+                }
+                RequestKind::FindCoordinator(request)
+            })
+            .collect(),
+        ApiKey::InitProducerId => vec![
+            RequestKind::InitProducerId(InitProducerIdRequest::default().with_transaction_timeout_ms(60_000)),
+            RequestKind::InitProducerId(
+                InitProducerIdRequest::default().with_transactional_id(Some(TransactionalId(s("tx")))),
+            ),
+        ],
         other => panic!("no sample request for advertised API {other:?}"),
     }
 }

@@ -224,6 +224,14 @@ pub fn validate_produce_batch(
         });
     }
     let codec = header.compression()?;
+    if header.producer_id >= 0 && (header.producer_epoch < 0 || header.base_sequence < 0) {
+        return Err(BatchError::InvalidRecords {
+            reason: format!(
+                "idempotent batch of producer {} has epoch {} and sequence {}",
+                header.producer_id, header.producer_epoch, header.base_sequence
+            ),
+        });
+    }
     if header.is_control() {
         return Err(BatchError::InvalidRecords {
             reason: "producers may not send control batches".to_string(),
@@ -752,6 +760,18 @@ mod tests {
         let bytes = batch(&[(b"key", b"value")]);
         for cut in 0..bytes.len() {
             let _ = validate_produce_batch(&bytes[..cut], false, 1 << 20);
+        }
+    }
+
+    #[test]
+    fn batches_written_by_librdkafka_validate_for_every_codec() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../fuzz/corpus/record_batch");
+        for codec in ["none", "gzip", "snappy", "lz4", "zstd"] {
+            let bytes = std::fs::read(format!("{dir}/{codec}")).expect("seed batch");
+            let header = validate_produce_batch(&bytes, true, 1 << 20).unwrap_or_else(|e| panic!("{codec}: {e}"));
+            assert_eq!(header.compression().map(Compression::name), Ok(if codec == "none" { "uncompressed" } else { codec }));
+            let records = record_bytes(&bytes, 1 << 20).expect("decompress");
+            assert_eq!(parse_records(&records, &header).expect("records").len(), header.record_count as usize);
         }
     }
 

@@ -48,6 +48,26 @@ pub enum LogError {
         /// Offset after the last record.
         log_end_offset: i64,
     },
+    /// An idempotent producer's batch comes from an older epoch than the partition has seen.
+    #[error("producer {producer_id} epoch {epoch} is older than the current epoch {current_epoch}")]
+    InvalidProducerEpoch {
+        /// Producer id.
+        producer_id: i64,
+        /// Epoch of the batch.
+        epoch: i16,
+        /// Epoch the partition has.
+        current_epoch: i16,
+    },
+    /// An idempotent producer's batch does not follow its previous one.
+    #[error("producer {producer_id} sent sequence {received}, expected {expected}")]
+    OutOfOrderSequence {
+        /// Producer id.
+        producer_id: i64,
+        /// The next sequence the partition expects.
+        expected: i32,
+        /// The batch's first sequence.
+        received: i32,
+    },
     /// An earlier fsync failed; the log refuses writes until restarted and recovered.
     #[error("log is offline after a storage failure: {reason}")]
     Offline {

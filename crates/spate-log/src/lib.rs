@@ -16,6 +16,7 @@ pub mod compression;
 pub mod config;
 mod error;
 mod log;
+pub mod producer_state;
 mod segment;
 mod sync;
 
@@ -27,4 +28,5 @@ pub use error::LogError;
 pub use log::{
     AppendInfo, Log, LogOffsets, OpenReport, ReadResult, RetentionReport, sync_dir, write_atomic,
 };
+pub use producer_state::{Admission, ProducerState};
 pub use sync::Syncer;

@@ -24,9 +24,13 @@ use tokio::sync::watch;
 use crate::batch::{self, BatchHeader, HEADER_LEN};
 use crate::config::{LogConfig, TimestampType};
 use crate::error::LogError;
+use crate::producer_state::{Admission, ProducerState};
 use crate::segment::{OpenMode, Segment};
 
 const LOG_START_FILE: &str = "log-start-offset";
+const SNAPSHOT_SUFFIX: &str = ".snapshot";
+/// Producer-state snapshots kept per partition.
+const SNAPSHOTS_KEPT: usize = 2;
 /// Upper bound for decompressing one batch when a lookup must look inside it.
 const MAX_LOOKUP_DECOMPRESSED_BYTES: usize = 256 << 20;
 
@@ -53,6 +57,9 @@ pub struct AppendInfo {
     pub needs_sync: bool,
     /// Whether the append is acknowledged only once durable.
     pub wait_for_durable: bool,
+    /// Whether this was a retried idempotent batch already in the log (nothing was written;
+    /// the offsets are the original ones).
+    pub duplicate: bool,
 }
 
 /// Result of a read.
@@ -90,6 +97,8 @@ pub struct OpenReport {
     pub truncation_reason: Option<String>,
     /// Indexes rebuilt from the log.
     pub rebuilt_indexes: usize,
+    /// Batches read to rebuild idempotent producer state.
+    pub replayed_batches: usize,
 }
 
 /// What a retention pass removed.
@@ -117,6 +126,8 @@ struct Inner {
     /// Offsets below this have been through a compaction pass (in memory: a restart cleans
     /// the whole log once more, which is safe).
     first_dirty_offset: i64,
+    /// Idempotent producers seen in this partition.
+    producers: ProducerState,
 }
 
 impl Inner {
@@ -188,7 +199,7 @@ impl Log {
     pub fn create(dir: &Path, name: String, config: LogConfig, now_ms: i64) -> Result<Log, LogError> {
         let segment = Segment::create(dir, 0)?;
         sync_dir(dir)?;
-        Ok(Log::from_parts(dir, name, config, vec![segment], 0, now_ms))
+        Ok(Log::from_parts(dir, name, config, vec![segment], 0, ProducerState::default(), now_ms))
     }
 
     /// Opens the log in `dir`. After an unclean shutdown (`clean == false`) the active segment
@@ -261,7 +272,12 @@ impl Log {
         let first_base = segments.first().map_or(0, |s| s.base_offset);
         let log_start = stored_start.unwrap_or(first_base);
         report.segments = segments.len();
-        Ok((Log::from_parts(dir, name, config, segments, log_start, now_ms), report))
+        let (producers, replayed) = restore_producers(dir, &segments)?;
+        report.replayed_batches = replayed;
+        Ok((
+            Log::from_parts(dir, name, config, segments, log_start, producers, now_ms),
+            report,
+        ))
     }
 
     fn from_parts(
@@ -270,6 +286,7 @@ impl Log {
         config: LogConfig,
         segments: Vec<Segment>,
         log_start_offset: i64,
+        producers: ProducerState,
         now_ms: i64,
     ) -> Log {
         let active = segments.last().expect("at least one segment");
@@ -295,6 +312,7 @@ impl Log {
                 closed: false,
                 leader_epoch: 0,
                 first_dirty_offset: 0,
+                producers,
             }),
             visible_tx: watch::Sender::new(end.offset),
             durable_tx: watch::Sender::new(end.offset),
@@ -376,6 +394,18 @@ impl Log {
             });
         }
         let mut header = *header;
+        if let Admission::Duplicate(original) = inner.producers.check(&header)? {
+            let sync = config.sync_every_write();
+            return Ok(AppendInfo {
+                base_offset: original.base_offset,
+                last_offset: original.last_offset,
+                log_append_time_ms: -1,
+                log_start_offset: inner.log_start_offset,
+                needs_sync: sync,
+                wait_for_durable: sync,
+                duplicate: true,
+            });
+        }
         let log_append_time_ms = match config.timestamp_type {
             TimestampType::LogAppendTime => {
                 batch::set_log_append_time(batch, now_ms);
@@ -401,6 +431,7 @@ impl Log {
         header.base_offset = base_offset;
         let interval = inner.config.index_interval_bytes;
         inner.active_mut().append(batch, &header, interval)?;
+        inner.producers.record(&header, now_ms);
         if inner.active_since_ms.is_none() {
             inner.active_since_ms = Some(now_ms);
         }
@@ -420,6 +451,7 @@ impl Log {
             log_start_offset: inner.log_start_offset,
             needs_sync,
             wait_for_durable: sync_every_write,
+            duplicate: false,
         })
     }
 
@@ -447,6 +479,7 @@ impl Log {
             self.durable_tx.send_modify(|_| {});
             return Err(err);
         }
+        write_snapshot(&self.dir, next_offset, &inner.producers)?;
         let segment = Segment::create(&self.dir, next_offset)?;
         sync_dir(&self.dir)?;
         let new_base = segment.base_offset;
@@ -790,7 +823,18 @@ impl Log {
             .file
             .sync_data()
             .map_err(|e| LogError::io("sync segment", &active.log_path, e))?;
-        active.write_index(&self.dir)
+        active.write_index(&self.dir)?;
+        write_snapshot(&self.dir, active.meta.next_offset, &inner.producers)
+    }
+
+    /// Forgets idempotent producers idle longer than `max_idle_ms`; returns how many.
+    pub fn expire_producers(&self, now_ms: i64, max_idle_ms: i64) -> usize {
+        self.inner.lock().producers.expire(now_ms, max_idle_ms)
+    }
+
+    /// Number of idempotent producers tracked.
+    pub fn producer_count(&self) -> usize {
+        self.inner.lock().producers.len()
     }
 
     /// Marks the log closed without writing anything (its directory is being deleted).
@@ -971,4 +1015,72 @@ pub fn sync_dir(dir: &Path) -> Result<(), LogError> {
     File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(|e| LogError::io("sync directory", dir, e))
+}
+
+fn snapshot_path(dir: &Path, offset: i64) -> PathBuf {
+    dir.join(format!("{offset:020}{SNAPSHOT_SUFFIX}"))
+}
+
+fn snapshot_offsets(dir: &Path) -> Vec<i64> {
+    let mut offsets: Vec<i64> = std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter_map(|e| {
+                    e.file_name()
+                        .to_str()
+                        .and_then(|n| n.strip_suffix(SNAPSHOT_SUFFIX))
+                        .and_then(|n| n.parse().ok())
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    offsets.sort_unstable();
+    offsets
+}
+
+/// Writes the producer state as of `offset` and keeps only the newest snapshots.
+fn write_snapshot(dir: &Path, offset: i64, producers: &ProducerState) -> Result<(), LogError> {
+    write_atomic(&snapshot_path(dir, offset), &producers.encode())?;
+    let offsets = snapshot_offsets(dir);
+    for old in offsets.iter().take(offsets.len().saturating_sub(SNAPSHOTS_KEPT)) {
+        let _ = std::fs::remove_file(snapshot_path(dir, *old));
+    }
+    Ok(())
+}
+
+/// Rebuilds producer state: the newest valid snapshot at or below the log end, then every
+/// batch header after it. Snapshots beyond the log end (the tail was cut) are removed.
+fn restore_producers(dir: &Path, segments: &[Segment]) -> Result<(ProducerState, usize), LogError> {
+    let log_end = segments.last().map_or(0, |s| s.meta.next_offset);
+    let first_base = segments.first().map_or(0, |s| s.base_offset);
+    let mut state = ProducerState::default();
+    let mut from = first_base;
+    for offset in snapshot_offsets(dir).into_iter().rev() {
+        if offset > log_end || offset < first_base {
+            let _ = std::fs::remove_file(snapshot_path(dir, offset));
+            continue;
+        }
+        let loaded = std::fs::read(snapshot_path(dir, offset))
+            .ok()
+            .and_then(|bytes| ProducerState::decode(&bytes));
+        if let Some(loaded) = loaded {
+            state = loaded;
+            from = offset;
+            break;
+        }
+    }
+    let mut replayed = 0;
+    for segment in segments.iter().filter(|s| s.meta.next_offset > from) {
+        let mut position = if segment.base_offset <= from { segment.lookup_offset(from) } else { 0 };
+        while position < segment.meta.size {
+            let header = read_header(&segment.file, position).map_err(|e| LogError::io("read", &segment.log_path, e))?;
+            if header.base_offset >= from && header.producer_id >= 0 {
+                state.record(&header, header.max_timestamp);
+                replayed += 1;
+            }
+            position += header.total_len() as u64;
+        }
+    }
+    Ok((state, replayed))
 }

@@ -356,6 +356,71 @@ fn compaction_keeps_the_latest_value_per_key_and_drops_old_tombstones() {
     assert_eq!(read_all(&log, 0), records);
 }
 
+fn idempotent_batch(producer_id: i64, epoch: i16, sequence: i32, count: usize) -> Vec<u8> {
+    let mut builder = BatchBuilder::new(0, NOW);
+    builder.producer_id = producer_id;
+    builder.producer_epoch = epoch;
+    builder.base_sequence = sequence;
+    for i in 0..count {
+        builder.push(i as i64, Some(b"k"), Some(format!("seq{}", sequence as usize + i).as_bytes()));
+    }
+    builder.build().expect("build")
+}
+
+fn append_idempotent(log: &Log, producer_id: i64, epoch: i16, sequence: i32, count: usize) -> Result<spate_log::AppendInfo, LogError> {
+    let mut bytes = idempotent_batch(producer_id, epoch, sequence, count);
+    let header = batch::validate_produce_batch(&bytes, false, 1 << 20).expect("valid");
+    let info = log.append(&mut bytes, &header, NOW)?;
+    log.sync(NOW).expect("sync");
+    Ok(info)
+}
+
+#[test]
+fn retried_idempotent_batches_are_not_appended_twice_even_after_a_crash() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = config(&[("segment.bytes", "200")]);
+    let log = Log::create(dir.path(), "t-0".into(), cfg.clone(), NOW).expect("create");
+    let mut sequence = 0;
+    for _ in 0..6 {
+        let info = append_idempotent(&log, 42, 0, sequence, 2).expect("append");
+        assert!(!info.duplicate);
+        sequence += 2;
+    }
+    assert!(log.segment_count() > 2, "rolls wrote producer snapshots");
+    let retry = append_idempotent(&log, 42, 0, sequence - 2, 2).expect("retry");
+    assert!(retry.duplicate);
+    assert_eq!((retry.base_offset, retry.last_offset), (10, 11));
+    assert!(matches!(
+        append_idempotent(&log, 42, 0, sequence + 4, 1),
+        Err(LogError::OutOfOrderSequence { expected: 12, received: 16, .. })
+    ));
+    drop(log); // crash: no clean close, no final snapshot
+
+    let (log, report) = Log::open(dir.path(), "t-0".into(), cfg.clone(), false, NOW).expect("reopen");
+    assert!(report.replayed_batches >= 1);
+    let retry = append_idempotent(&log, 42, 0, sequence - 2, 2).expect("retry after crash");
+    assert!(retry.duplicate, "state rebuilt from snapshot + log");
+    assert_eq!(retry.base_offset, 10);
+    assert_eq!(log.offsets().log_end_offset, 12);
+    assert!(matches!(append_idempotent(&log, 42, 0, sequence, 1), Ok(info) if info.base_offset == 12));
+    // A newer epoch fences the old one.
+    append_idempotent(&log, 42, 1, 0, 1).expect("new epoch starts at 0");
+    assert!(matches!(append_idempotent(&log, 42, 0, sequence + 1, 1), Err(LogError::InvalidProducerEpoch { .. })));
+    log.close().expect("close");
+    drop(log);
+
+    // Without any snapshot the state is rebuilt from batch headers alone.
+    for entry in std::fs::read_dir(dir.path()).expect("list") {
+        let path = entry.expect("entry").path();
+        if path.extension().is_some_and(|e| e == "snapshot") {
+            std::fs::remove_file(path).expect("remove snapshot");
+        }
+    }
+    let log = open(dir.path(), cfg, true);
+    assert!(matches!(append_idempotent(&log, 42, 0, 0, 1), Err(LogError::InvalidProducerEpoch { .. })));
+    assert!(append_idempotent(&log, 42, 1, 0, 1).expect("retry of epoch 1").duplicate);
+}
+
 mod model {
     use super::*;
     use proptest::prelude::*;

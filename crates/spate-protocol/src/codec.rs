@@ -269,6 +269,20 @@ mod tests {
         assert!(decode_request(flexible.freeze()).is_err());
     }
 
+    #[test]
+    fn frames_captured_from_real_clients_decode() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../fuzz/corpus/decode_request");
+        let mut count = 0;
+        for entry in std::fs::read_dir(dir).expect("the fuzz seed corpus") {
+            let path = entry.expect("entry").path();
+            let bytes = std::fs::read(&path).expect("read seed");
+            let request = decode_request(Bytes::from(bytes)).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            assert!(request.correlation_id >= 0);
+            count += 1;
+        }
+        assert!(count >= 15, "expected the captured kcat, confluent-kafka and kafka-python frames");
+    }
+
     proptest::proptest! {
         #[test]
         fn arbitrary_frames_never_panic(data in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..256)) {
