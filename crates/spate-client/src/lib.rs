@@ -1,1 +1,33 @@
-//! A small async Kafka client for the `spate` user commands (stub; being written).
+//! A small async Kafka client for the `spate` user commands; it works against Spate and any
+//! Apache Kafka compatible cluster.
+//!
+//! It owns the client side of the wire protocol: connections with version negotiation
+//! ([`connection`]), cluster metadata and routing to partition leaders ([`client`]), topic
+//! administration and offset lookups ([`admin`]), a batching producer ([`producer`]) and a
+//! group-less consumer ([`consumer`]). Message and record-batch codecs are the `kafka-protocol`
+//! crate's; this crate adds framing, routing, batching and error handling around them. It
+//! knows nothing about the broker's internals and never prints: callers decide what users see.
+//! Errors are [`Error`] values; every network call has a timeout.
+
+pub mod admin;
+pub mod client;
+pub mod connection;
+pub mod consumer;
+pub mod error;
+pub mod partitioner;
+pub mod producer;
+pub mod records;
+
+pub use admin::{
+    ConfigChange, ConfigEntry, ConfigSource, CreatedTopic, ListedOffset, NewTopic, OffsetSpec,
+};
+pub use client::{
+    BrokerMetadata, Client, ClientConfig, ClusterMetadata, PartitionMetadata, TopicMetadata,
+};
+pub use connection::{Connection, Timeouts};
+pub use consumer::{Consumer, ConsumerConfig, ConsumerEvent, OffsetReset, PartitionRecords, Poll};
+pub use error::{Error, KafkaError, Result};
+pub use kafka_protocol::records::{Compression, TimestampType};
+pub use producer::{Acks, ProduceFailure, Producer, ProducerConfig};
+pub use records::{ConsumedRecord, ProducerRecord};
+pub use uuid::Uuid;
