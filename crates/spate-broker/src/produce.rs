@@ -196,8 +196,7 @@ impl Broker {
                 return Outcome::Failed(batch_error_code(&err).code(), err.to_string());
             }
         };
-        let mut bytes = records.to_vec();
-        match log.append(&mut bytes, &header, now_ms) {
+        match log.append(&records, &header, now_ms) {
             Ok(info) => {
                 if info.needs_sync {
                     self.syncer.request(log);
@@ -206,7 +205,7 @@ impl Broker {
                     tracing::debug!(log = log.name(), base_offset = info.base_offset, "answered a retried idempotent batch");
                     return Outcome::Appended(info);
                 }
-                self.metrics.produce_bytes.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+                self.metrics.produce_bytes.fetch_add(records.len() as u64, Ordering::Relaxed);
                 self.metrics
                     .produce_records
                     .fetch_add(header.record_count as u64, Ordering::Relaxed);

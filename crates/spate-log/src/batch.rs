@@ -294,6 +294,16 @@ pub fn set_partition_leader_epoch(buf: &mut [u8], epoch: i32) {
     buf[12..16].copy_from_slice(&epoch.to_be_bytes());
 }
 
+/// Marks a batch whose first [`HEADER_LEN`] bytes are `prefix` and whose records are `rest`
+/// as log-append-time, recomputing the CRC over both without copying `rest`.
+pub fn set_log_append_time_split(prefix: &mut [u8; HEADER_LEN], rest: &[u8], timestamp_ms: i64) {
+    let attributes = read_i16(prefix, ATTRIBUTES_OFFSET) | ATTR_LOG_APPEND_TIME;
+    prefix[ATTRIBUTES_OFFSET..ATTRIBUTES_OFFSET + 2].copy_from_slice(&attributes.to_be_bytes());
+    prefix[MAX_TIMESTAMP_OFFSET..MAX_TIMESTAMP_OFFSET + 8].copy_from_slice(&timestamp_ms.to_be_bytes());
+    let crc = crc32c::crc32c_append(crc32c::crc32c(&prefix[ATTRIBUTES_OFFSET..]), rest);
+    prefix[CRC_OFFSET..CRC_OFFSET + 4].copy_from_slice(&crc.to_be_bytes());
+}
+
 /// Marks a batch as log-append-time with the given time and recomputes its CRC.
 pub fn set_log_append_time(buf: &mut [u8], timestamp_ms: i64) {
     let attributes = read_i16(buf, ATTRIBUTES_OFFSET) | ATTR_LOG_APPEND_TIME;

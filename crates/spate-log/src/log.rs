@@ -381,9 +381,19 @@ impl Log {
 
     /// Appends one validated batch (as sent by a producer), assigning its offsets.
     ///
-    /// The batch's base offset, leader epoch and, for log-append-time topics, its timestamp
-    /// are rewritten in place. On error nothing is appended.
-    pub fn append(&self, batch: &mut [u8], header: &BatchHeader, now_ms: i64) -> Result<AppendInfo, LogError> {
+    /// The stored copy carries the assigned base offset, the leader epoch and, for
+    /// log-append-time topics, the append time (with its CRC); `batch` itself is not modified
+    /// or copied. On error nothing is appended.
+    pub fn append(&self, batch: &[u8], header: &BatchHeader, now_ms: i64) -> Result<AppendInfo, LogError> {
+        if batch.len() < HEADER_LEN || batch.len() != header.total_len() {
+            return Err(LogError::Batch(crate::BatchError::Truncated {
+                needed_bytes: header.total_len().max(HEADER_LEN),
+                available_bytes: batch.len(),
+            }));
+        }
+        let mut prefix = [0u8; HEADER_LEN];
+        prefix.copy_from_slice(&batch[..HEADER_LEN]);
+        let records = &batch[HEADER_LEN..];
         let mut inner = self.inner.lock();
         inner.check_writable()?;
         let config = &inner.config;
@@ -408,7 +418,7 @@ impl Log {
         }
         let log_append_time_ms = match config.timestamp_type {
             TimestampType::LogAppendTime => {
-                batch::set_log_append_time(batch, now_ms);
+                batch::set_log_append_time_split(&mut prefix, records, now_ms);
                 header.max_timestamp = now_ms;
                 header.attributes |= 0x08;
                 now_ms
@@ -426,11 +436,11 @@ impl Log {
         };
         self.maybe_roll(&mut inner, batch.len() as u64, header.last_offset_delta, now_ms)?;
         let base_offset = inner.active().meta.next_offset;
-        batch::set_base_offset(batch, base_offset);
-        batch::set_partition_leader_epoch(batch, inner.leader_epoch);
+        batch::set_base_offset(&mut prefix, base_offset);
+        batch::set_partition_leader_epoch(&mut prefix, inner.leader_epoch);
         header.base_offset = base_offset;
         let interval = inner.config.index_interval_bytes;
-        inner.active_mut().append(batch, &header, interval)?;
+        inner.active_mut().append([&prefix, records], &header, interval)?;
         inner.producers.record(&header, now_ms);
         if inner.active_since_ms.is_none() {
             inner.active_since_ms = Some(now_ms);

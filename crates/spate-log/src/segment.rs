@@ -193,10 +193,15 @@ impl Segment {
         ))
     }
 
-    /// Appends a batch whose base offset is already assigned.
-    pub fn append(&mut self, bytes: &[u8], header: &BatchHeader, interval_bytes: u64) -> Result<(), LogError> {
+    /// Appends a batch given as its rewritten header and its untouched records, so the
+    /// records are never copied in user space.
+    pub fn append(&mut self, parts: [&[u8]; 2], header: &BatchHeader, interval_bytes: u64) -> Result<(), LogError> {
         let position = self.meta.size;
-        if let Err(err) = self.file.write_all_at(bytes, position) {
+        let write = self
+            .file
+            .write_all_at(parts[0], position)
+            .and_then(|()| self.file.write_all_at(parts[1], position + parts[0].len() as u64));
+        if let Err(err) = write {
             // Leave no partial batch behind: the next append must start on a batch boundary.
             let _ = self.file.set_len(position);
             return Err(LogError::io("append", &self.log_path, err));

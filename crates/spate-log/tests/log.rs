@@ -26,7 +26,7 @@ fn make_batch(values: &[&[u8]], timestamp: i64) -> Vec<u8> {
 fn append(log: &Log, values: &[&[u8]], timestamp: i64) -> i64 {
     let mut bytes = make_batch(values, timestamp);
     let header = batch::validate_produce_batch(&bytes, false, 1 << 20).expect("valid");
-    let info = log.append(&mut bytes, &header, NOW).expect("append");
+    let info = log.append(&bytes, &header, NOW).expect("append");
     if info.needs_sync {
         log.sync(NOW).expect("sync");
     }
@@ -87,7 +87,7 @@ fn acknowledged_data_is_invisible_until_fsynced() {
     let log = Log::create(dir.path(), "t-0".into(), LogConfig::default(), NOW).expect("create");
     let mut bytes = make_batch(&[b"x"], NOW);
     let header = batch::validate_produce_batch(&bytes, false, 1 << 20).expect("valid");
-    let info = log.append(&mut bytes, &header, NOW).expect("append");
+    let info = log.append(&bytes, &header, NOW).expect("append");
     assert!(info.needs_sync && info.wait_for_durable);
     assert_eq!(log.offsets().high_watermark, 0, "not visible before fsync");
     assert_eq!(log.offsets().log_end_offset, 1);
@@ -102,7 +102,7 @@ fn relaxed_flush_policy_makes_writes_visible_at_once() {
     let log = Log::create(dir.path(), "t-0".into(), config(&[("flush.messages", "1000")]), NOW).expect("create");
     let mut bytes = make_batch(&[b"x"], NOW);
     let header = batch::validate_produce_batch(&bytes, false, 1 << 20).expect("valid");
-    let info = log.append(&mut bytes, &header, NOW).expect("append");
+    let info = log.append(&bytes, &header, NOW).expect("append");
     assert!(!info.needs_sync && !info.wait_for_durable);
     assert_eq!(log.offsets().high_watermark, 1);
     assert_eq!(log.offsets().durable_offset, 0);
@@ -261,7 +261,7 @@ fn timestamp_lookups_find_the_first_record_at_or_after() {
         builder.push(1, Some(b"b"), Some(b"y"));
         let mut bytes = builder.build().expect("build");
         let header = batch::validate_produce_batch(&bytes, false, 1 << 20).expect("valid");
-        log.append(&mut bytes, &header, NOW).expect("append");
+        log.append(&bytes, &header, NOW).expect("append");
         log.sync(NOW).expect("sync");
     }
     assert_eq!(log.offset_for_timestamp(NOW - 1000).expect("lookup"), Some((0, NOW - 1000)));
@@ -277,7 +277,7 @@ fn log_append_time_topics_stamp_the_broker_clock() {
     let log = Log::create(dir.path(), "t-0".into(), config(&[("message.timestamp.type", "LogAppendTime")]), NOW).expect("create");
     let mut bytes = make_batch(&[b"x"], 5);
     let header = batch::validate_produce_batch(&bytes, false, 1 << 20).expect("valid");
-    let info = log.append(&mut bytes, &header, NOW).expect("append");
+    let info = log.append(&bytes, &header, NOW).expect("append");
     assert_eq!(info.log_append_time_ms, NOW);
     log.sync(NOW).expect("sync");
     let read = log.read(0, 1024, true).expect("read");
@@ -293,7 +293,7 @@ fn create_time_outside_the_window_is_refused() {
     let log = Log::create(dir.path(), "t-0".into(), LogConfig::default(), NOW).expect("create");
     let mut bytes = make_batch(&[b"x"], NOW + 2 * 3_600_000);
     let header = batch::validate_produce_batch(&bytes, false, 1 << 20).expect("valid");
-    assert!(matches!(log.append(&mut bytes, &header, NOW), Err(LogError::InvalidTimestamp { .. })));
+    assert!(matches!(log.append(&bytes, &header, NOW), Err(LogError::InvalidTimestamp { .. })));
     assert_eq!(log.offsets().log_end_offset, 0);
 }
 
@@ -303,7 +303,7 @@ fn oversized_batches_are_refused_with_the_limit() {
     let log = Log::create(dir.path(), "t-0".into(), config(&[("max.message.bytes", "200")]), NOW).expect("create");
     let mut bytes = make_batch(&[&[0u8; 300]], NOW);
     let header = batch::validate_produce_batch(&bytes, false, 1 << 20).expect("valid");
-    match log.append(&mut bytes, &header, NOW) {
+    match log.append(&bytes, &header, NOW) {
         Err(LogError::MessageTooLarge { limit_bytes, .. }) => assert_eq!(limit_bytes, 200),
         other => panic!("expected MessageTooLarge, got {other:?}"),
     }
@@ -324,7 +324,7 @@ fn compaction_keeps_the_latest_value_per_key_and_drops_old_tombstones() {
         builder.push(0, Some(key.as_bytes()), value.map(str::as_bytes));
         let mut bytes = builder.build().expect("build");
         let header = batch::validate_produce_batch(&bytes, true, 1 << 20).expect("valid");
-        log.append(&mut bytes, &header, NOW).expect("append");
+        log.append(&bytes, &header, NOW).expect("append");
         log.sync(NOW).expect("sync");
     };
     for round in 0..10 {
@@ -370,7 +370,7 @@ fn idempotent_batch(producer_id: i64, epoch: i16, sequence: i32, count: usize) -
 fn append_idempotent(log: &Log, producer_id: i64, epoch: i16, sequence: i32, count: usize) -> Result<spate_log::AppendInfo, LogError> {
     let mut bytes = idempotent_batch(producer_id, epoch, sequence, count);
     let header = batch::validate_produce_batch(&bytes, false, 1 << 20).expect("valid");
-    let info = log.append(&mut bytes, &header, NOW)?;
+    let info = log.append(&bytes, &header, NOW)?;
     log.sync(NOW).expect("sync");
     Ok(info)
 }

@@ -146,8 +146,18 @@ impl Listener {
             let Ok(permit) = Arc::clone(&self.memory).acquire_many_owned(permits).await else {
                 return Ok(());
             };
-            let mut body = BytesMut::zeroed(length);
-            match tokio::time::timeout(self.limits.idle_timeout, reader.read_exact(&mut body)).await {
+            // Read into spare capacity: no zeroing of up to max-request-bytes per request.
+            let mut body = BytesMut::with_capacity(length);
+            let read_body = async {
+                let mut limited = (&mut reader).take(length as u64);
+                while body.len() < length {
+                    if limited.read_buf(&mut body).await? == 0 {
+                        return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof));
+                    }
+                }
+                Ok(())
+            };
+            match tokio::time::timeout(self.limits.idle_timeout, read_body).await {
                 Err(_) => return Err("timed out reading a request body".into()),
                 Ok(Err(err)) if err.kind() == std::io::ErrorKind::UnexpectedEof => {
                     return Err(format!("connection closed inside a {length}-byte frame"));
