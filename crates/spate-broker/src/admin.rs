@@ -3,21 +3,31 @@
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
-use kafka_protocol::messages::create_partitions_response::{CreatePartitionsResponse, CreatePartitionsTopicResult};
-use kafka_protocol::messages::create_topics_response::{CreatableTopicConfigs, CreatableTopicResult, CreateTopicsResponse};
-use kafka_protocol::messages::delete_topics_response::{DeletableTopicResult, DeleteTopicsResponse};
+use kafka_protocol::messages::create_partitions_response::{
+    CreatePartitionsResponse, CreatePartitionsTopicResult,
+};
+use kafka_protocol::messages::create_topics_request::CreatableTopic;
+use kafka_protocol::messages::create_topics_response::{
+    CreatableTopicConfigs, CreatableTopicResult, CreateTopicsResponse,
+};
+use kafka_protocol::messages::delete_topics_response::{
+    DeletableTopicResult, DeleteTopicsResponse,
+};
 use kafka_protocol::messages::{
     CreatePartitionsRequest, CreateTopicsRequest, DeleteTopicsRequest, TopicName,
 };
-use kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kafka_protocol::protocol::StrBytes;
 use uuid::Uuid;
 
-use crate::error::BrokerError;
 use crate::Broker;
+use crate::error::BrokerError;
 
 impl Broker {
-    pub(crate) async fn create_topics(self: &Arc<Self>, req: CreateTopicsRequest, version: i16) -> CreateTopicsResponse {
+    pub(crate) async fn create_topics(
+        self: &Arc<Self>,
+        req: CreateTopicsRequest,
+        version: i16,
+    ) -> CreateTopicsResponse {
         let broker = Arc::clone(self);
         let work = move || {
             let mut response = CreateTopicsResponse::default();
@@ -32,7 +42,10 @@ impl Broker {
                     .with_replication_factor(-1);
                 let outcome = if counts.get(topic.name.as_str()).copied().unwrap_or(0) > 1 {
                     Err(BrokerError::InvalidRequest {
-                        reason: format!("topic {} appears more than once in the request", &*topic.name),
+                        reason: format!(
+                            "topic {} appears more than once in the request",
+                            &*topic.name
+                        ),
                     })
                 } else {
                     broker.create_one(&topic, req.validate_only)
@@ -74,13 +87,20 @@ impl Broker {
     }
 
     /// Creates (or, with `validate_only`, checks) one topic; blocking.
-    fn create_one(&self, topic: &CreatableTopic, validate_only: bool) -> Result<(Uuid, i32, BTreeMap<String, String>), BrokerError> {
+    fn create_one(
+        &self,
+        topic: &CreatableTopic,
+        validate_only: bool,
+    ) -> Result<(Uuid, i32, BTreeMap<String, String>), BrokerError> {
         let name = topic.name.as_str();
         let mut configs = BTreeMap::new();
         for config in &topic.configs {
-            let value = config.value.as_ref().ok_or_else(|| BrokerError::InvalidConfig {
-                reason: format!("null value for config {}", &*config.name),
-            })?;
+            let value = config
+                .value
+                .as_ref()
+                .ok_or_else(|| BrokerError::InvalidConfig {
+                    reason: format!("null value for config {}", &*config.name),
+                })?;
             configs.insert(config.name.to_string(), value.to_string());
         }
         let node = self.options.node_id;
@@ -99,48 +119,77 @@ impl Broker {
                     reason: "set either partitions and replication factor or replica assignments, not both".into(),
                 });
             }
-            let mut indexes: Vec<i32> = topic.assignments.iter().map(|a| a.partition_index).collect();
+            let mut indexes: Vec<i32> = topic
+                .assignments
+                .iter()
+                .map(|a| a.partition_index)
+                .collect();
             indexes.sort_unstable();
             if indexes.iter().enumerate().any(|(i, p)| *p != i as i32) {
                 return Err(BrokerError::InvalidReplicaAssignment {
                     reason: "partitions must be numbered 0 to n-1".into(),
                 });
             }
-            check_assignment(topic.assignments.iter().map(|a| a.broker_ids.as_slice()), node)?;
+            check_assignment(
+                topic.assignments.iter().map(|a| a.broker_ids.as_slice()),
+                node,
+            )?;
             topic.assignments.len() as i32
         };
         if validate_only {
             self.topics.check_create(name, partitions, &configs)?;
             return Ok((Uuid::nil(), partitions, configs));
         }
-        let created = self.topics.create(name, partitions, configs.clone(), self.now_ms())?;
+        let created = self
+            .topics
+            .create(name, partitions, configs.clone(), self.now_ms())?;
         Ok((created.id, partitions, configs))
     }
 
-    pub(crate) async fn delete_topics(self: &Arc<Self>, req: DeleteTopicsRequest, version: i16) -> DeleteTopicsResponse {
+    pub(crate) async fn delete_topics(
+        self: &Arc<Self>,
+        req: DeleteTopicsRequest,
+        version: i16,
+    ) -> DeleteTopicsResponse {
         let broker = Arc::clone(self);
         let work = move || {
             let mut response = DeleteTopicsResponse::default();
             let requests: Vec<(Option<TopicName>, Uuid)> = if version >= 6 {
-                req.topics.into_iter().map(|t| (t.name, t.topic_id)).collect()
+                req.topics
+                    .into_iter()
+                    .map(|t| (t.name, t.topic_id))
+                    .collect()
             } else {
-                req.topic_names.into_iter().map(|n| (Some(n), Uuid::nil())).collect()
+                req.topic_names
+                    .into_iter()
+                    .map(|n| (Some(n), Uuid::nil()))
+                    .collect()
             };
             let mut seen = HashSet::new();
             for (name, id) in requests {
-                let mut result = DeletableTopicResult::default().with_name(name.clone()).with_topic_id(id);
+                let mut result = DeletableTopicResult::default()
+                    .with_name(name.clone())
+                    .with_topic_id(id);
                 let topic = match &name {
-                    Some(name) => broker.topics.get(name).ok_or_else(|| BrokerError::UnknownTopicOrPartition {
-                        name: name.to_string(),
+                    Some(name) => broker.topics.get(name).ok_or_else(|| {
+                        BrokerError::UnknownTopicOrPartition {
+                            name: name.to_string(),
+                        }
                     }),
-                    None => broker.topics.get_by_id(&id).ok_or_else(|| BrokerError::UnknownTopicId { id: id.to_string() }),
+                    None => broker
+                        .topics
+                        .get_by_id(&id)
+                        .ok_or_else(|| BrokerError::UnknownTopicId { id: id.to_string() }),
                 };
                 let outcome = topic.and_then(|topic| {
                     result.name = Some(TopicName(StrBytes::from_string(topic.name.clone())));
                     result.topic_id = topic.id;
                     if !seen.insert(topic.id) {
                         return Err(BrokerError::InvalidRequest {
-                            reason: format!("topic {} appears more than once in the request", topic.name),
+                            reason: format!(
+                                "topic {} appears more than once in the request",
+                                topic.name
+                            ),
                         });
                     }
                     broker.topics.delete(&topic.name)
@@ -161,16 +210,23 @@ impl Broker {
         tokio::task::spawn_blocking(work).await.unwrap_or_default()
     }
 
-    pub(crate) async fn create_partitions(self: &Arc<Self>, req: CreatePartitionsRequest) -> CreatePartitionsResponse {
+    pub(crate) async fn create_partitions(
+        self: &Arc<Self>,
+        req: CreatePartitionsRequest,
+    ) -> CreatePartitionsResponse {
         let broker = Arc::clone(self);
         let work = move || {
             let mut response = CreatePartitionsResponse::default();
             let node = broker.options.node_id;
             for topic in req.topics {
-                let mut result = CreatePartitionsTopicResult::default().with_name(topic.name.clone());
+                let mut result =
+                    CreatePartitionsTopicResult::default().with_name(topic.name.clone());
                 let outcome = (|| {
                     if let Some(assignments) = &topic.assignments {
-                        let current = broker.topics.get(&topic.name).map_or(0, |t| t.partition_count());
+                        let current = broker
+                            .topics
+                            .get(&topic.name)
+                            .map_or(0, |t| t.partition_count());
                         if assignments.len() as i32 != topic.count - current {
                             return Err(BrokerError::InvalidReplicaAssignment {
                                 reason: format!(
@@ -180,11 +236,17 @@ impl Broker {
                                 ),
                             });
                         }
-                        check_assignment(assignments.iter().map(|a| a.broker_ids.as_slice()), node)?;
+                        check_assignment(
+                            assignments.iter().map(|a| a.broker_ids.as_slice()),
+                            node,
+                        )?;
                     }
-                    broker
-                        .topics
-                        .add_partitions(&topic.name, topic.count, req.validate_only, broker.now_ms())
+                    broker.topics.add_partitions(
+                        &topic.name,
+                        topic.count,
+                        req.validate_only,
+                        broker.now_ms(),
+                    )
                 })();
                 if let Err(err) = outcome {
                     result.error_code = err.code();
@@ -206,7 +268,9 @@ fn check_assignment<'a>(
     for brokers in assignments {
         if brokers.len() != 1 || brokers[0].0 != node {
             return Err(BrokerError::InvalidReplicaAssignment {
-                reason: format!("each partition must be assigned to exactly broker {node}, the only broker"),
+                reason: format!(
+                    "each partition must be assigned to exactly broker {node}, the only broker"
+                ),
             });
         }
     }

@@ -5,19 +5,24 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
 use kafka_protocol::ResponseError;
-use kafka_protocol::messages::alter_configs_response::{AlterConfigsResourceResponse, AlterConfigsResponse};
+use kafka_protocol::messages::alter_configs_response::{
+    AlterConfigsResourceResponse, AlterConfigsResponse,
+};
 use kafka_protocol::messages::describe_configs_response::{
-    DescribeConfigsResourceResult, DescribeConfigsResponse, DescribeConfigsResult, DescribeConfigsSynonym,
+    DescribeConfigsResourceResult, DescribeConfigsResponse, DescribeConfigsResult,
+    DescribeConfigsSynonym,
 };
 use kafka_protocol::messages::incremental_alter_configs_response::{
     AlterConfigsResourceResponse as IncrementalResourceResponse, IncrementalAlterConfigsResponse,
 };
-use kafka_protocol::messages::{AlterConfigsRequest, DescribeConfigsRequest, IncrementalAlterConfigsRequest};
+use kafka_protocol::messages::{
+    AlterConfigsRequest, DescribeConfigsRequest, IncrementalAlterConfigsRequest,
+};
 use kafka_protocol::protocol::StrBytes;
 use spate_log::config::{ConfigType, TOPIC_CONFIGS, config_def};
 
-use crate::error::BrokerError;
 use crate::Broker;
+use crate::error::BrokerError;
 
 pub(crate) const RESOURCE_TOPIC: i8 = 2;
 pub(crate) const RESOURCE_BROKER: i8 = 4;
@@ -78,7 +83,10 @@ pub(crate) struct ConfigEntry {
 
 impl Broker {
     /// Every topic config with its effective value and where it comes from.
-    pub(crate) fn topic_config_entries(&self, overrides: &BTreeMap<String, String>) -> Vec<ConfigEntry> {
+    pub(crate) fn topic_config_entries(
+        &self,
+        overrides: &BTreeMap<String, String>,
+    ) -> Vec<ConfigEntry> {
         let defaults = self.topics.defaults();
         TOPIC_CONFIGS
             .iter()
@@ -116,8 +124,18 @@ impl Broker {
             synonyms: Vec::new(),
         };
         let mut entries = vec![
-            fixed("broker.id", o.node_id.to_string(), ConfigType::Int, "this broker's id"),
-            fixed("node.id", o.node_id.to_string(), ConfigType::Int, "this broker's id"),
+            fixed(
+                "broker.id",
+                o.node_id.to_string(),
+                ConfigType::Int,
+                "this broker's id",
+            ),
+            fixed(
+                "node.id",
+                o.node_id.to_string(),
+                ConfigType::Int,
+                "this broker's id",
+            ),
             fixed(
                 "advertised.listeners",
                 format!("PLAINTEXT://{}:{}", o.advertised_host, o.advertised_port),
@@ -130,8 +148,18 @@ impl Broker {
                 ConfigType::Boolean,
                 "create unknown topics on first use",
             ),
-            fixed("num.partitions", o.default_partitions.to_string(), ConfigType::Int, "partitions of auto-created topics"),
-            fixed("fetch.max.bytes", o.fetch_max_bytes.to_string(), ConfigType::Int, "largest fetch response"),
+            fixed(
+                "num.partitions",
+                o.default_partitions.to_string(),
+                ConfigType::Int,
+                "partitions of auto-created topics",
+            ),
+            fixed(
+                "fetch.max.bytes",
+                o.fetch_max_bytes.to_string(),
+                ConfigType::Int,
+                "largest fetch response",
+            ),
         ];
         for entry in self.topic_config_entries(&BTreeMap::new()) {
             let synonym = broker_synonym(&entry.name);
@@ -146,7 +174,11 @@ impl Broker {
         entries
     }
 
-    pub(crate) fn describe_configs(&self, req: DescribeConfigsRequest, version: i16) -> DescribeConfigsResponse {
+    pub(crate) fn describe_configs(
+        &self,
+        req: DescribeConfigsRequest,
+        version: i16,
+    ) -> DescribeConfigsResponse {
         let mut response = DescribeConfigsResponse::default();
         for resource in req.resources {
             let mut result = DescribeConfigsResult::default()
@@ -155,17 +187,26 @@ impl Broker {
             let entries = match resource.resource_type {
                 RESOURCE_TOPIC => match self.topics.get(&resource.resource_name) {
                     Some(topic) => Ok(self.topic_config_entries(&topic.config_overrides())),
-                    None => Err((ResponseError::UnknownTopicOrPartition, format!("topic {} does not exist", &*resource.resource_name))),
+                    None => Err((
+                        ResponseError::UnknownTopicOrPartition,
+                        format!("topic {} does not exist", &*resource.resource_name),
+                    )),
                 },
                 RESOURCE_BROKER => {
                     let name = resource.resource_name.as_str();
                     if name.is_empty() || name == self.options.node_id.to_string() {
                         Ok(self.broker_config_entries())
                     } else {
-                        Err((ResponseError::InvalidRequest, format!("this is broker {}, not {name}", self.options.node_id)))
+                        Err((
+                            ResponseError::InvalidRequest,
+                            format!("this is broker {}, not {name}", self.options.node_id),
+                        ))
                     }
                 }
-                other => Err((ResponseError::InvalidRequest, format!("config resource type {other} is not supported"))),
+                other => Err((
+                    ResponseError::InvalidRequest,
+                    format!("config resource type {other} is not supported"),
+                )),
             };
             match entries {
                 Err((code, message)) => {
@@ -173,10 +214,15 @@ impl Broker {
                     result.error_message = Some(s(message));
                 }
                 Ok(entries) => {
-                    let wanted: Option<HashSet<&str>> =
-                        resource.configuration_keys.as_ref().map(|keys| keys.iter().map(|k| k.as_str()).collect());
+                    let wanted: Option<HashSet<&str>> = resource
+                        .configuration_keys
+                        .as_ref()
+                        .map(|keys| keys.iter().map(|k| k.as_str()).collect());
                     for entry in entries {
-                        if wanted.as_ref().is_some_and(|w| !w.contains(entry.name.as_str())) {
+                        if wanted
+                            .as_ref()
+                            .is_some_and(|w| !w.contains(entry.name.as_str()))
+                        {
                             continue;
                         }
                         let synonyms = if req.include_synonyms {
@@ -216,7 +262,10 @@ impl Broker {
         response
     }
 
-    pub(crate) async fn alter_configs(self: &Arc<Self>, req: AlterConfigsRequest) -> AlterConfigsResponse {
+    pub(crate) async fn alter_configs(
+        self: &Arc<Self>,
+        req: AlterConfigsRequest,
+    ) -> AlterConfigsResponse {
         let broker = Arc::clone(self);
         let work = move || {
             let mut response = AlterConfigsResponse::default();
@@ -242,7 +291,11 @@ impl Broker {
                         }
                         match error {
                             Some(err) => Err(err),
-                            None => broker.topics.set_configs(&resource.resource_name, configs, req.validate_only),
+                            None => broker.topics.set_configs(
+                                &resource.resource_name,
+                                configs,
+                                req.validate_only,
+                            ),
                         }
                     }
                     other => Err(unsupported_resource(other)),
@@ -258,7 +311,10 @@ impl Broker {
         tokio::task::spawn_blocking(work).await.unwrap_or_default()
     }
 
-    pub(crate) async fn incremental_alter_configs(self: &Arc<Self>, req: IncrementalAlterConfigsRequest) -> IncrementalAlterConfigsResponse {
+    pub(crate) async fn incremental_alter_configs(
+        self: &Arc<Self>,
+        req: IncrementalAlterConfigsRequest,
+    ) -> IncrementalAlterConfigsResponse {
         let broker = Arc::clone(self);
         let work = move || {
             let mut response = IncrementalAlterConfigsResponse::default();
@@ -267,35 +323,46 @@ impl Broker {
                 let mut result = IncrementalResourceResponse::default()
                     .with_resource_type(resource.resource_type)
                     .with_resource_name(resource.resource_name.clone());
-                let outcome = if !seen.insert((resource.resource_type, resource.resource_name.to_string())) {
-                    Err(BrokerError::InvalidRequest {
-                        reason: "the same resource appears twice".into(),
-                    })
-                } else {
-                    match resource.resource_type {
-                        RESOURCE_TOPIC => match broker.topics.get(&resource.resource_name) {
-                            None => Err(BrokerError::UnknownTopicOrPartition {
-                                name: resource.resource_name.to_string(),
-                            }),
-                            Some(topic) => {
-                                let mut configs = topic.config_overrides();
-                                let defaults = broker.topics.defaults();
-                                let mut error = None;
-                                for op in &resource.configs {
-                                    if let Err(err) = apply_op(&mut configs, defaults, &op.name, op.config_operation, op.value.as_deref()) {
-                                        error = Some(err);
-                                        break;
+                let outcome =
+                    if !seen.insert((resource.resource_type, resource.resource_name.to_string())) {
+                        Err(BrokerError::InvalidRequest {
+                            reason: "the same resource appears twice".into(),
+                        })
+                    } else {
+                        match resource.resource_type {
+                            RESOURCE_TOPIC => match broker.topics.get(&resource.resource_name) {
+                                None => Err(BrokerError::UnknownTopicOrPartition {
+                                    name: resource.resource_name.to_string(),
+                                }),
+                                Some(topic) => {
+                                    let mut configs = topic.config_overrides();
+                                    let defaults = broker.topics.defaults();
+                                    let mut error = None;
+                                    for op in &resource.configs {
+                                        if let Err(err) = apply_op(
+                                            &mut configs,
+                                            defaults,
+                                            &op.name,
+                                            op.config_operation,
+                                            op.value.as_deref(),
+                                        ) {
+                                            error = Some(err);
+                                            break;
+                                        }
+                                    }
+                                    match error {
+                                        Some(err) => Err(err),
+                                        None => broker.topics.set_configs(
+                                            &resource.resource_name,
+                                            configs,
+                                            req.validate_only,
+                                        ),
                                     }
                                 }
-                                match error {
-                                    Some(err) => Err(err),
-                                    None => broker.topics.set_configs(&resource.resource_name, configs, req.validate_only),
-                                }
-                            }
-                        },
-                        other => Err(unsupported_resource(other)),
-                    }
-                };
+                            },
+                            other => Err(unsupported_resource(other)),
+                        }
+                    };
                 if let Err(err) = outcome {
                     result.error_code = err.code();
                     result.error_message = Some(s(err.to_string()));
@@ -311,7 +378,8 @@ impl Broker {
 fn unsupported_resource(resource_type: i8) -> BrokerError {
     if resource_type == RESOURCE_BROKER {
         BrokerError::InvalidConfig {
-            reason: "broker configs are read-only at runtime; set them in the config file or flags".into(),
+            reason: "broker configs are read-only at runtime; set them in the config file or flags"
+                .into(),
         }
     } else {
         BrokerError::InvalidRequest {
@@ -346,7 +414,9 @@ fn apply_op(
         OP_APPEND | OP_SUBTRACT => {
             if def.kind != ConfigType::List {
                 return Err(BrokerError::InvalidConfig {
-                    reason: format!("config {name} is not a list; APPEND and SUBTRACT apply to lists"),
+                    reason: format!(
+                        "config {name} is not a list; APPEND and SUBTRACT apply to lists"
+                    ),
                 });
             }
             let current = configs
@@ -354,8 +424,16 @@ fn apply_op(
                 .or_else(|| defaults.get(name))
                 .cloned()
                 .unwrap_or_else(|| def.default.to_string());
-            let mut items: Vec<String> = current.split(',').map(|i| i.trim().to_string()).filter(|i| !i.is_empty()).collect();
-            for item in need_value()?.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+            let mut items: Vec<String> = current
+                .split(',')
+                .map(|i| i.trim().to_string())
+                .filter(|i| !i.is_empty())
+                .collect();
+            for item in need_value()?
+                .split(',')
+                .map(str::trim)
+                .filter(|i| !i.is_empty())
+            {
                 if op == OP_APPEND {
                     if !items.iter().any(|i| i == item) {
                         items.push(item.to_string());
@@ -373,7 +451,9 @@ fn apply_op(
         }
     }
     if let Some(value) = configs.get(name) {
-        spate_log::config::validate(name, value).map_err(|e| BrokerError::InvalidConfig { reason: e.to_string() })?;
+        spate_log::config::validate(name, value).map_err(|e| BrokerError::InvalidConfig {
+            reason: e.to_string(),
+        })?;
     }
     Ok(())
 }
@@ -386,15 +466,54 @@ mod tests {
     fn incremental_ops_follow_kafka_semantics() {
         let mut configs = BTreeMap::new();
         let defaults = BTreeMap::new();
-        apply_op(&mut configs, &defaults, "retention.ms", OP_SET, Some("1000")).expect("set");
-        assert_eq!(configs.get("retention.ms").map(String::as_str), Some("1000"));
-        apply_op(&mut configs, &defaults, "cleanup.policy", OP_APPEND, Some("compact")).expect("append");
-        assert_eq!(configs.get("cleanup.policy").map(String::as_str), Some("delete,compact"));
-        apply_op(&mut configs, &defaults, "cleanup.policy", OP_SUBTRACT, Some("delete")).expect("subtract");
-        assert_eq!(configs.get("cleanup.policy").map(String::as_str), Some("compact"));
+        apply_op(
+            &mut configs,
+            &defaults,
+            "retention.ms",
+            OP_SET,
+            Some("1000"),
+        )
+        .expect("set");
+        assert_eq!(
+            configs.get("retention.ms").map(String::as_str),
+            Some("1000")
+        );
+        apply_op(
+            &mut configs,
+            &defaults,
+            "cleanup.policy",
+            OP_APPEND,
+            Some("compact"),
+        )
+        .expect("append");
+        assert_eq!(
+            configs.get("cleanup.policy").map(String::as_str),
+            Some("delete,compact")
+        );
+        apply_op(
+            &mut configs,
+            &defaults,
+            "cleanup.policy",
+            OP_SUBTRACT,
+            Some("delete"),
+        )
+        .expect("subtract");
+        assert_eq!(
+            configs.get("cleanup.policy").map(String::as_str),
+            Some("compact")
+        );
         apply_op(&mut configs, &defaults, "retention.ms", OP_DELETE, None).expect("delete");
         assert!(!configs.contains_key("retention.ms"));
-        assert!(apply_op(&mut configs, &defaults, "retention.ms", OP_APPEND, Some("1")).is_err());
+        assert!(
+            apply_op(
+                &mut configs,
+                &defaults,
+                "retention.ms",
+                OP_APPEND,
+                Some("1")
+            )
+            .is_err()
+        );
         assert!(apply_op(&mut configs, &defaults, "retention.ms", OP_SET, Some("x")).is_err());
         assert!(apply_op(&mut configs, &defaults, "no.such", OP_SET, Some("1")).is_err());
     }

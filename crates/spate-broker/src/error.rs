@@ -121,6 +121,7 @@ pub fn log_error_code(err: &LogError) -> ResponseError {
         LogError::Io { .. } => ResponseError::KafkaStorageError,
         LogError::Batch(batch) => batch_error_code(batch),
         LogError::MessageTooLarge { .. } => ResponseError::MessageTooLarge,
+        LogError::BatchLargerThanSegment { .. } => ResponseError::RecordListTooLarge,
         LogError::InvalidTimestamp { .. } => ResponseError::InvalidTimestamp,
         LogError::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange,
         LogError::Offline { .. } => ResponseError::KafkaStorageError,
@@ -183,11 +184,39 @@ mod tests {
         assert!(io.is_disk_full());
         let cases = [
             (io, 56),
-            (LogError::Batch(BatchError::CorruptCrc { stored: 1, computed: 2 }), 2),
-            (LogError::Batch(BatchError::UnsupportedMagic { magic: 1 }), 43),
+            (
+                LogError::Batch(BatchError::CorruptCrc {
+                    stored: 1,
+                    computed: 2,
+                }),
+                2,
+            ),
+            (
+                LogError::Batch(BatchError::UnsupportedMagic { magic: 1 }),
+                43,
+            ),
             (LogError::Batch(BatchError::NotOneBatch { count: 2 }), 87),
-            (LogError::MessageTooLarge { size_bytes: 2, limit_bytes: 1 }, 10),
-            (LogError::InvalidTimestamp { timestamp_ms: 0, now_ms: 1 }, 32),
+            (
+                LogError::MessageTooLarge {
+                    size_bytes: 2,
+                    limit_bytes: 1,
+                },
+                10,
+            ),
+            (
+                LogError::BatchLargerThanSegment {
+                    size_bytes: 2,
+                    segment_bytes: 1,
+                },
+                18,
+            ),
+            (
+                LogError::InvalidTimestamp {
+                    timestamp_ms: 0,
+                    now_ms: 1,
+                },
+                32,
+            ),
             (
                 LogError::OffsetOutOfRange {
                     offset: 9,

@@ -12,7 +12,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use kafka_protocol::ResponseError;
-use kafka_protocol::messages::fetch_response::{FetchResponse, FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::fetch_response::{
+    FetchResponse, FetchableTopicResponse, PartitionData,
+};
 use kafka_protocol::messages::{BrokerId, FetchRequest, ResponseKind, TopicName};
 
 use kafka_protocol::protocol::StrBytes;
@@ -40,11 +42,15 @@ impl Broker {
             } else {
                 ResponseError::InvalidFetchSessionEpoch
             };
-            let response = FetchResponse::default().with_error_code(code.code()).with_session_id(0);
+            let response = FetchResponse::default()
+                .with_error_code(code.code())
+                .with_session_id(0);
             return Reply::Now(ResponseKind::Fetch(response));
         }
         let broker = Arc::clone(self);
-        Reply::Later(Box::pin(async move { ResponseKind::Fetch(broker.long_poll(req, version).await) }))
+        Reply::Later(Box::pin(async move {
+            ResponseKind::Fetch(broker.long_poll(req, version).await)
+        }))
     }
 
     async fn long_poll(self: Arc<Self>, req: FetchRequest, version: i16) -> FetchResponse {
@@ -75,11 +81,15 @@ impl Broker {
                 if req.isolation_level == READ_COMMITTED {
                     data.aborted_transactions = Some(Vec::new());
                 }
-                let partition = topic.as_ref().and_then(|t| t.partition(fetch_partition.partition));
+                let partition = topic
+                    .as_ref()
+                    .and_then(|t| t.partition(fetch_partition.partition));
                 let error = match (&topic, &partition) {
                     (None, _) if version >= 13 => Some(ResponseError::UnknownTopicId),
                     (None, _) | (Some(_), None) => Some(ResponseError::UnknownTopicOrPartition),
-                    _ if fetch_partition.current_leader_epoch > 0 => Some(ResponseError::UnknownLeaderEpoch),
+                    _ if fetch_partition.current_leader_epoch > 0 => {
+                        Some(ResponseError::UnknownLeaderEpoch)
+                    }
                     _ => None,
                 };
                 if let Some(error) = error {
@@ -89,7 +99,11 @@ impl Broker {
                 targets.push(Target {
                     topic: t,
                     partition: p,
-                    log: if error.is_none() { partition.map(|p| Arc::clone(&p.log)) } else { None },
+                    log: if error.is_none() {
+                        partition.map(|p| Arc::clone(&p.log))
+                    } else {
+                        None
+                    },
                     fetch_offset: fetch_partition.fetch_offset,
                     max_bytes: fetch_partition.partition_max_bytes.max(0) as usize,
                 });
@@ -99,7 +113,8 @@ impl Broker {
         let has_errors = targets.iter().any(|t| t.log.is_none());
         let response_max_bytes = (req.max_bytes.max(0) as usize).min(self.options.fetch_max_bytes);
         let min_bytes = req.min_bytes.max(0) as usize;
-        let deadline = tokio::time::Instant::now() + Duration::from_millis(req.max_wait_ms.max(0) as u64);
+        let deadline =
+            tokio::time::Instant::now() + Duration::from_millis(req.max_wait_ms.max(0) as u64);
         let mut watches: Vec<watch::Receiver<i64>> = targets
             .iter()
             .filter_map(|t| t.log.as_ref().map(|log| log.watch_high_watermark()))
@@ -120,9 +135,17 @@ impl Broker {
                     return template.with_error_code(ResponseError::UnknownServerError.code());
                 }
             };
-            let total: usize = reads.iter().map(|r| r.records.as_ref().map_or(0, Bytes::len)).sum();
+            let total: usize = reads
+                .iter()
+                .map(|r| r.records.as_ref().map_or(0, Bytes::len))
+                .sum();
             let read_error = reads.iter().any(|r| r.error_code != 0);
-            if total >= min_bytes || has_errors || read_error || tokio::time::Instant::now() >= deadline || watches.is_empty() {
+            if total >= min_bytes
+                || has_errors
+                || read_error
+                || tokio::time::Instant::now() >= deadline
+                || watches.is_empty()
+            {
                 let mut response = template;
                 for (target, read) in targets.iter().zip(reads) {
                     let data = &mut response.responses[target.topic].partitions[target.partition];
@@ -136,10 +159,13 @@ impl Broker {
                         data.records = read.records.or_else(|| Some(Bytes::new()));
                     }
                 }
-                self.metrics.fetch_bytes.fetch_add(total as u64, Ordering::Relaxed);
+                self.metrics
+                    .fetch_bytes
+                    .fetch_add(total as u64, Ordering::Relaxed);
                 return response;
             }
-            let changed = futures::future::select_all(watches.iter_mut().map(|rx| Box::pin(rx.changed())));
+            let changed =
+                futures::future::select_all(watches.iter_mut().map(|rx| Box::pin(rx.changed())));
             tokio::select! {
                 _ = tokio::time::sleep_until(deadline) => {}
                 _ = changed => {}

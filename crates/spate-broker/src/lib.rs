@@ -87,6 +87,9 @@ impl std::fmt::Debug for BrokerOptions {
 }
 
 /// How a request is answered.
+// A reply is built once per request and moved straight to the connection's writer; boxing the
+// response would only add an allocation.
+#[allow(clippy::large_enum_variant)]
 pub enum Reply {
     /// The response is ready.
     Now(ResponseKind),
@@ -167,9 +170,17 @@ impl Broker {
             spate_log::sync_dir(&data_dir).map_err(|e| dir_error(e.to_string()))?;
         }
         let now = (options.clock)();
-        let topics = TopicRegistry::open(&data_dir.join("topics"), options.topic_defaults.clone(), clean, now)?;
+        let topics = TopicRegistry::open(
+            &data_dir.join("topics"),
+            options.topic_defaults.clone(),
+            clean,
+            now,
+        )?;
         if !clean && !topics.list().is_empty() {
-            tracing::info!(topics = topics.list().len(), "recovered after an unclean shutdown");
+            tracing::info!(
+                topics = topics.list().len(),
+                "recovered after an unclean shutdown"
+            );
         }
         let producer_ids = producers::ProducerIds::open(&data_dir).map_err(dir_error)?;
         let syncer = Syncer::start(options.sync_threads);
@@ -213,30 +224,50 @@ impl Broker {
         let version = request.api_version;
         self.metrics.record_request(request.api_key);
         match request.body {
-            RequestKind::ApiVersions(_) => Reply::Now(ResponseKind::ApiVersions(spate_protocol::api_versions_response(0))),
-            RequestKind::Metadata(req) => Reply::Now(ResponseKind::Metadata(self.metadata(req, version).await)),
+            RequestKind::ApiVersions(_) => Reply::Now(ResponseKind::ApiVersions(
+                spate_protocol::api_versions_response(0),
+            )),
+            RequestKind::Metadata(req) => {
+                Reply::Now(ResponseKind::Metadata(self.metadata(req, version).await))
+            }
             RequestKind::Produce(req) => self.produce(req, version).await,
             RequestKind::Fetch(req) => self.fetch(req, version),
-            RequestKind::ListOffsets(req) => Reply::Now(ResponseKind::ListOffsets(self.list_offsets(req, version).await)),
-            RequestKind::CreateTopics(req) => Reply::Now(ResponseKind::CreateTopics(self.create_topics(req, version).await)),
-            RequestKind::DeleteTopics(req) => Reply::Now(ResponseKind::DeleteTopics(self.delete_topics(req, version).await)),
-            RequestKind::CreatePartitions(req) => {
-                Reply::Now(ResponseKind::CreatePartitions(self.create_partitions(req).await))
+            RequestKind::ListOffsets(req) => Reply::Now(ResponseKind::ListOffsets(
+                self.list_offsets(req, version).await,
+            )),
+            RequestKind::CreateTopics(req) => Reply::Now(ResponseKind::CreateTopics(
+                self.create_topics(req, version).await,
+            )),
+            RequestKind::DeleteTopics(req) => Reply::Now(ResponseKind::DeleteTopics(
+                self.delete_topics(req, version).await,
+            )),
+            RequestKind::CreatePartitions(req) => Reply::Now(ResponseKind::CreatePartitions(
+                self.create_partitions(req).await,
+            )),
+            RequestKind::DeleteRecords(req) => {
+                Reply::Now(ResponseKind::DeleteRecords(self.delete_records(req).await))
             }
-            RequestKind::DeleteRecords(req) => Reply::Now(ResponseKind::DeleteRecords(self.delete_records(req).await)),
-            RequestKind::OffsetForLeaderEpoch(req) => {
-                Reply::Now(ResponseKind::OffsetForLeaderEpoch(self.offset_for_leader_epoch(req)))
+            RequestKind::OffsetForLeaderEpoch(req) => Reply::Now(
+                ResponseKind::OffsetForLeaderEpoch(self.offset_for_leader_epoch(req)),
+            ),
+            RequestKind::DescribeConfigs(req) => Reply::Now(ResponseKind::DescribeConfigs(
+                self.describe_configs(req, version),
+            )),
+            RequestKind::AlterConfigs(req) => {
+                Reply::Now(ResponseKind::AlterConfigs(self.alter_configs(req).await))
             }
-            RequestKind::DescribeConfigs(req) => Reply::Now(ResponseKind::DescribeConfigs(self.describe_configs(req, version))),
-            RequestKind::AlterConfigs(req) => Reply::Now(ResponseKind::AlterConfigs(self.alter_configs(req).await)),
-            RequestKind::IncrementalAlterConfigs(req) => {
-                Reply::Now(ResponseKind::IncrementalAlterConfigs(self.incremental_alter_configs(req).await))
+            RequestKind::IncrementalAlterConfigs(req) => Reply::Now(
+                ResponseKind::IncrementalAlterConfigs(self.incremental_alter_configs(req).await),
+            ),
+            RequestKind::DescribeCluster(req) => {
+                Reply::Now(ResponseKind::DescribeCluster(self.describe_cluster(req)))
             }
-            RequestKind::DescribeCluster(req) => Reply::Now(ResponseKind::DescribeCluster(self.describe_cluster(req))),
-            RequestKind::InitProducerId(req) => Reply::Now(ResponseKind::InitProducerId(self.init_producer_id(req).await)),
-            RequestKind::FindCoordinator(req) => {
-                Reply::Now(ResponseKind::FindCoordinator(self.find_coordinator(req, version)))
-            }
+            RequestKind::InitProducerId(req) => Reply::Now(ResponseKind::InitProducerId(
+                self.init_producer_id(req).await,
+            )),
+            RequestKind::FindCoordinator(req) => Reply::Now(ResponseKind::FindCoordinator(
+                self.find_coordinator(req, version),
+            )),
             other => {
                 // spate-protocol only decodes advertised APIs, and every advertised API has an
                 // arm above; reaching here is a broken invariant between the two crates.
@@ -267,7 +298,11 @@ impl Broker {
     }
 
     /// Runs retention, compaction and `flush.ms` until `shutdown` resolves.
-    pub async fn run_maintenance(self: Arc<Self>, interval_ms: u64, shutdown: impl std::future::Future<Output = ()>) {
+    pub async fn run_maintenance(
+        self: Arc<Self>,
+        interval_ms: u64,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) {
         maintenance::run(self, interval_ms, shutdown).await;
     }
 }
@@ -281,8 +316,12 @@ fn load_or_create_cluster_id(data_dir: &Path) -> Result<String, String> {
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
             use base64::Engine;
             // Kafka cluster ids are a UUID in URL-safe base64 without padding (22 characters).
-            let id = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(uuid::Uuid::new_v4().as_bytes());
-            let text = serde_json::to_vec(&ClusterFile { cluster_id: id.clone() }).map_err(|e| e.to_string())?;
+            let id = base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .encode(uuid::Uuid::new_v4().as_bytes());
+            let text = serde_json::to_vec(&ClusterFile {
+                cluster_id: id.clone(),
+            })
+            .map_err(|e| e.to_string())?;
             spate_log::write_atomic(&path, &text).map_err(|e| e.to_string())?;
             Ok(id)
         }

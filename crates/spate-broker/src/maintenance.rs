@@ -8,7 +8,11 @@ use crate::Broker;
 /// How often `flush.ms` deadlines are checked.
 const FLUSH_CHECK_INTERVAL: Duration = Duration::from_millis(100);
 
-pub(crate) async fn run(broker: Arc<Broker>, interval_ms: u64, shutdown: impl std::future::Future<Output = ()>) {
+pub(crate) async fn run(
+    broker: Arc<Broker>,
+    interval_ms: u64,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
     tokio::pin!(shutdown);
     let mut retention = tokio::time::interval(Duration::from_millis(interval_ms.max(1)));
     retention.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -55,7 +59,9 @@ impl Broker {
                         "retention deleted old segments"
                     ),
                     Ok(_) => {}
-                    Err(err) => tracing::error!(topic = %partition.topic, partition = partition.index, error = %err, "retention failed"),
+                    Err(err) => {
+                        tracing::error!(topic = %partition.topic, partition = partition.index, error = %err, "retention failed")
+                    }
                 }
                 if let Err(err) = spate_log::clean(&partition.log, now) {
                     tracing::error!(topic = %partition.topic, partition = partition.index, error = %err, "compaction failed");

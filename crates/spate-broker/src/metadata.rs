@@ -5,33 +5,44 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use kafka_protocol::ResponseError;
+use kafka_protocol::messages::describe_cluster_response::{
+    DescribeClusterBroker, DescribeClusterResponse,
+};
+use kafka_protocol::messages::find_coordinator_response::{self, FindCoordinatorResponse};
 use kafka_protocol::messages::metadata_response::{
     MetadataResponse, MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
 };
-use kafka_protocol::messages::describe_cluster_response::{DescribeClusterBroker, DescribeClusterResponse};
-use kafka_protocol::messages::find_coordinator_response::{self, FindCoordinatorResponse};
-use kafka_protocol::messages::{BrokerId, DescribeClusterRequest, FindCoordinatorRequest, MetadataRequest, TopicName};
+use kafka_protocol::messages::{
+    BrokerId, DescribeClusterRequest, FindCoordinatorRequest, MetadataRequest, TopicName,
+};
 use kafka_protocol::protocol::StrBytes;
 use uuid::Uuid;
 
+use crate::Broker;
 use crate::error::BrokerError;
 use crate::topics::{Topic, validate_topic_name};
-use crate::Broker;
 
 /// "Not requested" for authorised-operation fields.
 const OPERATIONS_NOT_REQUESTED: i32 = i32::MIN;
 /// Without authorisation every operation on a topic is allowed: READ, WRITE, CREATE, DELETE,
 /// ALTER, DESCRIBE, DESCRIBE_CONFIGS, ALTER_CONFIGS.
-const ALL_TOPIC_OPERATIONS: i32 = (1 << 3) | (1 << 4) | (1 << 5) | (1 << 6) | (1 << 7) | (1 << 8) | (1 << 10) | (1 << 11);
+const ALL_TOPIC_OPERATIONS: i32 =
+    (1 << 3) | (1 << 4) | (1 << 5) | (1 << 6) | (1 << 7) | (1 << 8) | (1 << 10) | (1 << 11);
 /// ... and on the cluster: CREATE, CLUSTER_ACTION, DESCRIBE_CONFIGS, ALTER_CONFIGS,
 /// IDEMPOTENT_WRITE, ALTER, DESCRIBE.
-const ALL_CLUSTER_OPERATIONS: i32 = (1 << 5) | (1 << 7) | (1 << 8) | (1 << 9) | (1 << 10) | (1 << 11) | (1 << 12);
+const ALL_CLUSTER_OPERATIONS: i32 =
+    (1 << 5) | (1 << 7) | (1 << 8) | (1 << 9) | (1 << 10) | (1 << 11) | (1 << 12);
 /// DescribeCluster endpoint type for brokers.
 const ENDPOINT_TYPE_BROKERS: i8 = 1;
 
 impl Broker {
-    pub(crate) async fn metadata(self: &Arc<Self>, req: MetadataRequest, version: i16) -> MetadataResponse {
-        let allow_auto_create = self.options.auto_create_topics && (version < 4 || req.allow_auto_topic_creation);
+    pub(crate) async fn metadata(
+        self: &Arc<Self>,
+        req: MetadataRequest,
+        version: i16,
+    ) -> MetadataResponse {
+        let allow_auto_create =
+            self.options.auto_create_topics && (version < 4 || req.allow_auto_topic_creation);
         let include_ops = req.include_topic_authorized_operations;
         let mut topics = Vec::new();
         let requested = match req.topics {
@@ -48,7 +59,10 @@ impl Broker {
             Some(list) => {
                 for requested in list {
                     let entry = match requested.name {
-                        Some(name) if !name.is_empty() => self.metadata_for_name(&name, allow_auto_create, include_ops).await,
+                        Some(name) if !name.is_empty() => {
+                            self.metadata_for_name(&name, allow_auto_create, include_ops)
+                                .await
+                        }
                         _ => match self.topics.get_by_id(&requested.topic_id) {
                             Some(topic) => self.describe_topic(&topic, include_ops),
                             None => MetadataResponseTopic::default()
@@ -74,11 +88,13 @@ impl Broker {
             .with_cluster_id(Some(StrBytes::from_string(self.cluster_id.clone())))
             .with_controller_id(BrokerId(self.options.node_id))
             .with_topics(topics)
-            .with_cluster_authorized_operations(if req.include_cluster_authorized_operations && (8..=10).contains(&version) {
-                ALL_CLUSTER_OPERATIONS
-            } else {
-                OPERATIONS_NOT_REQUESTED
-            });
+            .with_cluster_authorized_operations(
+                if req.include_cluster_authorized_operations && (8..=10).contains(&version) {
+                    ALL_CLUSTER_OPERATIONS
+                } else {
+                    OPERATIONS_NOT_REQUESTED
+                },
+            );
         if version < 2 {
             response.cluster_id = None;
         }
@@ -88,7 +104,12 @@ impl Broker {
         response
     }
 
-    async fn metadata_for_name(self: &Arc<Self>, name: &str, allow_auto_create: bool, include_ops: bool) -> MetadataResponseTopic {
+    async fn metadata_for_name(
+        self: &Arc<Self>,
+        name: &str,
+        allow_auto_create: bool,
+        include_ops: bool,
+    ) -> MetadataResponseTopic {
         let failed = |error: ResponseError| {
             MetadataResponseTopic::default()
                 .with_error_code(error.code())
@@ -105,7 +126,14 @@ impl Broker {
         if !allow_auto_create || name.starts_with("__") {
             return failed(ResponseError::UnknownTopicOrPartition);
         }
-        match self.create_topic_blocking(name.to_string(), self.options.default_partitions, BTreeMap::new()).await {
+        match self
+            .create_topic_blocking(
+                name.to_string(),
+                self.options.default_partitions,
+                BTreeMap::new(),
+            )
+            .await
+        {
             Ok(topic) => self.describe_topic(&topic, include_ops),
             // Another client created it first.
             Err(BrokerError::TopicAlreadyExists { .. }) => match self.topics.get(name) {
@@ -156,7 +184,11 @@ impl Broker {
             .with_topic_id(topic.id)
             .with_is_internal(topic.is_internal())
             .with_partitions(partitions)
-            .with_topic_authorized_operations(if include_ops { ALL_TOPIC_OPERATIONS } else { OPERATIONS_NOT_REQUESTED })
+            .with_topic_authorized_operations(if include_ops {
+                ALL_TOPIC_OPERATIONS
+            } else {
+                OPERATIONS_NOT_REQUESTED
+            })
     }
 
     pub(crate) fn describe_cluster(&self, req: DescribeClusterRequest) -> DescribeClusterResponse {
@@ -209,21 +241,33 @@ const KEY_TYPE_GROUP: i8 = 0;
 impl Broker {
     /// Every group is coordinated by this broker. Transaction and share-group coordinators do
     /// not exist yet, so those keys get COORDINATOR_NOT_AVAILABLE.
-    pub(crate) fn find_coordinator(&self, req: FindCoordinatorRequest, version: i16) -> FindCoordinatorResponse {
+    pub(crate) fn find_coordinator(
+        &self,
+        req: FindCoordinatorRequest,
+        version: i16,
+    ) -> FindCoordinatorResponse {
         let host = StrBytes::from_string(self.options.advertised_host.clone());
         let node = BrokerId(self.options.node_id);
         let port = self.options.advertised_port;
         let supported = req.key_type == KEY_TYPE_GROUP;
         let unavailable = ResponseError::CoordinatorNotAvailable;
-        let message = || Some(StrBytes::from_static_str("only consumer group coordinators exist on this broker"));
+        let message = || {
+            Some(StrBytes::from_static_str(
+                "only consumer group coordinators exist on this broker",
+            ))
+        };
         if version >= 4 {
             let coordinators = req
                 .coordinator_keys
                 .into_iter()
                 .map(|key| {
-                    let coordinator = find_coordinator_response::Coordinator::default().with_key(key);
+                    let coordinator =
+                        find_coordinator_response::Coordinator::default().with_key(key);
                     if supported {
-                        coordinator.with_node_id(node).with_host(host.clone()).with_port(port)
+                        coordinator
+                            .with_node_id(node)
+                            .with_host(host.clone())
+                            .with_port(port)
                     } else {
                         coordinator
                             .with_node_id(BrokerId(-1))
@@ -236,7 +280,10 @@ impl Broker {
             return FindCoordinatorResponse::default().with_coordinators(coordinators);
         }
         if supported {
-            FindCoordinatorResponse::default().with_node_id(node).with_host(host).with_port(port)
+            FindCoordinatorResponse::default()
+                .with_node_id(node)
+                .with_host(host)
+                .with_port(port)
         } else {
             let mut response = FindCoordinatorResponse::default()
                 .with_node_id(BrokerId(-1))

@@ -46,7 +46,10 @@ impl Metrics {
 
     /// Appends the counters in Prometheus text format.
     pub fn render(&self, out: &mut String) {
-        let _ = writeln!(out, "# HELP spate_kafka_requests_total Kafka requests handled, by API.");
+        let _ = writeln!(
+            out,
+            "# HELP spate_kafka_requests_total Kafka requests handled, by API."
+        );
         let _ = writeln!(out, "# TYPE spate_kafka_requests_total counter");
         for key in ApiKey::iter() {
             let count = self
@@ -59,10 +62,26 @@ impl Metrics {
             }
         }
         for (name, help, counter) in [
-            ("spate_produce_bytes_total", "Record batch bytes appended.", &self.produce_bytes),
-            ("spate_produce_records_total", "Records appended.", &self.produce_records),
-            ("spate_produce_errors_total", "Produce partitions refused with an error.", &self.produce_errors),
-            ("spate_fetch_bytes_total", "Record bytes returned to fetches.", &self.fetch_bytes),
+            (
+                "spate_produce_bytes_total",
+                "Record batch bytes appended.",
+                &self.produce_bytes,
+            ),
+            (
+                "spate_produce_records_total",
+                "Records appended.",
+                &self.produce_records,
+            ),
+            (
+                "spate_produce_errors_total",
+                "Produce partitions refused with an error.",
+                &self.produce_errors,
+            ),
+            (
+                "spate_fetch_bytes_total",
+                "Record bytes returned to fetches.",
+                &self.fetch_bytes,
+            ),
         ] {
             let _ = writeln!(out, "# HELP {name} {help}");
             let _ = writeln!(out, "# TYPE {name} counter");

@@ -16,11 +16,13 @@ use kafka_protocol::messages::list_offsets_response::{
 use kafka_protocol::messages::offset_for_leader_epoch_response::{
     EpochEndOffset, OffsetForLeaderEpochResponse, OffsetForLeaderTopicResult,
 };
-use kafka_protocol::messages::{DeleteRecordsRequest, ListOffsetsRequest, OffsetForLeaderEpochRequest};
+use kafka_protocol::messages::{
+    DeleteRecordsRequest, ListOffsetsRequest, OffsetForLeaderEpochRequest,
+};
 
+use crate::Broker;
 use crate::error::BrokerError;
 use crate::topics::Partition;
-use crate::Broker;
 
 const LATEST: i64 = -1;
 const EARLIEST: i64 = -2;
@@ -46,12 +48,17 @@ impl Broker {
             .ok_or(ResponseError::UnknownTopicOrPartition)
     }
 
-    pub(crate) async fn list_offsets(self: &Arc<Self>, req: ListOffsetsRequest, version: i16) -> ListOffsetsResponse {
+    pub(crate) async fn list_offsets(
+        self: &Arc<Self>,
+        req: ListOffsetsRequest,
+        version: i16,
+    ) -> ListOffsetsResponse {
         let broker = Arc::clone(self);
         let work = move || {
             let mut response = ListOffsetsResponse::default();
             for topic in req.topics {
-                let mut topic_response = ListOffsetsTopicResponse::default().with_name(topic.name.clone());
+                let mut topic_response =
+                    ListOffsetsTopicResponse::default().with_name(topic.name.clone());
                 for partition in topic.partitions {
                     let mut result = ListOffsetsPartitionResponse::default()
                         .with_partition_index(partition.partition_index)
@@ -82,16 +89,22 @@ impl Broker {
             }
             response
         };
-        tokio::task::spawn_blocking(work).await.unwrap_or_else(|err| {
-            tracing::error!(error = %err, "list offsets task failed");
-            ListOffsetsResponse::default()
-        })
+        tokio::task::spawn_blocking(work)
+            .await
+            .unwrap_or_else(|err| {
+                tracing::error!(error = %err, "list offsets task failed");
+                ListOffsetsResponse::default()
+            })
     }
 
-    pub(crate) fn offset_for_leader_epoch(&self, req: OffsetForLeaderEpochRequest) -> OffsetForLeaderEpochResponse {
+    pub(crate) fn offset_for_leader_epoch(
+        &self,
+        req: OffsetForLeaderEpochRequest,
+    ) -> OffsetForLeaderEpochResponse {
         let mut response = OffsetForLeaderEpochResponse::default();
         for topic in req.topics {
-            let mut topic_result = OffsetForLeaderTopicResult::default().with_topic(topic.topic.clone());
+            let mut topic_result =
+                OffsetForLeaderTopicResult::default().with_topic(topic.topic.clone());
             for partition in topic.partitions {
                 let mut result = EpochEndOffset::default()
                     .with_partition(partition.partition)
@@ -118,12 +131,16 @@ impl Broker {
         response
     }
 
-    pub(crate) async fn delete_records(self: &Arc<Self>, req: DeleteRecordsRequest) -> DeleteRecordsResponse {
+    pub(crate) async fn delete_records(
+        self: &Arc<Self>,
+        req: DeleteRecordsRequest,
+    ) -> DeleteRecordsResponse {
         let broker = Arc::clone(self);
         let work = move || {
             let mut response = DeleteRecordsResponse::default();
             for topic in req.topics {
-                let mut topic_result = DeleteRecordsTopicResult::default().with_name(topic.name.clone());
+                let mut topic_result =
+                    DeleteRecordsTopicResult::default().with_name(topic.name.clone());
                 for partition in topic.partitions {
                     let mut result = DeleteRecordsPartitionResult::default()
                         .with_partition_index(partition.partition_index)
@@ -141,17 +158,25 @@ impl Broker {
             }
             response
         };
-        tokio::task::spawn_blocking(work).await.unwrap_or_else(|err| {
-            tracing::error!(error = %err, "delete records task failed");
-            DeleteRecordsResponse::default()
-        })
+        tokio::task::spawn_blocking(work)
+            .await
+            .unwrap_or_else(|err| {
+                tracing::error!(error = %err, "delete records task failed");
+                DeleteRecordsResponse::default()
+            })
     }
 }
 
 /// Answers one ListOffsets query; `None` means no such offset (-1/-1).
-fn lookup_offset(partition: &Partition, timestamp: i64) -> Result<Option<(i64, i64)>, ResponseError> {
+fn lookup_offset(
+    partition: &Partition,
+    timestamp: i64,
+) -> Result<Option<(i64, i64)>, ResponseError> {
     let offsets = partition.log.offsets();
-    let storage = |err: spate_log::LogError| ResponseError::try_from_code(BrokerError::from(&err).code()).unwrap_or(ResponseError::UnknownServerError);
+    let storage = |err: spate_log::LogError| {
+        ResponseError::try_from_code(BrokerError::from(&err).code())
+            .unwrap_or(ResponseError::UnknownServerError)
+    };
     match timestamp {
         EARLIEST | EARLIEST_LOCAL => Ok(Some((offsets.log_start_offset, -1))),
         LATEST => Ok(Some((offsets.high_watermark, -1))),

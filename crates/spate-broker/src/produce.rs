@@ -11,7 +11,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::ProduceRequest;
-use kafka_protocol::messages::produce_response::{PartitionProduceResponse, ProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::produce_response::{
+    PartitionProduceResponse, ProduceResponse, TopicProduceResponse,
+};
 use kafka_protocol::messages::{ResponseKind, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use spate_log::{AppendInfo, Log, batch};
@@ -107,7 +109,10 @@ impl Broker {
                 // A panic while appending is a bug; the append lock was never poisoned
                 // (parking_lot), but this request cannot be answered honestly.
                 tracing::error!(error = %err, "produce task failed");
-                return Reply::Now(ResponseKind::Produce(fail_all(response, ResponseError::UnknownServerError.code())));
+                return Reply::Now(ResponseKind::Produce(fail_all(
+                    response,
+                    ResponseError::UnknownServerError.code(),
+                )));
             }
         };
 
@@ -143,7 +148,11 @@ impl Broker {
                 let timeout_ms = req.timeout_ms.max(0);
                 Reply::Later(Box::pin(async move {
                     for (t, p, log, offset) in waits {
-                        let waited = tokio::time::timeout(Duration::from_millis(timeout_ms as u64), log.wait_durable(offset)).await;
+                        let waited = tokio::time::timeout(
+                            Duration::from_millis(timeout_ms as u64),
+                            log.wait_durable(offset),
+                        )
+                        .await;
                         let error = match waited {
                             Ok(Ok(())) => None,
                             Ok(Err(err)) => Some(BrokerError::from(&err)),
@@ -183,7 +192,11 @@ impl Broker {
             });
             return Outcome::Failed(err.code(), err.to_string());
         }
-        let header = match batch::validate_produce_batch(&records, config.compact, MAX_VALIDATION_DECOMPRESSED_BYTES) {
+        let header = match batch::validate_produce_batch(
+            &records,
+            config.compact,
+            MAX_VALIDATION_DECOMPRESSED_BYTES,
+        ) {
             Ok(header) if header.is_transactional() => {
                 return Outcome::Failed(
                     ResponseError::InvalidTxnState.code(),
@@ -202,17 +215,28 @@ impl Broker {
                     self.syncer.request(log);
                 }
                 if info.duplicate {
-                    tracing::debug!(log = log.name(), base_offset = info.base_offset, "answered a retried idempotent batch");
+                    tracing::debug!(
+                        log = log.name(),
+                        base_offset = info.base_offset,
+                        "answered a retried idempotent batch"
+                    );
                     return Outcome::Appended(info);
                 }
-                self.metrics.produce_bytes.fetch_add(records.len() as u64, Ordering::Relaxed);
+                self.metrics
+                    .produce_bytes
+                    .fetch_add(records.len() as u64, Ordering::Relaxed);
                 self.metrics
                     .produce_records
                     .fetch_add(header.record_count as u64, Ordering::Relaxed);
                 Outcome::Appended(info)
             }
             Err(err) => {
-                if err.is_disk_full() || matches!(err, spate_log::LogError::Io { .. } | spate_log::LogError::Offline { .. }) {
+                if err.is_disk_full()
+                    || matches!(
+                        err,
+                        spate_log::LogError::Io { .. } | spate_log::LogError::Offline { .. }
+                    )
+                {
                     tracing::error!(log = log.name(), error = %err, "append failed");
                 }
                 let err = BrokerError::from(&err);

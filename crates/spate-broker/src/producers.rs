@@ -62,14 +62,21 @@ impl ProducerIds {
 }
 
 impl Broker {
-    pub(crate) async fn init_producer_id(self: &Arc<Self>, req: InitProducerIdRequest) -> InitProducerIdResponse {
+    pub(crate) async fn init_producer_id(
+        self: &Arc<Self>,
+        req: InitProducerIdRequest,
+    ) -> InitProducerIdResponse {
         let failed = |error: ResponseError| {
             InitProducerIdResponse::default()
                 .with_error_code(error.code())
                 .with_producer_id(ProducerId(-1))
                 .with_producer_epoch(-1)
         };
-        if req.transactional_id.as_ref().is_some_and(|id| !id.is_empty()) {
+        if req
+            .transactional_id
+            .as_ref()
+            .is_some_and(|id| !id.is_empty())
+        {
             // Transactions need the transaction coordinator, which is not built yet.
             return failed(ResponseError::CoordinatorNotAvailable);
         }

@@ -157,8 +157,11 @@ impl TopicRegistry {
             })
         };
         std::fs::create_dir_all(root).map_err(|e| storage("create", root, e))?;
-        LogConfig::resolve(&defaults, &BTreeMap::new())
-            .map_err(|e| BrokerError::InvalidConfig { reason: e.to_string() })?;
+        LogConfig::resolve(&defaults, &BTreeMap::new()).map_err(|e| {
+            BrokerError::InvalidConfig {
+                reason: e.to_string(),
+            }
+        })?;
         let registry = TopicRegistry {
             root: root.to_path_buf(),
             defaults,
@@ -187,7 +190,12 @@ impl TopicRegistry {
         Ok(registry)
     }
 
-    fn open_topic(&self, dir: &Path, clean_shutdown: bool, now_ms: i64) -> Result<Arc<Topic>, BrokerError> {
+    fn open_topic(
+        &self,
+        dir: &Path,
+        clean_shutdown: bool,
+        now_ms: i64,
+    ) -> Result<Arc<Topic>, BrokerError> {
         let file_path = dir.join(TOPIC_FILE);
         let text = std::fs::read_to_string(&file_path).map_err(|e| {
             BrokerError::from(spate_log::LogError::Io {
@@ -196,16 +204,18 @@ impl TopicRegistry {
                 source: e,
             })
         })?;
-        let file: TopicFile = serde_json::from_str(&text).map_err(|e| BrokerError::InvalidConfig {
-            reason: format!("corrupt {}: {e}", file_path.display()),
-        })?;
+        let file: TopicFile =
+            serde_json::from_str(&text).map_err(|e| BrokerError::InvalidConfig {
+                reason: format!("corrupt {}: {e}", file_path.display()),
+            })?;
         let config = self.log_config(&file.configs)?;
         let mut partitions = Vec::with_capacity(file.partitions.max(0) as usize);
         for index in 0..file.partitions {
             let partition_dir = dir.join(index.to_string());
             let name = format!("{}-{index}", file.name);
             let log = if partition_dir.exists() {
-                let (log, report) = Log::open(&partition_dir, name, config.clone(), clean_shutdown, now_ms)?;
+                let (log, report) =
+                    Log::open(&partition_dir, name, config.clone(), clean_shutdown, now_ms)?;
                 if report.truncated_bytes > 0 {
                     tracing::warn!(
                         topic = %file.name,
@@ -230,7 +240,10 @@ impl TopicRegistry {
         // before recording the new count.
         if let Ok(entries) = std::fs::read_dir(dir) {
             for entry in entries.flatten() {
-                if let Some(index) = entry.file_name().to_str().and_then(|n| n.parse::<i32>().ok())
+                if let Some(index) = entry
+                    .file_name()
+                    .to_str()
+                    .and_then(|n| n.parse::<i32>().ok())
                     && index >= file.partitions
                 {
                     let _ = std::fs::remove_dir_all(entry.path());
@@ -254,8 +267,13 @@ impl TopicRegistry {
     }
 
     /// Resolves overrides against the broker defaults.
-    pub fn log_config(&self, overrides: &BTreeMap<String, String>) -> Result<LogConfig, BrokerError> {
-        LogConfig::resolve(&self.defaults, overrides).map_err(|e| BrokerError::InvalidConfig { reason: e.to_string() })
+    pub fn log_config(
+        &self,
+        overrides: &BTreeMap<String, String>,
+    ) -> Result<LogConfig, BrokerError> {
+        LogConfig::resolve(&self.defaults, overrides).map_err(|e| BrokerError::InvalidConfig {
+            reason: e.to_string(),
+        })
     }
 
     /// A topic by name.
@@ -276,23 +294,34 @@ impl TopicRegistry {
     }
 
     /// Checks that a topic could be created (name, count, configs), without creating it.
-    pub fn check_create(&self, name: &str, partitions: i32, configs: &BTreeMap<String, String>) -> Result<(), BrokerError> {
+    pub fn check_create(
+        &self,
+        name: &str,
+        partitions: i32,
+        configs: &BTreeMap<String, String>,
+    ) -> Result<(), BrokerError> {
         validate_topic_name(name)?;
-        if partitions < 1 || partitions > MAX_PARTITIONS_PER_TOPIC {
+        if !(1..=MAX_PARTITIONS_PER_TOPIC).contains(&partitions) {
             return Err(BrokerError::InvalidPartitions {
-                reason: format!("{partitions} partitions requested; use 1 to {MAX_PARTITIONS_PER_TOPIC}"),
+                reason: format!(
+                    "{partitions} partitions requested; use 1 to {MAX_PARTITIONS_PER_TOPIC}"
+                ),
             });
         }
         self.log_config(configs)?;
         let maps = self.maps.read();
         if maps.by_name.contains_key(name) {
-            return Err(BrokerError::TopicAlreadyExists { name: name.to_string() });
+            return Err(BrokerError::TopicAlreadyExists {
+                name: name.to_string(),
+            });
         }
         let key = collision_key(name);
         if let Some(existing) = maps.by_name.keys().find(|n| collision_key(n) == key) {
             return Err(BrokerError::InvalidTopic {
                 name: name.to_string(),
-                reason: format!("it collides with existing topic {existing} ('.' and '_' are equivalent in metric names)"),
+                reason: format!(
+                    "it collides with existing topic {existing} ('.' and '_' are equivalent in metric names)"
+                ),
             });
         }
         Ok(())
@@ -326,7 +355,12 @@ impl TopicRegistry {
         }
         let mut logs = Vec::with_capacity(partitions as usize);
         for index in 0..partitions {
-            let log = Log::create(&final_dir.join(index.to_string()), format!("{name}-{index}"), config.clone(), now_ms)?;
+            let log = Log::create(
+                &final_dir.join(index.to_string()),
+                format!("{name}-{index}"),
+                config.clone(),
+                now_ms,
+            )?;
             logs.push(Arc::new(Partition {
                 topic: name.to_string(),
                 index,
@@ -354,7 +388,9 @@ impl TopicRegistry {
         let _admin = self.admin.lock();
         let topic = self
             .get(name)
-            .ok_or_else(|| BrokerError::UnknownTopicOrPartition { name: name.to_string() })?;
+            .ok_or_else(|| BrokerError::UnknownTopicOrPartition {
+                name: name.to_string(),
+            })?;
         let graveyard = self.root.join(format!("{DELETED_PREFIX}{}", topic.id));
         rename_durably(&topic.dir, &graveyard, &self.root)?;
         {
@@ -375,15 +411,25 @@ impl TopicRegistry {
     }
 
     /// Grows a topic to `total` partitions. Blocking.
-    pub fn add_partitions(&self, name: &str, total: i32, validate_only: bool, now_ms: i64) -> Result<(), BrokerError> {
+    pub fn add_partitions(
+        &self,
+        name: &str,
+        total: i32,
+        validate_only: bool,
+        now_ms: i64,
+    ) -> Result<(), BrokerError> {
         let _admin = self.admin.lock();
         let topic = self
             .get(name)
-            .ok_or_else(|| BrokerError::UnknownTopicOrPartition { name: name.to_string() })?;
+            .ok_or_else(|| BrokerError::UnknownTopicOrPartition {
+                name: name.to_string(),
+            })?;
         let current = topic.partition_count();
         if total <= current {
             return Err(BrokerError::InvalidPartitions {
-                reason: format!("topic {name} has {current} partitions; the new count must be larger, not {total}"),
+                reason: format!(
+                    "topic {name} has {current} partitions; the new count must be larger, not {total}"
+                ),
             });
         }
         if total > MAX_PARTITIONS_PER_TOPIC {
@@ -400,7 +446,8 @@ impl TopicRegistry {
         for index in current..total {
             let dir = topic.dir.join(index.to_string());
             if dir.exists() {
-                std::fs::remove_dir_all(&dir).map_err(|e| io_error("remove stale partition", &dir, e))?;
+                std::fs::remove_dir_all(&dir)
+                    .map_err(|e| io_error("remove stale partition", &dir, e))?;
             }
             create_dir(&dir)?;
             let log = Log::create(&dir, format!("{name}-{index}"), config.clone(), now_ms)?;
@@ -417,16 +464,29 @@ impl TopicRegistry {
     }
 
     /// Replaces a topic's config overrides. Blocking.
-    pub fn set_configs(&self, name: &str, configs: BTreeMap<String, String>, validate_only: bool) -> Result<(), BrokerError> {
+    pub fn set_configs(
+        &self,
+        name: &str,
+        configs: BTreeMap<String, String>,
+        validate_only: bool,
+    ) -> Result<(), BrokerError> {
         let _admin = self.admin.lock();
         let topic = self
             .get(name)
-            .ok_or_else(|| BrokerError::UnknownTopicOrPartition { name: name.to_string() })?;
+            .ok_or_else(|| BrokerError::UnknownTopicOrPartition {
+                name: name.to_string(),
+            })?;
         let config = self.log_config(&configs)?;
         if validate_only {
             return Ok(());
         }
-        write_topic_file(&topic.dir, name, topic.id, topic.partition_count(), &configs)?;
+        write_topic_file(
+            &topic.dir,
+            name,
+            topic.id,
+            topic.partition_count(),
+            &configs,
+        )?;
         let mut state = topic.state.write();
         for partition in &state.partitions {
             partition.log.set_config(config.clone());
@@ -463,7 +523,9 @@ fn write_topic_file(
         partitions,
         configs: configs.clone(),
     };
-    let text = serde_json::to_vec_pretty(&file).map_err(|e| BrokerError::InvalidConfig { reason: e.to_string() })?;
+    let text = serde_json::to_vec_pretty(&file).map_err(|e| BrokerError::InvalidConfig {
+        reason: e.to_string(),
+    })?;
     spate_log::write_atomic(&dir.join(TOPIC_FILE), &text)?;
     Ok(())
 }
@@ -495,23 +557,32 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let registry = TopicRegistry::open(dir.path(), BTreeMap::new(), true, NOW).expect("open");
         let configs = BTreeMap::from([("retention.ms".to_string(), "1000".to_string())]);
-        let created = registry.create("orders", 3, configs.clone(), NOW).expect("create");
+        let created = registry
+            .create("orders", 3, configs.clone(), NOW)
+            .expect("create");
         assert!(matches!(
             registry.create("orders", 1, BTreeMap::new(), NOW),
             Err(BrokerError::TopicAlreadyExists { .. })
         ));
-        registry.create("metrics.cpu", 1, BTreeMap::new(), NOW).expect("create");
+        registry
+            .create("metrics.cpu", 1, BTreeMap::new(), NOW)
+            .expect("create");
         assert!(matches!(
             registry.create("metrics_cpu", 1, BTreeMap::new(), NOW),
             Err(BrokerError::InvalidTopic { .. })
         ));
         registry.delete("metrics.cpu").expect("delete");
-        registry.add_partitions("orders", 5, false, NOW).expect("grow");
-        registry.create("gone", 1, BTreeMap::new(), NOW).expect("create");
+        registry
+            .add_partitions("orders", 5, false, NOW)
+            .expect("grow");
+        registry
+            .create("gone", 1, BTreeMap::new(), NOW)
+            .expect("create");
         registry.delete("gone").expect("delete");
         drop(registry);
 
-        let registry = TopicRegistry::open(dir.path(), BTreeMap::new(), false, NOW).expect("reopen");
+        let registry =
+            TopicRegistry::open(dir.path(), BTreeMap::new(), false, NOW).expect("reopen");
         let orders = registry.get("orders").expect("orders");
         assert_eq!(orders.id, created.id);
         assert_eq!(orders.partition_count(), 5);
@@ -538,6 +609,11 @@ mod tests {
             registry.create("t", 1, configs, NOW),
             Err(BrokerError::InvalidConfig { .. })
         ));
-        assert!(std::fs::read_dir(dir.path()).expect("list").next().is_none());
+        assert!(
+            std::fs::read_dir(dir.path())
+                .expect("list")
+                .next()
+                .is_none()
+        );
     }
 }

@@ -45,13 +45,15 @@ fn requests(api: ApiKey, version: i16, topic_id: uuid::Uuid) -> Vec<RequestKind>
     match api {
         ApiKey::ApiVersions => vec![RequestKind::ApiVersions(ApiVersionsRequest::default())],
         ApiKey::Metadata => {
-            let mut topic = metadata_request::MetadataRequestTopic::default().with_name(Some(name.clone()));
+            let mut topic =
+                metadata_request::MetadataRequestTopic::default().with_name(Some(name.clone()));
             if version >= 10 {
                 topic.topic_id = topic_id;
             }
             let mut with_ops = MetadataRequest::default().with_topics(Some(vec![
                 topic,
-                metadata_request::MetadataRequestTopic::default().with_name(Some(TopicName(s("bad/name")))),
+                metadata_request::MetadataRequestTopic::default()
+                    .with_name(Some(TopicName(s("bad/name")))),
             ]));
             if version >= 8 {
                 with_ops.include_topic_authorized_operations = true;
@@ -68,12 +70,19 @@ fn requests(api: ApiKey, version: i16, topic_id: uuid::Uuid) -> Vec<RequestKind>
         }
         ApiKey::Produce => {
             let mut known = produce_request::TopicProduceData::default().with_partition_data(vec![
-                produce_request::PartitionProduceData::default().with_index(0).with_records(Some(batch())),
-                produce_request::PartitionProduceData::default().with_index(7).with_records(Some(batch())),
+                produce_request::PartitionProduceData::default()
+                    .with_index(0)
+                    .with_records(Some(batch())),
+                produce_request::PartitionProduceData::default()
+                    .with_index(7)
+                    .with_records(Some(batch())),
             ]);
-            let mut missing = produce_request::TopicProduceData::default().with_partition_data(vec![
-                produce_request::PartitionProduceData::default().with_index(0).with_records(Some(Bytes::from_static(b"junk"))),
-            ]);
+            let mut missing =
+                produce_request::TopicProduceData::default().with_partition_data(vec![
+                    produce_request::PartitionProduceData::default()
+                        .with_index(0)
+                        .with_records(Some(Bytes::from_static(b"junk"))),
+                ]);
             if version >= 13 {
                 known.topic_id = topic_id;
                 missing.topic_id = uuid::Uuid::new_v4();
@@ -116,34 +125,46 @@ fn requests(api: ApiKey, version: i16, topic_id: uuid::Uuid) -> Vec<RequestKind>
         ApiKey::ListOffsets => {
             let partitions = [-1i64, -2, -3, 0, i64::MAX]
                 .iter()
-                .map(|ts| list_offsets_request::ListOffsetsPartition::default().with_partition_index(0).with_timestamp(*ts))
+                .map(|ts| {
+                    list_offsets_request::ListOffsetsPartition::default()
+                        .with_partition_index(0)
+                        .with_timestamp(*ts)
+                })
                 .collect();
-            vec![RequestKind::ListOffsets(ListOffsetsRequest::default().with_topics(vec![
-                list_offsets_request::ListOffsetsTopic::default().with_name(name.clone()).with_partitions(partitions),
-                list_offsets_request::ListOffsetsTopic::default().with_name(unknown.clone()).with_partitions(vec![
-                    list_offsets_request::ListOffsetsPartition::default(),
+            vec![RequestKind::ListOffsets(
+                ListOffsetsRequest::default().with_topics(vec![
+                    list_offsets_request::ListOffsetsTopic::default()
+                        .with_name(name.clone())
+                        .with_partitions(partitions),
+                    list_offsets_request::ListOffsetsTopic::default()
+                        .with_name(unknown.clone())
+                        .with_partitions(vec![
+                            list_offsets_request::ListOffsetsPartition::default(),
+                        ]),
                 ]),
-            ]))]
+            )]
         }
         ApiKey::CreateTopics => {
             let config = create_topics_request::CreatableTopicConfig::default()
                 .with_name(s("retention.ms"))
                 .with_value(Some(s("1000")));
-            vec![RequestKind::CreateTopics(CreateTopicsRequest::default().with_topics(vec![
-                create_topics_request::CreatableTopic::default()
-                    .with_name(TopicName(s(&format!("created-{version}"))))
-                    .with_num_partitions(2)
-                    .with_replication_factor(1)
-                    .with_configs(vec![config]),
-                create_topics_request::CreatableTopic::default()
-                    .with_name(TopicName(s("bad/name")))
-                    .with_num_partitions(1)
-                    .with_replication_factor(1),
-                create_topics_request::CreatableTopic::default()
-                    .with_name(TopicName(s("t")))
-                    .with_num_partitions(1)
-                    .with_replication_factor(3),
-            ]))]
+            vec![RequestKind::CreateTopics(
+                CreateTopicsRequest::default().with_topics(vec![
+                    create_topics_request::CreatableTopic::default()
+                        .with_name(TopicName(s(&format!("created-{version}"))))
+                        .with_num_partitions(2)
+                        .with_replication_factor(1)
+                        .with_configs(vec![config]),
+                    create_topics_request::CreatableTopic::default()
+                        .with_name(TopicName(s("bad/name")))
+                        .with_num_partitions(1)
+                        .with_replication_factor(1),
+                    create_topics_request::CreatableTopic::default()
+                        .with_name(TopicName(s("t")))
+                        .with_num_partitions(1)
+                        .with_replication_factor(3),
+                ]),
+            )]
         }
         ApiKey::DeleteTopics => {
             let created = TopicName(s(&format!("created-{}", 7.min(version + 1))));
@@ -151,62 +172,106 @@ fn requests(api: ApiKey, version: i16, topic_id: uuid::Uuid) -> Vec<RequestKind>
             if version >= 6 {
                 request.topics = vec![
                     delete_topics_request::DeleteTopicState::default().with_name(Some(created)),
-                    delete_topics_request::DeleteTopicState::default().with_name(None).with_topic_id(uuid::Uuid::new_v4()),
+                    delete_topics_request::DeleteTopicState::default()
+                        .with_name(None)
+                        .with_topic_id(uuid::Uuid::new_v4()),
                 ];
             } else {
                 request.topic_names = vec![created, unknown.clone()];
             }
             vec![RequestKind::DeleteTopics(request)]
         }
-        ApiKey::DeleteRecords => vec![RequestKind::DeleteRecords(DeleteRecordsRequest::default().with_topics(vec![
-            delete_records_request::DeleteRecordsTopic::default().with_name(name.clone()).with_partitions(vec![
-                delete_records_request::DeleteRecordsPartition::default().with_partition_index(0).with_offset(0),
-                delete_records_request::DeleteRecordsPartition::default().with_partition_index(0).with_offset(1 << 40),
+        ApiKey::DeleteRecords => vec![RequestKind::DeleteRecords(
+            DeleteRecordsRequest::default().with_topics(vec![
+                delete_records_request::DeleteRecordsTopic::default()
+                    .with_name(name.clone())
+                    .with_partitions(vec![
+                        delete_records_request::DeleteRecordsPartition::default()
+                            .with_partition_index(0)
+                            .with_offset(0),
+                        delete_records_request::DeleteRecordsPartition::default()
+                            .with_partition_index(0)
+                            .with_offset(1 << 40),
+                    ]),
             ]),
-        ]))],
-        ApiKey::OffsetForLeaderEpoch => vec![RequestKind::OffsetForLeaderEpoch(OffsetForLeaderEpochRequest::default().with_topics(vec![
-            offset_for_leader_epoch_request::OffsetForLeaderTopic::default().with_topic(name.clone()).with_partitions(vec![
-                offset_for_leader_epoch_request::OffsetForLeaderPartition::default().with_partition(0).with_leader_epoch(0),
-                offset_for_leader_epoch_request::OffsetForLeaderPartition::default().with_partition(0).with_leader_epoch(5),
+        )],
+        ApiKey::OffsetForLeaderEpoch => vec![RequestKind::OffsetForLeaderEpoch(
+            OffsetForLeaderEpochRequest::default().with_topics(vec![
+                offset_for_leader_epoch_request::OffsetForLeaderTopic::default()
+                    .with_topic(name.clone())
+                    .with_partitions(vec![
+                        offset_for_leader_epoch_request::OffsetForLeaderPartition::default()
+                            .with_partition(0)
+                            .with_leader_epoch(0),
+                        offset_for_leader_epoch_request::OffsetForLeaderPartition::default()
+                            .with_partition(0)
+                            .with_leader_epoch(5),
+                    ]),
             ]),
-        ]))],
+        )],
         ApiKey::DescribeConfigs => vec![RequestKind::DescribeConfigs(
             DescribeConfigsRequest::default()
                 .with_include_synonyms(true)
                 .with_include_documentation(version >= 3)
                 .with_resources(vec![
-                    describe_configs_request::DescribeConfigsResource::default().with_resource_type(2).with_resource_name(s("t")),
-                    describe_configs_request::DescribeConfigsResource::default().with_resource_type(4).with_resource_name(s("1")),
-                    describe_configs_request::DescribeConfigsResource::default().with_resource_type(2).with_resource_name(s("no-such-topic")),
+                    describe_configs_request::DescribeConfigsResource::default()
+                        .with_resource_type(2)
+                        .with_resource_name(s("t")),
+                    describe_configs_request::DescribeConfigsResource::default()
+                        .with_resource_type(4)
+                        .with_resource_name(s("1")),
+                    describe_configs_request::DescribeConfigsResource::default()
+                        .with_resource_type(2)
+                        .with_resource_name(s("no-such-topic")),
                 ]),
         )],
-        ApiKey::AlterConfigs => vec![RequestKind::AlterConfigs(AlterConfigsRequest::default().with_resources(vec![
-            alter_configs_request::AlterConfigsResource::default()
-                .with_resource_type(2)
-                .with_resource_name(s("t"))
-                .with_configs(vec![alter_configs_request::AlterableConfig::default().with_name(s("retention.ms")).with_value(Some(s("100000")))]),
-            alter_configs_request::AlterConfigsResource::default()
-                .with_resource_type(2)
-                .with_resource_name(s("t"))
-                .with_configs(vec![alter_configs_request::AlterableConfig::default().with_name(s("retention.ms")).with_value(Some(s("soon")))]),
-        ]))],
-        ApiKey::IncrementalAlterConfigs => vec![RequestKind::IncrementalAlterConfigs(IncrementalAlterConfigsRequest::default().with_resources(vec![
-            incremental_alter_configs_request::AlterConfigsResource::default()
-                .with_resource_type(2)
-                .with_resource_name(s("t"))
-                .with_configs(vec![incremental_alter_configs_request::AlterableConfig::default()
-                    .with_name(s("retention.ms"))
-                    .with_config_operation(0)
-                    .with_value(Some(s("200000")))]),
-            incremental_alter_configs_request::AlterConfigsResource::default()
-                .with_resource_type(4)
-                .with_resource_name(s("1"))
-                .with_configs(vec![]),
-        ]))],
-        ApiKey::CreatePartitions => vec![RequestKind::CreatePartitions(CreatePartitionsRequest::default().with_topics(vec![
-            create_partitions_request::CreatePartitionsTopic::default().with_name(TopicName(s("grow"))).with_count(version as i32 + 2),
-            create_partitions_request::CreatePartitionsTopic::default().with_name(unknown).with_count(3),
-        ]))],
+        ApiKey::AlterConfigs => vec![RequestKind::AlterConfigs(
+            AlterConfigsRequest::default().with_resources(vec![
+                alter_configs_request::AlterConfigsResource::default()
+                    .with_resource_type(2)
+                    .with_resource_name(s("t"))
+                    .with_configs(vec![
+                        alter_configs_request::AlterableConfig::default()
+                            .with_name(s("retention.ms"))
+                            .with_value(Some(s("100000"))),
+                    ]),
+                alter_configs_request::AlterConfigsResource::default()
+                    .with_resource_type(2)
+                    .with_resource_name(s("t"))
+                    .with_configs(vec![
+                        alter_configs_request::AlterableConfig::default()
+                            .with_name(s("retention.ms"))
+                            .with_value(Some(s("soon"))),
+                    ]),
+            ]),
+        )],
+        ApiKey::IncrementalAlterConfigs => vec![RequestKind::IncrementalAlterConfigs(
+            IncrementalAlterConfigsRequest::default().with_resources(vec![
+                incremental_alter_configs_request::AlterConfigsResource::default()
+                    .with_resource_type(2)
+                    .with_resource_name(s("t"))
+                    .with_configs(vec![
+                        incremental_alter_configs_request::AlterableConfig::default()
+                            .with_name(s("retention.ms"))
+                            .with_config_operation(0)
+                            .with_value(Some(s("200000"))),
+                    ]),
+                incremental_alter_configs_request::AlterConfigsResource::default()
+                    .with_resource_type(4)
+                    .with_resource_name(s("1"))
+                    .with_configs(vec![]),
+            ]),
+        )],
+        ApiKey::CreatePartitions => vec![RequestKind::CreatePartitions(
+            CreatePartitionsRequest::default().with_topics(vec![
+                create_partitions_request::CreatePartitionsTopic::default()
+                    .with_name(TopicName(s("grow")))
+                    .with_count(version as i32 + 2),
+                create_partitions_request::CreatePartitionsTopic::default()
+                    .with_name(unknown)
+                    .with_count(3),
+            ]),
+        )],
         ApiKey::DescribeCluster => vec![RequestKind::DescribeCluster(
             DescribeClusterRequest::default().with_include_cluster_authorized_operations(true),
         )],
@@ -226,9 +291,12 @@ fn requests(api: ApiKey, version: i16, topic_id: uuid::Uuid) -> Vec<RequestKind>
             })
             .collect(),
         ApiKey::InitProducerId => vec![
-            RequestKind::InitProducerId(InitProducerIdRequest::default().with_transaction_timeout_ms(60_000)),
             RequestKind::InitProducerId(
-                InitProducerIdRequest::default().with_transactional_id(Some(TransactionalId(s("tx")))),
+                InitProducerIdRequest::default().with_transaction_timeout_ms(60_000),
+            ),
+            RequestKind::InitProducerId(
+                InitProducerIdRequest::default()
+                    .with_transactional_id(Some(TransactionalId(s("tx")))),
             ),
         ],
         other => panic!("no sample request for advertised API {other:?}"),
@@ -239,8 +307,14 @@ fn requests(api: ApiKey, version: i16, topic_id: uuid::Uuid) -> Vec<RequestKind>
 async fn every_api_answers_in_every_advertised_version() {
     let dir = tempfile::tempdir().expect("tempdir");
     let broker = open_broker(dir.path());
-    let topic = broker.topics().create("t", 1, BTreeMap::new(), spate_broker::system_clock()()).expect("topic");
-    broker.topics().create("grow", 1, BTreeMap::new(), spate_broker::system_clock()()).expect("topic");
+    let topic = broker
+        .topics()
+        .create("t", 1, BTreeMap::new(), spate_broker::system_clock()())
+        .expect("topic");
+    broker
+        .topics()
+        .create("grow", 1, BTreeMap::new(), spate_broker::system_clock()())
+        .expect("topic");
     for (api, min, max) in SUPPORTED_APIS {
         let min = if *api == ApiKey::Produce { 3 } else { *min };
         for version in min..=*max {
@@ -262,9 +336,14 @@ async fn every_api_answers_in_every_advertised_version() {
                     .unwrap_or_else(|e| panic!("{api:?} v{version} response does not encode: {e}"));
                 let mut body = spate_protocol::split_frame(&mut frame).expect("one frame");
                 let header_version = api.response_header_version(version);
-                <ResponseHeader as kafka_protocol::protocol::Decodable>::decode(&mut body, header_version).expect("header");
-                ResponseKind::decode(*api, &mut body, version)
-                    .unwrap_or_else(|e| panic!("{api:?} v{version} response does not decode: {e:#}"));
+                <ResponseHeader as kafka_protocol::protocol::Decodable>::decode(
+                    &mut body,
+                    header_version,
+                )
+                .expect("header");
+                ResponseKind::decode(*api, &mut body, version).unwrap_or_else(|e| {
+                    panic!("{api:?} v{version} response does not decode: {e:#}")
+                });
             }
         }
     }

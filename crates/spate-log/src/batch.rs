@@ -240,7 +240,8 @@ pub fn validate_produce_batch(
     match codec {
         Compression::None => check_records(&buf[HEADER_LEN..], &header, true, require_keys)?,
         _ if require_keys => {
-            let records = compression::decompress(codec, &buf[HEADER_LEN..], max_decompressed_bytes)?;
+            let records =
+                compression::decompress(codec, &buf[HEADER_LEN..], max_decompressed_bytes)?;
             check_records(&records, &header, true, require_keys)?;
         }
         _ => {}
@@ -299,7 +300,8 @@ pub fn set_partition_leader_epoch(buf: &mut [u8], epoch: i32) {
 pub fn set_log_append_time_split(prefix: &mut [u8; HEADER_LEN], rest: &[u8], timestamp_ms: i64) {
     let attributes = read_i16(prefix, ATTRIBUTES_OFFSET) | ATTR_LOG_APPEND_TIME;
     prefix[ATTRIBUTES_OFFSET..ATTRIBUTES_OFFSET + 2].copy_from_slice(&attributes.to_be_bytes());
-    prefix[MAX_TIMESTAMP_OFFSET..MAX_TIMESTAMP_OFFSET + 8].copy_from_slice(&timestamp_ms.to_be_bytes());
+    prefix[MAX_TIMESTAMP_OFFSET..MAX_TIMESTAMP_OFFSET + 8]
+        .copy_from_slice(&timestamp_ms.to_be_bytes());
     let crc = crc32c::crc32c_append(crc32c::crc32c(&prefix[ATTRIBUTES_OFFSET..]), rest);
     prefix[CRC_OFFSET..CRC_OFFSET + 4].copy_from_slice(&crc.to_be_bytes());
 }
@@ -308,7 +310,8 @@ pub fn set_log_append_time_split(prefix: &mut [u8; HEADER_LEN], rest: &[u8], tim
 pub fn set_log_append_time(buf: &mut [u8], timestamp_ms: i64) {
     let attributes = read_i16(buf, ATTRIBUTES_OFFSET) | ATTR_LOG_APPEND_TIME;
     buf[ATTRIBUTES_OFFSET..ATTRIBUTES_OFFSET + 2].copy_from_slice(&attributes.to_be_bytes());
-    buf[MAX_TIMESTAMP_OFFSET..MAX_TIMESTAMP_OFFSET + 8].copy_from_slice(&timestamp_ms.to_be_bytes());
+    buf[MAX_TIMESTAMP_OFFSET..MAX_TIMESTAMP_OFFSET + 8]
+        .copy_from_slice(&timestamp_ms.to_be_bytes());
     let crc = crc32c::crc32c(&buf[ATTRIBUTES_OFFSET..]);
     buf[CRC_OFFSET..CRC_OFFSET + 4].copy_from_slice(&crc.to_be_bytes());
 }
@@ -336,7 +339,10 @@ pub fn parse_records<'a>(
     header: &BatchHeader,
 ) -> Result<Vec<RecordView<'a>>, BatchError> {
     let mut out = Vec::with_capacity((header.record_count.max(0) as usize).min(records.len()));
-    let mut cursor = Cursor { buf: records, pos: 0 };
+    let mut cursor = Cursor {
+        buf: records,
+        pos: 0,
+    };
     for _ in 0..header.record_count.max(0) {
         out.push(read_record(&mut cursor)?);
     }
@@ -347,7 +353,10 @@ pub fn parse_records<'a>(
 }
 
 /// Returns the uncompressed record bytes of a whole batch, bounded by `limit_bytes`.
-pub fn record_bytes(batch: &[u8], limit_bytes: usize) -> Result<std::borrow::Cow<'_, [u8]>, BatchError> {
+pub fn record_bytes(
+    batch: &[u8],
+    limit_bytes: usize,
+) -> Result<std::borrow::Cow<'_, [u8]>, BatchError> {
     let header = BatchHeader::parse(batch)?;
     let end = header.total_len();
     if batch.len() < end {
@@ -372,7 +381,10 @@ fn check_records(
     sequential_offsets: bool,
     require_keys: bool,
 ) -> Result<(), BatchError> {
-    let mut cursor = Cursor { buf: records, pos: 0 };
+    let mut cursor = Cursor {
+        buf: records,
+        pos: 0,
+    };
     for index in 0..header.record_count {
         let record = read_record(&mut cursor)?;
         if sequential_offsets && record.offset_delta != index {
@@ -382,7 +394,9 @@ fn check_records(
             )));
         }
         if require_keys && record.key.is_none() {
-            return Err(invalid("compacted topic cannot accept a record without a key"));
+            return Err(invalid(
+                "compacted topic cannot accept a record without a key",
+            ));
         }
     }
     if cursor.pos != records.len() {
@@ -775,13 +789,27 @@ mod tests {
 
     #[test]
     fn batches_written_by_librdkafka_validate_for_every_codec() {
-        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../fuzz/corpus/record_batch");
+        let dir = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../fuzz/corpus/record_batch"
+        );
         for codec in ["none", "gzip", "snappy", "lz4", "zstd"] {
             let bytes = std::fs::read(format!("{dir}/{codec}")).expect("seed batch");
-            let header = validate_produce_batch(&bytes, true, 1 << 20).unwrap_or_else(|e| panic!("{codec}: {e}"));
-            assert_eq!(header.compression().map(Compression::name), Ok(if codec == "none" { "uncompressed" } else { codec }));
+            let header = validate_produce_batch(&bytes, true, 1 << 20)
+                .unwrap_or_else(|e| panic!("{codec}: {e}"));
+            assert_eq!(
+                header.compression().map(Compression::name),
+                Ok(if codec == "none" {
+                    "uncompressed"
+                } else {
+                    codec
+                })
+            );
             let records = record_bytes(&bytes, 1 << 20).expect("decompress");
-            assert_eq!(parse_records(&records, &header).expect("records").len(), header.record_count as usize);
+            assert_eq!(
+                parse_records(&records, &header).expect("records").len(),
+                header.record_count as usize
+            );
         }
     }
 

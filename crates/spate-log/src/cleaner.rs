@@ -79,7 +79,12 @@ pub fn clean(log: &Log, now_ms: i64) -> Result<CleanReport, LogError> {
                 max_timestamp: s.meta.max_timestamp,
             })
             .collect();
-        Some((config, sealed, access.first_dirty_offset(), access.log_start_offset()))
+        Some((
+            config,
+            sealed,
+            access.first_dirty_offset(),
+            access.log_start_offset(),
+        ))
     });
     let Some((config, sealed, first_dirty, log_start)) = plan else {
         return Ok(CleanReport::default());
@@ -91,7 +96,10 @@ pub fn clean(log: &Log, now_ms: i64) -> Result<CleanReport, LogError> {
         .take_while(|s| s.max_timestamp <= lag_cutoff)
         .collect();
     let total_bytes: u64 = cleanable.iter().map(|s| s.size).sum();
-    let dirty: Vec<&&SealedSegment> = cleanable.iter().filter(|s| s.next_offset > first_dirty).collect();
+    let dirty: Vec<&&SealedSegment> = cleanable
+        .iter()
+        .filter(|s| s.next_offset > first_dirty)
+        .collect();
     let dirty_bytes: u64 = dirty.iter().map(|s| s.size).sum();
     if dirty.is_empty() || total_bytes == 0 {
         return Ok(CleanReport::default());
@@ -121,7 +129,10 @@ pub fn clean(log: &Log, now_ms: i64) -> Result<CleanReport, LogError> {
             };
             for record in parsed {
                 if let Some(key) = record.key {
-                    segment_keys.push((key_hash(key), header.base_offset + i64::from(record.offset_delta)));
+                    segment_keys.push((
+                        key_hash(key),
+                        header.base_offset + i64::from(record.offset_delta),
+                    ));
                 }
             }
         })
@@ -141,7 +152,10 @@ pub fn clean(log: &Log, now_ms: i64) -> Result<CleanReport, LogError> {
 
     let tombstone_cutoff = now_ms.saturating_sub(config.delete_retention_ms);
     let mut report = CleanReport::default();
-    for segment in cleanable.iter().filter(|s| s.base_offset < mapped_end && s.next_offset > log_start) {
+    for segment in cleanable
+        .iter()
+        .filter(|s| s.base_offset < mapped_end && s.next_offset > log_start)
+    {
         let (rewritten, removed) = rewrite_segment(log.dir(), segment, &latest, tombstone_cutoff)?;
         report.records_removed += removed;
         report.bytes_before += segment.size;
@@ -156,36 +170,35 @@ pub fn clean(log: &Log, now_ms: i64) -> Result<CleanReport, LogError> {
             continue;
         };
         report.segments_cleaned += 1;
-        let swapped = log.with_inner_for_cleaner(|access| -> Result<u64, LogError> {
-            let still_there = access
-                .segments()
-                .iter()
-                .rev()
-                .skip(1)
-                .any(|s| s.base_offset == segment.base_offset && s.meta.size == segment.size);
-            if !still_there || !access.is_usable() {
-                let _ = std::fs::remove_file(&cleaned_path);
-                return Ok(segment.size);
-            }
-            let (log_path, _) = segment_paths(access.dir, segment.base_offset);
-            std::fs::rename(&cleaned_path, &log_path)
-                .map_err(|e| LogError::io("swap cleaned segment", &log_path, e))?;
-            sync_dir(access.dir)?;
-            let (replacement, _) = Segment::open(
-                access.dir,
-                segment.base_offset,
-                OpenMode::Recover,
-                access.config().index_interval_bytes,
-            )?;
-            let size = replacement.meta.size;
-            if size == 0 {
-                access.remove(segment.base_offset)?;
-            } else {
-                replacement.write_index(access.dir)?;
-                access.replace(replacement);
-            }
-            Ok(size)
-        })?;
+        let swapped =
+            log.with_inner_for_cleaner(|access| -> Result<u64, LogError> {
+                let still_there =
+                    access.segments().iter().rev().skip(1).any(|s| {
+                        s.base_offset == segment.base_offset && s.meta.size == segment.size
+                    });
+                if !still_there || !access.is_usable() {
+                    let _ = std::fs::remove_file(&cleaned_path);
+                    return Ok(segment.size);
+                }
+                let (log_path, _) = segment_paths(access.dir, segment.base_offset);
+                std::fs::rename(&cleaned_path, &log_path)
+                    .map_err(|e| LogError::io("swap cleaned segment", &log_path, e))?;
+                sync_dir(access.dir)?;
+                let (replacement, _) = Segment::open(
+                    access.dir,
+                    segment.base_offset,
+                    OpenMode::Recover,
+                    access.config().index_interval_bytes,
+                )?;
+                let size = replacement.meta.size;
+                if size == 0 {
+                    access.remove(segment.base_offset)?;
+                } else {
+                    replacement.write_index(access.dir)?;
+                    access.replace(replacement);
+                }
+                Ok(size)
+            })?;
         report.bytes_after += swapped;
     }
     log.with_inner_for_cleaner(|access| {
@@ -305,7 +318,11 @@ fn rewrite_segment(
 }
 
 /// Calls `f` with each batch of a sealed segment.
-fn for_each_batch(file: &File, size: u64, mut f: impl FnMut(&BatchHeader, &[u8])) -> std::io::Result<()> {
+fn for_each_batch(
+    file: &File,
+    size: u64,
+    mut f: impl FnMut(&BatchHeader, &[u8]),
+) -> std::io::Result<()> {
     use std::os::unix::fs::FileExt;
     let mut position = 0u64;
     let mut header_buf = [0u8; HEADER_LEN];

@@ -64,7 +64,11 @@ const XERIAL_HEADER_LEN: usize = 16;
 const XERIAL_BLOCK: usize = 32 * 1024;
 
 /// Decompresses `data`, failing once the output would exceed `limit_bytes`.
-pub fn decompress(codec: Compression, data: &[u8], limit_bytes: usize) -> Result<Vec<u8>, BatchError> {
+pub fn decompress(
+    codec: Compression,
+    data: &[u8],
+    limit_bytes: usize,
+) -> Result<Vec<u8>, BatchError> {
     let fail = |reason: String| BatchError::Decompress { codec, reason };
     match codec {
         Compression::None => {
@@ -73,13 +77,16 @@ pub fn decompress(codec: Compression, data: &[u8], limit_bytes: usize) -> Result
             }
             Ok(data.to_vec())
         }
-        Compression::Gzip => read_bounded(flate2::read::MultiGzDecoder::new(data), limit_bytes, codec),
+        Compression::Gzip => {
+            read_bounded(flate2::read::MultiGzDecoder::new(data), limit_bytes, codec)
+        }
         Compression::Lz4 => {
             let decoder = lz4::Decoder::new(data).map_err(|e| fail(e.to_string()))?;
             read_bounded(decoder, limit_bytes, codec)
         }
         Compression::Zstd => {
-            let decoder = zstd::stream::read::Decoder::new(data).map_err(|e| fail(e.to_string()))?;
+            let decoder =
+                zstd::stream::read::Decoder::new(data).map_err(|e| fail(e.to_string()))?;
             read_bounded(decoder, limit_bytes, codec)
         }
         Compression::Snappy => {
@@ -131,7 +138,11 @@ fn snappy_raw_into(
     Ok(())
 }
 
-fn read_bounded(reader: impl Read, limit_bytes: usize, codec: Compression) -> Result<Vec<u8>, BatchError> {
+fn read_bounded(
+    reader: impl Read,
+    limit_bytes: usize,
+    codec: Compression,
+) -> Result<Vec<u8>, BatchError> {
     let mut out = Vec::new();
     reader
         .take(limit_bytes as u64 + 1)
@@ -152,7 +163,8 @@ pub fn compress(codec: Compression, data: &[u8]) -> Result<Vec<u8>, BatchError> 
     match codec {
         Compression::None => Ok(data.to_vec()),
         Compression::Gzip => {
-            let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+            let mut encoder =
+                flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
             encoder.write_all(data).map_err(|e| fail(e.to_string()))?;
             encoder.finish().map_err(|e| fail(e.to_string()))
         }
@@ -173,7 +185,9 @@ pub fn compress(codec: Compression, data: &[u8]) -> Result<Vec<u8>, BatchError> 
             out.extend_from_slice(&1u32.to_be_bytes());
             let mut encoder = snap::raw::Encoder::new();
             for block in data.chunks(XERIAL_BLOCK) {
-                let compressed = encoder.compress_vec(block).map_err(|e| fail(e.to_string()))?;
+                let compressed = encoder
+                    .compress_vec(block)
+                    .map_err(|e| fail(e.to_string()))?;
                 out.extend_from_slice(&(compressed.len() as u32).to_be_bytes());
                 out.extend_from_slice(&compressed);
             }
@@ -189,15 +203,28 @@ mod tests {
     #[test]
     fn raw_snappy_is_read_as_well_as_xerial() {
         let data = b"hello hello hello hello".repeat(10);
-        let raw = snap::raw::Encoder::new().compress_vec(&data).expect("compress");
-        assert_eq!(decompress(Compression::Snappy, &raw, 1 << 20).expect("raw"), data);
+        let raw = snap::raw::Encoder::new()
+            .compress_vec(&data)
+            .expect("compress");
+        assert_eq!(
+            decompress(Compression::Snappy, &raw, 1 << 20).expect("raw"),
+            data
+        );
         let framed = compress(Compression::Snappy, &data).expect("compress");
-        assert_eq!(decompress(Compression::Snappy, &framed, 1 << 20).expect("xerial"), data);
+        assert_eq!(
+            decompress(Compression::Snappy, &framed, 1 << 20).expect("xerial"),
+            data
+        );
     }
 
     #[test]
     fn garbage_is_an_error_for_every_codec() {
-        for codec in [Compression::Gzip, Compression::Snappy, Compression::Lz4, Compression::Zstd] {
+        for codec in [
+            Compression::Gzip,
+            Compression::Snappy,
+            Compression::Lz4,
+            Compression::Zstd,
+        ] {
             assert!(decompress(codec, b"definitely not compressed", 1 << 20).is_err());
         }
     }

@@ -55,29 +55,144 @@ const LONG_MAX: &str = "9223372036854775807";
 
 /// Every topic config Spate accepts. Values for names outside this table are refused.
 pub const TOPIC_CONFIGS: &[ConfigDef] = &[
-    ConfigDef { name: "cleanup.policy", kind: ConfigType::List, default: "delete", doc: "delete, compact, or both: how old segments are discarded" },
-    ConfigDef { name: "compression.type", kind: ConfigType::String, default: "producer", doc: "producer keeps batches as sent; other codecs are accepted and stored as sent" },
-    ConfigDef { name: "delete.retention.ms", kind: ConfigType::Long, default: "86400000", doc: "how long tombstones are kept in compacted topics" },
-    ConfigDef { name: "file.delete.delay.ms", kind: ConfigType::Long, default: "60000", doc: "delay before a deleted segment's file is removed" },
-    ConfigDef { name: "flush.messages", kind: ConfigType::Long, default: "1", doc: "fsync after this many messages; 1 (the default) acknowledges only fsync'd writes, with group commit" },
-    ConfigDef { name: "flush.ms", kind: ConfigType::Long, default: LONG_MAX, doc: "fsync at least this often when flush.messages is above 1" },
-    ConfigDef { name: "index.interval.bytes", kind: ConfigType::Int, default: "4096", doc: "bytes between entries of the sparse offset and time index" },
-    ConfigDef { name: "max.compaction.lag.ms", kind: ConfigType::Long, default: LONG_MAX, doc: "longest time a record may stay uncompacted" },
-    ConfigDef { name: "max.message.bytes", kind: ConfigType::Int, default: "1048588", doc: "largest record batch the topic accepts" },
-    ConfigDef { name: "message.timestamp.after.max.ms", kind: ConfigType::Long, default: "3600000", doc: "how far in the future a CreateTime timestamp may be" },
-    ConfigDef { name: "message.timestamp.before.max.ms", kind: ConfigType::Long, default: LONG_MAX, doc: "how far in the past a CreateTime timestamp may be" },
-    ConfigDef { name: "message.timestamp.type", kind: ConfigType::String, default: "CreateTime", doc: "CreateTime or LogAppendTime" },
-    ConfigDef { name: "min.cleanable.dirty.ratio", kind: ConfigType::Double, default: "0.5", doc: "share of uncompacted bytes that triggers compaction" },
-    ConfigDef { name: "min.compaction.lag.ms", kind: ConfigType::Long, default: "0", doc: "shortest time a record stays uncompacted" },
-    ConfigDef { name: "min.insync.replicas", kind: ConfigType::Int, default: "1", doc: "accepted for compatibility; a single node is always in sync" },
-    ConfigDef { name: "preallocate", kind: ConfigType::Boolean, default: "false", doc: "accepted for compatibility; segments are not preallocated" },
-    ConfigDef { name: "retention.bytes", kind: ConfigType::Long, default: "-1", doc: "largest size per partition before old segments are deleted; -1 for no limit" },
-    ConfigDef { name: "retention.ms", kind: ConfigType::Long, default: "604800000", doc: "age after which segments are deleted; -1 for no limit" },
-    ConfigDef { name: "segment.bytes", kind: ConfigType::Int, default: "1073741824", doc: "size at which a new segment is started" },
-    ConfigDef { name: "segment.index.bytes", kind: ConfigType::Int, default: "10485760", doc: "accepted for compatibility; indexes grow as needed" },
-    ConfigDef { name: "segment.jitter.ms", kind: ConfigType::Long, default: "0", doc: "accepted for compatibility" },
-    ConfigDef { name: "segment.ms", kind: ConfigType::Long, default: "604800000", doc: "age at which a new segment is started" },
-    ConfigDef { name: "unclean.leader.election.enable", kind: ConfigType::Boolean, default: "false", doc: "accepted for compatibility; a single node has no followers" },
+    ConfigDef {
+        name: "cleanup.policy",
+        kind: ConfigType::List,
+        default: "delete",
+        doc: "delete, compact, or both: how old segments are discarded",
+    },
+    ConfigDef {
+        name: "compression.type",
+        kind: ConfigType::String,
+        default: "producer",
+        doc: "producer keeps batches as sent; other codecs are accepted and stored as sent",
+    },
+    ConfigDef {
+        name: "delete.retention.ms",
+        kind: ConfigType::Long,
+        default: "86400000",
+        doc: "how long tombstones are kept in compacted topics",
+    },
+    ConfigDef {
+        name: "file.delete.delay.ms",
+        kind: ConfigType::Long,
+        default: "60000",
+        doc: "delay before a deleted segment's file is removed",
+    },
+    ConfigDef {
+        name: "flush.messages",
+        kind: ConfigType::Long,
+        default: "1",
+        doc: "fsync after this many messages; 1 (the default) acknowledges only fsync'd writes, with group commit",
+    },
+    ConfigDef {
+        name: "flush.ms",
+        kind: ConfigType::Long,
+        default: LONG_MAX,
+        doc: "fsync at least this often when flush.messages is above 1",
+    },
+    ConfigDef {
+        name: "index.interval.bytes",
+        kind: ConfigType::Int,
+        default: "4096",
+        doc: "bytes between entries of the sparse offset and time index",
+    },
+    ConfigDef {
+        name: "max.compaction.lag.ms",
+        kind: ConfigType::Long,
+        default: LONG_MAX,
+        doc: "longest time a record may stay uncompacted",
+    },
+    ConfigDef {
+        name: "max.message.bytes",
+        kind: ConfigType::Int,
+        default: "1048588",
+        doc: "largest record batch the topic accepts",
+    },
+    ConfigDef {
+        name: "message.timestamp.after.max.ms",
+        kind: ConfigType::Long,
+        default: "3600000",
+        doc: "how far in the future a CreateTime timestamp may be",
+    },
+    ConfigDef {
+        name: "message.timestamp.before.max.ms",
+        kind: ConfigType::Long,
+        default: LONG_MAX,
+        doc: "how far in the past a CreateTime timestamp may be",
+    },
+    ConfigDef {
+        name: "message.timestamp.type",
+        kind: ConfigType::String,
+        default: "CreateTime",
+        doc: "CreateTime or LogAppendTime",
+    },
+    ConfigDef {
+        name: "min.cleanable.dirty.ratio",
+        kind: ConfigType::Double,
+        default: "0.5",
+        doc: "share of uncompacted bytes that triggers compaction",
+    },
+    ConfigDef {
+        name: "min.compaction.lag.ms",
+        kind: ConfigType::Long,
+        default: "0",
+        doc: "shortest time a record stays uncompacted",
+    },
+    ConfigDef {
+        name: "min.insync.replicas",
+        kind: ConfigType::Int,
+        default: "1",
+        doc: "accepted for compatibility; a single node is always in sync",
+    },
+    ConfigDef {
+        name: "preallocate",
+        kind: ConfigType::Boolean,
+        default: "false",
+        doc: "accepted for compatibility; segments are not preallocated",
+    },
+    ConfigDef {
+        name: "retention.bytes",
+        kind: ConfigType::Long,
+        default: "-1",
+        doc: "largest size per partition before old segments are deleted; -1 for no limit",
+    },
+    ConfigDef {
+        name: "retention.ms",
+        kind: ConfigType::Long,
+        default: "604800000",
+        doc: "age after which segments are deleted; -1 for no limit",
+    },
+    ConfigDef {
+        name: "segment.bytes",
+        kind: ConfigType::Int,
+        default: "1073741824",
+        doc: "size at which a new segment is started",
+    },
+    ConfigDef {
+        name: "segment.index.bytes",
+        kind: ConfigType::Int,
+        default: "10485760",
+        doc: "accepted for compatibility; indexes grow as needed",
+    },
+    ConfigDef {
+        name: "segment.jitter.ms",
+        kind: ConfigType::Long,
+        default: "0",
+        doc: "accepted for compatibility",
+    },
+    ConfigDef {
+        name: "segment.ms",
+        kind: ConfigType::Long,
+        default: "604800000",
+        doc: "age at which a new segment is started",
+    },
+    ConfigDef {
+        name: "unclean.leader.election.enable",
+        kind: ConfigType::Boolean,
+        default: "false",
+        doc: "accepted for compatibility; a single node has no followers",
+    },
 ];
 
 /// Looks up a topic config definition by Kafka name.
@@ -208,8 +323,14 @@ impl LogConfig {
             index_interval_bytes: parse_long("index.interval.bytes", &get("index.interval.bytes"))?
                 as u64,
             delete_retention_ms: parse_long("delete.retention.ms", &get("delete.retention.ms"))?,
-            min_compaction_lag_ms: parse_long("min.compaction.lag.ms", &get("min.compaction.lag.ms"))?,
-            max_compaction_lag_ms: parse_long("max.compaction.lag.ms", &get("max.compaction.lag.ms"))?,
+            min_compaction_lag_ms: parse_long(
+                "min.compaction.lag.ms",
+                &get("min.compaction.lag.ms"),
+            )?,
+            max_compaction_lag_ms: parse_long(
+                "max.compaction.lag.ms",
+                &get("max.compaction.lag.ms"),
+            )?,
             min_cleanable_dirty_ratio: get("min.cleanable.dirty.ratio").parse().unwrap_or(0.5),
             file_delete_delay_ms: parse_long("file.delete.delay.ms", &get("file.delete.delay.ms"))?,
         })
@@ -224,11 +345,14 @@ impl Default for LogConfig {
 }
 
 fn parse_long(name: &str, value: &str) -> Result<i64, ConfigError> {
-    value.trim().parse::<i64>().map_err(|_| ConfigError::InvalidValue {
-        name: name.to_string(),
-        value: value.to_string(),
-        reason: "expected an integer".to_string(),
-    })
+    value
+        .trim()
+        .parse::<i64>()
+        .map_err(|_| ConfigError::InvalidValue {
+            name: name.to_string(),
+            value: value.to_string(),
+            reason: "expected an integer".to_string(),
+        })
 }
 
 /// Checks one config name and value the way Kafka's validators do.
@@ -249,7 +373,9 @@ pub fn validate(name: &str, value: &str) -> Result<(), ConfigError> {
             }
         }
         ConfigType::Int | ConfigType::Long => {
-            let parsed = trimmed.parse::<i64>().map_err(|_| bad("expected an integer"))?;
+            let parsed = trimmed
+                .parse::<i64>()
+                .map_err(|_| bad("expected an integer"))?;
             if def.kind == ConfigType::Int && i32::try_from(parsed).is_err() {
                 return Err(bad("out of range for a 32-bit integer"));
             }
@@ -265,7 +391,9 @@ pub fn validate(name: &str, value: &str) -> Result<(), ConfigError> {
             }
         }
         ConfigType::Double => {
-            let parsed = trimmed.parse::<f64>().map_err(|_| bad("expected a number"))?;
+            let parsed = trimmed
+                .parse::<f64>()
+                .map_err(|_| bad("expected a number"))?;
             if !(0.0..=1.0).contains(&parsed) {
                 return Err(bad("must be between 0 and 1"));
             }
@@ -280,7 +408,9 @@ pub fn validate(name: &str, value: &str) -> Result<(), ConfigError> {
         ConfigType::String => {
             let allowed: &[&str] = match name {
                 "message.timestamp.type" => &["CreateTime", "LogAppendTime"],
-                "compression.type" => &["producer", "uncompressed", "gzip", "snappy", "lz4", "zstd"],
+                "compression.type" => {
+                    &["producer", "uncompressed", "gzip", "snappy", "lz4", "zstd"]
+                }
                 _ => &[],
             };
             if !allowed.is_empty() && !allowed.contains(&trimmed) {
@@ -296,7 +426,10 @@ mod tests {
     use super::*;
 
     fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
@@ -331,6 +464,9 @@ mod tests {
             let err = validate(name, value).expect_err(name);
             assert!(err.to_string().contains(name), "{err}");
         }
-        assert!(matches!(validate("no.such.config", "1"), Err(ConfigError::UnknownConfig { .. })));
+        assert!(matches!(
+            validate("no.such.config", "1"),
+            Err(ConfigError::UnknownConfig { .. })
+        ));
     }
 }

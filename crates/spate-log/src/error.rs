@@ -30,6 +30,14 @@ pub enum LogError {
         /// The topic's limit.
         limit_bytes: usize,
     },
+    /// The batch is larger than a whole segment (`segment.bytes`), so it can never be stored.
+    #[error("record batch of {size_bytes} bytes exceeds segment.bytes {segment_bytes}")]
+    BatchLargerThanSegment {
+        /// Batch size.
+        size_bytes: usize,
+        /// The topic's segment size.
+        segment_bytes: u64,
+    },
     /// A CreateTime timestamp outside the allowed window.
     #[error("timestamp {timestamp_ms} is outside the allowed range around {now_ms}")]
     InvalidTimestamp {

@@ -132,11 +132,15 @@ struct Inner {
 
 impl Inner {
     fn active(&self) -> &Segment {
-        self.segments.last().expect("a log always has an active segment")
+        self.segments
+            .last()
+            .expect("a log always has an active segment")
     }
 
     fn active_mut(&mut self) -> &mut Segment {
-        self.segments.last_mut().expect("a log always has an active segment")
+        self.segments
+            .last_mut()
+            .expect("a log always has an active segment")
     }
 
     fn end_mark(&self) -> Mark {
@@ -190,16 +194,31 @@ pub struct Log {
 
 impl std::fmt::Debug for Log {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Log").field("name", &self.name).finish_non_exhaustive()
+        f.debug_struct("Log")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
     }
 }
 
 impl Log {
     /// Creates an empty log in `dir` (which must exist and be empty).
-    pub fn create(dir: &Path, name: String, config: LogConfig, now_ms: i64) -> Result<Log, LogError> {
+    pub fn create(
+        dir: &Path,
+        name: String,
+        config: LogConfig,
+        now_ms: i64,
+    ) -> Result<Log, LogError> {
         let segment = Segment::create(dir, 0)?;
         sync_dir(dir)?;
-        Ok(Log::from_parts(dir, name, config, vec![segment], 0, ProducerState::default(), now_ms))
+        Ok(Log::from_parts(
+            dir,
+            name,
+            config,
+            vec![segment],
+            0,
+            ProducerState::default(),
+            now_ms,
+        ))
     }
 
     /// Opens the log in `dir`. After an unclean shutdown (`clean == false`) the active segment
@@ -371,7 +390,12 @@ impl Log {
 
     /// Base offsets of the segments, oldest first.
     pub fn segment_bases(&self) -> Vec<i64> {
-        self.inner.lock().segments.iter().map(|s| s.base_offset).collect()
+        self.inner
+            .lock()
+            .segments
+            .iter()
+            .map(|s| s.base_offset)
+            .collect()
     }
 
     /// A receiver that changes whenever the high watermark moves.
@@ -384,7 +408,12 @@ impl Log {
     /// The stored copy carries the assigned base offset, the leader epoch and, for
     /// log-append-time topics, the append time (with its CRC); `batch` itself is not modified
     /// or copied. On error nothing is appended.
-    pub fn append(&self, batch: &[u8], header: &BatchHeader, now_ms: i64) -> Result<AppendInfo, LogError> {
+    pub fn append(
+        &self,
+        batch: &[u8],
+        header: &BatchHeader,
+        now_ms: i64,
+    ) -> Result<AppendInfo, LogError> {
         if batch.len() < HEADER_LEN || batch.len() != header.total_len() {
             return Err(LogError::Batch(crate::BatchError::Truncated {
                 needed_bytes: header.total_len().max(HEADER_LEN),
@@ -401,6 +430,12 @@ impl Log {
             return Err(LogError::MessageTooLarge {
                 size_bytes: batch.len(),
                 limit_bytes: config.max_message_bytes,
+            });
+        }
+        if batch.len() as u64 > config.segment_bytes {
+            return Err(LogError::BatchLargerThanSegment {
+                size_bytes: batch.len(),
+                segment_bytes: config.segment_bytes,
             });
         }
         let mut header = *header;
@@ -428,19 +463,29 @@ impl Log {
                 let latest = now_ms.saturating_add(config.timestamp_after_max_ms);
                 for timestamp_ms in [header.base_timestamp, header.max_timestamp] {
                     if timestamp_ms < earliest || timestamp_ms > latest {
-                        return Err(LogError::InvalidTimestamp { timestamp_ms, now_ms });
+                        return Err(LogError::InvalidTimestamp {
+                            timestamp_ms,
+                            now_ms,
+                        });
                     }
                 }
                 -1
             }
         };
-        self.maybe_roll(&mut inner, batch.len() as u64, header.last_offset_delta, now_ms)?;
+        self.maybe_roll(
+            &mut inner,
+            batch.len() as u64,
+            header.last_offset_delta,
+            now_ms,
+        )?;
         let base_offset = inner.active().meta.next_offset;
         batch::set_base_offset(&mut prefix, base_offset);
         batch::set_partition_leader_epoch(&mut prefix, inner.leader_epoch);
         header.base_offset = base_offset;
         let interval = inner.config.index_interval_bytes;
-        inner.active_mut().append([&prefix, records], &header, interval)?;
+        inner
+            .active_mut()
+            .append([&prefix, records], &header, interval)?;
         inner.producers.record(&header, now_ms);
         if inner.active_since_ms.is_none() {
             inner.active_since_ms = Some(now_ms);
@@ -465,7 +510,13 @@ impl Log {
         })
     }
 
-    fn maybe_roll(&self, inner: &mut Inner, incoming_bytes: u64, last_offset_delta: i32, now_ms: i64) -> Result<(), LogError> {
+    fn maybe_roll(
+        &self,
+        inner: &mut Inner,
+        incoming_bytes: u64,
+        last_offset_delta: i32,
+        now_ms: i64,
+    ) -> Result<(), LogError> {
         let active = inner.active();
         if active.meta.size == 0 {
             return Ok(());
@@ -474,7 +525,8 @@ impl Log {
         let too_old = inner
             .active_since_ms
             .is_some_and(|since| now_ms.saturating_sub(since) >= inner.config.segment_ms);
-        let offsets_overflow = !active.fits_offset(active.meta.next_offset + i64::from(last_offset_delta));
+        let offsets_overflow =
+            !active.fits_offset(active.meta.next_offset + i64::from(last_offset_delta));
         if too_big || too_old || offsets_overflow {
             self.roll(inner)?;
         }
@@ -552,7 +604,9 @@ impl Log {
                 if target.offset > inner.durable.offset {
                     inner.durable = target;
                     self.durable_tx.send_replace(target.offset);
-                    if inner.config.sync_every_write() && target.offset > inner.high_watermark.offset {
+                    if inner.config.sync_every_write()
+                        && target.offset > inner.high_watermark.offset
+                    {
                         inner.high_watermark = target;
                         self.visible_tx.send_replace(target.offset);
                     }
@@ -604,7 +658,12 @@ impl Log {
     /// Reads whole batches starting with the one holding `offset`, up to `max_bytes`
     /// (the first batch is returned whole even if larger when `min_one_batch`).
     /// Blocks on file reads: call it off the async workers.
-    pub fn read(&self, offset: i64, max_bytes: usize, min_one_batch: bool) -> Result<ReadResult, LogError> {
+    pub fn read(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+        min_one_batch: bool,
+    ) -> Result<ReadResult, LogError> {
         let (candidates, high_watermark, log_start_offset) = {
             let inner = self.inner.lock();
             if inner.closed {
@@ -632,7 +691,11 @@ impl Log {
                 let Some(limit) = inner.visible_limit(segment) else {
                     break;
                 };
-                let start = if i == first { segment.lookup_offset(offset) } else { 0 };
+                let start = if i == first {
+                    segment.lookup_offset(offset)
+                } else {
+                    0
+                };
                 candidates.push((Arc::clone(&segment.file), start, limit));
             }
             (candidates, hw, inner.log_start_offset)
@@ -662,24 +725,34 @@ impl Log {
             let inner = self.inner.lock();
             let mut candidates = Vec::new();
             for segment in &inner.segments {
-                if segment.meta.next_offset <= inner.log_start_offset || segment.meta.max_timestamp < timestamp_ms {
+                if segment.meta.next_offset <= inner.log_start_offset
+                    || segment.meta.max_timestamp < timestamp_ms
+                {
                     continue;
                 }
                 let Some(limit) = inner.visible_limit(segment) else {
                     break;
                 };
-                candidates.push((Arc::clone(&segment.file), segment.lookup_timestamp(timestamp_ms), limit));
+                candidates.push((
+                    Arc::clone(&segment.file),
+                    segment.lookup_timestamp(timestamp_ms),
+                    limit,
+                ));
             }
             (candidates, inner.log_start_offset)
         };
         for (file, start, limit) in candidates {
             let mut position = start;
             while position < limit {
-                let header = read_header(&file, position).map_err(|e| LogError::io("read", &self.dir, e))?;
+                let header =
+                    read_header(&file, position).map_err(|e| LogError::io("read", &self.dir, e))?;
                 let total = header.total_len() as u64;
                 if header.last_offset() >= log_start && header.max_timestamp >= timestamp_ms {
                     if header.is_log_append_time() {
-                        return Ok(Some((header.base_offset.max(log_start), header.max_timestamp)));
+                        return Ok(Some((
+                            header.base_offset.max(log_start),
+                            header.max_timestamp,
+                        )));
                     }
                     let bytes = Segment::read_at(&file, position, total as usize)
                         .map_err(|e| LogError::io("read", &self.dir, e))?;
@@ -711,9 +784,17 @@ impl Log {
                 if meta.size == 0 || meta.next_offset <= inner.log_start_offset {
                     continue;
                 }
-                if best.as_ref().is_none_or(|(ts, ..)| meta.max_timestamp > *ts) {
+                if best
+                    .as_ref()
+                    .is_none_or(|(ts, ..)| meta.max_timestamp > *ts)
+                {
                     let position = segment.lookup_offset(meta.max_timestamp_batch);
-                    best = Some((meta.max_timestamp, meta.max_timestamp_batch, Arc::clone(&segment.file), position));
+                    best = Some((
+                        meta.max_timestamp,
+                        meta.max_timestamp_batch,
+                        Arc::clone(&segment.file),
+                        position,
+                    ));
                 }
             }
             best
@@ -722,7 +803,8 @@ impl Log {
             return Ok(None);
         };
         loop {
-            let header = read_header(&file, position).map_err(|e| LogError::io("read", &self.dir, e))?;
+            let header =
+                read_header(&file, position).map_err(|e| LogError::io("read", &self.dir, e))?;
             if header.base_offset < batch_offset {
                 position += header.total_len() as u64;
                 continue;
@@ -735,7 +817,10 @@ impl Log {
             let records = batch::record_bytes(&bytes, MAX_LOOKUP_DECOMPRESSED_BYTES)?;
             for record in batch::parse_records(&records, &header)? {
                 if header.base_timestamp + record.timestamp_delta == max_ts {
-                    return Ok(Some((header.base_offset + i64::from(record.offset_delta), max_ts)));
+                    return Ok(Some((
+                        header.base_offset + i64::from(record.offset_delta),
+                        max_ts,
+                    )));
                 }
             }
             return Ok(Some((header.last_offset(), max_ts)));
@@ -766,7 +851,9 @@ impl Log {
 
     fn drop_segments_below_start(&self, inner: &mut Inner) -> RetentionReport {
         let mut report = RetentionReport::default();
-        while inner.segments.len() > 1 && inner.segments[0].meta.next_offset <= inner.log_start_offset {
+        while inner.segments.len() > 1
+            && inner.segments[0].meta.next_offset <= inner.log_start_offset
+        {
             let segment = inner.segments.remove(0);
             report.deleted_segments += 1;
             report.deleted_bytes += segment.meta.size;
@@ -860,7 +947,10 @@ impl Log {
         self.inner.lock().closed
     }
 
-    pub(crate) fn with_inner_for_cleaner<R>(&self, f: impl FnOnce(&mut CleanerAccess<'_>) -> R) -> R {
+    pub(crate) fn with_inner_for_cleaner<R>(
+        &self,
+        f: impl FnOnce(&mut CleanerAccess<'_>) -> R,
+    ) -> R {
         let mut inner = self.inner.lock();
         let mut access = CleanerAccess {
             dir: &self.dir,
@@ -911,8 +1001,16 @@ impl CleanerAccess<'_> {
     /// Drops a sealed segment that cleaning left empty. The log start offset stays where it
     /// is, persisted so a restart does not move it to the next segment's base.
     pub fn remove(&mut self, base_offset: i64) -> Result<(), LogError> {
-        if let Some(position) = self.inner.segments.iter().position(|s| s.base_offset == base_offset) {
-            assert!(position + 1 < self.inner.segments.len(), "never remove the active segment");
+        if let Some(position) = self
+            .inner
+            .segments
+            .iter()
+            .position(|s| s.base_offset == base_offset)
+        {
+            assert!(
+                position + 1 < self.inner.segments.len(),
+                "never remove the active segment"
+            );
             if position == 0 {
                 write_log_start(self.dir, self.inner.log_start_offset)?;
             }
@@ -1053,7 +1151,10 @@ fn snapshot_offsets(dir: &Path) -> Vec<i64> {
 fn write_snapshot(dir: &Path, offset: i64, producers: &ProducerState) -> Result<(), LogError> {
     write_atomic(&snapshot_path(dir, offset), &producers.encode())?;
     let offsets = snapshot_offsets(dir);
-    for old in offsets.iter().take(offsets.len().saturating_sub(SNAPSHOTS_KEPT)) {
+    for old in offsets
+        .iter()
+        .take(offsets.len().saturating_sub(SNAPSHOTS_KEPT))
+    {
         let _ = std::fs::remove_file(snapshot_path(dir, *old));
     }
     Ok(())
@@ -1082,9 +1183,14 @@ fn restore_producers(dir: &Path, segments: &[Segment]) -> Result<(ProducerState,
     }
     let mut replayed = 0;
     for segment in segments.iter().filter(|s| s.meta.next_offset > from) {
-        let mut position = if segment.base_offset <= from { segment.lookup_offset(from) } else { 0 };
+        let mut position = if segment.base_offset <= from {
+            segment.lookup_offset(from)
+        } else {
+            0
+        };
         while position < segment.meta.size {
-            let header = read_header(&segment.file, position).map_err(|e| LogError::io("read", &segment.log_path, e))?;
+            let header = read_header(&segment.file, position)
+                .map_err(|e| LogError::io("read", &segment.log_path, e))?;
             if header.base_offset >= from && header.producer_id >= 0 {
                 state.record(&header, header.max_timestamp);
                 replayed += 1;

@@ -62,7 +62,8 @@ pub struct ProducerState {
 
 fn last_sequence(header: &BatchHeader) -> i32 {
     // Sequences wrap from i32::MAX back to 0.
-    ((i64::from(header.base_sequence) + i64::from(header.last_offset_delta)) % (i64::from(i32::MAX) + 1)) as i32
+    ((i64::from(header.base_sequence) + i64::from(header.last_offset_delta))
+        % (i64::from(i32::MAX) + 1)) as i32
 }
 
 fn follows(last: i32, next: i32) -> bool {
@@ -122,11 +123,13 @@ impl ProducerState {
             return Ok(Admission::Duplicate(*original));
         }
         match entry.batches.back() {
-            Some(newest) if !follows(newest.last_sequence, first) => Err(LogError::OutOfOrderSequence {
-                producer_id: header.producer_id,
-                expected: newest.last_sequence.wrapping_add(1).max(0),
-                received: first,
-            }),
+            Some(newest) if !follows(newest.last_sequence, first) => {
+                Err(LogError::OutOfOrderSequence {
+                    producer_id: header.producer_id,
+                    expected: newest.last_sequence.wrapping_add(1).max(0),
+                    received: first,
+                })
+            }
             _ => Ok(Admission::Append),
         }
     }
@@ -136,11 +139,14 @@ impl ProducerState {
         if header.producer_id < 0 {
             return;
         }
-        let entry = self.producers.entry(header.producer_id).or_insert_with(|| ProducerEntry {
-            epoch: header.producer_epoch,
-            batches: VecDeque::new(),
-            last_append_ms: now_ms,
-        });
+        let entry = self
+            .producers
+            .entry(header.producer_id)
+            .or_insert_with(|| ProducerEntry {
+                epoch: header.producer_epoch,
+                batches: VecDeque::new(),
+                last_append_ms: now_ms,
+            });
         if header.producer_epoch != entry.epoch {
             entry.epoch = header.producer_epoch;
             entry.batches.clear();
@@ -268,7 +274,13 @@ impl Reader<'_> {
 mod tests {
     use super::*;
 
-    fn header(producer_id: i64, epoch: i16, base_sequence: i32, records: i32, base_offset: i64) -> BatchHeader {
+    fn header(
+        producer_id: i64,
+        epoch: i16,
+        base_sequence: i32,
+        records: i32,
+        base_offset: i64,
+    ) -> BatchHeader {
         BatchHeader {
             base_offset,
             batch_length: 100,
@@ -293,32 +305,65 @@ mod tests {
         assert!(matches!(state.check(&first), Ok(Admission::Append)));
         state.record(&first, 0);
         let retry = header(7, 0, 0, 3, 0);
-        assert!(matches!(state.check(&retry), Ok(Admission::Duplicate(meta)) if meta.base_offset == 10 && meta.last_offset == 12));
-        assert!(matches!(state.check(&header(7, 0, 3, 1, 0)), Ok(Admission::Append)));
-        assert!(matches!(state.check(&header(7, 0, 5, 1, 0)), Err(LogError::OutOfOrderSequence { expected: 3, received: 5, .. })));
+        assert!(
+            matches!(state.check(&retry), Ok(Admission::Duplicate(meta)) if meta.base_offset == 10 && meta.last_offset == 12)
+        );
+        assert!(matches!(
+            state.check(&header(7, 0, 3, 1, 0)),
+            Ok(Admission::Append)
+        ));
+        assert!(matches!(
+            state.check(&header(7, 0, 5, 1, 0)),
+            Err(LogError::OutOfOrderSequence {
+                expected: 3,
+                received: 5,
+                ..
+            })
+        ));
     }
 
     #[test]
     fn epochs_fence_older_producers_and_restart_sequences() {
         let mut state = ProducerState::default();
         state.record(&header(7, 1, 0, 1, 0), 0);
-        assert!(matches!(state.check(&header(7, 0, 1, 1, 0)), Err(LogError::InvalidProducerEpoch { .. })));
-        assert!(matches!(state.check(&header(7, 2, 4, 1, 0)), Err(LogError::OutOfOrderSequence { .. })));
-        assert!(matches!(state.check(&header(7, 2, 0, 1, 0)), Ok(Admission::Append)));
+        assert!(matches!(
+            state.check(&header(7, 0, 1, 1, 0)),
+            Err(LogError::InvalidProducerEpoch { .. })
+        ));
+        assert!(matches!(
+            state.check(&header(7, 2, 4, 1, 0)),
+            Err(LogError::OutOfOrderSequence { .. })
+        ));
+        assert!(matches!(
+            state.check(&header(7, 2, 0, 1, 0)),
+            Ok(Admission::Append)
+        ));
         // A producer with no state may continue anywhere (its state expired).
-        assert!(matches!(state.check(&header(8, 0, 42, 1, 0)), Ok(Admission::Append)));
+        assert!(matches!(
+            state.check(&header(8, 0, 42, 1, 0)),
+            Ok(Admission::Append)
+        ));
     }
 
     #[test]
     fn sequences_wrap_and_only_five_batches_are_remembered() {
         let mut state = ProducerState::default();
         state.record(&header(1, 0, i32::MAX - 1, 2, 0), 0);
-        assert!(matches!(state.check(&header(1, 0, 0, 1, 0)), Ok(Admission::Append)));
+        assert!(matches!(
+            state.check(&header(1, 0, 0, 1, 0)),
+            Ok(Admission::Append)
+        ));
         for i in 0..7 {
             state.record(&header(2, 0, i, 1, i64::from(i)), 0);
         }
-        assert_eq!(state.get(2).map(|e| e.batches.len()), Some(BATCHES_PER_PRODUCER));
-        assert!(matches!(state.check(&header(2, 0, 6, 1, 0)), Ok(Admission::Duplicate(_))));
+        assert_eq!(
+            state.get(2).map(|e| e.batches.len()),
+            Some(BATCHES_PER_PRODUCER)
+        );
+        assert!(matches!(
+            state.check(&header(2, 0, 6, 1, 0)),
+            Ok(Admission::Duplicate(_))
+        ));
     }
 
     #[test]

@@ -64,7 +64,13 @@ impl SegmentMeta {
     }
 
     /// Records a batch appended at `position`.
-    fn observe(&mut self, base_offset: i64, header: &BatchHeader, position: u64, interval_bytes: u64) {
+    fn observe(
+        &mut self,
+        base_offset: i64,
+        header: &BatchHeader,
+        position: u64,
+        interval_bytes: u64,
+    ) {
         let len = header.total_len() as u64;
         if position > 0 && self.bytes_since_index >= interval_bytes {
             self.index.push(IndexEntry {
@@ -99,7 +105,10 @@ pub(crate) struct Segment {
 /// File names for a segment: `<20-digit base offset>.log` and `.index`.
 pub(crate) fn segment_paths(dir: &Path, base_offset: i64) -> (PathBuf, PathBuf) {
     let stem = format!("{base_offset:020}");
-    (dir.join(format!("{stem}.log")), dir.join(format!("{stem}.index")))
+    (
+        dir.join(format!("{stem}.log")),
+        dir.join(format!("{stem}.index")),
+    )
 }
 
 /// How to treat a segment's existing bytes when opening it.
@@ -168,8 +177,13 @@ impl Segment {
             Some(meta) => meta,
             None => {
                 report.rebuilt_index = true;
-                let scan = scan(&file, base_offset, mode == OpenMode::Recover, interval_bytes)
-                    .map_err(|e| LogError::io("scan segment", &log_path, e))?;
+                let scan = scan(
+                    &file,
+                    base_offset,
+                    mode == OpenMode::Recover,
+                    interval_bytes,
+                )
+                .map_err(|e| LogError::io("scan segment", &log_path, e))?;
                 if scan.meta.size < file_len {
                     report.truncated_bytes = file_len - scan.meta.size;
                     report.reason = scan.stop_reason.clone();
@@ -195,18 +209,24 @@ impl Segment {
 
     /// Appends a batch given as its rewritten header and its untouched records, so the
     /// records are never copied in user space.
-    pub fn append(&mut self, parts: [&[u8]; 2], header: &BatchHeader, interval_bytes: u64) -> Result<(), LogError> {
+    pub fn append(
+        &mut self,
+        parts: [&[u8]; 2],
+        header: &BatchHeader,
+        interval_bytes: u64,
+    ) -> Result<(), LogError> {
         let position = self.meta.size;
-        let write = self
-            .file
-            .write_all_at(parts[0], position)
-            .and_then(|()| self.file.write_all_at(parts[1], position + parts[0].len() as u64));
+        let write = self.file.write_all_at(parts[0], position).and_then(|()| {
+            self.file
+                .write_all_at(parts[1], position + parts[0].len() as u64)
+        });
         if let Err(err) = write {
             // Leave no partial batch behind: the next append must start on a batch boundary.
             let _ = self.file.set_len(position);
             return Err(LogError::io("append", &self.log_path, err));
         }
-        self.meta.observe(self.base_offset, header, position, interval_bytes);
+        self.meta
+            .observe(self.base_offset, header, position, interval_bytes);
         Ok(())
     }
 
@@ -255,7 +275,8 @@ impl Segment {
     pub fn write_index(&self, dir: &Path) -> Result<(), LogError> {
         let (_, index_path) = segment_paths(dir, self.base_offset);
         let tmp = index_path.with_extension("index.tmp");
-        let mut buf = Vec::with_capacity(INDEX_HEADER_LEN + self.meta.index.len() * INDEX_ENTRY_LEN + 4);
+        let mut buf =
+            Vec::with_capacity(INDEX_HEADER_LEN + self.meta.index.len() * INDEX_ENTRY_LEN + 4);
         buf.extend_from_slice(INDEX_MAGIC);
         buf.extend_from_slice(&INDEX_VERSION.to_be_bytes());
         buf.extend_from_slice(&self.meta.size.to_be_bytes());
@@ -308,7 +329,10 @@ fn load_index(path: &Path, base_offset: i64, file_len: u64) -> Option<SegmentMet
     let max_timestamp = i64_at(24);
     let max_timestamp_batch = i64_at(32);
     let count = u32_at(40) as usize;
-    if size != file_len || next_offset < base_offset || body.len() != INDEX_HEADER_LEN + count * INDEX_ENTRY_LEN + 8 {
+    if size != file_len
+        || next_offset < base_offset
+        || body.len() != INDEX_HEADER_LEN + count * INDEX_ENTRY_LEN + 8
+    {
         return None;
     }
     let mut index = Vec::with_capacity(count);
@@ -351,7 +375,12 @@ struct ScanResult {
 /// Walks the batches of a segment file, rebuilding its metadata. With `verify_crc` each batch's
 /// CRC is checked. Scanning stops at the first torn or invalid batch; `meta.size` is then the
 /// length of the valid prefix.
-fn scan(file: &File, base_offset: i64, verify_crc: bool, interval_bytes: u64) -> io::Result<ScanResult> {
+fn scan(
+    file: &File,
+    base_offset: i64,
+    verify_crc: bool,
+    interval_bytes: u64,
+) -> io::Result<ScanResult> {
     let file_len = file.metadata()?.len();
     let mut reader = BufReader::with_capacity(1 << 20, file);
     reader.seek(SeekFrom::Start(0))?;

@@ -11,7 +11,10 @@ use spate_log::{BatchBuilder, Compression, Log, LogConfig, LogError};
 const NOW: i64 = 1_700_000_000_000;
 
 fn config(pairs: &[(&str, &str)]) -> LogConfig {
-    let overrides: BTreeMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    let overrides: BTreeMap<String, String> = pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
     LogConfig::resolve(&BTreeMap::new(), &overrides).expect("valid config")
 }
 
@@ -24,7 +27,7 @@ fn make_batch(values: &[&[u8]], timestamp: i64) -> Vec<u8> {
 }
 
 fn append(log: &Log, values: &[&[u8]], timestamp: i64) -> i64 {
-    let mut bytes = make_batch(values, timestamp);
+    let bytes = make_batch(values, timestamp);
     let header = batch::validate_produce_batch(&bytes, false, 1 << 20).expect("valid");
     let info = log.append(&bytes, &header, NOW).expect("append");
     if info.needs_sync {
@@ -43,7 +46,10 @@ fn read_all(log: &Log, from: i64) -> Vec<(i64, Vec<u8>)> {
             if next >= result.high_watermark {
                 return out;
             }
-            panic!("empty read at {next} below high watermark {}", result.high_watermark);
+            panic!(
+                "empty read at {next} below high watermark {}",
+                result.high_watermark
+            );
         }
         let mut rest = &result.records[..];
         while !rest.is_empty() {
@@ -64,7 +70,9 @@ fn read_all(log: &Log, from: i64) -> Vec<(i64, Vec<u8>)> {
 }
 
 fn open(dir: &Path, config: LogConfig, clean: bool) -> Log {
-    Log::open(dir, "t-0".into(), config, clean, NOW).expect("open").0
+    Log::open(dir, "t-0".into(), config, clean, NOW)
+        .expect("open")
+        .0
 }
 
 #[test]
@@ -76,8 +84,14 @@ fn offsets_are_assigned_in_order_and_reads_start_at_the_holding_batch() {
     let offsets = log.offsets();
     assert_eq!((offsets.log_start_offset, offsets.high_watermark), (0, 4));
     let from_one = read_all(&log, 1);
-    assert_eq!(from_one.iter().map(|(o, _)| *o).collect::<Vec<_>>(), vec![1, 2, 3]);
-    assert!(matches!(log.read(5, 1024, true), Err(LogError::OffsetOutOfRange { .. })));
+    assert_eq!(
+        from_one.iter().map(|(o, _)| *o).collect::<Vec<_>>(),
+        vec![1, 2, 3]
+    );
+    assert!(matches!(
+        log.read(5, 1024, true),
+        Err(LogError::OffsetOutOfRange { .. })
+    ));
     assert!(log.read(4, 1024, true).expect("at end").records.is_empty());
 }
 
@@ -85,7 +99,7 @@ fn offsets_are_assigned_in_order_and_reads_start_at_the_holding_batch() {
 fn acknowledged_data_is_invisible_until_fsynced() {
     let dir = tempfile::tempdir().expect("tempdir");
     let log = Log::create(dir.path(), "t-0".into(), LogConfig::default(), NOW).expect("create");
-    let mut bytes = make_batch(&[b"x"], NOW);
+    let bytes = make_batch(&[b"x"], NOW);
     let header = batch::validate_produce_batch(&bytes, false, 1 << 20).expect("valid");
     let info = log.append(&bytes, &header, NOW).expect("append");
     assert!(info.needs_sync && info.wait_for_durable);
@@ -99,8 +113,14 @@ fn acknowledged_data_is_invisible_until_fsynced() {
 #[test]
 fn relaxed_flush_policy_makes_writes_visible_at_once() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let log = Log::create(dir.path(), "t-0".into(), config(&[("flush.messages", "1000")]), NOW).expect("create");
-    let mut bytes = make_batch(&[b"x"], NOW);
+    let log = Log::create(
+        dir.path(),
+        "t-0".into(),
+        config(&[("flush.messages", "1000")]),
+        NOW,
+    )
+    .expect("create");
+    let bytes = make_batch(&[b"x"], NOW);
     let header = batch::validate_produce_batch(&bytes, false, 1 << 20).expect("valid");
     let info = log.append(&bytes, &header, NOW).expect("append");
     assert!(!info.needs_sync && !info.wait_for_durable);
@@ -154,11 +174,15 @@ fn recovery_cuts_a_torn_tail_and_keeps_every_complete_batch() {
     drop(log); // no close: an unclean stop
     // A write that was cut short: the first 30 bytes of another batch.
     let torn = make_batch(&[b"torn"], NOW);
-    let mut file = OpenOptions::new().append(true).open(active_segment_path(dir.path())).expect("open");
+    let mut file = OpenOptions::new()
+        .append(true)
+        .open(active_segment_path(dir.path()))
+        .expect("open");
     file.write_all(&torn[..30]).expect("write");
     drop(file);
 
-    let (log, report) = Log::open(dir.path(), "t-0".into(), LogConfig::default(), false, NOW).expect("open");
+    let (log, report) =
+        Log::open(dir.path(), "t-0".into(), LogConfig::default(), false, NOW).expect("open");
     assert_eq!(report.truncated_bytes, 30);
     assert_eq!(log.offsets().log_end_offset, 10);
     assert_eq!(read_all(&log, 0).len(), 10);
@@ -178,7 +202,8 @@ fn recovery_cuts_at_a_batch_with_a_bad_crc() {
     let last = bytes.len() - 1;
     bytes[last] ^= 0xff;
     std::fs::write(&path, &bytes).expect("write");
-    let (log, report) = Log::open(dir.path(), "t-0".into(), LogConfig::default(), false, NOW).expect("open");
+    let (log, report) =
+        Log::open(dir.path(), "t-0".into(), LogConfig::default(), false, NOW).expect("open");
     assert!(report.truncation_reason.expect("a reason").contains("crc"));
     assert_eq!(log.offsets().log_end_offset, 4);
 }
@@ -219,7 +244,10 @@ fn retention_by_bytes_and_time_deletes_whole_old_segments() {
     let start = log.offsets().log_start_offset;
     assert!(start > 0);
     assert_eq!(read_all(&log, start).len() as i64, 60 - start);
-    assert!(matches!(log.read(0, 100, true), Err(LogError::OffsetOutOfRange { .. })));
+    assert!(matches!(
+        log.read(0, 100, true),
+        Err(LogError::OffsetOutOfRange { .. })
+    ));
 
     let dir = tempfile::tempdir().expect("tempdir");
     let cfg = config(&[("retention.ms", "1000")]);
@@ -227,7 +255,10 @@ fn retention_by_bytes_and_time_deletes_whole_old_segments() {
     append(&log, &[b"old"], NOW - 5000);
     append(&log, &[b"old too"], NOW - 4000);
     let report = log.enforce_retention(NOW).expect("retention");
-    assert_eq!(report.deleted_segments, 1, "the expired active segment is rolled and deleted");
+    assert_eq!(
+        report.deleted_segments, 1,
+        "the expired active segment is rolled and deleted"
+    );
     assert_eq!(log.offsets().log_start_offset, 2);
     assert_eq!(append(&log, &[b"new"], NOW), 2);
 }
@@ -240,7 +271,10 @@ fn delete_records_moves_the_start_and_persists() {
         append(&log, &[b"v"], NOW);
     }
     assert_eq!(log.delete_records_before(4).expect("delete"), 4);
-    assert!(matches!(log.delete_records_before(11), Err(LogError::OffsetOutOfRange { .. })));
+    assert!(matches!(
+        log.delete_records_before(11),
+        Err(LogError::OffsetOutOfRange { .. })
+    ));
     assert_eq!(read_all(&log, 4).len(), 6);
     log.close().expect("close");
     drop(log);
@@ -259,23 +293,41 @@ fn timestamp_lookups_find_the_first_record_at_or_after() {
         let mut builder = BatchBuilder::new(0, NOW - 1000 + 10 * i).compression(Compression::Lz4);
         builder.push(0, Some(b"a"), Some(b"x"));
         builder.push(1, Some(b"b"), Some(b"y"));
-        let mut bytes = builder.build().expect("build");
+        let bytes = builder.build().expect("build");
         let header = batch::validate_produce_batch(&bytes, false, 1 << 20).expect("valid");
         log.append(&bytes, &header, NOW).expect("append");
         log.sync(NOW).expect("sync");
     }
-    assert_eq!(log.offset_for_timestamp(NOW - 1000).expect("lookup"), Some((0, NOW - 1000)));
-    assert_eq!(log.offset_for_timestamp(NOW - 1000 + 71).expect("lookup"), Some((15, NOW - 1000 + 71)));
-    assert_eq!(log.offset_for_timestamp(NOW - 1000 + 72).expect("lookup"), Some((16, NOW - 1000 + 80)));
+    assert_eq!(
+        log.offset_for_timestamp(NOW - 1000).expect("lookup"),
+        Some((0, NOW - 1000))
+    );
+    assert_eq!(
+        log.offset_for_timestamp(NOW - 1000 + 71).expect("lookup"),
+        Some((15, NOW - 1000 + 71))
+    );
+    assert_eq!(
+        log.offset_for_timestamp(NOW - 1000 + 72).expect("lookup"),
+        Some((16, NOW - 1000 + 80))
+    );
     assert_eq!(log.offset_for_timestamp(NOW).expect("lookup"), None);
-    assert_eq!(log.max_timestamp_offset().expect("max"), Some((39, NOW - 1000 + 191)));
+    assert_eq!(
+        log.max_timestamp_offset().expect("max"),
+        Some((39, NOW - 1000 + 191))
+    );
 }
 
 #[test]
 fn log_append_time_topics_stamp_the_broker_clock() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let log = Log::create(dir.path(), "t-0".into(), config(&[("message.timestamp.type", "LogAppendTime")]), NOW).expect("create");
-    let mut bytes = make_batch(&[b"x"], 5);
+    let log = Log::create(
+        dir.path(),
+        "t-0".into(),
+        config(&[("message.timestamp.type", "LogAppendTime")]),
+        NOW,
+    )
+    .expect("create");
+    let bytes = make_batch(&[b"x"], 5);
     let header = batch::validate_produce_batch(&bytes, false, 1 << 20).expect("valid");
     let info = log.append(&bytes, &header, NOW).expect("append");
     assert_eq!(info.log_append_time_ms, NOW);
@@ -291,17 +343,45 @@ fn log_append_time_topics_stamp_the_broker_clock() {
 fn create_time_outside_the_window_is_refused() {
     let dir = tempfile::tempdir().expect("tempdir");
     let log = Log::create(dir.path(), "t-0".into(), LogConfig::default(), NOW).expect("create");
-    let mut bytes = make_batch(&[b"x"], NOW + 2 * 3_600_000);
+    let bytes = make_batch(&[b"x"], NOW + 2 * 3_600_000);
     let header = batch::validate_produce_batch(&bytes, false, 1 << 20).expect("valid");
-    assert!(matches!(log.append(&bytes, &header, NOW), Err(LogError::InvalidTimestamp { .. })));
+    assert!(matches!(
+        log.append(&bytes, &header, NOW),
+        Err(LogError::InvalidTimestamp { .. })
+    ));
+    assert_eq!(log.offsets().log_end_offset, 0);
+}
+
+#[test]
+fn a_batch_larger_than_a_segment_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = Log::create(
+        dir.path(),
+        "t-0".into(),
+        config(&[("segment.bytes", "500")]),
+        NOW,
+    )
+    .expect("create");
+    let bytes = make_batch(&[&[0u8; 600]], NOW);
+    let header = batch::validate_produce_batch(&bytes, false, 1 << 20).expect("valid");
+    assert!(matches!(
+        log.append(&bytes, &header, NOW),
+        Err(LogError::BatchLargerThanSegment { .. })
+    ));
     assert_eq!(log.offsets().log_end_offset, 0);
 }
 
 #[test]
 fn oversized_batches_are_refused_with_the_limit() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let log = Log::create(dir.path(), "t-0".into(), config(&[("max.message.bytes", "200")]), NOW).expect("create");
-    let mut bytes = make_batch(&[&[0u8; 300]], NOW);
+    let log = Log::create(
+        dir.path(),
+        "t-0".into(),
+        config(&[("max.message.bytes", "200")]),
+        NOW,
+    )
+    .expect("create");
+    let bytes = make_batch(&[&[0u8; 300]], NOW);
     let header = batch::validate_produce_batch(&bytes, false, 1 << 20).expect("valid");
     match log.append(&bytes, &header, NOW) {
         Err(LogError::MessageTooLarge { limit_bytes, .. }) => assert_eq!(limit_bytes, 200),
@@ -322,7 +402,7 @@ fn compaction_keeps_the_latest_value_per_key_and_drops_old_tombstones() {
     let put = |key: &str, value: Option<&str>, ts: i64| {
         let mut builder = BatchBuilder::new(0, ts).compression(Compression::Gzip);
         builder.push(0, Some(key.as_bytes()), value.map(str::as_bytes));
-        let mut bytes = builder.build().expect("build");
+        let bytes = builder.build().expect("build");
         let header = batch::validate_produce_batch(&bytes, true, 1 << 20).expect("valid");
         log.append(&bytes, &header, NOW).expect("append");
         log.sync(NOW).expect("sync");
@@ -345,9 +425,15 @@ fn compaction_keeps_the_latest_value_per_key_and_drops_old_tombstones() {
     for (offset, value) in &records {
         latest.insert(*offset, value.clone());
     }
-    let values: Vec<String> = records.iter().map(|(_, v)| String::from_utf8_lossy(v).into_owned()).collect();
+    let values: Vec<String> = records
+        .iter()
+        .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+        .collect();
     assert!(values.contains(&"a9".to_string()), "{values:?}");
-    assert!(!values.iter().any(|v| v == "a8" || v == "b9" || v == "c9"), "{values:?}");
+    assert!(
+        !values.iter().any(|v| v == "a8" || v == "b9" || v == "c9"),
+        "{values:?}"
+    );
     // Offsets never move: the last record is still at 33.
     assert_eq!(records.last().map(|(o, _)| *o), Some(33));
     log.close().expect("close");
@@ -362,13 +448,23 @@ fn idempotent_batch(producer_id: i64, epoch: i16, sequence: i32, count: usize) -
     builder.producer_epoch = epoch;
     builder.base_sequence = sequence;
     for i in 0..count {
-        builder.push(i as i64, Some(b"k"), Some(format!("seq{}", sequence as usize + i).as_bytes()));
+        builder.push(
+            i as i64,
+            Some(b"k"),
+            Some(format!("seq{}", sequence as usize + i).as_bytes()),
+        );
     }
     builder.build().expect("build")
 }
 
-fn append_idempotent(log: &Log, producer_id: i64, epoch: i16, sequence: i32, count: usize) -> Result<spate_log::AppendInfo, LogError> {
-    let mut bytes = idempotent_batch(producer_id, epoch, sequence, count);
+fn append_idempotent(
+    log: &Log,
+    producer_id: i64,
+    epoch: i16,
+    sequence: i32,
+    count: usize,
+) -> Result<spate_log::AppendInfo, LogError> {
+    let bytes = idempotent_batch(producer_id, epoch, sequence, count);
     let header = batch::validate_produce_batch(&bytes, false, 1 << 20).expect("valid");
     let info = log.append(&bytes, &header, NOW)?;
     log.sync(NOW).expect("sync");
@@ -392,20 +488,30 @@ fn retried_idempotent_batches_are_not_appended_twice_even_after_a_crash() {
     assert_eq!((retry.base_offset, retry.last_offset), (10, 11));
     assert!(matches!(
         append_idempotent(&log, 42, 0, sequence + 4, 1),
-        Err(LogError::OutOfOrderSequence { expected: 12, received: 16, .. })
+        Err(LogError::OutOfOrderSequence {
+            expected: 12,
+            received: 16,
+            ..
+        })
     ));
     drop(log); // crash: no clean close, no final snapshot
 
-    let (log, report) = Log::open(dir.path(), "t-0".into(), cfg.clone(), false, NOW).expect("reopen");
+    let (log, report) =
+        Log::open(dir.path(), "t-0".into(), cfg.clone(), false, NOW).expect("reopen");
     assert!(report.replayed_batches >= 1);
     let retry = append_idempotent(&log, 42, 0, sequence - 2, 2).expect("retry after crash");
     assert!(retry.duplicate, "state rebuilt from snapshot + log");
     assert_eq!(retry.base_offset, 10);
     assert_eq!(log.offsets().log_end_offset, 12);
-    assert!(matches!(append_idempotent(&log, 42, 0, sequence, 1), Ok(info) if info.base_offset == 12));
+    assert!(
+        matches!(append_idempotent(&log, 42, 0, sequence, 1), Ok(info) if info.base_offset == 12)
+    );
     // A newer epoch fences the old one.
     append_idempotent(&log, 42, 1, 0, 1).expect("new epoch starts at 0");
-    assert!(matches!(append_idempotent(&log, 42, 0, sequence + 1, 1), Err(LogError::InvalidProducerEpoch { .. })));
+    assert!(matches!(
+        append_idempotent(&log, 42, 0, sequence + 1, 1),
+        Err(LogError::InvalidProducerEpoch { .. })
+    ));
     log.close().expect("close");
     drop(log);
 
@@ -417,8 +523,15 @@ fn retried_idempotent_batches_are_not_appended_twice_even_after_a_crash() {
         }
     }
     let log = open(dir.path(), cfg, true);
-    assert!(matches!(append_idempotent(&log, 42, 0, 0, 1), Err(LogError::InvalidProducerEpoch { .. })));
-    assert!(append_idempotent(&log, 42, 1, 0, 1).expect("retry of epoch 1").duplicate);
+    assert!(matches!(
+        append_idempotent(&log, 42, 0, 0, 1),
+        Err(LogError::InvalidProducerEpoch { .. })
+    ));
+    assert!(
+        append_idempotent(&log, 42, 1, 0, 1)
+            .expect("retry of epoch 1")
+            .duplicate
+    );
 }
 
 mod model {

@@ -120,8 +120,10 @@ pub fn decode_request(frame: Bytes) -> Result<Request, DecodeError> {
     };
     let mut buf = frame;
     let header_version = api_key.request_header_version(api_version);
-    let header = RequestHeader::decode(&mut buf, header_version).map_err(|e| malformed(format!("{e:#}")))?;
-    let body = RequestKind::decode(api_key, &mut buf, api_version).map_err(|e| malformed(format!("{e:#}")))?;
+    let header =
+        RequestHeader::decode(&mut buf, header_version).map_err(|e| malformed(format!("{e:#}")))?;
+    let body = RequestKind::decode(api_key, &mut buf, api_version)
+        .map_err(|e| malformed(format!("{e:#}")))?;
     Ok(Request {
         api_key,
         api_version,
@@ -145,7 +147,8 @@ pub fn encode_response(
     header
         .encode(&mut buf, api_key.response_header_version(api_version))
         .map_err(|e| format!("{e:#}"))?;
-    body.encode(&mut buf, api_version).map_err(|e| format!("{e:#}"))?;
+    body.encode(&mut buf, api_version)
+        .map_err(|e| format!("{e:#}"))?;
     let size = (buf.len() - 4) as i32;
     buf[0..4].copy_from_slice(&size.to_be_bytes());
     Ok(buf.freeze())
@@ -260,8 +263,13 @@ mod tests {
     fn huge_array_length_is_an_error() {
         // Metadata v0 with a topic array claiming 54 million entries in 5 bytes: the
         // unpatched kafka-protocol 0.18 allocates ~4 GB here and aborts.
-        let bytes = Bytes::from_static(&[0, 3, 0, 0, 0, 0, 0, 1, 0xff, 0xff, 0x03, 0x3c, 0x0c, 0x00, 0xb6]);
-        assert!(matches!(decode_request(bytes), Err(DecodeError::Malformed { .. })));
+        let bytes = Bytes::from_static(&[
+            0, 3, 0, 0, 0, 0, 0, 1, 0xff, 0xff, 0x03, 0x3c, 0x0c, 0x00, 0xb6,
+        ]);
+        assert!(matches!(
+            decode_request(bytes),
+            Err(DecodeError::Malformed { .. })
+        ));
         let mut flexible = BytesMut::new();
         flexible.put_slice(&frame(ApiKey::Metadata, 12, &MetadataRequest::default())[..]);
         flexible.truncate(flexible.len() - 4);
@@ -271,16 +279,23 @@ mod tests {
 
     #[test]
     fn frames_captured_from_real_clients_decode() {
-        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../fuzz/corpus/decode_request");
+        let dir = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../fuzz/corpus/decode_request"
+        );
         let mut count = 0;
         for entry in std::fs::read_dir(dir).expect("the fuzz seed corpus") {
             let path = entry.expect("entry").path();
             let bytes = std::fs::read(&path).expect("read seed");
-            let request = decode_request(Bytes::from(bytes)).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            let request = decode_request(Bytes::from(bytes))
+                .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
             assert!(request.correlation_id >= 0);
             count += 1;
         }
-        assert!(count >= 15, "expected the captured kcat, confluent-kafka and kafka-python frames");
+        assert!(
+            count >= 15,
+            "expected the captured kcat, confluent-kafka and kafka-python frames"
+        );
     }
 
     proptest::proptest! {

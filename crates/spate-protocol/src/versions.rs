@@ -85,12 +85,18 @@ mod tests {
     fn every_advertised_version_can_be_decoded_except_old_produce() {
         for (key, min, max) in SUPPORTED_APIS {
             let (crate_min, crate_max) = crate_range(*key);
-            assert!(*max <= crate_max, "{key:?} max {max} > decodable {crate_max}");
+            assert!(
+                *max <= crate_max,
+                "{key:?} max {max} > decodable {crate_max}"
+            );
             if *key == ApiKey::Produce {
                 assert_eq!(crate_min, MIN_ACCEPTED_PRODUCE_VERSION);
                 assert_eq!(*min, 0, "librdkafka needs Produce v0 advertised");
             } else {
-                assert!(*min >= crate_min, "{key:?} min {min} < decodable {crate_min}");
+                assert!(
+                    *min >= crate_min,
+                    "{key:?} min {min} < decodable {crate_min}"
+                );
             }
         }
         assert!(!accepts(ApiKey::Produce, 2));

@@ -170,8 +170,11 @@ mod tests {
 
     #[test]
     fn example_config_matches_the_defaults() {
-        let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../spate.example.toml"))
-            .expect("spate.example.toml at the repository root");
+        let text = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../spate.example.toml"
+        ))
+        .expect("spate.example.toml at the repository root");
         let parsed = Config::parse(&text).expect("example parses");
         assert_eq!(parsed, Config::default());
     }
@@ -179,14 +182,18 @@ mod tests {
     #[test]
     fn unknown_keys_and_bad_values_are_refused() {
         assert!(Config::parse("no-such-setting = 1").is_err());
-        let config = Config::parse("[topic-defaults]\n\"retention.ms\" = \"soon\"").expect("parses");
+        let config =
+            Config::parse("[topic-defaults]\n\"retention.ms\" = \"soon\"").expect("parses");
         let err = config.validate().expect_err("invalid");
         assert!(err.to_string().contains("retention.ms"), "{err}");
     }
 
     #[test]
     fn host_port_parsing() {
-        assert_eq!(parse_host_port("localhost:9092"), Some(("localhost".into(), 9092)));
+        assert_eq!(
+            parse_host_port("localhost:9092"),
+            Some(("localhost".into(), 9092))
+        );
         assert_eq!(parse_host_port("[::1]:9092"), Some(("::1".into(), 9092)));
         assert_eq!(parse_host_port("nohost"), None);
     }

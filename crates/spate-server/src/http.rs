@@ -27,7 +27,11 @@ pub(crate) fn router(state: HttpState) -> Router {
 }
 
 async fn health() -> impl IntoResponse {
-    (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], "{\"status\":\"ok\"}\n")
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json")],
+        "{\"status\":\"ok\"}\n",
+    )
 }
 
 async fn metrics(State(state): State<HttpState>) -> impl IntoResponse {
@@ -35,14 +39,40 @@ async fn metrics(State(state): State<HttpState>) -> impl IntoResponse {
     state.broker.metrics().render(&mut out);
     let c = &state.connections;
     for (name, kind, help, value) in [
-        ("spate_connections_accepted_total", "counter", "Kafka connections accepted.", c.accepted.load(Ordering::Relaxed)),
-        ("spate_connections_refused_total", "counter", "Kafka connections refused at max-connections.", c.refused.load(Ordering::Relaxed)),
-        ("spate_connections_active", "gauge", "Open Kafka connections.", c.active.load(Ordering::Relaxed)),
-        ("spate_request_decode_errors_total", "counter", "Frames that could not be decoded (connection closed).", c.decode_errors.load(Ordering::Relaxed)),
+        (
+            "spate_connections_accepted_total",
+            "counter",
+            "Kafka connections accepted.",
+            c.accepted.load(Ordering::Relaxed),
+        ),
+        (
+            "spate_connections_refused_total",
+            "counter",
+            "Kafka connections refused at max-connections.",
+            c.refused.load(Ordering::Relaxed),
+        ),
+        (
+            "spate_connections_active",
+            "gauge",
+            "Open Kafka connections.",
+            c.active.load(Ordering::Relaxed),
+        ),
+        (
+            "spate_request_decode_errors_total",
+            "counter",
+            "Frames that could not be decoded (connection closed).",
+            c.decode_errors.load(Ordering::Relaxed),
+        ),
     ] {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}");
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+        );
     }
-    let _ = writeln!(out, "# HELP spate_log_end_offset Offset after the last record of each partition.");
+    let _ = writeln!(
+        out,
+        "# HELP spate_log_end_offset Offset after the last record of each partition."
+    );
     let _ = writeln!(out, "# TYPE spate_log_end_offset gauge");
     let mut sizes = String::new();
     let mut starts = String::new();
@@ -50,14 +80,36 @@ async fn metrics(State(state): State<HttpState>) -> impl IntoResponse {
         for partition in topic.partitions() {
             let offsets = partition.log.offsets();
             let labels = format!("topic=\"{}\",partition=\"{}\"", topic.name, partition.index);
-            let _ = writeln!(out, "spate_log_end_offset{{{labels}}} {}", offsets.log_end_offset);
-            let _ = writeln!(starts, "spate_log_start_offset{{{labels}}} {}", offsets.log_start_offset);
-            let _ = writeln!(sizes, "spate_log_size_bytes{{{labels}}} {}", partition.log.size_bytes());
+            let _ = writeln!(
+                out,
+                "spate_log_end_offset{{{labels}}} {}",
+                offsets.log_end_offset
+            );
+            let _ = writeln!(
+                starts,
+                "spate_log_start_offset{{{labels}}} {}",
+                offsets.log_start_offset
+            );
+            let _ = writeln!(
+                sizes,
+                "spate_log_size_bytes{{{labels}}} {}",
+                partition.log.size_bytes()
+            );
         }
     }
-    let _ = writeln!(out, "# HELP spate_log_start_offset First offset held by each partition.\n# TYPE spate_log_start_offset gauge");
+    let _ = writeln!(
+        out,
+        "# HELP spate_log_start_offset First offset held by each partition.\n# TYPE spate_log_start_offset gauge"
+    );
     out.push_str(&starts);
-    let _ = writeln!(out, "# HELP spate_log_size_bytes Bytes of segment files of each partition.\n# TYPE spate_log_size_bytes gauge");
+    let _ = writeln!(
+        out,
+        "# HELP spate_log_size_bytes Bytes of segment files of each partition.\n# TYPE spate_log_size_bytes gauge"
+    );
     out.push_str(&sizes);
-    (StatusCode::OK, [(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        out,
+    )
 }

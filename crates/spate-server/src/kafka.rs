@@ -97,7 +97,12 @@ impl Listener {
         }
     }
 
-    async fn serve(self: &Arc<Self>, stream: TcpStream, peer: SocketAddr, stop: watch::Receiver<bool>) {
+    async fn serve(
+        self: &Arc<Self>,
+        stream: TcpStream,
+        peer: SocketAddr,
+        stop: watch::Receiver<bool>,
+    ) {
         let _ = stream.set_nodelay(true);
         let (reader, writer) = stream.into_split();
         let (tx, rx) = mpsc::channel(self.limits.max_in_flight);
@@ -133,7 +138,9 @@ impl Listener {
                 Ok(Err(err)) => return Err(format!("read failed: {err}")),
                 Ok(Ok(_)) => {}
             }
-            let Some(length) = spate_protocol::read_frame_length(prefix, self.limits.max_request_bytes) else {
+            let Some(length) =
+                spate_protocol::read_frame_length(prefix, self.limits.max_request_bytes)
+            else {
                 self.metrics.decode_errors.fetch_add(1, Ordering::Relaxed);
                 return Err(format!(
                     "frame size {} is negative or above max-request-bytes {}",
@@ -172,7 +179,8 @@ impl Listener {
                     correlation_id,
                     ..
                 }) => {
-                    let response = spate_protocol::unsupported_api_versions_response(correlation_id);
+                    let response =
+                        spate_protocol::unsupported_api_versions_response(correlation_id);
                     if tx.send(Pending::Ready(response)).await.is_err() {
                         return Ok(());
                     }
@@ -183,14 +191,19 @@ impl Listener {
                     return Err(err.to_string());
                 }
             };
-            let (api_key, version, correlation_id) = (request.api_key, request.api_version, request.correlation_id);
+            let (api_key, version, correlation_id) =
+                (request.api_key, request.api_version, request.correlation_id);
             let reply = self.broker.handle(request).await;
             drop(permit);
             let pending = match reply {
                 Reply::Nothing => continue,
                 Reply::Now(response) => match encode(api_key, version, correlation_id, &response) {
                     Some(bytes) => Pending::Ready(bytes),
-                    None => return Err(format!("could not encode a {api_key:?} v{version} response")),
+                    None => {
+                        return Err(format!(
+                            "could not encode a {api_key:?} v{version} response"
+                        ));
+                    }
                 },
                 Reply::Later(future) => Pending::Task(tokio::spawn(async move {
                     let response = future.await;
@@ -204,7 +217,12 @@ impl Listener {
     }
 }
 
-fn encode(api_key: kafka_protocol::messages::ApiKey, version: i16, correlation_id: i32, response: &ResponseKind) -> Option<Bytes> {
+fn encode(
+    api_key: kafka_protocol::messages::ApiKey,
+    version: i16,
+    correlation_id: i32,
+    response: &ResponseKind,
+) -> Option<Bytes> {
     match spate_protocol::encode_response(api_key, version, correlation_id, response) {
         Ok(bytes) => Some(bytes),
         Err(err) => {
@@ -214,7 +232,11 @@ fn encode(api_key: kafka_protocol::messages::ApiKey, version: i16, correlation_i
     }
 }
 
-async fn write_responses(writer: OwnedWriteHalf, mut rx: mpsc::Receiver<Pending>, peer: SocketAddr) {
+async fn write_responses(
+    writer: OwnedWriteHalf,
+    mut rx: mpsc::Receiver<Pending>,
+    peer: SocketAddr,
+) {
     let mut writer = BufWriter::with_capacity(64 * 1024, writer);
     while let Some(pending) = rx.recv().await {
         let bytes = match pending {

@@ -47,7 +47,10 @@ pub enum ServerError {
 }
 
 /// Runs the server until `shutdown` resolves.
-pub async fn run(config: Config, shutdown: impl std::future::Future<Output = ()>) -> Result<(), ServerError> {
+pub async fn run(
+    config: Config,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), ServerError> {
     Server::bind(config).await?.serve(shutdown).await
 }
 
@@ -80,11 +83,15 @@ impl Server {
         let kafka_listener = TcpListener::bind(config.kafka_listen)
             .await
             .map_err(bind_error(config.kafka_listen))?;
-        let kafka_addr = kafka_listener.local_addr().map_err(bind_error(config.kafka_listen))?;
+        let kafka_addr = kafka_listener
+            .local_addr()
+            .map_err(bind_error(config.kafka_listen))?;
         let http_listener = TcpListener::bind(config.http_listen)
             .await
             .map_err(bind_error(config.http_listen))?;
-        let http_addr = http_listener.local_addr().map_err(bind_error(config.http_listen))?;
+        let http_addr = http_listener
+            .local_addr()
+            .map_err(bind_error(config.http_listen))?;
         let advertised = advertised(&config, kafka_addr);
         let options = BrokerOptions {
             data_dir: config.data_dir.clone(),
@@ -128,7 +135,10 @@ impl Server {
     }
 
     /// Serves until `shutdown` resolves, then stops cleanly.
-    pub async fn serve(self, shutdown: impl std::future::Future<Output = ()>) -> Result<(), ServerError> {
+    pub async fn serve(
+        self,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) -> Result<(), ServerError> {
         let Server {
             config,
             kafka_listener,
@@ -149,7 +159,9 @@ impl Server {
                 idle_timeout: Duration::from_millis(config.idle_timeout_ms),
             },
             connections: Arc::new(Semaphore::new(config.max_connections)),
-            memory: Arc::new(Semaphore::new(config.max_queued_request_bytes.min(Semaphore::MAX_PERMITS))),
+            memory: Arc::new(Semaphore::new(
+                config.max_queued_request_bytes.min(Semaphore::MAX_PERMITS),
+            )),
             metrics: Arc::clone(&connection_metrics),
             tracker: tracker.clone(),
         });
@@ -170,9 +182,12 @@ impl Server {
         });
 
         let mut maintenance_stop = stop_rx.clone();
-        let maintenance = tokio::spawn(Arc::clone(&broker).run_maintenance(config.retention_check_interval_ms, async move {
-            let _ = maintenance_stop.wait_for(|s| *s).await;
-        }));
+        let maintenance = tokio::spawn(Arc::clone(&broker).run_maintenance(
+            config.retention_check_interval_ms,
+            async move {
+                let _ = maintenance_stop.wait_for(|s| *s).await;
+            },
+        ));
 
         tracing::info!(
             kafka_addr = %kafka_addr,
@@ -188,7 +203,10 @@ impl Server {
         let _ = stop_tx.send(true);
         let _ = accept.await;
         tracker.close();
-        if tokio::time::timeout(SHUTDOWN_GRACE, tracker.wait()).await.is_err() {
+        if tokio::time::timeout(SHUTDOWN_GRACE, tracker.wait())
+            .await
+            .is_err()
+        {
             tracing::warn!("connections still busy after the grace period; closing them");
         }
         let _ = http.await;
@@ -203,7 +221,11 @@ impl Server {
 
 /// The host and port clients are told to use.
 fn advertised(config: &Config, bound: SocketAddr) -> (String, u16) {
-    if let Some((host, port)) = config.advertised_kafka.as_deref().and_then(config::parse_host_port) {
+    if let Some((host, port)) = config
+        .advertised_kafka
+        .as_deref()
+        .and_then(config::parse_host_port)
+    {
         return (host, port);
     }
     let host = if bound.ip().is_unspecified() {
@@ -225,7 +247,10 @@ fn raise_fd_limit() {
 /// Resolves on SIGTERM or SIGINT.
 pub async fn shutdown_signal() {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
         tracing::warn!("cannot install signal handlers; stop with SIGKILL");
         std::future::pending::<()>().await;
         return;

@@ -112,29 +112,48 @@ impl Raw {
             self.stream.read_exact(&mut body).await.ok()?;
             Some(Bytes::from(body))
         };
-        tokio::time::timeout(DEADLINE, read).await.expect("the broker answers or closes before the deadline")
+        tokio::time::timeout(DEADLINE, read)
+            .await
+            .expect("the broker answers or closes before the deadline")
     }
 
     async fn recv_response<R: Decodable>(&mut self, api: ApiKey, version: i16, id: i32) -> R {
-        let mut frame = self.recv().await.expect("a response, not a closed connection");
-        let header = ResponseHeader::decode(&mut frame, api.response_header_version(version)).expect("header");
-        assert_eq!(header.correlation_id, id, "responses come back in request order");
+        let mut frame = self
+            .recv()
+            .await
+            .expect("a response, not a closed connection");
+        let header = ResponseHeader::decode(&mut frame, api.response_header_version(version))
+            .expect("header");
+        assert_eq!(
+            header.correlation_id, id,
+            "responses come back in request order"
+        );
         R::decode(&mut frame, version).expect("response body")
     }
 
-    async fn call<Req: Encodable, Resp: Decodable>(&mut self, api: ApiKey, version: i16, request: &Req) -> Resp {
+    async fn call<Req: Encodable, Resp: Decodable>(
+        &mut self,
+        api: ApiKey,
+        version: i16,
+        request: &Req,
+    ) -> Resp {
         let id = self.send(api, version, request).await;
         self.recv_response(api, version, id).await
     }
 
     async fn assert_closed(&mut self) {
-        assert!(self.recv().await.is_none(), "the broker should close this connection");
+        assert!(
+            self.recv().await.is_none(),
+            "the broker should close this connection"
+        );
     }
 }
 
 async fn assert_still_serving(addr: SocketAddr) {
     let mut raw = Raw::connect(addr).await;
-    let response: ApiVersionsResponse = raw.call(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default()).await;
+    let response: ApiVersionsResponse = raw
+        .call(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default())
+        .await;
     assert_eq!(response.error_code, 0);
 }
 
@@ -155,7 +174,11 @@ async fn create_topic(raw: &mut Raw, name: &str, configs: &[(&str, &str)]) {
             .with_configs(configs),
     ]);
     let response: CreateTopicsResponse = raw.call(ApiKey::CreateTopics, 7, &request).await;
-    assert_eq!(response.topics[0].error_code, 0, "{:?}", response.topics[0].error_message);
+    assert_eq!(
+        response.topics[0].error_code, 0,
+        "{:?}",
+        response.topics[0].error_message
+    );
 }
 
 fn batch(values: &[&[u8]]) -> Bytes {
@@ -173,12 +196,22 @@ fn produce_request(topic: &str, records: Bytes, acks: i16) -> ProduceRequest {
         .with_topic_data(vec![
             produce_request::TopicProduceData::default()
                 .with_name(TopicName(StrBytes::from_string(topic.to_string())))
-                .with_partition_data(vec![produce_request::PartitionProduceData::default().with_index(0).with_records(Some(records))]),
+                .with_partition_data(vec![
+                    produce_request::PartitionProduceData::default()
+                        .with_index(0)
+                        .with_records(Some(records)),
+                ]),
         ])
 }
 
-async fn produce(raw: &mut Raw, topic: &str, records: Bytes) -> produce_response::PartitionProduceResponse {
-    let response: ProduceResponse = raw.call(ApiKey::Produce, 9, &produce_request(topic, records, -1)).await;
+async fn produce(
+    raw: &mut Raw,
+    topic: &str,
+    records: Bytes,
+) -> produce_response::PartitionProduceResponse {
+    let response: ProduceResponse = raw
+        .call(ApiKey::Produce, 9, &produce_request(topic, records, -1))
+        .await;
     response.responses[0].partition_responses[0].clone()
 }
 
@@ -186,7 +219,9 @@ async fn latest_offset(raw: &mut Raw, topic: &str) -> i64 {
     let request = ListOffsetsRequest::default().with_topics(vec![
         list_offsets_request::ListOffsetsTopic::default()
             .with_name(TopicName(StrBytes::from_string(topic.to_string())))
-            .with_partitions(vec![list_offsets_request::ListOffsetsPartition::default().with_timestamp(-1)]),
+            .with_partitions(vec![
+                list_offsets_request::ListOffsetsPartition::default().with_timestamp(-1),
+            ]),
     ]);
     let response: ListOffsetsResponse = raw.call(ApiKey::ListOffsets, 7, &request).await;
     response.topics[0].partitions[0].offset
@@ -215,7 +250,9 @@ async fn garbage_frame_closes_only_that_connection() {
     let mut healthy = Raw::connect(server.addr).await;
     bad.send_raw(b"\x00\x00\x00\x0bhello world").await;
     bad.assert_closed().await;
-    let response: ApiVersionsResponse = healthy.call(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default()).await;
+    let response: ApiVersionsResponse = healthy
+        .call(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default())
+        .await;
     assert_eq!(response.error_code, 0);
     server.stop().await;
 }
@@ -266,9 +303,15 @@ async fn api_versions_of_an_unknown_version_is_answered_in_v0_with_unsupported_v
     assert_eq!(response.get_i32(), 77);
     let body = ApiVersionsResponse::decode(&mut response, 0).expect("v0 body");
     assert_eq!(body.error_code, 35);
-    assert!(body.api_keys.iter().any(|k| k.api_key == ApiKey::Produce as i16 && k.min_version == 0));
+    assert!(
+        body.api_keys
+            .iter()
+            .any(|k| k.api_key == ApiKey::Produce as i16 && k.min_version == 0)
+    );
     // The client retries with a version both know, on the same connection.
-    let retry: ApiVersionsResponse = raw.call(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default()).await;
+    let retry: ApiVersionsResponse = raw
+        .call(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default())
+        .await;
     assert_eq!(retry.error_code, 0);
     server.stop().await;
 }
@@ -311,7 +354,11 @@ async fn corrupt_and_oversized_batches_are_refused_and_nothing_is_appended() {
     let refused = produce(&mut raw, "checked", Bytes::from(two_batches)).await;
     assert_eq!(refused.error_code, 87, "INVALID_RECORD");
 
-    assert_eq!(latest_offset(&mut raw, "checked").await, 0, "nothing refused was appended");
+    assert_eq!(
+        latest_offset(&mut raw, "checked").await,
+        0,
+        "nothing refused was appended"
+    );
     let accepted = produce(&mut raw, "checked", batch(&[b"good"])).await;
     assert_eq!((accepted.error_code, accepted.base_offset), (0, 0));
     server.stop().await;
@@ -333,11 +380,23 @@ async fn invalid_topic_names_and_acks_get_kafka_error_codes() {
             .collect(),
     );
     let response: CreateTopicsResponse = raw.call(ApiKey::CreateTopics, 7, &request).await;
-    assert!(response.topics.iter().all(|t| t.error_code == 17), "INVALID_TOPIC_EXCEPTION");
+    assert!(
+        response.topics.iter().all(|t| t.error_code == 17),
+        "INVALID_TOPIC_EXCEPTION"
+    );
 
     create_topic(&mut raw, "acks", &[]).await;
-    let response: ProduceResponse = raw.call(ApiKey::Produce, 9, &produce_request("acks", batch(&[b"x"]), 2)).await;
-    assert_eq!(response.responses[0].partition_responses[0].error_code, 21, "INVALID_REQUIRED_ACKS");
+    let response: ProduceResponse = raw
+        .call(
+            ApiKey::Produce,
+            9,
+            &produce_request("acks", batch(&[b"x"]), 2),
+        )
+        .await;
+    assert_eq!(
+        response.responses[0].partition_responses[0].error_code, 21,
+        "INVALID_REQUIRED_ACKS"
+    );
     server.stop().await;
 }
 
@@ -349,9 +408,22 @@ async fn pipelined_requests_are_answered_in_order() {
     let mut sent = Vec::new();
     for i in 0..30 {
         let id = match i % 3 {
-            0 => raw.send(ApiKey::Produce, 9, &produce_request("ordered", batch(&[b"v"]), -1)).await,
-            1 => raw.send(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default()).await,
-            _ => raw.send(ApiKey::Fetch, 12, &fetch_request("ordered", 0, 0)).await,
+            0 => {
+                raw.send(
+                    ApiKey::Produce,
+                    9,
+                    &produce_request("ordered", batch(&[b"v"]), -1),
+                )
+                .await
+            }
+            1 => {
+                raw.send(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default())
+                    .await
+            }
+            _ => {
+                raw.send(ApiKey::Fetch, 12, &fetch_request("ordered", 0, 0))
+                    .await
+            }
         };
         sent.push((i % 3, id));
     }
@@ -361,7 +433,10 @@ async fn pipelined_requests_are_answered_in_order() {
             0 => {
                 let response: ProduceResponse = raw.recv_response(ApiKey::Produce, 9, id).await;
                 let partition = &response.responses[0].partition_responses[0];
-                assert_eq!(partition.base_offset, expected_offset, "appends keep arrival order");
+                assert_eq!(
+                    partition.base_offset, expected_offset,
+                    "appends keep arrival order"
+                );
                 expected_offset += 1;
             }
             1 => {
@@ -383,7 +458,9 @@ async fn long_poll_fetch_is_answered_when_data_arrives() {
     create_topic(&mut producer, "waiting", &[]).await;
     // Wait up to 60 s for one byte; the test's deadline (20 s) is far shorter, so only an
     // answer triggered by the append can pass.
-    let id = consumer.send(ApiKey::Fetch, 12, &fetch_request("waiting", 0, 60_000)).await;
+    let id = consumer
+        .send(ApiKey::Fetch, 12, &fetch_request("waiting", 0, 60_000))
+        .await;
     let produced = produce(&mut producer, "waiting", batch(&[b"wake up"])).await;
     assert_eq!(produced.error_code, 0);
     let response: FetchResponse = consumer.recv_response(ApiKey::Fetch, 12, id).await;
@@ -398,7 +475,9 @@ async fn fetch_returns_at_max_wait_with_no_data() {
     let server = TestServer::start(|_| {}).await;
     let mut raw = Raw::connect(server.addr).await;
     create_topic(&mut raw, "quiet", &[]).await;
-    let response: FetchResponse = raw.call(ApiKey::Fetch, 12, &fetch_request("quiet", 0, 200)).await;
+    let response: FetchResponse = raw
+        .call(ApiKey::Fetch, 12, &fetch_request("quiet", 0, 200))
+        .await;
     let partition = &response.responses[0].partitions[0];
     assert_eq!((partition.error_code, partition.high_watermark), (0, 0));
     assert!(partition.records.as_ref().expect("records").is_empty());
@@ -410,14 +489,22 @@ async fn acks_zero_gets_no_response_but_is_appended() {
     let server = TestServer::start(|_| {}).await;
     let mut raw = Raw::connect(server.addr).await;
     create_topic(&mut raw, "fire-and-forget", &[]).await;
-    raw.send(ApiKey::Produce, 9, &produce_request("fire-and-forget", batch(&[b"a", b"b"]), 0)).await;
+    raw.send(
+        ApiKey::Produce,
+        9,
+        &produce_request("fire-and-forget", batch(&[b"a", b"b"]), 0),
+    )
+    .await;
     // The next response on the connection is the ListOffsets one: no Produce response came.
     let deadline = tokio::time::Instant::now() + DEADLINE;
     loop {
         if latest_offset(&mut raw, "fire-and-forget").await == 2 {
             break;
         }
-        assert!(tokio::time::Instant::now() < deadline, "acks=0 records never became visible");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "acks=0 records never became visible"
+        );
         tokio::task::yield_now().await;
     }
     server.stop().await;
@@ -428,11 +515,17 @@ async fn connections_over_the_limit_are_closed_while_others_keep_working() {
     let server = TestServer::start(|c| c.max_connections = 2).await;
     let mut first = Raw::connect(server.addr).await;
     let mut second = Raw::connect(server.addr).await;
-    let _: ApiVersionsResponse = first.call(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default()).await;
-    let _: ApiVersionsResponse = second.call(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default()).await;
+    let _: ApiVersionsResponse = first
+        .call(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default())
+        .await;
+    let _: ApiVersionsResponse = second
+        .call(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default())
+        .await;
     let mut third = Raw::connect(server.addr).await;
     third.assert_closed().await;
-    let _: ApiVersionsResponse = first.call(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default()).await;
+    let _: ApiVersionsResponse = first
+        .call(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default())
+        .await;
     server.stop().await;
 }
 
@@ -457,7 +550,9 @@ impl SmallDisk {
 
 impl Drop for SmallDisk {
     fn drop(&mut self) {
-        let _ = std::process::Command::new("umount").arg(&self.path).status();
+        let _ = std::process::Command::new("umount")
+            .arg(&self.path)
+            .status();
         let _ = std::fs::remove_dir(&self.path);
     }
 }
@@ -494,8 +589,13 @@ async fn a_full_disk_refuses_writes_keeps_serving_and_loses_nothing_acknowledged
     assert_eq!(latest_offset(&mut raw, "filling").await, acknowledged);
     let mut next = 0;
     while next < acknowledged {
-        let response: FetchResponse = raw.call(ApiKey::Fetch, 12, &fetch_request("filling", next, 0)).await;
-        let mut records = response.responses[0].partitions[0].records.clone().expect("records");
+        let response: FetchResponse = raw
+            .call(ApiKey::Fetch, 12, &fetch_request("filling", next, 0))
+            .await;
+        let mut records = response.responses[0].partitions[0]
+            .records
+            .clone()
+            .expect("records");
         assert!(!records.is_empty());
         while records.remaining() > 0 {
             let header = spate_log::BatchHeader::parse(&records).expect("header");
