@@ -184,6 +184,12 @@ impl Broker {
                 let outcome = topic.and_then(|topic| {
                     result.name = Some(TopicName(StrBytes::from_string(topic.name.clone())));
                     result.topic_id = topic.id;
+                    if topic.is_internal() {
+                        return Err(BrokerError::InvalidTopic {
+                            name: topic.name.clone(),
+                            reason: "internal topics cannot be deleted".into(),
+                        });
+                    }
                     if !seen.insert(topic.id) {
                         return Err(BrokerError::InvalidRequest {
                             reason: format!(
@@ -222,6 +228,12 @@ impl Broker {
                 let mut result =
                     CreatePartitionsTopicResult::default().with_name(topic.name.clone());
                 let outcome = (|| {
+                    if broker.topics.get(&topic.name).is_some_and(|t| t.is_internal()) {
+                        return Err(BrokerError::InvalidTopic {
+                            name: topic.name.to_string(),
+                            reason: "internal topics keep their partition count".into(),
+                        });
+                    }
                     if let Some(assignments) = &topic.assignments {
                         let current = broker
                             .topics

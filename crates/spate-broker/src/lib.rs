@@ -14,6 +14,7 @@ mod admin;
 mod configs;
 pub mod error;
 mod fetch;
+pub mod groups;
 mod maintenance;
 mod metadata;
 mod metrics;
@@ -71,6 +72,8 @@ pub struct BrokerOptions {
     pub topic_defaults: BTreeMap<String, String>,
     /// fsync threads.
     pub sync_threads: usize,
+    /// Group coordinator settings.
+    pub groups: groups::CoordinatorSettings,
     /// Time source.
     pub clock: Clock,
 }
@@ -141,6 +144,7 @@ pub struct Broker {
     syncer: Arc<Syncer>,
     metrics: Metrics,
     producer_ids: producers::ProducerIds,
+    groups: groups::GroupCoordinator,
 }
 
 impl std::fmt::Debug for Broker {
@@ -183,6 +187,7 @@ impl Broker {
             );
         }
         let producer_ids = producers::ProducerIds::open(&data_dir).map_err(dir_error)?;
+        let groups = groups::GroupCoordinator::open(options.groups.clone(), &topics, now)?;
         let syncer = Syncer::start(options.sync_threads);
         Ok(Arc::new(Broker {
             options,
@@ -191,6 +196,7 @@ impl Broker {
             syncer,
             metrics: Metrics::default(),
             producer_ids,
+            groups,
         }))
     }
 
@@ -223,6 +229,8 @@ impl Broker {
     pub async fn handle(self: &Arc<Self>, request: Request) -> Reply {
         let version = request.api_version;
         self.metrics.record_request(request.api_key);
+        let client_id = request.client_id.as_deref().unwrap_or("").to_string();
+        let client_host = request.peer.map_or_else(String::new, |p| format!("/{}", p.ip()));
         match request.body {
             RequestKind::ApiVersions(_) => Reply::Now(ResponseKind::ApiVersions(
                 spate_protocol::api_versions_response(0),
@@ -262,6 +270,21 @@ impl Broker {
             RequestKind::DescribeCluster(req) => {
                 Reply::Now(ResponseKind::DescribeCluster(self.describe_cluster(req)))
             }
+            RequestKind::JoinGroup(req) => self.join_group(req, version, &client_id, &client_host).await,
+            RequestKind::SyncGroup(req) => self.sync_group(req, version),
+            RequestKind::Heartbeat(req) => Reply::Now(ResponseKind::Heartbeat(self.heartbeat(req))),
+            RequestKind::LeaveGroup(req) => Reply::Now(ResponseKind::LeaveGroup(self.leave_group(req, version))),
+            RequestKind::OffsetCommit(req) => {
+                let broker = Arc::clone(self);
+                Reply::Later(Box::pin(async move {
+                    ResponseKind::OffsetCommit(broker.offset_commit(req, version).await)
+                }))
+            }
+            RequestKind::OffsetFetch(req) => Reply::Now(ResponseKind::OffsetFetch(self.offset_fetch(req, version))),
+            RequestKind::DescribeGroups(req) => Reply::Now(ResponseKind::DescribeGroups(self.describe_groups(req, version))),
+            RequestKind::ListGroups(req) => Reply::Now(ResponseKind::ListGroups(self.list_groups(req, version))),
+            RequestKind::DeleteGroups(req) => Reply::Now(ResponseKind::DeleteGroups(self.delete_groups(req).await)),
+            RequestKind::OffsetDelete(req) => Reply::Now(ResponseKind::OffsetDelete(self.offset_delete(req).await)),
             RequestKind::InitProducerId(req) => Reply::Now(ResponseKind::InitProducerId(
                 self.init_producer_id(req).await,
             )),

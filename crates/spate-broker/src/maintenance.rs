@@ -21,7 +21,10 @@ pub(crate) async fn run(
     loop {
         tokio::select! {
             _ = &mut shutdown => return,
-            _ = flush.tick() => broker.request_due_flushes(),
+            _ = flush.tick() => {
+                broker.request_due_flushes();
+                broker.tick_groups().await;
+            }
             _ = retention.tick() => {
                 let worker = Arc::clone(&broker);
                 if let Err(err) = tokio::task::spawn_blocking(move || worker.clean_and_retain()).await {

@@ -75,6 +75,12 @@ impl Broker {
                 };
                 match topic.as_ref().map(|t| t.partition(partition_data.index)) {
                     None => slot.outcome = Outcome::Failed(unknown.code(), "unknown topic".into()),
+                    Some(_) if topic.as_ref().is_some_and(|t| t.is_internal()) => {
+                        slot.outcome = Outcome::Failed(
+                            ResponseError::InvalidTopicException.code(),
+                            "clients cannot write to an internal topic".into(),
+                        )
+                    }
                     Some(None) => {
                         slot.outcome = Outcome::Failed(
                             ResponseError::UnknownTopicOrPartition.code(),

@@ -21,6 +21,8 @@ use crate::error::BrokerError;
 
 /// Longest topic name Kafka allows.
 pub const MAX_TOPIC_NAME_LEN: usize = 249;
+/// Topics the broker owns.
+pub const INTERNAL_TOPICS: &[&str] = &["__consumer_offsets", "__transaction_state"];
 /// Most partitions one topic may have.
 pub const MAX_PARTITIONS_PER_TOPIC: i32 = 10_000;
 
@@ -57,9 +59,10 @@ pub struct Topic {
 }
 
 impl Topic {
-    /// Whether the topic is internal (`__consumer_offsets`, `__transaction_state`, ...).
+    /// Whether the topic is one of the broker's own (`__consumer_offsets`,
+    /// `__transaction_state`): clients may read it but not write, delete or grow it.
     pub fn is_internal(&self) -> bool {
-        self.name.starts_with("__")
+        INTERNAL_TOPICS.contains(&self.name.as_str())
     }
 
     /// Number of partitions.

@@ -28,6 +28,7 @@ fn open_broker(dir: &std::path::Path) -> Arc<Broker> {
         fetch_max_bytes: 1 << 20,
         topic_defaults: BTreeMap::new(),
         sync_threads: 1,
+        groups: Default::default(),
         clock: spate_broker::system_clock(),
     })
     .expect("open broker")
@@ -299,6 +300,106 @@ fn requests(api: ApiKey, version: i16, topic_id: uuid::Uuid) -> Vec<RequestKind>
                     .with_transactional_id(Some(TransactionalId(s("tx")))),
             ),
         ],
+        ApiKey::JoinGroup => {
+            let protocol = join_group_request::JoinGroupRequestProtocol::default()
+                .with_name(s("range"))
+                .with_metadata(Bytes::from_static(b"\x00\x00\x00\x00\x00\x00\x00\x00"));
+            let mut request = JoinGroupRequest::default()
+                .with_group_id(GroupId(s(&format!("g{version}"))))
+                .with_session_timeout_ms(10_000)
+                .with_protocol_type(s("consumer"))
+                .with_protocols(vec![protocol]);
+            if version >= 1 {
+                request.rebalance_timeout_ms = 10_000;
+            }
+            vec![
+                RequestKind::JoinGroup(request.clone()),
+                RequestKind::JoinGroup(request.clone().with_session_timeout_ms(1)),
+                RequestKind::JoinGroup(request.with_member_id(s("nobody"))),
+            ]
+        }
+        ApiKey::SyncGroup => vec![RequestKind::SyncGroup(
+            SyncGroupRequest::default()
+                .with_group_id(GroupId(s("g0")))
+                .with_member_id(s("nobody"))
+                .with_generation_id(1),
+        )],
+        ApiKey::Heartbeat => vec![RequestKind::Heartbeat(
+            HeartbeatRequest::default().with_group_id(GroupId(s("g0"))).with_member_id(s("nobody")),
+        )],
+        ApiKey::LeaveGroup => {
+            let mut request = LeaveGroupRequest::default().with_group_id(GroupId(s("g0")));
+            if version >= 3 {
+                request.members = vec![leave_group_request::MemberIdentity::default().with_member_id(s("nobody"))];
+            } else {
+                request.member_id = s("nobody");
+            }
+            vec![RequestKind::LeaveGroup(request)]
+        }
+        ApiKey::OffsetCommit => {
+            let mut partition = offset_commit_request::OffsetCommitRequestPartition::default()
+                .with_partition_index(0)
+                .with_committed_offset(1)
+                .with_committed_metadata(Some(s("m")));
+            if version >= 6 {
+                partition.committed_leader_epoch = 0;
+            }
+            vec![RequestKind::OffsetCommit(
+                OffsetCommitRequest::default()
+                    .with_group_id(GroupId(s("standalone")))
+                    .with_generation_id_or_member_epoch(-1)
+                    .with_topics(vec![
+                        offset_commit_request::OffsetCommitRequestTopic::default()
+                            .with_name(name.clone())
+                            .with_partitions(vec![partition.clone(), partition.clone().with_partition_index(9)]),
+                        offset_commit_request::OffsetCommitRequestTopic::default()
+                            .with_name(unknown.clone())
+                            .with_partitions(vec![partition]),
+                    ]),
+            )]
+        }
+        ApiKey::OffsetFetch => {
+            if version >= 8 {
+                vec![RequestKind::OffsetFetch(OffsetFetchRequest::default().with_groups(vec![
+                    offset_fetch_request::OffsetFetchRequestGroup::default()
+                        .with_group_id(GroupId(s("standalone")))
+                        .with_topics(None),
+                    offset_fetch_request::OffsetFetchRequestGroup::default()
+                        .with_group_id(GroupId(s("standalone")))
+                        .with_topics(Some(vec![offset_fetch_request::OffsetFetchRequestTopics::default()
+                            .with_name(name.clone())
+                            .with_partition_indexes(vec![0, 1])])),
+                ]))]
+            } else {
+                vec![RequestKind::OffsetFetch(
+                    OffsetFetchRequest::default()
+                        .with_group_id(GroupId(s("standalone")))
+                        .with_topics(Some(vec![offset_fetch_request::OffsetFetchRequestTopic::default()
+                            .with_name(name.clone())
+                            .with_partition_indexes(vec![0, 1])])),
+                )]
+            }
+        }
+        ApiKey::DescribeGroups => vec![RequestKind::DescribeGroups(
+            DescribeGroupsRequest::default().with_groups(vec![GroupId(s("standalone")), GroupId(s("missing")), GroupId(s("g0"))]),
+        )],
+        ApiKey::ListGroups => {
+            let mut request = ListGroupsRequest::default();
+            if version >= 4 {
+                request.states_filter = vec![s("Empty")];
+            }
+            vec![RequestKind::ListGroups(request)]
+        }
+        ApiKey::DeleteGroups => vec![RequestKind::DeleteGroups(
+            DeleteGroupsRequest::default().with_groups_names(vec![GroupId(s("missing"))]),
+        )],
+        ApiKey::OffsetDelete => vec![RequestKind::OffsetDelete(
+            OffsetDeleteRequest::default().with_group_id(GroupId(s("standalone"))).with_topics(vec![
+                offset_delete_request::OffsetDeleteRequestTopic::default()
+                    .with_name(name.clone())
+                    .with_partitions(vec![offset_delete_request::OffsetDeleteRequestPartition::default()]),
+            ]),
+        )],
         other => panic!("no sample request for advertised API {other:?}"),
     }
 }
@@ -307,6 +408,8 @@ fn requests(api: ApiKey, version: i16, topic_id: uuid::Uuid) -> Vec<RequestKind>
 async fn every_api_answers_in_every_advertised_version() {
     let dir = tempfile::tempdir().expect("tempdir");
     let broker = open_broker(dir.path());
+    // The server runs this loop; it drives group timers (a v0-v3 JoinGroup waits for them).
+    tokio::spawn(Arc::clone(&broker).run_maintenance(60_000, std::future::pending()));
     let topic = broker
         .topics()
         .create("t", 1, BTreeMap::new(), spate_broker::system_clock()())
@@ -326,6 +429,7 @@ async fn every_api_answers_in_every_advertised_version() {
                     client_id: None,
                     body,
                     size_bytes: 0,
+                    peer: None,
                 };
                 let response = match broker.handle(request).await {
                     Reply::Now(response) => response,

@@ -8,13 +8,9 @@
 //! batch by its last offset delta so that compacted or transactional gaps cannot stall a
 //! consumer. Pure functions on bytes.
 
-use bytes::{Bytes, BytesMut};
-use kafka_protocol::indexmap::IndexMap;
-use kafka_protocol::protocol::StrBytes;
-use kafka_protocol::records::{
-    Compression, NO_PARTITION_LEADER_EPOCH, NO_PRODUCER_EPOCH, NO_PRODUCER_ID, Record,
-    RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
+use bytes::Bytes;
+use kafka_protocol::records::{Compression, TimestampType};
+use spate_log::{BatchBuilder, BatchHeader};
 
 use crate::error::{Error, Result};
 
@@ -28,8 +24,6 @@ mod header {
     pub const MAGIC: usize = 16;
     /// `lastOffsetDelta: int32`.
     pub const LAST_OFFSET_DELTA: usize = 23;
-    /// `maxTimestamp: int64`.
-    pub const MAX_TIMESTAMP: usize = 35;
     /// Size of the header up to and including `records count`.
     pub const SIZE: usize = 61;
     /// Size of the fields before `batchLength`'s payload (`baseOffset` and `batchLength`).
@@ -43,8 +37,7 @@ pub struct ProducerRecord {
     pub key: Option<Bytes>,
     /// The value (`None` is a null value, a tombstone on compacted topics).
     pub value: Option<Bytes>,
-    /// Headers in order. A record batch stores a header name once; a repeated name keeps its
-    /// last value.
+    /// Headers in order; a name may repeat.
     pub headers: Vec<(String, Option<Bytes>)>,
     /// Create time in milliseconds since the epoch.
     pub timestamp_ms: i64,
@@ -66,51 +59,46 @@ impl ProducerRecord {
     }
 }
 
-/// Encodes `records` as one v2 record batch for one partition.
+/// Encodes `records` as one v2 record batch for one partition (offset deltas from 0, no
+/// producer id or sequence, as a non-idempotent Java producer writes them). Headers keep their
+/// order and repeated names.
 pub fn encode_batch(records: &[ProducerRecord], compression: Compression) -> Result<Bytes> {
-    if records.is_empty() {
+    let Some(first) = records.first() else {
         return Err(Error::RecordEncode {
             reason: "a batch needs at least one record".to_string(),
         });
-    }
-    let records: Vec<Record> = records
-        .iter()
-        .enumerate()
-        .map(|(i, r)| {
-            let mut headers = IndexMap::with_capacity(r.headers.len());
-            for (name, value) in &r.headers {
-                headers.insert(StrBytes::from_string(name.clone()), value.clone());
-            }
-            Record {
-                transactional: false,
-                control: false,
-                delete_horizon: false,
-                partition_leader_epoch: NO_PARTITION_LEADER_EPOCH,
-                producer_id: NO_PRODUCER_ID,
-                producer_epoch: NO_PRODUCER_EPOCH,
-                timestamp_type: TimestampType::Creation,
-                offset: i as i64,
-                // The encoder keeps records in one batch while offset - sequence is constant,
-                // and derives the base sequence from the first record: offset i with sequence
-                // i - 1 gives one batch whose base sequence is -1 (NO_SEQUENCE).
-                sequence: (i as i32).wrapping_sub(1),
-                timestamp: r.timestamp_ms,
-                key: r.key.clone(),
-                value: r.value.clone(),
-                headers,
-            }
-        })
-        .collect();
-    let mut buf = BytesMut::new();
-    let options = RecordEncodeOptions {
-        version: 2,
-        compression,
     };
-    RecordBatchEncoder::encode(&mut buf, &records, &options).map_err(|e| Error::RecordEncode {
-        reason: format!("{e:#}"),
-    })?;
-    Ok(buf.freeze())
+    let mut builder = BatchBuilder::new(0, first.timestamp_ms).compression(codec(compression));
+    for (i, record) in records.iter().enumerate() {
+        let headers = spate_log::batch::encode_headers(
+            record.headers.iter().map(|(name, value)| (name.as_bytes(), value.as_deref())),
+        );
+        builder.push_raw(
+            i as i32,
+            record.timestamp_ms - first.timestamp_ms,
+            record.key.as_deref(),
+            record.value.as_deref(),
+            &headers,
+        );
+    }
+    builder
+        .build()
+        .map(Bytes::from)
+        .map_err(|e| Error::RecordEncode { reason: e.to_string() })
 }
+
+fn codec(compression: Compression) -> spate_log::Compression {
+    match compression {
+        Compression::None => spate_log::Compression::None,
+        Compression::Gzip => spate_log::Compression::Gzip,
+        Compression::Snappy => spate_log::Compression::Snappy,
+        Compression::Lz4 => spate_log::Compression::Lz4,
+        Compression::Zstd => spate_log::Compression::Zstd,
+    }
+}
+
+/// Largest decompressed batch a consumer accepts.
+const MAX_DECOMPRESSED_BATCH_BYTES: usize = 256 << 20;
 
 /// A record read from a partition.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -203,29 +191,37 @@ pub fn decode_fetched(
             )));
         }
         let last_offset_delta = read_i32(rest, header::LAST_OFFSET_DELTA);
-        let max_timestamp = read_i64(rest, header::MAX_TIMESTAMP);
-        let mut batch = data.slice(position..position + total);
-        let set = RecordBatchDecoder::decode(&mut batch).map_err(|e| corrupt(format!("{e:#}")))?;
-        for record in set.records {
-            if record.control || record.offset < fetch_offset {
-                continue;
-            }
-            let timestamp_ms = match record.timestamp_type {
-                TimestampType::LogAppend => max_timestamp,
-                TimestampType::Creation => record.timestamp,
-            };
-            out.records.push(ConsumedRecord {
-                offset: record.offset,
-                timestamp_ms,
-                timestamp_type: record.timestamp_type,
-                key: record.key,
-                value: record.value,
-                headers: record
-                    .headers
+        let batch = &data[position..position + total];
+        let batch_header = BatchHeader::parse(batch).map_err(|e| corrupt(e.to_string()))?;
+        spate_log::batch::verify_crc(batch, &batch_header).map_err(|e| corrupt(e.to_string()))?;
+        if !batch_header.is_control() {
+            let records = spate_log::batch::record_bytes(batch, MAX_DECOMPRESSED_BATCH_BYTES)
+                .map_err(|e| corrupt(e.to_string()))?;
+            let parsed = spate_log::batch::parse_records(&records, &batch_header).map_err(|e| corrupt(e.to_string()))?;
+            for record in parsed {
+                let offset = base_offset + i64::from(record.offset_delta);
+                if offset < fetch_offset {
+                    continue;
+                }
+                let (timestamp_type, timestamp_ms) = if batch_header.is_log_append_time() {
+                    (TimestampType::LogAppend, batch_header.max_timestamp)
+                } else {
+                    (TimestampType::Creation, batch_header.base_timestamp + record.timestamp_delta)
+                };
+                let headers = spate_log::batch::parse_headers(record.headers)
+                    .map_err(|e| corrupt(e.to_string()))?
                     .into_iter()
-                    .map(|(name, value)| (name.to_string(), value))
-                    .collect(),
-            });
+                    .map(|(name, value)| (String::from_utf8_lossy(name).into_owned(), value.map(Bytes::copy_from_slice)))
+                    .collect();
+                out.records.push(ConsumedRecord {
+                    offset,
+                    timestamp_ms,
+                    timestamp_type,
+                    key: record.key.map(Bytes::copy_from_slice),
+                    value: record.value.map(Bytes::copy_from_slice),
+                    headers,
+                });
+            }
         }
         out.next_offset = Some(base_offset + i64::from(last_offset_delta) + 1);
         position += total;
@@ -293,12 +289,11 @@ mod tests {
             Compression::Zstd,
         ] {
             let bytes = encode_batch(&records, compression).expect("encode");
-            let mut info_buf = bytes.clone();
-            let info = RecordBatchDecoder::decode_batch_info(&mut info_buf).expect("info");
-            assert_eq!(info.len(), 1, "{compression:?}: one batch");
-            assert_eq!(info[0].record_count, 50);
-            assert_eq!(info[0].base_sequence, -1, "NO_SEQUENCE");
-            assert_eq!(info[0].producer_id, -1);
+            let info = BatchHeader::parse(&bytes).expect("header");
+            assert_eq!(info.total_len(), bytes.len(), "{compression:?}: one batch");
+            assert_eq!(info.record_count, 50);
+            assert_eq!(info.base_sequence, -1, "NO_SEQUENCE");
+            assert_eq!(info.producer_id, -1);
             let fetched = decode_fetched(AT, 0, bytes, 1 << 20).expect("decode");
             assert_eq!(fetched.records.len(), 50);
             assert_eq!(fetched.next_offset, Some(50));

@@ -508,6 +508,38 @@ fn read_record<'a>(cursor: &mut Cursor<'a>) -> Result<RecordView<'a>, BatchError
     })
 }
 
+/// Encodes a record's header section (count, then each name and value), keeping order and
+/// repeated names.
+pub fn encode_headers<'a>(headers: impl ExactSizeIterator<Item = (&'a [u8], Option<&'a [u8]>)>) -> Vec<u8> {
+    let mut out = Vec::new();
+    put_varlong(&mut out, headers.len() as i64);
+    for (name, value) in headers {
+        put_varlong(&mut out, name.len() as i64);
+        out.extend_from_slice(name);
+        put_nullable(&mut out, value);
+    }
+    out
+}
+
+/// Decodes a record's header section as [`RecordView::headers`] holds it, in order.
+pub fn parse_headers(section: &[u8]) -> Result<Vec<(&[u8], Option<&[u8]>)>, BatchError> {
+    let mut cursor = Cursor { buf: section, pos: 0 };
+    let count = cursor.varint()?;
+    if count < 0 {
+        return Err(invalid(format!("negative header count {count}")));
+    }
+    let mut headers = Vec::with_capacity((count as usize).min(section.len()));
+    for _ in 0..count {
+        let name_len = cursor.varint()?;
+        if name_len < 0 {
+            return Err(invalid("header key must not be null"));
+        }
+        let name = cursor.bytes(name_len as usize)?;
+        headers.push((name, cursor.nullable_bytes()?));
+    }
+    Ok(headers)
+}
+
 /// Builds a RecordBatch v2; used by the cleaner to rewrite batches and by tests.
 #[derive(Debug, Clone)]
 pub struct BatchBuilder {
@@ -690,6 +722,18 @@ mod tests {
         let records = parse_records(&bytes[HEADER_LEN..], &header).expect("records");
         assert_eq!(records[1].key, Some(&b"k2"[..]));
         assert_eq!(records[1].value, Some(&b"value two"[..]));
+    }
+
+    #[test]
+    fn repeated_header_names_keep_every_value_in_order() {
+        let headers = [(&b"hop"[..], Some(&b"a"[..])), (b"hop", Some(b"b")), (b"x", None), (b"hop", Some(b"c"))];
+        let section = encode_headers(headers.iter().copied());
+        let mut builder = BatchBuilder::new(0, 0);
+        builder.push_raw(0, 0, Some(b"k"), Some(b"v"), &section);
+        let bytes = builder.build().expect("build");
+        let header = validate_produce_batch(&bytes, false, 1 << 20).expect("valid");
+        let records = parse_records(&bytes[HEADER_LEN..], &header).expect("records");
+        assert_eq!(parse_headers(records[0].headers).expect("headers"), headers.to_vec());
     }
 
     #[test]

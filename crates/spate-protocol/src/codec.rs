@@ -29,6 +29,8 @@ pub struct Request {
     pub body: RequestKind,
     /// Size of the frame body in bytes.
     pub size_bytes: usize,
+    /// The client's address, filled in by the server (JoinGroup reports it as client host).
+    pub peer: Option<std::net::SocketAddr>,
 }
 
 /// Why a frame could not be turned into a request. Each variant says what the server should
@@ -131,6 +133,7 @@ pub fn decode_request(frame: Bytes) -> Result<Request, DecodeError> {
         client_id: header.client_id,
         body,
         size_bytes,
+        peer: None,
     })
 }
 

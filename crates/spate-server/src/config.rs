@@ -46,6 +46,17 @@ pub struct Config {
     pub fetch_max_bytes: usize,
     /// Threads that fsync logs (group commit).
     pub sync_threads: usize,
+    /// How long a new consumer group waits for more members before its first rebalance
+    /// (Kafka's `group.initial.rebalance.delay.ms`, 3000 there).
+    pub group_initial_rebalance_delay_ms: u64,
+    /// Kafka's `group.min.session.timeout.ms`.
+    pub group_min_session_timeout_ms: i32,
+    /// Kafka's `group.max.session.timeout.ms`.
+    pub group_max_session_timeout_ms: i32,
+    /// Kafka's `offsets.topic.num.partitions` (used when `__consumer_offsets` is created).
+    pub offsets_topic_partitions: i32,
+    /// Kafka's `offsets.retention.minutes`: offsets of a group empty this long are deleted.
+    pub offsets_retention_minutes: u64,
     /// Defaults for per-topic configs, by Kafka name (e.g. `"retention.ms" = "86400000"`).
     pub topic_defaults: BTreeMap<String, String>,
 }
@@ -68,6 +79,11 @@ impl Default for Config {
             retention_check_interval_ms: 300_000,
             fetch_max_bytes: 57_671_680,
             sync_threads: 2,
+            group_initial_rebalance_delay_ms: 100,
+            group_min_session_timeout_ms: 6_000,
+            group_max_session_timeout_ms: 1_800_000,
+            offsets_topic_partitions: 50,
+            offsets_retention_minutes: 10_080,
             topic_defaults: BTreeMap::new(),
         }
     }
@@ -136,6 +152,15 @@ impl Config {
             return Err(invalid(
                 "max-queued-request-bytes",
                 "must be at least max-request-bytes",
+            ));
+        }
+        if self.offsets_topic_partitions < 1 {
+            return Err(invalid("offsets-topic-partitions", "must be at least 1"));
+        }
+        if self.group_min_session_timeout_ms > self.group_max_session_timeout_ms {
+            return Err(invalid(
+                "group-min-session-timeout-ms",
+                "must not exceed group-max-session-timeout-ms",
             ));
         }
         if self.max_in_flight_per_connection == 0 || self.max_connections == 0 {

@@ -193,6 +193,8 @@ impl Listener {
             };
             let (api_key, version, correlation_id) =
                 (request.api_key, request.api_version, request.correlation_id);
+            let mut request = request;
+            request.peer = Some(peer);
             let reply = self.broker.handle(request).await;
             drop(permit);
             let pending = match reply {

@@ -103,6 +103,16 @@ impl Server {
             fetch_max_bytes: config.fetch_max_bytes,
             topic_defaults: config.topic_defaults.clone(),
             sync_threads: config.sync_threads,
+            groups: spate_broker::groups::CoordinatorSettings {
+                groups: spate_broker::groups::classic::GroupSettings {
+                    initial_rebalance_delay_ms: config.group_initial_rebalance_delay_ms as i64,
+                    min_session_timeout_ms: config.group_min_session_timeout_ms,
+                    max_session_timeout_ms: config.group_max_session_timeout_ms,
+                    ..Default::default()
+                },
+                offsets_topic_partitions: config.offsets_topic_partitions,
+                offsets_retention_ms: (config.offsets_retention_minutes as i64).saturating_mul(60_000),
+            },
             clock: spate_broker::system_clock(),
         };
         let broker = tokio::task::spawn_blocking(move || Broker::open(options))

@@ -1,0 +1,758 @@
+//! The group coordinator: consumer groups (classic protocol) and their committed offsets.
+//!
+//! Every group is coordinated by this broker. Membership lives in memory ([`classic`]);
+//! committed offsets are appended to the internal compacted topic `__consumer_offsets`
+//! ([`store`]) and acknowledged only once durable, then applied in memory; on start the
+//! coordinator replays that topic. Members are not persisted: after a restart they get
+//! UNKNOWN_MEMBER_ID on their next heartbeat and rejoin, resuming from their committed offsets.
+
+pub mod classic;
+pub mod store;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use kafka_protocol::ResponseError;
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::StrBytes;
+use parking_lot::Mutex;
+use spate_log::{BatchBuilder, BatchHeader};
+
+use crate::error::BrokerError;
+use crate::topics::TopicRegistry;
+use crate::{Broker, Reply};
+use classic::{Group, GroupSettings, GroupState, JoinOutcome, JoinRequest, SyncOutcome};
+use store::{CommittedOffset, OFFSETS_TOPIC, StoredRecord};
+
+/// Kafka's `offset.metadata.max.bytes`.
+const MAX_OFFSET_METADATA_BYTES: usize = 4096;
+
+/// Coordinator settings.
+#[derive(Debug, Clone)]
+pub struct CoordinatorSettings {
+    /// Classic protocol timers and limits.
+    pub groups: GroupSettings,
+    /// `offsets.topic.num.partitions`.
+    pub offsets_topic_partitions: i32,
+    /// `offsets.retention.minutes`, in ms: offsets of a group empty this long are deleted.
+    pub offsets_retention_ms: i64,
+}
+
+impl Default for CoordinatorSettings {
+    fn default() -> CoordinatorSettings {
+        CoordinatorSettings {
+            groups: GroupSettings::default(),
+            offsets_topic_partitions: 50,
+            offsets_retention_ms: 7 * 24 * 3_600_000,
+        }
+    }
+}
+
+/// The coordinator's state.
+#[derive(Debug)]
+pub struct GroupCoordinator {
+    settings: CoordinatorSettings,
+    groups: Mutex<HashMap<String, Group>>,
+}
+
+fn s(value: &str) -> StrBytes {
+    StrBytes::from_string(value.to_string())
+}
+
+/// A committed offset as reported to lag readers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupOffset {
+    /// Group id.
+    pub group: String,
+    /// Topic.
+    pub topic: String,
+    /// Partition.
+    pub partition: i32,
+    /// Committed offset.
+    pub offset: i64,
+}
+
+impl GroupCoordinator {
+    /// Creates `__consumer_offsets` if needed and replays it. Blocking.
+    pub fn open(settings: CoordinatorSettings, topics: &TopicRegistry, now_ms: i64) -> Result<GroupCoordinator, BrokerError> {
+        let topic = match topics.get(OFFSETS_TOPIC) {
+            Some(topic) => topic,
+            None => {
+                let configs = BTreeMap::from([
+                    ("cleanup.policy".to_string(), "compact".to_string()),
+                    ("segment.bytes".to_string(), "104857600".to_string()),
+                    ("compression.type".to_string(), "producer".to_string()),
+                ]);
+                topics.create(OFFSETS_TOPIC, settings.offsets_topic_partitions, configs, now_ms)?
+            }
+        };
+        let mut groups: HashMap<String, Group> = HashMap::new();
+        let mut replayed = 0usize;
+        for partition in topic.partitions() {
+            let mut next = partition.log.offsets().log_start_offset;
+            loop {
+                let read = partition.log.read(next, 4 << 20, true)?;
+                if read.records.is_empty() {
+                    break;
+                }
+                let mut rest = &read.records[..];
+                while !rest.is_empty() {
+                    let header = BatchHeader::parse(rest).map_err(|e| BrokerError::from(spate_log::LogError::Batch(e)))?;
+                    let batch = &rest[..header.total_len()];
+                    let records = spate_log::batch::record_bytes(batch, 64 << 20).map_err(|e| BrokerError::from(spate_log::LogError::Batch(e)))?;
+                    for record in spate_log::batch::parse_records(&records, &header).map_err(|e| BrokerError::from(spate_log::LogError::Batch(e)))? {
+                        let offset = header.base_offset + i64::from(record.offset_delta);
+                        let Some(key) = record.key else { continue };
+                        match store::decode(key, record.value, offset) {
+                            Some(StoredRecord::Offset { group, topic, partition, value }) => {
+                                let entry = groups.entry(group.clone()).or_insert_with(|| Group::new(&group, now_ms));
+                                match value {
+                                    Some(value) => {
+                                        entry.offsets.insert((topic, partition), value);
+                                    }
+                                    None => {
+                                        entry.offsets.remove(&(topic, partition));
+                                    }
+                                }
+                                replayed += 1;
+                            }
+                            Some(StoredRecord::Group { group }) => {
+                                if let Some(entry) = groups.get(&group)
+                                    && entry.offsets.is_empty()
+                                {
+                                    groups.remove(&group);
+                                }
+                            }
+                            None => {}
+                        }
+                    }
+                    next = header.last_offset() + 1;
+                    rest = &rest[header.total_len()..];
+                }
+            }
+        }
+        groups.retain(|_, g| !g.is_disposable());
+        if replayed > 0 {
+            tracing::info!(groups = groups.len(), records = replayed, "restored committed offsets");
+        }
+        Ok(GroupCoordinator {
+            settings,
+            groups: Mutex::new(groups),
+        })
+    }
+
+    /// Expires sessions, ends join phases and drops offsets of long-empty groups; returns the
+    /// groups whose offsets expired (their tombstones still have to be written).
+    pub fn tick(&self, now_ms: i64) -> Vec<(String, Vec<(String, i32)>)> {
+        let mut expired = Vec::new();
+        let mut groups = self.groups.lock();
+        for group in groups.values_mut() {
+            group.tick(&self.settings.groups, now_ms);
+            if group.state == GroupState::Empty
+                && !group.offsets.is_empty()
+                && now_ms.saturating_sub(group.empty_since_ms) >= self.settings.offsets_retention_ms
+            {
+                let keys: Vec<(String, i32)> = group.offsets.keys().cloned().collect();
+                group.offsets.clear();
+                expired.push((group.id.clone(), keys));
+            }
+        }
+        groups.retain(|_, g| !g.is_disposable());
+        expired
+    }
+
+    /// Every committed offset (for lag metrics).
+    pub fn committed_offsets(&self) -> Vec<GroupOffset> {
+        let groups = self.groups.lock();
+        let mut out = Vec::new();
+        for group in groups.values() {
+            for ((topic, partition), committed) in &group.offsets {
+                out.push(GroupOffset {
+                    group: group.id.clone(),
+                    topic: topic.clone(),
+                    partition: *partition,
+                    offset: committed.offset,
+                });
+            }
+        }
+        out.sort_by(|a, b| (&a.group, &a.topic, a.partition).cmp(&(&b.group, &b.topic, b.partition)));
+        out
+    }
+}
+
+impl Broker {
+    fn coordinator(&self) -> &GroupCoordinator {
+        &self.groups
+    }
+
+    /// Appends records to the group's `__consumer_offsets` partition and waits until durable.
+    /// Returns the offset of the first record.
+    async fn write_group_records(self: &Arc<Self>, group: &str, records: Vec<(Bytes, Option<Bytes>)>) -> Result<i64, BrokerError> {
+        let topic = self.topics.get(OFFSETS_TOPIC);
+        let index = store::partition_for(group, topic.as_ref().map_or(1, |t| t.partition_count()));
+        let partition = topic
+            .and_then(|t| t.partition(index))
+            .ok_or_else(|| BrokerError::UnknownTopicOrPartition {
+                name: format!("{OFFSETS_TOPIC}-{index}"),
+            })?;
+        let now = self.now_ms();
+        let mut builder = BatchBuilder::new(0, now);
+        for (key, value) in &records {
+            builder.push(0, Some(key), value.as_deref());
+        }
+        let bytes = builder.build().map_err(|e| BrokerError::from(spate_log::LogError::Batch(e)))?;
+        let header = BatchHeader::parse(&bytes).map_err(|e| BrokerError::from(spate_log::LogError::Batch(e)))?;
+        let log = Arc::clone(&partition.log);
+        let append_log = Arc::clone(&log);
+        let info = tokio::task::spawn_blocking(move || append_log.append(&bytes, &header, now))
+            .await
+            .map_err(|e| BrokerError::InvalidRequest { reason: e.to_string() })??;
+        if info.needs_sync {
+            self.syncer.request(&log);
+        }
+        if info.wait_for_durable {
+            log.wait_durable(info.last_offset + 1).await?;
+        }
+        Ok(info.base_offset)
+    }
+
+    pub(crate) async fn join_group(self: &Arc<Self>, req: JoinGroupRequest, version: i16, client_id: &str, client_host: &str) -> Reply {
+        if req.group_id.is_empty() {
+            return Reply::Now(ResponseKind::JoinGroup(classic::join_error(ResponseError::InvalidGroupId, &req.member_id)));
+        }
+        let request = JoinRequest {
+            member_id: req.member_id.to_string(),
+            instance_id: req.group_instance_id.as_deref().map(str::to_string),
+            client_id: client_id.to_string(),
+            client_host: client_host.to_string(),
+            session_timeout_ms: req.session_timeout_ms,
+            rebalance_timeout_ms: if version >= 1 { req.rebalance_timeout_ms } else { req.session_timeout_ms },
+            protocol_type: req.protocol_type.to_string(),
+            protocols: req.protocols.iter().map(|p| (p.name.to_string(), p.metadata.clone())).collect(),
+            version,
+        };
+        let now = self.now_ms();
+        let outcome = {
+            let mut groups = self.coordinator().groups.lock();
+            let group = groups
+                .entry(req.group_id.to_string())
+                .or_insert_with(|| Group::new(&req.group_id, now));
+            group.join(request, &self.coordinator().settings.groups, now)
+        };
+        match outcome {
+            JoinOutcome::Now(response) => Reply::Now(ResponseKind::JoinGroup(downgrade_join(response, version))),
+            JoinOutcome::Wait(rx) => {
+                let member_id = req.member_id.to_string();
+                Reply::Later(Box::pin(async move {
+                    let response = rx
+                        .await
+                        .unwrap_or_else(|_| classic::join_error(ResponseError::CoordinatorNotAvailable, &member_id));
+                    ResponseKind::JoinGroup(downgrade_join(response, version))
+                }))
+            }
+        }
+    }
+
+    pub(crate) fn sync_group(self: &Arc<Self>, req: SyncGroupRequest, version: i16) -> Reply {
+        let now = self.now_ms();
+        let outcome = {
+            let mut groups = self.coordinator().groups.lock();
+            match groups.get_mut(req.group_id.as_str()) {
+                None => SyncOutcome::Now(classic::sync_error(ResponseError::UnknownMemberId)),
+                Some(group) => {
+                    if version >= 5
+                        && let (Some(expected), Some(sent)) = (&group.protocol_type, &req.protocol_type)
+                        && expected.as_str() != sent.as_str()
+                    {
+                        SyncOutcome::Now(classic::sync_error(ResponseError::InconsistentGroupProtocol))
+                    } else {
+                        let assignments = req
+                            .assignments
+                            .iter()
+                            .map(|a| (a.member_id.to_string(), a.assignment.clone()))
+                            .collect();
+                        group.sync(&req.member_id, req.group_instance_id.as_deref(), req.generation_id, assignments, now)
+                    }
+                }
+            }
+        };
+        let (protocol_type, protocol_name) = {
+            let groups = self.coordinator().groups.lock();
+            groups
+                .get(req.group_id.as_str())
+                .map(|g| (g.protocol_type.clone(), g.protocol.clone()))
+                .unwrap_or_default()
+        };
+        let finish = move |mut response: SyncGroupResponse| {
+            if version >= 5 && response.error_code == 0 {
+                response.protocol_type = protocol_type.as_deref().map(s);
+                response.protocol_name = protocol_name.as_deref().map(s);
+            }
+            ResponseKind::SyncGroup(response)
+        };
+        match outcome {
+            SyncOutcome::Now(response) => Reply::Now(finish(response)),
+            SyncOutcome::Wait(rx) => Reply::Later(Box::pin(async move {
+                let response = rx
+                    .await
+                    .unwrap_or_else(|_| classic::sync_error(ResponseError::CoordinatorNotAvailable));
+                finish(response)
+            })),
+        }
+    }
+
+    pub(crate) fn heartbeat(&self, req: HeartbeatRequest) -> HeartbeatResponse {
+        let now = self.now_ms();
+        let mut groups = self.coordinator().groups.lock();
+        let result = match groups.get_mut(req.group_id.as_str()) {
+            None => Err(ResponseError::UnknownMemberId),
+            Some(group) => group.heartbeat(&req.member_id, req.group_instance_id.as_deref(), req.generation_id, now),
+        };
+        HeartbeatResponse::default().with_error_code(result.err().map_or(0, |e| e.code()))
+    }
+
+    pub(crate) fn leave_group(&self, req: LeaveGroupRequest, version: i16) -> LeaveGroupResponse {
+        let now = self.now_ms();
+        let mut groups = self.coordinator().groups.lock();
+        let Some(group) = groups.get_mut(req.group_id.as_str()) else {
+            let mut response = LeaveGroupResponse::default().with_error_code(ResponseError::UnknownMemberId.code());
+            if version >= 3 {
+                response.error_code = 0;
+                response.members = req
+                    .members
+                    .iter()
+                    .map(|m| {
+                        leave_group_response::MemberResponse::default()
+                            .with_member_id(m.member_id.clone())
+                            .with_group_instance_id(m.group_instance_id.clone())
+                            .with_error_code(ResponseError::UnknownMemberId.code())
+                    })
+                    .collect();
+            }
+            return response;
+        };
+        if version < 3 {
+            let result = group.leave(&req.member_id, None, now);
+            return LeaveGroupResponse::default().with_error_code(result.err().map_or(0, |e| e.code()));
+        }
+        let members = req
+            .members
+            .iter()
+            .map(|m| {
+                let result = group.leave(&m.member_id, m.group_instance_id.as_deref(), now);
+                leave_group_response::MemberResponse::default()
+                    .with_member_id(m.member_id.clone())
+                    .with_group_instance_id(m.group_instance_id.clone())
+                    .with_error_code(result.err().map_or(0, |e| e.code()))
+            })
+            .collect();
+        LeaveGroupResponse::default().with_members(members)
+    }
+
+    pub(crate) async fn offset_commit(self: &Arc<Self>, req: OffsetCommitRequest, version: i16) -> OffsetCommitResponse {
+        let group_id = req.group_id.to_string();
+        let mut response = OffsetCommitResponse::default();
+        for topic in &req.topics {
+            let partitions = topic
+                .partitions
+                .iter()
+                .map(|p| offset_commit_response::OffsetCommitResponsePartition::default().with_partition_index(p.partition_index))
+                .collect();
+            response.topics.push(
+                offset_commit_response::OffsetCommitResponseTopic::default()
+                    .with_name(topic.name.clone())
+                    .with_partitions(partitions),
+            );
+        }
+        let fail_all = |mut response: OffsetCommitResponse, error: ResponseError| {
+            for topic in &mut response.topics {
+                for partition in &mut topic.partitions {
+                    partition.error_code = error.code();
+                }
+            }
+            response
+        };
+        if group_id.is_empty() {
+            return fail_all(response, ResponseError::InvalidGroupId);
+        }
+        // The generation check: a member of an active group must be current; anyone may
+        // commit for an empty group (standalone consumers using assign()).
+        let now = self.now_ms();
+        let check = {
+            let mut groups = self.coordinator().groups.lock();
+            match groups.get_mut(&group_id) {
+                None if req.generation_id_or_member_epoch >= 0 => Err(ResponseError::IllegalGeneration),
+                None => {
+                    groups.insert(group_id.clone(), Group::new(&group_id, now));
+                    Ok(())
+                }
+                Some(group) if group.state == GroupState::Empty && req.generation_id_or_member_epoch < 0 => Ok(()),
+                Some(group) => group
+                    .check_member(&req.member_id, req.group_instance_id.as_deref())
+                    .and_then(|()| {
+                        if req.generation_id_or_member_epoch != group.generation {
+                            Err(ResponseError::IllegalGeneration)
+                        } else if group.state == GroupState::CompletingRebalance {
+                            Err(ResponseError::RebalanceInProgress)
+                        } else {
+                            Ok(())
+                        }
+                    }),
+            }
+        };
+        if let Err(error) = check {
+            return fail_all(response, error);
+        }
+        let mut records = Vec::new();
+        let mut accepted = Vec::new();
+        for (t, topic) in req.topics.iter().enumerate() {
+            let known = self.topics.get(&topic.name);
+            for (p, partition) in topic.partitions.iter().enumerate() {
+                let metadata = partition.committed_metadata.as_deref().unwrap_or("");
+                let error = if known.as_ref().and_then(|k| k.partition(partition.partition_index)).is_none() {
+                    Some(ResponseError::UnknownTopicOrPartition)
+                } else if metadata.len() > MAX_OFFSET_METADATA_BYTES {
+                    Some(ResponseError::OffsetMetadataTooLarge)
+                } else {
+                    None
+                };
+                if let Some(error) = error {
+                    response.topics[t].partitions[p].error_code = error.code();
+                    continue;
+                }
+                let leader_epoch = if version >= 6 { partition.committed_leader_epoch } else { -1 };
+                records.push((
+                    store::offset_key(&group_id, &topic.name, partition.partition_index),
+                    Some(store::offset_value(partition.committed_offset, leader_epoch, metadata, now)),
+                ));
+                accepted.push((
+                    t,
+                    p,
+                    topic.name.to_string(),
+                    partition.partition_index,
+                    CommittedOffset {
+                        offset: partition.committed_offset,
+                        leader_epoch,
+                        metadata: metadata.to_string(),
+                        commit_timestamp_ms: now,
+                        log_offset: 0,
+                    },
+                ));
+            }
+        }
+        if records.is_empty() {
+            return response;
+        }
+        match self.write_group_records(&group_id, records).await {
+            Ok(base_offset) => {
+                let mut groups = self.coordinator().groups.lock();
+                let group = groups.entry(group_id.clone()).or_insert_with(|| Group::new(&group_id, now));
+                for (i, (_, _, topic, partition, mut committed)) in accepted.into_iter().enumerate() {
+                    committed.log_offset = base_offset + i as i64;
+                    let key = (topic, partition);
+                    if group.offsets.get(&key).is_none_or(|c| c.log_offset < committed.log_offset) {
+                        group.offsets.insert(key, committed);
+                    }
+                }
+            }
+            Err(err) => {
+                tracing::error!(group = %group_id, error = %err, "could not store committed offsets");
+                let code = err.code();
+                for (t, p, ..) in accepted {
+                    response.topics[t].partitions[p].error_code = code;
+                }
+            }
+        }
+        response
+    }
+
+    pub(crate) fn offset_fetch(&self, req: OffsetFetchRequest, version: i16) -> OffsetFetchResponse {
+        let groups = self.coordinator().groups.lock();
+        let fetch = |group_id: &str, topics: Option<Vec<(TopicName, Vec<i32>)>>| -> Vec<(TopicName, Vec<(i32, Option<CommittedOffset>)>)> {
+            let group = groups.get(group_id);
+            match topics {
+                Some(topics) => topics
+                    .into_iter()
+                    .map(|(name, partitions)| {
+                        let entries = partitions
+                            .into_iter()
+                            .map(|p| (p, group.and_then(|g| g.offsets.get(&(name.to_string(), p)).cloned())))
+                            .collect();
+                        (name, entries)
+                    })
+                    .collect(),
+                None => {
+                    let mut by_topic: BTreeMap<String, Vec<(i32, Option<CommittedOffset>)>> = BTreeMap::new();
+                    if let Some(group) = group {
+                        for ((topic, partition), committed) in &group.offsets {
+                            by_topic.entry(topic.clone()).or_default().push((*partition, Some(committed.clone())));
+                        }
+                    }
+                    by_topic
+                        .into_iter()
+                        .map(|(topic, mut partitions)| {
+                            partitions.sort_by_key(|(p, _)| *p);
+                            (TopicName(s(&topic)), partitions)
+                        })
+                        .collect()
+                }
+            }
+        };
+        if version >= 8 {
+            let groups_out = req
+                .groups
+                .iter()
+                .map(|g| {
+                    let topics = g
+                        .topics
+                        .as_ref()
+                        .map(|ts| ts.iter().map(|t| (t.name.clone(), t.partition_indexes.clone())).collect());
+                    let topics = fetch(&g.group_id, topics)
+                        .into_iter()
+                        .map(|(name, partitions)| {
+                            offset_fetch_response::OffsetFetchResponseTopics::default()
+                                .with_name(name)
+                                .with_partitions(
+                                    partitions
+                                        .into_iter()
+                                        .map(|(p, c)| {
+                                            let c = c.unwrap_or(CommittedOffset {
+                                                offset: -1,
+                                                leader_epoch: -1,
+                                                metadata: String::new(),
+                                                commit_timestamp_ms: -1,
+                                                log_offset: -1,
+                                            });
+                                            offset_fetch_response::OffsetFetchResponsePartitions::default()
+                                                .with_partition_index(p)
+                                                .with_committed_offset(c.offset)
+                                                .with_committed_leader_epoch(c.leader_epoch)
+                                                .with_metadata(Some(s(&c.metadata)))
+                                        })
+                                        .collect(),
+                                )
+                        })
+                        .collect();
+                    offset_fetch_response::OffsetFetchResponseGroup::default()
+                        .with_group_id(g.group_id.clone())
+                        .with_topics(topics)
+                })
+                .collect();
+            return OffsetFetchResponse::default().with_groups(groups_out);
+        }
+        let topics = req
+            .topics
+            .as_ref()
+            .map(|ts| ts.iter().map(|t| (t.name.clone(), t.partition_indexes.clone())).collect());
+        let topics = fetch(&req.group_id, topics)
+            .into_iter()
+            .map(|(name, partitions)| {
+                offset_fetch_response::OffsetFetchResponseTopic::default()
+                    .with_name(name)
+                    .with_partitions(
+                        partitions
+                            .into_iter()
+                            .map(|(p, c)| {
+                                let (offset, epoch, metadata) = c.map_or((-1, -1, String::new()), |c| (c.offset, c.leader_epoch, c.metadata));
+                                let mut partition = offset_fetch_response::OffsetFetchResponsePartition::default()
+                                    .with_partition_index(p)
+                                    .with_committed_offset(offset)
+                                    .with_metadata(Some(s(&metadata)));
+                                if version >= 5 {
+                                    partition.committed_leader_epoch = epoch;
+                                }
+                                partition
+                            })
+                            .collect(),
+                    )
+            })
+            .collect();
+        OffsetFetchResponse::default().with_topics(topics)
+    }
+
+    pub(crate) fn describe_groups(&self, req: DescribeGroupsRequest, version: i16) -> DescribeGroupsResponse {
+        let groups = self.coordinator().groups.lock();
+        let described = req
+            .groups
+            .iter()
+            .map(|id| {
+                let Some(group) = groups.get(id.as_str()) else {
+                    let mut dead = describe_groups_response::DescribedGroup::default()
+                        .with_group_id(id.clone())
+                        .with_group_state(s("Dead"))
+                        .with_authorized_operations(i32::MIN);
+                    if version >= 6 {
+                        dead.error_code = ResponseError::GroupIdNotFound.code();
+                        dead.error_message = Some(s(&format!("group {} does not exist", id.as_str())));
+                    }
+                    return dead;
+                };
+                let protocol = group.protocol.clone().unwrap_or_default();
+                let members = group
+                    .members
+                    .values()
+                    .map(|m| {
+                        let mut member = describe_groups_response::DescribedGroupMember::default()
+                            .with_member_id(s(&m.id))
+                            .with_client_id(s(&m.client_id))
+                            .with_client_host(s(&m.client_host))
+                            .with_member_metadata(
+                                m.protocols
+                                    .iter()
+                                    .find(|(n, _)| *n == protocol)
+                                    .map(|(_, md)| md.clone())
+                                    .unwrap_or_default(),
+                            )
+                            .with_member_assignment(m.assignment.clone());
+                        if version >= 4 {
+                            member.group_instance_id = m.instance_id.as_deref().map(s);
+                        }
+                        member
+                    })
+                    .collect();
+                describe_groups_response::DescribedGroup::default()
+                    .with_group_id(id.clone())
+                    .with_group_state(s(group.state.name()))
+                    .with_protocol_type(s(group.protocol_type.as_deref().unwrap_or("")))
+                    .with_protocol_data(s(if group.state == GroupState::PreparingRebalance { "" } else { &protocol }))
+                    .with_members(members)
+                    .with_authorized_operations(i32::MIN)
+            })
+            .collect();
+        DescribeGroupsResponse::default().with_groups(described)
+    }
+
+    pub(crate) fn list_groups(&self, req: ListGroupsRequest, version: i16) -> ListGroupsResponse {
+        let groups = self.coordinator().groups.lock();
+        let states: HashSet<String> = req.states_filter.iter().map(|s| s.to_lowercase()).collect();
+        let types: HashSet<String> = req.types_filter.iter().map(|s| s.to_lowercase()).collect();
+        let mut listed: Vec<_> = groups
+            .values()
+            .filter(|g| states.is_empty() || states.contains(&g.state.name().to_lowercase()))
+            .filter(|_| types.is_empty() || types.contains("classic"))
+            .map(|g| {
+                let mut listed = list_groups_response::ListedGroup::default()
+                    .with_group_id(GroupId(s(&g.id)))
+                    .with_protocol_type(s(g.protocol_type.as_deref().unwrap_or("consumer")));
+                if version >= 4 {
+                    listed.group_state = s(g.state.name());
+                }
+                if version >= 5 {
+                    listed.group_type = s("classic");
+                }
+                listed
+            })
+            .collect();
+        listed.sort_by(|a, b| a.group_id.as_str().cmp(b.group_id.as_str()));
+        ListGroupsResponse::default().with_groups(listed)
+    }
+
+    pub(crate) async fn delete_groups(self: &Arc<Self>, req: DeleteGroupsRequest) -> DeleteGroupsResponse {
+        let mut results = Vec::new();
+        for id in req.groups_names {
+            let removed = {
+                let mut groups = self.coordinator().groups.lock();
+                match groups.get(id.as_str()) {
+                    None => Err(ResponseError::GroupIdNotFound),
+                    Some(group) if !group.members.is_empty() || group.state != GroupState::Empty => Err(ResponseError::NonEmptyGroup),
+                    Some(_) => Ok(groups.remove(id.as_str()).map(|g| g.offsets.into_keys().collect::<Vec<_>>()).unwrap_or_default()),
+                }
+            };
+            let error = match removed {
+                Err(error) => Some(error),
+                Ok(keys) => {
+                    let mut records: Vec<(Bytes, Option<Bytes>)> =
+                        keys.iter().map(|(t, p)| (store::offset_key(&id, t, *p), None)).collect();
+                    records.push((store::group_key(&id), None));
+                    match self.write_group_records(&id, records).await {
+                        Ok(_) => None,
+                        Err(err) => {
+                            tracing::error!(group = %id.as_str(), error = %err, "could not record the group's deletion");
+                            ResponseError::try_from_code(err.code())
+                        }
+                    }
+                }
+            };
+            results.push(
+                delete_groups_response::DeletableGroupResult::default()
+                    .with_group_id(id)
+                    .with_error_code(error.map_or(0, |e| e.code())),
+            );
+        }
+        DeleteGroupsResponse::default().with_results(results)
+    }
+
+    pub(crate) async fn offset_delete(self: &Arc<Self>, req: OffsetDeleteRequest) -> OffsetDeleteResponse {
+        let group_id = req.group_id.to_string();
+        let mut response = OffsetDeleteResponse::default();
+        let mut records = Vec::new();
+        {
+            let mut groups = self.coordinator().groups.lock();
+            let Some(group) = groups.get_mut(&group_id) else {
+                return response.with_error_code(ResponseError::GroupIdNotFound.code());
+            };
+            let subscribed = group.subscribed_topics();
+            for topic in &req.topics {
+                let mut partitions = Vec::new();
+                for partition in &topic.partitions {
+                    let error = if subscribed.iter().any(|t| t.as_str() == topic.name.as_str()) {
+                        ResponseError::GroupSubscribedToTopic.code()
+                    } else if self.topics.get(&topic.name).and_then(|t| t.partition(partition.partition_index)).is_none() {
+                        ResponseError::UnknownTopicOrPartition.code()
+                    } else {
+                        if group.offsets.remove(&(topic.name.to_string(), partition.partition_index)).is_some() {
+                            records.push((store::offset_key(&group_id, &topic.name, partition.partition_index), None));
+                        }
+                        0
+                    };
+                    partitions.push(
+                        offset_delete_response::OffsetDeleteResponsePartition::default()
+                            .with_partition_index(partition.partition_index)
+                            .with_error_code(error),
+                    );
+                }
+                response.topics.push(
+                    offset_delete_response::OffsetDeleteResponseTopic::default()
+                        .with_name(topic.name.clone())
+                        .with_partitions(partitions),
+                );
+            }
+        }
+        if !records.is_empty()
+            && let Err(err) = self.write_group_records(&group_id, records).await
+        {
+            tracing::error!(group = %group_id, error = %err, "could not record deleted offsets");
+            return response.with_error_code(err.code());
+        }
+        response
+    }
+
+    /// Runs the coordinator's timers; writes tombstones for expired offsets.
+    pub(crate) async fn tick_groups(self: &Arc<Self>) {
+        let expired = self.coordinator().tick(self.now_ms());
+        for (group, keys) in expired {
+            tracing::info!(group = %group, partitions = keys.len(), "offsets expired (offsets.retention.minutes)");
+            let mut records: Vec<(Bytes, Option<Bytes>)> = keys.iter().map(|(t, p)| (store::offset_key(&group, t, *p), None)).collect();
+            records.push((store::group_key(&group), None));
+            if let Err(err) = self.write_group_records(&group, records).await {
+                tracing::error!(group = %group, error = %err, "could not record expired offsets");
+            }
+        }
+    }
+}
+
+fn downgrade_join(mut response: JoinGroupResponse, version: i16) -> JoinGroupResponse {
+    if version < 7 {
+        response.protocol_type = None;
+    }
+    if version < 9 {
+        response.skip_assignment = false;
+    }
+    if version < 5 {
+        for member in &mut response.members {
+            member.group_instance_id = None;
+        }
+    }
+    response
+}
