@@ -215,6 +215,11 @@ impl Broker {
         &self.metrics
     }
 
+    /// Committed offsets of every group, for lag reporting.
+    pub fn committed_offsets(&self) -> Vec<groups::GroupOffset> {
+        self.groups.committed_offsets()
+    }
+
     /// Start-up options.
     pub fn options(&self) -> &BrokerOptions {
         &self.options

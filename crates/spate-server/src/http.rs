@@ -107,9 +107,38 @@ async fn metrics(State(state): State<HttpState>) -> impl IntoResponse {
         "# HELP spate_log_size_bytes Bytes of segment files of each partition.\n# TYPE spate_log_size_bytes gauge"
     );
     out.push_str(&sizes);
+    render_lag(&state, &mut out);
     (
         StatusCode::OK,
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         out,
     )
+}
+
+/// Committed offsets and lag per group and partition, so no separate lag exporter is needed.
+fn render_lag(state: &HttpState, out: &mut String) {
+    let committed = state.broker.committed_offsets();
+    let _ = writeln!(
+        out,
+        "# HELP spate_consumer_group_committed_offset Committed offset per group and partition.\n# TYPE spate_consumer_group_committed_offset gauge"
+    );
+    let mut lags = String::new();
+    for c in &committed {
+        let labels = format!("group=\"{}\",topic=\"{}\",partition=\"{}\"", c.group, c.topic, c.partition);
+        let _ = writeln!(out, "spate_consumer_group_committed_offset{{{labels}}} {}", c.offset);
+        let end = state
+            .broker
+            .topics()
+            .get(&c.topic)
+            .and_then(|t| t.partition(c.partition))
+            .map(|p| p.log.offsets().high_watermark);
+        if let Some(end) = end {
+            let _ = writeln!(lags, "spate_consumer_group_lag{{{labels}}} {}", (end - c.offset).max(0));
+        }
+    }
+    let _ = writeln!(
+        out,
+        "# HELP spate_consumer_group_lag Records between the committed offset and the partition's high watermark.\n# TYPE spate_consumer_group_lag gauge"
+    );
+    out.push_str(&lags);
 }
