@@ -228,7 +228,11 @@ impl Broker {
                 let mut result =
                     CreatePartitionsTopicResult::default().with_name(topic.name.clone());
                 let outcome = (|| {
-                    if broker.topics.get(&topic.name).is_some_and(|t| t.is_internal()) {
+                    if broker
+                        .topics
+                        .get(&topic.name)
+                        .is_some_and(|t| t.is_internal())
+                    {
                         return Err(BrokerError::InvalidTopic {
                             name: topic.name.to_string(),
                             reason: "internal topics keep their partition count".into(),

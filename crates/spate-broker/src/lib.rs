@@ -235,7 +235,9 @@ impl Broker {
         let version = request.api_version;
         self.metrics.record_request(request.api_key);
         let client_id = request.client_id.as_deref().unwrap_or("").to_string();
-        let client_host = request.peer.map_or_else(String::new, |p| format!("/{}", p.ip()));
+        let client_host = request
+            .peer
+            .map_or_else(String::new, |p| format!("/{}", p.ip()));
         match request.body {
             RequestKind::ApiVersions(_) => Reply::Now(ResponseKind::ApiVersions(
                 spate_protocol::api_versions_response(0),
@@ -275,21 +277,44 @@ impl Broker {
             RequestKind::DescribeCluster(req) => {
                 Reply::Now(ResponseKind::DescribeCluster(self.describe_cluster(req)))
             }
-            RequestKind::JoinGroup(req) => self.join_group(req, version, &client_id, &client_host).await,
+            RequestKind::ConsumerGroupHeartbeat(req) => {
+                Reply::Now(ResponseKind::ConsumerGroupHeartbeat(
+                    self.consumer_group_heartbeat(req, version, &client_id, &client_host),
+                ))
+            }
+            RequestKind::ConsumerGroupDescribe(req) => Reply::Now(
+                ResponseKind::ConsumerGroupDescribe(self.consumer_group_describe(req)),
+            ),
+            RequestKind::JoinGroup(req) => {
+                self.join_group(req, version, &client_id, &client_host)
+                    .await
+            }
             RequestKind::SyncGroup(req) => self.sync_group(req, version),
             RequestKind::Heartbeat(req) => Reply::Now(ResponseKind::Heartbeat(self.heartbeat(req))),
-            RequestKind::LeaveGroup(req) => Reply::Now(ResponseKind::LeaveGroup(self.leave_group(req, version))),
+            RequestKind::LeaveGroup(req) => {
+                Reply::Now(ResponseKind::LeaveGroup(self.leave_group(req, version)))
+            }
             RequestKind::OffsetCommit(req) => {
                 let broker = Arc::clone(self);
                 Reply::Later(Box::pin(async move {
                     ResponseKind::OffsetCommit(broker.offset_commit(req, version).await)
                 }))
             }
-            RequestKind::OffsetFetch(req) => Reply::Now(ResponseKind::OffsetFetch(self.offset_fetch(req, version))),
-            RequestKind::DescribeGroups(req) => Reply::Now(ResponseKind::DescribeGroups(self.describe_groups(req, version))),
-            RequestKind::ListGroups(req) => Reply::Now(ResponseKind::ListGroups(self.list_groups(req, version))),
-            RequestKind::DeleteGroups(req) => Reply::Now(ResponseKind::DeleteGroups(self.delete_groups(req).await)),
-            RequestKind::OffsetDelete(req) => Reply::Now(ResponseKind::OffsetDelete(self.offset_delete(req).await)),
+            RequestKind::OffsetFetch(req) => {
+                Reply::Now(ResponseKind::OffsetFetch(self.offset_fetch(req, version)))
+            }
+            RequestKind::DescribeGroups(req) => Reply::Now(ResponseKind::DescribeGroups(
+                self.describe_groups(req, version),
+            )),
+            RequestKind::ListGroups(req) => {
+                Reply::Now(ResponseKind::ListGroups(self.list_groups(req, version)))
+            }
+            RequestKind::DeleteGroups(req) => {
+                Reply::Now(ResponseKind::DeleteGroups(self.delete_groups(req).await))
+            }
+            RequestKind::OffsetDelete(req) => {
+                Reply::Now(ResponseKind::OffsetDelete(self.offset_delete(req).await))
+            }
             RequestKind::InitProducerId(req) => Reply::Now(ResponseKind::InitProducerId(
                 self.init_producer_id(req).await,
             )),

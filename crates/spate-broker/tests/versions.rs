@@ -325,12 +325,16 @@ fn requests(api: ApiKey, version: i16, topic_id: uuid::Uuid) -> Vec<RequestKind>
                 .with_generation_id(1),
         )],
         ApiKey::Heartbeat => vec![RequestKind::Heartbeat(
-            HeartbeatRequest::default().with_group_id(GroupId(s("g0"))).with_member_id(s("nobody")),
+            HeartbeatRequest::default()
+                .with_group_id(GroupId(s("g0")))
+                .with_member_id(s("nobody")),
         )],
         ApiKey::LeaveGroup => {
             let mut request = LeaveGroupRequest::default().with_group_id(GroupId(s("g0")));
             if version >= 3 {
-                request.members = vec![leave_group_request::MemberIdentity::default().with_member_id(s("nobody"))];
+                request.members = vec![
+                    leave_group_request::MemberIdentity::default().with_member_id(s("nobody")),
+                ];
             } else {
                 request.member_id = s("nobody");
             }
@@ -351,7 +355,10 @@ fn requests(api: ApiKey, version: i16, topic_id: uuid::Uuid) -> Vec<RequestKind>
                     .with_topics(vec![
                         offset_commit_request::OffsetCommitRequestTopic::default()
                             .with_name(name.clone())
-                            .with_partitions(vec![partition.clone(), partition.clone().with_partition_index(9)]),
+                            .with_partitions(vec![
+                                partition.clone(),
+                                partition.clone().with_partition_index(9),
+                            ]),
                         offset_commit_request::OffsetCommitRequestTopic::default()
                             .with_name(unknown.clone())
                             .with_partitions(vec![partition]),
@@ -360,28 +367,38 @@ fn requests(api: ApiKey, version: i16, topic_id: uuid::Uuid) -> Vec<RequestKind>
         }
         ApiKey::OffsetFetch => {
             if version >= 8 {
-                vec![RequestKind::OffsetFetch(OffsetFetchRequest::default().with_groups(vec![
-                    offset_fetch_request::OffsetFetchRequestGroup::default()
-                        .with_group_id(GroupId(s("standalone")))
-                        .with_topics(None),
-                    offset_fetch_request::OffsetFetchRequestGroup::default()
-                        .with_group_id(GroupId(s("standalone")))
-                        .with_topics(Some(vec![offset_fetch_request::OffsetFetchRequestTopics::default()
-                            .with_name(name.clone())
-                            .with_partition_indexes(vec![0, 1])])),
-                ]))]
+                vec![RequestKind::OffsetFetch(
+                    OffsetFetchRequest::default().with_groups(vec![
+                        offset_fetch_request::OffsetFetchRequestGroup::default()
+                            .with_group_id(GroupId(s("standalone")))
+                            .with_topics(None),
+                        offset_fetch_request::OffsetFetchRequestGroup::default()
+                            .with_group_id(GroupId(s("standalone")))
+                            .with_topics(Some(vec![
+                                offset_fetch_request::OffsetFetchRequestTopics::default()
+                                    .with_name(name.clone())
+                                    .with_partition_indexes(vec![0, 1]),
+                            ])),
+                    ]),
+                )]
             } else {
                 vec![RequestKind::OffsetFetch(
                     OffsetFetchRequest::default()
                         .with_group_id(GroupId(s("standalone")))
-                        .with_topics(Some(vec![offset_fetch_request::OffsetFetchRequestTopic::default()
-                            .with_name(name.clone())
-                            .with_partition_indexes(vec![0, 1])])),
+                        .with_topics(Some(vec![
+                            offset_fetch_request::OffsetFetchRequestTopic::default()
+                                .with_name(name.clone())
+                                .with_partition_indexes(vec![0, 1]),
+                        ])),
                 )]
             }
         }
         ApiKey::DescribeGroups => vec![RequestKind::DescribeGroups(
-            DescribeGroupsRequest::default().with_groups(vec![GroupId(s("standalone")), GroupId(s("missing")), GroupId(s("g0"))]),
+            DescribeGroupsRequest::default().with_groups(vec![
+                GroupId(s("standalone")),
+                GroupId(s("missing")),
+                GroupId(s("g0")),
+            ]),
         )],
         ApiKey::ListGroups => {
             let mut request = ListGroupsRequest::default();
@@ -394,10 +411,37 @@ fn requests(api: ApiKey, version: i16, topic_id: uuid::Uuid) -> Vec<RequestKind>
             DeleteGroupsRequest::default().with_groups_names(vec![GroupId(s("missing"))]),
         )],
         ApiKey::OffsetDelete => vec![RequestKind::OffsetDelete(
-            OffsetDeleteRequest::default().with_group_id(GroupId(s("standalone"))).with_topics(vec![
-                offset_delete_request::OffsetDeleteRequestTopic::default()
-                    .with_name(name.clone())
-                    .with_partitions(vec![offset_delete_request::OffsetDeleteRequestPartition::default()]),
+            OffsetDeleteRequest::default()
+                .with_group_id(GroupId(s("standalone")))
+                .with_topics(vec![
+                    offset_delete_request::OffsetDeleteRequestTopic::default()
+                        .with_name(name.clone())
+                        .with_partitions(vec![
+                            offset_delete_request::OffsetDeleteRequestPartition::default(),
+                        ]),
+                ]),
+        )],
+        ApiKey::ConsumerGroupHeartbeat => vec![
+            RequestKind::ConsumerGroupHeartbeat(
+                ConsumerGroupHeartbeatRequest::default()
+                    .with_group_id(GroupId(s(&format!("kip848-{version}"))))
+                    .with_member_id(s(&format!("member-{version}")))
+                    .with_rebalance_timeout_ms(30_000)
+                    .with_subscribed_topic_names(Some(vec![name.clone()]))
+                    .with_topic_partitions(Some(vec![])),
+            ),
+            RequestKind::ConsumerGroupHeartbeat(
+                ConsumerGroupHeartbeatRequest::default()
+                    .with_group_id(GroupId(s("kip848-x")))
+                    .with_member_id(s("nobody"))
+                    .with_member_epoch(5),
+            ),
+        ],
+        ApiKey::ConsumerGroupDescribe => vec![RequestKind::ConsumerGroupDescribe(
+            ConsumerGroupDescribeRequest::default().with_group_ids(vec![
+                GroupId(s("kip848-0")),
+                GroupId(s("missing")),
+                GroupId(s("standalone")),
             ]),
         )],
         other => panic!("no sample request for advertised API {other:?}"),

@@ -450,7 +450,7 @@ impl Client {
 }
 
 /// `HOST:PORT`, bracketing IPv6 literals.
-fn broker_address(host: &str, port: i32) -> String {
+pub(crate) fn broker_address(host: &str, port: i32) -> String {
     if host.contains(':') && !host.starts_with('[') {
         format!("[{host}]:{port}")
     } else {

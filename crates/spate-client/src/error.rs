@@ -257,16 +257,32 @@ pub mod code {
     pub const LEADER_NOT_AVAILABLE: i16 = 5;
     /// This broker is not the leader of the partition.
     pub const NOT_LEADER_OR_FOLLOWER: i16 = 6;
+    /// The group coordinator is still loading the group's state.
+    pub const COORDINATOR_LOAD_IN_PROGRESS: i16 = 14;
+    /// The group coordinator is not available.
+    pub const COORDINATOR_NOT_AVAILABLE: i16 = 15;
+    /// This broker is not the group's coordinator.
+    pub const NOT_COORDINATOR: i16 = 16;
+    /// The generation of the group is not the one given.
+    pub const ILLEGAL_GENERATION: i16 = 22;
+    /// The member id is not known to the group.
+    pub const UNKNOWN_MEMBER_ID: i16 = 25;
     /// The request asked for an API version the broker does not support.
     pub const UNSUPPORTED_VERSION: i16 = 35;
     /// The topic already exists.
     pub const TOPIC_ALREADY_EXISTS: i16 = 36;
     /// The broker is not the controller.
     pub const NOT_CONTROLLER: i16 = 41;
+    /// The group still has members.
+    pub const NON_EMPTY_GROUP: i16 = 68;
+    /// The group does not exist.
+    pub const GROUP_ID_NOT_FOUND: i16 = 69;
     /// The client's leader epoch is older than the broker's.
     pub const FENCED_LEADER_EPOCH: i16 = 74;
     /// The client's leader epoch is newer than the broker's.
     pub const UNKNOWN_LEADER_EPOCH: i16 = 75;
+    /// A transaction is committing offsets of the partition; retry shortly.
+    pub const UNSTABLE_OFFSET_COMMIT: i16 = 88;
     /// The topic id is not known to the broker.
     pub const UNKNOWN_TOPIC_ID: i16 = 100;
     /// The topic id in the request does not match the topic name.
@@ -347,8 +363,16 @@ fn explanation(code: i16) -> Option<&'static str> {
         6 => "this broker is not the partition's leader",
         7 => "the broker did not finish the request in time",
         10 => "the record batch is larger than the broker or topic accepts (max.message.bytes)",
+        14 => "the group coordinator is still loading; retry shortly",
+        15 => "the group coordinator is not available; retry shortly",
+        16 => "this broker is not the group's coordinator",
         19 => "not enough in-sync replicas for acks=all",
+        22 => "the group has moved to a newer generation",
+        24 => "the group id is invalid",
+        25 => "the member is not known to the group",
+        27 => "the group is rebalancing",
         29 => "not authorized to access the topic",
+        30 => "not authorized to access the group",
         35 => "the broker does not support this request version",
         36 => "the topic already exists",
         37 => "the partition count is invalid",
@@ -357,6 +381,8 @@ fn explanation(code: i16) -> Option<&'static str> {
         41 => "this broker is not the controller",
         42 => "the request is invalid",
         44 => "the policy refused the request",
+        68 => "the group still has active members; stop its consumers first",
+        69 => "the group does not exist",
         87 => "the record was rejected by the broker",
         _ => return None,
     })

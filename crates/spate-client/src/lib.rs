@@ -3,7 +3,7 @@
 //!
 //! It owns the client side of the wire protocol: connections with version negotiation
 //! ([`connection`]), cluster metadata and routing to partition leaders ([`client`]), topic
-//! administration and offset lookups ([`admin`]), a batching producer ([`producer`]) and a
+//! administration and offset lookups ([`admin`]), consumer-group administration ([`groups`]), a batching producer ([`producer`]) and a
 //! group-less consumer ([`consumer`]). Message and record-batch codecs are the `kafka-protocol`
 //! crate's; this crate adds framing, routing, batching and error handling around them. It
 //! knows nothing about the broker's internals and never prints: callers decide what users see.
@@ -14,6 +14,7 @@ pub mod client;
 pub mod connection;
 pub mod consumer;
 pub mod error;
+pub mod groups;
 pub mod partitioner;
 pub mod producer;
 pub mod records;
@@ -27,6 +28,9 @@ pub use client::{
 pub use connection::{Connection, Timeouts};
 pub use consumer::{Consumer, ConsumerConfig, ConsumerEvent, OffsetReset, PartitionRecords, Poll};
 pub use error::{Error, KafkaError, Result};
+pub use groups::{
+    CommittedOffset, Coordinator, GroupDescription, GroupMember, ListedGroup, MemberAssignment,
+};
 pub use kafka_protocol::records::{Compression, TimestampType};
 pub use producer::{Acks, ProduceFailure, Producer, ProducerConfig};
 pub use records::{ConsumedRecord, ProducerRecord};

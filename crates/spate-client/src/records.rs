@@ -71,7 +71,10 @@ pub fn encode_batch(records: &[ProducerRecord], compression: Compression) -> Res
     let mut builder = BatchBuilder::new(0, first.timestamp_ms).compression(codec(compression));
     for (i, record) in records.iter().enumerate() {
         let headers = spate_log::batch::encode_headers(
-            record.headers.iter().map(|(name, value)| (name.as_bytes(), value.as_deref())),
+            record
+                .headers
+                .iter()
+                .map(|(name, value)| (name.as_bytes(), value.as_deref())),
         );
         builder.push_raw(
             i as i32,
@@ -84,7 +87,9 @@ pub fn encode_batch(records: &[ProducerRecord], compression: Compression) -> Res
     builder
         .build()
         .map(Bytes::from)
-        .map_err(|e| Error::RecordEncode { reason: e.to_string() })
+        .map_err(|e| Error::RecordEncode {
+            reason: e.to_string(),
+        })
 }
 
 fn codec(compression: Compression) -> spate_log::Compression {
@@ -197,7 +202,8 @@ pub fn decode_fetched(
         if !batch_header.is_control() {
             let records = spate_log::batch::record_bytes(batch, MAX_DECOMPRESSED_BATCH_BYTES)
                 .map_err(|e| corrupt(e.to_string()))?;
-            let parsed = spate_log::batch::parse_records(&records, &batch_header).map_err(|e| corrupt(e.to_string()))?;
+            let parsed = spate_log::batch::parse_records(&records, &batch_header)
+                .map_err(|e| corrupt(e.to_string()))?;
             for record in parsed {
                 let offset = base_offset + i64::from(record.offset_delta);
                 if offset < fetch_offset {
@@ -206,12 +212,20 @@ pub fn decode_fetched(
                 let (timestamp_type, timestamp_ms) = if batch_header.is_log_append_time() {
                     (TimestampType::LogAppend, batch_header.max_timestamp)
                 } else {
-                    (TimestampType::Creation, batch_header.base_timestamp + record.timestamp_delta)
+                    (
+                        TimestampType::Creation,
+                        batch_header.base_timestamp + record.timestamp_delta,
+                    )
                 };
                 let headers = spate_log::batch::parse_headers(record.headers)
                     .map_err(|e| corrupt(e.to_string()))?
                     .into_iter()
-                    .map(|(name, value)| (String::from_utf8_lossy(name).into_owned(), value.map(Bytes::copy_from_slice)))
+                    .map(|(name, value)| {
+                        (
+                            String::from_utf8_lossy(name).into_owned(),
+                            value.map(Bytes::copy_from_slice),
+                        )
+                    })
                     .collect();
                 out.records.push(ConsumedRecord {
                     offset,

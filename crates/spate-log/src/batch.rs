@@ -510,7 +510,9 @@ fn read_record<'a>(cursor: &mut Cursor<'a>) -> Result<RecordView<'a>, BatchError
 
 /// Encodes a record's header section (count, then each name and value), keeping order and
 /// repeated names.
-pub fn encode_headers<'a>(headers: impl ExactSizeIterator<Item = (&'a [u8], Option<&'a [u8]>)>) -> Vec<u8> {
+pub fn encode_headers<'a>(
+    headers: impl ExactSizeIterator<Item = (&'a [u8], Option<&'a [u8]>)>,
+) -> Vec<u8> {
     let mut out = Vec::new();
     put_varlong(&mut out, headers.len() as i64);
     for (name, value) in headers {
@@ -521,9 +523,15 @@ pub fn encode_headers<'a>(headers: impl ExactSizeIterator<Item = (&'a [u8], Opti
     out
 }
 
+/// A record header: name and nullable value, borrowed from the record.
+pub type Header<'a> = (&'a [u8], Option<&'a [u8]>);
+
 /// Decodes a record's header section as [`RecordView::headers`] holds it, in order.
-pub fn parse_headers(section: &[u8]) -> Result<Vec<(&[u8], Option<&[u8]>)>, BatchError> {
-    let mut cursor = Cursor { buf: section, pos: 0 };
+pub fn parse_headers(section: &[u8]) -> Result<Vec<Header<'_>>, BatchError> {
+    let mut cursor = Cursor {
+        buf: section,
+        pos: 0,
+    };
     let count = cursor.varint()?;
     if count < 0 {
         return Err(invalid(format!("negative header count {count}")));
@@ -726,14 +734,22 @@ mod tests {
 
     #[test]
     fn repeated_header_names_keep_every_value_in_order() {
-        let headers = [(&b"hop"[..], Some(&b"a"[..])), (b"hop", Some(b"b")), (b"x", None), (b"hop", Some(b"c"))];
+        let headers = [
+            (&b"hop"[..], Some(&b"a"[..])),
+            (b"hop", Some(b"b")),
+            (b"x", None),
+            (b"hop", Some(b"c")),
+        ];
         let section = encode_headers(headers.iter().copied());
         let mut builder = BatchBuilder::new(0, 0);
         builder.push_raw(0, 0, Some(b"k"), Some(b"v"), &section);
         let bytes = builder.build().expect("build");
         let header = validate_produce_batch(&bytes, false, 1 << 20).expect("valid");
         let records = parse_records(&bytes[HEADER_LEN..], &header).expect("records");
-        assert_eq!(parse_headers(records[0].headers).expect("headers"), headers.to_vec());
+        assert_eq!(
+            parse_headers(records[0].headers).expect("headers"),
+            headers.to_vec()
+        );
     }
 
     #[test]

@@ -57,6 +57,11 @@ pub struct Config {
     pub offsets_topic_partitions: i32,
     /// Kafka's `offsets.retention.minutes`: offsets of a group empty this long are deleted.
     pub offsets_retention_minutes: u64,
+    /// Kafka's `group.consumer.session.timeout.ms` (`group.protocol=consumer` groups).
+    pub group_consumer_session_timeout_ms: i32,
+    /// Kafka's `group.consumer.heartbeat.interval.ms`, told to `group.protocol=consumer`
+    /// members (5000 in Kafka; shorter here so groups converge faster).
+    pub group_consumer_heartbeat_interval_ms: i32,
     /// Defaults for per-topic configs, by Kafka name (e.g. `"retention.ms" = "86400000"`).
     pub topic_defaults: BTreeMap<String, String>,
 }
@@ -84,6 +89,8 @@ impl Default for Config {
             group_max_session_timeout_ms: 1_800_000,
             offsets_topic_partitions: 50,
             offsets_retention_minutes: 10_080,
+            group_consumer_session_timeout_ms: 45_000,
+            group_consumer_heartbeat_interval_ms: 1_000,
             topic_defaults: BTreeMap::new(),
         }
     }

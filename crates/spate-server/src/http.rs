@@ -124,8 +124,15 @@ fn render_lag(state: &HttpState, out: &mut String) {
     );
     let mut lags = String::new();
     for c in &committed {
-        let labels = format!("group=\"{}\",topic=\"{}\",partition=\"{}\"", c.group, c.topic, c.partition);
-        let _ = writeln!(out, "spate_consumer_group_committed_offset{{{labels}}} {}", c.offset);
+        let labels = format!(
+            "group=\"{}\",topic=\"{}\",partition=\"{}\"",
+            c.group, c.topic, c.partition
+        );
+        let _ = writeln!(
+            out,
+            "spate_consumer_group_committed_offset{{{labels}}} {}",
+            c.offset
+        );
         let end = state
             .broker
             .topics()
@@ -133,7 +140,11 @@ fn render_lag(state: &HttpState, out: &mut String) {
             .and_then(|t| t.partition(c.partition))
             .map(|p| p.log.offsets().high_watermark);
         if let Some(end) = end {
-            let _ = writeln!(lags, "spate_consumer_group_lag{{{labels}}} {}", (end - c.offset).max(0));
+            let _ = writeln!(
+                lags,
+                "spate_consumer_group_lag{{{labels}}} {}",
+                (end - c.offset).max(0)
+            );
         }
     }
     let _ = writeln!(

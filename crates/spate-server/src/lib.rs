@@ -111,7 +111,10 @@ impl Server {
                     ..Default::default()
                 },
                 offsets_topic_partitions: config.offsets_topic_partitions,
-                offsets_retention_ms: (config.offsets_retention_minutes as i64).saturating_mul(60_000),
+                offsets_retention_ms: (config.offsets_retention_minutes as i64)
+                    .saturating_mul(60_000),
+                consumer_session_timeout_ms: config.group_consumer_session_timeout_ms,
+                consumer_heartbeat_interval_ms: config.group_consumer_heartbeat_interval_ms,
             },
             clock: spate_broker::system_clock(),
         };

@@ -204,9 +204,10 @@ impl Group {
             let version = i16::from_be_bytes([metadata[0], metadata[1]]);
             let _ = bytes::Buf::get_i16(&mut metadata);
             use kafka_protocol::protocol::Decodable;
-            if let Ok(subscription) =
-                kafka_protocol::messages::ConsumerProtocolSubscription::decode(&mut metadata, version.clamp(0, 3))
-            {
+            if let Ok(subscription) = kafka_protocol::messages::ConsumerProtocolSubscription::decode(
+                &mut metadata,
+                version.clamp(0, 3),
+            ) {
                 topics.extend(subscription.topics.iter().map(|t| t.to_string()));
             }
         }
@@ -216,7 +217,12 @@ impl Group {
     }
 
     /// Handles a JoinGroup.
-    pub(crate) fn join(&mut self, request: JoinRequest, settings: &GroupSettings, now_ms: i64) -> JoinOutcome {
+    pub(crate) fn join(
+        &mut self,
+        request: JoinRequest,
+        settings: &GroupSettings,
+        now_ms: i64,
+    ) -> JoinOutcome {
         let fail = |error: ResponseError, id: &str| JoinOutcome::Now(join_error(error, id));
         if request.session_timeout_ms < settings.min_session_timeout_ms
             || request.session_timeout_ms > settings.max_session_timeout_ms
@@ -228,10 +234,11 @@ impl Group {
         }
         if !self.members.is_empty() {
             let same_type = self.protocol_type.as_deref() == Some(request.protocol_type.as_str());
-            let shares_protocol = request
-                .protocols
-                .iter()
-                .any(|(name, _)| self.members.values().all(|m| m.protocols.iter().any(|(n, _)| n == name)));
+            let shares_protocol = request.protocols.iter().any(|(name, _)| {
+                self.members
+                    .values()
+                    .all(|m| m.protocols.iter().any(|(n, _)| n == name))
+            });
             if !same_type || !shares_protocol {
                 return fail(ResponseError::InconsistentGroupProtocol, &request.member_id);
             }
@@ -251,11 +258,18 @@ impl Group {
             if request.version >= 4 && request.instance_id.is_none() {
                 // KIP-394: the client must come back with this id, so a lost response does not
                 // leave a ghost member behind.
-                self.pending_members
-                    .insert(member_id.clone(), now_ms + i64::from(request.session_timeout_ms));
+                self.pending_members.insert(
+                    member_id.clone(),
+                    now_ms + i64::from(request.session_timeout_ms),
+                );
                 return fail(ResponseError::MemberIdRequired, &member_id);
             }
-            return self.add_member(member_id, request, settings.initial_rebalance_delay_ms, now_ms);
+            return self.add_member(
+                member_id,
+                request,
+                settings.initial_rebalance_delay_ms,
+                now_ms,
+            );
         }
 
         if let Some(instance) = &request.instance_id {
@@ -270,7 +284,12 @@ impl Group {
             }
         }
         if self.pending_members.remove(&request.member_id).is_some() {
-            return self.add_member(request.member_id.clone(), request, settings.initial_rebalance_delay_ms, now_ms);
+            return self.add_member(
+                request.member_id.clone(),
+                request,
+                settings.initial_rebalance_delay_ms,
+                now_ms,
+            );
         }
         let Some(member) = self.members.get_mut(&request.member_id) else {
             return fail(ResponseError::UnknownMemberId, &request.member_id);
@@ -278,12 +297,15 @@ impl Group {
         let changed = member.protocols != request.protocols;
         member.protocols = request.protocols;
         member.session_timeout_ms = i64::from(request.session_timeout_ms);
-        member.rebalance_timeout_ms = i64::from(request.rebalance_timeout_ms.max(request.session_timeout_ms));
+        member.rebalance_timeout_ms =
+            i64::from(request.rebalance_timeout_ms.max(request.session_timeout_ms));
         member.client_id = request.client_id;
         member.client_host = request.client_host;
         let member_id = member.id.clone();
         match self.state {
-            GroupState::Stable if !changed && self.leader.as_deref() != Some(member_id.as_str()) => {
+            GroupState::Stable
+                if !changed && self.leader.as_deref() != Some(member_id.as_str()) =>
+            {
                 // A follower rejoining with nothing new gets the current generation back.
                 JoinOutcome::Now(self.join_response(&member_id, request.version, false))
             }
@@ -307,13 +329,20 @@ impl Group {
         }
     }
 
-    fn add_member(&mut self, member_id: String, request: JoinRequest, initial_delay_ms: i64, now_ms: i64) -> JoinOutcome {
+    fn add_member(
+        &mut self,
+        member_id: String,
+        request: JoinRequest,
+        initial_delay_ms: i64,
+        now_ms: i64,
+    ) -> JoinOutcome {
         let (tx, rx) = oneshot::channel();
         if self.members.is_empty() {
             self.protocol_type = Some(request.protocol_type.clone());
         }
         if let Some(instance) = &request.instance_id {
-            self.static_members.insert(instance.clone(), member_id.clone());
+            self.static_members
+                .insert(instance.clone(), member_id.clone());
         }
         let was_empty = self.state == GroupState::Empty;
         self.members.insert(
@@ -324,7 +353,9 @@ impl Group {
                 client_id: request.client_id,
                 client_host: request.client_host,
                 session_timeout_ms: i64::from(request.session_timeout_ms),
-                rebalance_timeout_ms: i64::from(request.rebalance_timeout_ms.max(request.session_timeout_ms)),
+                rebalance_timeout_ms: i64::from(
+                    request.rebalance_timeout_ms.max(request.session_timeout_ms),
+                ),
                 protocols: request.protocols,
                 assignment: Bytes::new(),
                 session_deadline_ms: now_ms + i64::from(request.session_timeout_ms),
@@ -337,15 +368,26 @@ impl Group {
         } else if self.initial_delay_until_ms > 0 && initial_delay_ms > 0 {
             // Each newcomer during the initial delay extends it (Kafka's InitialDelayedJoin),
             // never past the rebalance deadline.
-            let timeout = self.members.values().map(|m| m.rebalance_timeout_ms).max().unwrap_or(0);
+            let timeout = self
+                .members
+                .values()
+                .map(|m| m.rebalance_timeout_ms)
+                .max()
+                .unwrap_or(0);
             self.rebalance_deadline_ms = self.rebalance_deadline_ms.max(now_ms + timeout);
-            self.initial_delay_until_ms = (now_ms + initial_delay_ms).min(self.rebalance_deadline_ms);
+            self.initial_delay_until_ms =
+                (now_ms + initial_delay_ms).min(self.rebalance_deadline_ms);
         }
         self.maybe_complete_join(now_ms);
         JoinOutcome::Wait(rx)
     }
 
-    fn replace_static_member(&mut self, old_id: &str, request: JoinRequest, now_ms: i64) -> JoinOutcome {
+    fn replace_static_member(
+        &mut self,
+        old_id: &str,
+        request: JoinRequest,
+        now_ms: i64,
+    ) -> JoinOutcome {
         let Some(mut member) = self.members.remove(old_id) else {
             return JoinOutcome::Now(join_error(ResponseError::UnknownMemberId, ""));
         };
@@ -362,7 +404,8 @@ impl Group {
         member.client_id = request.client_id;
         member.client_host = request.client_host;
         member.session_timeout_ms = i64::from(request.session_timeout_ms);
-        member.rebalance_timeout_ms = i64::from(request.rebalance_timeout_ms.max(request.session_timeout_ms));
+        member.rebalance_timeout_ms =
+            i64::from(request.rebalance_timeout_ms.max(request.session_timeout_ms));
         member.session_deadline_ms = now_ms + member.session_timeout_ms;
         if let Some(instance) = &member.instance_id {
             self.static_members.insert(instance.clone(), new_id.clone());
@@ -389,7 +432,12 @@ impl Group {
     }
 
     /// The JoinGroup response for a member of the current generation.
-    fn join_response(&self, member_id: &str, version: i16, skip_assignment: bool) -> JoinGroupResponse {
+    fn join_response(
+        &self,
+        member_id: &str,
+        version: i16,
+        skip_assignment: bool,
+    ) -> JoinGroupResponse {
         let protocol = self.protocol.clone().unwrap_or_default();
         let leader = self.leader.clone().unwrap_or_default();
         let members = if leader == member_id {
@@ -432,7 +480,12 @@ impl Group {
                 let _ = waiter.send(sync_error(ResponseError::RebalanceInProgress));
             }
         }
-        let timeout = self.members.values().map(|m| m.rebalance_timeout_ms).max().unwrap_or(0);
+        let timeout = self
+            .members
+            .values()
+            .map(|m| m.rebalance_timeout_ms)
+            .max()
+            .unwrap_or(0);
         self.rebalance_deadline_ms = now_ms + timeout;
         self.initial_delay_until_ms = if initial_delay_ms > 0 {
             (now_ms + initial_delay_ms).min(self.rebalance_deadline_ms)
@@ -448,7 +501,8 @@ impl Group {
         if self.state != GroupState::PreparingRebalance {
             return;
         }
-        let all_joined = self.pending_members.is_empty() && self.members.values().all(|m| m.join_waiter.is_some());
+        let all_joined = self.pending_members.is_empty()
+            && self.members.values().all(|m| m.join_waiter.is_some());
         let delay_over = now_ms >= self.initial_delay_until_ms;
         let deadline_passed = now_ms >= self.rebalance_deadline_ms;
         if (all_joined && delay_over) || deadline_passed {
@@ -478,13 +532,19 @@ impl Group {
             return;
         }
         self.protocol = self.select_protocol();
-        if !self.leader.as_ref().is_some_and(|l| self.members.contains_key(l)) {
+        if !self
+            .leader
+            .as_ref()
+            .is_some_and(|l| self.members.contains_key(l))
+        {
             self.leader = self.members.keys().next().cloned();
         }
         self.state = GroupState::CompletingRebalance;
         let ids: Vec<String> = self.members.keys().cloned().collect();
         for id in ids {
-            let Some((waiter, version)) = self.members.get_mut(&id).and_then(|m| m.join_waiter.take()) else {
+            let Some((waiter, version)) =
+                self.members.get_mut(&id).and_then(|m| m.join_waiter.take())
+            else {
                 continue;
             };
             let response = self.join_response(&id, version, false);
@@ -503,7 +563,11 @@ impl Group {
             .protocols
             .iter()
             .map(|(name, _)| name)
-            .filter(|name| self.members.values().all(|m| m.protocols.iter().any(|(n, _)| n == *name)))
+            .filter(|name| {
+                self.members
+                    .values()
+                    .all(|m| m.protocols.iter().any(|(n, _)| n == *name))
+            })
             .collect();
         let mut votes: Vec<(usize, usize)> = vec![(0, 0); candidates.len()];
         for (i, vote) in votes.iter_mut().enumerate() {
@@ -545,7 +609,11 @@ impl Group {
     }
 
     /// Checks the member identity of a request against the group.
-    pub(crate) fn check_member(&self, member_id: &str, instance_id: Option<&str>) -> Result<(), ResponseError> {
+    pub(crate) fn check_member(
+        &self,
+        member_id: &str,
+        instance_id: Option<&str>,
+    ) -> Result<(), ResponseError> {
         if let Some(instance) = instance_id
             && let Some(current) = self.static_members.get(instance)
             && current != member_id
@@ -578,7 +646,11 @@ impl Group {
                 SyncOutcome::Now(sync_error(ResponseError::RebalanceInProgress))
             }
             GroupState::Stable => {
-                let assignment = self.members.get(member_id).map(|m| m.assignment.clone()).unwrap_or_default();
+                let assignment = self
+                    .members
+                    .get(member_id)
+                    .map(|m| m.assignment.clone())
+                    .unwrap_or_default();
                 SyncOutcome::Now(SyncGroupResponse::default().with_assignment(assignment))
             }
             GroupState::CompletingRebalance => {
@@ -595,12 +667,16 @@ impl Group {
                 if self.leader.as_deref() == Some(member_id) {
                     let assignments: HashMap<String, Bytes> = assignments.into_iter().collect();
                     for member in self.members.values_mut() {
-                        member.assignment = assignments.get(&member.id).cloned().unwrap_or_default();
+                        member.assignment =
+                            assignments.get(&member.id).cloned().unwrap_or_default();
                     }
                     self.state = GroupState::Stable;
                     for member in self.members.values_mut() {
                         if let Some(waiter) = member.sync_waiter.take() {
-                            let _ = waiter.send(SyncGroupResponse::default().with_assignment(member.assignment.clone()));
+                            let _ = waiter.send(
+                                SyncGroupResponse::default()
+                                    .with_assignment(member.assignment.clone()),
+                            );
                         }
                     }
                 }
@@ -631,7 +707,12 @@ impl Group {
     }
 
     /// Handles one member of a LeaveGroup.
-    pub(crate) fn leave(&mut self, member_id: &str, instance_id: Option<&str>, now_ms: i64) -> Result<(), ResponseError> {
+    pub(crate) fn leave(
+        &mut self,
+        member_id: &str,
+        instance_id: Option<&str>,
+        now_ms: i64,
+    ) -> Result<(), ResponseError> {
         let member_id = match (member_id.is_empty(), instance_id) {
             (true, Some(instance)) => self
                 .static_members
@@ -671,8 +752,12 @@ impl Group {
 
     /// Expires sessions and pending members, and ends join phases whose time is up.
     pub(crate) fn tick(&mut self, settings: &GroupSettings, now_ms: i64) {
-        self.pending_members.retain(|_, deadline| *deadline > now_ms);
-        if matches!(self.state, GroupState::CompletingRebalance | GroupState::Stable) {
+        self.pending_members
+            .retain(|_, deadline| *deadline > now_ms);
+        if matches!(
+            self.state,
+            GroupState::CompletingRebalance | GroupState::Stable
+        ) {
             let expired: Vec<String> = self
                 .members
                 .values()

@@ -7,6 +7,7 @@
 //! UNKNOWN_MEMBER_ID on their next heartbeat and rejoin, resuming from their committed offsets.
 
 pub mod classic;
+pub mod consumer;
 pub mod store;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -23,7 +24,12 @@ use crate::error::BrokerError;
 use crate::topics::TopicRegistry;
 use crate::{Broker, Reply};
 use classic::{Group, GroupSettings, GroupState, JoinOutcome, JoinRequest, SyncOutcome};
+use consumer::{Assignment, ConsumerGroup, TopicInfo};
+
 use store::{CommittedOffset, OFFSETS_TOPIC, StoredRecord};
+
+/// Committed offsets of one topic's partitions (`None`: nothing committed).
+type TopicOffsets = (TopicName, Vec<(i32, Option<CommittedOffset>)>);
 
 /// Kafka's `offset.metadata.max.bytes`.
 const MAX_OFFSET_METADATA_BYTES: usize = 4096;
@@ -37,6 +43,10 @@ pub struct CoordinatorSettings {
     pub offsets_topic_partitions: i32,
     /// `offsets.retention.minutes`, in ms: offsets of a group empty this long are deleted.
     pub offsets_retention_ms: i64,
+    /// `group.consumer.session.timeout.ms` (KIP-848 groups).
+    pub consumer_session_timeout_ms: i32,
+    /// `group.consumer.heartbeat.interval.ms` (KIP-848 groups), sent to members.
+    pub consumer_heartbeat_interval_ms: i32,
 }
 
 impl Default for CoordinatorSettings {
@@ -45,7 +55,33 @@ impl Default for CoordinatorSettings {
             groups: GroupSettings::default(),
             offsets_topic_partitions: 50,
             offsets_retention_ms: 7 * 24 * 3_600_000,
+            consumer_session_timeout_ms: 45_000,
+            consumer_heartbeat_interval_ms: 1_000,
         }
+    }
+}
+
+/// All groups. A group id is either a classic group or a KIP-848 consumer group; a group with
+/// only committed offsets is an empty classic group until a member of either kind arrives.
+#[derive(Debug, Default)]
+pub(crate) struct Registry {
+    pub(crate) classic: HashMap<String, Group>,
+    pub(crate) consumer: HashMap<String, ConsumerGroup>,
+}
+
+impl Registry {
+    fn offsets(&self, id: &str) -> Option<&HashMap<(String, i32), CommittedOffset>> {
+        self.classic
+            .get(id)
+            .map(|g| &g.offsets)
+            .or_else(|| self.consumer.get(id).map(|g| &g.offsets))
+    }
+
+    fn offsets_mut(&mut self, id: &str) -> Option<&mut HashMap<(String, i32), CommittedOffset>> {
+        if let Some(group) = self.classic.get_mut(id) {
+            return Some(&mut group.offsets);
+        }
+        self.consumer.get_mut(id).map(|g| &mut g.offsets)
     }
 }
 
@@ -53,7 +89,7 @@ impl Default for CoordinatorSettings {
 #[derive(Debug)]
 pub struct GroupCoordinator {
     settings: CoordinatorSettings,
-    groups: Mutex<HashMap<String, Group>>,
+    groups: Mutex<Registry>,
 }
 
 fn s(value: &str) -> StrBytes {
@@ -75,7 +111,11 @@ pub struct GroupOffset {
 
 impl GroupCoordinator {
     /// Creates `__consumer_offsets` if needed and replays it. Blocking.
-    pub fn open(settings: CoordinatorSettings, topics: &TopicRegistry, now_ms: i64) -> Result<GroupCoordinator, BrokerError> {
+    pub fn open(
+        settings: CoordinatorSettings,
+        topics: &TopicRegistry,
+        now_ms: i64,
+    ) -> Result<GroupCoordinator, BrokerError> {
         let topic = match topics.get(OFFSETS_TOPIC) {
             Some(topic) => topic,
             None => {
@@ -84,7 +124,12 @@ impl GroupCoordinator {
                     ("segment.bytes".to_string(), "104857600".to_string()),
                     ("compression.type".to_string(), "producer".to_string()),
                 ]);
-                topics.create(OFFSETS_TOPIC, settings.offsets_topic_partitions, configs, now_ms)?
+                topics.create(
+                    OFFSETS_TOPIC,
+                    settings.offsets_topic_partitions,
+                    configs,
+                    now_ms,
+                )?
             }
         };
         let mut groups: HashMap<String, Group> = HashMap::new();
@@ -98,15 +143,26 @@ impl GroupCoordinator {
                 }
                 let mut rest = &read.records[..];
                 while !rest.is_empty() {
-                    let header = BatchHeader::parse(rest).map_err(|e| BrokerError::from(spate_log::LogError::Batch(e)))?;
+                    let header = BatchHeader::parse(rest)
+                        .map_err(|e| BrokerError::from(spate_log::LogError::Batch(e)))?;
                     let batch = &rest[..header.total_len()];
-                    let records = spate_log::batch::record_bytes(batch, 64 << 20).map_err(|e| BrokerError::from(spate_log::LogError::Batch(e)))?;
-                    for record in spate_log::batch::parse_records(&records, &header).map_err(|e| BrokerError::from(spate_log::LogError::Batch(e)))? {
+                    let records = spate_log::batch::record_bytes(batch, 64 << 20)
+                        .map_err(|e| BrokerError::from(spate_log::LogError::Batch(e)))?;
+                    for record in spate_log::batch::parse_records(&records, &header)
+                        .map_err(|e| BrokerError::from(spate_log::LogError::Batch(e)))?
+                    {
                         let offset = header.base_offset + i64::from(record.offset_delta);
                         let Some(key) = record.key else { continue };
                         match store::decode(key, record.value, offset) {
-                            Some(StoredRecord::Offset { group, topic, partition, value }) => {
-                                let entry = groups.entry(group.clone()).or_insert_with(|| Group::new(&group, now_ms));
+                            Some(StoredRecord::Offset {
+                                group,
+                                topic,
+                                partition,
+                                value,
+                            }) => {
+                                let entry = groups
+                                    .entry(group.clone())
+                                    .or_insert_with(|| Group::new(&group, now_ms));
                                 match value {
                                     Some(value) => {
                                         entry.offsets.insert((topic, partition), value);
@@ -134,11 +190,18 @@ impl GroupCoordinator {
         }
         groups.retain(|_, g| !g.is_disposable());
         if replayed > 0 {
-            tracing::info!(groups = groups.len(), records = replayed, "restored committed offsets");
+            tracing::info!(
+                groups = groups.len(),
+                records = replayed,
+                "restored committed offsets"
+            );
         }
         Ok(GroupCoordinator {
             settings,
-            groups: Mutex::new(groups),
+            groups: Mutex::new(Registry {
+                classic: groups,
+                consumer: HashMap::new(),
+            }),
         })
     }
 
@@ -146,37 +209,59 @@ impl GroupCoordinator {
     /// groups whose offsets expired (their tombstones still have to be written).
     pub fn tick(&self, now_ms: i64) -> Vec<(String, Vec<(String, i32)>)> {
         let mut expired = Vec::new();
-        let mut groups = self.groups.lock();
-        for group in groups.values_mut() {
+        let mut registry = self.groups.lock();
+        let retention = self.settings.offsets_retention_ms;
+        for group in registry.classic.values_mut() {
             group.tick(&self.settings.groups, now_ms);
             if group.state == GroupState::Empty
                 && !group.offsets.is_empty()
-                && now_ms.saturating_sub(group.empty_since_ms) >= self.settings.offsets_retention_ms
+                && now_ms.saturating_sub(group.empty_since_ms) >= retention
             {
                 let keys: Vec<(String, i32)> = group.offsets.keys().cloned().collect();
                 group.offsets.clear();
                 expired.push((group.id.clone(), keys));
             }
         }
-        groups.retain(|_, g| !g.is_disposable());
+        for group in registry.consumer.values_mut() {
+            group.tick(now_ms);
+            if group.members.is_empty()
+                && !group.offsets.is_empty()
+                && now_ms.saturating_sub(group.empty_since_ms) >= retention
+            {
+                let keys: Vec<(String, i32)> = group.offsets.keys().cloned().collect();
+                group.offsets.clear();
+                expired.push((group.id.clone(), keys));
+            }
+        }
+        registry.classic.retain(|_, g| !g.is_disposable());
+        registry
+            .consumer
+            .retain(|_, g| !(g.members.is_empty() && g.offsets.is_empty()));
         expired
     }
 
     /// Every committed offset (for lag metrics).
     pub fn committed_offsets(&self) -> Vec<GroupOffset> {
-        let groups = self.groups.lock();
+        let registry = self.groups.lock();
         let mut out = Vec::new();
-        for group in groups.values() {
-            for ((topic, partition), committed) in &group.offsets {
+        let all = registry
+            .classic
+            .values()
+            .map(|g| (&g.id, &g.offsets))
+            .chain(registry.consumer.values().map(|g| (&g.id, &g.offsets)));
+        for (id, offsets) in all {
+            for ((topic, partition), committed) in offsets {
                 out.push(GroupOffset {
-                    group: group.id.clone(),
+                    group: id.clone(),
                     topic: topic.clone(),
                     partition: *partition,
                     offset: committed.offset,
                 });
             }
         }
-        out.sort_by(|a, b| (&a.group, &a.topic, a.partition).cmp(&(&b.group, &b.topic, b.partition)));
+        out.sort_by(|a, b| {
+            (&a.group, &a.topic, a.partition).cmp(&(&b.group, &b.topic, b.partition))
+        });
         out
     }
 }
@@ -188,26 +273,35 @@ impl Broker {
 
     /// Appends records to the group's `__consumer_offsets` partition and waits until durable.
     /// Returns the offset of the first record.
-    async fn write_group_records(self: &Arc<Self>, group: &str, records: Vec<(Bytes, Option<Bytes>)>) -> Result<i64, BrokerError> {
+    async fn write_group_records(
+        self: &Arc<Self>,
+        group: &str,
+        records: Vec<(Bytes, Option<Bytes>)>,
+    ) -> Result<i64, BrokerError> {
         let topic = self.topics.get(OFFSETS_TOPIC);
         let index = store::partition_for(group, topic.as_ref().map_or(1, |t| t.partition_count()));
-        let partition = topic
-            .and_then(|t| t.partition(index))
-            .ok_or_else(|| BrokerError::UnknownTopicOrPartition {
+        let partition = topic.and_then(|t| t.partition(index)).ok_or_else(|| {
+            BrokerError::UnknownTopicOrPartition {
                 name: format!("{OFFSETS_TOPIC}-{index}"),
-            })?;
+            }
+        })?;
         let now = self.now_ms();
         let mut builder = BatchBuilder::new(0, now);
         for (key, value) in &records {
             builder.push(0, Some(key), value.as_deref());
         }
-        let bytes = builder.build().map_err(|e| BrokerError::from(spate_log::LogError::Batch(e)))?;
-        let header = BatchHeader::parse(&bytes).map_err(|e| BrokerError::from(spate_log::LogError::Batch(e)))?;
+        let bytes = builder
+            .build()
+            .map_err(|e| BrokerError::from(spate_log::LogError::Batch(e)))?;
+        let header = BatchHeader::parse(&bytes)
+            .map_err(|e| BrokerError::from(spate_log::LogError::Batch(e)))?;
         let log = Arc::clone(&partition.log);
         let append_log = Arc::clone(&log);
         let info = tokio::task::spawn_blocking(move || append_log.append(&bytes, &header, now))
             .await
-            .map_err(|e| BrokerError::InvalidRequest { reason: e.to_string() })??;
+            .map_err(|e| BrokerError::InvalidRequest {
+                reason: e.to_string(),
+            })??;
         if info.needs_sync {
             self.syncer.request(&log);
         }
@@ -217,9 +311,18 @@ impl Broker {
         Ok(info.base_offset)
     }
 
-    pub(crate) async fn join_group(self: &Arc<Self>, req: JoinGroupRequest, version: i16, client_id: &str, client_host: &str) -> Reply {
+    pub(crate) async fn join_group(
+        self: &Arc<Self>,
+        req: JoinGroupRequest,
+        version: i16,
+        client_id: &str,
+        client_host: &str,
+    ) -> Reply {
         if req.group_id.is_empty() {
-            return Reply::Now(ResponseKind::JoinGroup(classic::join_error(ResponseError::InvalidGroupId, &req.member_id)));
+            return Reply::Now(ResponseKind::JoinGroup(classic::join_error(
+                ResponseError::InvalidGroupId,
+                &req.member_id,
+            )));
         }
         let request = JoinRequest {
             member_id: req.member_id.to_string(),
@@ -227,27 +330,52 @@ impl Broker {
             client_id: client_id.to_string(),
             client_host: client_host.to_string(),
             session_timeout_ms: req.session_timeout_ms,
-            rebalance_timeout_ms: if version >= 1 { req.rebalance_timeout_ms } else { req.session_timeout_ms },
+            rebalance_timeout_ms: if version >= 1 {
+                req.rebalance_timeout_ms
+            } else {
+                req.session_timeout_ms
+            },
             protocol_type: req.protocol_type.to_string(),
-            protocols: req.protocols.iter().map(|p| (p.name.to_string(), p.metadata.clone())).collect(),
+            protocols: req
+                .protocols
+                .iter()
+                .map(|p| (p.name.to_string(), p.metadata.clone()))
+                .collect(),
             version,
         };
         let now = self.now_ms();
         let outcome = {
-            let mut groups = self.coordinator().groups.lock();
-            let group = groups
+            let mut registry = self.coordinator().groups.lock();
+            if let Some(consumer) = registry.consumer.get(req.group_id.as_str()) {
+                if !consumer.members.is_empty() {
+                    return Reply::Now(ResponseKind::JoinGroup(classic::join_error(
+                        ResponseError::InconsistentGroupProtocol,
+                        &req.member_id,
+                    )));
+                }
+                // An empty KIP-848 group turns classic; its offsets come along.
+                if let Some(old) = registry.consumer.remove(req.group_id.as_str()) {
+                    let mut group = Group::new(&req.group_id, now);
+                    group.offsets = old.offsets;
+                    registry.classic.insert(req.group_id.to_string(), group);
+                }
+            }
+            let group = registry
+                .classic
                 .entry(req.group_id.to_string())
                 .or_insert_with(|| Group::new(&req.group_id, now));
             group.join(request, &self.coordinator().settings.groups, now)
         };
         match outcome {
-            JoinOutcome::Now(response) => Reply::Now(ResponseKind::JoinGroup(downgrade_join(response, version))),
+            JoinOutcome::Now(response) => {
+                Reply::Now(ResponseKind::JoinGroup(downgrade_join(response, version)))
+            }
             JoinOutcome::Wait(rx) => {
                 let member_id = req.member_id.to_string();
                 Reply::Later(Box::pin(async move {
-                    let response = rx
-                        .await
-                        .unwrap_or_else(|_| classic::join_error(ResponseError::CoordinatorNotAvailable, &member_id));
+                    let response = rx.await.unwrap_or_else(|_| {
+                        classic::join_error(ResponseError::CoordinatorNotAvailable, &member_id)
+                    });
                     ResponseKind::JoinGroup(downgrade_join(response, version))
                 }))
             }
@@ -257,29 +385,39 @@ impl Broker {
     pub(crate) fn sync_group(self: &Arc<Self>, req: SyncGroupRequest, version: i16) -> Reply {
         let now = self.now_ms();
         let outcome = {
-            let mut groups = self.coordinator().groups.lock();
-            match groups.get_mut(req.group_id.as_str()) {
+            let mut registry = self.coordinator().groups.lock();
+            match registry.classic.get_mut(req.group_id.as_str()) {
                 None => SyncOutcome::Now(classic::sync_error(ResponseError::UnknownMemberId)),
                 Some(group) => {
                     if version >= 5
-                        && let (Some(expected), Some(sent)) = (&group.protocol_type, &req.protocol_type)
+                        && let (Some(expected), Some(sent)) =
+                            (&group.protocol_type, &req.protocol_type)
                         && expected.as_str() != sent.as_str()
                     {
-                        SyncOutcome::Now(classic::sync_error(ResponseError::InconsistentGroupProtocol))
+                        SyncOutcome::Now(classic::sync_error(
+                            ResponseError::InconsistentGroupProtocol,
+                        ))
                     } else {
                         let assignments = req
                             .assignments
                             .iter()
                             .map(|a| (a.member_id.to_string(), a.assignment.clone()))
                             .collect();
-                        group.sync(&req.member_id, req.group_instance_id.as_deref(), req.generation_id, assignments, now)
+                        group.sync(
+                            &req.member_id,
+                            req.group_instance_id.as_deref(),
+                            req.generation_id,
+                            assignments,
+                            now,
+                        )
                     }
                 }
             }
         };
         let (protocol_type, protocol_name) = {
-            let groups = self.coordinator().groups.lock();
-            groups
+            let registry = self.coordinator().groups.lock();
+            registry
+                .classic
                 .get(req.group_id.as_str())
                 .map(|g| (g.protocol_type.clone(), g.protocol.clone()))
                 .unwrap_or_default()
@@ -294,9 +432,9 @@ impl Broker {
         match outcome {
             SyncOutcome::Now(response) => Reply::Now(finish(response)),
             SyncOutcome::Wait(rx) => Reply::Later(Box::pin(async move {
-                let response = rx
-                    .await
-                    .unwrap_or_else(|_| classic::sync_error(ResponseError::CoordinatorNotAvailable));
+                let response = rx.await.unwrap_or_else(|_| {
+                    classic::sync_error(ResponseError::CoordinatorNotAvailable)
+                });
                 finish(response)
             })),
         }
@@ -304,19 +442,25 @@ impl Broker {
 
     pub(crate) fn heartbeat(&self, req: HeartbeatRequest) -> HeartbeatResponse {
         let now = self.now_ms();
-        let mut groups = self.coordinator().groups.lock();
-        let result = match groups.get_mut(req.group_id.as_str()) {
+        let mut registry = self.coordinator().groups.lock();
+        let result = match registry.classic.get_mut(req.group_id.as_str()) {
             None => Err(ResponseError::UnknownMemberId),
-            Some(group) => group.heartbeat(&req.member_id, req.group_instance_id.as_deref(), req.generation_id, now),
+            Some(group) => group.heartbeat(
+                &req.member_id,
+                req.group_instance_id.as_deref(),
+                req.generation_id,
+                now,
+            ),
         };
         HeartbeatResponse::default().with_error_code(result.err().map_or(0, |e| e.code()))
     }
 
     pub(crate) fn leave_group(&self, req: LeaveGroupRequest, version: i16) -> LeaveGroupResponse {
         let now = self.now_ms();
-        let mut groups = self.coordinator().groups.lock();
-        let Some(group) = groups.get_mut(req.group_id.as_str()) else {
-            let mut response = LeaveGroupResponse::default().with_error_code(ResponseError::UnknownMemberId.code());
+        let mut registry = self.coordinator().groups.lock();
+        let Some(group) = registry.classic.get_mut(req.group_id.as_str()) else {
+            let mut response = LeaveGroupResponse::default()
+                .with_error_code(ResponseError::UnknownMemberId.code());
             if version >= 3 {
                 response.error_code = 0;
                 response.members = req
@@ -334,7 +478,8 @@ impl Broker {
         };
         if version < 3 {
             let result = group.leave(&req.member_id, None, now);
-            return LeaveGroupResponse::default().with_error_code(result.err().map_or(0, |e| e.code()));
+            return LeaveGroupResponse::default()
+                .with_error_code(result.err().map_or(0, |e| e.code()));
         }
         let members = req
             .members
@@ -350,14 +495,21 @@ impl Broker {
         LeaveGroupResponse::default().with_members(members)
     }
 
-    pub(crate) async fn offset_commit(self: &Arc<Self>, req: OffsetCommitRequest, version: i16) -> OffsetCommitResponse {
+    pub(crate) async fn offset_commit(
+        self: &Arc<Self>,
+        req: OffsetCommitRequest,
+        version: i16,
+    ) -> OffsetCommitResponse {
         let group_id = req.group_id.to_string();
         let mut response = OffsetCommitResponse::default();
         for topic in &req.topics {
             let partitions = topic
                 .partitions
                 .iter()
-                .map(|p| offset_commit_response::OffsetCommitResponsePartition::default().with_partition_index(p.partition_index))
+                .map(|p| {
+                    offset_commit_response::OffsetCommitResponsePartition::default()
+                        .with_partition_index(p.partition_index)
+                })
                 .collect();
             response.topics.push(
                 offset_commit_response::OffsetCommitResponseTopic::default()
@@ -380,25 +532,38 @@ impl Broker {
         // commit for an empty group (standalone consumers using assign()).
         let now = self.now_ms();
         let check = {
-            let mut groups = self.coordinator().groups.lock();
-            match groups.get_mut(&group_id) {
-                None if req.generation_id_or_member_epoch >= 0 => Err(ResponseError::IllegalGeneration),
-                None => {
-                    groups.insert(group_id.clone(), Group::new(&group_id, now));
-                    Ok(())
+            let mut registry = self.coordinator().groups.lock();
+            if let Some(group) = registry.consumer.get(&group_id) {
+                group.check_commit(&req.member_id, req.generation_id_or_member_epoch)
+            } else {
+                match registry.classic.get_mut(&group_id) {
+                    None if req.generation_id_or_member_epoch >= 0 => {
+                        Err(ResponseError::IllegalGeneration)
+                    }
+                    None => {
+                        registry
+                            .classic
+                            .insert(group_id.clone(), Group::new(&group_id, now));
+                        Ok(())
+                    }
+                    Some(group)
+                        if group.state == GroupState::Empty
+                            && req.generation_id_or_member_epoch < 0 =>
+                    {
+                        Ok(())
+                    }
+                    Some(group) => group
+                        .check_member(&req.member_id, req.group_instance_id.as_deref())
+                        .and_then(|()| {
+                            if req.generation_id_or_member_epoch != group.generation {
+                                Err(ResponseError::IllegalGeneration)
+                            } else if group.state == GroupState::CompletingRebalance {
+                                Err(ResponseError::RebalanceInProgress)
+                            } else {
+                                Ok(())
+                            }
+                        }),
                 }
-                Some(group) if group.state == GroupState::Empty && req.generation_id_or_member_epoch < 0 => Ok(()),
-                Some(group) => group
-                    .check_member(&req.member_id, req.group_instance_id.as_deref())
-                    .and_then(|()| {
-                        if req.generation_id_or_member_epoch != group.generation {
-                            Err(ResponseError::IllegalGeneration)
-                        } else if group.state == GroupState::CompletingRebalance {
-                            Err(ResponseError::RebalanceInProgress)
-                        } else {
-                            Ok(())
-                        }
-                    }),
             }
         };
         if let Err(error) = check {
@@ -410,7 +575,11 @@ impl Broker {
             let known = self.topics.get(&topic.name);
             for (p, partition) in topic.partitions.iter().enumerate() {
                 let metadata = partition.committed_metadata.as_deref().unwrap_or("");
-                let error = if known.as_ref().and_then(|k| k.partition(partition.partition_index)).is_none() {
+                let error = if known
+                    .as_ref()
+                    .and_then(|k| k.partition(partition.partition_index))
+                    .is_none()
+                {
                     Some(ResponseError::UnknownTopicOrPartition)
                 } else if metadata.len() > MAX_OFFSET_METADATA_BYTES {
                     Some(ResponseError::OffsetMetadataTooLarge)
@@ -421,10 +590,19 @@ impl Broker {
                     response.topics[t].partitions[p].error_code = error.code();
                     continue;
                 }
-                let leader_epoch = if version >= 6 { partition.committed_leader_epoch } else { -1 };
+                let leader_epoch = if version >= 6 {
+                    partition.committed_leader_epoch
+                } else {
+                    -1
+                };
                 records.push((
                     store::offset_key(&group_id, &topic.name, partition.partition_index),
-                    Some(store::offset_value(partition.committed_offset, leader_epoch, metadata, now)),
+                    Some(store::offset_value(
+                        partition.committed_offset,
+                        leader_epoch,
+                        metadata,
+                        now,
+                    )),
                 ));
                 accepted.push((
                     t,
@@ -446,13 +624,24 @@ impl Broker {
         }
         match self.write_group_records(&group_id, records).await {
             Ok(base_offset) => {
-                let mut groups = self.coordinator().groups.lock();
-                let group = groups.entry(group_id.clone()).or_insert_with(|| Group::new(&group_id, now));
-                for (i, (_, _, topic, partition, mut committed)) in accepted.into_iter().enumerate() {
-                    committed.log_offset = base_offset + i as i64;
-                    let key = (topic, partition);
-                    if group.offsets.get(&key).is_none_or(|c| c.log_offset < committed.log_offset) {
-                        group.offsets.insert(key, committed);
+                let mut registry = self.coordinator().groups.lock();
+                if registry.offsets(&group_id).is_none() {
+                    registry
+                        .classic
+                        .insert(group_id.clone(), Group::new(&group_id, now));
+                }
+                if let Some(offsets) = registry.offsets_mut(&group_id) {
+                    for (i, (_, _, topic, partition, mut committed)) in
+                        accepted.into_iter().enumerate()
+                    {
+                        committed.log_offset = base_offset + i as i64;
+                        let key = (topic, partition);
+                        if offsets
+                            .get(&key)
+                            .is_none_or(|c| c.log_offset < committed.log_offset)
+                        {
+                            offsets.insert(key, committed);
+                        }
                     }
                 }
             }
@@ -467,38 +656,52 @@ impl Broker {
         response
     }
 
-    pub(crate) fn offset_fetch(&self, req: OffsetFetchRequest, version: i16) -> OffsetFetchResponse {
-        let groups = self.coordinator().groups.lock();
-        let fetch = |group_id: &str, topics: Option<Vec<(TopicName, Vec<i32>)>>| -> Vec<(TopicName, Vec<(i32, Option<CommittedOffset>)>)> {
-            let group = groups.get(group_id);
-            match topics {
-                Some(topics) => topics
-                    .into_iter()
-                    .map(|(name, partitions)| {
-                        let entries = partitions
-                            .into_iter()
-                            .map(|p| (p, group.and_then(|g| g.offsets.get(&(name.to_string(), p)).cloned())))
-                            .collect();
-                        (name, entries)
-                    })
-                    .collect(),
-                None => {
-                    let mut by_topic: BTreeMap<String, Vec<(i32, Option<CommittedOffset>)>> = BTreeMap::new();
-                    if let Some(group) = group {
-                        for ((topic, partition), committed) in &group.offsets {
-                            by_topic.entry(topic.clone()).or_default().push((*partition, Some(committed.clone())));
-                        }
-                    }
-                    by_topic
+    pub(crate) fn offset_fetch(
+        &self,
+        req: OffsetFetchRequest,
+        version: i16,
+    ) -> OffsetFetchResponse {
+        let registry = self.coordinator().groups.lock();
+        let fetch =
+            |group_id: &str, topics: Option<Vec<(TopicName, Vec<i32>)>>| -> Vec<TopicOffsets> {
+                let group = registry.offsets(group_id);
+                match topics {
+                    Some(topics) => topics
                         .into_iter()
-                        .map(|(topic, mut partitions)| {
-                            partitions.sort_by_key(|(p, _)| *p);
-                            (TopicName(s(&topic)), partitions)
+                        .map(|(name, partitions)| {
+                            let entries = partitions
+                                .into_iter()
+                                .map(|p| {
+                                    (
+                                        p,
+                                        group.and_then(|g| g.get(&(name.to_string(), p)).cloned()),
+                                    )
+                                })
+                                .collect();
+                            (name, entries)
                         })
-                        .collect()
+                        .collect(),
+                    None => {
+                        let mut by_topic: BTreeMap<String, Vec<(i32, Option<CommittedOffset>)>> =
+                            BTreeMap::new();
+                        if let Some(group) = group {
+                            for ((topic, partition), committed) in group {
+                                by_topic
+                                    .entry(topic.clone())
+                                    .or_default()
+                                    .push((*partition, Some(committed.clone())));
+                            }
+                        }
+                        by_topic
+                            .into_iter()
+                            .map(|(topic, mut partitions)| {
+                                partitions.sort_by_key(|(p, _)| *p);
+                                (TopicName(s(&topic)), partitions)
+                            })
+                            .collect()
+                    }
                 }
-            }
-        };
+            };
         if version >= 8 {
             let groups_out = req
                 .groups
@@ -541,10 +744,11 @@ impl Broker {
                 .collect();
             return OffsetFetchResponse::default().with_groups(groups_out);
         }
-        let topics = req
-            .topics
-            .as_ref()
-            .map(|ts| ts.iter().map(|t| (t.name.clone(), t.partition_indexes.clone())).collect());
+        let topics = req.topics.as_ref().map(|ts| {
+            ts.iter()
+                .map(|t| (t.name.clone(), t.partition_indexes.clone()))
+                .collect()
+        });
         let topics = fetch(&req.group_id, topics)
             .into_iter()
             .map(|(name, partitions)| {
@@ -554,11 +758,15 @@ impl Broker {
                         partitions
                             .into_iter()
                             .map(|(p, c)| {
-                                let (offset, epoch, metadata) = c.map_or((-1, -1, String::new()), |c| (c.offset, c.leader_epoch, c.metadata));
-                                let mut partition = offset_fetch_response::OffsetFetchResponsePartition::default()
-                                    .with_partition_index(p)
-                                    .with_committed_offset(offset)
-                                    .with_metadata(Some(s(&metadata)));
+                                let (offset, epoch, metadata) = c
+                                    .map_or((-1, -1, String::new()), |c| {
+                                        (c.offset, c.leader_epoch, c.metadata)
+                                    });
+                                let mut partition =
+                                    offset_fetch_response::OffsetFetchResponsePartition::default()
+                                        .with_partition_index(p)
+                                        .with_committed_offset(offset)
+                                        .with_metadata(Some(s(&metadata)));
                                 if version >= 5 {
                                     partition.committed_leader_epoch = epoch;
                                 }
@@ -571,20 +779,39 @@ impl Broker {
         OffsetFetchResponse::default().with_topics(topics)
     }
 
-    pub(crate) fn describe_groups(&self, req: DescribeGroupsRequest, version: i16) -> DescribeGroupsResponse {
-        let groups = self.coordinator().groups.lock();
+    pub(crate) fn describe_groups(
+        &self,
+        req: DescribeGroupsRequest,
+        version: i16,
+    ) -> DescribeGroupsResponse {
+        let registry = self.coordinator().groups.lock();
         let described = req
             .groups
             .iter()
             .map(|id| {
-                let Some(group) = groups.get(id.as_str()) else {
+                if registry.consumer.contains_key(id.as_str()) {
+                    let mut other = describe_groups_response::DescribedGroup::default()
+                        .with_group_id(id.clone())
+                        .with_group_state(s("Dead"))
+                        .with_authorized_operations(i32::MIN);
+                    if version >= 6 {
+                        other.error_code = ResponseError::GroupIdNotFound.code();
+                        other.error_message = Some(s(&format!(
+                            "group {} is a consumer group, not a classic group",
+                            id.as_str()
+                        )));
+                    }
+                    return other;
+                }
+                let Some(group) = registry.classic.get(id.as_str()) else {
                     let mut dead = describe_groups_response::DescribedGroup::default()
                         .with_group_id(id.clone())
                         .with_group_state(s("Dead"))
                         .with_authorized_operations(i32::MIN);
                     if version >= 6 {
                         dead.error_code = ResponseError::GroupIdNotFound.code();
-                        dead.error_message = Some(s(&format!("group {} does not exist", id.as_str())));
+                        dead.error_message =
+                            Some(s(&format!("group {} does not exist", id.as_str())));
                     }
                     return dead;
                 };
@@ -615,7 +842,11 @@ impl Broker {
                     .with_group_id(id.clone())
                     .with_group_state(s(group.state.name()))
                     .with_protocol_type(s(group.protocol_type.as_deref().unwrap_or("")))
-                    .with_protocol_data(s(if group.state == GroupState::PreparingRebalance { "" } else { &protocol }))
+                    .with_protocol_data(s(if group.state == GroupState::PreparingRebalance {
+                        ""
+                    } else {
+                        &protocol
+                    }))
                     .with_members(members)
                     .with_authorized_operations(i32::MIN)
             })
@@ -624,22 +855,38 @@ impl Broker {
     }
 
     pub(crate) fn list_groups(&self, req: ListGroupsRequest, version: i16) -> ListGroupsResponse {
-        let groups = self.coordinator().groups.lock();
+        let registry = self.coordinator().groups.lock();
         let states: HashSet<String> = req.states_filter.iter().map(|s| s.to_lowercase()).collect();
         let types: HashSet<String> = req.types_filter.iter().map(|s| s.to_lowercase()).collect();
-        let mut listed: Vec<_> = groups
+        let all = registry
+            .classic
             .values()
-            .filter(|g| states.is_empty() || states.contains(&g.state.name().to_lowercase()))
-            .filter(|_| types.is_empty() || types.contains("classic"))
             .map(|g| {
+                (
+                    g.id.as_str(),
+                    g.state.name(),
+                    g.protocol_type.as_deref().unwrap_or("consumer"),
+                    "classic",
+                )
+            })
+            .chain(
+                registry
+                    .consumer
+                    .values()
+                    .map(|g| (g.id.as_str(), g.state_name(), "consumer", "consumer")),
+            );
+        let mut listed: Vec<_> = all
+            .filter(|(_, state, _, _)| states.is_empty() || states.contains(&state.to_lowercase()))
+            .filter(|(_, _, _, kind)| types.is_empty() || types.contains(*kind))
+            .map(|(id, state, protocol_type, kind)| {
                 let mut listed = list_groups_response::ListedGroup::default()
-                    .with_group_id(GroupId(s(&g.id)))
-                    .with_protocol_type(s(g.protocol_type.as_deref().unwrap_or("consumer")));
+                    .with_group_id(GroupId(s(id)))
+                    .with_protocol_type(s(protocol_type));
                 if version >= 4 {
-                    listed.group_state = s(g.state.name());
+                    listed.group_state = s(state);
                 }
                 if version >= 5 {
-                    listed.group_type = s("classic");
+                    listed.group_type = s(kind);
                 }
                 listed
             })
@@ -648,22 +895,47 @@ impl Broker {
         ListGroupsResponse::default().with_groups(listed)
     }
 
-    pub(crate) async fn delete_groups(self: &Arc<Self>, req: DeleteGroupsRequest) -> DeleteGroupsResponse {
+    pub(crate) async fn delete_groups(
+        self: &Arc<Self>,
+        req: DeleteGroupsRequest,
+    ) -> DeleteGroupsResponse {
         let mut results = Vec::new();
         for id in req.groups_names {
             let removed = {
-                let mut groups = self.coordinator().groups.lock();
-                match groups.get(id.as_str()) {
-                    None => Err(ResponseError::GroupIdNotFound),
-                    Some(group) if !group.members.is_empty() || group.state != GroupState::Empty => Err(ResponseError::NonEmptyGroup),
-                    Some(_) => Ok(groups.remove(id.as_str()).map(|g| g.offsets.into_keys().collect::<Vec<_>>()).unwrap_or_default()),
+                let mut registry = self.coordinator().groups.lock();
+                if let Some(group) = registry.consumer.get(id.as_str()) {
+                    if group.members.is_empty() {
+                        Ok(registry
+                            .consumer
+                            .remove(id.as_str())
+                            .map(|g| g.offsets.into_keys().collect::<Vec<_>>())
+                            .unwrap_or_default())
+                    } else {
+                        Err(ResponseError::NonEmptyGroup)
+                    }
+                } else {
+                    match registry.classic.get(id.as_str()) {
+                        None => Err(ResponseError::GroupIdNotFound),
+                        Some(group)
+                            if !group.members.is_empty() || group.state != GroupState::Empty =>
+                        {
+                            Err(ResponseError::NonEmptyGroup)
+                        }
+                        Some(_) => Ok(registry
+                            .classic
+                            .remove(id.as_str())
+                            .map(|g| g.offsets.into_keys().collect::<Vec<_>>())
+                            .unwrap_or_default()),
+                    }
                 }
             };
             let error = match removed {
                 Err(error) => Some(error),
                 Ok(keys) => {
-                    let mut records: Vec<(Bytes, Option<Bytes>)> =
-                        keys.iter().map(|(t, p)| (store::offset_key(&id, t, *p), None)).collect();
+                    let mut records: Vec<(Bytes, Option<Bytes>)> = keys
+                        .iter()
+                        .map(|(t, p)| (store::offset_key(&id, t, *p), None))
+                        .collect();
                     records.push((store::group_key(&id), None));
                     match self.write_group_records(&id, records).await {
                         Ok(_) => None,
@@ -683,26 +955,56 @@ impl Broker {
         DeleteGroupsResponse::default().with_results(results)
     }
 
-    pub(crate) async fn offset_delete(self: &Arc<Self>, req: OffsetDeleteRequest) -> OffsetDeleteResponse {
+    pub(crate) async fn offset_delete(
+        self: &Arc<Self>,
+        req: OffsetDeleteRequest,
+    ) -> OffsetDeleteResponse {
         let group_id = req.group_id.to_string();
         let mut response = OffsetDeleteResponse::default();
         let mut records = Vec::new();
         {
-            let mut groups = self.coordinator().groups.lock();
-            let Some(group) = groups.get_mut(&group_id) else {
+            let mut registry = self.coordinator().groups.lock();
+            let subscribed = if let Some(group) = registry.consumer.get(&group_id) {
+                let mut topics: Vec<String> = group
+                    .members
+                    .values()
+                    .flat_map(|m| m.subscribed_names.iter().cloned())
+                    .collect();
+                topics.extend(group.metadata.keys().cloned());
+                topics
+            } else if let Some(group) = registry.classic.get(&group_id) {
+                group.subscribed_topics()
+            } else {
                 return response.with_error_code(ResponseError::GroupIdNotFound.code());
             };
-            let subscribed = group.subscribed_topics();
+            let Some(offsets) = registry.offsets_mut(&group_id) else {
+                return response.with_error_code(ResponseError::GroupIdNotFound.code());
+            };
             for topic in &req.topics {
                 let mut partitions = Vec::new();
                 for partition in &topic.partitions {
                     let error = if subscribed.iter().any(|t| t.as_str() == topic.name.as_str()) {
                         ResponseError::GroupSubscribedToTopic.code()
-                    } else if self.topics.get(&topic.name).and_then(|t| t.partition(partition.partition_index)).is_none() {
+                    } else if self
+                        .topics
+                        .get(&topic.name)
+                        .and_then(|t| t.partition(partition.partition_index))
+                        .is_none()
+                    {
                         ResponseError::UnknownTopicOrPartition.code()
                     } else {
-                        if group.offsets.remove(&(topic.name.to_string(), partition.partition_index)).is_some() {
-                            records.push((store::offset_key(&group_id, &topic.name, partition.partition_index), None));
+                        if offsets
+                            .remove(&(topic.name.to_string(), partition.partition_index))
+                            .is_some()
+                        {
+                            records.push((
+                                store::offset_key(
+                                    &group_id,
+                                    &topic.name,
+                                    partition.partition_index,
+                                ),
+                                None,
+                            ));
                         }
                         0
                     };
@@ -733,7 +1035,10 @@ impl Broker {
         let expired = self.coordinator().tick(self.now_ms());
         for (group, keys) in expired {
             tracing::info!(group = %group, partitions = keys.len(), "offsets expired (offsets.retention.minutes)");
-            let mut records: Vec<(Bytes, Option<Bytes>)> = keys.iter().map(|(t, p)| (store::offset_key(&group, t, *p), None)).collect();
+            let mut records: Vec<(Bytes, Option<Bytes>)> = keys
+                .iter()
+                .map(|(t, p)| (store::offset_key(&group, t, *p), None))
+                .collect();
             records.push((store::group_key(&group), None));
             if let Err(err) = self.write_group_records(&group, records).await {
                 tracing::error!(group = %group, error = %err, "could not record expired offsets");
@@ -755,4 +1060,216 @@ fn downgrade_join(mut response: JoinGroupResponse, version: i16) -> JoinGroupRes
         }
     }
     response
+}
+
+impl Broker {
+    /// Topic names with ids and partition counts, for the assignors.
+    fn topic_snapshot(&self) -> BTreeMap<String, TopicInfo> {
+        self.topics
+            .list()
+            .into_iter()
+            .filter(|t| !t.is_internal())
+            .map(|t| {
+                (
+                    t.name.clone(),
+                    TopicInfo {
+                        id: t.id,
+                        partitions: t.partition_count(),
+                    },
+                )
+            })
+            .collect()
+    }
+
+    pub(crate) fn consumer_group_heartbeat(
+        &self,
+        req: ConsumerGroupHeartbeatRequest,
+        version: i16,
+        client_id: &str,
+        client_host: &str,
+    ) -> ConsumerGroupHeartbeatResponse {
+        let settings = &self.coordinator().settings;
+        let failed = |error: ResponseError, message: &str| {
+            ConsumerGroupHeartbeatResponse::default()
+                .with_error_code(error.code())
+                .with_error_message(Some(s(message)))
+                .with_member_epoch(-1)
+                .with_heartbeat_interval_ms(settings.consumer_heartbeat_interval_ms)
+        };
+        if req.group_id.is_empty() {
+            return failed(ResponseError::InvalidRequest, "group id must not be empty");
+        }
+        let mut member_id = req.member_id.to_string();
+        if member_id.is_empty() {
+            if version >= 1 || req.member_epoch != 0 {
+                return failed(ResponseError::InvalidRequest, "member id must be set");
+            }
+            member_id = uuid::Uuid::new_v4().simple().to_string();
+        }
+        if req.member_epoch == 0
+            && req.subscribed_topic_names.is_none()
+            && req.subscribed_topic_regex.is_none()
+        {
+            return failed(
+                ResponseError::InvalidRequest,
+                "a joining member must send its subscription",
+            );
+        }
+        let topics = self.topic_snapshot();
+        let owned = req.topic_partitions.as_ref().map(|owned| {
+            let mut assignment = Assignment::new();
+            for tp in owned {
+                assignment
+                    .entry(tp.topic_id)
+                    .or_default()
+                    .extend(tp.partitions.iter().copied());
+            }
+            assignment
+        });
+        let heartbeat = consumer::Heartbeat {
+            member_id,
+            member_epoch: req.member_epoch,
+            instance_id: req.instance_id.as_deref().map(str::to_string),
+            rack_id: req.rack_id.as_deref().map(str::to_string),
+            rebalance_timeout_ms: req.rebalance_timeout_ms,
+            subscribed_names: req
+                .subscribed_topic_names
+                .as_ref()
+                .map(|names| names.iter().map(|n| n.to_string()).collect()),
+            subscribed_regex: req.subscribed_topic_regex.as_deref().map(str::to_string),
+            assignor: req.server_assignor.as_deref().map(str::to_string),
+            owned,
+            client_id: client_id.to_string(),
+            client_host: client_host.to_string(),
+        };
+        let now = self.now_ms();
+        let result = {
+            let mut registry = self.coordinator().groups.lock();
+            if let Some(classic) = registry.classic.get(req.group_id.as_str()) {
+                if !classic.members.is_empty() {
+                    return failed(
+                        ResponseError::GroupIdNotFound,
+                        "the group is a classic group with members; it cannot be joined with group.protocol=consumer",
+                    );
+                }
+                // An empty classic group (perhaps only offsets) becomes a consumer group.
+                if let Some(old) = registry.classic.remove(req.group_id.as_str()) {
+                    let mut group = ConsumerGroup::new(&req.group_id, now);
+                    group.offsets = old.offsets;
+                    registry.consumer.insert(req.group_id.to_string(), group);
+                }
+            }
+            let group = registry
+                .consumer
+                .entry(req.group_id.to_string())
+                .or_insert_with(|| ConsumerGroup::new(&req.group_id, now));
+            group.heartbeat(
+                heartbeat,
+                &topics,
+                i64::from(settings.consumer_session_timeout_ms),
+                settings.groups.max_group_size,
+                now,
+            )
+        };
+        match result {
+            Err(error) => failed(error, &format!("{error}")),
+            Ok(reply) => {
+                let assignment = reply.assignment.map(|assignment| {
+                    consumer_group_heartbeat_response::Assignment::default().with_topic_partitions(
+                        assignment
+                            .into_iter()
+                            .map(|(topic_id, partitions)| {
+                                consumer_group_heartbeat_response::TopicPartitions::default()
+                                    .with_topic_id(topic_id)
+                                    .with_partitions(partitions.into_iter().collect())
+                            })
+                            .collect(),
+                    )
+                });
+                ConsumerGroupHeartbeatResponse::default()
+                    .with_member_id(Some(s(&reply.member_id)))
+                    .with_member_epoch(reply.member_epoch)
+                    .with_heartbeat_interval_ms(settings.consumer_heartbeat_interval_ms)
+                    .with_assignment(assignment)
+            }
+        }
+    }
+
+    pub(crate) fn consumer_group_describe(
+        &self,
+        req: ConsumerGroupDescribeRequest,
+    ) -> ConsumerGroupDescribeResponse {
+        let names: HashMap<uuid::Uuid, String> = self
+            .topics
+            .list()
+            .into_iter()
+            .map(|t| (t.id, t.name.clone()))
+            .collect();
+        let describe = |assignment: &Assignment| {
+            consumer_group_describe_response::Assignment::default().with_topic_partitions(
+                assignment
+                    .iter()
+                    .map(|(id, partitions)| {
+                        consumer_group_describe_response::TopicPartitions::default()
+                            .with_topic_id(*id)
+                            .with_topic_name(TopicName(s(names.get(id).map_or("", String::as_str))))
+                            .with_partitions(partitions.iter().copied().collect())
+                    })
+                    .collect(),
+            )
+        };
+        let registry = self.coordinator().groups.lock();
+        let groups = req
+            .group_ids
+            .iter()
+            .map(|id| {
+                let Some(group) = registry.consumer.get(id.as_str()) else {
+                    let message = if registry.classic.contains_key(id.as_str()) {
+                        format!(
+                            "group {} is a classic group, not a consumer group",
+                            id.as_str()
+                        )
+                    } else {
+                        format!("group {} does not exist", id.as_str())
+                    };
+                    return consumer_group_describe_response::DescribedGroup::default()
+                        .with_group_id(id.clone())
+                        .with_group_state(s("Dead"))
+                        .with_error_code(ResponseError::GroupIdNotFound.code())
+                        .with_error_message(Some(s(&message)))
+                        .with_authorized_operations(i32::MIN);
+                };
+                let members = group
+                    .members
+                    .values()
+                    .map(|m| {
+                        consumer_group_describe_response::Member::default()
+                            .with_member_id(s(&m.id))
+                            .with_instance_id(m.instance_id.as_deref().map(s))
+                            .with_rack_id(m.rack_id.as_deref().map(s))
+                            .with_member_epoch(m.epoch)
+                            .with_client_id(s(&m.client_id))
+                            .with_client_host(s(&m.client_host))
+                            .with_subscribed_topic_names(
+                                m.subscribed_names.iter().map(|n| TopicName(s(n))).collect(),
+                            )
+                            .with_subscribed_topic_regex(m.subscribed_regex.as_deref().map(s))
+                            .with_assignment(describe(&m.assigned))
+                            .with_target_assignment(describe(
+                                group.target.get(&m.id).unwrap_or(&Assignment::new()),
+                            ))
+                    })
+                    .collect();
+                consumer_group_describe_response::DescribedGroup::default()
+                    .with_group_id(id.clone())
+                    .with_group_state(s(group.state_name()))
+                    .with_group_epoch(group.group_epoch)
+                    .with_assignment_epoch(group.assignment_epoch)
+                    .with_assignor_name(s(&group.assignor))
+                    .with_members(members)
+                    .with_authorized_operations(i32::MIN)
+            })
+            .collect();
+        ConsumerGroupDescribeResponse::default().with_groups(groups)
+    }
 }

@@ -14,9 +14,9 @@ const GROUP_KEY_VERSION: i16 = 2;
 
 /// Kafka's `String.hashCode`, over UTF-16 code units.
 pub fn java_string_hash(value: &str) -> i32 {
-    value
-        .encode_utf16()
-        .fold(0i32, |hash, unit| hash.wrapping_mul(31).wrapping_add(i32::from(unit)))
+    value.encode_utf16().fold(0i32, |hash, unit| {
+        hash.wrapping_mul(31).wrapping_add(i32::from(unit))
+    })
 }
 
 /// The `__consumer_offsets` partition holding a group's records.
@@ -87,7 +87,12 @@ pub fn offset_key(group: &str, topic: &str, partition: i32) -> Bytes {
 }
 
 /// Value of an offset commit.
-pub fn offset_value(offset: i64, leader_epoch: i32, metadata: &str, commit_timestamp_ms: i64) -> Bytes {
+pub fn offset_value(
+    offset: i64,
+    leader_epoch: i32,
+    metadata: &str,
+    commit_timestamp_ms: i64,
+) -> Bytes {
     let mut buf = BytesMut::with_capacity(24 + metadata.len());
     buf.put_i16(OFFSET_VALUE_VERSION);
     buf.put_i64(offset);
@@ -128,9 +133,17 @@ pub fn decode(key: &[u8], value: Option<&[u8]>, log_offset: i64) -> Option<Store
                     }
                     let version = value.get_i16();
                     let offset = value.get_i64();
-                    let leader_epoch = if version >= 3 && value.remaining() >= 4 { value.get_i32() } else { -1 };
+                    let leader_epoch = if version >= 3 && value.remaining() >= 4 {
+                        value.get_i32()
+                    } else {
+                        -1
+                    };
                     let metadata = get_string(&mut value)?;
-                    let commit_timestamp_ms = if value.remaining() >= 8 { value.get_i64() } else { -1 };
+                    let commit_timestamp_ms = if value.remaining() >= 8 {
+                        value.get_i64()
+                    } else {
+                        -1
+                    };
                     Some(CommittedOffset {
                         offset,
                         leader_epoch,
@@ -190,8 +203,14 @@ mod tests {
                 }),
             })
         );
-        assert!(matches!(decode(&key, None, 10), Some(StoredRecord::Offset { value: None, .. })));
-        assert!(matches!(decode(&group_key("g"), None, 11), Some(StoredRecord::Group { .. })));
+        assert!(matches!(
+            decode(&key, None, 10),
+            Some(StoredRecord::Offset { value: None, .. })
+        ));
+        assert!(matches!(
+            decode(&group_key("g"), None, 11),
+            Some(StoredRecord::Group { .. })
+        ));
         assert_eq!(decode(&[0, 9, 1], None, 0), None);
         assert_eq!(decode(&key[..5], Some(&value), 0), None);
     }
