@@ -523,6 +523,43 @@ pub fn encode_headers<'a>(
     out
 }
 
+/// Control record type of a transaction's abort marker.
+pub const CONTROL_ABORT: i16 = 0;
+/// Control record type of a transaction's commit marker.
+pub const CONTROL_COMMIT: i16 = 1;
+
+/// Builds a transaction marker: a control batch holding one control record whose key is
+/// (version 0, type) and whose value is (version 0, coordinator epoch).
+pub fn build_marker(producer_id: i64, producer_epoch: i16, commit: bool, coordinator_epoch: i32, timestamp_ms: i64) -> Vec<u8> {
+    let mut builder = BatchBuilder::new(0, timestamp_ms);
+    builder.attributes = ATTR_TRANSACTIONAL | ATTR_CONTROL;
+    builder.producer_id = producer_id;
+    builder.producer_epoch = producer_epoch;
+    builder.base_sequence = -1;
+    let kind = if commit { CONTROL_COMMIT } else { CONTROL_ABORT };
+    let mut key = Vec::with_capacity(4);
+    key.extend_from_slice(&0i16.to_be_bytes());
+    key.extend_from_slice(&kind.to_be_bytes());
+    let mut value = Vec::with_capacity(6);
+    value.extend_from_slice(&0i16.to_be_bytes());
+    value.extend_from_slice(&coordinator_epoch.to_be_bytes());
+    builder.push(0, Some(&key), Some(&value));
+    // Uncompressed: building cannot fail.
+    builder.build().expect("an uncompressed marker batch always builds")
+}
+
+/// The control record type of a control batch (`CONTROL_ABORT`/`CONTROL_COMMIT`), if readable.
+pub fn control_type(batch: &[u8]) -> Option<i16> {
+    let header = BatchHeader::parse(batch).ok()?;
+    if !header.is_control() || batch.len() < header.total_len() {
+        return None;
+    }
+    let records = record_bytes(batch, 1 << 16).ok()?;
+    let parsed = parse_records(&records, &header).ok()?;
+    let key = parsed.first()?.key?;
+    (key.len() >= 4).then(|| i16::from_be_bytes([key[2], key[3]]))
+}
+
 /// A record header: name and nullable value, borrowed from the record.
 pub type Header<'a> = (&'a [u8], Option<&'a [u8]>);
 

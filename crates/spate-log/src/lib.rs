@@ -28,5 +28,5 @@ pub use error::LogError;
 pub use log::{
     AppendInfo, Log, LogOffsets, OpenReport, ReadResult, RetentionReport, sync_dir, write_atomic,
 };
-pub use producer_state::{Admission, ProducerState};
+pub use producer_state::{AbortedTxn, Admission, ProducerEntry, ProducerState};
 pub use sync::Syncer;

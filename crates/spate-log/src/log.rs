@@ -24,7 +24,7 @@ use tokio::sync::watch;
 use crate::batch::{self, BatchHeader, HEADER_LEN};
 use crate::config::{LogConfig, TimestampType};
 use crate::error::LogError;
-use crate::producer_state::{Admission, ProducerState};
+use crate::producer_state::{AbortedTxn, Admission, ProducerEntry, ProducerState};
 use crate::segment::{OpenMode, Segment};
 
 const LOG_START_FILE: &str = "log-start-offset";
@@ -69,6 +69,8 @@ pub struct ReadResult {
     pub records: Bytes,
     /// High watermark at the time of the read.
     pub high_watermark: i64,
+    /// Offset below which every transaction is decided (= high watermark without open ones).
+    pub last_stable_offset: i64,
     /// First offset held by the log.
     pub log_start_offset: i64,
 }
@@ -84,6 +86,8 @@ pub struct LogOffsets {
     pub log_end_offset: i64,
     /// Offset after the last fsync'd record.
     pub durable_offset: i64,
+    /// Offset below which every transaction is decided.
+    pub last_stable_offset: i64,
 }
 
 /// What opening the log found.
@@ -167,6 +171,13 @@ impl Inner {
         self.segments
             .partition_point(|segment| segment.base_offset <= offset)
             .saturating_sub(1)
+    }
+
+    fn last_stable_offset(&self) -> i64 {
+        let hw = self.high_watermark.offset;
+        self.producers
+            .first_unstable_offset()
+            .map_or(hw, |first| first.min(hw))
     }
 
     fn check_writable(&self) -> Result<(), LogError> {
@@ -375,6 +386,7 @@ impl Log {
             high_watermark: inner.high_watermark.offset,
             log_end_offset: inner.end_mark().offset,
             durable_offset: inner.durable.offset,
+            last_stable_offset: inner.last_stable_offset(),
         }
     }
 
@@ -412,6 +424,30 @@ impl Log {
         &self,
         batch: &[u8],
         header: &BatchHeader,
+        now_ms: i64,
+    ) -> Result<AppendInfo, LogError> {
+        self.append_inner(batch, header, None, now_ms)
+    }
+
+    /// Appends a transaction marker (commit or abort) for a producer's transaction.
+    pub fn append_marker(
+        &self,
+        producer_id: i64,
+        producer_epoch: i16,
+        commit: bool,
+        coordinator_epoch: i32,
+        now_ms: i64,
+    ) -> Result<AppendInfo, LogError> {
+        let batch = batch::build_marker(producer_id, producer_epoch, commit, coordinator_epoch, now_ms);
+        let header = BatchHeader::parse(&batch)?;
+        self.append_inner(&batch, &header, Some(commit), now_ms)
+    }
+
+    fn append_inner(
+        &self,
+        batch: &[u8],
+        header: &BatchHeader,
+        marker: Option<bool>,
         now_ms: i64,
     ) -> Result<AppendInfo, LogError> {
         if batch.len() < HEADER_LEN || batch.len() != header.total_len() {
@@ -486,7 +522,16 @@ impl Log {
         inner
             .active_mut()
             .append([&prefix, records], &header, interval)?;
-        inner.producers.record(&header, now_ms);
+        match marker {
+            Some(commit) => inner.producers.record_marker(
+                header.producer_id,
+                header.producer_epoch,
+                commit,
+                base_offset,
+                now_ms,
+            ),
+            None => inner.producers.record(&header, now_ms),
+        }
         if inner.active_since_ms.is_none() {
             inner.active_since_ms = Some(now_ms);
         }
@@ -664,7 +709,19 @@ impl Log {
         max_bytes: usize,
         min_one_batch: bool,
     ) -> Result<ReadResult, LogError> {
-        let (candidates, high_watermark, log_start_offset) = {
+        self.read_isolated(offset, max_bytes, min_one_batch, false)
+    }
+
+    /// [`Log::read`], stopping at the last stable offset when `committed_only`
+    /// (read_committed consumers).
+    pub fn read_isolated(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+        min_one_batch: bool,
+        committed_only: bool,
+    ) -> Result<ReadResult, LogError> {
+        let (candidates, high_watermark, last_stable_offset, log_start_offset) = {
             let inner = self.inner.lock();
             if inner.closed {
                 return Err(LogError::Closed);
@@ -678,10 +735,13 @@ impl Log {
                 });
             }
             let hw = inner.high_watermark.offset;
-            if offset >= hw {
+            let lso = inner.last_stable_offset();
+            let limit = if committed_only { lso } else { hw };
+            if offset >= limit {
                 return Ok(ReadResult {
                     records: Bytes::new(),
                     high_watermark: hw,
+                    last_stable_offset: lso,
                     log_start_offset: inner.log_start_offset,
                 });
             }
@@ -698,15 +758,31 @@ impl Log {
                 };
                 candidates.push((Arc::clone(&segment.file), start, limit));
             }
-            (candidates, hw, inner.log_start_offset)
+            (candidates, hw, lso, inner.log_start_offset)
+        };
+        let max_offset = if committed_only {
+            last_stable_offset
+        } else {
+            high_watermark
         };
         for (file, start, limit) in candidates {
-            let found = read_from(&file, start, limit, offset, max_bytes, min_one_batch)
-                .map_err(|e| LogError::io("read", &self.dir, e))?;
+            let found = read_from(
+                &file,
+                ReadRange {
+                    start,
+                    limit,
+                    offset,
+                    max_offset,
+                },
+                max_bytes,
+                min_one_batch,
+            )
+            .map_err(|e| LogError::io("read", &self.dir, e))?;
             if let Some(records) = found {
                 return Ok(ReadResult {
                     records,
                     high_watermark,
+                    last_stable_offset,
                     log_start_offset,
                 });
             }
@@ -714,6 +790,7 @@ impl Log {
         Ok(ReadResult {
             records: Bytes::new(),
             high_watermark,
+            last_stable_offset,
             log_start_offset,
         })
     }
@@ -850,6 +927,8 @@ impl Log {
     }
 
     fn drop_segments_below_start(&self, inner: &mut Inner) -> RetentionReport {
+        let start = inner.log_start_offset;
+        inner.producers.truncate_aborted_below(start);
         let mut report = RetentionReport::default();
         while inner.segments.len() > 1
             && inner.segments[0].meta.next_offset <= inner.log_start_offset
@@ -932,6 +1011,26 @@ impl Log {
     /// Number of idempotent producers tracked.
     pub fn producer_count(&self) -> usize {
         self.inner.lock().producers.len()
+    }
+
+    /// Aborted transactions a read_committed consumer must skip between two offsets.
+    pub fn aborted_transactions(&self, from: i64, to: i64) -> Vec<AbortedTxn> {
+        self.inner.lock().producers.aborted_between(from, to)
+    }
+
+    /// The producers with an open transaction here, and each one's first offset.
+    pub fn open_transactions(&self) -> Vec<(i64, i64)> {
+        self.inner.lock().producers.open_transactions()
+    }
+
+    /// Every producer tracked here (DescribeProducers).
+    pub fn producer_entries(&self) -> Vec<(i64, ProducerEntry)> {
+        self.inner
+            .lock()
+            .producers
+            .producers()
+            .map(|(pid, entry)| (*pid, entry.clone()))
+            .collect()
     }
 
     /// Marks the log closed without writing anything (its directory is being deleted).
@@ -1044,20 +1143,36 @@ fn read_header(file: &File, position: u64) -> std::io::Result<BatchHeader> {
 
 /// Reads batches from one segment: skips to the batch holding `offset`, then returns whole
 /// batches up to `max_bytes`. `None` when the segment holds nothing at or after `offset`.
-fn read_from(
-    file: &File,
+/// Where to read in one segment: bytes `[start, limit)`, from the batch holding `offset`, and
+/// no batch starting at or after `max_offset`.
+struct ReadRange {
     start: u64,
     limit: u64,
     offset: i64,
+    max_offset: i64,
+}
+
+fn read_from(
+    file: &File,
+    range: ReadRange,
     max_bytes: usize,
     min_one_batch: bool,
 ) -> std::io::Result<Option<Bytes>> {
+    let ReadRange {
+        start,
+        limit,
+        offset,
+        max_offset,
+    } = range;
     let mut position = start;
     let first_len = loop {
         if position >= limit {
             return Ok(None);
         }
         let header = read_header(file, position)?;
+        if header.base_offset >= max_offset {
+            return Ok(Some(Bytes::new()));
+        }
         if header.last_offset() >= offset {
             break header.total_len() as u64;
         }
@@ -1069,12 +1184,15 @@ fn read_from(
     let want = (limit - position).min((max_bytes as u64).max(first_len));
     let mut buf = vec![0u8; want as usize];
     file.read_exact_at(&mut buf, position)?;
-    // Cut at the last whole batch.
+    // Cut at the last whole batch, and before the first one at or past `max_offset`.
     let mut end = 0usize;
     while end + HEADER_LEN <= buf.len() {
+        let mut base = [0u8; 8];
+        base.copy_from_slice(&buf[end..end + 8]);
+        let base_offset = i64::from_be_bytes(base);
         let length = i32::from_be_bytes([buf[end + 8], buf[end + 9], buf[end + 10], buf[end + 11]]);
         let total = length as usize + batch::LOG_OVERHEAD;
-        if length < 0 || end + total > buf.len() {
+        if length < 0 || end + total > buf.len() || (end > 0 && base_offset >= max_offset) {
             break;
         }
         end += total;
@@ -1192,7 +1310,21 @@ fn restore_producers(dir: &Path, segments: &[Segment]) -> Result<(ProducerState,
             let header = read_header(&segment.file, position)
                 .map_err(|e| LogError::io("read", &segment.log_path, e))?;
             if header.base_offset >= from && header.producer_id >= 0 {
-                state.record(&header, header.max_timestamp);
+                if header.is_control() {
+                    let bytes = Segment::read_at(&segment.file, position, header.total_len())
+                        .map_err(|e| LogError::io("read", &segment.log_path, e))?;
+                    if let Some(kind) = batch::control_type(&bytes) {
+                        state.record_marker(
+                            header.producer_id,
+                            header.producer_epoch,
+                            kind == batch::CONTROL_COMMIT,
+                            header.base_offset,
+                            header.max_timestamp,
+                        );
+                    }
+                } else {
+                    state.record(&header, header.max_timestamp);
+                }
                 replayed += 1;
             }
             position += header.total_len() as u64;

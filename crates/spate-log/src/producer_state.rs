@@ -17,7 +17,7 @@ use crate::error::LogError;
 pub const BATCHES_PER_PRODUCER: usize = 5;
 
 const SNAPSHOT_MAGIC: &[u8; 4] = b"SPPS";
-const SNAPSHOT_VERSION: u32 = 1;
+const SNAPSHOT_VERSION: u32 = 2;
 
 /// One appended batch of a producer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,6 +43,20 @@ pub struct ProducerEntry {
     pub batches: VecDeque<BatchMeta>,
     /// Wall-clock time of the producer's last append (for expiry).
     pub last_append_ms: i64,
+    /// First offset of the producer's open transaction in this partition.
+    pub txn_first_offset: Option<i64>,
+}
+
+/// A transaction that was aborted in this partition: read_committed consumers skip the
+/// producer's records from `first_offset` to `last_offset` (the abort marker).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AbortedTxn {
+    /// The producer.
+    pub producer_id: i64,
+    /// Offset of its first record in the transaction.
+    pub first_offset: i64,
+    /// Offset of the abort marker.
+    pub last_offset: i64,
 }
 
 /// The verdict on an incoming idempotent batch.
@@ -58,6 +72,7 @@ pub enum Admission {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ProducerState {
     producers: HashMap<i64, ProducerEntry>,
+    aborted: Vec<AbortedTxn>,
 }
 
 fn last_sequence(header: &BatchHeader) -> i32 {
@@ -103,6 +118,11 @@ impl ProducerState {
                 current_epoch: entry.epoch,
             });
         }
+        if header.is_control() || header.base_sequence < 0 {
+            // Transaction markers and the broker's own transactional writes (offsets committed
+            // in a transaction) carry no sequence; producers' batches always do (validated).
+            return Ok(Admission::Append);
+        }
         let first = header.base_sequence;
         let last = last_sequence(header);
         if epoch > entry.epoch {
@@ -146,10 +166,21 @@ impl ProducerState {
                 epoch: header.producer_epoch,
                 batches: VecDeque::new(),
                 last_append_ms: now_ms,
+                txn_first_offset: None,
             });
         if header.producer_epoch != entry.epoch {
             entry.epoch = header.producer_epoch;
             entry.batches.clear();
+        }
+        entry.last_append_ms = now_ms;
+        if header.is_control() {
+            return;
+        }
+        if header.is_transactional() && entry.txn_first_offset.is_none() {
+            entry.txn_first_offset = Some(header.base_offset);
+        }
+        if header.base_sequence < 0 {
+            return;
         }
         entry.batches.push_back(BatchMeta {
             first_sequence: header.base_sequence,
@@ -161,15 +192,78 @@ impl ProducerState {
         while entry.batches.len() > BATCHES_PER_PRODUCER {
             entry.batches.pop_front();
         }
+    }
+
+    /// Records a transaction marker appended at `marker_offset`: the producer's open
+    /// transaction in this partition ends, and an aborted one is remembered.
+    pub fn record_marker(&mut self, producer_id: i64, epoch: i16, commit: bool, marker_offset: i64, now_ms: i64) {
+        let entry = self.producers.entry(producer_id).or_insert_with(|| ProducerEntry {
+            epoch,
+            batches: VecDeque::new(),
+            last_append_ms: now_ms,
+            txn_first_offset: None,
+        });
+        if epoch > entry.epoch {
+            entry.epoch = epoch;
+            entry.batches.clear();
+        }
         entry.last_append_ms = now_ms;
+        if let Some(first_offset) = entry.txn_first_offset.take()
+            && !commit
+        {
+            self.aborted.push(AbortedTxn {
+                producer_id,
+                first_offset,
+                last_offset: marker_offset,
+            });
+        }
+    }
+
+    /// The first offset of the oldest open transaction, if any (bounds the last stable offset).
+    pub fn first_unstable_offset(&self) -> Option<i64> {
+        self.producers.values().filter_map(|e| e.txn_first_offset).min()
+    }
+
+    /// The producers with an open transaction and where it started.
+    pub fn open_transactions(&self) -> Vec<(i64, i64)> {
+        let mut open: Vec<(i64, i64)> = self
+            .producers
+            .iter()
+            .filter_map(|(pid, e)| e.txn_first_offset.map(|first| (*pid, first)))
+            .collect();
+        open.sort_unstable();
+        open
+    }
+
+    /// Every producer with its entry (for DescribeProducers).
+    pub fn producers(&self) -> impl Iterator<Item = (&i64, &ProducerEntry)> {
+        self.producers.iter()
+    }
+
+    /// Aborted transactions overlapping `[from, to]`, by first offset.
+    pub fn aborted_between(&self, from: i64, to: i64) -> Vec<AbortedTxn> {
+        let mut out: Vec<AbortedTxn> = self
+            .aborted
+            .iter()
+            .filter(|a| a.last_offset >= from && a.first_offset <= to)
+            .copied()
+            .collect();
+        out.sort_by_key(|a| a.first_offset);
+        out
+    }
+
+    /// Forgets aborted transactions that ended before the log start.
+    pub fn truncate_aborted_below(&mut self, log_start_offset: i64) {
+        self.aborted.retain(|a| a.last_offset >= log_start_offset);
     }
 
     /// Forgets producers idle for longer than `max_idle_ms` (Kafka's
     /// `producer.id.expiration.ms`). Returns how many were dropped.
     pub fn expire(&mut self, now_ms: i64, max_idle_ms: i64) -> usize {
         let before = self.producers.len();
-        self.producers
-            .retain(|_, entry| now_ms.saturating_sub(entry.last_append_ms) < max_idle_ms);
+        self.producers.retain(|_, entry| {
+            entry.txn_first_offset.is_some() || now_ms.saturating_sub(entry.last_append_ms) < max_idle_ms
+        });
         before - self.producers.len()
     }
 
@@ -186,6 +280,7 @@ impl ProducerState {
             out.extend_from_slice(&id.to_be_bytes());
             out.extend_from_slice(&entry.epoch.to_be_bytes());
             out.extend_from_slice(&entry.last_append_ms.to_be_bytes());
+            out.extend_from_slice(&entry.txn_first_offset.unwrap_or(-1).to_be_bytes());
             out.push(entry.batches.len() as u8);
             for batch in &entry.batches {
                 out.extend_from_slice(&batch.first_sequence.to_be_bytes());
@@ -194,6 +289,12 @@ impl ProducerState {
                 out.extend_from_slice(&batch.last_offset.to_be_bytes());
                 out.extend_from_slice(&batch.timestamp_ms.to_be_bytes());
             }
+        }
+        out.extend_from_slice(&(self.aborted.len() as u32).to_be_bytes());
+        for aborted in &self.aborted {
+            out.extend_from_slice(&aborted.producer_id.to_be_bytes());
+            out.extend_from_slice(&aborted.first_offset.to_be_bytes());
+            out.extend_from_slice(&aborted.last_offset.to_be_bytes());
         }
         let crc = crc32c::crc32c(&out);
         out.extend_from_slice(&crc.to_be_bytes());
@@ -219,6 +320,7 @@ impl ProducerState {
             let id = reader.i64()?;
             let epoch = reader.i16()?;
             let last_append_ms = reader.i64()?;
+            let txn_first_offset = reader.i64()?;
             let n = reader.u8()? as usize;
             let mut batches = VecDeque::with_capacity(n.min(BATCHES_PER_PRODUCER));
             for _ in 0..n {
@@ -236,10 +338,20 @@ impl ProducerState {
                     epoch,
                     batches,
                     last_append_ms,
+                    txn_first_offset: (txn_first_offset >= 0).then_some(txn_first_offset),
                 },
             );
         }
-        reader.buf.is_empty().then_some(ProducerState { producers })
+        let aborted_count = reader.u32()? as usize;
+        let mut aborted = Vec::with_capacity(aborted_count.min(reader.buf.len() / 24));
+        for _ in 0..aborted_count {
+            aborted.push(AbortedTxn {
+                producer_id: reader.i64()?,
+                first_offset: reader.i64()?,
+                last_offset: reader.i64()?,
+            });
+        }
+        reader.buf.is_empty().then_some(ProducerState { producers, aborted })
     }
 }
 

@@ -534,6 +534,58 @@ fn retried_idempotent_batches_are_not_appended_twice_even_after_a_crash() {
     );
 }
 
+fn transactional_batch(producer_id: i64, sequence: i32, value: &[u8]) -> Vec<u8> {
+    let mut builder = BatchBuilder::new(0, NOW);
+    builder.producer_id = producer_id;
+    builder.producer_epoch = 0;
+    builder.base_sequence = sequence;
+    builder.attributes = 0x10; // transactional
+    builder.push(0, Some(b"k"), Some(value));
+    builder.build().expect("build")
+}
+
+#[test]
+fn open_transactions_hold_back_read_committed_and_aborts_are_listed_after_a_crash() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = Log::create(dir.path(), "t-0".into(), LogConfig::default(), NOW).expect("create");
+    append(&log, &[b"plain"], NOW); // offset 0
+    let txn = |pid: i64, seq: i32, value: &[u8]| {
+        let bytes = transactional_batch(pid, seq, value);
+        let header = batch::validate_produce_batch(&bytes, false, 1 << 20).expect("valid");
+        let info = log.append(&bytes, &header, NOW).expect("append");
+        log.sync(NOW).expect("sync");
+        info.base_offset
+    };
+    assert_eq!(txn(7, 0, b"t7-a"), 1);
+    assert_eq!(txn(8, 0, b"t8-a"), 2);
+    append(&log, &[b"plain2"], NOW); // 3
+    let offsets = log.offsets();
+    assert_eq!((offsets.high_watermark, offsets.last_stable_offset), (4, 1));
+    // read_committed stops before the first open transaction; read_uncommitted does not.
+    assert_eq!(read_all(&log, 0).len(), 4);
+    let committed = log.read_isolated(0, 1 << 20, true, true).expect("read");
+    assert_eq!(spate_log::BatchHeader::parse(&committed.records).expect("header").last_offset(), 0);
+    assert_eq!(committed.records.len(), spate_log::BatchHeader::parse(&committed.records).expect("h").total_len());
+
+    log.append_marker(7, 0, false, 0, NOW).expect("abort 7"); // 4
+    log.sync(NOW).expect("sync");
+    assert_eq!(log.offsets().last_stable_offset, 2, "8 is still open");
+    log.append_marker(8, 0, true, 0, NOW).expect("commit 8"); // 5
+    log.sync(NOW).expect("sync");
+    let offsets = log.offsets();
+    assert_eq!(offsets.last_stable_offset, offsets.high_watermark);
+    let aborted = log.aborted_transactions(0, 10);
+    assert_eq!(aborted.len(), 1);
+    assert_eq!((aborted[0].producer_id, aborted[0].first_offset, aborted[0].last_offset), (7, 1, 4));
+    txn(8, 1, b"t8-b"); // 6: a new open transaction
+    drop(log); // crash
+
+    let log = open(dir.path(), LogConfig::default(), false);
+    assert_eq!(log.offsets().last_stable_offset, 6, "open transaction restored from the log");
+    assert_eq!(log.aborted_transactions(0, 10).len(), 1, "aborted list rebuilt");
+    assert_eq!(log.open_transactions(), vec![(8, 6)]);
+}
+
 mod model {
     use super::*;
     use proptest::prelude::*;
