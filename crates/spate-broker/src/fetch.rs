@@ -13,9 +13,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::fetch_response::{
-    FetchResponse, FetchableTopicResponse, PartitionData,
+    AbortedTransaction, FetchResponse, FetchableTopicResponse, PartitionData,
 };
-use kafka_protocol::messages::{BrokerId, FetchRequest, ResponseKind, TopicName};
+use kafka_protocol::messages::{BrokerId, FetchRequest, ProducerId, ResponseKind, TopicName};
 
 use kafka_protocol::protocol::StrBytes;
 use spate_log::{Log, LogError};
@@ -126,7 +126,11 @@ impl Broker {
             }
             let reads = {
                 let targets = Arc::clone(&targets);
-                tokio::task::spawn_blocking(move || read_all(&targets, response_max_bytes)).await
+                let committed_only = req.isolation_level == READ_COMMITTED;
+                tokio::task::spawn_blocking(move || {
+                    read_all(&targets, response_max_bytes, committed_only)
+                })
+                .await
             };
             let reads = match reads {
                 Ok(reads) => reads,
@@ -152,9 +156,21 @@ impl Broker {
                     if target.log.is_some() {
                         data.error_code = read.error_code;
                         data.high_watermark = read.high_watermark;
-                        data.last_stable_offset = read.high_watermark;
+                        data.last_stable_offset = read.last_stable_offset;
                         if version >= 5 {
                             data.log_start_offset = read.log_start_offset;
+                        }
+                        if req.isolation_level == READ_COMMITTED {
+                            data.aborted_transactions = Some(
+                                read.aborted
+                                    .iter()
+                                    .map(|a| {
+                                        AbortedTransaction::default()
+                                            .with_producer_id(ProducerId(a.producer_id))
+                                            .with_first_offset(a.first_offset)
+                                    })
+                                    .collect(),
+                            );
                         }
                         data.records = read.records.or_else(|| Some(Bytes::new()));
                     }
@@ -177,11 +193,14 @@ impl Broker {
 struct Read {
     error_code: i16,
     high_watermark: i64,
+    last_stable_offset: i64,
     log_start_offset: i64,
     records: Option<Bytes>,
+    /// For read_committed: aborted transactions overlapping the records returned.
+    aborted: Vec<spate_log::AbortedTxn>,
 }
 
-fn read_all(targets: &[Target], response_max_bytes: usize) -> Vec<Read> {
+fn read_all(targets: &[Target], response_max_bytes: usize, committed_only: bool) -> Vec<Read> {
     let mut remaining = response_max_bytes;
     let mut any_data = false;
     let mut reads = Vec::with_capacity(targets.len());
@@ -190,23 +209,32 @@ fn read_all(targets: &[Target], response_max_bytes: usize) -> Vec<Read> {
             reads.push(Read {
                 error_code: 0,
                 high_watermark: -1,
+                last_stable_offset: -1,
                 log_start_offset: -1,
                 records: None,
+                aborted: Vec::new(),
             });
             continue;
         };
         let max_bytes = target.max_bytes.min(remaining);
         // KIP-74: the first batch of the response is returned whole even when larger than the
         // limits, so a consumer never gets stuck behind a big batch.
-        match log.read(target.fetch_offset, max_bytes, !any_data) {
+        match log.read_isolated(target.fetch_offset, max_bytes, !any_data, committed_only) {
             Ok(result) => {
                 remaining = remaining.saturating_sub(result.records.len());
                 any_data |= !result.records.is_empty();
+                let aborted = if committed_only && !result.records.is_empty() {
+                    log.aborted_transactions(target.fetch_offset, last_offset_in(&result.records))
+                } else {
+                    Vec::new()
+                };
                 reads.push(Read {
                     error_code: 0,
                     high_watermark: result.high_watermark,
+                    last_stable_offset: result.last_stable_offset,
                     log_start_offset: result.log_start_offset,
                     records: Some(result.records),
+                    aborted,
                 });
             }
             Err(err) => {
@@ -217,11 +245,27 @@ fn read_all(targets: &[Target], response_max_bytes: usize) -> Vec<Read> {
                 reads.push(Read {
                     error_code: log_error_code(&err).code(),
                     high_watermark: offsets.high_watermark,
+                    last_stable_offset: offsets.last_stable_offset,
                     log_start_offset: offsets.log_start_offset,
                     records: Some(Bytes::new()),
+                    aborted: Vec::new(),
                 });
             }
         }
     }
     reads
+}
+
+/// The last offset of the last whole batch in `records`.
+fn last_offset_in(records: &Bytes) -> i64 {
+    let mut rest = &records[..];
+    let mut last = -1;
+    while let Ok(header) = spate_log::BatchHeader::parse(rest) {
+        last = header.last_offset();
+        if header.total_len() > rest.len() {
+            break;
+        }
+        rest = &rest[header.total_len()..];
+    }
+    last
 }

@@ -22,6 +22,7 @@ mod offsets;
 mod produce;
 mod producers;
 pub mod topics;
+pub mod transactions;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -74,6 +75,8 @@ pub struct BrokerOptions {
     pub sync_threads: usize,
     /// Group coordinator settings.
     pub groups: groups::CoordinatorSettings,
+    /// Transaction coordinator settings.
+    pub transactions: transactions::TransactionSettings,
     /// Time source.
     pub clock: Clock,
 }
@@ -145,6 +148,7 @@ pub struct Broker {
     metrics: Metrics,
     producer_ids: producers::ProducerIds,
     groups: groups::GroupCoordinator,
+    transactions: transactions::TxnCoordinator,
 }
 
 impl std::fmt::Debug for Broker {
@@ -188,6 +192,11 @@ impl Broker {
         }
         let producer_ids = producers::ProducerIds::open(&data_dir).map_err(dir_error)?;
         let groups = groups::GroupCoordinator::open(options.groups.clone(), &topics, now)?;
+        let transactions =
+            transactions::TxnCoordinator::open(options.transactions.clone(), &topics, now)?;
+        for ((group, pid), offsets) in groups.take_open_transaction_offsets() {
+            transactions.add_pending_offsets(&group, pid, offsets);
+        }
         let syncer = Syncer::start(options.sync_threads);
         Ok(Arc::new(Broker {
             options,
@@ -197,6 +206,7 @@ impl Broker {
             metrics: Metrics::default(),
             producer_ids,
             groups,
+            transactions,
         }))
     }
 
@@ -285,6 +295,25 @@ impl Broker {
             RequestKind::ConsumerGroupDescribe(req) => Reply::Now(
                 ResponseKind::ConsumerGroupDescribe(self.consumer_group_describe(req)),
             ),
+            RequestKind::AddPartitionsToTxn(req) => Reply::Now(ResponseKind::AddPartitionsToTxn(
+                self.add_partitions_to_txn(req).await,
+            )),
+            RequestKind::AddOffsetsToTxn(req) => Reply::Now(ResponseKind::AddOffsetsToTxn(
+                self.add_offsets_to_txn(req).await,
+            )),
+            RequestKind::EndTxn(req) => Reply::Now(ResponseKind::EndTxn(self.end_txn(req).await)),
+            RequestKind::TxnOffsetCommit(req) => Reply::Now(ResponseKind::TxnOffsetCommit(
+                self.txn_offset_commit(req).await,
+            )),
+            RequestKind::DescribeTransactions(req) => Reply::Now(
+                ResponseKind::DescribeTransactions(self.describe_transactions(req).await),
+            ),
+            RequestKind::ListTransactions(req) => Reply::Now(ResponseKind::ListTransactions(
+                self.list_transactions(req, version).await,
+            )),
+            RequestKind::DescribeProducers(req) => Reply::Now(ResponseKind::DescribeProducers(
+                self.describe_producers(req),
+            )),
             RequestKind::JoinGroup(req) => {
                 self.join_group(req, version, &client_id, &client_host)
                     .await

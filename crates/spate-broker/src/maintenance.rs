@@ -24,6 +24,7 @@ pub(crate) async fn run(
             _ = flush.tick() => {
                 broker.request_due_flushes();
                 broker.tick_groups().await;
+                broker.tick_transactions().await;
             }
             _ = retention.tick() => {
                 let worker = Arc::clone(&broker);

@@ -237,6 +237,8 @@ fn downgrade_topic(topic: &mut MetadataResponseTopic, version: i16) {
 
 /// FindCoordinator key types.
 const KEY_TYPE_GROUP: i8 = 0;
+/// FindCoordinator key type of transactional ids.
+const KEY_TYPE_TRANSACTION: i8 = 1;
 
 impl Broker {
     /// Every group is coordinated by this broker. Transaction and share-group coordinators do
@@ -249,11 +251,11 @@ impl Broker {
         let host = StrBytes::from_string(self.options.advertised_host.clone());
         let node = BrokerId(self.options.node_id);
         let port = self.options.advertised_port;
-        let supported = req.key_type == KEY_TYPE_GROUP;
+        let supported = req.key_type == KEY_TYPE_GROUP || req.key_type == KEY_TYPE_TRANSACTION;
         let unavailable = ResponseError::CoordinatorNotAvailable;
         let message = || {
             Some(StrBytes::from_static_str(
-                "only consumer group coordinators exist on this broker",
+                "share groups have no coordinator on this broker",
             ))
         };
         if version >= 4 {

@@ -54,6 +54,7 @@ impl Broker {
         version: i16,
     ) -> ListOffsetsResponse {
         let broker = Arc::clone(self);
+        let read_committed = req.isolation_level == 1;
         let work = move || {
             let mut response = ListOffsetsResponse::default();
             for topic in req.topics {
@@ -71,7 +72,7 @@ impl Broker {
                             Some(err) => Err(err),
                             None => Ok(p),
                         })
-                        .and_then(|p| lookup_offset(&p, partition.timestamp));
+                        .and_then(|p| lookup_offset(&p, partition.timestamp, read_committed));
                     match lookup {
                         Ok(Some((offset, timestamp))) => {
                             result.offset = offset;
@@ -171,6 +172,7 @@ impl Broker {
 fn lookup_offset(
     partition: &Partition,
     timestamp: i64,
+    read_committed: bool,
 ) -> Result<Option<(i64, i64)>, ResponseError> {
     let offsets = partition.log.offsets();
     let storage = |err: spate_log::LogError| {
@@ -179,6 +181,7 @@ fn lookup_offset(
     };
     match timestamp {
         EARLIEST | EARLIEST_LOCAL => Ok(Some((offsets.log_start_offset, -1))),
+        LATEST if read_committed => Ok(Some((offsets.last_stable_offset, -1))),
         LATEST => Ok(Some((offsets.high_watermark, -1))),
         // Nothing is tiered or waiting for upload in a local log.
         LATEST_TIERED | EARLIEST_PENDING_UPLOAD => Ok(Some((-1, -1))),

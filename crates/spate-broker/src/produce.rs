@@ -27,6 +27,8 @@ const MAX_VALIDATION_DECOMPRESSED_BYTES: usize = 64 << 20;
 struct Slot {
     topic: usize,
     partition: usize,
+    /// Topic name and partition index, once resolved.
+    target: Option<(String, i32)>,
     log: Option<Arc<Log>>,
     records: Option<Bytes>,
     outcome: Outcome,
@@ -64,6 +66,7 @@ impl Broker {
                 let mut slot = Slot {
                     topic: t,
                     partition: p,
+                    target: None,
                     log: None,
                     records: partition_data.records,
                     outcome: Outcome::Pending,
@@ -87,7 +90,10 @@ impl Broker {
                             format!("partition {} does not exist", partition_data.index),
                         )
                     }
-                    Some(Some(partition)) => slot.log = Some(Arc::clone(&partition.log)),
+                    Some(Some(partition)) => {
+                        slot.log = Some(Arc::clone(&partition.log));
+                        slot.target = Some((partition.topic.clone(), partition.index));
+                    }
                 }
                 if !matches!(acks, -1..=1) {
                     let err = BrokerError::InvalidRequiredAcks { acks };
@@ -102,8 +108,10 @@ impl Broker {
         let broker = Arc::clone(self);
         let appended = tokio::task::spawn_blocking(move || {
             for slot in &mut slots {
-                if let (Outcome::Pending, Some(log)) = (&slot.outcome, &slot.log) {
-                    slot.outcome = broker.append_one(log, slot.records.take(), now);
+                if let (Outcome::Pending, Some(log), Some(target)) =
+                    (&slot.outcome, &slot.log, &slot.target)
+                {
+                    slot.outcome = broker.append_one(log, target, slot.records.take(), now);
                 }
             }
             slots
@@ -183,7 +191,13 @@ impl Broker {
     }
 
     /// Validates and appends one partition's records; blocking.
-    fn append_one(&self, log: &Arc<Log>, records: Option<Bytes>, now_ms: i64) -> Outcome {
+    fn append_one(
+        &self,
+        log: &Arc<Log>,
+        target: &(String, i32),
+        records: Option<Bytes>,
+        now_ms: i64,
+    ) -> Outcome {
         let Some(records) = records.filter(|r| !r.is_empty()) else {
             return Outcome::Failed(
                 ResponseError::InvalidRecord.code(),
@@ -204,10 +218,22 @@ impl Broker {
             MAX_VALIDATION_DECOMPRESSED_BYTES,
         ) {
             Ok(header) if header.is_transactional() => {
-                return Outcome::Failed(
-                    ResponseError::InvalidTxnState.code(),
-                    "transactional batches need the transaction coordinator, which this broker does not run yet".into(),
-                );
+                // KIP-890 part 1: only a transaction that added this partition may write to it.
+                if let Err(error) = self.transactions.allows(
+                    header.producer_id,
+                    header.producer_epoch,
+                    &target.0,
+                    target.1,
+                ) {
+                    return Outcome::Failed(
+                        error.code(),
+                        format!(
+                            "producer {} epoch {} has no ongoing transaction that added this partition",
+                            header.producer_id, header.producer_epoch
+                        ),
+                    );
+                }
+                header
             }
             Ok(header) => header,
             Err(err) => {

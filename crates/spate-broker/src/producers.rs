@@ -72,13 +72,8 @@ impl Broker {
                 .with_producer_id(ProducerId(-1))
                 .with_producer_epoch(-1)
         };
-        if req
-            .transactional_id
-            .as_ref()
-            .is_some_and(|id| !id.is_empty())
-        {
-            // Transactions need the transaction coordinator, which is not built yet.
-            return failed(ResponseError::CoordinatorNotAvailable);
+        if let Some(id) = req.transactional_id.as_ref().filter(|id| !id.is_empty()) {
+            return self.init_transactional_producer(&req, id).await;
         }
         // Idempotent producers always get a new id with epoch 0 (Kafka does the same when no
         // transactional id is given, including epoch-bump requests).

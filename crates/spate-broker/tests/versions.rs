@@ -29,6 +29,7 @@ fn open_broker(dir: &std::path::Path) -> Arc<Broker> {
         topic_defaults: BTreeMap::new(),
         sync_threads: 1,
         groups: Default::default(),
+        transactions: Default::default(),
         clock: spate_broker::system_clock(),
     })
     .expect("open broker")
@@ -444,6 +445,62 @@ fn requests(api: ApiKey, version: i16, topic_id: uuid::Uuid) -> Vec<RequestKind>
                 GroupId(s("standalone")),
             ]),
         )],
+        ApiKey::AddPartitionsToTxn => vec![RequestKind::AddPartitionsToTxn(
+            AddPartitionsToTxnRequest::default()
+                .with_v3_and_below_transactional_id(TransactionalId(s("tx")))
+                .with_v3_and_below_producer_id(ProducerId(12345))
+                .with_v3_and_below_topics(vec![
+                    add_partitions_to_txn_request::AddPartitionsToTxnTopic::default()
+                        .with_name(name.clone())
+                        .with_partitions(vec![0]),
+                ]),
+        )],
+        ApiKey::AddOffsetsToTxn => vec![RequestKind::AddOffsetsToTxn(
+            AddOffsetsToTxnRequest::default()
+                .with_transactional_id(TransactionalId(s("tx")))
+                .with_producer_id(ProducerId(12345))
+                .with_group_id(GroupId(s("g"))),
+        )],
+        ApiKey::EndTxn => vec![RequestKind::EndTxn(
+            EndTxnRequest::default()
+                .with_transactional_id(TransactionalId(s("tx")))
+                .with_producer_id(ProducerId(12345))
+                .with_committed(true),
+        )],
+        ApiKey::TxnOffsetCommit => vec![RequestKind::TxnOffsetCommit(
+            TxnOffsetCommitRequest::default()
+                .with_transactional_id(TransactionalId(s("tx")))
+                .with_group_id(GroupId(s("g")))
+                .with_producer_id(ProducerId(12345))
+                .with_topics(vec![
+                    txn_offset_commit_request::TxnOffsetCommitRequestTopic::default()
+                        .with_name(name.clone())
+                        .with_partitions(vec![
+                            txn_offset_commit_request::TxnOffsetCommitRequestPartition::default(),
+                        ]),
+                ]),
+        )],
+        ApiKey::DescribeProducers => vec![RequestKind::DescribeProducers(
+            DescribeProducersRequest::default().with_topics(vec![
+                describe_producers_request::TopicRequest::default()
+                    .with_name(name.clone())
+                    .with_partition_indexes(vec![0, 5]),
+            ]),
+        )],
+        ApiKey::DescribeTransactions => vec![RequestKind::DescribeTransactions(
+            DescribeTransactionsRequest::default().with_transactional_ids(vec![
+                TransactionalId(s("tx")),
+                TransactionalId(s("missing")),
+            ]),
+        )],
+        ApiKey::ListTransactions => {
+            let mut request = ListTransactionsRequest::default()
+                .with_state_filters(vec![s("Ongoing"), s("Weird")]);
+            if version >= 1 {
+                request.duration_filter = -1;
+            }
+            vec![RequestKind::ListTransactions(request)]
+        }
         other => panic!("no sample request for advertised API {other:?}"),
     }
 }

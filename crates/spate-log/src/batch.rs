@@ -530,13 +530,23 @@ pub const CONTROL_COMMIT: i16 = 1;
 
 /// Builds a transaction marker: a control batch holding one control record whose key is
 /// (version 0, type) and whose value is (version 0, coordinator epoch).
-pub fn build_marker(producer_id: i64, producer_epoch: i16, commit: bool, coordinator_epoch: i32, timestamp_ms: i64) -> Vec<u8> {
+pub fn build_marker(
+    producer_id: i64,
+    producer_epoch: i16,
+    commit: bool,
+    coordinator_epoch: i32,
+    timestamp_ms: i64,
+) -> Vec<u8> {
     let mut builder = BatchBuilder::new(0, timestamp_ms);
     builder.attributes = ATTR_TRANSACTIONAL | ATTR_CONTROL;
     builder.producer_id = producer_id;
     builder.producer_epoch = producer_epoch;
     builder.base_sequence = -1;
-    let kind = if commit { CONTROL_COMMIT } else { CONTROL_ABORT };
+    let kind = if commit {
+        CONTROL_COMMIT
+    } else {
+        CONTROL_ABORT
+    };
     let mut key = Vec::with_capacity(4);
     key.extend_from_slice(&0i16.to_be_bytes());
     key.extend_from_slice(&kind.to_be_bytes());
@@ -545,7 +555,9 @@ pub fn build_marker(producer_id: i64, producer_epoch: i16, commit: bool, coordin
     value.extend_from_slice(&coordinator_epoch.to_be_bytes());
     builder.push(0, Some(&key), Some(&value));
     // Uncompressed: building cannot fail.
-    builder.build().expect("an uncompressed marker batch always builds")
+    builder
+        .build()
+        .expect("an uncompressed marker batch always builds")
 }
 
 /// The control record type of a control batch (`CONTROL_ABORT`/`CONTROL_COMMIT`), if readable.

@@ -438,7 +438,13 @@ impl Log {
         coordinator_epoch: i32,
         now_ms: i64,
     ) -> Result<AppendInfo, LogError> {
-        let batch = batch::build_marker(producer_id, producer_epoch, commit, coordinator_epoch, now_ms);
+        let batch = batch::build_marker(
+            producer_id,
+            producer_epoch,
+            commit,
+            coordinator_epoch,
+            now_ms,
+        );
         let header = BatchHeader::parse(&batch)?;
         self.append_inner(&batch, &header, Some(commit), now_ms)
     }

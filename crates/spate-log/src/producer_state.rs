@@ -196,13 +196,23 @@ impl ProducerState {
 
     /// Records a transaction marker appended at `marker_offset`: the producer's open
     /// transaction in this partition ends, and an aborted one is remembered.
-    pub fn record_marker(&mut self, producer_id: i64, epoch: i16, commit: bool, marker_offset: i64, now_ms: i64) {
-        let entry = self.producers.entry(producer_id).or_insert_with(|| ProducerEntry {
-            epoch,
-            batches: VecDeque::new(),
-            last_append_ms: now_ms,
-            txn_first_offset: None,
-        });
+    pub fn record_marker(
+        &mut self,
+        producer_id: i64,
+        epoch: i16,
+        commit: bool,
+        marker_offset: i64,
+        now_ms: i64,
+    ) {
+        let entry = self
+            .producers
+            .entry(producer_id)
+            .or_insert_with(|| ProducerEntry {
+                epoch,
+                batches: VecDeque::new(),
+                last_append_ms: now_ms,
+                txn_first_offset: None,
+            });
         if epoch > entry.epoch {
             entry.epoch = epoch;
             entry.batches.clear();
@@ -221,7 +231,10 @@ impl ProducerState {
 
     /// The first offset of the oldest open transaction, if any (bounds the last stable offset).
     pub fn first_unstable_offset(&self) -> Option<i64> {
-        self.producers.values().filter_map(|e| e.txn_first_offset).min()
+        self.producers
+            .values()
+            .filter_map(|e| e.txn_first_offset)
+            .min()
     }
 
     /// The producers with an open transaction and where it started.
@@ -262,7 +275,8 @@ impl ProducerState {
     pub fn expire(&mut self, now_ms: i64, max_idle_ms: i64) -> usize {
         let before = self.producers.len();
         self.producers.retain(|_, entry| {
-            entry.txn_first_offset.is_some() || now_ms.saturating_sub(entry.last_append_ms) < max_idle_ms
+            entry.txn_first_offset.is_some()
+                || now_ms.saturating_sub(entry.last_append_ms) < max_idle_ms
         });
         before - self.producers.len()
     }
@@ -351,7 +365,10 @@ impl ProducerState {
                 last_offset: reader.i64()?,
             });
         }
-        reader.buf.is_empty().then_some(ProducerState { producers, aborted })
+        reader
+            .buf
+            .is_empty()
+            .then_some(ProducerState { producers, aborted })
     }
 }
 

@@ -564,8 +564,18 @@ fn open_transactions_hold_back_read_committed_and_aborts_are_listed_after_a_cras
     // read_committed stops before the first open transaction; read_uncommitted does not.
     assert_eq!(read_all(&log, 0).len(), 4);
     let committed = log.read_isolated(0, 1 << 20, true, true).expect("read");
-    assert_eq!(spate_log::BatchHeader::parse(&committed.records).expect("header").last_offset(), 0);
-    assert_eq!(committed.records.len(), spate_log::BatchHeader::parse(&committed.records).expect("h").total_len());
+    assert_eq!(
+        spate_log::BatchHeader::parse(&committed.records)
+            .expect("header")
+            .last_offset(),
+        0
+    );
+    assert_eq!(
+        committed.records.len(),
+        spate_log::BatchHeader::parse(&committed.records)
+            .expect("h")
+            .total_len()
+    );
 
     log.append_marker(7, 0, false, 0, NOW).expect("abort 7"); // 4
     log.sync(NOW).expect("sync");
@@ -576,13 +586,28 @@ fn open_transactions_hold_back_read_committed_and_aborts_are_listed_after_a_cras
     assert_eq!(offsets.last_stable_offset, offsets.high_watermark);
     let aborted = log.aborted_transactions(0, 10);
     assert_eq!(aborted.len(), 1);
-    assert_eq!((aborted[0].producer_id, aborted[0].first_offset, aborted[0].last_offset), (7, 1, 4));
+    assert_eq!(
+        (
+            aborted[0].producer_id,
+            aborted[0].first_offset,
+            aborted[0].last_offset
+        ),
+        (7, 1, 4)
+    );
     txn(8, 1, b"t8-b"); // 6: a new open transaction
     drop(log); // crash
 
     let log = open(dir.path(), LogConfig::default(), false);
-    assert_eq!(log.offsets().last_stable_offset, 6, "open transaction restored from the log");
-    assert_eq!(log.aborted_transactions(0, 10).len(), 1, "aborted list rebuilt");
+    assert_eq!(
+        log.offsets().last_stable_offset,
+        6,
+        "open transaction restored from the log"
+    );
+    assert_eq!(
+        log.aborted_transactions(0, 10).len(),
+        1,
+        "aborted list rebuilt"
+    );
     assert_eq!(log.open_transactions(), vec![(8, 6)]);
 }
 

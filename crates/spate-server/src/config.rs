@@ -62,6 +62,11 @@ pub struct Config {
     /// Kafka's `group.consumer.heartbeat.interval.ms`, told to `group.protocol=consumer`
     /// members (5000 in Kafka; shorter here so groups converge faster).
     pub group_consumer_heartbeat_interval_ms: i32,
+    /// Kafka's `transaction.state.log.num.partitions` (used when `__transaction_state` is
+    /// created).
+    pub transaction_state_partitions: i32,
+    /// Kafka's `transaction.max.timeout.ms`: the longest timeout a producer may ask for.
+    pub transaction_max_timeout_ms: i32,
     /// Defaults for per-topic configs, by Kafka name (e.g. `"retention.ms" = "86400000"`).
     pub topic_defaults: BTreeMap<String, String>,
 }
@@ -91,6 +96,8 @@ impl Default for Config {
             offsets_retention_minutes: 10_080,
             group_consumer_session_timeout_ms: 45_000,
             group_consumer_heartbeat_interval_ms: 1_000,
+            transaction_state_partitions: 50,
+            transaction_max_timeout_ms: 900_000,
             topic_defaults: BTreeMap::new(),
         }
     }
@@ -161,7 +168,7 @@ impl Config {
                 "must be at least max-request-bytes",
             ));
         }
-        if self.offsets_topic_partitions < 1 {
+        if self.offsets_topic_partitions < 1 || self.transaction_state_partitions < 1 {
             return Err(invalid("offsets-topic-partitions", "must be at least 1"));
         }
         if self.group_min_session_timeout_ms > self.group_max_session_timeout_ms {

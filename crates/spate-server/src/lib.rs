@@ -116,6 +116,10 @@ impl Server {
                 consumer_session_timeout_ms: config.group_consumer_session_timeout_ms,
                 consumer_heartbeat_interval_ms: config.group_consumer_heartbeat_interval_ms,
             },
+            transactions: spate_broker::transactions::TransactionSettings {
+                partitions: config.transaction_state_partitions,
+                max_timeout_ms: config.transaction_max_timeout_ms,
+            },
             clock: spate_broker::system_clock(),
         };
         let broker = tokio::task::spawn_blocking(move || Broker::open(options))

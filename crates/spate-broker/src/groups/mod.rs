@@ -28,6 +28,9 @@ use consumer::{Assignment, ConsumerGroup, TopicInfo};
 
 use store::{CommittedOffset, OFFSETS_TOPIC, StoredRecord};
 
+/// Offsets committed inside open transactions: (group, producer id) → (topic, partition, offset).
+pub(crate) type TransactionOffsets = HashMap<(String, i64), Vec<(String, i32, CommittedOffset)>>;
+
 /// Committed offsets of one topic's partitions (`None`: nothing committed).
 type TopicOffsets = (TopicName, Vec<(i32, Option<CommittedOffset>)>);
 
@@ -90,6 +93,7 @@ impl Registry {
 pub struct GroupCoordinator {
     settings: CoordinatorSettings,
     groups: Mutex<Registry>,
+    open_transaction_offsets: Mutex<TransactionOffsets>,
 }
 
 fn s(value: &str) -> StrBytes {
@@ -134,58 +138,75 @@ impl GroupCoordinator {
         };
         let mut groups: HashMap<String, Group> = HashMap::new();
         let mut replayed = 0usize;
-        for partition in topic.partitions() {
-            let mut next = partition.log.offsets().log_start_offset;
-            loop {
-                let read = partition.log.read(next, 4 << 20, true)?;
-                if read.records.is_empty() {
-                    break;
+        // Offsets committed inside transactions wait for their producer's marker.
+        let mut pending: HashMap<i64, Vec<(String, String, i32, CommittedOffset)>> = HashMap::new();
+        let _ = topic;
+        crate::transactions::replay_topic(topics, OFFSETS_TOPIC, |header, offset, key, value| {
+            if header.is_control() {
+                let commit = key.is_some_and(|k| {
+                    k.len() >= 4
+                        && i16::from_be_bytes([k[2], k[3]]) == spate_log::batch::CONTROL_COMMIT
+                });
+                for (group, topic, partition, committed) in
+                    pending.remove(&header.producer_id).unwrap_or_default()
+                {
+                    if commit {
+                        groups
+                            .entry(group.clone())
+                            .or_insert_with(|| Group::new(&group, now_ms))
+                            .offsets
+                            .insert((topic, partition), committed);
+                    }
                 }
-                let mut rest = &read.records[..];
-                while !rest.is_empty() {
-                    let header = BatchHeader::parse(rest)
-                        .map_err(|e| BrokerError::from(spate_log::LogError::Batch(e)))?;
-                    let batch = &rest[..header.total_len()];
-                    let records = spate_log::batch::record_bytes(batch, 64 << 20)
-                        .map_err(|e| BrokerError::from(spate_log::LogError::Batch(e)))?;
-                    for record in spate_log::batch::parse_records(&records, &header)
-                        .map_err(|e| BrokerError::from(spate_log::LogError::Batch(e)))?
-                    {
-                        let offset = header.base_offset + i64::from(record.offset_delta);
-                        let Some(key) = record.key else { continue };
-                        match store::decode(key, record.value, offset) {
-                            Some(StoredRecord::Offset {
-                                group,
-                                topic,
-                                partition,
-                                value,
-                            }) => {
-                                let entry = groups
-                                    .entry(group.clone())
-                                    .or_insert_with(|| Group::new(&group, now_ms));
-                                match value {
-                                    Some(value) => {
-                                        entry.offsets.insert((topic, partition), value);
-                                    }
-                                    None => {
-                                        entry.offsets.remove(&(topic, partition));
-                                    }
-                                }
-                                replayed += 1;
-                            }
-                            Some(StoredRecord::Group { group }) => {
-                                if let Some(entry) = groups.get(&group)
-                                    && entry.offsets.is_empty()
-                                {
-                                    groups.remove(&group);
-                                }
-                            }
-                            None => {}
+                return;
+            }
+            let Some(key) = key else { return };
+            match store::decode(key, value, offset) {
+                Some(StoredRecord::Offset {
+                    group,
+                    topic,
+                    partition,
+                    value,
+                }) => {
+                    replayed += 1;
+                    if header.is_transactional() {
+                        if let Some(value) = value {
+                            pending
+                                .entry(header.producer_id)
+                                .or_default()
+                                .push((group, topic, partition, value));
+                        }
+                        return;
+                    }
+                    let entry = groups
+                        .entry(group.clone())
+                        .or_insert_with(|| Group::new(&group, now_ms));
+                    match value {
+                        Some(value) => {
+                            entry.offsets.insert((topic, partition), value);
+                        }
+                        None => {
+                            entry.offsets.remove(&(topic, partition));
                         }
                     }
-                    next = header.last_offset() + 1;
-                    rest = &rest[header.total_len()..];
                 }
+                Some(StoredRecord::Group { group }) => {
+                    if let Some(entry) = groups.get(&group)
+                        && entry.offsets.is_empty()
+                    {
+                        groups.remove(&group);
+                    }
+                }
+                None => {}
+            }
+        })?;
+        let mut open_transactions: TransactionOffsets = HashMap::new();
+        for (pid, offsets) in pending {
+            for (group, topic, partition, committed) in offsets {
+                open_transactions
+                    .entry((group, pid))
+                    .or_default()
+                    .push((topic, partition, committed));
             }
         }
         groups.retain(|_, g| !g.is_disposable());
@@ -202,7 +223,14 @@ impl GroupCoordinator {
                 classic: groups,
                 consumer: HashMap::new(),
             }),
+            open_transaction_offsets: Mutex::new(open_transactions),
         })
+    }
+
+    /// Offsets of transactions still open when the broker stopped, for the transaction
+    /// coordinator to hold until their markers (taken once, at start).
+    pub(crate) fn take_open_transaction_offsets(&self) -> TransactionOffsets {
+        std::mem::take(&mut *self.open_transaction_offsets.lock())
     }
 
     /// Expires sessions, ends join phases and drops offsets of long-empty groups; returns the
@@ -1271,5 +1299,60 @@ impl Broker {
             })
             .collect();
         ConsumerGroupDescribeResponse::default().with_groups(groups)
+    }
+}
+
+impl Broker {
+    /// Applies offsets whose transaction committed (their records are already in the log).
+    pub(crate) fn apply_committed_offsets(
+        &self,
+        group: &str,
+        offsets: Vec<(String, i32, CommittedOffset)>,
+    ) {
+        let now = self.now_ms();
+        let mut registry = self.coordinator().groups.lock();
+        if registry.offsets(group).is_none() {
+            registry
+                .classic
+                .insert(group.to_string(), Group::new(group, now));
+        }
+        if let Some(stored) = registry.offsets_mut(group) {
+            for (topic, partition, committed) in offsets {
+                let key = (topic, partition);
+                if stored
+                    .get(&key)
+                    .is_none_or(|c| c.log_offset < committed.log_offset)
+                {
+                    stored.insert(key, committed);
+                }
+            }
+        }
+    }
+
+    /// TxnOffsetCommit's membership check: a generation of -1 (a producer outside the group)
+    /// is accepted; otherwise the member must be current.
+    pub(crate) fn check_txn_offset_commit_member(
+        &self,
+        group: &str,
+        generation: i32,
+        member_id: &str,
+    ) -> Result<(), ResponseError> {
+        if generation < 0 {
+            return Ok(());
+        }
+        let registry = self.coordinator().groups.lock();
+        if let Some(group) = registry.consumer.get(group) {
+            return group.check_commit(member_id, generation);
+        }
+        match registry.classic.get(group) {
+            None => Err(ResponseError::IllegalGeneration),
+            Some(group) => {
+                group.check_member(member_id, None)?;
+                if group.generation != generation {
+                    return Err(ResponseError::IllegalGeneration);
+                }
+                Ok(())
+            }
+        }
     }
 }
