@@ -22,6 +22,8 @@ enum Command {
     Produce(commands::produce::ProduceArgs),
     /// Consume records from a topic.
     Consume(commands::consume::ConsumeArgs),
+    /// List, describe and delete consumer groups, and reset their offsets.
+    Group(commands::group::GroupArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -31,6 +33,7 @@ fn main() -> std::process::ExitCode {
         Command::Topic(args) => commands::topic::run(args),
         Command::Produce(args) => commands::produce::run(args),
         Command::Consume(args) => commands::consume::run(args),
+        Command::Group(args) => commands::group::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -5,6 +5,8 @@
 //! looked up again when a broker answers NOT_COORDINATOR, COORDINATOR_NOT_AVAILABLE or
 //! COORDINATOR_LOAD_IN_PROGRESS (retried with backoff until the request timeout). ListGroups
 //! asks every broker, since each lists only the groups it coordinates, and merges the answers.
+//! Classic groups are described with DescribeGroups and KIP-848 groups with
+//! ConsumerGroupDescribe.
 //! Member assignments of `consumer` groups are decoded from the ConsumerProtocolAssignment
 //! bytes; bytes that do not parse are reported as such, never trusted. Offsets are committed
 //! the way admin tools do, outside any generation (generation -1, empty member id), which the
@@ -23,9 +25,9 @@ use kafka_protocol::messages::offset_fetch_request::{
     OffsetFetchRequestGroup, OffsetFetchRequestTopic, OffsetFetchRequestTopics,
 };
 use kafka_protocol::messages::{
-    ApiKey, ConsumerProtocolAssignment, DeleteGroupsRequest, DescribeGroupsRequest,
-    FindCoordinatorRequest, GroupId, ListGroupsRequest, OffsetCommitRequest, OffsetFetchRequest,
-    TopicName,
+    ApiKey, ConsumerGroupDescribeRequest, ConsumerProtocolAssignment, DeleteGroupsRequest,
+    DescribeGroupsRequest, FindCoordinatorRequest, GroupId, ListGroupsRequest, OffsetCommitRequest,
+    OffsetFetchRequest, TopicName,
 };
 use kafka_protocol::protocol::{Decodable, StrBytes};
 
@@ -164,16 +166,39 @@ pub struct GroupMember {
     pub assignment: MemberAssignment,
 }
 
-/// A group as DescribeGroups reports it.
+/// Which protocol a group's members speak.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GroupType {
+    /// JoinGroup/SyncGroup, described with DescribeGroups.
+    Classic,
+    /// KIP-848 ConsumerGroupHeartbeat, described with ConsumerGroupDescribe.
+    Consumer,
+}
+
+impl GroupType {
+    /// Kafka's name: `classic` or `consumer`.
+    pub fn name(self) -> &'static str {
+        match self {
+            GroupType::Classic => "classic",
+            GroupType::Consumer => "consumer",
+        }
+    }
+}
+
+/// A group as DescribeGroups (classic groups) or ConsumerGroupDescribe (KIP-848 groups)
+/// reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GroupDescription {
     /// Group id.
     pub group_id: String,
+    /// Classic or KIP-848 consumer group.
+    pub group_type: GroupType,
     /// State, e.g. `Stable`, `Empty`, `PreparingRebalance`.
     pub state: String,
     /// Protocol type, e.g. `consumer`.
     pub protocol_type: String,
-    /// The chosen protocol (the assignor for consumer groups, e.g. `range`).
+    /// The chosen protocol: the assignor of consumer groups, e.g. `range` (empty when the
+    /// group has no members).
     pub protocol: String,
     /// Members (none when the group is Empty).
     pub members: Vec<GroupMember>,
@@ -438,55 +463,22 @@ impl Client {
         Ok(groups)
     }
 
-    /// Describes `group` at its coordinator (DescribeGroups). `None` when the group does not
-    /// exist (state `Dead`, or GROUP_ID_NOT_FOUND from newer brokers).
+    /// Describes `group` at its coordinator: DescribeGroups, then ConsumerGroupDescribe when
+    /// the coordinator has no classic group of that id and speaks KIP-848 (as Kafka's admin
+    /// client does). `None` when the group does not exist (state `Dead`, or
+    /// GROUP_ID_NOT_FOUND).
     pub async fn describe_group(&self, group: &str) -> Result<Option<GroupDescription>> {
         self.with_group_coordinator(group, |conn, coordinator| async move {
-            let version = conn.version::<DescribeGroupsRequest>()?;
-            let described = describe_at(&conn, &[group.to_string()]).await?;
-            let found = described
-                .into_iter()
-                .find(|d| d.group_id.0.as_str() == group)
-                .ok_or_else(|| {
-                    missing(
-                        &conn,
-                        ApiKey::DescribeGroups,
-                        version,
-                        format!("no description of group {group:?}"),
-                    )
-                })?;
-            if found.error_code == code::GROUP_ID_NOT_FOUND {
-                return Ok(None);
+            match describe_classic(&conn, group, &coordinator).await? {
+                Some(found) => Ok(Some(found)),
+                None if conn
+                    .version_within(ApiKey::ConsumerGroupDescribe, 0, 1)
+                    .is_ok() =>
+                {
+                    describe_consumer(&conn, group, &coordinator).await
+                }
+                None => Ok(None),
             }
-            kafka_error(
-                || format!("describe group {group:?}"),
-                found.error_code,
-                found.error_message.as_ref(),
-            )?;
-            if found.group_state.as_str() == STATE_DEAD {
-                return Ok(None);
-            }
-            let protocol_type = found.protocol_type.to_string();
-            let mut members: Vec<GroupMember> = found
-                .members
-                .into_iter()
-                .map(|m| GroupMember {
-                    member_id: m.member_id.to_string(),
-                    group_instance_id: m.group_instance_id.map(|s| s.to_string()),
-                    client_id: m.client_id.to_string(),
-                    client_host: m.client_host.to_string(),
-                    assignment: MemberAssignment::decode(&protocol_type, &m.member_assignment),
-                })
-                .collect();
-            members.sort_by(|a, b| a.member_id.cmp(&b.member_id));
-            Ok(Some(GroupDescription {
-                group_id: group.to_string(),
-                state: found.group_state.to_string(),
-                protocol_type,
-                protocol: found.protocol_data.to_string(),
-                members,
-                coordinator,
-            }))
         })
         .await
     }
@@ -723,6 +715,132 @@ impl Client {
         })
         .await
     }
+}
+
+/// DescribeGroups for one classic group; `None` when the coordinator has no such group.
+async fn describe_classic(
+    conn: &Connection,
+    group: &str,
+    coordinator: &Coordinator,
+) -> Result<Option<GroupDescription>> {
+    let version = conn.version::<DescribeGroupsRequest>()?;
+    let described = describe_at(conn, &[group.to_string()]).await?;
+    let found = described
+        .into_iter()
+        .find(|d| d.group_id.0.as_str() == group)
+        .ok_or_else(|| {
+            missing(
+                conn,
+                ApiKey::DescribeGroups,
+                version,
+                format!("no description of group {group:?}"),
+            )
+        })?;
+    if found.error_code == code::GROUP_ID_NOT_FOUND {
+        return Ok(None);
+    }
+    kafka_error(
+        || format!("describe group {group:?}"),
+        found.error_code,
+        found.error_message.as_ref(),
+    )?;
+    if found.group_state.as_str() == STATE_DEAD {
+        return Ok(None);
+    }
+    let protocol_type = found.protocol_type.to_string();
+    let mut members: Vec<GroupMember> = found
+        .members
+        .into_iter()
+        .map(|m| GroupMember {
+            member_id: m.member_id.to_string(),
+            group_instance_id: m.group_instance_id.map(|s| s.to_string()),
+            client_id: m.client_id.to_string(),
+            client_host: m.client_host.to_string(),
+            assignment: MemberAssignment::decode(&protocol_type, &m.member_assignment),
+        })
+        .collect();
+    members.sort_by(|a, b| a.member_id.cmp(&b.member_id));
+    Ok(Some(GroupDescription {
+        group_id: group.to_string(),
+        group_type: GroupType::Classic,
+        state: found.group_state.to_string(),
+        protocol_type,
+        protocol: found.protocol_data.to_string(),
+        members,
+        coordinator: coordinator.clone(),
+    }))
+}
+
+/// ConsumerGroupDescribe for one KIP-848 group; `None` when there is no such group.
+async fn describe_consumer(
+    conn: &Connection,
+    group: &str,
+    coordinator: &Coordinator,
+) -> Result<Option<GroupDescription>> {
+    let version = conn.version::<ConsumerGroupDescribeRequest>()?;
+    let request = ConsumerGroupDescribeRequest::default().with_group_ids(vec![group_id(group)]);
+    let response = conn.send(&request, version).await?;
+    let found = response
+        .groups
+        .into_iter()
+        .find(|d| d.group_id.0.as_str() == group)
+        .ok_or_else(|| {
+            missing(
+                conn,
+                ApiKey::ConsumerGroupDescribe,
+                version,
+                format!("no description of group {group:?}"),
+            )
+        })?;
+    if found.error_code == code::GROUP_ID_NOT_FOUND {
+        return Ok(None);
+    }
+    kafka_error(
+        || format!("describe group {group:?}"),
+        found.error_code,
+        found.error_message.as_ref(),
+    )?;
+    if found.group_state.as_str().eq_ignore_ascii_case(STATE_DEAD) {
+        return Ok(None);
+    }
+    let mut members: Vec<GroupMember> = found
+        .members
+        .into_iter()
+        .map(|m| {
+            let mut by_topic: BTreeMap<String, Vec<i32>> = BTreeMap::new();
+            for tp in m.assignment.topic_partitions {
+                by_topic
+                    .entry(tp.topic_name.0.to_string())
+                    .or_default()
+                    .extend(tp.partitions);
+            }
+            let partitions = by_topic
+                .into_iter()
+                .map(|(topic, mut ps)| {
+                    ps.sort_unstable();
+                    ps.dedup();
+                    (topic, ps)
+                })
+                .collect();
+            GroupMember {
+                member_id: m.member_id.to_string(),
+                group_instance_id: m.instance_id.map(|s| s.to_string()),
+                client_id: m.client_id.to_string(),
+                client_host: m.client_host.to_string(),
+                assignment: MemberAssignment::Partitions(partitions),
+            }
+        })
+        .collect();
+    members.sort_by(|a, b| a.member_id.cmp(&b.member_id));
+    Ok(Some(GroupDescription {
+        group_id: group.to_string(),
+        group_type: GroupType::Consumer,
+        state: found.group_state.to_string(),
+        protocol_type: "consumer".to_string(),
+        protocol: found.assignor_name.to_string(),
+        members,
+        coordinator: coordinator.clone(),
+    }))
 }
 
 /// DescribeGroups for `groups` on `conn`, the raw per-group answers.

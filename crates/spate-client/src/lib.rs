@@ -29,7 +29,8 @@ pub use connection::{Connection, Timeouts};
 pub use consumer::{Consumer, ConsumerConfig, ConsumerEvent, OffsetReset, PartitionRecords, Poll};
 pub use error::{Error, KafkaError, Result};
 pub use groups::{
-    CommittedOffset, Coordinator, GroupDescription, GroupMember, ListedGroup, MemberAssignment,
+    CommittedOffset, Coordinator, GroupDescription, GroupMember, GroupType, ListedGroup,
+    MemberAssignment,
 };
 pub use kafka_protocol::records::{Compression, TimestampType};
 pub use producer::{Acks, ProduceFailure, Producer, ProducerConfig};

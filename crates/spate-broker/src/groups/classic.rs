@@ -526,7 +526,6 @@ impl Group {
         if self.members.is_empty() {
             self.state = GroupState::Empty;
             self.protocol = None;
-            self.protocol_type = None;
             self.leader = None;
             self.empty_since_ms = now_ms;
             return;
@@ -738,7 +737,6 @@ impl Group {
                     self.state = GroupState::Empty;
                     self.generation += 1;
                     self.protocol = None;
-                    self.protocol_type = None;
                     self.leader = None;
                     self.empty_since_ms = now_ms;
                 } else {

@@ -893,7 +893,7 @@ impl Broker {
                 (
                     g.id.as_str(),
                     g.state.name(),
-                    g.protocol_type.as_deref().unwrap_or("consumer"),
+                    g.protocol_type.as_deref().unwrap_or(""),
                     "classic",
                 )
             })

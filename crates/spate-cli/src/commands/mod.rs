@@ -2,6 +2,7 @@
 
 pub mod client_args;
 pub mod consume;
+pub mod group;
 pub mod produce;
 pub mod serve;
 pub mod topic;
