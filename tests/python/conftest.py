@@ -66,6 +66,9 @@ class SpateBroker:
         self.allowed_errors: list[re.Pattern[str]] = []
         self.kafka_addr = ""
         self.http_addr = ""
+        # What `spate serve` listens on; port 0 lets the kernel pick (see `keep_ports`).
+        self.kafka_listen = "127.0.0.1:0"
+        self.http_listen = "127.0.0.1:0"
         self.starts = 0
         self._lock = threading.Lock()
         self._reader: threading.Thread | None = None
@@ -79,9 +82,9 @@ class SpateBroker:
             "--data-dir",
             str(self.data_dir),
             "--kafka-listen",
-            "127.0.0.1:0",
+            self.kafka_listen,
             "--http-listen",
-            "127.0.0.1:0",
+            self.http_listen,
             *self.args,
         ]
 
@@ -160,6 +163,13 @@ class SpateBroker:
         proc.wait()
         self._join_reader()
         self._append(f"----- killed with SIGKILL (start #{self.starts})")
+
+    def keep_ports(self) -> None:
+        """Later starts listen on the addresses this start got, so clients that stay connected
+        across a restart (a producer retrying through a crash) find the broker again."""
+        assert self.kafka_addr and self.http_addr, "keep_ports() needs a started broker"
+        self.kafka_listen = self.kafka_addr
+        self.http_listen = self.http_addr
 
     def restart(self) -> SpateBroker:
         """Starts again on the same data directory (after stop() or kill())."""
