@@ -369,6 +369,23 @@ impl TxnCoordinator {
             .extend(offsets);
     }
 
+    /// Partitions of a group with offsets waiting in an open transaction.
+    pub(crate) fn pending_partitions(
+        &self,
+        group: &str,
+    ) -> std::collections::HashSet<(String, i32)> {
+        self.pending_offsets
+            .lock()
+            .iter()
+            .filter(|((g, _), _)| g == group)
+            .flat_map(|(_, offsets)| {
+                offsets
+                    .iter()
+                    .map(|(topic, partition, _)| (topic.clone(), *partition))
+            })
+            .collect()
+    }
+
     fn take_pending_offsets(&self, producer_id: i64) -> Vec<(String, PendingOffsets)> {
         let mut pending = self.pending_offsets.lock();
         let keys: Vec<(String, i64)> = pending

@@ -689,6 +689,17 @@ impl Broker {
         req: OffsetFetchRequest,
         version: i16,
     ) -> OffsetFetchResponse {
+        // KIP-447: with require_stable, partitions whose offsets are inside an open transaction
+        // answer UNSTABLE_OFFSET_COMMIT, so a read_committed consumer never resumes from an
+        // offset that the transaction is about to replace.
+        let unstable = |group: &str| -> HashSet<(String, i32)> {
+            if version >= 7 && req.require_stable {
+                self.transactions.pending_partitions(group)
+            } else {
+                HashSet::new()
+            }
+        };
+        let unstable_code = ResponseError::UnstableOffsetCommit.code();
         let registry = self.coordinator().groups.lock();
         let fetch =
             |group_id: &str, topics: Option<Vec<(TopicName, Vec<i32>)>>| -> Vec<TopicOffsets> {
@@ -739,9 +750,11 @@ impl Broker {
                         .topics
                         .as_ref()
                         .map(|ts| ts.iter().map(|t| (t.name.clone(), t.partition_indexes.clone())).collect());
+                    let unstable = unstable(&g.group_id);
                     let topics = fetch(&g.group_id, topics)
                         .into_iter()
                         .map(|(name, partitions)| {
+                            let topic = name.to_string();
                             offset_fetch_response::OffsetFetchResponseTopics::default()
                                 .with_name(name)
                                 .with_partitions(
@@ -755,6 +768,12 @@ impl Broker {
                                                 commit_timestamp_ms: -1,
                                                 log_offset: -1,
                                             });
+                                            if unstable.contains(&(topic.clone(), p)) {
+                                                return offset_fetch_response::OffsetFetchResponsePartitions::default()
+                                                    .with_partition_index(p)
+                                                    .with_committed_offset(-1)
+                                                    .with_error_code(unstable_code);
+                                            }
                                             offset_fetch_response::OffsetFetchResponsePartitions::default()
                                                 .with_partition_index(p)
                                                 .with_committed_offset(c.offset)
@@ -777,9 +796,11 @@ impl Broker {
                 .map(|t| (t.name.clone(), t.partition_indexes.clone()))
                 .collect()
         });
+        let unstable = unstable(&req.group_id);
         let topics = fetch(&req.group_id, topics)
             .into_iter()
             .map(|(name, partitions)| {
+                let topic = name.to_string();
                 offset_fetch_response::OffsetFetchResponseTopic::default()
                     .with_name(name)
                     .with_partitions(
@@ -795,6 +816,10 @@ impl Broker {
                                         .with_partition_index(p)
                                         .with_committed_offset(offset)
                                         .with_metadata(Some(s(&metadata)));
+                                if unstable.contains(&(topic.clone(), p)) {
+                                    partition.committed_offset = -1;
+                                    partition.error_code = unstable_code;
+                                }
                                 if version >= 5 {
                                     partition.committed_leader_epoch = epoch;
                                 }
