@@ -15,11 +15,17 @@ from dataclasses import dataclass, field
 API_PRODUCE = 0
 API_FETCH = 1
 API_METADATA = 3
+API_OFFSET_FETCH = 9
 API_API_VERSIONS = 18
+API_DESCRIBE_PRODUCERS = 61
+API_DESCRIBE_TRANSACTIONS = 65
+API_LIST_TRANSACTIONS = 66
 
 ERROR_NONE = 0
 ERROR_CORRUPT_MESSAGE = 2
 ERROR_UNSUPPORTED_VERSION = 35
+ERROR_UNSTABLE_OFFSET_COMMIT = 88
+ERROR_TRANSACTIONAL_ID_NOT_FOUND = 105
 
 CODEC_NONE = 0
 CODEC_GZIP = 1
@@ -96,9 +102,18 @@ def varint(v: int) -> bytes:
     return uvarint((v << 1) ^ (v >> 63))
 
 
-def compact_string(v: str) -> bytes:
+def compact_string(v: str | None) -> bytes:
+    if v is None:
+        return uvarint(0)
     raw = v.encode()
     return uvarint(len(raw) + 1) + raw
+
+
+def compact_array(items: list[bytes]) -> bytes:
+    return uvarint(len(items) + 1) + b"".join(items)
+
+
+TAGS_NONE = uvarint(0)  # an empty tagged-fields section (flexible versions)
 
 
 def request_header_v1(api_key: int, version: int, correlation_id: int, client_id: str) -> bytes:
@@ -241,6 +256,14 @@ class Reader:
         n = self.i32()
         return None if n < 0 else self.take(n)
 
+    def compact_string(self) -> str | None:
+        n = self.uvarint()
+        return None if n == 0 else self.take(n - 1).decode()
+
+    def compact_array_len(self) -> int:
+        """Number of elements of a compact array; -1 for a null array."""
+        return self.uvarint() - 1
+
     def skip_tagged_fields(self) -> None:
         for _ in range(self.uvarint()):
             self.uvarint()  # tag
@@ -276,6 +299,55 @@ def parse_api_versions_v3(body: Reader) -> ApiVersions:
     throttle = body.i32()
     body.skip_tagged_fields()
     return ApiVersions(error_code, versions, throttle)
+
+
+@dataclass
+class TransactionDescription:
+    """One entry of a DescribeTransactions response."""
+
+    error_code: int
+    transactional_id: str
+    state: str
+    timeout_ms: int
+    start_time_ms: int
+    producer_id: int
+    producer_epoch: int
+    partitions: dict[str, list[int]]
+
+
+@dataclass
+class TransactionListing:
+    """One entry of a ListTransactions response."""
+
+    transactional_id: str
+    producer_id: int
+    state: str
+
+
+@dataclass
+class ListedTransactions:
+    error_code: int
+    unknown_state_filters: list[str]
+    transactions: list[TransactionListing]
+
+
+@dataclass
+class ActiveProducer:
+    """One active producer of a partition, from DescribeProducers."""
+
+    producer_id: int
+    producer_epoch: int
+    last_sequence: int
+    last_timestamp_ms: int
+    coordinator_epoch: int
+    current_txn_start_offset: int
+
+
+@dataclass
+class PartitionProducers:
+    error_code: int
+    error_message: str | None
+    producers: list[ActiveProducer]
 
 
 @dataclass
@@ -494,6 +566,129 @@ class RawConnection:
         error_code = r.i16()
         base_offset = r.i64()
         return error_code, base_offset
+
+
+    def offset_fetch_v7(
+        self, group: str, topic: str, partitions: list[int], require_stable: bool
+    ) -> dict[int, tuple[int, int]]:
+        """OffsetFetch v7 (flexible; KIP-447's require_stable); returns partition → (committed
+        offset, error code)."""
+        body = (
+            compact_string(group)
+            + compact_array([compact_string(topic) + compact_array([i32(p) for p in partitions]) + TAGS_NONE])
+            + i8(1 if require_stable else 0)
+            + TAGS_NONE
+        )
+        cid = self.send_request(API_OFFSET_FETCH, 7, body, flexible=True)
+        r = self.recv_response(cid, flexible_header=True)
+        r.i32()  # throttle
+        out: dict[int, tuple[int, int]] = {}
+        for _ in range(max(r.compact_array_len(), 0)):
+            r.compact_string()  # topic
+            for _ in range(max(r.compact_array_len(), 0)):
+                index = r.i32()
+                offset = r.i64()
+                r.i32()  # committed leader epoch
+                r.compact_string()  # metadata
+                error_code = r.i16()
+                r.skip_tagged_fields()
+                out[index] = (offset, error_code)
+            r.skip_tagged_fields()
+        group_error = r.i16()
+        assert group_error == ERROR_NONE, f"OffsetFetch for group {group} failed with error {group_error}"
+        r.skip_tagged_fields()
+        return out
+
+    # --- transactions admin APIs (all flexible versions) -------------------------------------
+
+    def describe_transactions(self, transactional_ids: list[str]) -> list[TransactionDescription]:
+        """DescribeTransactions v0 (API 65)."""
+        body = compact_array([compact_string(t) for t in transactional_ids]) + TAGS_NONE
+        cid = self.send_request(API_DESCRIBE_TRANSACTIONS, 0, body, flexible=True)
+        r = self.recv_response(cid, flexible_header=True)
+        r.i32()  # throttle
+        out = []
+        for _ in range(r.compact_array_len()):
+            error_code = r.i16()
+            transactional_id = r.compact_string() or ""
+            state = r.compact_string() or ""
+            timeout_ms = r.i32()
+            start_time_ms = r.i64()
+            producer_id = r.i64()
+            producer_epoch = r.i16()
+            partitions: dict[str, list[int]] = {}
+            for _ in range(max(r.compact_array_len(), 0)):
+                topic = r.compact_string() or ""
+                partitions[topic] = [r.i32() for _ in range(max(r.compact_array_len(), 0))]
+                r.skip_tagged_fields()
+            r.skip_tagged_fields()
+            out.append(
+                TransactionDescription(
+                    error_code, transactional_id, state, timeout_ms, start_time_ms,
+                    producer_id, producer_epoch, partitions,
+                )
+            )
+        r.skip_tagged_fields()
+        return out
+
+    def list_transactions(
+        self,
+        version: int = 0,
+        state_filters: list[str] | None = None,
+        producer_id_filters: list[int] | None = None,
+        duration_filter_ms: int = -1,
+        transactional_id_pattern: str | None = None,
+    ) -> ListedTransactions:
+        """ListTransactions v0..v2 (API 66); v1 adds the duration filter, v2 the id pattern."""
+        body = compact_array([compact_string(s) for s in state_filters or []])
+        body += compact_array([i64(p) for p in producer_id_filters or []])
+        if version >= 1:
+            body += i64(duration_filter_ms)
+        if version >= 2:
+            body += compact_string(transactional_id_pattern)
+        body += TAGS_NONE
+        cid = self.send_request(API_LIST_TRANSACTIONS, version, body, flexible=True)
+        r = self.recv_response(cid, flexible_header=True)
+        r.i32()  # throttle
+        error_code = r.i16()
+        unknown = [r.compact_string() or "" for _ in range(max(r.compact_array_len(), 0))]
+        listings = []
+        for _ in range(max(r.compact_array_len(), 0)):
+            transactional_id = r.compact_string() or ""
+            producer_id = r.i64()
+            state = r.compact_string() or ""
+            r.skip_tagged_fields()
+            listings.append(TransactionListing(transactional_id, producer_id, state))
+        r.skip_tagged_fields()
+        return ListedTransactions(error_code, unknown, listings)
+
+    def describe_producers(self, topic: str, partitions: list[int]) -> dict[int, PartitionProducers]:
+        """DescribeProducers v0 (API 61) for partitions of one topic."""
+        body = (
+            compact_array([compact_string(topic) + compact_array([i32(p) for p in partitions]) + TAGS_NONE])
+            + TAGS_NONE
+        )
+        cid = self.send_request(API_DESCRIBE_PRODUCERS, 0, body, flexible=True)
+        r = self.recv_response(cid, flexible_header=True)
+        r.i32()  # throttle
+        out: dict[int, PartitionProducers] = {}
+        for _ in range(max(r.compact_array_len(), 0)):
+            r.compact_string()  # topic
+            for _ in range(max(r.compact_array_len(), 0)):
+                index = r.i32()
+                error_code = r.i16()
+                error_message = r.compact_string()
+                producers = []
+                for _ in range(max(r.compact_array_len(), 0)):
+                    producers.append(
+                        ActiveProducer(r.i64(), r.i32(), r.i32(), r.i64(), r.i32(), r.i64())
+                    )
+                    r.skip_tagged_fields()
+                r.skip_tagged_fields()
+                out[index] = PartitionProducers(error_code, error_message, producers)
+            r.skip_tagged_fields()
+        r.skip_tagged_fields()
+        return out
 
 
 def fetch_all_batches(addr: str, topic: str, partition: int, high_watermark: int) -> list[Batch]:

@@ -296,14 +296,16 @@ impl Broker {
                 ResponseKind::ConsumerGroupDescribe(self.consumer_group_describe(req)),
             ),
             RequestKind::AddPartitionsToTxn(req) => Reply::Now(ResponseKind::AddPartitionsToTxn(
-                self.add_partitions_to_txn(req).await,
+                self.add_partitions_to_txn(req, version).await,
             )),
             RequestKind::AddOffsetsToTxn(req) => Reply::Now(ResponseKind::AddOffsetsToTxn(
-                self.add_offsets_to_txn(req).await,
+                self.add_offsets_to_txn(req, version).await,
             )),
-            RequestKind::EndTxn(req) => Reply::Now(ResponseKind::EndTxn(self.end_txn(req).await)),
+            RequestKind::EndTxn(req) => {
+                Reply::Now(ResponseKind::EndTxn(self.end_txn(req, version).await))
+            }
             RequestKind::TxnOffsetCommit(req) => Reply::Now(ResponseKind::TxnOffsetCommit(
-                self.txn_offset_commit(req).await,
+                self.txn_offset_commit(req, version).await,
             )),
             RequestKind::DescribeTransactions(req) => Reply::Now(
                 ResponseKind::DescribeTransactions(self.describe_transactions(req).await),
@@ -345,7 +347,7 @@ impl Broker {
                 Reply::Now(ResponseKind::OffsetDelete(self.offset_delete(req).await))
             }
             RequestKind::InitProducerId(req) => Reply::Now(ResponseKind::InitProducerId(
-                self.init_producer_id(req).await,
+                self.init_producer_id(req, version).await,
             )),
             RequestKind::FindCoordinator(req) => Reply::Now(ResponseKind::FindCoordinator(
                 self.find_coordinator(req, version),

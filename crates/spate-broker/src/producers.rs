@@ -65,6 +65,7 @@ impl Broker {
     pub(crate) async fn init_producer_id(
         self: &Arc<Self>,
         req: InitProducerIdRequest,
+        version: i16,
     ) -> InitProducerIdResponse {
         let failed = |error: ResponseError| {
             InitProducerIdResponse::default()
@@ -73,7 +74,7 @@ impl Broker {
                 .with_producer_epoch(-1)
         };
         if let Some(id) = req.transactional_id.as_ref().filter(|id| !id.is_empty()) {
-            return self.init_transactional_producer(&req, id).await;
+            return self.init_transactional_producer(&req, id, version).await;
         }
         // Idempotent producers always get a new id with epoch 0 (Kafka does the same when no
         // transactional id is given, including epoch-bump requests).

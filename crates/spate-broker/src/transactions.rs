@@ -135,6 +135,8 @@ pub struct TxnCoordinator {
     txns: Mutex<HashMap<String, Arc<tokio::sync::Mutex<TxnMetadata>>>>,
     /// Ongoing transactions by producer id: epoch and partitions (checked on produce).
     active: Mutex<HashMap<i64, ActiveTxn>>,
+    /// Current epoch of every transactional producer id (to tell fenced producers apart).
+    epochs: Mutex<HashMap<i64, i16>>,
     /// Offsets committed in transactions: (group, producer id) → offsets.
     pending_offsets: Mutex<HashMap<(String, i64), PendingOffsets>>,
 }
@@ -307,6 +309,10 @@ impl TxnCoordinator {
                 }
             }
         })?;
+        let epochs: HashMap<i64, i16> = txns
+            .values()
+            .map(|meta| (meta.producer_id, meta.producer_epoch))
+            .collect();
         let mut active = HashMap::new();
         for meta in txns.values() {
             if meta.state == TxnState::Ongoing {
@@ -327,6 +333,7 @@ impl TxnCoordinator {
                     .collect(),
             ),
             active: Mutex::new(active),
+            epochs: Mutex::new(epochs),
             pending_offsets: Mutex::new(HashMap::new()),
         })
     }
@@ -340,6 +347,17 @@ impl TxnCoordinator {
         partition: i32,
     ) -> Result<(), ResponseError> {
         match self.active.lock().get(&producer_id) {
+            // A producer fenced by a newer epoch (a new instance, or a timeout abort) gets
+            // INVALID_PRODUCER_EPOCH, which clients treat as fatal, not the abortable
+            // INVALID_TXN_STATE.
+            None if self
+                .epochs
+                .lock()
+                .get(&producer_id)
+                .is_some_and(|current| producer_epoch < *current) =>
+            {
+                Err(ResponseError::InvalidProducerEpoch)
+            }
             None => Err(ResponseError::InvalidTxnState),
             Some((epoch, _)) if *epoch != producer_epoch => {
                 Err(ResponseError::InvalidProducerEpoch)
@@ -415,6 +433,16 @@ impl TxnCoordinator {
     }
 }
 
+/// The error a fenced producer gets: PRODUCER_FENCED from the API version that introduced it
+/// (KIP-588), INVALID_PRODUCER_EPOCH before, which older clients treat as fatal too.
+fn fenced(version: i16, since: i16) -> ResponseError {
+    if version >= since {
+        ResponseError::ProducerFenced
+    } else {
+        ResponseError::InvalidProducerEpoch
+    }
+}
+
 fn partition_for(transactional_id: &str, partitions: i32) -> i32 {
     offsets_store::partition_for(transactional_id, partitions)
 }
@@ -470,6 +498,13 @@ impl Broker {
             .topics
             .get(TRANSACTIONS_TOPIC)
             .map_or(1, |t| t.partition_count());
+        {
+            let mut epochs = self.txn().epochs.lock();
+            let current = epochs
+                .entry(meta.producer_id)
+                .or_insert(meta.producer_epoch);
+            *current = (*current).max(meta.producer_epoch);
+        }
         let mut builder = BatchBuilder::new(0, self.now_ms());
         builder.push(0, Some(&encode_key(id)), Some(&encode_value(meta)));
         self.append_internal(TRANSACTIONS_TOPIC, partition_for(id, count), builder)
@@ -548,6 +583,7 @@ impl Broker {
         self: &Arc<Self>,
         req: &InitProducerIdRequest,
         id: &str,
+        version: i16,
     ) -> InitProducerIdResponse {
         let failed = |error: ResponseError| {
             InitProducerIdResponse::default()
@@ -595,7 +631,7 @@ impl Broker {
         if req.producer_id.0 >= 0
             && !(req.producer_id.0 == meta.producer_id && req.producer_epoch == meta.producer_epoch)
         {
-            return failed(ResponseError::ProducerFenced);
+            return failed(fenced(version, 4));
         }
         match meta.state {
             TxnState::Ongoing | TxnState::PrepareAbort => {
@@ -657,6 +693,7 @@ impl Broker {
         producer_id: i64,
         producer_epoch: i16,
         partitions: &[(String, i32)],
+        fenced_error: ResponseError,
     ) -> Result<(), ResponseError> {
         let entry = self
             .txn()
@@ -667,7 +704,7 @@ impl Broker {
             return Err(ResponseError::InvalidProducerIdMapping);
         }
         if meta.producer_epoch != producer_epoch {
-            return Err(ResponseError::ProducerFenced);
+            return Err(fenced_error);
         }
         if matches!(meta.state, TxnState::PrepareCommit | TxnState::PrepareAbort) {
             return Err(ResponseError::ConcurrentTransactions);
@@ -699,6 +736,7 @@ impl Broker {
     pub(crate) async fn add_partitions_to_txn(
         self: &Arc<Self>,
         req: AddPartitionsToTxnRequest,
+        version: i16,
     ) -> AddPartitionsToTxnResponse {
         let id = req.v3_and_below_transactional_id.to_string();
         let mut unknown = BTreeSet::new();
@@ -719,6 +757,7 @@ impl Broker {
                 req.v3_and_below_producer_id.0,
                 req.v3_and_below_producer_epoch,
                 &partitions,
+                fenced(version, 2),
             )
             .await
         } else {
@@ -754,6 +793,7 @@ impl Broker {
     pub(crate) async fn add_offsets_to_txn(
         self: &Arc<Self>,
         req: AddOffsetsToTxnRequest,
+        version: i16,
     ) -> AddOffsetsToTxnResponse {
         let count = self
             .topics
@@ -769,12 +809,17 @@ impl Broker {
                 req.producer_id.0,
                 req.producer_epoch,
                 &[partition],
+                fenced(version, 2),
             )
             .await;
         AddOffsetsToTxnResponse::default().with_error_code(outcome.err().map_or(0, |e| e.code()))
     }
 
-    pub(crate) async fn end_txn(self: &Arc<Self>, req: EndTxnRequest) -> EndTxnResponse {
+    pub(crate) async fn end_txn(
+        self: &Arc<Self>,
+        req: EndTxnRequest,
+        version: i16,
+    ) -> EndTxnResponse {
         let respond = |result: Result<(), ResponseError>| {
             EndTxnResponse::default().with_error_code(result.err().map_or(0, |e| e.code()))
         };
@@ -786,7 +831,7 @@ impl Broker {
             return respond(Err(ResponseError::InvalidProducerIdMapping));
         }
         if meta.producer_epoch != req.producer_epoch {
-            return respond(Err(ResponseError::ProducerFenced));
+            return respond(Err(fenced(version, 2)));
         }
         let result = match (meta.state, req.committed) {
             (TxnState::Ongoing, commit) => {
@@ -819,6 +864,7 @@ impl Broker {
     pub(crate) async fn txn_offset_commit(
         self: &Arc<Self>,
         req: TxnOffsetCommitRequest,
+        version: i16,
     ) -> TxnOffsetCommitResponse {
         let group = req.group_id.to_string();
         let mut response = TxnOffsetCommitResponse::default();
@@ -856,7 +902,7 @@ impl Broker {
             offsets_partition,
         ) {
             let error = if error == ResponseError::InvalidProducerEpoch {
-                ResponseError::ProducerFenced
+                fenced(version, 3)
             } else {
                 error
             };

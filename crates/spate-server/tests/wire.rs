@@ -609,3 +609,75 @@ async fn a_full_disk_refuses_writes_keeps_serving_and_loses_nothing_acknowledged
     server.stop().await;
     drop(disk);
 }
+
+fn join_request(
+    group: &str,
+    member_id: &str,
+    session_ms: i32,
+    rebalance_ms: i32,
+) -> JoinGroupRequest {
+    JoinGroupRequest::default()
+        .with_group_id(GroupId(StrBytes::from_string(group.to_string())))
+        .with_member_id(StrBytes::from_string(member_id.to_string()))
+        .with_session_timeout_ms(session_ms)
+        .with_rebalance_timeout_ms(rebalance_ms)
+        .with_protocol_type(StrBytes::from_static_str("consumer"))
+        .with_protocols(vec![
+            join_group_request::JoinGroupRequestProtocol::default()
+                .with_name(StrBytes::from_static_str("range"))
+                .with_metadata(Bytes::from_static(b"\x00\x00\x00\x00\x00\x00\x00\x00")),
+        ])
+}
+
+/// Joins with KIP-394's two steps; returns the JoinGroup response.
+async fn join(raw: &mut Raw, group: &str, session_ms: i32, rebalance_ms: i32) -> JoinGroupResponse {
+    let first: JoinGroupResponse = raw
+        .call(
+            ApiKey::JoinGroup,
+            7,
+            &join_request(group, "", session_ms, rebalance_ms),
+        )
+        .await;
+    assert_eq!(first.error_code, 79, "MEMBER_ID_REQUIRED");
+    raw.call(
+        ApiKey::JoinGroup,
+        7,
+        &join_request(group, &first.member_id, session_ms, rebalance_ms),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn a_member_that_dies_during_a_rebalance_is_dropped_at_its_session_timeout() {
+    let server = TestServer::start(|c| {
+        c.group_min_session_timeout_ms = 100;
+        c.group_initial_rebalance_delay_ms = 0;
+    })
+    .await;
+    // Member A joins and syncs, then goes silent (no heartbeat, no rejoin): it has died.
+    let mut a = Raw::connect(server.addr).await;
+    let joined = join(&mut a, "dying", 500, 600_000).await;
+    assert_eq!(joined.error_code, 0);
+    let sync = SyncGroupRequest::default()
+        .with_group_id(GroupId(StrBytes::from_static_str("dying")))
+        .with_generation_id(joined.generation_id)
+        .with_member_id(joined.member_id.clone())
+        .with_assignments(vec![
+            sync_group_request::SyncGroupRequestAssignment::default()
+                .with_member_id(joined.member_id.clone()),
+        ]);
+    let synced: SyncGroupResponse = a.call(ApiKey::SyncGroup, 3, &sync).await;
+    assert_eq!(synced.error_code, 0);
+    // Member B's join starts a rebalance that waits for A. A's rebalance timeout is ten
+    // minutes; its session is half a second. B must be answered once A's session ends, long
+    // before the test's 20 s deadline (the 600 s rebalance timeout would fail it).
+    let mut b = Raw::connect(server.addr).await;
+    let joined_b = join(&mut b, "dying", 10_000, 600_000).await;
+    assert_eq!(joined_b.error_code, 0);
+    assert_eq!(
+        joined_b.leader, joined_b.member_id,
+        "A is gone, B leads alone"
+    );
+    assert_eq!(joined_b.members.len(), 1);
+    server.stop().await;
+}

@@ -4,7 +4,8 @@
 const assert = require('node:assert/strict')
 
 // Every `type` (e.g. TOPIC_ALREADY_EXISTS) on the error, its causes (retries exhausted), its
-// `errors` (KafkaJSAggregateError) and its `partitions[].error` (KafkaJSDeleteTopicRecordsError).
+// `errors` (KafkaJSAggregateError), its `partitions[].error` (KafkaJSDeleteTopicRecordsError)
+// and its `groups[].error` (KafkaJSDeleteGroupsError).
 function errorTypes(err) {
   const types = []
   const seen = new Set()
@@ -14,6 +15,7 @@ function errorTypes(err) {
     if (e.type) types.push(e.type)
     if (Array.isArray(e.errors)) e.errors.forEach(walk)
     if (Array.isArray(e.partitions)) e.partitions.forEach(p => walk(p.error))
+    if (Array.isArray(e.groups)) e.groups.forEach(g => walk(g.error))
     walk(e.cause)
     walk(e.originalError)
   }

@@ -184,7 +184,10 @@ impl Group {
 
     /// Whether the group has neither members nor offsets (it can be forgotten).
     pub(crate) fn is_disposable(&self) -> bool {
-        self.state == GroupState::Empty && self.members.is_empty() && self.offsets.is_empty()
+        self.state == GroupState::Empty
+            && self.members.is_empty()
+            && self.pending_members.is_empty()
+            && self.offsets.is_empty()
     }
 
     /// The topics the members subscribed to (consumer protocol), for OffsetDelete.
@@ -752,14 +755,18 @@ impl Group {
     pub(crate) fn tick(&mut self, settings: &GroupSettings, now_ms: i64) {
         self.pending_members
             .retain(|_, deadline| *deadline > now_ms);
-        if matches!(
-            self.state,
-            GroupState::CompletingRebalance | GroupState::Stable
-        ) {
+        if self.state != GroupState::Empty {
+            // As in Kafka, a member parked in a JoinGroup or SyncGroup is alive; any other
+            // member whose session ran out is gone, also in the middle of a rebalance (a dead
+            // member must not hold the join phase open until the rebalance timeout).
             let expired: Vec<String> = self
                 .members
                 .values()
-                .filter(|m| m.session_deadline_ms <= now_ms)
+                .filter(|m| {
+                    m.session_deadline_ms <= now_ms
+                        && m.join_waiter.is_none()
+                        && m.sync_waiter.is_none()
+                })
                 .map(|m| m.id.clone())
                 .collect();
             if !expired.is_empty() {
