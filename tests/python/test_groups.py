@@ -249,6 +249,10 @@ class CkMember(Member):
             **CK_GROUP_CONF,
             **conf,
         }
+        if self.conf.get("group.protocol") == "consumer":
+            # KIP-848: the broker sets session and heartbeat timing; librdkafka refuses them.
+            for key in CK_GROUP_CONF:
+                self.conf.pop(key, None)
         self.consumer: Consumer | None = None
 
     def open(self) -> None:
@@ -531,6 +535,52 @@ def test_confluent_kafka_cooperative_sticky_rebalances_incrementally(spate):
                         **{"partition.assignment.strategy": "cooperative-sticky"})
 
     join_and_leave(spate, make, topic, group, 6, cooperative=True)
+
+
+def test_kip848_group_consumes_every_record_once_while_members_join_and_leave(spate):
+    """group.protocol=consumer: the broker assigns (uniform assignor) and moves partitions one
+    member at a time, revoking before reassigning, so the cooperative checks apply too."""
+    topic, group = unique("grp-848"), unique("g-848")
+    create_topic(spate.bootstrap, topic, 6)
+
+    def make(log: ConsumeLog, name: str) -> Member:
+        return CkMember(name, log, spate.bootstrap, group, topic, **{"group.protocol": "consumer"})
+
+    join_and_leave(spate, make, topic, group, 6, cooperative=True)
+
+
+def test_kip848_committed_offsets_survive_restart_and_crash(spate):
+    topic, group = unique("grp-848-restart"), unique("g-848-restart")
+    create_topic(spate.bootstrap, topic, 3)
+    produce_per_partition(spate.bootstrap, topic, 3, 30)
+
+    def consumer() -> Consumer:
+        return Consumer({
+            "bootstrap.servers": spate.bootstrap,
+            "group.id": group,
+            "group.protocol": "consumer",
+            "enable.auto.commit": False,
+            "auto.offset.reset": "earliest",
+        })
+
+    c = consumer()
+    try:
+        consume_subscribed(c, topic, 90)
+        first = {0: 5, 1: 11, 2: 29}
+        commit_sync(c, [TopicPartition(topic, p, o) for p, o in first.items()])
+    finally:
+        c.close()
+    for stop in (spate.stop, spate.kill):  # SIGTERM, then SIGKILL
+        stop()
+        spate.start()
+        c = consumer()
+        try:
+            msgs = consume_subscribed(c, topic, sum(30 - o for o in first.values()))
+            assert offsets_by_partition(msgs) == {p: list(range(o, 30)) for p, o in first.items()}, (
+                "the KIP-848 group did not resume at its committed offsets after a restart"
+            )
+        finally:
+            c.close()
 
 
 def test_kafka_python_group_consumes_every_record_once_while_members_join_and_leave(spate):
