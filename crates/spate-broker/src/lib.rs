@@ -15,6 +15,7 @@ mod configs;
 pub mod error;
 mod fetch;
 pub mod groups;
+mod internal;
 mod maintenance;
 mod metadata;
 mod metrics;

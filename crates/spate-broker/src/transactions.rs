@@ -21,11 +21,12 @@ use kafka_protocol::ResponseError;
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 use parking_lot::Mutex;
-use spate_log::{BatchBuilder, BatchHeader};
+use spate_log::BatchBuilder;
 
 use crate::Broker;
 use crate::error::BrokerError;
-use crate::groups::store::{self as offsets_store, OFFSETS_TOPIC};
+use crate::groups::store::{self as offsets_store, OFFSETS_TOPIC, get_string};
+use crate::internal::replay_topic;
 use crate::topics::TopicRegistry;
 
 /// Name of the internal topic.
@@ -178,17 +179,6 @@ fn encode_value(meta: &TxnMetadata) -> Bytes {
     buf.freeze()
 }
 
-fn get_string(buf: &mut Bytes) -> Option<String> {
-    if buf.remaining() < 2 {
-        return None;
-    }
-    let len = buf.get_i16();
-    if len < 0 || buf.remaining() < len as usize {
-        return None;
-    }
-    String::from_utf8(buf.split_to(len as usize).to_vec()).ok()
-}
-
 fn decode_record(key: &[u8], value: Option<&[u8]>) -> Option<(String, Option<TxnMetadata>)> {
     let mut key = Bytes::copy_from_slice(key);
     if key.remaining() < 2 || key.get_i16() != 0 {
@@ -239,47 +229,6 @@ fn decode_record(key: &[u8], value: Option<&[u8]>) -> Option<(String, Option<Txn
             last_update_ms,
         }),
     ))
-}
-
-/// Reads every record of a compacted internal topic, oldest first.
-pub(crate) fn replay_topic(
-    topics: &TopicRegistry,
-    name: &str,
-    mut visit: impl FnMut(&BatchHeader, i64, Option<&[u8]>, Option<&[u8]>),
-) -> Result<(), BrokerError> {
-    let Some(topic) = topics.get(name) else {
-        return Ok(());
-    };
-    let batch_error = |e| BrokerError::from(spate_log::LogError::Batch(e));
-    for partition in topic.partitions() {
-        let mut next = partition.log.offsets().log_start_offset;
-        loop {
-            let read = partition.log.read(next, 4 << 20, true)?;
-            if read.records.is_empty() {
-                break;
-            }
-            let mut rest = &read.records[..];
-            while !rest.is_empty() {
-                let header = BatchHeader::parse(rest).map_err(batch_error)?;
-                let batch = &rest[..header.total_len()];
-                let records =
-                    spate_log::batch::record_bytes(batch, 64 << 20).map_err(batch_error)?;
-                for record in
-                    spate_log::batch::parse_records(&records, &header).map_err(batch_error)?
-                {
-                    visit(
-                        &header,
-                        header.base_offset + i64::from(record.offset_delta),
-                        record.key,
-                        record.value,
-                    );
-                }
-                next = header.last_offset() + 1;
-                rest = &rest[header.total_len()..];
-            }
-        }
-    }
-    Ok(())
 }
 
 impl TxnCoordinator {
@@ -450,42 +399,6 @@ fn partition_for(transactional_id: &str, partitions: i32) -> i32 {
 impl Broker {
     fn txn(&self) -> &TxnCoordinator {
         &self.transactions
-    }
-
-    /// Appends `records` to a partition of an internal topic and waits until durable.
-    async fn append_internal(
-        self: &Arc<Self>,
-        topic: &str,
-        partition: i32,
-        builder: BatchBuilder,
-    ) -> Result<i64, BrokerError> {
-        let partition = self
-            .topics
-            .get(topic)
-            .and_then(|t| t.partition(partition))
-            .ok_or_else(|| BrokerError::UnknownTopicOrPartition {
-                name: format!("{topic}-{partition}"),
-            })?;
-        let bytes = builder
-            .build()
-            .map_err(|e| BrokerError::from(spate_log::LogError::Batch(e)))?;
-        let header = BatchHeader::parse(&bytes)
-            .map_err(|e| BrokerError::from(spate_log::LogError::Batch(e)))?;
-        let log = Arc::clone(&partition.log);
-        let writer = Arc::clone(&log);
-        let now = self.now_ms();
-        let info = tokio::task::spawn_blocking(move || writer.append(&bytes, &header, now))
-            .await
-            .map_err(|e| BrokerError::InvalidRequest {
-                reason: e.to_string(),
-            })??;
-        if info.needs_sync {
-            self.syncer.request(&log);
-        }
-        if info.wait_for_durable {
-            log.wait_durable(info.last_offset + 1).await?;
-        }
-        Ok(info.base_offset)
     }
 
     /// Records a transactional id's metadata durably in `__transaction_state`.

@@ -18,7 +18,7 @@ use kafka_protocol::ResponseError;
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 use parking_lot::Mutex;
-use spate_log::{BatchBuilder, BatchHeader};
+use spate_log::BatchBuilder;
 
 use crate::error::BrokerError;
 use crate::topics::TopicRegistry;
@@ -141,7 +141,7 @@ impl GroupCoordinator {
         // Offsets committed inside transactions wait for their producer's marker.
         let mut pending: HashMap<i64, Vec<(String, String, i32, CommittedOffset)>> = HashMap::new();
         let _ = topic;
-        crate::transactions::replay_topic(topics, OFFSETS_TOPIC, |header, offset, key, value| {
+        crate::internal::replay_topic(topics, OFFSETS_TOPIC, |header, offset, key, value| {
             if header.is_control() {
                 let commit = key.is_some_and(|k| {
                     k.len() >= 4
@@ -306,37 +306,16 @@ impl Broker {
         group: &str,
         records: Vec<(Bytes, Option<Bytes>)>,
     ) -> Result<i64, BrokerError> {
-        let topic = self.topics.get(OFFSETS_TOPIC);
-        let index = store::partition_for(group, topic.as_ref().map_or(1, |t| t.partition_count()));
-        let partition = topic.and_then(|t| t.partition(index)).ok_or_else(|| {
-            BrokerError::UnknownTopicOrPartition {
-                name: format!("{OFFSETS_TOPIC}-{index}"),
-            }
-        })?;
-        let now = self.now_ms();
-        let mut builder = BatchBuilder::new(0, now);
+        let count = self
+            .topics
+            .get(OFFSETS_TOPIC)
+            .map_or(1, |t| t.partition_count());
+        let index = store::partition_for(group, count);
+        let mut builder = BatchBuilder::new(0, self.now_ms());
         for (key, value) in &records {
             builder.push(0, Some(key), value.as_deref());
         }
-        let bytes = builder
-            .build()
-            .map_err(|e| BrokerError::from(spate_log::LogError::Batch(e)))?;
-        let header = BatchHeader::parse(&bytes)
-            .map_err(|e| BrokerError::from(spate_log::LogError::Batch(e)))?;
-        let log = Arc::clone(&partition.log);
-        let append_log = Arc::clone(&log);
-        let info = tokio::task::spawn_blocking(move || append_log.append(&bytes, &header, now))
-            .await
-            .map_err(|e| BrokerError::InvalidRequest {
-                reason: e.to_string(),
-            })??;
-        if info.needs_sync {
-            self.syncer.request(&log);
-        }
-        if info.wait_for_durable {
-            log.wait_durable(info.last_offset + 1).await?;
-        }
-        Ok(info.base_offset)
+        self.append_internal(OFFSETS_TOPIC, index, builder).await
     }
 
     pub(crate) async fn join_group(

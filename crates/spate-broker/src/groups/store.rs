@@ -65,7 +65,8 @@ fn put_string(buf: &mut BytesMut, value: &str) {
     buf.put_slice(&value.as_bytes()[..value.len().min(i16::MAX as usize)]);
 }
 
-fn get_string(buf: &mut Bytes) -> Option<String> {
+/// Reads a Kafka `string` (i16 length, UTF-8 bytes).
+pub(crate) fn get_string(buf: &mut Bytes) -> Option<String> {
     if buf.remaining() < 2 {
         return None;
     }
