@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
-# Builds librdkafka's own `rdkafka_performance` example, the client the benchmark drives.
+# Builds librdkafka's own `rdkafka_performance` example, the client the benchmark drives, and
+# bench/txn_perf.c (transactional against plain produce, for bench/groups.sh) against the same
+# static librdkafka.
 #
 # The source comes from crates.io: the `rdkafka-sys` crate bundles librdkafka's full source
 # tree, examples included. A throwaway Cargo project under bench/build/ depends on it,
 # `cargo fetch` downloads it, and librdkafka is built with its own ./configure and make,
 # without SSL, SASL, curl, zstd or zlib (nothing the benchmark uses), statically linked.
 #
-# Usage: bench/build-client.sh        prints the path of the binary on its last line
+# Usage: bench/build-client.sh        prints the path of rdkafka_performance on its last line
+#                                     (txn_perf is beside it, in the same bin/ directory)
 # Cached under bench/build/ (git-ignored); delete bench/build/ to rebuild.
 set -euo pipefail
 
@@ -20,8 +23,21 @@ stamp=$build_dir/bin/rdkafka_performance.version
 
 log() { printf '[build-client] %s\n' "$*" >&2; }
 
-if [[ -x $bin && -f $stamp && $(cat "$stamp") == "$LIBRDKAFKA_VERSION" ]]; then
+work=$build_dir/librdkafka-$LIBRDKAFKA_VERSION
+txn_perf=$build_dir/bin/txn_perf
+
+# bench/txn_perf.c, rebuilt whenever the source is newer than the binary. Linked like
+# librdkafka's own examples (examples/Makefile): the static library and its system libraries.
+build_txn_perf() {
+    [[ -x $txn_perf && $txn_perf -nt $bench_dir/txn_perf.c && $txn_perf -nt $work/src/librdkafka.a ]] && return 0
+    log "compiling $txn_perf"
+    cc -O2 -g -Wall -Wextra -isystem "$work/src" "$bench_dir/txn_perf.c" -o "$txn_perf" \
+        "$work/src/librdkafka.a" -lm -ldl -lpthread -lrt >&2
+}
+
+if [[ -x $bin && -f $stamp && $(cat "$stamp") == "$LIBRDKAFKA_VERSION" && -f $work/src/librdkafka.a ]]; then
     log "cached: $bin (librdkafka $LIBRDKAFKA_VERSION)"
+    build_txn_perf
     echo "$bin"
     exit 0
 fi
@@ -63,7 +79,6 @@ src=$(dirname "$manifest")/librdkafka
 [[ -f $src/examples/rdkafka_performance.c ]] || { log "no librdkafka source in $src"; exit 1; }
 
 # 2. Build a private copy (the registry copy stays pristine).
-work=$build_dir/librdkafka-$LIBRDKAFKA_VERSION
 rm -rf "$work"
 cp -r "$src" "$work"
 cd "$work"
@@ -82,4 +97,5 @@ mkdir -p "$build_dir/bin"
 cp examples/rdkafka_performance "$bin"
 echo "$LIBRDKAFKA_VERSION" >"$stamp"
 log "built $bin"
+build_txn_perf
 echo "$bin"
