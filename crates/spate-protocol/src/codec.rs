@@ -282,10 +282,9 @@ mod tests {
 
     #[test]
     fn frames_captured_from_real_clients_decode() {
-        let dir = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../../fuzz/corpus/decode_request"
-        );
+        // Run-time manifest directory: the build cache may be shared between checkouts.
+        let manifest = std::env::var("CARGO_MANIFEST_DIR").expect("run under cargo");
+        let dir = format!("{manifest}/../../fuzz/corpus/decode_request");
         let mut count = 0;
         for entry in std::fs::read_dir(dir).expect("the fuzz seed corpus") {
             let path = entry.expect("entry").path();
