@@ -1,7 +1,9 @@
-//! Writing to and reading back the broker's own compacted topics (`__consumer_offsets`,
-//! `__transaction_state`): an append is acknowledged to the caller only once durable, and a
-//! replay visits every record from the log start, so coordinators rebuild their state on start.
+//! Writing to and reading back the platform's own compacted topics (`__consumer_offsets`,
+//! `__transaction_state`, and for other components such as the schema registry `_schemas`):
+//! an append is acknowledged to the caller only once durable, and a replay visits every
+//! record from the log start, so coordinators rebuild their state on start.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use spate_log::{BatchBuilder, BatchHeader};
@@ -11,6 +13,50 @@ use crate::error::BrokerError;
 use crate::topics::TopicRegistry;
 
 impl Broker {
+    /// Creates a single-partition compacted internal topic for a component's state (the
+    /// schema registry's `_schemas`) if it does not exist. Blocking.
+    pub fn ensure_state_topic(&self, name: &str) -> Result<(), BrokerError> {
+        if self.topics.get(name).is_some() {
+            return Ok(());
+        }
+        let configs = BTreeMap::from([
+            ("cleanup.policy".to_string(), "compact".to_string()),
+            ("segment.bytes".to_string(), "104857600".to_string()),
+        ]);
+        match self.topics.create(name, 1, configs, self.now_ms()) {
+            Ok(_) | Err(BrokerError::TopicAlreadyExists { .. }) => Ok(()),
+            Err(err) => Err(err),
+        }
+    }
+
+    /// Appends keyed records (a `None` value is a tombstone) to a state topic created by
+    /// [`Broker::ensure_state_topic`] as one batch, so they land all together or not at all,
+    /// and waits until they are durable. Returns the offset of the first.
+    pub async fn append_state_records(
+        self: &Arc<Self>,
+        topic: &str,
+        records: &[(Vec<u8>, Option<Vec<u8>>)],
+    ) -> Result<i64, BrokerError> {
+        let mut builder = BatchBuilder::new(0, self.now_ms());
+        for (key, value) in records {
+            builder.push(0, Some(key), value.as_deref());
+        }
+        self.append_internal(topic, 0, builder).await
+    }
+
+    /// Visits every record of a state topic, oldest first: its offset, key and value.
+    pub fn replay_state_topic(
+        &self,
+        topic: &str,
+        mut visit: impl FnMut(i64, Option<&[u8]>, Option<&[u8]>),
+    ) -> Result<(), BrokerError> {
+        replay_topic(&self.topics, topic, |header, offset, key, value| {
+            if !header.is_control() {
+                visit(offset, key, value);
+            }
+        })
+    }
+
     /// Appends a batch to a partition of an internal topic and waits until it is durable.
     /// Returns the offset of its first record.
     pub(crate) async fn append_internal(

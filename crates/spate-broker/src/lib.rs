@@ -24,6 +24,7 @@ mod produce;
 mod producers;
 pub mod topics;
 pub mod transactions;
+pub mod validation;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -150,6 +151,7 @@ pub struct Broker {
     producer_ids: producers::ProducerIds,
     groups: groups::GroupCoordinator,
     transactions: transactions::TxnCoordinator,
+    schema_validator: parking_lot::RwLock<Option<Arc<dyn validation::SchemaValidator>>>,
 }
 
 impl std::fmt::Debug for Broker {
@@ -208,6 +210,7 @@ impl Broker {
             producer_ids,
             groups,
             transactions,
+            schema_validator: parking_lot::RwLock::new(None),
         }))
     }
 

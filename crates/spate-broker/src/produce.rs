@@ -12,7 +12,7 @@ use bytes::Bytes;
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::ProduceRequest;
 use kafka_protocol::messages::produce_response::{
-    PartitionProduceResponse, ProduceResponse, TopicProduceResponse,
+    BatchIndexAndErrorMessage, PartitionProduceResponse, ProduceResponse, TopicProduceResponse,
 };
 use kafka_protocol::messages::{ResponseKind, TopicName};
 use kafka_protocol::protocol::StrBytes;
@@ -38,6 +38,8 @@ enum Outcome {
     Pending,
     Failed(i16, String),
     Appended(AppendInfo),
+    /// Refused by schema validation: the reason and the first bad record's index.
+    Invalid(String, i32),
 }
 
 impl Broker {
@@ -152,6 +154,21 @@ impl Broker {
                     partition.log_append_time_ms = -1;
                     partition.log_start_offset = -1;
                 }
+                Outcome::Invalid(message, index) => {
+                    self.metrics.produce_errors.fetch_add(1, Ordering::Relaxed);
+                    partition.error_code = ResponseError::InvalidRecord.code();
+                    partition.record_errors.push(
+                        BatchIndexAndErrorMessage::default()
+                            .with_batch_index(index)
+                            .with_batch_index_error_message(Some(StrBytes::from_string(
+                                message.clone(),
+                            ))),
+                    );
+                    partition.error_message = Some(StrBytes::from_string(message));
+                    partition.base_offset = -1;
+                    partition.log_append_time_ms = -1;
+                    partition.log_start_offset = -1;
+                }
                 Outcome::Pending => unreachable!("every slot is appended or failed"),
             }
         }
@@ -241,6 +258,14 @@ impl Broker {
                 return Outcome::Failed(batch_error_code(&err).code(), err.to_string());
             }
         };
+        if config.schema_validation.enabled() {
+            if let Err((index, reason)) =
+                self.validate_schemas(&target.0, &records, &header, &config.schema_validation)
+            {
+                tracing::warn!(log = log.name(), %reason, "refused a record batch: schema validation");
+                return Outcome::Invalid(reason, index);
+            }
+        }
         match log.append(&records, &header, now_ms) {
             Ok(info) => {
                 if info.needs_sync {

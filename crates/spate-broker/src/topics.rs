@@ -22,7 +22,7 @@ use crate::error::BrokerError;
 /// Longest topic name Kafka allows.
 pub const MAX_TOPIC_NAME_LEN: usize = 249;
 /// Topics the broker owns.
-pub const INTERNAL_TOPICS: &[&str] = &["__consumer_offsets", "__transaction_state"];
+pub const INTERNAL_TOPICS: &[&str] = &["__consumer_offsets", "__transaction_state", "_schemas"];
 /// Most partitions one topic may have.
 pub const MAX_PARTITIONS_PER_TOPIC: i32 = 10_000;
 
@@ -59,8 +59,9 @@ pub struct Topic {
 }
 
 impl Topic {
-    /// Whether the topic is one of the broker's own (`__consumer_offsets`,
-    /// `__transaction_state`): clients may read it but not write, delete or grow it.
+    /// Whether the topic is one of the platform's own (`__consumer_offsets`,
+    /// `__transaction_state`, the schema registry's `_schemas`): clients may read it but not
+    /// write, delete or grow it.
     pub fn is_internal(&self) -> bool {
         INTERNAL_TOPICS.contains(&self.name.as_str())
     }

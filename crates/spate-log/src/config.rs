@@ -68,6 +68,30 @@ pub const TOPIC_CONFIGS: &[ConfigDef] = &[
         doc: "producer keeps batches as sent; other codecs are accepted and stored as sent",
     },
     ConfigDef {
+        name: "confluent.key.schema.validation",
+        kind: ConfigType::Boolean,
+        default: "false",
+        doc: "refuse records whose key lacks a schema id registered for the key subject (Confluent Server's name)",
+    },
+    ConfigDef {
+        name: "confluent.key.subject.name.strategy",
+        kind: ConfigType::String,
+        default: "io.confluent.kafka.serializers.subject.TopicNameStrategy",
+        doc: "how the key subject is named: TopicNameStrategy, RecordNameStrategy or TopicRecordNameStrategy",
+    },
+    ConfigDef {
+        name: "confluent.value.schema.validation",
+        kind: ConfigType::Boolean,
+        default: "false",
+        doc: "refuse records whose value lacks a schema id registered for the value subject (Confluent Server's name)",
+    },
+    ConfigDef {
+        name: "confluent.value.subject.name.strategy",
+        kind: ConfigType::String,
+        default: "io.confluent.kafka.serializers.subject.TopicNameStrategy",
+        doc: "how the value subject is named: TopicNameStrategy, RecordNameStrategy or TopicRecordNameStrategy",
+    },
+    ConfigDef {
         name: "delete.retention.ms",
         kind: ConfigType::Long,
         default: "86400000",
@@ -162,6 +186,12 @@ pub const TOPIC_CONFIGS: &[ConfigDef] = &[
         kind: ConfigType::Long,
         default: "604800000",
         doc: "age after which segments are deleted; -1 for no limit",
+    },
+    ConfigDef {
+        name: "spate.schema.validation.decode",
+        kind: ConfigType::Boolean,
+        default: "false",
+        doc: "with schema validation on, also decode each key or value against its schema",
     },
     ConfigDef {
         name: "segment.bytes",
@@ -269,6 +299,53 @@ pub struct LogConfig {
     pub min_cleanable_dirty_ratio: f64,
     /// Delay before removing deleted segment files.
     pub file_delete_delay_ms: i64,
+    /// Schema validation on produce (`confluent.*.schema.validation`).
+    pub schema_validation: SchemaValidation,
+}
+
+/// How a record's key or value subject is named (Confluent's subject name strategies).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SubjectNameStrategy {
+    /// `<topic>-key` / `<topic>-value`.
+    Topic,
+    /// The record's fully-qualified name.
+    Record,
+    /// `<topic>-<record name>`.
+    TopicRecord,
+}
+
+impl SubjectNameStrategy {
+    /// Parses a strategy by class name, with or without Confluent's package.
+    pub fn parse(value: &str) -> Option<SubjectNameStrategy> {
+        let class = value
+            .trim()
+            .strip_prefix("io.confluent.kafka.serializers.subject.")
+            .unwrap_or(value.trim());
+        match class {
+            "TopicNameStrategy" => Some(SubjectNameStrategy::Topic),
+            "RecordNameStrategy" => Some(SubjectNameStrategy::Record),
+            "TopicRecordNameStrategy" => Some(SubjectNameStrategy::TopicRecord),
+            _ => None,
+        }
+    }
+}
+
+/// Which parts of produced records must carry a registered schema id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SchemaValidation {
+    /// Keys are checked, with this strategy.
+    pub key: Option<SubjectNameStrategy>,
+    /// Values are checked, with this strategy.
+    pub value: Option<SubjectNameStrategy>,
+    /// Payloads are also decoded against their schema.
+    pub decode: bool,
+}
+
+impl SchemaValidation {
+    /// Whether anything is checked.
+    pub fn enabled(&self) -> bool {
+        self.key.is_some() || self.value.is_some()
+    }
 }
 
 impl LogConfig {
@@ -333,6 +410,21 @@ impl LogConfig {
             )?,
             min_cleanable_dirty_ratio: get("min.cleanable.dirty.ratio").parse().unwrap_or(0.5),
             file_delete_delay_ms: parse_long("file.delete.delay.ms", &get("file.delete.delay.ms"))?,
+            schema_validation: SchemaValidation {
+                key: get("confluent.key.schema.validation")
+                    .eq_ignore_ascii_case("true")
+                    .then(|| {
+                        SubjectNameStrategy::parse(&get("confluent.key.subject.name.strategy"))
+                    })
+                    .flatten(),
+                value: get("confluent.value.schema.validation")
+                    .eq_ignore_ascii_case("true")
+                    .then(|| {
+                        SubjectNameStrategy::parse(&get("confluent.value.subject.name.strategy"))
+                    })
+                    .flatten(),
+                decode: get("spate.schema.validation.decode").eq_ignore_ascii_case("true"),
+            },
         })
     }
 }
@@ -410,6 +502,14 @@ pub fn validate(name: &str, value: &str) -> Result<(), ConfigError> {
                 "message.timestamp.type" => &["CreateTime", "LogAppendTime"],
                 "compression.type" => {
                     &["producer", "uncompressed", "gzip", "snappy", "lz4", "zstd"]
+                }
+                "confluent.key.subject.name.strategy" | "confluent.value.subject.name.strategy" => {
+                    if SubjectNameStrategy::parse(trimmed).is_none() {
+                        return Err(bad(
+                            "expected TopicNameStrategy, RecordNameStrategy or TopicRecordNameStrategy",
+                        ));
+                    }
+                    &[]
                 }
                 _ => &[],
             };

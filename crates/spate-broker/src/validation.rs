@@ -1,0 +1,102 @@
+//! Schema validation on produce: for topics with `confluent.value.schema.validation` (or the
+//! key variant) set, every record's value (or key) must carry Confluent's wire-format header
+//! with a schema id registered for the topic's subject, and with
+//! `spate.schema.validation.decode` must also decode against that schema.
+//!
+//! The broker does not know schemas: the schema registry implements [`SchemaValidator`] and
+//! is installed with [`Broker::set_schema_validator`]. A batch is checked whole before it is
+//! appended, so a refused batch leaves nothing in the log; the produce response carries
+//! INVALID_RECORD with the reason and the index of the first bad record.
+
+use std::sync::Arc;
+
+use spate_log::BatchHeader;
+use spate_log::config::{SchemaValidation, SubjectNameStrategy};
+
+use crate::Broker;
+
+/// Which part of a record is checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecordPart {
+    /// The key (subject `<topic>-key` with the topic strategy).
+    Key,
+    /// The value (subject `<topic>-value` with the topic strategy).
+    Value,
+}
+
+impl RecordPart {
+    /// `key` or `value`, as in subject names and messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            RecordPart::Key => "key",
+            RecordPart::Value => "value",
+        }
+    }
+}
+
+/// Checks keys and values against registered schemas; the schema registry implements it.
+pub trait SchemaValidator: Send + Sync {
+    /// Checks one key or value as produced (the wire-format header included). `Err` says why
+    /// it is refused, in words for the producer.
+    fn check(
+        &self,
+        topic: &str,
+        part: RecordPart,
+        strategy: SubjectNameStrategy,
+        decode: bool,
+        bytes: &[u8],
+    ) -> Result<(), String>;
+}
+
+/// Decompressed record bytes held for validation at most (a batch is at most
+/// `max.message.bytes` compressed; this bounds what a compression bomb can cost).
+const MAX_VALIDATED_BYTES: usize = 64 << 20;
+
+impl Broker {
+    /// Installs the validator the broker asks for topics with schema validation on. Until one
+    /// is installed such topics refuse every record.
+    pub fn set_schema_validator(&self, validator: Arc<dyn SchemaValidator>) {
+        *self.schema_validator.write() = Some(validator);
+    }
+
+    /// Checks every record of a batch; `Err` names the first bad record's index and why.
+    pub(crate) fn validate_schemas(
+        &self,
+        topic: &str,
+        batch: &[u8],
+        header: &BatchHeader,
+        validation: &SchemaValidation,
+    ) -> Result<(), (i32, String)> {
+        let Some(validator) = self.schema_validator.read().clone() else {
+            return Err((
+                0,
+                "the topic requires schema validation but no schema registry is running".into(),
+            ));
+        };
+        let records = spate_log::batch::record_bytes(batch, MAX_VALIDATED_BYTES)
+            .map_err(|e| (0, e.to_string()))?;
+        let records =
+            spate_log::batch::parse_records(&records, header).map_err(|e| (0, e.to_string()))?;
+        for (index, record) in records.iter().enumerate() {
+            let parts = [
+                (RecordPart::Key, validation.key, record.key),
+                (RecordPart::Value, validation.value, record.value),
+            ];
+            for (part, strategy, bytes) in parts {
+                // Null keys and values (tombstones) carry no schema and pass.
+                let (Some(strategy), Some(bytes)) = (strategy, bytes) else {
+                    continue;
+                };
+                validator
+                    .check(topic, part, strategy, validation.decode, bytes)
+                    .map_err(|reason| {
+                        (
+                            index as i32,
+                            format!("record {index}: {} {reason}", part.name()),
+                        )
+                    })?;
+            }
+        }
+        Ok(())
+    }
+}
