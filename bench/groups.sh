@@ -127,7 +127,7 @@ info timestamp="$timestamp" command="bench/groups.sh" git_commit="$git_commit" \
 start_broker() {
     local log_file=$1 i line
     "$spate" serve --data-dir "$data_dir/spate" --kafka-listen 127.0.0.1:0 \
-        --http-listen 127.0.0.1:0 >"$out/broker.stdout" 2>>"$log_file" &
+        --http-listen 127.0.0.1:0 --registry-listen 127.0.0.1:0 >"$out/broker.stdout" 2>>"$log_file" &
     bpid=$!
     for ((i = 0; i < 1200; i++)); do
         line=$(sed 's/\x1b\[[0-9;]*m//g' "$log_file" | grep 'spate is ready' | tail -n 1 || true)

@@ -211,7 +211,7 @@ info dd_runs="${dd_runs[*]}" dd_fdatasync_mb_s="$dd_median" dd_dsync_1m_mb_s="$d
 start_broker() {
     local log_file=$1 i line
     "$spate" serve --data-dir "$data_dir/spate" --kafka-listen 127.0.0.1:0 \
-        --http-listen 127.0.0.1:0 >"$out/broker.stdout" 2>>"$log_file" &
+        --http-listen 127.0.0.1:0 --registry-listen 127.0.0.1:0 >"$out/broker.stdout" 2>>"$log_file" &
     bpid=$!
     broker_t0=$(date +%s%N)
     for ((i = 0; i < 1200; i++)); do

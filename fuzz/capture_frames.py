@@ -87,7 +87,7 @@ def main():
     proxy_port, broker_port = free_port(), free_port()
     broker = subprocess.Popen(
         [str(SPATE), "serve", "--data-dir", data_dir, "--kafka-listen", f"127.0.0.1:{broker_port}",
-         "--http-listen", "127.0.0.1:0", "--advertised-kafka", f"127.0.0.1:{proxy_port}"],
+         "--http-listen", "127.0.0.1:0", "--registry-listen", "127.0.0.1:0", "--advertised-kafka", f"127.0.0.1:{proxy_port}"],
         stderr=subprocess.PIPE, text=True)
     for line in broker.stderr:
         if "spate is ready" in line:

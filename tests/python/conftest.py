@@ -27,7 +27,9 @@ from helpers import forget_clients, wait_until
 
 READY_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 60.0
-READY_LINE = re.compile(r"spate is ready.*?kafka_addr=(\S+).*?http_addr=(\S+)")
+READY_LINE = re.compile(
+    r"spate is ready.*?kafka_addr=(\S+).*?http_addr=(\S+).*?registry_addr=(\S+)"
+)
 ERROR_LINE = re.compile(r"^\S+\s+ERROR\b|\bpanicked at\b")
 
 
@@ -66,9 +68,11 @@ class SpateBroker:
         self.allowed_errors: list[re.Pattern[str]] = []
         self.kafka_addr = ""
         self.http_addr = ""
+        self.registry_addr = ""
         # What `spate serve` listens on; port 0 lets the kernel pick (see `keep_ports`).
         self.kafka_listen = "127.0.0.1:0"
         self.http_listen = "127.0.0.1:0"
+        self.registry_listen = "127.0.0.1:0"
         self.starts = 0
         self._lock = threading.Lock()
         self._reader: threading.Thread | None = None
@@ -85,6 +89,8 @@ class SpateBroker:
             self.kafka_listen,
             "--http-listen",
             self.http_listen,
+            "--registry-listen",
+            self.registry_listen,
             *self.args,
         ]
 
@@ -113,7 +119,7 @@ class SpateBroker:
                 self._append(line)
                 m = READY_LINE.search(line)
                 if m and not ready.is_set():
-                    addrs["kafka"], addrs["http"] = m.group(1), m.group(2)
+                    addrs["kafka"], addrs["http"], addrs["registry"] = m.groups()
                     ready.set()
 
         self._reader = threading.Thread(target=read, name=f"spate-log-{self.starts}", daemon=True)
@@ -134,6 +140,7 @@ class SpateBroker:
                 )
         self.kafka_addr = addrs["kafka"]
         self.http_addr = addrs["http"]
+        self.registry_addr = addrs["registry"]
         wait_until(lambda: self.health_status() == 200, timeout_s=30, what="GET /health answering 200")
         return self
 
@@ -170,6 +177,7 @@ class SpateBroker:
         assert self.kafka_addr and self.http_addr, "keep_ports() needs a started broker"
         self.kafka_listen = self.kafka_addr
         self.http_listen = self.http_addr
+        self.registry_listen = self.registry_addr
 
     def restart(self) -> SpateBroker:
         """Starts again on the same data directory (after stop() or kill())."""

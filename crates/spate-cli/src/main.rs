@@ -14,7 +14,7 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run the Spate server (Kafka protocol, HTTP admin and health).
+    /// Run the Spate server (Kafka protocol, schema registry, HTTP admin and health).
     Serve(commands::serve::ServeArgs),
     /// Create, list, describe, alter and delete topics.
     Topic(commands::topic::TopicArgs),
@@ -24,6 +24,8 @@ enum Command {
     Consume(commands::consume::ConsumeArgs),
     /// List, describe and delete consumer groups, and reset their offsets.
     Group(commands::group::GroupArgs),
+    /// Register, get, list, check and delete schemas, and set compatibility (schema registry).
+    Schema(commands::schema::SchemaArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -34,6 +36,7 @@ fn main() -> std::process::ExitCode {
         Command::Produce(args) => commands::produce::run(args),
         Command::Consume(args) => commands::consume::run(args),
         Command::Group(args) => commands::group::run(args),
+        Command::Schema(args) => commands::schema::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -1,5 +1,5 @@
-//! End to end: the real `spate serve` on free ports, driven by the `spate topic`, `produce`
-//! and `consume` commands run as subprocesses, the way a user runs them.
+//! End to end: the real `spate serve` on free ports, driven by the `spate topic`, `produce`,
+//! `consume` and `schema` commands run as subprocesses, the way a user runs them.
 //!
 //! Each test starts its own server in a temporary directory and kills it when done (a Drop
 //! guard). Waiting is always on a condition with a deadline: the server's "spate is ready"
@@ -26,6 +26,7 @@ struct Server {
     kafka_addr: String,
     #[allow(dead_code)]
     http_addr: String,
+    registry_addr: String,
     log: Arc<Mutex<Vec<String>>>,
     _data_dir: tempfile::TempDir,
 }
@@ -38,6 +39,8 @@ impl Server {
             .arg(data_dir.path())
             .args([
                 "--kafka-listen",
+                "127.0.0.1:0",
+                "--registry-listen",
                 "127.0.0.1:0",
                 "--http-listen",
                 "127.0.0.1:0",
@@ -88,6 +91,7 @@ impl Server {
         Server {
             kafka_addr: field("kafka_addr"),
             http_addr: field("http_addr"),
+            registry_addr: field("registry_addr"),
             child,
             log,
             _data_dir: data_dir,
@@ -99,6 +103,7 @@ impl Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_spate"))
             .args(args)
             .env("SPATE_BROKERS", &self.kafka_addr)
+            .env("SPATE_REGISTRY", format!("http://{}", self.registry_addr))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -771,4 +776,135 @@ fn lines_are_sent_before_stdin_closes() {
         "the record arrived while the producer was still reading"
     );
     assert!(status.success());
+}
+
+#[test]
+fn schema_commands_register_get_list_check_configure_and_delete() {
+    let server = Server::start();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let write = |name: &str, text: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).expect("write schema");
+        path.to_string_lossy().into_owned()
+    };
+    let v1 = write(
+        "v1.avsc",
+        r#"{"type": "record", "name": "User", "fields": [{"name": "id", "type": "long"}]}"#,
+    );
+    let v2 = write(
+        "v2.avsc",
+        r#"{"type": "record", "name": "User", "fields": [{"name": "id", "type": "long"},
+            {"name": "email", "type": "string", "default": ""}]}"#,
+    );
+    let breaking = write(
+        "breaking.avsc",
+        r#"{"type": "record", "name": "User", "fields": [{"name": "id", "type": "long"},
+            {"name": "email", "type": "string"}]}"#,
+    );
+
+    let first = server.ok(&["schema", "register", "users-value", "--file", &v1], b"");
+    assert_eq!(first.stdout().trim(), "1");
+    let again = server.ok(&["schema", "register", "users-value", "--file", &v1], b"");
+    assert_eq!(again.stdout().trim(), "1", "the same schema keeps its id");
+
+    let compatible = server.ok(&["schema", "check", "users-value", "--file", &v2], b"");
+    assert_eq!(compatible.stdout().trim(), "compatible");
+    let refused = server.run(
+        &["schema", "check", "users-value", "--file", &breaking],
+        b"",
+    );
+    assert!(
+        !refused.status.success(),
+        "an incompatible schema fails the check"
+    );
+    assert!(
+        refused.stdout().starts_with("incompatible"),
+        "{}",
+        refused.stdout()
+    );
+    assert!(refused.stdout().contains("email"), "{}", refused.stdout());
+    let conflict = server.run(
+        &["schema", "register", "users-value", "--file", &breaking],
+        b"",
+    );
+    assert!(!conflict.status.success());
+    assert!(
+        conflict.stderr.contains("error code 409"),
+        "{}",
+        conflict.stderr
+    );
+
+    let second = server.ok(&["schema", "register", "users-value", "--file", &v2], b"");
+    assert_eq!(second.stdout().trim(), "2");
+    assert_eq!(
+        server.ok(&["schema", "list"], b"").stdout(),
+        "users-value\n"
+    );
+    assert_eq!(
+        server.ok(&["schema", "list", "users-value"], b"").stdout(),
+        "1\n2\n"
+    );
+    let raw = server.ok(
+        &["schema", "get", "users-value", "--version", "1", "--raw"],
+        b"",
+    );
+    let stored: Value = serde_json::from_str(raw.stdout().trim()).expect("schema JSON");
+    assert_eq!(stored["fields"][0]["name"], "id");
+    let by_id: Value = serde_json::from_str(
+        server
+            .ok(&["schema", "get", "--id", "2"], b"")
+            .stdout()
+            .trim(),
+    )
+    .expect("JSON document");
+    assert!(by_id["schema"].as_str().expect("schema").contains("email"));
+
+    // A Protobuf schema from stdin.
+    let proto = b"syntax = \"proto3\";\nmessage Order { int64 id = 1; }\n";
+    let order = server.ok(
+        &[
+            "schema",
+            "register",
+            "orders-value",
+            "--type",
+            "protobuf",
+            "--file",
+            "-",
+        ],
+        proto,
+    );
+    assert_eq!(order.stdout().trim(), "3");
+
+    assert_eq!(
+        server.ok(&["schema", "config"], b"").stdout().trim(),
+        "BACKWARD"
+    );
+    server.ok(&["schema", "config", "users-value", "--set", "FULL"], b"");
+    assert_eq!(
+        server
+            .ok(&["schema", "config", "users-value"], b"")
+            .stdout()
+            .trim(),
+        "FULL"
+    );
+    let bad_level = server.run(
+        &["schema", "config", "users-value", "--set", "SIDEWAYS"],
+        b"",
+    );
+    assert!(bad_level.stderr.contains("42203"), "{}", bad_level.stderr);
+
+    assert_eq!(
+        server
+            .ok(&["schema", "delete", "users-value", "--version", "1"], b"")
+            .stdout()
+            .trim(),
+        "1"
+    );
+    assert_eq!(
+        server.ok(&["schema", "list", "users-value"], b"").stdout(),
+        "2\n"
+    );
+    let missing = server.run(&["schema", "get", "nobody-value"], b"");
+    assert!(!missing.status.success());
+    assert!(missing.stderr.contains("40401"), "{}", missing.stderr);
 }

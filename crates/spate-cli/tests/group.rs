@@ -39,6 +39,8 @@ impl Server {
             .args([
                 "--kafka-listen",
                 "127.0.0.1:0",
+                "--registry-listen",
+                "127.0.0.1:0",
                 "--http-listen",
                 "127.0.0.1:0",
             ])

@@ -23,6 +23,12 @@ pub struct Config {
     pub advertised_kafka: Option<String>,
     /// HTTP listener for health, metrics and the admin API.
     pub http_listen: SocketAddr,
+    /// Schema registry listener (Confluent Schema Registry's REST API); port 0 picks a free
+    /// port.
+    pub registry_listen: SocketAddr,
+    /// The registry's compatibility level for subjects with none of their own and no global
+    /// level set through the API (Confluent's `schema.compatibility.level`).
+    pub registry_default_compatibility: String,
     /// This broker's id in Metadata responses.
     pub node_id: i32,
     /// Create a topic when a client produces to or asks metadata for an unknown one
@@ -78,6 +84,8 @@ impl Default for Config {
             kafka_listen: SocketAddr::from(([0, 0, 0, 0], 9092)),
             advertised_kafka: None,
             http_listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
+            registry_listen: SocketAddr::from(([0, 0, 0, 0], 8081)),
+            registry_default_compatibility: "BACKWARD".to_string(),
             node_id: 1,
             auto_create_topics: true,
             default_partitions: 1,
@@ -175,6 +183,12 @@ impl Config {
             return Err(invalid(
                 "group-min-session-timeout-ms",
                 "must not exceed group-max-session-timeout-ms",
+            ));
+        }
+        if spate_registry::Compatibility::parse(&self.registry_default_compatibility).is_none() {
+            return Err(invalid(
+                "registry-default-compatibility",
+                "must be one of NONE, BACKWARD, BACKWARD_TRANSITIVE, FORWARD, FORWARD_TRANSITIVE, FULL, FULL_TRANSITIVE",
             ));
         }
         if self.max_in_flight_per_connection == 0 || self.max_connections == 0 {

@@ -1,6 +1,7 @@
 //! Spate's server: listeners, connections, and the wiring of the services.
 //!
-//! [`run`] opens the broker on the data directory, binds the Kafka and HTTP listeners, logs one
+//! [`run`] opens the broker on the data directory and the schema registry on the broker's
+//! `_schemas` topic, binds the Kafka, HTTP and registry listeners, logs one
 //! `spate is ready` line (with the bound addresses, so port 0 is usable) and serves until the
 //! shutdown future resolves. Then it stops accepting, lets connections finish what they are
 //! doing (bounded), flushes every log and records a clean shutdown. This crate is the only one
@@ -15,6 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use spate_broker::{Broker, BrokerOptions};
+use spate_registry::{Compatibility, Registry, RegistrySettings};
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 use tokio_util::task::TaskTracker;
@@ -41,6 +43,9 @@ pub enum ServerError {
     /// The broker could not open its data.
     #[error(transparent)]
     Open(#[from] spate_broker::OpenError),
+    /// The schema registry could not rebuild its state from `_schemas`.
+    #[error("schema registry: {0}")]
+    Registry(String),
     /// A task of the server failed.
     #[error("server task failed: {0}")]
     Task(String),
@@ -61,8 +66,11 @@ pub struct Server {
     kafka_addr: SocketAddr,
     http_listener: TcpListener,
     http_addr: SocketAddr,
+    registry_listener: TcpListener,
+    registry_addr: SocketAddr,
     advertised: (String, u16),
     broker: Arc<Broker>,
+    registry: Arc<Registry>,
 }
 
 impl std::fmt::Debug for Server {
@@ -92,6 +100,12 @@ impl Server {
         let http_addr = http_listener
             .local_addr()
             .map_err(bind_error(config.http_listen))?;
+        let registry_listener = TcpListener::bind(config.registry_listen)
+            .await
+            .map_err(bind_error(config.registry_listen))?;
+        let registry_addr = registry_listener
+            .local_addr()
+            .map_err(bind_error(config.registry_listen))?;
         let advertised = advertised(&config, kafka_addr);
         let options = BrokerOptions {
             data_dir: config.data_dir.clone(),
@@ -125,14 +139,29 @@ impl Server {
         let broker = tokio::task::spawn_blocking(move || Broker::open(options))
             .await
             .map_err(|e| ServerError::Task(e.to_string()))??;
+        let settings = RegistrySettings {
+            default_compatibility: Compatibility::parse(&config.registry_default_compatibility)
+                .unwrap_or(Compatibility::Backward),
+        };
+        let registry_broker = Arc::clone(&broker);
+        let registry =
+            tokio::task::spawn_blocking(move || Registry::open(registry_broker, settings))
+                .await
+                .map_err(|e| ServerError::Task(e.to_string()))?
+                .map_err(|e| ServerError::Registry(e.message))?;
+        let registry = Arc::new(registry);
+        broker.set_schema_validator(Arc::clone(&registry) as _);
         Ok(Server {
             config,
             kafka_listener,
             kafka_addr,
             http_listener,
             http_addr,
+            registry_listener,
+            registry_addr,
             advertised,
             broker,
+            registry,
         })
     }
 
@@ -144,6 +173,11 @@ impl Server {
     /// The bound HTTP listener address.
     pub fn http_addr(&self) -> SocketAddr {
         self.http_addr
+    }
+
+    /// The bound schema registry listener address.
+    pub fn registry_addr(&self) -> SocketAddr {
+        self.registry_addr
     }
 
     /// The broker, for in-process tests.
@@ -162,8 +196,11 @@ impl Server {
             kafka_addr,
             http_listener,
             http_addr,
+            registry_listener,
+            registry_addr,
             advertised: (advertised_host, advertised_port),
             broker,
+            registry,
         } = self;
         let (stop_tx, stop_rx) = watch::channel(false);
         let connection_metrics = Arc::new(kafka::ConnectionMetrics::default());
@@ -198,6 +235,17 @@ impl Server {
             }
         });
 
+        let mut registry_stop = stop_rx.clone();
+        let registry_api = tokio::spawn(async move {
+            let serve = axum::serve(registry_listener, spate_registry::router(registry))
+                .with_graceful_shutdown(async move {
+                    let _ = registry_stop.wait_for(|s| *s).await;
+                });
+            if let Err(err) = serve.await {
+                tracing::error!(error = %err, "schema registry listener failed");
+            }
+        });
+
         let mut maintenance_stop = stop_rx.clone();
         let maintenance = tokio::spawn(Arc::clone(&broker).run_maintenance(
             config.retention_check_interval_ms,
@@ -209,6 +257,7 @@ impl Server {
         tracing::info!(
             kafka_addr = %kafka_addr,
             http_addr = %http_addr,
+            registry_addr = %registry_addr,
             advertised = %format!("{advertised_host}:{advertised_port}"),
             data_dir = %config.data_dir.display(),
             cluster_id = broker.cluster_id(),
@@ -227,6 +276,7 @@ impl Server {
             tracing::warn!("connections still busy after the grace period; closing them");
         }
         let _ = http.await;
+        let _ = registry_api.await;
         let _ = maintenance.await;
         tokio::task::spawn_blocking(move || broker.shutdown())
             .await

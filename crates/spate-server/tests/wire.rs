@@ -30,6 +30,7 @@ impl TestServer {
             data_dir: dir.path().to_path_buf(),
             kafka_listen: "127.0.0.1:0".parse().expect("addr"),
             http_listen: "127.0.0.1:0".parse().expect("addr"),
+            registry_listen: "127.0.0.1:0".parse().expect("addr"),
             ..Config::default()
         };
         adjust(&mut config);
@@ -564,6 +565,7 @@ async fn a_full_disk_refuses_writes_keeps_serving_and_loses_nothing_acknowledged
         data_dir: disk.path.join("data"),
         kafka_listen: "127.0.0.1:0".parse().expect("addr"),
         http_listen: "127.0.0.1:0".parse().expect("addr"),
+        registry_listen: "127.0.0.1:0".parse().expect("addr"),
         ..Config::default()
     };
     let server = TestServer::start_with(config, None).await;

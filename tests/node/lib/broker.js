@@ -16,7 +16,7 @@ const readline = require('node:readline')
 
 const READY_TIMEOUT_MS = 60_000
 const STOP_TIMEOUT_MS = 30_000
-const READY_LINE = /spate is ready.*?kafka_addr=(\S+).*?http_addr=(\S+)/
+const READY_LINE = /spate is ready.*?kafka_addr=(\S+).*?http_addr=(\S+).*?registry_addr=(\S+)/
 const ERROR_LINE = /^\S+\s+ERROR\b|\bpanicked at\b/
 const LOG_TAIL_LINES = 60
 
@@ -57,6 +57,7 @@ class Broker {
     this.allowed = []
     this.kafkaAddr = ''
     this.httpAddr = ''
+    this.registryAddr = ''
     this.exited = new Promise(resolve => {
       child.once('exit', (code, signal) => {
         running.delete(child)
@@ -117,6 +118,7 @@ async function startBroker({ args = [] } = {}) {
     '--data-dir', dataDir,
     '--kafka-listen', '127.0.0.1:0',
     '--http-listen', '127.0.0.1:0',
+    '--registry-listen', '127.0.0.1:0',
     ...args,
   ]
   const [cmd, argv] = SETPRIV
@@ -146,6 +148,7 @@ async function startBroker({ args = [] } = {}) {
       if (m && !broker.kafkaAddr) {
         broker.kafkaAddr = m[1]
         broker.httpAddr = m[2]
+        broker.registryAddr = m[3]
         finish(resolve)
       }
     }

@@ -1,8 +1,10 @@
-//! One module per subcommand. `serve` starts the server; the others are Kafka clients.
+//! One module per subcommand. `serve` starts the server; `schema` is a schema registry (REST)
+//! client; the others are Kafka clients.
 
 pub mod client_args;
 pub mod consume;
 pub mod group;
 pub mod produce;
+pub mod schema;
 pub mod serve;
 pub mod topic;

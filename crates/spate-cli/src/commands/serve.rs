@@ -26,6 +26,10 @@ pub struct ServeArgs {
     /// HTTP listener for /health and /metrics, HOST:PORT [default: 0.0.0.0:8080].
     #[arg(long, env = "SPATE_HTTP_LISTEN")]
     pub http_listen: Option<SocketAddr>,
+    /// Schema registry listener (Confluent's REST API), HOST:PORT; port 0 picks a free port
+    /// [default: 0.0.0.0:8081].
+    #[arg(long, env = "SPATE_REGISTRY_LISTEN")]
+    pub registry_listen: Option<SocketAddr>,
     /// Broker id [default: 1].
     #[arg(long, env = "SPATE_NODE_ID")]
     pub node_id: Option<i32>,
@@ -68,6 +72,9 @@ impl ServeArgs {
         }
         if let Some(v) = self.http_listen {
             config.http_listen = v;
+        }
+        if let Some(v) = self.registry_listen {
+            config.registry_listen = v;
         }
         if let Some(v) = self.node_id {
             config.node_id = v;

@@ -1,0 +1,619 @@
+"""The schema registry with Confluent's own Python clients.
+
+confluent-kafka's `SchemaRegistryClient` and its Avro, JSON Schema and Protobuf serializers talk
+to Spate's registry listener exactly as they would to Confluent Schema Registry: serializers
+register schemas on first use, producers write Confluent's wire format (magic byte, schema id)
+to a Spate topic, and deserializers fetch the writer's schema by id to decode. Raw HTTP (with
+`requests`) pins the REST details clients depend on: error codes and bodies, soft and
+permanent deletes, configs and modes, and that bad input writes nothing to `_schemas`.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from typing import Any
+
+import pytest
+import requests
+from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer
+from confluent_kafka.schema_registry import Schema, SchemaReference, SchemaRegistryClient
+from confluent_kafka.schema_registry.avro import AvroDeserializer, AvroSerializer
+from confluent_kafka.schema_registry.error import SchemaRegistryError
+from confluent_kafka.schema_registry.json_schema import JSONDeserializer, JSONSerializer
+from confluent_kafka.schema_registry.protobuf import ProtobufDeserializer, ProtobufSerializer
+from confluent_kafka.serialization import MessageField, SerializationContext
+from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+
+from helpers import create_topic, unique, watermarks
+
+HEADERS = {"Content-Type": "application/vnd.schemaregistry.v1+json"}
+
+
+def url(spate) -> str:
+    return f"http://{spate.registry_addr}"
+
+
+def registry(spate) -> SchemaRegistryClient:
+    return SchemaRegistryClient({"url": url(spate)})
+
+
+def rest(spate, method: str, path: str, body: Any = None, data: bytes | None = None):
+    response = requests.request(
+        method,
+        url(spate) + path,
+        headers=HEADERS,
+        data=data if data is not None else (json.dumps(body) if body is not None else None),
+        timeout=30,
+    )
+    try:
+        return response.status_code, response.json()
+    except ValueError:
+        return response.status_code, response.text
+
+
+def produce_values(spate, topic: str, values: list[bytes]) -> None:
+    producer = Producer({"bootstrap.servers": spate.bootstrap, "acks": "all"})
+    errors: list[str] = []
+    for value in values:
+        producer.produce(topic, value=value, on_delivery=lambda e, _m: e and errors.append(str(e)))
+    assert producer.flush(30) == 0, "every record delivered"
+    assert errors == []
+
+
+def consume_values(spate, topic: str, count: int) -> list[bytes]:
+    consumer = Consumer(
+        {
+            "bootstrap.servers": spate.bootstrap,
+            "group.id": unique("g"),
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+        }
+    )
+    consumer.subscribe([topic])
+    out: list[bytes] = []
+    try:
+        import time
+
+        deadline = time.monotonic() + 30
+        while len(out) < count and time.monotonic() < deadline:
+            message = consumer.poll(0.5)
+            if message is None or message.error():
+                continue
+            out.append(message.value())
+    finally:
+        consumer.close()
+    assert len(out) == count, f"consumed {len(out)} of {count} records"
+    return out
+
+
+def schemas_end_offset(spate) -> int:
+    return watermarks(spate.bootstrap, "_schemas")[1]
+
+
+# --- serializers end to end -----------------------------------------------------------------
+
+ORDER_AVRO = json.dumps(
+    {
+        "type": "record",
+        "name": "Order",
+        "namespace": "shop",
+        "fields": [
+            {"name": "id", "type": "long"},
+            {"name": "item", "type": "string"},
+            {"name": "quantity", "type": "int", "default": 1},
+            {"name": "note", "type": ["null", "string"], "default": None},
+        ],
+    }
+)
+
+
+def test_avro_serializer_registers_and_round_trips_through_a_topic(spate):
+    topic = unique("orders")
+    create_topic(spate.bootstrap, topic)
+    sr = registry(spate)
+    serializer = AvroSerializer(sr, ORDER_AVRO)
+    deserializer = AvroDeserializer(sr)
+    ctx = SerializationContext(topic, MessageField.VALUE)
+    orders = [{"id": i, "item": f"item-{i}", "quantity": i + 1, "note": None if i % 2 else "gift"} for i in range(20)]
+    produce_values(spate, topic, [serializer(o, ctx) for o in orders])
+
+    latest = sr.get_latest_version(f"{topic}-value")
+    assert latest.version == 1
+    values = consume_values(spate, topic, len(orders))
+    for value in values:
+        magic, schema_id = struct.unpack(">bI", value[:5])
+        assert (magic, schema_id) == (0, latest.schema_id), "Confluent wire format"
+    assert [deserializer(v, ctx) for v in values] == orders
+    # The stored schema is the canonical (compact) text of what was registered.
+    assert json.loads(sr.get_schema(latest.schema_id).schema_str) == json.loads(ORDER_AVRO)
+
+
+ORDER_JSON = json.dumps(
+    {
+        "$schema": "http://json-schema.org/draft-07/schema#",
+        "title": "Order",
+        "type": "object",
+        "properties": {
+            "id": {"type": "integer"},
+            "item": {"type": "string", "maxLength": 40},
+            "tags": {"type": "array", "items": {"type": "string"}},
+        },
+        "required": ["id", "item"],
+        "additionalProperties": False,
+    }
+)
+
+
+def test_json_schema_serializer_registers_and_round_trips_through_a_topic(spate):
+    topic = unique("orders-json")
+    create_topic(spate.bootstrap, topic)
+    sr = registry(spate)
+    serializer = JSONSerializer(ORDER_JSON, sr)
+    deserializer = JSONDeserializer(ORDER_JSON, schema_registry_client=sr)
+    ctx = SerializationContext(topic, MessageField.VALUE)
+    orders = [{"id": i, "item": f"thing {i}", "tags": ["a"] * (i % 3)} for i in range(10)]
+    produce_values(spate, topic, [serializer(o, ctx) for o in orders])
+
+    latest = sr.get_latest_version(f"{topic}-value")
+    assert latest.schema.schema_type == "JSON"
+    values = consume_values(spate, topic, len(orders))
+    assert [deserializer(v, ctx) for v in values] == orders
+    assert {struct.unpack(">bI", v[:5])[1] for v in values} == {latest.schema_id}
+
+
+def order_message_class():
+    """shop.Order and shop.Line as a message class built from a descriptor (no protoc)."""
+    F = descriptor_pb2.FieldDescriptorProto
+    file = descriptor_pb2.FileDescriptorProto(name="shop/order.proto", package="shop", syntax="proto3")
+    line = file.message_type.add(name="Line")
+    line.field.add(name="sku", number=1, type=F.TYPE_STRING, label=F.LABEL_OPTIONAL)
+    line.field.add(name="count", number=2, type=F.TYPE_INT32, label=F.LABEL_OPTIONAL)
+    order = file.message_type.add(name="Order")
+    order.field.add(name="id", number=1, type=F.TYPE_INT64, label=F.LABEL_OPTIONAL)
+    order.field.add(name="customer", number=2, type=F.TYPE_STRING, label=F.LABEL_OPTIONAL)
+    order.field.add(
+        name="lines", number=3, type=F.TYPE_MESSAGE, type_name=".shop.Line", label=F.LABEL_REPEATED
+    )
+    pool = descriptor_pool.DescriptorPool()
+    pool.Add(file)
+    return message_factory.GetMessageClass(pool.FindMessageTypeByName("shop.Order"))
+
+
+def test_protobuf_serializer_registers_and_round_trips_through_a_topic(spate):
+    topic = unique("orders-proto")
+    create_topic(spate.bootstrap, topic)
+    sr = registry(spate)
+    Order = order_message_class()
+    serializer = ProtobufSerializer(Order, sr, {"use.deprecated.format": False})
+    deserializer = ProtobufDeserializer(Order, {"use.deprecated.format": False})
+    ctx = SerializationContext(topic, MessageField.VALUE)
+    orders = []
+    for i in range(10):
+        order = Order(id=i, customer=f"c{i}")
+        for j in range(i % 3):
+            order.lines.add(sku=f"sku-{j}", count=j + 1)
+        orders.append(order)
+    produce_values(spate, topic, [serializer(o, ctx) for o in orders])
+
+    latest = sr.get_latest_version(f"{topic}-value")
+    assert latest.schema.schema_type == "PROTOBUF"
+    # Registered as a base64 descriptor, served back as .proto source.
+    assert "message Order" in latest.schema.schema_str
+    values = consume_values(spate, topic, len(orders))
+    assert [deserializer(v, ctx) for v in values] == orders
+
+
+# --- ids, versions, restart ---------------------------------------------------------------
+
+
+def test_ids_are_shared_by_equal_schemas_and_survive_a_restart(spate):
+    sr = registry(spate)
+    a, b = unique("a"), unique("b")
+    first = sr.register_schema(a, Schema(ORDER_AVRO, "AVRO"))
+    # The same schema, written differently (whitespace), in another subject: the same id.
+    spaced = json.dumps(json.loads(ORDER_AVRO), indent=4)
+    assert sr.register_schema(b, Schema(spaced, "AVRO")) == first
+    # Registering again in the same subject adds no version.
+    assert sr.register_schema(a, Schema(ORDER_AVRO, "AVRO")) == first
+    evolved = json.loads(ORDER_AVRO)
+    evolved["fields"].append({"name": "coupon", "type": ["null", "string"], "default": None})
+    second = sr.register_schema(a, Schema(json.dumps(evolved), "AVRO"))
+    assert second != first
+
+    spate.restart()
+    after = registry(spate)
+    assert after.get_versions(a) == [1, 2]
+    assert after.get_versions(b) == [1]
+    assert after.get_version(a, 2).schema_id == second
+    assert json.loads(after.get_schema(first).schema_str) == json.loads(ORDER_AVRO)
+    third = after.register_schema(unique("c"), Schema('"string"', "AVRO"))
+    assert third > max(first, second), "ids are never reused after a restart"
+    # Lookup finds the version a schema is registered as.
+    found = after.lookup_schema(a, Schema(json.dumps(evolved), "AVRO"))
+    assert (found.schema_id, found.version) == (second, 2)
+
+
+# --- compatibility levels, both ways, all three formats --------------------------------------
+
+
+def avro_record(*fields: dict) -> str:
+    return json.dumps({"type": "record", "name": "User", "fields": [{"name": "id", "type": "int"}, *fields]})
+
+
+A_NO_DEFAULT = {"name": "email", "type": "string"}
+A_DEFAULT = {"name": "email", "type": "string", "default": ""}
+B_DEFAULT = {"name": "age", "type": "int", "default": 0}
+
+
+def json_object(properties: dict, required: list[str] | None = None, closed: bool = True) -> str:
+    schema: dict[str, Any] = {"type": "object", "properties": {"id": {"type": "integer"}, **properties}}
+    if required:
+        schema["required"] = required
+    if closed:
+        schema["additionalProperties"] = False
+    return json.dumps(schema)
+
+
+def proto(fields: str) -> str:
+    return f'syntax = "proto3";\npackage users;\nmessage User {{\n  int64 id = 1;\n{fields}\n}}\n'
+
+
+# (format, level, earlier versions, candidate, allowed, a word the refusal must contain)
+COMPATIBILITY_CASES = [
+    # Avro: the classic reader/writer rules.
+    ("AVRO", "BACKWARD", [avro_record()], avro_record(A_DEFAULT), True, None),
+    ("AVRO", "BACKWARD", [avro_record()], avro_record(A_NO_DEFAULT), False, "email"),
+    ("AVRO", "FORWARD", [avro_record()], avro_record(A_NO_DEFAULT), True, None),
+    ("AVRO", "FORWARD", [avro_record(A_NO_DEFAULT)], avro_record(), False, "email"),
+    ("AVRO", "FULL", [avro_record()], avro_record(A_DEFAULT), True, None),
+    ("AVRO", "FULL", [avro_record()], avro_record(A_NO_DEFAULT), False, "email"),
+    ("AVRO", "NONE", [avro_record()], json.dumps({"type": "enum", "name": "E", "symbols": ["A"]}), True, None),
+    # Transitive levels: the candidate suits the latest version but not the first.
+    ("AVRO", "BACKWARD", [avro_record(), avro_record(A_DEFAULT)], avro_record(A_NO_DEFAULT), True, None),
+    ("AVRO", "BACKWARD_TRANSITIVE", [avro_record(), avro_record(A_DEFAULT)], avro_record(A_NO_DEFAULT), False, "email"),
+    ("AVRO", "FORWARD", [avro_record(A_NO_DEFAULT), avro_record(A_DEFAULT)], avro_record(), True, None),
+    ("AVRO", "FORWARD_TRANSITIVE", [avro_record(A_NO_DEFAULT), avro_record(A_DEFAULT)], avro_record(), False, "email"),
+    ("AVRO", "FULL", [avro_record(A_NO_DEFAULT), avro_record(A_DEFAULT)], avro_record(), True, None),
+    ("AVRO", "FULL_TRANSITIVE", [avro_record(A_NO_DEFAULT), avro_record(A_DEFAULT)], avro_record(), False, "email"),
+    ("AVRO", "FULL_TRANSITIVE", [avro_record(), avro_record(A_DEFAULT)], avro_record(A_DEFAULT, B_DEFAULT), True, None),
+    # JSON Schema, Confluent's rules: a closed content model may gain an optional property
+    # (new readers accept old data); a new required property breaks old data.
+    ("JSON", "BACKWARD", [json_object({})], json_object({"email": {"type": "string"}}), True, None),
+    ("JSON", "BACKWARD", [json_object({})], json_object({"email": {"type": "string"}}, ["email"]), False, "email"),
+    ("JSON", "FORWARD", [json_object({"email": {"type": "string"}})], json_object({"email": {"type": "string"}}, ["email"]), True, None),
+    ("JSON", "FORWARD", [json_object({})], json_object({"email": {"type": "string"}}), False, "email"),
+    ("JSON", "FULL", [json_object({"n": {"type": "integer"}})], json_object({"n": {"type": "integer", "description": "count"}}), True, None),
+    ("JSON", "FULL", [json_object({"n": {"type": "integer"}})], json_object({"n": {"type": "string"}}), False, "n"),
+    ("JSON", "NONE", [json_object({})], json.dumps({"type": "string"}), True, None),
+    ("JSON", "BACKWARD_TRANSITIVE", [json_object({"n": {"type": "integer"}}), json_object({"n": {"type": ["integer", "string"]}})], json_object({"n": {"type": "string"}}), False, "n"),
+    ("JSON", "BACKWARD", [json_object({"n": {"type": "integer"}}), json_object({"n": {"type": ["integer", "string"]}})], json_object({"n": {"type": ["integer", "string", "null"]}}), True, None),
+    ("JSON", "FORWARD", [json_object({"n": {"type": "integer"}}), json_object({"n": {"type": ["integer", "string"]}})], json_object({"n": {"type": "string"}}), True, None),
+    ("JSON", "FORWARD_TRANSITIVE", [json_object({"n": {"type": "integer"}}), json_object({"n": {"type": ["integer", "string"]}})], json_object({"n": {"type": "string"}}), False, "n"),
+    ("JSON", "FULL", [json_object({"n": {"type": "integer"}}), json_object({"n": {"type": "string"}})], json_object({"n": {"type": "string", "description": "d"}}), True, None),
+    ("JSON", "FULL_TRANSITIVE", [json_object({"n": {"type": "integer"}}), json_object({"n": {"type": "string"}})], json_object({"n": {"type": "string", "description": "d"}}), False, "n"),
+    # Protobuf: fields are matched by number; wire-compatible type changes are allowed.
+    ("PROTOBUF", "BACKWARD", [proto("  string name = 2;")], proto("  string name = 2;\n  int32 age = 3;"), True, None),
+    ("PROTOBUF", "BACKWARD", [proto("  string name = 2;")], proto("  int32 name = 2;"), False, "name"),
+    ("PROTOBUF", "FORWARD", [proto("  int32 count = 2;")], proto("  int64 count = 2;"), True, None),
+    ("PROTOBUF", "FORWARD", [proto("  string name = 2;")], proto("  double name = 2;"), False, "name"),
+    ("PROTOBUF", "FULL", [proto("  string name = 2;")], proto("  bytes name = 2;"), True, None),
+    ("PROTOBUF", "FULL", [proto("  string name = 2;")], proto("  bool name = 2;"), False, "name"),
+    ("PROTOBUF", "NONE", [proto("  string name = 2;")], proto("  bool name = 2;"), True, None),
+    ("PROTOBUF", "BACKWARD", [proto("  string name = 2;"), proto("")], proto("  int32 size = 2;"), True, None),
+    ("PROTOBUF", "BACKWARD_TRANSITIVE", [proto("  string name = 2;"), proto("")], proto("  int32 size = 2;"), False, "2"),
+    ("PROTOBUF", "FORWARD_TRANSITIVE", [proto("  string name = 2;"), proto("")], proto("  int32 size = 2;"), False, "2"),
+    ("PROTOBUF", "FULL_TRANSITIVE", [proto("  string name = 2;"), proto("")], proto("  int32 size = 2;"), False, "2"),
+]
+
+
+@pytest.mark.parametrize(
+    "schema_type,level,earlier,candidate,allowed,word",
+    COMPATIBILITY_CASES,
+    ids=[f"{c[0]}-{c[1]}-{i}-{'allowed' if c[4] else 'refused'}" for i, c in enumerate(COMPATIBILITY_CASES)],
+)
+def test_compatibility_levels(spate_shared, schema_type, level, earlier, candidate, allowed, word):
+    sr = registry(spate_shared)
+    subject = unique("compat")
+    # The earlier versions go in under NONE, then the level under test is set: levels can
+    # change over a subject's life, and transitive cases need histories the level itself
+    # would not have allowed.
+    sr.set_compatibility(subject, "NONE")
+    for text in earlier:
+        sr.register_schema(subject, Schema(text, schema_type))
+    assert len(sr.get_versions(subject)) == len(earlier)
+    sr.set_compatibility(subject, level)
+    # The test API and registration agree.
+    verdict = sr.test_compatibility_all_versions(subject, Schema(candidate, schema_type))
+    assert verdict is allowed
+    if allowed:
+        sr.register_schema(subject, Schema(candidate, schema_type))
+        assert len(sr.get_versions(subject)) == len(earlier) + 1
+        return
+    before = schemas_end_offset(spate_shared)
+    with pytest.raises(SchemaRegistryError) as refused:
+        sr.register_schema(subject, Schema(candidate, schema_type))
+    assert refused.value.http_status_code == 409
+    assert refused.value.error_code == 409
+    assert word in refused.value.error_message, refused.value.error_message
+    assert len(sr.get_versions(subject)) == len(earlier)
+    assert schemas_end_offset(spate_shared) == before, "a refused schema writes nothing"
+
+
+@pytest.fixture(scope="module")
+def spate_shared(tmp_path_factory):
+    """One broker for the many small compatibility cases."""
+    from conftest import SpateBroker, spate_binary
+
+    root = tmp_path_factory.mktemp("registry")
+    broker = SpateBroker(spate_binary(), root / "data", root / "broker.log", []).start()
+    yield broker
+    broker.ensure_dead()
+
+
+def test_verbose_compatibility_says_which_field_broke_which_rule(spate):
+    subject = unique("verbose")
+    status, _ = rest(spate, "POST", f"/subjects/{subject}/versions", {"schema": avro_record()})
+    assert status == 200
+    status, body = rest(
+        spate,
+        "POST",
+        f"/compatibility/subjects/{subject}/versions/latest?verbose=true",
+        {"schema": avro_record(A_NO_DEFAULT)},
+    )
+    assert status == 200
+    assert body["is_compatible"] is False
+    text = " ".join(body["messages"])
+    assert "READER_FIELD_MISSING_DEFAULT_VALUE" in text and "email" in text, text
+
+
+# --- references -----------------------------------------------------------------------------
+
+
+def test_avro_references_resolve_and_protect_what_they_reference(spate):
+    sr = registry(spate)
+    topic = unique("ref-topic")
+    customer_subject, order_subject = unique("customer"), f"{topic}-value"
+    customer = json.dumps(
+        {"type": "record", "name": "Customer", "namespace": "shop", "fields": [{"name": "name", "type": "string"}]}
+    )
+    sr.register_schema(customer_subject, Schema(customer, "AVRO"))
+    order = json.dumps(
+        {"type": "record", "name": "Order", "namespace": "shop", "fields": [{"name": "customer", "type": "shop.Customer"}]}
+    )
+    refs = [SchemaReference("shop.Customer", customer_subject, 1)]
+    order_id = sr.register_schema(order_subject, Schema(order, "AVRO", refs))
+    fetched = sr.get_schema(order_id)
+    assert [(r.name, r.subject, r.version) for r in fetched.references] == [("shop.Customer", customer_subject, 1)]
+    assert sr.get_referenced_by(customer_subject, 1) == [order_id]
+
+    # Serialize (looking the schema up in the topic's subject) and deserialize with the reference.
+    ctx = SerializationContext(topic, MessageField.VALUE)
+    serializer = AvroSerializer(sr, Schema(order, "AVRO", refs), conf={"auto.register.schemas": False, "use.latest.version": False})
+    value = serializer({"customer": {"name": "Ada"}}, ctx)
+    assert struct.unpack(">bI", value[:5]) == (0, order_id)
+    assert AvroDeserializer(sr)(value, ctx) == {"customer": {"name": "Ada"}}
+
+    with pytest.raises(SchemaRegistryError) as referenced:
+        sr.delete_version(customer_subject, 1)
+    assert referenced.value.error_code == 42206
+
+    # A reference to something that does not exist is an invalid schema, and writes nothing.
+    before = schemas_end_offset(spate)
+    with pytest.raises(SchemaRegistryError) as missing:
+        sr.register_schema(unique("o"), Schema(order, "AVRO", [SchemaReference("shop.Customer", "nope", 1)]))
+    assert missing.value.error_code == 42201
+    assert schemas_end_offset(spate) == before
+
+
+# --- deletes, configs, modes, errors --------------------------------------------------------
+
+
+def test_soft_and_permanent_deletes_follow_confluent(spate):
+    sr = registry(spate)
+    subject = unique("del")
+    sr.set_compatibility(subject, "NONE")
+    sr.register_schema(subject, Schema('"string"', "AVRO"))
+    sr.register_schema(subject, Schema('"int"', "AVRO"))
+
+    with pytest.raises(SchemaRegistryError) as not_soft:
+        sr.delete_version(subject, 1, permanent=True)
+    assert not_soft.value.error_code == 40407
+    assert sr.delete_version(subject, 1) == 1
+    assert sr.get_versions(subject) == [2]
+    status, body = rest(spate, "GET", f"/subjects/{subject}/versions?deleted=true")
+    assert (status, body) == (200, [1, 2])
+    status, body = rest(spate, "GET", f"/subjects/{subject}/versions/1")
+    assert (status, body["error_code"]) == (404, 40402)
+    status, body = rest(spate, "GET", f"/subjects/{subject}/versions/1?deleted=true")
+    assert (status, body["version"]) == (200, 1)
+    with pytest.raises(SchemaRegistryError) as again:
+        sr.delete_version(subject, 1)
+    assert again.value.error_code == 40406
+    assert sr.delete_version(subject, 1, permanent=True) == 1
+
+    assert sr.delete_subject(subject) == [2]
+    assert subject not in sr.get_subjects()
+    status, body = rest(spate, "GET", f"/subjects?deleted=true")
+    assert subject in body
+    with pytest.raises(SchemaRegistryError) as soft_again:
+        sr.delete_subject(subject)
+    assert soft_again.value.error_code == 40404
+    assert sr.delete_subject(subject, permanent=True) == [2]
+    status, body = rest(spate, "GET", f"/subjects/{subject}/versions?deleted=true")
+    assert (status, body["error_code"]) == (404, 40401)
+
+    spate.restart()
+    status, body = rest(spate, "GET", "/subjects?deleted=true")
+    assert subject not in body, "the permanent delete survives a restart"
+
+
+def test_configs_and_modes(spate):
+    sr = registry(spate)
+    subject = unique("cfg")
+    assert sr.get_compatibility() == "BACKWARD"
+    status, body = rest(spate, "GET", f"/config/{subject}")
+    assert (status, body["error_code"]) == (404, 40408)
+    assert sr.set_compatibility(subject, "FULL") == {"compatibility": "FULL"}
+    assert sr.get_compatibility(subject) == "FULL"
+    status, body = rest(spate, "PUT", f"/config/{subject}", {"compatibility": "SIDEWAYS"})
+    assert (status, body["error_code"]) == (422, 42203)
+    status, body = rest(spate, "DELETE", f"/config/{subject}")
+    assert (status, body) == (200, {"compatibilityLevel": "FULL"})
+    status, body = rest(spate, "GET", f"/config/{subject}?defaultToGlobal=true")
+    assert (status, body) == (200, {"compatibilityLevel": "BACKWARD"})
+
+    assert sr.get_global_mode() == "READWRITE"
+    assert sr.update_mode(subject, "READONLY") == "READONLY"
+    with pytest.raises(SchemaRegistryError) as readonly:
+        sr.register_schema(subject, Schema('"string"', "AVRO"))
+    assert readonly.value.error_code == 42205
+    assert sr.delete_mode(subject) == "READONLY"
+    sr.register_schema(subject, Schema('"string"', "AVRO"))
+    status, body = rest(spate, "PUT", f"/mode/{subject}", {"mode": "SOMETIMES"})
+    assert (status, body["error_code"]) == (422, 42204)
+
+    spate.restart()
+    status, body = rest(spate, "GET", f"/config/{subject}")
+    assert (status, body["error_code"]) == (404, 40408), "the config delete survived the restart"
+
+
+def test_bad_requests_get_confluent_error_bodies_and_write_nothing(spate):
+    subject = unique("bad")
+    before = schemas_end_offset(spate)
+    cases = [
+        # (request, expected status, expected error_code)
+        (("POST", f"/subjects/{subject}/versions", {"schema": "{not json"}), 422, 42201),
+        (("POST", f"/subjects/{subject}/versions", {"schema": '{"type": "record", "name": "R"}'}), 422, 42201),
+        (("POST", f"/subjects/{subject}/versions", {"schema": '{"type":"nope"}'}), 422, 42201),
+        (("POST", f"/subjects/{subject}/versions", {"schema": "message {", "schemaType": "PROTOBUF"}), 422, 42201),
+        (("POST", f"/subjects/{subject}/versions", {"schema": '{"type": 12}', "schemaType": "JSON"}), 422, 42201),
+        (("POST", f"/subjects/{subject}/versions", {"schema": '"int"', "schemaType": "XML"}), 422, 422),
+        (("POST", f"/subjects/{subject}/versions", {"schema": 12}), 422, 422),
+        (("POST", f"/subjects/{subject}/versions", {"schemaa": '"int"'}), 422, 422),
+        (("POST", f"/subjects/{subject}/versions", {"schema": '"int"', "references": "x"}), 422, 422),
+        (("POST", f"/subjects/{subject}/versions", [1, 2]), 422, 422),
+        (("GET", f"/subjects/{subject}/versions", None), 404, 40401),
+        (("GET", f"/subjects/{subject}/versions/abc", None), 422, 42202),
+        (("GET", "/schemas/ids/987654", None), 404, 40403),
+        (("POST", f"/subjects/{subject}", {"schema": '"int"'}), 404, 40401),
+    ]
+    for (method, path, body), status, code in cases:
+        got_status, got = rest(spate, method, path, body)
+        assert (got_status, got.get("error_code") if isinstance(got, dict) else got) == (status, code), (
+            method,
+            path,
+            body,
+            got,
+        )
+        assert isinstance(got["message"], str) and got["message"]
+
+    status, body = rest(spate, "POST", f"/subjects/{subject}/versions", data=b"{\"schema\": ")
+    assert (status, body["error_code"]) == (400, 400)
+    huge = json.dumps({"schema": json.dumps({"type": "enum", "name": "E", "symbols": [f"S{i}" for i in range(2_000_000)]})})
+    status, body = rest(spate, "POST", f"/subjects/{subject}/versions", data=huge.encode())
+    assert (status, body["error_code"]) == (413, 413)
+
+    assert schemas_end_offset(spate) == before, "nothing half-written to _schemas"
+    assert rest(spate, "GET", "/schemas/types") == (200, ["JSON", "PROTOBUF", "AVRO"])
+    # The broker kept serving Kafka clients throughout.
+    produce_values(spate, unique("still-serving"), [b"ok"])
+
+
+# --- validation on produce ------------------------------------------------------------------
+
+
+def produce_outcomes(spate, topic: str, values: list[bytes], key: bytes | None = None) -> list[int]:
+    """Produces each value in its own request (so one refusal does not take others with it);
+    returns each one's error code (0 when acknowledged)."""
+    producer = Producer(
+        {"bootstrap.servers": spate.bootstrap, "acks": "all", "linger.ms": 0, "retries": 0}
+    )
+    codes: list[int] = []
+    for value in values:
+        outcome: list[int] = []
+        producer.produce(
+            topic, key=key, value=value, on_delivery=lambda e, _m: outcome.append(e.code() if e else 0)
+        )
+        assert producer.flush(30) == 0
+        codes.extend(outcome)
+    return codes
+
+
+def test_validation_on_produce_refuses_records_without_a_registered_schema_id(spate):
+    from confluent_kafka import KafkaError
+
+    topic = unique("validated")
+    create_topic(spate.bootstrap, topic, config={"confluent.value.schema.validation": "true"})
+    sr = registry(spate)
+    ctx = SerializationContext(topic, MessageField.VALUE)
+    good = AvroSerializer(sr, ORDER_AVRO)({"id": 1, "item": "tea", "quantity": 2, "note": None}, ctx)
+    schema_id = struct.unpack(">bI", good[:5])[1]
+    other_id = sr.register_schema(unique("elsewhere"), Schema('"string"', "AVRO"))
+
+    outcomes = produce_outcomes(
+        spate,
+        topic,
+        [
+            good,
+            b"plain text, no wire format",
+            struct.pack(">bI", 0, 987654) + good[5:],  # an id nobody registered
+            struct.pack(">bI", 0, other_id) + good[5:],  # registered, but not for this topic
+            struct.pack(">bI", 0, schema_id) + b"\xff\xff",  # right id; payload not checked
+        ],
+    )
+    invalid = KafkaError.INVALID_RECORD
+    assert outcomes == [0, invalid, invalid, invalid, 0]
+    assert watermarks(spate.bootstrap, topic)[1] == 2, "refused records never reach the log"
+    log = spate.log_text()
+    assert "is not registered" in log and "wire format" in log
+
+    # Keys are not checked unless asked; the topic keeps serving good records.
+    assert produce_outcomes(spate, topic, [good], key=b"any key") == [0]
+
+
+def test_validation_can_also_decode_payloads(spate):
+    from confluent_kafka import KafkaError
+
+    topic = unique("decoded")
+    create_topic(
+        spate.bootstrap,
+        topic,
+        config={
+            "confluent.value.schema.validation": "true",
+            "spate.schema.validation.decode": "true",
+        },
+    )
+    sr = registry(spate)
+    ctx = SerializationContext(topic, MessageField.VALUE)
+    good = AvroSerializer(sr, ORDER_AVRO)({"id": 1, "item": "tea", "quantity": 2, "note": None}, ctx)
+    truncated = good[:-3]
+    outcomes = produce_outcomes(spate, topic, [good, truncated, good + b"\x00"])
+    assert outcomes == [0, KafkaError.INVALID_RECORD, KafkaError.INVALID_RECORD]
+    assert "does not decode" in spate.log_text()
+
+
+def test_key_validation_and_record_name_strategy(spate):
+    from confluent_kafka import KafkaError
+
+    topic = unique("keyed")
+    create_topic(
+        spate.bootstrap,
+        topic,
+        config={
+            "confluent.key.schema.validation": "true",
+            "confluent.value.schema.validation": "true",
+            "confluent.value.subject.name.strategy": "io.confluent.kafka.serializers.subject.RecordNameStrategy",
+        },
+    )
+    sr = registry(spate)
+    key_id = sr.register_schema(f"{topic}-key", Schema('"string"', "AVRO"))
+    value_id = sr.register_schema("shop.Order", Schema(ORDER_AVRO, "AVRO"))
+    key = struct.pack(">bI", 0, key_id) + b"\x06abc"
+    value = struct.pack(">bI", 0, value_id) + b"\x02"
+    assert produce_outcomes(spate, topic, [value], key=key) == [0]
+    assert produce_outcomes(spate, topic, [value], key=b"raw key") == [KafkaError.INVALID_RECORD]
+    # The value's schema must be registered under its record name, not the topic's subject.
+    topic_subject_id = sr.register_schema(f"{topic}-value", Schema('"int"', "AVRO"))
+    wrong = struct.pack(">bI", 0, topic_subject_id) + b"\x02"
+    assert produce_outcomes(spate, topic, [wrong], key=key) == [KafkaError.INVALID_RECORD]
