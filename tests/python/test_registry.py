@@ -277,6 +277,8 @@ COMPATIBILITY_CASES = [
     ("AVRO", "FULL", [avro_record(A_NO_DEFAULT), avro_record(A_DEFAULT)], avro_record(), True, None),
     ("AVRO", "FULL_TRANSITIVE", [avro_record(A_NO_DEFAULT), avro_record(A_DEFAULT)], avro_record(), False, "email"),
     ("AVRO", "FULL_TRANSITIVE", [avro_record(), avro_record(A_DEFAULT)], avro_record(A_DEFAULT, B_DEFAULT), True, None),
+    ("AVRO", "BACKWARD_TRANSITIVE", [avro_record(), avro_record(A_DEFAULT)], avro_record(A_DEFAULT, B_DEFAULT), True, None),
+    ("AVRO", "FORWARD_TRANSITIVE", [avro_record(), avro_record(A_DEFAULT)], avro_record(A_DEFAULT, {"name": "age", "type": "int"}), True, None),
     # JSON Schema, Confluent's rules: a closed content model may gain an optional property
     # (new readers accept old data); a new required property breaks old data.
     ("JSON", "BACKWARD", [json_object({})], json_object({"email": {"type": "string"}}), True, None),
@@ -292,6 +294,9 @@ COMPATIBILITY_CASES = [
     ("JSON", "FORWARD_TRANSITIVE", [json_object({"n": {"type": "integer"}}), json_object({"n": {"type": ["integer", "string"]}})], json_object({"n": {"type": "string"}}), False, "n"),
     ("JSON", "FULL", [json_object({"n": {"type": "integer"}}), json_object({"n": {"type": "string"}})], json_object({"n": {"type": "string", "description": "d"}}), True, None),
     ("JSON", "FULL_TRANSITIVE", [json_object({"n": {"type": "integer"}}), json_object({"n": {"type": "string"}})], json_object({"n": {"type": "string", "description": "d"}}), False, "n"),
+    ("JSON", "BACKWARD_TRANSITIVE", [json_object({"n": {"type": "integer"}}), json_object({"n": {"type": ["integer", "string"]}})], json_object({"n": {"type": ["integer", "string", "null"]}}), True, None),
+    ("JSON", "FORWARD_TRANSITIVE", [json_object({"n": {"type": ["integer", "string"]}}), json_object({"n": {"type": ["integer", "string"], "description": "d"}})], json_object({"n": {"type": "integer"}}), True, None),
+    ("JSON", "FULL_TRANSITIVE", [json_object({"n": {"type": "integer"}}), json_object({"n": {"type": "integer", "description": "d"}})], json_object({"n": {"type": "integer", "description": "e"}}), True, None),
     # Protobuf: fields are matched by number; wire-compatible type changes are allowed.
     ("PROTOBUF", "BACKWARD", [proto("  string name = 2;")], proto("  string name = 2;\n  int32 age = 3;"), True, None),
     ("PROTOBUF", "BACKWARD", [proto("  string name = 2;")], proto("  int32 name = 2;"), False, "name"),
@@ -304,6 +309,9 @@ COMPATIBILITY_CASES = [
     ("PROTOBUF", "BACKWARD_TRANSITIVE", [proto("  string name = 2;"), proto("")], proto("  int32 size = 2;"), False, "2"),
     ("PROTOBUF", "FORWARD_TRANSITIVE", [proto("  string name = 2;"), proto("")], proto("  int32 size = 2;"), False, "2"),
     ("PROTOBUF", "FULL_TRANSITIVE", [proto("  string name = 2;"), proto("")], proto("  int32 size = 2;"), False, "2"),
+    ("PROTOBUF", "BACKWARD_TRANSITIVE", [proto("  string name = 2;"), proto("")], proto("  string name = 2;\n  int32 age = 3;"), True, None),
+    ("PROTOBUF", "FORWARD_TRANSITIVE", [proto("  string name = 2;"), proto("")], proto("  string name = 2;\n  int32 age = 3;"), True, None),
+    ("PROTOBUF", "FULL_TRANSITIVE", [proto("  string name = 2;"), proto("")], proto("  string name = 2;\n  int32 age = 3;"), True, None),
 ]
 
 
@@ -493,6 +501,8 @@ def test_bad_requests_get_confluent_error_bodies_and_write_nothing(spate):
         (("POST", f"/subjects/{subject}/versions", {"schemaa": '"int"'}), 422, 422),
         (("POST", f"/subjects/{subject}/versions", {"schema": '"int"', "references": "x"}), 422, 422),
         (("POST", f"/subjects/{subject}/versions", [1, 2]), 422, 422),
+        # A schema cannot reference itself or anything not yet registered, so no cycle forms.
+        (("POST", f"/subjects/{subject}/versions", {"schema": '"int"', "references": [{"name": "x", "subject": subject, "version": 1}]}), 422, 42201),
         (("GET", f"/subjects/{subject}/versions", None), 404, 40401),
         (("GET", f"/subjects/{subject}/versions/abc", None), 422, 42202),
         (("GET", "/schemas/ids/987654", None), 404, 40403),

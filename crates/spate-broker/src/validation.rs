@@ -77,6 +77,9 @@ impl Broker {
             .map_err(|e| (0, e.to_string()))?;
         let records =
             spate_log::batch::parse_records(&records, header).map_err(|e| (0, e.to_string()))?;
+        // Producers put many records with the same schema in a batch: without decoding, a
+        // header (magic byte and id) that passed once passes again.
+        let mut passed: [Option<[u8; 5]>; 2] = [None, None];
         for (index, record) in records.iter().enumerate() {
             let parts = [
                 (RecordPart::Key, validation.key, record.key),
@@ -87,6 +90,11 @@ impl Broker {
                 let (Some(strategy), Some(bytes)) = (strategy, bytes) else {
                     continue;
                 };
+                let slot = &mut passed[part as usize];
+                let head: Option<[u8; 5]> = bytes.get(..5).and_then(|h| h.try_into().ok());
+                if !validation.decode && head.is_some() && *slot == head {
+                    continue;
+                }
                 validator
                     .check(topic, part, strategy, validation.decode, bytes)
                     .map_err(|reason| {
@@ -95,6 +103,7 @@ impl Broker {
                             format!("record {index}: {} {reason}", part.name()),
                         )
                     })?;
+                *slot = head;
             }
         }
         Ok(())

@@ -870,15 +870,13 @@ impl Registry {
             .collect())
     }
 
-    /// The subjects with a live (not soft-deleted) version holding a schema id.
-    pub fn live_subjects_of(&self, id: i32) -> Vec<String> {
-        let state = self.state.read();
-        state
+    /// Whether a live (not soft-deleted) version of the subject holds the schema id.
+    pub fn subject_has_live_id(&self, subject: &str, id: i32) -> bool {
+        self.state
+            .read()
             .subjects
-            .iter()
-            .filter(|(_, versions)| versions.values().any(|e| e.id == id && !e.deleted))
-            .map(|(subject, _)| subject.clone())
-            .collect()
+            .get(subject)
+            .is_some_and(|versions| versions.values().any(|e| e.id == id && !e.deleted))
     }
 
     /// Ids of the schemas that reference a subject version.

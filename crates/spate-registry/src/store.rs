@@ -177,6 +177,8 @@ pub struct SchemaEntry {
     pub references: Vec<Reference>,
     /// Parsed on first use (compatibility checks, validation, `format=serialized`).
     pub(crate) parsed: OnceLock<Result<Arc<Parsed>, SchemaError>>,
+    /// The names its records go by, for the record name strategies; found on first use.
+    pub(crate) record_names: OnceLock<Vec<String>>,
 }
 
 /// One version of a subject.
@@ -289,6 +291,7 @@ impl State {
                             text,
                             references,
                             parsed: OnceLock::new(),
+                            record_names: OnceLock::new(),
                         }),
                     );
                 }

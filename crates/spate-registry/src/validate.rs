@@ -35,12 +35,17 @@ impl SchemaValidator for Registry {
         let entry = self
             .schema(id)
             .map_err(|_| format!("has schema id {id}, which is not registered"))?;
-        let subjects = self.live_subjects_of(id);
-        let matches = |subject: &str| subjects.iter().any(|s| s == subject);
+        let matches = |subject: &str| self.subject_has_live_id(subject, id);
         let ok = match strategy {
             SubjectNameStrategy::Topic => matches(&format!("{topic}-{}", part.name())),
-            SubjectNameStrategy::Record => record_names(&entry).iter().any(|n| matches(n)),
-            SubjectNameStrategy::TopicRecord => record_names(&entry)
+            SubjectNameStrategy::Record => entry
+                .record_names
+                .get_or_init(|| record_names(&entry))
+                .iter()
+                .any(|n| matches(n)),
+            SubjectNameStrategy::TopicRecord => entry
+                .record_names
+                .get_or_init(|| record_names(&entry))
                 .iter()
                 .any(|n| matches(&format!("{topic}-{n}"))),
         };
