@@ -1,14 +1,20 @@
 /*
  * txn_perf: transactional produce throughput against plain idempotent acks=all produce, with
  * librdkafka. Built by bench/build-client.sh against the same static librdkafka as
- * rdkafka_performance; driven by bench/groups.sh. What it measures and why: BENCHMARKS.md.
+ * rdkafka_performance; driven by bench/groups.sh and bench/registry.sh. What it measures and
+ * why: BENCHMARKS.md.
  *
  *   txn_perf -b HOST:PORT -t TOPIC [-p PARTITION] [-n RECORDS] [-s BYTES] [-k PER_TXN]
- *            [-i 0|1] [-T TRANSACTIONAL_ID] [-X key=value]...
+ *            [-i 0|1] [-T TRANSACTIONAL_ID] [-V SCHEMA_ID] [-X key=value]...
  *
  *   -k 0   (default) no transactions: produce all records, then flush
  *   -k K   transactions of K records: init_transactions once, then begin, produce K, commit
  *   -i 1   (default) enable.idempotence=true; -i 0 turns it off (only without -k)
+ *   -V ID  each value in the schema registry's wire format, as Confluent's serializers write
+ *          it: magic byte 0, the schema id ID as a big-endian 32-bit integer, then an Avro
+ *          `bytes` datum (zigzag varint length, then filler) making up the -s size exactly, so
+ *          that it decodes against the Avro schema "bytes" registered as ID. Sizes with no
+ *          exact fit (such as 70, where the length prefix grows from 1 to 2 bytes) are refused.
  *
  * Every producer uses acks=all. One warm-up record is produced and acknowledged first (in a
  * transaction of its own when transactional) and not counted. The clock starts at the first
@@ -77,6 +83,43 @@ static void set(rd_kafka_conf_t *conf, const char *key, const char *value) {
         die(key, err);
 }
 
+/* Bytes of the zigzag varint Avro writes for the long n >= 0. */
+static size_t avro_long_len(long long n) {
+    unsigned long long z = (unsigned long long)n << 1;
+    size_t len = 1;
+    while (z >= 0x80) {
+        z >>= 7;
+        len++;
+    }
+    return len;
+}
+
+/* Fills payload[0..size) with Confluent's wire format around an Avro `bytes` datum; returns 0
+ * when no datum length fits size exactly. */
+static int fill_wire_format(char *payload, size_t size, long schema_id) {
+    if (size < 6) return 0;
+    long long len = (long long)size - 6;
+    while (len >= 0 && 5 + avro_long_len(len) + (size_t)len > size) len--;
+    if (len < 0 || 5 + avro_long_len(len) + (size_t)len != size) return 0;
+    unsigned char *p = (unsigned char *)payload;
+    uint32_t id = (uint32_t)schema_id;
+    p[0] = 0;
+    p[1] = (unsigned char)(id >> 24);
+    p[2] = (unsigned char)(id >> 16);
+    p[3] = (unsigned char)(id >> 8);
+    p[4] = (unsigned char)id;
+    size_t at = 5;
+    for (unsigned long long z = (unsigned long long)len << 1;; z >>= 7) {
+        if (z < 0x80) {
+            p[at++] = (unsigned char)z;
+            break;
+        }
+        p[at++] = (unsigned char)(z & 0x7f) | 0x80;
+    }
+    for (size_t i = 0; at < size; i++) p[at++] = (unsigned char)('a' + i % 26);
+    return 1;
+}
+
 static int cmp_double(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
     return (x > y) - (x < y);
@@ -101,6 +144,7 @@ int main(int argc, char **argv) {
     long long records = 1000000, per_txn = 0;
     size_t size = 1024;
     int idempotence = 1;
+    long schema_id = -1;
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
     char err[512];
     int opt;
@@ -114,7 +158,7 @@ int main(int argc, char **argv) {
     set(conf, "linger.ms", "5");
     set(conf, "batch.size", "1000000");
 
-    while ((opt = getopt(argc, argv, "b:t:p:n:s:k:i:T:X:")) != -1) {
+    while ((opt = getopt(argc, argv, "b:t:p:n:s:k:i:T:V:X:")) != -1) {
         switch (opt) {
         case 'b': brokers = optarg; break;
         case 't': topic = optarg; break;
@@ -124,6 +168,7 @@ int main(int argc, char **argv) {
         case 'k': per_txn = atoll(optarg); break;
         case 'i': idempotence = atoi(optarg); break;
         case 'T': txn_id = optarg; break;
+        case 'V': schema_id = atol(optarg); break;
         case 'X': {
             char *eq = strchr(optarg, '=');
             if (!eq) die("-X", "expected key=value");
@@ -134,13 +179,15 @@ int main(int argc, char **argv) {
         default:
             fprintf(stderr, "usage: %s -b HOST:PORT -t TOPIC [-p PARTITION] [-n RECORDS] "
                             "[-s BYTES] [-k PER_TXN] [-i 0|1] [-T TRANSACTIONAL_ID] "
-                            "[-X key=value]...\n", argv[0]);
+                            "[-V SCHEMA_ID] [-X key=value]...\n", argv[0]);
             return 2;
         }
     }
     if (!brokers || !topic) die("usage", "-b and -t are required");
     if (per_txn < 0 || records <= 0) die("usage", "-k must be >= 0 and -n > 0");
     if (per_txn > 0 && !idempotence) die("usage", "transactions need idempotence");
+    if (schema_id != -1 && (schema_id < 0 || schema_id > 0x7fffffffL))
+        die("usage", "-V takes a schema id from 0 to 2147483647");
 
     set(conf, "bootstrap.servers", brokers);
     set(conf, "enable.idempotence", idempotence ? "true" : "false");
@@ -160,7 +207,12 @@ int main(int argc, char **argv) {
 
     char *payload = malloc(size);
     if (!payload) die("malloc", strerror(errno));
-    for (size_t i = 0; i < size; i++) payload[i] = (char)('a' + i % 26);
+    if (schema_id >= 0) {
+        if (!fill_wire_format(payload, size, schema_id))
+            die("-V", "no Avro bytes datum fills -s exactly with the 5-byte header; pick another size");
+    } else {
+        for (size_t i = 0; i < size; i++) payload[i] = (char)('a' + i % 26);
+    }
 
     double init_ms = 0;
     if (per_txn > 0) {
@@ -227,6 +279,7 @@ int main(int argc, char **argv) {
            per_txn > 0 ? "txn" : "plain", per_txn, idempotence, records, size, total_bytes,
            delivered, failed, txns, init_ms, elapsed_ms, delivered * 1000.0 / elapsed_ms,
            total_bytes / elapsed_ms / 1000.0);
+    if (schema_id >= 0) printf(" schema_id=%ld", schema_id);
     if (txns) {
         qsort(commit_ms, (size_t)txns, sizeof(double), cmp_double);
         double sum = 0;
