@@ -36,8 +36,9 @@ impl RecordPart {
 
 /// Checks keys and values against registered schemas; the schema registry implements it.
 pub trait SchemaValidator: Send + Sync {
-    /// Checks one key or value as produced (the wire-format header included). `Err` says why
-    /// it is refused, in words for the producer.
+    /// Checks one key's or value's wire-format header (magic byte, schema id registered for
+    /// the subject). With `decode`, returns the decoder for payloads with this header. `Err`
+    /// says why it is refused, in words for the producer.
     fn check(
         &self,
         topic: &str,
@@ -45,7 +46,13 @@ pub trait SchemaValidator: Send + Sync {
         strategy: SubjectNameStrategy,
         decode: bool,
         bytes: &[u8],
-    ) -> Result<(), String>;
+    ) -> Result<Option<Arc<dyn PayloadDecoder>>, String>;
+}
+
+/// Decodes payloads (the bytes after the 5-byte header) against one schema.
+pub trait PayloadDecoder: Send + Sync {
+    /// `Err` says why the payload does not decode.
+    fn decode(&self, payload: &[u8]) -> Result<(), String>;
 }
 
 /// Decompressed record bytes held for validation at most (a batch is at most
@@ -77,9 +84,11 @@ impl Broker {
             .map_err(|e| (0, e.to_string()))?;
         let records =
             spate_log::batch::parse_records(&records, header).map_err(|e| (0, e.to_string()))?;
-        // Producers put many records with the same schema in a batch: without decoding, a
-        // header (magic byte and id) that passed once passes again.
-        let mut passed: [Option<[u8; 5]>; 2] = [None, None];
+        // Producers put many records with the same schema in a batch: a header (magic byte
+        // and id) is checked once per run of equal headers, and with decoding its decoder is
+        // kept for the records that follow.
+        type Passed = Option<([u8; 5], Option<Arc<dyn PayloadDecoder>>)>;
+        let mut passed: [Passed; 2] = [None, None];
         for (index, record) in records.iter().enumerate() {
             let parts = [
                 (RecordPart::Key, validation.key, record.key),
@@ -90,20 +99,31 @@ impl Broker {
                 let (Some(strategy), Some(bytes)) = (strategy, bytes) else {
                     continue;
                 };
+                let refuse = |reason: String| {
+                    (
+                        index as i32,
+                        format!("record {index}: {} {reason}", part.name()),
+                    )
+                };
                 let slot = &mut passed[part as usize];
                 let head: Option<[u8; 5]> = bytes.get(..5).and_then(|h| h.try_into().ok());
-                if !validation.decode && head.is_some() && *slot == head {
-                    continue;
+                let known = match (slot.as_ref(), head) {
+                    (Some((seen, decoder)), Some(head)) if *seen == head => Some(decoder.clone()),
+                    _ => None,
+                };
+                let decoder = match known {
+                    Some(decoder) => decoder,
+                    None => {
+                        let decoder = validator
+                            .check(topic, part, strategy, validation.decode, bytes)
+                            .map_err(refuse)?;
+                        *slot = head.map(|head| (head, decoder.clone()));
+                        decoder
+                    }
+                };
+                if let Some(decoder) = decoder {
+                    decoder.decode(&bytes[5..]).map_err(refuse)?;
                 }
-                validator
-                    .check(topic, part, strategy, validation.decode, bytes)
-                    .map_err(|reason| {
-                        (
-                            index as i32,
-                            format!("record {index}: {} {reason}", part.name()),
-                        )
-                    })?;
-                *slot = head;
             }
         }
         Ok(())

@@ -9,9 +9,11 @@
 //! names of the file's top-level messages (the message index in the payload is not consulted
 //! to pick one, so any message of the file matches).
 
-use spate_broker::validation::{RecordPart, SchemaValidator};
+use std::sync::Arc;
+
+use spate_broker::validation::{PayloadDecoder, RecordPart, SchemaValidator};
 use spate_log::config::SubjectNameStrategy;
-use spate_schema::SchemaType;
+use spate_schema::{Parsed, SchemaType};
 
 use crate::Registry;
 use crate::store::SchemaEntry;
@@ -24,7 +26,7 @@ impl SchemaValidator for Registry {
         strategy: SubjectNameStrategy,
         decode: bool,
         bytes: &[u8],
-    ) -> Result<(), String> {
+    ) -> Result<Option<Arc<dyn PayloadDecoder>>, String> {
         let [0, a, b, c, d, ..] = *bytes else {
             return Err(
                 "does not start with the schema registry wire format (magic byte 0 and a 4-byte schema id)"
@@ -59,18 +61,30 @@ impl SchemaValidator for Registry {
                 "has schema id {id}, which is not registered under {expected}"
             ));
         }
-        if decode {
-            let parsed = self.parsed(&entry).map_err(|e| {
-                format!(
-                    "has schema id {id}, whose schema cannot be used: {}",
-                    e.message
-                )
-            })?;
-            parsed
-                .validate_payload(&bytes[5..])
-                .map_err(|reason| format!("does not decode with schema id {id}: {reason}"))?;
+        if !decode {
+            return Ok(None);
         }
-        Ok(())
+        let parsed = self.parsed(&entry).map_err(|e| {
+            format!(
+                "has schema id {id}, whose schema cannot be used: {}",
+                e.message
+            )
+        })?;
+        Ok(Some(Arc::new(Decoder { id, parsed })))
+    }
+}
+
+/// Decodes payloads against one registered schema.
+struct Decoder {
+    id: i32,
+    parsed: Arc<Parsed>,
+}
+
+impl PayloadDecoder for Decoder {
+    fn decode(&self, payload: &[u8]) -> Result<(), String> {
+        self.parsed
+            .validate_payload(payload)
+            .map_err(|reason| format!("does not decode with schema id {}: {reason}", self.id))
     }
 }
 
