@@ -65,6 +65,9 @@ pub struct BrokerOptions {
     pub advertised_host: String,
     /// Port clients connect to.
     pub advertised_port: i32,
+    /// Addresses advertised to clients of each named listener; a request from a listener not
+    /// named here (or with no listener) gets `advertised_host:advertised_port`.
+    pub listeners: Vec<AdvertisedListener>,
     /// Kafka's `auto.create.topics.enable`.
     pub auto_create_topics: bool,
     /// Kafka's `num.partitions`.
@@ -81,6 +84,17 @@ pub struct BrokerOptions {
     pub transactions: transactions::TransactionSettings,
     /// Time source.
     pub clock: Clock,
+}
+
+/// What clients of one listener are told to connect to (Kafka's `advertised.listeners`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdvertisedListener {
+    /// The listener's name.
+    pub name: String,
+    /// Host.
+    pub host: String,
+    /// Port.
+    pub port: i32,
 }
 
 impl std::fmt::Debug for BrokerOptions {
@@ -239,6 +253,29 @@ impl Broker {
         &self.options
     }
 
+    /// The host and port a client of this request's listener should connect to.
+    pub(crate) fn advertised_for(
+        &self,
+        session: Option<&spate_protocol::Session>,
+    ) -> (String, i32) {
+        session
+            .and_then(|s| {
+                self.options
+                    .listeners
+                    .iter()
+                    .find(|l| *l.name == *s.listener)
+            })
+            .map_or_else(
+                || {
+                    (
+                        self.options.advertised_host.clone(),
+                        self.options.advertised_port,
+                    )
+                },
+                |l| (l.host.clone(), l.port),
+            )
+    }
+
     pub(crate) fn now_ms(&self) -> i64 {
         (self.options.clock)()
     }
@@ -252,13 +289,14 @@ impl Broker {
         let client_host = request
             .peer
             .map_or_else(String::new, |p| format!("/{}", p.ip()));
+        let advertised = self.advertised_for(request.session.as_deref());
         match request.body {
             RequestKind::ApiVersions(_) => Reply::Now(ResponseKind::ApiVersions(
                 spate_protocol::api_versions_response(0),
             )),
-            RequestKind::Metadata(req) => {
-                Reply::Now(ResponseKind::Metadata(self.metadata(req, version).await))
-            }
+            RequestKind::Metadata(req) => Reply::Now(ResponseKind::Metadata(
+                self.metadata(req, version, &advertised).await,
+            )),
             RequestKind::Produce(req) => self.produce(req, version).await,
             RequestKind::Fetch(req) => self.fetch(req, version),
             RequestKind::ListOffsets(req) => Reply::Now(ResponseKind::ListOffsets(
@@ -288,9 +326,9 @@ impl Broker {
             RequestKind::IncrementalAlterConfigs(req) => Reply::Now(
                 ResponseKind::IncrementalAlterConfigs(self.incremental_alter_configs(req).await),
             ),
-            RequestKind::DescribeCluster(req) => {
-                Reply::Now(ResponseKind::DescribeCluster(self.describe_cluster(req)))
-            }
+            RequestKind::DescribeCluster(req) => Reply::Now(ResponseKind::DescribeCluster(
+                self.describe_cluster(req, &advertised),
+            )),
             RequestKind::ConsumerGroupHeartbeat(req) => {
                 Reply::Now(ResponseKind::ConsumerGroupHeartbeat(
                     self.consumer_group_heartbeat(req, version, &client_id, &client_host),
@@ -354,7 +392,7 @@ impl Broker {
                 self.init_producer_id(req, version).await,
             )),
             RequestKind::FindCoordinator(req) => Reply::Now(ResponseKind::FindCoordinator(
-                self.find_coordinator(req, version),
+                self.find_coordinator(req, version, &advertised),
             )),
             other => {
                 // spate-protocol only decodes advertised APIs, and every advertised API has an

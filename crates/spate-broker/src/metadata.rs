@@ -40,6 +40,7 @@ impl Broker {
         self: &Arc<Self>,
         req: MetadataRequest,
         version: i16,
+        advertised: &(String, i32),
     ) -> MetadataResponse {
         let allow_auto_create =
             self.options.auto_create_topics && (version < 4 || req.allow_auto_topic_creation);
@@ -82,8 +83,8 @@ impl Broker {
             .with_brokers(vec![
                 MetadataResponseBroker::default()
                     .with_node_id(BrokerId(self.options.node_id))
-                    .with_host(StrBytes::from_string(self.options.advertised_host.clone()))
-                    .with_port(self.options.advertised_port),
+                    .with_host(StrBytes::from_string(advertised.0.clone()))
+                    .with_port(advertised.1),
             ])
             .with_cluster_id(Some(StrBytes::from_string(self.cluster_id.clone())))
             .with_controller_id(BrokerId(self.options.node_id))
@@ -191,7 +192,11 @@ impl Broker {
             })
     }
 
-    pub(crate) fn describe_cluster(&self, req: DescribeClusterRequest) -> DescribeClusterResponse {
+    pub(crate) fn describe_cluster(
+        &self,
+        req: DescribeClusterRequest,
+        advertised: &(String, i32),
+    ) -> DescribeClusterResponse {
         let response = DescribeClusterResponse::default()
             .with_endpoint_type(req.endpoint_type)
             .with_cluster_id(StrBytes::from_string(self.cluster_id.clone()))
@@ -211,8 +216,8 @@ impl Broker {
         response.with_brokers(vec![
             DescribeClusterBroker::default()
                 .with_broker_id(BrokerId(self.options.node_id))
-                .with_host(StrBytes::from_string(self.options.advertised_host.clone()))
-                .with_port(self.options.advertised_port),
+                .with_host(StrBytes::from_string(advertised.0.clone()))
+                .with_port(advertised.1),
         ])
     }
 }
@@ -247,10 +252,11 @@ impl Broker {
         &self,
         req: FindCoordinatorRequest,
         version: i16,
+        advertised: &(String, i32),
     ) -> FindCoordinatorResponse {
-        let host = StrBytes::from_string(self.options.advertised_host.clone());
+        let host = StrBytes::from_string(advertised.0.clone());
         let node = BrokerId(self.options.node_id);
-        let port = self.options.advertised_port;
+        let port = advertised.1;
         let supported = req.key_type == KEY_TYPE_GROUP || req.key_type == KEY_TYPE_TRANSACTION;
         let unavailable = ResponseError::CoordinatorNotAvailable;
         let message = || {

@@ -23,6 +23,7 @@ fn open_broker(dir: &std::path::Path) -> Arc<Broker> {
         node_id: 1,
         advertised_host: "localhost".into(),
         advertised_port: 9092,
+        listeners: Vec::new(),
         auto_create_topics: true,
         default_partitions: 1,
         fetch_max_bytes: 1 << 20,
@@ -531,6 +532,7 @@ async fn every_api_answers_in_every_advertised_version() {
                     body,
                     size_bytes: 0,
                     peer: None,
+                    session: None,
                 };
                 let response = match broker.handle(request).await {
                     Reply::Now(response) => response,

@@ -31,6 +31,18 @@ pub struct Request {
     pub size_bytes: usize,
     /// The client's address, filled in by the server (JoinGroup reports it as client host).
     pub peer: Option<std::net::SocketAddr>,
+    /// Who sent it and through which listener, filled in by the server.
+    pub session: Option<std::sync::Arc<Session>>,
+}
+
+/// A connection's identity: the listener it came through and its authenticated principal
+/// (`User:ANONYMOUS` until a mechanism says otherwise, as in Kafka).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Session {
+    /// The listener's name, e.g. `PLAINTEXT` or `EXTERNAL`.
+    pub listener: std::sync::Arc<str>,
+    /// The principal, e.g. `User:alice` or `User:CN=alice,O=acme`.
+    pub principal: std::sync::Arc<str>,
 }
 
 /// Why a frame could not be turned into a request. Each variant says what the server should
@@ -134,6 +146,7 @@ pub fn decode_request(frame: Bytes) -> Result<Request, DecodeError> {
         body,
         size_bytes,
         peer: None,
+        session: None,
     })
 }
 

@@ -10,7 +10,7 @@ mod codec;
 pub mod versions;
 
 pub use codec::{
-    DecodeError, Request, decode_request, encode_response, read_frame_length, split_frame,
+    DecodeError, Request, Session, decode_request, encode_response, read_frame_length, split_frame,
     unsupported_api_versions_response,
 };
 pub use kafka_protocol;

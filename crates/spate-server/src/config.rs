@@ -73,8 +73,86 @@ pub struct Config {
     pub transaction_state_partitions: i32,
     /// Kafka's `transaction.max.timeout.ms`: the longest timeout a producer may ask for.
     pub transaction_max_timeout_ms: i32,
+    /// The security protocol of the `kafka-listen` listener (named after it, as Kafka's
+    /// default listeners are): PLAINTEXT or SSL.
+    pub kafka_protocol: SecurityProtocol,
+    /// More Kafka listeners, each with its own name, address and security protocol.
+    pub listeners: Vec<ListenerConfig>,
+    /// Certificates for SSL listeners.
+    pub tls: TlsConfig,
     /// Defaults for per-topic configs, by Kafka name (e.g. `"retention.ms" = "86400000"`).
     pub topic_defaults: BTreeMap<String, String>,
+}
+
+/// Kafka's security protocols.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum SecurityProtocol {
+    /// No encryption, no authentication.
+    #[serde(rename = "PLAINTEXT")]
+    Plaintext,
+    /// TLS; the principal comes from the client certificate when one is presented.
+    #[serde(rename = "SSL")]
+    Ssl,
+}
+
+impl SecurityProtocol {
+    /// Kafka's name.
+    pub fn name(self) -> &'static str {
+        match self {
+            SecurityProtocol::Plaintext => "PLAINTEXT",
+            SecurityProtocol::Ssl => "SSL",
+        }
+    }
+
+    /// Parses Kafka's name.
+    pub fn parse(name: &str) -> Option<SecurityProtocol> {
+        match name.to_ascii_uppercase().as_str() {
+            "PLAINTEXT" => Some(SecurityProtocol::Plaintext),
+            "SSL" => Some(SecurityProtocol::Ssl),
+            _ => None,
+        }
+    }
+}
+
+/// One Kafka listener (Kafka's `listeners` entry with its `advertised.listeners` address).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct ListenerConfig {
+    /// Name, e.g. `EXTERNAL`; clients of this listener are told its advertised address.
+    pub name: String,
+    /// Address to listen on; port 0 picks a free port.
+    pub listen: SocketAddr,
+    /// Security protocol.
+    pub protocol: SecurityProtocol,
+    /// `host:port` told to clients; by default the listen address.
+    pub advertised: Option<String>,
+}
+
+/// Kafka's `ssl.client.auth`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClientAuth {
+    /// Client certificates are not asked for.
+    #[default]
+    None,
+    /// Asked for; a client without one connects as `User:ANONYMOUS`.
+    Requested,
+    /// Required: a client without a valid certificate is refused.
+    Required,
+}
+
+/// Certificates for SSL listeners (PEM files).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(default, rename_all = "kebab-case", deny_unknown_fields)]
+pub struct TlsConfig {
+    /// The server's certificate chain.
+    pub cert_file: Option<PathBuf>,
+    /// The server's private key.
+    pub key_file: Option<PathBuf>,
+    /// CAs that sign client certificates (mutual TLS).
+    pub client_ca_file: Option<PathBuf>,
+    /// Whether clients must present a certificate.
+    pub client_auth: ClientAuth,
 }
 
 impl Default for Config {
@@ -106,6 +184,9 @@ impl Default for Config {
             group_consumer_heartbeat_interval_ms: 1_000,
             transaction_state_partitions: 50,
             transaction_max_timeout_ms: 900_000,
+            kafka_protocol: SecurityProtocol::Plaintext,
+            listeners: Vec::new(),
+            tls: TlsConfig::default(),
             topic_defaults: BTreeMap::new(),
         }
     }
@@ -193,6 +274,49 @@ impl Config {
         }
         if self.max_in_flight_per_connection == 0 || self.max_connections == 0 {
             return Err(invalid("max-connections", "limits must be at least 1"));
+        }
+        let uses_tls = self.kafka_protocol == SecurityProtocol::Ssl
+            || self
+                .listeners
+                .iter()
+                .any(|l| l.protocol == SecurityProtocol::Ssl);
+        if uses_tls && (self.tls.cert_file.is_none() || self.tls.key_file.is_none()) {
+            return Err(invalid(
+                "tls",
+                "an SSL listener needs tls.cert-file and tls.key-file",
+            ));
+        }
+        if self.tls.client_auth != ClientAuth::None && self.tls.client_ca_file.is_none() {
+            return Err(invalid(
+                "tls.client-auth",
+                "checking client certificates needs tls.client-ca-file",
+            ));
+        }
+        let mut names = vec![self.kafka_protocol.name().to_string()];
+        for listener in &self.listeners {
+            if listener.name.is_empty()
+                || !listener
+                    .name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+            {
+                return Err(invalid("listeners", "names are letters, digits, _ and -"));
+            }
+            if names.iter().any(|n| n.eq_ignore_ascii_case(&listener.name)) {
+                return Err(invalid(
+                    "listeners",
+                    &format!("listener name {} is used twice", listener.name),
+                ));
+            }
+            names.push(listener.name.clone());
+            if let Some(advertised) = &listener.advertised {
+                parse_host_port(advertised).ok_or_else(|| {
+                    invalid(
+                        "listeners",
+                        &format!("advertised {advertised} is not host:port"),
+                    )
+                })?;
+            }
         }
         if let Some(advertised) = &self.advertised_kafka {
             parse_host_port(advertised)

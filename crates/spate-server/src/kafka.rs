@@ -5,7 +5,9 @@
 //! wait, a fetch long-poll) runs as its own task while the reader goes on, so one connection can
 //! have several requests in flight (bounded), and the Kafka rule of in-order responses holds.
 //! Limits: frame size, in-flight requests per connection, request bytes across all connections,
-//! connection count, idle time.
+//! connection count, idle time. An SSL listener completes the TLS handshake first (bounded in
+//! time); every request carries the connection's [`Session`]: the listener's name and the
+//! principal (`User:ANONYMOUS`, or the client certificate's subject).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -15,12 +17,12 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::ResponseKind;
 use spate_broker::{Broker, Reply};
-use spate_protocol::DecodeError;
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use spate_protocol::{DecodeError, Session};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufWriter};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::task::JoinHandle;
+use tokio_rustls::TlsAcceptor;
 use tokio_util::task::TaskTracker;
 
 /// Limits applied to every connection.
@@ -47,8 +49,18 @@ pub struct ConnectionMetrics {
     pub decode_errors: AtomicU64,
 }
 
+/// How long a client gets to complete the TLS handshake.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The principal of a client that has not proven who it is, as Kafka names it.
+pub const ANONYMOUS: &str = "User:ANONYMOUS";
+
 /// Shared state of the listener.
 pub struct Listener {
+    /// The listener's name (requests carry it; Metadata answers its advertised address).
+    pub(crate) name: Arc<str>,
+    /// Set for SSL listeners.
+    pub(crate) tls: Option<TlsAcceptor>,
     pub(crate) broker: Arc<Broker>,
     pub(crate) limits: Limits,
     pub(crate) connections: Arc<Semaphore>,
@@ -90,24 +102,69 @@ impl Listener {
             let stop = stop.clone();
             self.tracker.spawn(async move {
                 listener.metrics.active.fetch_add(1, Ordering::Relaxed);
-                listener.serve(stream, peer, stop).await;
+                listener.accept_one(stream, peer, stop).await;
                 listener.metrics.active.fetch_sub(1, Ordering::Relaxed);
                 drop(permit);
             });
         }
     }
 
-    async fn serve(
+    /// Completes the TLS handshake on SSL listeners, then serves the connection.
+    async fn accept_one(
         self: &Arc<Self>,
         stream: TcpStream,
         peer: SocketAddr,
         stop: watch::Receiver<bool>,
     ) {
         let _ = stream.set_nodelay(true);
-        let (reader, writer) = stream.into_split();
+        let Some(tls) = &self.tls else {
+            let session = self.session(ANONYMOUS.to_string());
+            self.serve(stream, peer, session, stop).await;
+            return;
+        };
+        let stream = match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, tls.accept(stream)).await {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(err)) => {
+                tracing::warn!(peer = %peer, listener = %self.name, error = %err, "TLS handshake failed; closing connection");
+                return;
+            }
+            Err(_) => {
+                tracing::warn!(peer = %peer, listener = %self.name, "TLS handshake not completed within {TLS_HANDSHAKE_TIMEOUT:?}; closing connection");
+                return;
+            }
+        };
+        let principal = stream
+            .get_ref()
+            .1
+            .peer_certificates()
+            .and_then(|chain| chain.first())
+            .and_then(crate::tls::certificate_principal)
+            .unwrap_or_else(|| ANONYMOUS.to_string());
+        tracing::debug!(peer = %peer, listener = %self.name, %principal, "TLS connection");
+        let session = self.session(principal);
+        self.serve(stream, peer, session, stop).await;
+    }
+
+    fn session(&self, principal: String) -> Arc<Session> {
+        Arc::new(Session {
+            listener: Arc::clone(&self.name),
+            principal: principal.into(),
+        })
+    }
+
+    async fn serve<S>(
+        self: &Arc<Self>,
+        stream: S,
+        peer: SocketAddr,
+        session: Arc<Session>,
+        stop: watch::Receiver<bool>,
+    ) where
+        S: AsyncRead + AsyncWrite + Send + 'static,
+    {
+        let (reader, writer) = tokio::io::split(stream);
         let (tx, rx) = mpsc::channel(self.limits.max_in_flight);
         let writer = tokio::spawn(write_responses(writer, rx, peer));
-        if let Err(reason) = self.read_requests(reader, peer, &tx, stop).await {
+        if let Err(reason) = self.read_requests(reader, peer, session, &tx, stop).await {
             tracing::warn!(peer = %peer, reason = %reason, "closing connection");
         }
         drop(tx);
@@ -118,11 +175,13 @@ impl Listener {
     /// reason when the connection must close because of the client.
     async fn read_requests(
         self: &Arc<Self>,
-        mut reader: OwnedReadHalf,
+        mut reader: impl AsyncRead + Unpin,
         peer: SocketAddr,
+        session: Arc<Session>,
         tx: &mpsc::Sender<Pending>,
         mut stop: watch::Receiver<bool>,
     ) -> Result<(), String> {
+        let mut first = true;
         loop {
             let mut prefix = [0u8; 4];
             let read = tokio::select! {
@@ -138,6 +197,15 @@ impl Listener {
                 Ok(Err(err)) => return Err(format!("read failed: {err}")),
                 Ok(Ok(_)) => {}
             }
+            // A TLS record header (handshake, TLS 1.x) where a Kafka frame length should be.
+            if first && self.tls.is_none() && prefix[0] == 0x16 && prefix[1] == 0x03 {
+                self.metrics.decode_errors.fetch_add(1, Ordering::Relaxed);
+                return Err(format!(
+                    "a TLS handshake arrived on the PLAINTEXT listener {}; use its SSL listener",
+                    self.name
+                ));
+            }
+            first = false;
             let Some(length) =
                 spate_protocol::read_frame_length(prefix, self.limits.max_request_bytes)
             else {
@@ -195,6 +263,7 @@ impl Listener {
                 (request.api_key, request.api_version, request.correlation_id);
             let mut request = request;
             request.peer = Some(peer);
+            request.session = Some(Arc::clone(&session));
             let reply = self.broker.handle(request).await;
             drop(permit);
             let pending = match reply {
@@ -235,7 +304,7 @@ fn encode(
 }
 
 async fn write_responses(
-    writer: OwnedWriteHalf,
+    writer: impl AsyncWrite + Unpin,
     mut rx: mpsc::Receiver<Pending>,
     peer: SocketAddr,
 ) {

@@ -10,6 +10,7 @@
 pub mod config;
 mod http;
 mod kafka;
+mod tls;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -22,6 +23,7 @@ use tokio::sync::{Semaphore, watch};
 use tokio_util::task::TaskTracker;
 
 pub use config::Config;
+use config::SecurityProtocol;
 
 /// How long connections get to finish in-flight requests at shutdown.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -43,6 +45,9 @@ pub enum ServerError {
     /// The broker could not open its data.
     #[error(transparent)]
     Open(#[from] spate_broker::OpenError),
+    /// The TLS certificates or keys cannot be used.
+    #[error("tls: {0}")]
+    Tls(String),
     /// The schema registry could not rebuild its state from `_schemas`.
     #[error("schema registry: {0}")]
     Registry(String),
@@ -64,6 +69,9 @@ pub struct Server {
     config: Config,
     kafka_listener: TcpListener,
     kafka_addr: SocketAddr,
+    /// The `[[listeners]]`: name, protocol, socket, bound address.
+    extra_listeners: Vec<(String, SecurityProtocol, TcpListener, SocketAddr)>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     http_listener: TcpListener,
     http_addr: SocketAddr,
     registry_listener: TcpListener,
@@ -106,8 +114,46 @@ impl Server {
         let registry_addr = registry_listener
             .local_addr()
             .map_err(bind_error(config.registry_listen))?;
+        let mut extra_listeners = Vec::new();
+        let mut advertised_listeners = Vec::new();
+        for listener in &config.listeners {
+            let socket = TcpListener::bind(listener.listen)
+                .await
+                .map_err(bind_error(listener.listen))?;
+            let addr = socket.local_addr().map_err(bind_error(listener.listen))?;
+            let (host, port) = listener
+                .advertised
+                .as_deref()
+                .and_then(config::parse_host_port)
+                .unwrap_or_else(|| advertise_bound(addr));
+            advertised_listeners.push(spate_broker::AdvertisedListener {
+                name: listener.name.clone(),
+                host,
+                port: i32::from(port),
+            });
+            extra_listeners.push((listener.name.clone(), listener.protocol, socket, addr));
+        }
+        let uses_tls = config.kafka_protocol == SecurityProtocol::Ssl
+            || config
+                .listeners
+                .iter()
+                .any(|l| l.protocol == SecurityProtocol::Ssl);
+        let tls = if uses_tls {
+            Some(tls::acceptor(&config.tls).map_err(ServerError::Tls)?)
+        } else {
+            None
+        };
         let advertised = advertised(&config, kafka_addr);
+        advertised_listeners.insert(
+            0,
+            spate_broker::AdvertisedListener {
+                name: config.kafka_protocol.name().to_string(),
+                host: advertised.0.clone(),
+                port: i32::from(advertised.1),
+            },
+        );
         let options = BrokerOptions {
+            listeners: advertised_listeners,
             data_dir: config.data_dir.clone(),
             node_id: config.node_id,
             advertised_host: advertised.0.clone(),
@@ -155,6 +201,8 @@ impl Server {
             config,
             kafka_listener,
             kafka_addr,
+            extra_listeners,
+            tls,
             http_listener,
             http_addr,
             registry_listener,
@@ -194,6 +242,8 @@ impl Server {
             config,
             kafka_listener,
             kafka_addr,
+            extra_listeners,
+            tls,
             http_listener,
             http_addr,
             registry_listener,
@@ -205,21 +255,40 @@ impl Server {
         let (stop_tx, stop_rx) = watch::channel(false);
         let connection_metrics = Arc::new(kafka::ConnectionMetrics::default());
         let tracker = TaskTracker::new();
-        let listener = Arc::new(kafka::Listener {
-            broker: Arc::clone(&broker),
-            limits: kafka::Limits {
-                max_request_bytes: config.max_request_bytes,
-                max_in_flight: config.max_in_flight_per_connection,
-                idle_timeout: Duration::from_millis(config.idle_timeout_ms),
-            },
-            connections: Arc::new(Semaphore::new(config.max_connections)),
-            memory: Arc::new(Semaphore::new(
-                config.max_queued_request_bytes.min(Semaphore::MAX_PERMITS),
-            )),
-            metrics: Arc::clone(&connection_metrics),
-            tracker: tracker.clone(),
-        });
-        let accept = tokio::spawn(Arc::clone(&listener).run(kafka_listener, stop_rx.clone()));
+        let limits = kafka::Limits {
+            max_request_bytes: config.max_request_bytes,
+            max_in_flight: config.max_in_flight_per_connection,
+            idle_timeout: Duration::from_millis(config.idle_timeout_ms),
+        };
+        let connections = Arc::new(Semaphore::new(config.max_connections));
+        let memory = Arc::new(Semaphore::new(
+            config.max_queued_request_bytes.min(Semaphore::MAX_PERMITS),
+        ));
+        let mut sockets = vec![(
+            config.kafka_protocol.name().to_string(),
+            config.kafka_protocol,
+            kafka_listener,
+            kafka_addr,
+        )];
+        sockets.extend(extra_listeners);
+        let mut listeners_line = Vec::new();
+        let mut accepts = Vec::new();
+        for (name, protocol, socket, addr) in sockets {
+            listeners_line.push(format!("{name}:{}://{addr}", protocol.name()));
+            let listener = Arc::new(kafka::Listener {
+                name: name.into(),
+                tls: (protocol == SecurityProtocol::Ssl)
+                    .then(|| tls.clone())
+                    .flatten(),
+                broker: Arc::clone(&broker),
+                limits: limits.clone(),
+                connections: Arc::clone(&connections),
+                memory: Arc::clone(&memory),
+                metrics: Arc::clone(&connection_metrics),
+                tracker: tracker.clone(),
+            });
+            accepts.push(tokio::spawn(listener.run(socket, stop_rx.clone())));
+        }
 
         let mut http_stop = stop_rx.clone();
         let router = http::router(http::HttpState {
@@ -258,6 +327,7 @@ impl Server {
             kafka_addr = %kafka_addr,
             http_addr = %http_addr,
             registry_addr = %registry_addr,
+            listeners = %listeners_line.join(","),
             advertised = %format!("{advertised_host}:{advertised_port}"),
             data_dir = %config.data_dir.display(),
             cluster_id = broker.cluster_id(),
@@ -267,7 +337,9 @@ impl Server {
         shutdown.await;
         tracing::info!("shutting down");
         let _ = stop_tx.send(true);
-        let _ = accept.await;
+        for accept in accepts {
+            let _ = accept.await;
+        }
         tracker.close();
         if tokio::time::timeout(SHUTDOWN_GRACE, tracker.wait())
             .await
@@ -301,6 +373,16 @@ fn advertised(config: &Config, bound: SocketAddr) -> (String, u16) {
         bound.ip().to_string()
     };
     (host, bound.port())
+}
+
+/// The address clients are told for a listener bound to `addr` with no advertised address.
+fn advertise_bound(addr: SocketAddr) -> (String, u16) {
+    let host = if addr.ip().is_unspecified() {
+        "localhost".to_string()
+    } else {
+        addr.ip().to_string()
+    };
+    (host, addr.port())
 }
 
 /// Lets the broker hold a file handle per segment and a socket per client.

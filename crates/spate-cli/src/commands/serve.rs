@@ -30,6 +30,25 @@ pub struct ServeArgs {
     /// [default: 0.0.0.0:8081].
     #[arg(long, env = "SPATE_REGISTRY_LISTEN")]
     pub registry_listen: Option<SocketAddr>,
+    /// Security protocol of the --kafka-listen listener: PLAINTEXT or SSL [default: PLAINTEXT].
+    #[arg(long, env = "SPATE_KAFKA_PROTOCOL")]
+    pub kafka_protocol: Option<String>,
+    /// Another Kafka listener, NAME=PROTOCOL://HOST:PORT (repeatable), e.g.
+    /// SECURE=SSL://0.0.0.0:9093.
+    #[arg(long = "listener", value_name = "NAME=PROTOCOL://HOST:PORT", value_parser = parse_listener)]
+    pub listeners: Vec<spate_server::config::ListenerConfig>,
+    /// PEM certificate chain for SSL listeners.
+    #[arg(long, env = "SPATE_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for SSL listeners.
+    #[arg(long, env = "SPATE_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+    /// PEM CAs that sign client certificates (mutual TLS).
+    #[arg(long, env = "SPATE_TLS_CLIENT_CA")]
+    pub tls_client_ca: Option<PathBuf>,
+    /// Client certificates: none, requested or required (Kafka's ssl.client.auth).
+    #[arg(long, env = "SPATE_TLS_CLIENT_AUTH")]
+    pub tls_client_auth: Option<String>,
     /// Broker id [default: 1].
     #[arg(long, env = "SPATE_NODE_ID")]
     pub node_id: Option<i32>,
@@ -45,6 +64,21 @@ pub struct ServeArgs {
     /// Log filter, e.g. `info` or `spate_broker=debug`.
     #[arg(long, env = "SPATE_LOG", default_value = "info")]
     pub log: String,
+}
+
+fn parse_listener(value: &str) -> Result<spate_server::config::ListenerConfig, String> {
+    let bad = || format!("expected NAME=PROTOCOL://HOST:PORT, got {value:?}");
+    let (name, rest) = value.split_once('=').ok_or_else(bad)?;
+    let (protocol, address) = rest.split_once("://").ok_or_else(bad)?;
+    let protocol = spate_server::config::SecurityProtocol::parse(protocol)
+        .ok_or_else(|| format!("unknown security protocol {protocol:?}: PLAINTEXT or SSL"))?;
+    let listen = address.parse().map_err(|_| bad())?;
+    Ok(spate_server::config::ListenerConfig {
+        name: name.to_string(),
+        listen,
+        protocol,
+        advertised: None,
+    })
 }
 
 fn parse_key_value(value: &str) -> Result<(String, String), String> {
@@ -75,6 +109,30 @@ impl ServeArgs {
         }
         if let Some(v) = self.registry_listen {
             config.registry_listen = v;
+        }
+        if let Some(v) = self.kafka_protocol {
+            config.kafka_protocol =
+                spate_server::config::SecurityProtocol::parse(&v).ok_or_else(|| {
+                    anyhow::anyhow!("unknown --kafka-protocol {v:?}: PLAINTEXT or SSL")
+                })?;
+        }
+        config.listeners.extend(self.listeners);
+        if let Some(v) = self.tls_cert {
+            config.tls.cert_file = Some(v);
+        }
+        if let Some(v) = self.tls_key {
+            config.tls.key_file = Some(v);
+        }
+        if let Some(v) = self.tls_client_ca {
+            config.tls.client_ca_file = Some(v);
+        }
+        if let Some(v) = self.tls_client_auth {
+            config.tls.client_auth = match v.to_ascii_lowercase().as_str() {
+                "none" => spate_server::config::ClientAuth::None,
+                "requested" => spate_server::config::ClientAuth::Requested,
+                "required" => spate_server::config::ClientAuth::Required,
+                _ => anyhow::bail!("unknown --tls-client-auth {v:?}: none, requested or required"),
+            };
         }
         if let Some(v) = self.node_id {
             config.node_id = v;
