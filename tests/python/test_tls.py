@@ -155,7 +155,7 @@ def test_tls_to_the_plaintext_port_and_plaintext_to_the_tls_port_are_closed_clea
         s.sendall(bytes.fromhex("16030100c4010000c00303") + b"\x00" * 64)
         assert s.recv(16) == b"", "the broker closes the connection"
     wait_until(
-        lambda: "a TLS handshake arrived on the PLAINTEXT listener" in broker.log_text(),
+        lambda: "a TLS handshake arrived on the listener PLAINTEXT, which does not use TLS" in broker.log_text(),
         15,
         what="the plaintext listener's log line",
     )

@@ -12,6 +12,7 @@
 
 mod admin;
 mod configs;
+pub mod credentials;
 pub mod error;
 mod fetch;
 pub mod groups;
@@ -32,7 +33,9 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use futures::future::BoxFuture;
+use kafka_protocol::ResponseError;
 use kafka_protocol::messages::{RequestKind, ResponseKind};
+use kafka_protocol::protocol::StrBytes;
 use serde::{Deserialize, Serialize};
 use spate_log::Syncer;
 use spate_protocol::Request;
@@ -166,6 +169,7 @@ pub struct Broker {
     groups: groups::GroupCoordinator,
     transactions: transactions::TxnCoordinator,
     schema_validator: parking_lot::RwLock<Option<Arc<dyn validation::SchemaValidator>>>,
+    credentials: Arc<credentials::Credentials>,
 }
 
 impl std::fmt::Debug for Broker {
@@ -215,7 +219,7 @@ impl Broker {
             transactions.add_pending_offsets(&group, pid, offsets);
         }
         let syncer = Syncer::start(options.sync_threads);
-        Ok(Arc::new(Broker {
+        let broker = Arc::new(Broker {
             options,
             cluster_id,
             topics,
@@ -225,7 +229,10 @@ impl Broker {
             groups,
             transactions,
             schema_validator: parking_lot::RwLock::new(None),
-        }))
+            credentials: Arc::new(credentials::Credentials::default()),
+        });
+        broker.credentials.load(&broker)?;
+        Ok(broker)
     }
 
     /// The cluster id (generated once, kept in the data directory).
@@ -390,6 +397,29 @@ impl Broker {
             }
             RequestKind::InitProducerId(req) => Reply::Now(ResponseKind::InitProducerId(
                 self.init_producer_id(req, version).await,
+            )),
+            RequestKind::AlterUserScramCredentials(req) => {
+                Reply::Now(ResponseKind::AlterUserScramCredentials(
+                    self.alter_user_scram_credentials(req).await,
+                ))
+            }
+            RequestKind::DescribeUserScramCredentials(req) => {
+                Reply::Now(ResponseKind::DescribeUserScramCredentials(
+                    self.describe_user_scram_credentials(req),
+                ))
+            }
+            // Authentication happens on the connection, before requests reach the broker; here
+            // it is either a listener without SASL or a handshake after authentication.
+            RequestKind::SaslHandshake(_) => Reply::Now(ResponseKind::SaslHandshake(
+                kafka_protocol::messages::SaslHandshakeResponse::default()
+                    .with_error_code(ResponseError::IllegalSaslState.code()),
+            )),
+            RequestKind::SaslAuthenticate(_) => Reply::Now(ResponseKind::SaslAuthenticate(
+                kafka_protocol::messages::SaslAuthenticateResponse::default()
+                    .with_error_code(ResponseError::IllegalSaslState.code())
+                    .with_error_message(Some(StrBytes::from_static_str(
+                        "this listener does not use SASL",
+                    ))),
             )),
             RequestKind::FindCoordinator(req) => Reply::Now(ResponseKind::FindCoordinator(
                 self.find_coordinator(req, version, &advertised),

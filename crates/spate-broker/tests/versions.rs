@@ -502,6 +502,47 @@ fn requests(api: ApiKey, version: i16, topic_id: uuid::Uuid) -> Vec<RequestKind>
             }
             vec![RequestKind::ListTransactions(request)]
         }
+        // On a connection without SASL these get ILLEGAL_SASL_STATE; the server answers them
+        // itself on SASL listeners.
+        ApiKey::SaslHandshake => vec![RequestKind::SaslHandshake(
+            SaslHandshakeRequest::default().with_mechanism(s("SCRAM-SHA-512")),
+        )],
+        ApiKey::SaslAuthenticate => vec![RequestKind::SaslAuthenticate(
+            SaslAuthenticateRequest::default().with_auth_bytes(Bytes::from_static(b"n,,n=u,r=x")),
+        )],
+        ApiKey::AlterUserScramCredentials => vec![RequestKind::AlterUserScramCredentials(
+            AlterUserScramCredentialsRequest::default()
+                .with_upsertions(vec![
+                    alter_user_scram_credentials_request::ScramCredentialUpsertion::default()
+                        .with_name(s("alice"))
+                        .with_mechanism(2)
+                        .with_iterations(4096)
+                        .with_salt(Bytes::from_static(b"salt"))
+                        .with_salted_password(Bytes::from(vec![7u8; 64])),
+                    alter_user_scram_credentials_request::ScramCredentialUpsertion::default()
+                        .with_name(s("weak"))
+                        .with_mechanism(1)
+                        .with_iterations(10),
+                ])
+                .with_deletions(vec![
+                    alter_user_scram_credentials_request::ScramCredentialDeletion::default()
+                        .with_name(s("nobody"))
+                        .with_mechanism(9),
+                ]),
+        )],
+        ApiKey::DescribeUserScramCredentials => vec![
+            RequestKind::DescribeUserScramCredentials(
+                DescribeUserScramCredentialsRequest::default(),
+            ),
+            RequestKind::DescribeUserScramCredentials(
+                DescribeUserScramCredentialsRequest::default().with_users(Some(vec![
+                    describe_user_scram_credentials_request::UserName::default()
+                        .with_name(s("alice")),
+                    describe_user_scram_credentials_request::UserName::default()
+                        .with_name(s("ghost")),
+                ])),
+            ),
+        ],
         other => panic!("no sample request for advertised API {other:?}"),
     }
 }

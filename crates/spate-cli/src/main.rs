@@ -26,6 +26,8 @@ enum Command {
     Group(commands::group::GroupArgs),
     /// Register, get, list, check and delete schemas, and set compatibility (schema registry).
     Schema(commands::schema::SchemaArgs),
+    /// Create, delete and list SCRAM users (AlterUserScramCredentials).
+    User(commands::user::UserArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -37,6 +39,7 @@ fn main() -> std::process::ExitCode {
         Command::Consume(args) => commands::consume::run(args),
         Command::Group(args) => commands::group::run(args),
         Command::Schema(args) => commands::schema::run(args),
+        Command::User(args) => commands::user::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -80,6 +80,12 @@ pub struct Config {
     pub listeners: Vec<ListenerConfig>,
     /// Certificates for SSL listeners.
     pub tls: TlsConfig,
+    /// SASL mechanisms SASL listeners accept (Kafka's `sasl.enabled.mechanisms`): PLAIN,
+    /// SCRAM-SHA-256, SCRAM-SHA-512.
+    pub sasl_mechanisms: Vec<String>,
+    /// Kafka's `connections.max.reauth.ms`: SASL sessions must re-authenticate this often;
+    /// 0 turns it off.
+    pub connections_max_reauth_ms: u64,
     /// Defaults for per-topic configs, by Kafka name (e.g. `"retention.ms" = "86400000"`).
     pub topic_defaults: BTreeMap<String, String>,
 }
@@ -93,6 +99,12 @@ pub enum SecurityProtocol {
     /// TLS; the principal comes from the client certificate when one is presented.
     #[serde(rename = "SSL")]
     Ssl,
+    /// SASL authentication without encryption.
+    #[serde(rename = "SASL_PLAINTEXT")]
+    SaslPlaintext,
+    /// SASL authentication over TLS.
+    #[serde(rename = "SASL_SSL")]
+    SaslSsl,
 }
 
 impl SecurityProtocol {
@@ -101,7 +113,22 @@ impl SecurityProtocol {
         match self {
             SecurityProtocol::Plaintext => "PLAINTEXT",
             SecurityProtocol::Ssl => "SSL",
+            SecurityProtocol::SaslPlaintext => "SASL_PLAINTEXT",
+            SecurityProtocol::SaslSsl => "SASL_SSL",
         }
+    }
+
+    /// Whether connections start with TLS.
+    pub fn tls(self) -> bool {
+        matches!(self, SecurityProtocol::Ssl | SecurityProtocol::SaslSsl)
+    }
+
+    /// Whether clients authenticate with SASL.
+    pub fn sasl(self) -> bool {
+        matches!(
+            self,
+            SecurityProtocol::SaslPlaintext | SecurityProtocol::SaslSsl
+        )
     }
 
     /// Parses Kafka's name.
@@ -109,6 +136,8 @@ impl SecurityProtocol {
         match name.to_ascii_uppercase().as_str() {
             "PLAINTEXT" => Some(SecurityProtocol::Plaintext),
             "SSL" => Some(SecurityProtocol::Ssl),
+            "SASL_PLAINTEXT" => Some(SecurityProtocol::SaslPlaintext),
+            "SASL_SSL" => Some(SecurityProtocol::SaslSsl),
             _ => None,
         }
     }
@@ -187,6 +216,8 @@ impl Default for Config {
             kafka_protocol: SecurityProtocol::Plaintext,
             listeners: Vec::new(),
             tls: TlsConfig::default(),
+            sasl_mechanisms: vec!["SCRAM-SHA-512".to_string(), "SCRAM-SHA-256".to_string()],
+            connections_max_reauth_ms: 0,
             topic_defaults: BTreeMap::new(),
         }
     }
@@ -275,11 +306,24 @@ impl Config {
         if self.max_in_flight_per_connection == 0 || self.max_connections == 0 {
             return Err(invalid("max-connections", "limits must be at least 1"));
         }
-        let uses_tls = self.kafka_protocol == SecurityProtocol::Ssl
-            || self
-                .listeners
-                .iter()
-                .any(|l| l.protocol == SecurityProtocol::Ssl);
+        let uses_tls = self.kafka_protocol.tls() || self.listeners.iter().any(|l| l.protocol.tls());
+        for name in &self.sasl_mechanisms {
+            match spate_auth::sasl::Mechanism::parse(name) {
+                Some(spate_auth::sasl::Mechanism::OAuthBearer) => {
+                    return Err(invalid(
+                        "sasl-mechanisms",
+                        "OAUTHBEARER is not configurable yet; use PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512",
+                    ));
+                }
+                Some(_) => {}
+                None => {
+                    return Err(invalid(
+                        "sasl-mechanisms",
+                        &format!("unknown mechanism {name}: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512"),
+                    ));
+                }
+            }
+        }
         if uses_tls && (self.tls.cert_file.is_none() || self.tls.key_file.is_none()) {
             return Err(invalid(
                 "tls",

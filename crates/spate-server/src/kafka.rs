@@ -59,8 +59,10 @@ pub const ANONYMOUS: &str = "User:ANONYMOUS";
 pub struct Listener {
     /// The listener's name (requests carry it; Metadata answers its advertised address).
     pub(crate) name: Arc<str>,
-    /// Set for SSL listeners.
+    /// Set for SSL and SASL_SSL listeners.
     pub(crate) tls: Option<TlsAcceptor>,
+    /// Set for SASL_PLAINTEXT and SASL_SSL listeners.
+    pub(crate) sasl: Option<Arc<crate::sasl::SaslSettings>>,
     pub(crate) broker: Arc<Broker>,
     pub(crate) limits: Limits,
     pub(crate) connections: Arc<Semaphore>,
@@ -182,6 +184,11 @@ impl Listener {
         mut stop: watch::Receiver<bool>,
     ) -> Result<(), String> {
         let mut first = true;
+        let mut session = session;
+        let mut sasl = self
+            .sasl
+            .as_ref()
+            .map(|settings| crate::sasl::SaslState::new(Arc::clone(settings)));
         loop {
             let mut prefix = [0u8; 4];
             let read = tokio::select! {
@@ -201,7 +208,7 @@ impl Listener {
             if first && self.tls.is_none() && prefix[0] == 0x16 && prefix[1] == 0x03 {
                 self.metrics.decode_errors.fetch_add(1, Ordering::Relaxed);
                 return Err(format!(
-                    "a TLS handshake arrived on the PLAINTEXT listener {}; use its SSL listener",
+                    "a TLS handshake arrived on the listener {}, which does not use TLS",
                     self.name
                 ));
             }
@@ -261,6 +268,53 @@ impl Listener {
             };
             let (api_key, version, correlation_id) =
                 (request.api_key, request.api_version, request.correlation_id);
+            if let Some(state) = sasl.as_mut() {
+                use kafka_protocol::messages::RequestKind;
+                let outcome = match &request.body {
+                    RequestKind::SaslHandshake(req) => Some(state.handshake(req)),
+                    // PLAIN hashes the password (thousands of HMACs): not on an async worker.
+                    RequestKind::SaslAuthenticate(req) => Some(tokio::task::block_in_place(|| {
+                        state.authenticate(req, version)
+                    })),
+                    _ if !state.allows(api_key) => {
+                        return Err(if state.principal.is_some() {
+                            "the session's lifetime ended without re-authentication".to_string()
+                        } else {
+                            format!("unexpected {api_key:?} request before SASL authentication")
+                        });
+                    }
+                    _ => None,
+                };
+                if let Some(outcome) = outcome {
+                    let (response, close) = match outcome {
+                        crate::sasl::Outcome::Answer(response) => (response, None),
+                        crate::sasl::Outcome::AnswerAndClose(response, why) => {
+                            (response, Some(why))
+                        }
+                    };
+                    if let Some(principal) = &state.principal {
+                        if *session.principal != **principal {
+                            session = Arc::new(Session {
+                                listener: Arc::clone(&session.listener),
+                                principal: principal.as_str().into(),
+                            });
+                        }
+                    }
+                    drop(permit);
+                    let Some(bytes) = encode(api_key, version, correlation_id, &response) else {
+                        return Err(format!(
+                            "could not encode a {api_key:?} v{version} response"
+                        ));
+                    };
+                    if tx.send(Pending::Ready(bytes)).await.is_err() {
+                        return Ok(());
+                    }
+                    match close {
+                        Some(why) => return Err(why),
+                        None => continue,
+                    }
+                }
+            }
             let mut request = request;
             request.peer = Some(peer);
             request.session = Some(Arc::clone(&session));

@@ -10,6 +10,7 @@
 pub mod config;
 mod http;
 mod kafka;
+mod sasl;
 mod tls;
 
 use std::net::SocketAddr;
@@ -133,11 +134,8 @@ impl Server {
             });
             extra_listeners.push((listener.name.clone(), listener.protocol, socket, addr));
         }
-        let uses_tls = config.kafka_protocol == SecurityProtocol::Ssl
-            || config
-                .listeners
-                .iter()
-                .any(|l| l.protocol == SecurityProtocol::Ssl);
+        let uses_tls =
+            config.kafka_protocol.tls() || config.listeners.iter().any(|l| l.protocol.tls());
         let tls = if uses_tls {
             Some(tls::acceptor(&config.tls).map_err(ServerError::Tls)?)
         } else {
@@ -271,15 +269,25 @@ impl Server {
             kafka_addr,
         )];
         sockets.extend(extra_listeners);
+        let sasl_settings = Arc::new(sasl::SaslSettings {
+            mechanisms: config
+                .sasl_mechanisms
+                .iter()
+                .filter_map(|m| spate_auth::sasl::Mechanism::parse(m))
+                .collect(),
+            store: broker.credential_store(),
+            tokens: None,
+            max_reauth: (config.connections_max_reauth_ms > 0)
+                .then(|| Duration::from_millis(config.connections_max_reauth_ms)),
+        });
         let mut listeners_line = Vec::new();
         let mut accepts = Vec::new();
         for (name, protocol, socket, addr) in sockets {
             listeners_line.push(format!("{name}:{}://{addr}", protocol.name()));
             let listener = Arc::new(kafka::Listener {
                 name: name.into(),
-                tls: (protocol == SecurityProtocol::Ssl)
-                    .then(|| tls.clone())
-                    .flatten(),
+                tls: protocol.tls().then(|| tls.clone()).flatten(),
+                sasl: protocol.sasl().then(|| Arc::clone(&sasl_settings)),
                 broker: Arc::clone(&broker),
                 limits: limits.clone(),
                 connections: Arc::clone(&connections),

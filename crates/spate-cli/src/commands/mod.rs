@@ -8,3 +8,4 @@ pub mod produce;
 pub mod schema;
 pub mod serve;
 pub mod topic;
+pub mod user;

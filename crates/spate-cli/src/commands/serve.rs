@@ -30,11 +30,12 @@ pub struct ServeArgs {
     /// [default: 0.0.0.0:8081].
     #[arg(long, env = "SPATE_REGISTRY_LISTEN")]
     pub registry_listen: Option<SocketAddr>,
-    /// Security protocol of the --kafka-listen listener: PLAINTEXT or SSL [default: PLAINTEXT].
+    /// Security protocol of the --kafka-listen listener: PLAINTEXT, SSL, SASL_PLAINTEXT or
+    /// SASL_SSL [default: PLAINTEXT].
     #[arg(long, env = "SPATE_KAFKA_PROTOCOL")]
     pub kafka_protocol: Option<String>,
     /// Another Kafka listener, NAME=PROTOCOL://HOST:PORT (repeatable), e.g.
-    /// SECURE=SSL://0.0.0.0:9093.
+    /// SECURE=SASL_SSL://0.0.0.0:9093.
     #[arg(long = "listener", value_name = "NAME=PROTOCOL://HOST:PORT", value_parser = parse_listener)]
     pub listeners: Vec<spate_server::config::ListenerConfig>,
     /// PEM certificate chain for SSL listeners.
@@ -49,6 +50,9 @@ pub struct ServeArgs {
     /// Client certificates: none, requested or required (Kafka's ssl.client.auth).
     #[arg(long, env = "SPATE_TLS_CLIENT_AUTH")]
     pub tls_client_auth: Option<String>,
+    /// SASL mechanisms of SASL listeners, comma-separated [default: SCRAM-SHA-512,SCRAM-SHA-256].
+    #[arg(long, env = "SPATE_SASL_MECHANISMS", value_delimiter = ',')]
+    pub sasl_mechanisms: Option<Vec<String>>,
     /// Broker id [default: 1].
     #[arg(long, env = "SPATE_NODE_ID")]
     pub node_id: Option<i32>,
@@ -70,8 +74,11 @@ fn parse_listener(value: &str) -> Result<spate_server::config::ListenerConfig, S
     let bad = || format!("expected NAME=PROTOCOL://HOST:PORT, got {value:?}");
     let (name, rest) = value.split_once('=').ok_or_else(bad)?;
     let (protocol, address) = rest.split_once("://").ok_or_else(bad)?;
-    let protocol = spate_server::config::SecurityProtocol::parse(protocol)
-        .ok_or_else(|| format!("unknown security protocol {protocol:?}: PLAINTEXT or SSL"))?;
+    let protocol = spate_server::config::SecurityProtocol::parse(protocol).ok_or_else(|| {
+        format!(
+            "unknown security protocol {protocol:?}: PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL"
+        )
+    })?;
     let listen = address.parse().map_err(|_| bad())?;
     Ok(spate_server::config::ListenerConfig {
         name: name.to_string(),
@@ -117,6 +124,9 @@ impl ServeArgs {
                 })?;
         }
         config.listeners.extend(self.listeners);
+        if let Some(v) = self.sasl_mechanisms {
+            config.sasl_mechanisms = v;
+        }
         if let Some(v) = self.tls_cert {
             config.tls.cert_file = Some(v);
         }

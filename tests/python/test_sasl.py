@@ -1,0 +1,188 @@
+"""SASL with real clients: SCRAM-SHA-512 over TLS, SCRAM-SHA-256 and PLAIN without it.
+
+Users are created the way Kafka operators do it: confluent-kafka's AdminClient sends
+AlterUserScramCredentials (the password is salted and hashed by the client) over the internal
+PLAINTEXT listener, and `spate user create` does the same. Clients then authenticate on
+SASL_SSL and SASL_PLAINTEXT listeners; a wrong password and an unknown user fail with the same
+message, requests before authentication close the connection, and credentials survive a
+restart.
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+import subprocess
+
+import pytest
+from confluent_kafka import Consumer, KafkaException, Producer
+from confluent_kafka.admin import (
+    AdminClient,
+    ScramCredentialInfo,
+    ScramMechanism,
+    UserScramCredentialUpsertion,
+)
+
+from conftest import spate_binary
+from helpers import unique, wait_until
+from test_tls import pki  # noqa: F401  (the certificate fixture)
+
+LISTENERS = re.compile(r"listeners=(\S+)")
+
+
+def start(spate_factory, pki):  # noqa: F811
+    broker = spate_factory(
+        args=[
+            "--listener", "SECURE=SASL_SSL://127.0.0.1:0",
+            "--listener", "INSIDE=SASL_PLAINTEXT://127.0.0.1:0",
+            "--tls-cert", pki["server.pem"],
+            "--tls-key", pki["server.key"],
+            "--sasl-mechanisms", "SCRAM-SHA-512,SCRAM-SHA-256,PLAIN",
+        ]
+    )
+    return broker, listeners_of(broker)
+
+
+def listeners_of(broker) -> dict[str, str]:
+    lines = [m.group(1) for m in LISTENERS.finditer(broker.log_text())]
+    entries = dict(entry.split(":", 1) for entry in lines[-1].split(","))
+    return {name: url.split("://", 1)[1] for name, url in entries.items()}
+
+
+def create_user(bootstrap: str, user: str, password: str, mechanism=ScramMechanism.SCRAM_SHA_512) -> None:
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    futures = admin.alter_user_scram_credentials(
+        [UserScramCredentialUpsertion(user, ScramCredentialInfo(mechanism, 8192), password.encode())]
+    )
+    for future in futures.values():
+        future.result(timeout=30)
+
+
+def sasl_conf(address: str, protocol: str, mechanism: str, user: str, password: str, pki=None) -> dict:  # noqa: F811
+    conf = {
+        "bootstrap.servers": address,
+        "security.protocol": protocol,
+        "sasl.mechanism": mechanism,
+        "sasl.username": user,
+        "sasl.password": password,
+    }
+    if pki is not None:
+        conf["ssl.ca.location"] = pki["ca.pem"]
+    return conf
+
+
+def round_trip(conf: dict, count: int = 10) -> list[bytes]:
+    topic = unique("sasl")
+    producer = Producer({**conf, "acks": "all"})
+    for i in range(count):
+        producer.produce(topic, value=f"v{i}".encode())
+    assert producer.flush(30) == 0
+    consumer = Consumer({**conf, "group.id": unique("g"), "auto.offset.reset": "earliest"})
+    consumer.subscribe([topic])
+    seen: list[bytes] = []
+    try:
+        def done() -> bool:
+            m = consumer.poll(0.5)
+            if m is not None and not m.error():
+                seen.append(m.value())
+            return len(seen) >= count
+
+        wait_until(done, 30, what="records over SASL")
+    finally:
+        consumer.close()
+    return seen
+
+
+def auth_error(conf: dict) -> str:
+    errors: list[str] = []
+    admin = AdminClient({**conf, "error_cb": lambda e: errors.append(str(e))})
+    with pytest.raises(KafkaException):
+        admin.list_topics(timeout=5)
+    def failed() -> bool:
+        admin.poll(0.2)  # serves error_cb
+        return any("Authentication failed" in e for e in errors)
+
+    wait_until(failed, 15, what="an authentication error")
+    return next(e for e in errors if "Authentication failed" in e)
+
+
+def test_scram_sha_512_over_tls_with_confluent_kafka(spate_factory, pki):  # noqa: F811
+    broker, listeners = start(spate_factory, pki)
+    create_user(broker.bootstrap, "alice", "alice-secret")
+    admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+    info = admin.describe_user_scram_credentials(["alice"])["alice"].result(timeout=30)
+    assert [(c.mechanism, c.iterations) for c in info.scram_credential_infos] == [
+        (ScramMechanism.SCRAM_SHA_512, 8192)
+    ]
+    conf = sasl_conf(listeners["SECURE"], "SASL_SSL", "SCRAM-SHA-512", "alice", "alice-secret", pki)
+    assert round_trip(conf) == [f"v{i}".encode() for i in range(10)]
+    assert "principal=User:alice" in broker.log_text()
+
+    # Wrong password and unknown user: the same answer, so nothing tells them apart.
+    wrong = auth_error(sasl_conf(listeners["SECURE"], "SASL_SSL", "SCRAM-SHA-512", "alice", "nope", pki))
+    unknown = auth_error(sasl_conf(listeners["SECURE"], "SASL_SSL", "SCRAM-SHA-512", "mallory", "nope", pki))
+    strip = lambda e: re.sub(r"^.*?Authentication failed", "Authentication failed", e).split(" (after")[0]  # noqa: E731
+    assert strip(wrong) == strip(unknown)
+    assert "invalid credentials with SASL mechanism SCRAM-SHA-512" in strip(wrong)
+
+    # Credentials survive a restart.
+    broker.restart()
+    listeners = listeners_of(broker)
+    conf = sasl_conf(listeners["SECURE"], "SASL_SSL", "SCRAM-SHA-512", "alice", "alice-secret", pki)
+    assert round_trip(conf, 3) == [b"v0", b"v1", b"v2"]
+
+
+def test_spate_user_create_and_scram_sha_256_and_plain_with_kafka_python(spate_factory, pki):  # noqa: F811
+    from kafka import KafkaConsumer, KafkaProducer
+
+    broker, listeners = start(spate_factory, pki)
+    created = subprocess.run(
+        [str(spate_binary()), "user", "create", "bob", "--mechanism", "SCRAM-SHA-256", "--password-stdin",
+         "--brokers", broker.bootstrap],
+        input=b"bob-secret\n",
+        capture_output=True,
+        timeout=60,
+    )
+    assert created.returncode == 0, created.stderr.decode()
+    listed = subprocess.run(
+        [str(spate_binary()), "user", "list", "--brokers", broker.bootstrap], capture_output=True, timeout=60
+    )
+    assert listed.stdout.decode().split("\n")[0].startswith("bob\tSCRAM-SHA-256 (iterations 8192)")
+
+    sasl = {
+        "security_protocol": "SASL_PLAINTEXT",
+        "sasl_mechanism": "SCRAM-SHA-256",
+        "sasl_plain_username": "bob",
+        "sasl_plain_password": "bob-secret",
+    }
+    topic = unique("kp-sasl")
+    producer = KafkaProducer(bootstrap_servers=listeners["INSIDE"], acks="all", **sasl)
+    for i in range(3):
+        producer.send(topic, f"b{i}".encode()).get(timeout=30)
+    producer.close()
+    consumer = KafkaConsumer(
+        topic, bootstrap_servers=listeners["INSIDE"], auto_offset_reset="earliest", consumer_timeout_ms=10_000, **sasl
+    )
+    assert [m.value for m in consumer] == [b"b0", b"b1", b"b2"]
+    consumer.close()
+
+    # PLAIN checks the password against the same credentials.
+    conf = sasl_conf(listeners["INSIDE"], "SASL_PLAINTEXT", "PLAIN", "bob", "bob-secret")
+    assert round_trip(conf, 2) == [b"v0", b"v1"]
+    wrong = auth_error(sasl_conf(listeners["INSIDE"], "SASL_PLAINTEXT", "PLAIN", "bob", "wrong"))
+    assert "Invalid username or password" in wrong
+
+
+def test_requests_before_authentication_close_the_connection(spate_factory, pki):  # noqa: F811
+    broker, listeners = start(spate_factory, pki)
+    host, port = listeners["INSIDE"].rsplit(":", 1)
+    # Metadata v1, correlation id 7, client id null, all topics: not allowed before SASL.
+    metadata = bytes.fromhex("0003" "0001" "00000007" "ffff" "ffffffff")
+    with socket.create_connection((host, int(port)), timeout=10) as s:
+        s.sendall(len(metadata).to_bytes(4, "big") + metadata)
+        assert s.recv(64) == b"", "closed without an answer"
+    wait_until(
+        lambda: "unexpected Metadata request before SASL authentication" in broker.log_text(),
+        15,
+        what="the log line",
+    )
