@@ -170,3 +170,53 @@ def test_tls_to_the_plaintext_port_and_plaintext_to_the_tls_port_are_closed_clea
         assert not received.startswith(b"\x00\x00"), "no Kafka response over a TLS port"
     wait_until(lambda: "TLS handshake failed" in broker.log_text(), 15, what="the SSL listener's log line")
     assert round_trip(ssl_conf(pki, secure, with_cert=False), unique("after"), 2) == [b"secret-0", b"secret-1"]
+
+
+def test_a_connection_flood_from_one_address_hits_its_limit_while_others_keep_producing(spate_factory):
+    """Kafka's max.connections.per.ip: a client opening hundreds of connections from 127.0.0.2
+    is cut off at the limit; a producer on 127.0.0.1 keeps producing throughout."""
+    broker = spate_factory(args=["--max-connections-per-ip", "20"])
+    host, port = broker.bootstrap.rsplit(":", 1)
+    producer = Producer({"bootstrap.servers": broker.bootstrap, "acks": "all", "linger.ms": 0})
+    topic = unique("flood")
+    producer.produce(topic, b"before")
+    assert producer.flush(30) == 0
+
+    flood: list[socket.socket] = []
+    closed = 0
+    try:
+        for _ in range(300):
+            s = socket.socket()
+            s.bind(("127.0.0.2", 0))
+            s.connect((host, int(port)))
+            flood.append(s)
+        # Each flood connection is either held open (20 of them) or closed by the broker.
+        open_ones = list(flood)
+
+        def all_but_limit_closed() -> bool:
+            nonlocal closed
+            for s in list(open_ones):
+                s.setblocking(False)
+                try:
+                    if s.recv(1) == b"":
+                        closed += 1
+                        open_ones.remove(s)
+                except BlockingIOError:
+                    pass
+            return closed >= 300 - 20
+
+        wait_until(all_but_limit_closed, 15, what="the broker closing connections past the limit")
+        for i in range(50):
+            producer.produce(topic, f"during-{i}".encode())
+        assert producer.flush(30) == 0, "the well-behaved producer is unaffected"
+    finally:
+        for s in flood:
+            s.close()
+    assert closed == 300 - 20
+    wait_until(
+        lambda: "connections refused: max-connections-per-ip reached" in broker.log_text(),
+        15,
+        what="the refusal logged",
+    )
+    refusals = broker.log_text().count("max-connections-per-ip reached")
+    assert refusals < 10, f"refusals are logged at most once a second, got {refusals} lines"

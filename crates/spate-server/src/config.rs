@@ -42,6 +42,9 @@ pub struct Config {
     pub max_queued_request_bytes: usize,
     /// Open connections accepted at once; more are closed on accept.
     pub max_connections: usize,
+    /// Open connections accepted from one IP address (Kafka's `max.connections.per.ip`); more
+    /// are closed on accept, so one client cannot use up `max-connections`.
+    pub max_connections_per_ip: usize,
     /// Requests read from one connection before its responses are written.
     pub max_in_flight_per_connection: usize,
     /// Close connections idle this long (Kafka's `connections.max.idle.ms`).
@@ -199,6 +202,7 @@ impl Default for Config {
             max_request_bytes: 104_857_600,
             max_queued_request_bytes: 512 << 20,
             max_connections: 10_000,
+            max_connections_per_ip: 1_000,
             max_in_flight_per_connection: 64,
             idle_timeout_ms: 600_000,
             retention_check_interval_ms: 300_000,
@@ -303,7 +307,10 @@ impl Config {
                 "must be one of NONE, BACKWARD, BACKWARD_TRANSITIVE, FORWARD, FORWARD_TRANSITIVE, FULL, FULL_TRANSITIVE",
             ));
         }
-        if self.max_in_flight_per_connection == 0 || self.max_connections == 0 {
+        if self.max_in_flight_per_connection == 0
+            || self.max_connections == 0
+            || self.max_connections_per_ip == 0
+        {
             return Err(invalid("max-connections", "limits must be at least 1"));
         }
         let uses_tls = self.kafka_protocol.tls() || self.listeners.iter().any(|l| l.protocol.tls());

@@ -66,9 +66,76 @@ pub struct Listener {
     pub(crate) broker: Arc<Broker>,
     pub(crate) limits: Limits,
     pub(crate) connections: Arc<Semaphore>,
+    /// Open connections per client address, shared by all listeners.
+    pub(crate) per_ip: Arc<PerIp>,
     pub(crate) memory: Arc<Semaphore>,
     pub(crate) metrics: Arc<ConnectionMetrics>,
     pub(crate) tracker: TaskTracker,
+}
+
+/// Open connections per client IP address, with a cap.
+#[derive(Debug)]
+pub struct PerIp {
+    limit: usize,
+    open: std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>,
+    /// Refusals not yet logged, and when the last log line went out (one line per second at
+    /// most, so a flood does not flood the log).
+    refused_since_log: AtomicU64,
+    last_log: std::sync::Mutex<Option<std::time::Instant>>,
+}
+
+impl PerIp {
+    /// A cap of `limit` connections per address.
+    pub fn new(limit: usize) -> PerIp {
+        PerIp {
+            limit,
+            open: Default::default(),
+            refused_since_log: AtomicU64::new(0),
+            last_log: Default::default(),
+        }
+    }
+
+    /// Counts a new connection from `ip`, or refuses it at the cap.
+    fn admit(self: &Arc<Self>, ip: std::net::IpAddr) -> Option<IpSlot> {
+        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        let count = open.entry(ip).or_default();
+        if *count >= self.limit {
+            return None;
+        }
+        *count += 1;
+        Some(IpSlot {
+            per_ip: Arc::clone(self),
+            ip,
+        })
+    }
+
+    fn log_refusal(&self, ip: std::net::IpAddr) {
+        let refused = self.refused_since_log.fetch_add(1, Ordering::Relaxed) + 1;
+        let mut last = self.last_log.lock().unwrap_or_else(|p| p.into_inner());
+        if last.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
+            *last = Some(std::time::Instant::now());
+            self.refused_since_log.store(0, Ordering::Relaxed);
+            tracing::warn!(%ip, refused, limit = self.limit, "connections refused: max-connections-per-ip reached");
+        }
+    }
+}
+
+/// One counted connection; uncounted when dropped.
+struct IpSlot {
+    per_ip: Arc<PerIp>,
+    ip: std::net::IpAddr,
+}
+
+impl Drop for IpSlot {
+    fn drop(&mut self) {
+        let mut open = self.per_ip.open.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(count) = open.get_mut(&self.ip) {
+            *count -= 1;
+            if *count == 0 {
+                open.remove(&self.ip);
+            }
+        }
+    }
 }
 
 enum Pending {
@@ -93,6 +160,12 @@ impl Listener {
                     continue;
                 }
             };
+            let Some(ip_slot) = self.per_ip.admit(peer.ip()) else {
+                self.metrics.refused.fetch_add(1, Ordering::Relaxed);
+                self.per_ip.log_refusal(peer.ip());
+                drop(stream);
+                continue;
+            };
             let Ok(permit) = Arc::clone(&self.connections).try_acquire_owned() else {
                 self.metrics.refused.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(peer = %peer, "connection refused: max-connections reached");
@@ -107,6 +180,7 @@ impl Listener {
                 listener.accept_one(stream, peer, stop).await;
                 listener.metrics.active.fetch_sub(1, Ordering::Relaxed);
                 drop(permit);
+                drop(ip_slot);
             });
         }
     }

@@ -259,6 +259,7 @@ impl Server {
             idle_timeout: Duration::from_millis(config.idle_timeout_ms),
         };
         let connections = Arc::new(Semaphore::new(config.max_connections));
+        let per_ip = Arc::new(kafka::PerIp::new(config.max_connections_per_ip));
         let memory = Arc::new(Semaphore::new(
             config.max_queued_request_bytes.min(Semaphore::MAX_PERMITS),
         ));
@@ -291,6 +292,7 @@ impl Server {
                 broker: Arc::clone(&broker),
                 limits: limits.clone(),
                 connections: Arc::clone(&connections),
+                per_ip: Arc::clone(&per_ip),
                 memory: Arc::clone(&memory),
                 metrics: Arc::clone(&connection_metrics),
                 tracker: tracker.clone(),

@@ -53,6 +53,10 @@ pub struct ServeArgs {
     /// SASL mechanisms of SASL listeners, comma-separated [default: SCRAM-SHA-512,SCRAM-SHA-256].
     #[arg(long, env = "SPATE_SASL_MECHANISMS", value_delimiter = ',')]
     pub sasl_mechanisms: Option<Vec<String>>,
+    /// Open connections accepted from one IP address (Kafka's max.connections.per.ip)
+    /// [default: 1000].
+    #[arg(long, env = "SPATE_MAX_CONNECTIONS_PER_IP")]
+    pub max_connections_per_ip: Option<usize>,
     /// Broker id [default: 1].
     #[arg(long, env = "SPATE_NODE_ID")]
     pub node_id: Option<i32>,
@@ -143,6 +147,9 @@ impl ServeArgs {
                 "required" => spate_server::config::ClientAuth::Required,
                 _ => anyhow::bail!("unknown --tls-client-auth {v:?}: none, requested or required"),
             };
+        }
+        if let Some(v) = self.max_connections_per_ip {
+            config.max_connections_per_ip = v;
         }
         if let Some(v) = self.node_id {
             config.node_id = v;
