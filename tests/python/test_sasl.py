@@ -10,8 +10,10 @@ restart.
 
 from __future__ import annotations
 
+import logging
 import re
 import socket
+import time
 import subprocess
 
 import pytest
@@ -93,17 +95,28 @@ def round_trip(conf: dict, count: int = 10) -> list[bytes]:
     return seen
 
 
-def auth_error(conf: dict) -> str:
+def auth_error(conf: dict, expect: str = "Authentication failed") -> str:
+    """Connects with `conf`, which must fail to authenticate; returns the client's error text."""
     errors: list[str] = []
-    admin = AdminClient({**conf, "error_cb": lambda e: errors.append(str(e))})
+
+    class Capture(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            errors.append(record.getMessage())
+
+    # librdkafka reports some failures (OAUTHBEARER's) only in its log, not to error_cb.
+    logger = logging.getLogger(unique("rdkafka"))
+    logger.addHandler(Capture())
+    logger.propagate = False
+    admin = AdminClient({**conf, "error_cb": lambda e: errors.append(str(e)), "logger": logger})
     with pytest.raises(KafkaException):
         admin.list_topics(timeout=5)
+
     def failed() -> bool:
         admin.poll(0.2)  # serves error_cb
-        return any("Authentication failed" in e for e in errors)
+        return any(expect in e for e in errors)
 
-    wait_until(failed, 15, what="an authentication error")
-    return next(e for e in errors if "Authentication failed" in e)
+    wait_until(failed, 15, what=f"an authentication error with {expect!r} (seen: {errors[-3:]})")
+    return next(e for e in errors if expect in e)
 
 
 def test_scram_sha_512_over_tls_with_confluent_kafka(spate_factory, pki):  # noqa: F811
@@ -186,3 +199,79 @@ def test_requests_before_authentication_close_the_connection(spate_factory, pki)
         15,
         what="the log line",
     )
+
+
+def jwt_and_jwks(tmp_path):
+    """An RSA key, its JWKS file, and a function that signs RS256 tokens with it."""
+    import base64
+    import json
+    import time
+
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import padding, rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    numbers = key.public_key().public_numbers()
+
+    def b64(data: bytes) -> str:
+        return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+    def int_b64(value: int) -> str:
+        return b64(value.to_bytes((value.bit_length() + 7) // 8, "big"))
+
+    jwks = {"keys": [{"kty": "RSA", "kid": "test-key", "alg": "RS256", "use": "sig",
+                      "n": int_b64(numbers.n), "e": int_b64(numbers.e)}]}
+    path = tmp_path / "jwks.json"
+    path.write_text(json.dumps(jwks))
+
+    def sign(sub: str, lifetime_s: int = 600, **claims) -> tuple[str, float]:
+        now = int(time.time())
+        header = {"alg": "RS256", "typ": "JWT", "kid": "test-key"}
+        payload = {"sub": sub, "iss": "https://issuer.test", "aud": "spate", "iat": now,
+                   "exp": now + lifetime_s, **claims}
+        signing_input = f"{b64(json.dumps(header).encode())}.{b64(json.dumps(payload).encode())}"
+        signature = key.sign(signing_input.encode(), padding.PKCS1v15(), hashes.SHA256())
+        return f"{signing_input}.{b64(signature)}", float(now + lifetime_s)
+
+    return path, sign
+
+
+def test_oauthbearer_with_a_locally_signed_jwt(spate_factory, pki, tmp_path):  # noqa: F811
+    jwks, sign = jwt_and_jwks(tmp_path)
+    broker = spate_factory(
+        args=[
+            "--listener", "SECURE=SASL_SSL://127.0.0.1:0",
+            "--tls-cert", pki["server.pem"],
+            "--tls-key", pki["server.key"],
+            "--sasl-mechanisms", "OAUTHBEARER,SCRAM-SHA-512",
+            "--oauthbearer-jwks-file", str(jwks),
+            "--oauthbearer-issuer", "https://issuer.test",
+            "--oauthbearer-audience", "spate",
+        ]
+    )
+    secure = listeners_of(broker)["SECURE"]
+
+    def conf(token_fn) -> dict:
+        return {
+            "bootstrap.servers": secure,
+            "security.protocol": "SASL_SSL",
+            "ssl.ca.location": pki["ca.pem"],
+            "sasl.mechanism": "OAUTHBEARER",
+            "oauth_cb": lambda _config: token_fn(),
+        }
+
+    assert round_trip(conf(lambda: sign("carol")), 3) == [b"v0", b"v1", b"v2"]
+    assert "principal=User:carol" in broker.log_text()
+
+    # Tokens from the wrong issuer, already expired, or signed by another key are refused.
+    # RFC 7628: the client is told only {"status":"invalid_token"}; the broker logs why.
+    auth_error(conf(lambda: sign("carol", iss="https://elsewhere.test")), expect="invalid_token")
+    # An expired JWT, with a future expiry told to librdkafka (which refuses to send a token it
+    # knows has expired).
+    auth_error(conf(lambda: (sign("carol", lifetime_s=-120)[0], time.time() + 600)), expect="invalid_token")
+    (tmp_path / "other").mkdir()
+    _other_jwks, other_sign = jwt_and_jwks(tmp_path / "other")
+    auth_error(conf(lambda: other_sign("carol")), expect="invalid_token")
+    log = broker.log_text()
+    for reason in ["InvalidIssuer", "token expired", "InvalidSignature"]:
+        assert reason in log, f"the broker logs why ({reason})"

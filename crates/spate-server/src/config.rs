@@ -89,6 +89,8 @@ pub struct Config {
     /// Kafka's `connections.max.reauth.ms`: SASL sessions must re-authenticate this often;
     /// 0 turns it off.
     pub connections_max_reauth_ms: u64,
+    /// How OAUTHBEARER tokens (JWTs) are checked.
+    pub oauthbearer: OAuthBearerConfig,
     /// Defaults for per-topic configs, by Kafka name (e.g. `"retention.ms" = "86400000"`).
     pub topic_defaults: BTreeMap<String, String>,
 }
@@ -160,6 +162,22 @@ pub struct ListenerConfig {
     pub advertised: Option<String>,
 }
 
+/// OAUTHBEARER: JWTs signed by keys in a JWKS file (Kafka's
+/// `sasl.oauthbearer.jwks.endpoint.url` with a `file:` URL, `expected.issuer`,
+/// `expected.audience`, `sub.claim.name`).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(default, rename_all = "kebab-case", deny_unknown_fields)]
+pub struct OAuthBearerConfig {
+    /// The JWKS document with the issuer's public keys.
+    pub jwks_file: Option<PathBuf>,
+    /// The `iss` tokens must carry; unset accepts any.
+    pub issuer: Option<String>,
+    /// Tokens' `aud` must name one of these; empty accepts any.
+    pub audience: Vec<String>,
+    /// The claim naming the principal; unset is `sub`.
+    pub principal_claim: Option<String>,
+}
+
 /// Kafka's `ssl.client.auth`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -222,6 +240,7 @@ impl Default for Config {
             tls: TlsConfig::default(),
             sasl_mechanisms: vec!["SCRAM-SHA-512".to_string(), "SCRAM-SHA-256".to_string()],
             connections_max_reauth_ms: 0,
+            oauthbearer: OAuthBearerConfig::default(),
             topic_defaults: BTreeMap::new(),
         }
     }
@@ -316,17 +335,21 @@ impl Config {
         let uses_tls = self.kafka_protocol.tls() || self.listeners.iter().any(|l| l.protocol.tls());
         for name in &self.sasl_mechanisms {
             match spate_auth::sasl::Mechanism::parse(name) {
-                Some(spate_auth::sasl::Mechanism::OAuthBearer) => {
+                Some(spate_auth::sasl::Mechanism::OAuthBearer)
+                    if self.oauthbearer.jwks_file.is_none() =>
+                {
                     return Err(invalid(
                         "sasl-mechanisms",
-                        "OAUTHBEARER is not configurable yet; use PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512",
+                        "OAUTHBEARER needs oauthbearer.jwks-file",
                     ));
                 }
                 Some(_) => {}
                 None => {
                     return Err(invalid(
                         "sasl-mechanisms",
-                        &format!("unknown mechanism {name}: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512"),
+                        &format!(
+                            "unknown mechanism {name}: PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 or OAUTHBEARER"
+                        ),
                     ));
                 }
             }

@@ -46,9 +46,9 @@ pub enum ServerError {
     /// The broker could not open its data.
     #[error(transparent)]
     Open(#[from] spate_broker::OpenError),
-    /// The TLS certificates or keys cannot be used.
-    #[error("tls: {0}")]
-    Tls(String),
+    /// The TLS certificates and keys, or the OAUTHBEARER keys, cannot be used.
+    #[error("security settings: {0}")]
+    Security(String),
     /// The schema registry could not rebuild its state from `_schemas`.
     #[error("schema registry: {0}")]
     Registry(String),
@@ -137,7 +137,7 @@ impl Server {
         let uses_tls =
             config.kafka_protocol.tls() || config.listeners.iter().any(|l| l.protocol.tls());
         let tls = if uses_tls {
-            Some(tls::acceptor(&config.tls).map_err(ServerError::Tls)?)
+            Some(tls::acceptor(&config.tls).map_err(ServerError::Security)?)
         } else {
             None
         };
@@ -277,7 +277,7 @@ impl Server {
                 .filter_map(|m| spate_auth::sasl::Mechanism::parse(m))
                 .collect(),
             store: broker.credential_store(),
-            tokens: None,
+            tokens: token_validator(&config)?,
             max_reauth: (config.connections_max_reauth_ms > 0)
                 .then(|| Duration::from_millis(config.connections_max_reauth_ms)),
         });
@@ -383,6 +383,33 @@ fn advertised(config: &Config, bound: SocketAddr) -> (String, u16) {
         bound.ip().to_string()
     };
     (host, bound.port())
+}
+
+/// The OAUTHBEARER token validator, when a JWKS file is configured.
+fn token_validator(
+    config: &Config,
+) -> Result<Option<Arc<dyn spate_auth::sasl::TokenValidator + Send + Sync>>, ServerError> {
+    let Some(path) = &config.oauthbearer.jwks_file else {
+        return Ok(None);
+    };
+    let jwks = std::fs::read_to_string(path).map_err(|e| {
+        ServerError::Security(format!("oauthbearer.jwks-file {}: {e}", path.display()))
+    })?;
+    let defaults = spate_auth::sasl::JwtConfig::default();
+    let settings = spate_auth::sasl::JwtConfig {
+        expected_issuer: config.oauthbearer.issuer.clone(),
+        expected_audiences: config.oauthbearer.audience.clone(),
+        principal_claim: config
+            .oauthbearer
+            .principal_claim
+            .clone()
+            .unwrap_or(defaults.principal_claim),
+        clock_skew_secs: defaults.clock_skew_secs,
+    };
+    let validator = spate_auth::sasl::JwtValidator::from_jwks(&jwks, settings).map_err(|e| {
+        ServerError::Security(format!("oauthbearer.jwks-file {}: {e}", path.display()))
+    })?;
+    Ok(Some(Arc::new(validator)))
 }
 
 /// The address clients are told for a listener bound to `addr` with no advertised address.

@@ -57,6 +57,15 @@ pub struct ServeArgs {
     /// [default: 1000].
     #[arg(long, env = "SPATE_MAX_CONNECTIONS_PER_IP")]
     pub max_connections_per_ip: Option<usize>,
+    /// JWKS file whose keys sign OAUTHBEARER tokens.
+    #[arg(long, env = "SPATE_OAUTHBEARER_JWKS_FILE")]
+    pub oauthbearer_jwks_file: Option<PathBuf>,
+    /// The issuer (`iss`) OAUTHBEARER tokens must carry.
+    #[arg(long, env = "SPATE_OAUTHBEARER_ISSUER")]
+    pub oauthbearer_issuer: Option<String>,
+    /// An audience (`aud`) OAUTHBEARER tokens may name (repeatable).
+    #[arg(long = "oauthbearer-audience")]
+    pub oauthbearer_audience: Vec<String>,
     /// Broker id [default: 1].
     #[arg(long, env = "SPATE_NODE_ID")]
     pub node_id: Option<i32>,
@@ -151,6 +160,16 @@ impl ServeArgs {
         if let Some(v) = self.max_connections_per_ip {
             config.max_connections_per_ip = v;
         }
+        if let Some(v) = self.oauthbearer_jwks_file {
+            config.oauthbearer.jwks_file = Some(v);
+        }
+        if let Some(v) = self.oauthbearer_issuer {
+            config.oauthbearer.issuer = Some(v);
+        }
+        config
+            .oauthbearer
+            .audience
+            .extend(self.oauthbearer_audience);
         if let Some(v) = self.node_id {
             config.node_id = v;
         }
