@@ -10,6 +10,7 @@
 //! long-poll) comes back as [`Reply::Later`], so the connection can read its next request while
 //! earlier ones finish.
 
+mod acls;
 mod admin;
 mod configs;
 pub mod credentials;
@@ -170,6 +171,7 @@ pub struct Broker {
     transactions: transactions::TxnCoordinator,
     schema_validator: parking_lot::RwLock<Option<Arc<dyn validation::SchemaValidator>>>,
     credentials: Arc<credentials::Credentials>,
+    acls: acls::Acls,
 }
 
 impl std::fmt::Debug for Broker {
@@ -230,8 +232,10 @@ impl Broker {
             transactions,
             schema_validator: parking_lot::RwLock::new(None),
             credentials: Arc::new(credentials::Credentials::default()),
+            acls: acls::Acls::default(),
         });
         broker.credentials.load(&broker)?;
+        broker.acls.load(&broker)?;
         Ok(broker)
     }
 
@@ -397,6 +401,15 @@ impl Broker {
             }
             RequestKind::InitProducerId(req) => Reply::Now(ResponseKind::InitProducerId(
                 self.init_producer_id(req, version).await,
+            )),
+            RequestKind::CreateAcls(req) => Reply::Now(ResponseKind::CreateAcls(
+                self.create_acls(req, version).await,
+            )),
+            RequestKind::DescribeAcls(req) => {
+                Reply::Now(ResponseKind::DescribeAcls(self.describe_acls(req, version)))
+            }
+            RequestKind::DeleteAcls(req) => Reply::Now(ResponseKind::DeleteAcls(
+                self.delete_acls(req, version).await,
             )),
             RequestKind::AlterUserScramCredentials(req) => {
                 Reply::Now(ResponseKind::AlterUserScramCredentials(

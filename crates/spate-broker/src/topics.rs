@@ -27,6 +27,7 @@ pub const INTERNAL_TOPICS: &[&str] = &[
     "__transaction_state",
     "_schemas",
     "__user_credentials",
+    "__acls",
 ];
 /// Most partitions one topic may have.
 pub const MAX_PARTITIONS_PER_TOPIC: i32 = 10_000;

@@ -1,0 +1,297 @@
+//! ACL administration: CreateAcls, DescribeAcls and DeleteAcls over Kafka's ACL model
+//! (`spate_auth::acl`), with the bindings kept in the internal compacted topic `__acls`.
+//!
+//! This is the store and the admin APIs; requests are not checked against the ACLs yet.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use kafka_protocol::ResponseError;
+use kafka_protocol::messages::create_acls_response::AclCreationResult;
+use kafka_protocol::messages::delete_acls_response::{
+    DeleteAclsFilterResult, DeleteAclsMatchingAcl,
+};
+use kafka_protocol::messages::describe_acls_response::{AclDescription, DescribeAclsResource};
+use kafka_protocol::messages::{
+    CreateAclsRequest, CreateAclsResponse, DeleteAclsRequest, DeleteAclsResponse,
+    DescribeAclsRequest, DescribeAclsResponse,
+};
+use kafka_protocol::protocol::StrBytes;
+use parking_lot::RwLock;
+use spate_auth::acl::{
+    AclBinding, AclBindingFilter, AclRecord, Authorizer, AuthorizerConfig, Operation, PatternType,
+    Permission, ResourceType,
+};
+
+use crate::Broker;
+use crate::error::BrokerError;
+
+/// The internal topic ACLs live in.
+pub const ACLS_TOPIC: &str = "__acls";
+
+/// The ACLs, indexed for authorisation.
+pub struct Acls {
+    authorizer: RwLock<Authorizer>,
+}
+
+impl std::fmt::Debug for Acls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Acls").finish_non_exhaustive()
+    }
+}
+
+impl Default for Acls {
+    fn default() -> Acls {
+        Acls {
+            authorizer: RwLock::new(Authorizer::new(AuthorizerConfig::default())),
+        }
+    }
+}
+
+impl Acls {
+    /// Rebuilds the ACLs from `__acls`, creating it if needed. Blocking.
+    pub(crate) fn load(&self, broker: &Broker) -> Result<(), BrokerError> {
+        broker.ensure_state_topic(ACLS_TOPIC)?;
+        let mut authorizer = self.authorizer.write();
+        broker.replay_state_topic(ACLS_TOPIC, |offset, key, value| {
+            let applied = key
+                .ok_or(spate_auth::acl::AclError::MalformedRecord {
+                    reason: "no key".into(),
+                })
+                .and_then(|key| spate_auth::acl::decode(key, value))
+                .and_then(|record| authorizer.apply(record));
+            if let Err(err) = applied {
+                tracing::warn!(topic = ACLS_TOPIC, offset, error = %err, "skipped an ACL record");
+            }
+        })
+    }
+}
+
+fn text(value: &StrBytes) -> String {
+    value.to_string()
+}
+
+fn filter(
+    resource_type: i8,
+    name: Option<&StrBytes>,
+    pattern: i8,
+    principal: Option<&StrBytes>,
+    host: Option<&StrBytes>,
+    operation: i8,
+    permission: i8,
+) -> AclBindingFilter {
+    AclBindingFilter {
+        resource_type: ResourceType::from_id(resource_type),
+        resource_name: name.map(text),
+        pattern_type: PatternType::from_id(pattern),
+        principal: principal.map(text),
+        host: host.map(text),
+        operation: Operation::from_id(operation),
+        permission: Permission::from_id(permission),
+    }
+}
+
+fn s(value: &str) -> StrBytes {
+    StrBytes::from_string(value.to_string())
+}
+
+impl Broker {
+    pub(crate) async fn create_acls(
+        self: &Arc<Self>,
+        req: CreateAclsRequest,
+        version: i16,
+    ) -> CreateAclsResponse {
+        let mut results = Vec::new();
+        let mut valid = Vec::new();
+        for (index, creation) in req.creations.iter().enumerate() {
+            let binding = AclBinding {
+                resource_type: ResourceType::from_id(creation.resource_type),
+                resource_name: text(&creation.resource_name),
+                // CreateAcls v0 has no pattern type: literal.
+                pattern_type: if version == 0 {
+                    PatternType::Literal
+                } else {
+                    PatternType::from_id(creation.resource_pattern_type)
+                },
+                principal: text(&creation.principal),
+                host: text(&creation.host),
+                operation: Operation::from_id(creation.operation),
+                permission: Permission::from_id(creation.permission_type),
+            };
+            match binding.validate() {
+                Ok(()) => {
+                    valid.push((index, binding));
+                    results.push(AclCreationResult::default());
+                }
+                Err(err) => results.push(
+                    AclCreationResult::default()
+                        .with_error_code(err.kafka_error_code())
+                        .with_error_message(Some(StrBytes::from_string(err.to_string()))),
+                ),
+            }
+        }
+        if !valid.is_empty() {
+            let records: Vec<(Vec<u8>, Option<Vec<u8>>)> = valid
+                .iter()
+                .map(|(_, binding)| {
+                    let (key, value) = spate_auth::acl::encode(binding);
+                    (key, Some(value))
+                })
+                .collect();
+            match self.append_state_records(ACLS_TOPIC, &records).await {
+                Ok(_) => {
+                    let mut authorizer = self.acls.authorizer.write();
+                    for (_, binding) in valid {
+                        tracing::info!(acl = %binding, "created ACL");
+                        let _ = authorizer.add(binding);
+                    }
+                }
+                Err(err) => {
+                    tracing::error!(error = %err, "could not store ACLs");
+                    for (index, _) in valid {
+                        results[index] = AclCreationResult::default()
+                            .with_error_code(ResponseError::KafkaStorageError.code())
+                            .with_error_message(Some(StrBytes::from_string(err.to_string())));
+                    }
+                }
+            }
+        }
+        CreateAclsResponse::default().with_results(results)
+    }
+
+    pub(crate) fn describe_acls(
+        &self,
+        req: DescribeAclsRequest,
+        version: i16,
+    ) -> DescribeAclsResponse {
+        let pattern = if version == 0 {
+            PatternType::Literal.id()
+        } else {
+            req.pattern_type_filter
+        };
+        let filter = filter(
+            req.resource_type_filter,
+            req.resource_name_filter.as_ref(),
+            pattern,
+            req.principal_filter.as_ref(),
+            req.host_filter.as_ref(),
+            req.operation,
+            req.permission_type,
+        );
+        if let Err(err) = filter.validate() {
+            return DescribeAclsResponse::default()
+                .with_error_code(err.kafka_error_code())
+                .with_error_message(Some(StrBytes::from_string(err.to_string())));
+        }
+        let mut by_resource: BTreeMap<(i8, String, i8), Vec<AclDescription>> = BTreeMap::new();
+        for binding in self.acls.authorizer.read().bindings(&filter) {
+            by_resource
+                .entry((
+                    binding.resource_type.id(),
+                    binding.resource_name.clone(),
+                    binding.pattern_type.id(),
+                ))
+                .or_default()
+                .push(
+                    AclDescription::default()
+                        .with_principal(s(&binding.principal))
+                        .with_host(s(&binding.host))
+                        .with_operation(binding.operation.id())
+                        .with_permission_type(binding.permission.id()),
+                );
+        }
+        DescribeAclsResponse::default().with_resources(
+            by_resource
+                .into_iter()
+                .map(|((resource_type, name, pattern), acls)| {
+                    DescribeAclsResource::default()
+                        .with_resource_type(resource_type)
+                        .with_resource_name(s(&name))
+                        .with_pattern_type(pattern)
+                        .with_acls(acls)
+                })
+                .collect(),
+        )
+    }
+
+    pub(crate) async fn delete_acls(
+        self: &Arc<Self>,
+        req: DeleteAclsRequest,
+        version: i16,
+    ) -> DeleteAclsResponse {
+        let mut results = Vec::new();
+        let mut removed_all = Vec::new();
+        {
+            let mut authorizer = self.acls.authorizer.write();
+            for f in &req.filters {
+                let pattern = if version == 0 {
+                    PatternType::Literal.id()
+                } else {
+                    f.pattern_type_filter
+                };
+                let filter = filter(
+                    f.resource_type_filter,
+                    f.resource_name_filter.as_ref(),
+                    pattern,
+                    f.principal_filter.as_ref(),
+                    f.host_filter.as_ref(),
+                    f.operation,
+                    f.permission_type,
+                );
+                if let Err(err) = filter.validate() {
+                    results.push(
+                        DeleteAclsFilterResult::default()
+                            .with_error_code(err.kafka_error_code())
+                            .with_error_message(Some(StrBytes::from_string(err.to_string()))),
+                    );
+                    continue;
+                }
+                let removed = authorizer.remove_matching(&filter);
+                results.push(
+                    DeleteAclsFilterResult::default().with_matching_acls(
+                        removed
+                            .iter()
+                            .map(|b| {
+                                DeleteAclsMatchingAcl::default()
+                                    .with_resource_type(b.resource_type.id())
+                                    .with_resource_name(s(&b.resource_name))
+                                    .with_pattern_type(b.pattern_type.id())
+                                    .with_principal(s(&b.principal))
+                                    .with_host(s(&b.host))
+                                    .with_operation(b.operation.id())
+                                    .with_permission_type(b.permission.id())
+                            })
+                            .collect(),
+                    ),
+                );
+                removed_all.extend(removed);
+            }
+        }
+        if !removed_all.is_empty() {
+            let records: Vec<(Vec<u8>, Option<Vec<u8>>)> = removed_all
+                .iter()
+                .map(|b| (spate_auth::acl::key(b), None))
+                .collect();
+            if let Err(err) = self.append_state_records(ACLS_TOPIC, &records).await {
+                // Not durable: put them back, and say so.
+                tracing::error!(error = %err, "could not store ACL deletions");
+                let mut authorizer = self.acls.authorizer.write();
+                for binding in removed_all {
+                    let _ = authorizer.apply(AclRecord::Put(binding));
+                }
+                for result in &mut results {
+                    if result.error_code == 0 {
+                        result.error_code = ResponseError::KafkaStorageError.code();
+                        result.error_message = Some(StrBytes::from_string(err.to_string()));
+                        result.matching_acls.clear();
+                    }
+                }
+            } else {
+                for binding in &removed_all {
+                    tracing::info!(acl = %binding, "deleted ACL");
+                }
+            }
+        }
+        DeleteAclsResponse::default().with_filter_results(results)
+    }
+}
