@@ -275,3 +275,29 @@ def test_oauthbearer_with_a_locally_signed_jwt(spate_factory, pki, tmp_path):  #
     log = broker.log_text()
     for reason in ["InvalidIssuer", "token expired", "InvalidSignature"]:
         assert reason in log, f"the broker logs why ({reason})"
+
+
+def test_kafka_python_scram_sha_512_over_tls(spate_factory, pki):  # noqa: F811
+    from kafka import KafkaConsumer, KafkaProducer
+
+    broker, listeners = start(spate_factory, pki)
+    create_user(broker.bootstrap, "dave", "dave-secret")
+    tls = {"ssl_cafile": pki["ca.pem"]}
+    sasl = {
+        "security_protocol": "SASL_SSL",
+        "sasl_mechanism": "SCRAM-SHA-512",
+        "sasl_plain_username": "dave",
+        "sasl_plain_password": "dave-secret",
+        **tls,
+    }
+    topic = unique("kp-scram512")
+    producer = KafkaProducer(bootstrap_servers=listeners["SECURE"], acks="all", **sasl)
+    for i in range(3):
+        producer.send(topic, f"d{i}".encode()).get(timeout=30)
+    producer.close()
+    consumer = KafkaConsumer(
+        topic, bootstrap_servers=listeners["SECURE"], auto_offset_reset="earliest", consumer_timeout_ms=10_000, **sasl
+    )
+    assert [m.value for m in consumer] == [b"d0", b"d1", b"d2"]
+    consumer.close()
+    assert "principal=User:dave" in broker.log_text()

@@ -117,12 +117,17 @@ def test_confluent_kafka_produces_and_consumes_over_mutual_tls(spate_factory, pk
     assert topic in plain.topics
 
 
-def test_kafka_python_over_tls(spate_factory, pki):
+def test_kafka_python_over_mutual_tls(spate_factory, pki):
     from kafka import KafkaConsumer, KafkaProducer
 
-    _broker, secure = start_with_ssl(spate_factory, pki, "requested")
+    broker, secure = start_with_ssl(spate_factory, pki, "required")
     topic = unique("tls-kp")
-    tls = {"security_protocol": "SSL", "ssl_cafile": pki["ca.pem"]}
+    tls = {
+        "security_protocol": "SSL",
+        "ssl_cafile": pki["ca.pem"],
+        "ssl_certfile": pki["client.pem"],
+        "ssl_keyfile": pki["client.key"],
+    }
     producer = KafkaProducer(bootstrap_servers=secure, acks="all", **tls)
     for i in range(5):
         producer.send(topic, f"kp-{i}".encode()).get(timeout=30)
@@ -133,6 +138,7 @@ def test_kafka_python_over_tls(spate_factory, pki):
     values = [m.value for m in consumer]
     consumer.close()
     assert values == [f"kp-{i}".encode() for i in range(5)]
+    assert "principal=User:CN=alice,O=acme" in broker.log_text()
 
 
 def test_required_client_certificates_refuse_clients_without_one(spate_factory, pki):
