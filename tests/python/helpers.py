@@ -249,3 +249,36 @@ def watermarks(bootstrap: str, topic: str, partition: int = 0) -> tuple[int, int
         return c.get_watermark_offsets(TopicPartition(topic, partition), timeout=10, cached=False)
     finally:
         c.close()
+
+
+def group_round_trip(
+    conf: dict[str, Any], topic: str, values: list[bytes], timeout_s: float = 30.0
+) -> list[bytes]:
+    """Produces `values` to `topic` (acks=all) with `conf`, which may carry TLS or SASL
+    settings, then reads them back with a new consumer group that subscribes, so
+    FindCoordinator and the group protocol go through the same listener. Returns the values
+    read, in order."""
+    settings = {k: v for k, v in conf.items() if k != "bootstrap.servers"}
+    p = producer(conf["bootstrap.servers"], acks="all", **settings)
+    produce_all(p, topic, [{"value": v} for v in values], timeout_s=timeout_s)
+    c = Consumer(
+        {
+            **conf,
+            "group.id": unique("round-trip"),
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+        }
+    )
+    c.subscribe([topic])
+    seen: list[bytes] = []
+    try:
+        def got_all() -> bool:
+            m = c.poll(0.5)
+            if m is not None and not m.error():
+                seen.append(m.value())
+            return len(seen) >= len(values)
+
+        wait_until(got_all, timeout_s, what=f"{len(values)} records of {topic} through a group")
+    finally:
+        c.close()
+    return seen

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 import requests
-from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer
+from confluent_kafka import Producer
 from confluent_kafka.schema_registry import Schema, SchemaReference, SchemaRegistryClient
 from confluent_kafka.schema_registry.avro import AvroDeserializer, AvroSerializer
 from confluent_kafka.schema_registry.error import SchemaRegistryError
@@ -25,7 +25,7 @@ from confluent_kafka.schema_registry.protobuf import ProtobufDeserializer, Proto
 from confluent_kafka.serialization import MessageField, SerializationContext
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 
-from helpers import create_topic, unique, watermarks
+from helpers import create_topic, group_round_trip, unique, watermarks
 
 HEADERS = {"Content-Type": "application/vnd.schemaregistry.v1+json"}
 
@@ -52,39 +52,9 @@ def rest(spate, method: str, path: str, body: Any = None, data: bytes | None = N
         return response.status_code, response.text
 
 
-def produce_values(spate, topic: str, values: list[bytes]) -> None:
-    producer = Producer({"bootstrap.servers": spate.bootstrap, "acks": "all"})
-    errors: list[str] = []
-    for value in values:
-        producer.produce(topic, value=value, on_delivery=lambda e, _m: e and errors.append(str(e)))
-    assert producer.flush(30) == 0, "every record delivered"
-    assert errors == []
-
-
-def consume_values(spate, topic: str, count: int) -> list[bytes]:
-    consumer = Consumer(
-        {
-            "bootstrap.servers": spate.bootstrap,
-            "group.id": unique("g"),
-            "auto.offset.reset": "earliest",
-            "enable.auto.commit": False,
-        }
-    )
-    consumer.subscribe([topic])
-    out: list[bytes] = []
-    try:
-        import time
-
-        deadline = time.monotonic() + 30
-        while len(out) < count and time.monotonic() < deadline:
-            message = consumer.poll(0.5)
-            if message is None or message.error():
-                continue
-            out.append(message.value())
-    finally:
-        consumer.close()
-    assert len(out) == count, f"consumed {len(out)} of {count} records"
-    return out
+def round_trip(spate, topic: str, values: list[bytes]) -> list[bytes]:
+    """Produces the serialized values, then reads them back through a consumer group."""
+    return group_round_trip({"bootstrap.servers": spate.bootstrap}, topic, values)
 
 
 def schemas_end_offset(spate) -> int:
@@ -116,11 +86,10 @@ def test_avro_serializer_registers_and_round_trips_through_a_topic(spate):
     deserializer = AvroDeserializer(sr)
     ctx = SerializationContext(topic, MessageField.VALUE)
     orders = [{"id": i, "item": f"item-{i}", "quantity": i + 1, "note": None if i % 2 else "gift"} for i in range(20)]
-    produce_values(spate, topic, [serializer(o, ctx) for o in orders])
+    values = round_trip(spate, topic, [serializer(o, ctx) for o in orders])
 
     latest = sr.get_latest_version(f"{topic}-value")
     assert latest.version == 1
-    values = consume_values(spate, topic, len(orders))
     for value in values:
         magic, schema_id = struct.unpack(">bI", value[:5])
         assert (magic, schema_id) == (0, latest.schema_id), "Confluent wire format"
@@ -153,11 +122,10 @@ def test_json_schema_serializer_registers_and_round_trips_through_a_topic(spate)
     deserializer = JSONDeserializer(ORDER_JSON, schema_registry_client=sr)
     ctx = SerializationContext(topic, MessageField.VALUE)
     orders = [{"id": i, "item": f"thing {i}", "tags": ["a"] * (i % 3)} for i in range(10)]
-    produce_values(spate, topic, [serializer(o, ctx) for o in orders])
+    values = round_trip(spate, topic, [serializer(o, ctx) for o in orders])
 
     latest = sr.get_latest_version(f"{topic}-value")
     assert latest.schema.schema_type == "JSON"
-    values = consume_values(spate, topic, len(orders))
     assert [deserializer(v, ctx) for v in values] == orders
     assert {struct.unpack(">bI", v[:5])[1] for v in values} == {latest.schema_id}
 
@@ -194,13 +162,12 @@ def test_protobuf_serializer_registers_and_round_trips_through_a_topic(spate):
         for j in range(i % 3):
             order.lines.add(sku=f"sku-{j}", count=j + 1)
         orders.append(order)
-    produce_values(spate, topic, [serializer(o, ctx) for o in orders])
+    values = round_trip(spate, topic, [serializer(o, ctx) for o in orders])
 
     latest = sr.get_latest_version(f"{topic}-value")
     assert latest.schema.schema_type == "PROTOBUF"
     # Registered as a base64 descriptor, served back as .proto source.
     assert "message Order" in latest.schema.schema_str
-    values = consume_values(spate, topic, len(orders))
     assert [deserializer(v, ctx) for v in values] == orders
 
 
@@ -527,7 +494,7 @@ def test_bad_requests_get_confluent_error_bodies_and_write_nothing(spate):
     assert schemas_end_offset(spate) == before, "nothing half-written to _schemas"
     assert rest(spate, "GET", "/schemas/types") == (200, ["JSON", "PROTOBUF", "AVRO"])
     # The broker kept serving Kafka clients throughout.
-    produce_values(spate, unique("still-serving"), [b"ok"])
+    assert round_trip(spate, unique("still-serving"), [b"ok"]) == [b"ok"]
 
 
 # --- validation on produce ------------------------------------------------------------------

@@ -17,7 +17,7 @@ import time
 import subprocess
 
 import pytest
-from confluent_kafka import Consumer, KafkaException, Producer
+from confluent_kafka import KafkaException
 from confluent_kafka.admin import (
     AdminClient,
     ScramCredentialInfo,
@@ -26,7 +26,7 @@ from confluent_kafka.admin import (
 )
 
 from conftest import spate_binary
-from helpers import unique, wait_until
+from helpers import group_round_trip, unique, wait_until
 from test_tls import pki  # noqa: F401  (the certificate fixture)
 
 LISTENERS = re.compile(r"listeners=(\S+)")
@@ -74,25 +74,9 @@ def sasl_conf(address: str, protocol: str, mechanism: str, user: str, password: 
 
 
 def round_trip(conf: dict, count: int = 10) -> list[bytes]:
-    topic = unique("sasl")
-    producer = Producer({**conf, "acks": "all"})
-    for i in range(count):
-        producer.produce(topic, value=f"v{i}".encode())
-    assert producer.flush(30) == 0
-    consumer = Consumer({**conf, "group.id": unique("g"), "auto.offset.reset": "earliest"})
-    consumer.subscribe([topic])
-    seen: list[bytes] = []
-    try:
-        def done() -> bool:
-            m = consumer.poll(0.5)
-            if m is not None and not m.error():
-                seen.append(m.value())
-            return len(seen) >= count
-
-        wait_until(done, 30, what="records over SASL")
-    finally:
-        consumer.close()
-    return seen
+    """Produces v0, v1, ... to a new topic and reads them back through a group; returns what
+    was read."""
+    return group_round_trip(conf, unique("sasl"), [f"v{i}".encode() for i in range(count)])
 
 
 def auth_error(conf: dict, expect: str = "Authentication failed") -> str:

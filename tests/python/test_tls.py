@@ -17,10 +17,10 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from confluent_kafka import Consumer, KafkaException, Producer
+from confluent_kafka import KafkaException, Producer
 from confluent_kafka.admin import AdminClient
 
-from helpers import unique, wait_until
+from helpers import group_round_trip, unique, wait_until
 
 LISTENERS = re.compile(r"listeners=(\S+)")
 
@@ -80,25 +80,8 @@ def ssl_conf(pki, address: str, with_cert: bool) -> dict:
     return conf
 
 
-def round_trip(conf: dict, topic: str, count: int = 20) -> list[bytes]:
-    producer = Producer({**conf, "acks": "all"})
-    for i in range(count):
-        producer.produce(topic, value=f"secret-{i}".encode())
-    assert producer.flush(30) == 0
-    consumer = Consumer({**conf, "group.id": unique("tls"), "auto.offset.reset": "earliest"})
-    consumer.subscribe([topic])
-    seen: list[bytes] = []
-    try:
-        def got_all() -> bool:
-            message = consumer.poll(0.5)
-            if message is not None and not message.error():
-                seen.append(message.value())
-            return len(seen) >= count
-
-        wait_until(got_all, 30, what=f"{count} records over TLS")
-    finally:
-        consumer.close()
-    return seen
+def secrets(count: int) -> list[bytes]:
+    return [f"secret-{i}".encode() for i in range(count)]
 
 
 def test_confluent_kafka_produces_and_consumes_over_mutual_tls(spate_factory, pki):
@@ -108,7 +91,7 @@ def test_confluent_kafka_produces_and_consumes_over_mutual_tls(spate_factory, pk
     metadata = AdminClient(conf).list_topics(timeout=15)
     assert [f"{b.host}:{b.port}" for b in metadata.brokers.values()] == [secure]
     topic = unique("tls")
-    assert round_trip(conf, topic) == [f"secret-{i}".encode() for i in range(20)]
+    assert group_round_trip(conf, topic, secrets(20)) == secrets(20)
     # The certificate's subject is the principal, in Kafka's RFC 2253 form.
     assert "principal=User:CN=alice,O=acme" in broker.log_text()
     # The plaintext listener serves at the same time, and advertises its own address.
@@ -148,9 +131,8 @@ def test_required_client_certificates_refuse_clients_without_one(spate_factory, 
         admin.list_topics(timeout=5)
     wait_until(lambda: "TLS handshake failed" in broker.log_text(), 15, what="the refusal logged")
     # Everyone else is unaffected.
-    assert round_trip({"bootstrap.servers": broker.bootstrap}, unique("plain"), 3) == [
-        b"secret-0", b"secret-1", b"secret-2"
-    ]
+    plain = {"bootstrap.servers": broker.bootstrap}
+    assert group_round_trip(plain, unique("plain"), secrets(3)) == secrets(3)
 
 
 def test_tls_to_the_plaintext_port_and_plaintext_to_the_tls_port_are_closed_clearly(spate_factory, pki):
@@ -175,7 +157,8 @@ def test_tls_to_the_plaintext_port_and_plaintext_to_the_tls_port_are_closed_clea
             received += chunk
         assert not received.startswith(b"\x00\x00"), "no Kafka response over a TLS port"
     wait_until(lambda: "TLS handshake failed" in broker.log_text(), 15, what="the SSL listener's log line")
-    assert round_trip(ssl_conf(pki, secure, with_cert=False), unique("after"), 2) == [b"secret-0", b"secret-1"]
+    conf = ssl_conf(pki, secure, with_cert=False)
+    assert group_round_trip(conf, unique("after"), secrets(2)) == secrets(2)
 
 
 def test_a_connection_flood_from_one_address_hits_its_limit_while_others_keep_producing(spate_factory):

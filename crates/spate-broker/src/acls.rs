@@ -1,7 +1,8 @@
 //! ACL administration: CreateAcls, DescribeAcls and DeleteAcls over Kafka's ACL model
 //! (`spate_auth::acl`), with the bindings kept in the internal compacted topic `__acls`.
 //!
-//! This is the store and the admin APIs; requests are not checked against the ACLs yet.
+//! This is the store and the admin APIs; requests are not checked against the ACLs yet. Only
+//! versions 1+ are advertised (Kafka 4 dropped v0), so every request carries a pattern type.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -99,7 +100,6 @@ impl Broker {
     pub(crate) async fn create_acls(
         self: &Arc<Self>,
         req: CreateAclsRequest,
-        version: i16,
     ) -> CreateAclsResponse {
         let mut results = Vec::new();
         let mut valid = Vec::new();
@@ -107,12 +107,7 @@ impl Broker {
             let binding = AclBinding {
                 resource_type: ResourceType::from_id(creation.resource_type),
                 resource_name: text(&creation.resource_name),
-                // CreateAcls v0 has no pattern type: literal.
-                pattern_type: if version == 0 {
-                    PatternType::Literal
-                } else {
-                    PatternType::from_id(creation.resource_pattern_type)
-                },
+                pattern_type: PatternType::from_id(creation.resource_pattern_type),
                 principal: text(&creation.principal),
                 host: text(&creation.host),
                 operation: Operation::from_id(creation.operation),
@@ -159,20 +154,11 @@ impl Broker {
         CreateAclsResponse::default().with_results(results)
     }
 
-    pub(crate) fn describe_acls(
-        &self,
-        req: DescribeAclsRequest,
-        version: i16,
-    ) -> DescribeAclsResponse {
-        let pattern = if version == 0 {
-            PatternType::Literal.id()
-        } else {
-            req.pattern_type_filter
-        };
+    pub(crate) fn describe_acls(&self, req: DescribeAclsRequest) -> DescribeAclsResponse {
         let filter = filter(
             req.resource_type_filter,
             req.resource_name_filter.as_ref(),
-            pattern,
+            req.pattern_type_filter,
             req.principal_filter.as_ref(),
             req.host_filter.as_ref(),
             req.operation,
@@ -217,22 +203,16 @@ impl Broker {
     pub(crate) async fn delete_acls(
         self: &Arc<Self>,
         req: DeleteAclsRequest,
-        version: i16,
     ) -> DeleteAclsResponse {
         let mut results = Vec::new();
         let mut removed_all = Vec::new();
         {
             let mut authorizer = self.acls.authorizer.write();
             for f in &req.filters {
-                let pattern = if version == 0 {
-                    PatternType::Literal.id()
-                } else {
-                    f.pattern_type_filter
-                };
                 let filter = filter(
                     f.resource_type_filter,
                     f.resource_name_filter.as_ref(),
-                    pattern,
+                    f.pattern_type_filter,
                     f.principal_filter.as_ref(),
                     f.host_filter.as_ref(),
                     f.operation,

@@ -131,6 +131,8 @@ impl Broker {
         req: AlterUserScramCredentialsRequest,
     ) -> AlterUserScramCredentialsResponse {
         let mut errors: BTreeMap<String, (ResponseError, String)> = BTreeMap::new();
+        // Each user once, in request order, with how often the request names it.
+        let mut order: Vec<String> = Vec::new();
         let mut seen: BTreeMap<String, usize> = BTreeMap::new();
         for name in req
             .deletions
@@ -138,23 +140,22 @@ impl Broker {
             .map(|d| d.name.to_string())
             .chain(req.upsertions.iter().map(|u| u.name.to_string()))
         {
+            if !seen.contains_key(&name) {
+                order.push(name.clone());
+            }
             *seen.entry(name).or_default() += 1;
         }
-        let mut order: Vec<String> = Vec::new();
+        let unknown_mechanism = |id: i8| {
+            (
+                ResponseError::UnsupportedSaslMechanism,
+                format!("Unknown SCRAM mechanism {id}"),
+            )
+        };
         let mut changes: Vec<(String, Mechanism, Option<ScramCredential>)> = Vec::new();
         for deletion in &req.deletions {
             let user = deletion.name.to_string();
-            if !order.contains(&user) {
-                order.push(user.clone());
-            }
             let Some(mechanism) = mechanism_of(deletion.mechanism) else {
-                errors.insert(
-                    user.clone(),
-                    (
-                        ResponseError::UnsupportedSaslMechanism,
-                        format!("Unknown SCRAM mechanism {}", deletion.mechanism),
-                    ),
-                );
+                errors.insert(user, unknown_mechanism(deletion.mechanism));
                 continue;
             };
             if self.credentials.scram(&user, mechanism).is_none() {
@@ -174,9 +175,6 @@ impl Broker {
         }
         for upsertion in &req.upsertions {
             let user = upsertion.name.to_string();
-            if !order.contains(&user) {
-                order.push(user.clone());
-            }
             if user.is_empty() {
                 errors.insert(
                     user.clone(),
@@ -188,13 +186,7 @@ impl Broker {
                 continue;
             }
             let Some(mechanism) = mechanism_of(upsertion.mechanism) else {
-                errors.insert(
-                    user.clone(),
-                    (
-                        ResponseError::UnsupportedSaslMechanism,
-                        format!("Unknown SCRAM mechanism {}", upsertion.mechanism),
-                    ),
-                );
+                errors.insert(user, unknown_mechanism(upsertion.mechanism));
                 continue;
             };
             let credential = u32::try_from(upsertion.iterations)

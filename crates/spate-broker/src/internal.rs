@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use spate_log::{BatchBuilder, BatchHeader};
+use spate_log::{AppendInfo, BatchBuilder, BatchHeader, Log};
 
 use crate::Broker;
 use crate::error::BrokerError;
@@ -77,21 +77,34 @@ impl Broker {
             .map_err(|e| BrokerError::from(spate_log::LogError::Batch(e)))?;
         let header = BatchHeader::parse(&bytes)
             .map_err(|e| BrokerError::from(spate_log::LogError::Batch(e)))?;
-        let log = Arc::clone(&partition.log);
-        let writer = Arc::clone(&log);
         let now = self.now_ms();
-        let info = tokio::task::spawn_blocking(move || writer.append(&bytes, &header, now))
+        let info = self
+            .append_blocking(&partition.log, move |log| log.append(&bytes, &header, now))
+            .await?;
+        if info.wait_for_durable {
+            partition.log.wait_durable(info.last_offset + 1).await?;
+        }
+        Ok(info.base_offset)
+    }
+
+    /// Runs an append on a blocking thread and asks for the fsync it needs. The caller waits
+    /// for durability (`Log::wait_durable`) when the answer says so, so several appends can
+    /// share one wait.
+    pub(crate) async fn append_blocking(
+        &self,
+        log: &Arc<Log>,
+        append: impl FnOnce(&Log) -> Result<AppendInfo, spate_log::LogError> + Send + 'static,
+    ) -> Result<AppendInfo, BrokerError> {
+        let writer = Arc::clone(log);
+        let info = tokio::task::spawn_blocking(move || append(&writer))
             .await
             .map_err(|e| BrokerError::InvalidRequest {
                 reason: e.to_string(),
             })??;
         if info.needs_sync {
-            self.syncer.request(&log);
+            self.syncer.request(log);
         }
-        if info.wait_for_durable {
-            log.wait_durable(info.last_offset + 1).await?;
-        }
-        Ok(info.base_offset)
+        Ok(info)
     }
 }
 

@@ -402,15 +402,15 @@ impl Broker {
             RequestKind::InitProducerId(req) => Reply::Now(ResponseKind::InitProducerId(
                 self.init_producer_id(req, version).await,
             )),
-            RequestKind::CreateAcls(req) => Reply::Now(ResponseKind::CreateAcls(
-                self.create_acls(req, version).await,
-            )),
-            RequestKind::DescribeAcls(req) => {
-                Reply::Now(ResponseKind::DescribeAcls(self.describe_acls(req, version)))
+            RequestKind::CreateAcls(req) => {
+                Reply::Now(ResponseKind::CreateAcls(self.create_acls(req).await))
             }
-            RequestKind::DeleteAcls(req) => Reply::Now(ResponseKind::DeleteAcls(
-                self.delete_acls(req, version).await,
-            )),
+            RequestKind::DescribeAcls(req) => {
+                Reply::Now(ResponseKind::DescribeAcls(self.describe_acls(req)))
+            }
+            RequestKind::DeleteAcls(req) => {
+                Reply::Now(ResponseKind::DeleteAcls(self.delete_acls(req).await))
+            }
             RequestKind::AlterUserScramCredentials(req) => {
                 Reply::Now(ResponseKind::AlterUserScramCredentials(
                     self.alter_user_scram_credentials(req).await,

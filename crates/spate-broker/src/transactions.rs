@@ -438,21 +438,14 @@ impl Broker {
             let Some(partition) = self.topics.get(topic).and_then(|t| t.partition(*index)) else {
                 continue; // deleted since: nothing left to mark
             };
-            let log = Arc::clone(&partition.log);
-            let writer = Arc::clone(&log);
             let (pid, epoch) = (meta.producer_id, meta.producer_epoch);
-            let info = tokio::task::spawn_blocking(move || {
-                writer.append_marker(pid, epoch, commit, 0, now)
-            })
-            .await
-            .map_err(|e| BrokerError::InvalidRequest {
-                reason: e.to_string(),
-            })??;
-            if info.needs_sync {
-                self.syncer.request(&log);
-            }
+            let info = self
+                .append_blocking(&partition.log, move |log| {
+                    log.append_marker(pid, epoch, commit, 0, now)
+                })
+                .await?;
             if info.wait_for_durable {
-                waits.push((log, info.last_offset + 1));
+                waits.push((Arc::clone(&partition.log), info.last_offset + 1));
             }
         }
         for (log, offset) in waits {

@@ -548,7 +548,7 @@ fn requests(api: ApiKey, version: i16, topic_id: uuid::Uuid) -> Vec<RequestKind>
                 create_acls_request::AclCreation::default()
                     .with_resource_type(2)
                     .with_resource_name(s("orders-"))
-                    .with_resource_pattern_type(if version == 0 { 3 } else { 4 })
+                    .with_resource_pattern_type(4)
                     .with_principal(s("User:alice"))
                     .with_host(s("*"))
                     .with_operation(3)
@@ -562,7 +562,7 @@ fn requests(api: ApiKey, version: i16, topic_id: uuid::Uuid) -> Vec<RequestKind>
         ApiKey::DescribeAcls => vec![RequestKind::DescribeAcls(
             DescribeAclsRequest::default()
                 .with_resource_type_filter(1)
-                .with_pattern_type_filter(if version == 0 { 3 } else { 1 })
+                .with_pattern_type_filter(1)
                 .with_operation(1)
                 .with_permission_type(1),
         )],
@@ -570,7 +570,7 @@ fn requests(api: ApiKey, version: i16, topic_id: uuid::Uuid) -> Vec<RequestKind>
             DeleteAclsRequest::default().with_filters(vec![
                 delete_acls_request::DeleteAclsFilter::default()
                     .with_resource_type_filter(2)
-                    .with_pattern_type_filter(if version == 0 { 3 } else { 1 })
+                    .with_pattern_type_filter(1)
                     .with_principal_filter(Some(s("User:alice")))
                     .with_operation(1)
                     .with_permission_type(1),

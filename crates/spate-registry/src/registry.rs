@@ -400,13 +400,13 @@ impl Registry {
     ) -> Result<(i32, i32), RegistryError> {
         validate_subject(subject)?;
         let _writer = self.writer.lock().await;
-        let (parsed, mode) = {
+        let (parsed, mode, normalize) = {
             let state = self.state.read();
             let mode = Registry::check_writable(&state, subject)?;
             let normalize = Registry::normalize_for(&state, subject, normalize);
-            (Registry::parse_request(&state, &request, normalize)?, mode)
+            let parsed = Registry::parse_request(&state, &request, normalize)?;
+            (parsed, mode, normalize)
         };
-        let normalize = Registry::normalize_for(&self.state.read(), subject, normalize);
         // Already registered under this subject: the same answer, nothing written.
         let existing: Vec<(i32, Arc<SchemaEntry>)> = {
             let state = self.state.read();
@@ -891,19 +891,7 @@ impl Registry {
             .get(subject)
             .ok_or_else(|| RegistryError::subject_not_found(subject))?;
         let (version, _) = resolve_version(versions, spec, false)?;
-        let mut ids: Vec<i32> = state
-            .subjects
-            .values()
-            .flat_map(|versions| versions.values())
-            .filter(|e| !e.deleted)
-            .filter_map(|e| state.schemas.get(&e.id))
-            .filter(|s| {
-                s.references
-                    .iter()
-                    .any(|r| r.subject == subject && r.version == version)
-            })
-            .map(|s| s.id)
-            .collect();
+        let mut ids: Vec<i32> = referrers(&state, subject, version).map(|s| s.id).collect();
         ids.sort_unstable();
         ids.dedup();
         Ok(ids)
@@ -978,19 +966,29 @@ fn resolve_version(
     }
 }
 
-/// Whether a live schema references this subject version.
-fn referenced(state: &State, subject: &str, version: i32) -> bool {
+/// The live schemas that reference this subject version (a schema once per live version
+/// holding it).
+fn referrers<'a>(
+    state: &'a State,
+    subject: &'a str,
+    version: i32,
+) -> impl Iterator<Item = &'a Arc<SchemaEntry>> + 'a {
     state
         .subjects
         .values()
         .flat_map(|versions| versions.values())
         .filter(|e| !e.deleted)
         .filter_map(|e| state.schemas.get(&e.id))
-        .any(|s| {
+        .filter(move |s| {
             s.references
                 .iter()
                 .any(|r| r.subject == subject && r.version == version)
         })
+}
+
+/// Whether a live schema references this subject version.
+fn referenced(state: &State, subject: &str, version: i32) -> bool {
+    referrers(state, subject, version).next().is_some()
 }
 
 fn soft_deleted(state: &State, subject: &str, version: i32, entry: VersionEntry) -> Change {

@@ -103,6 +103,21 @@ fn check(results: impl IntoIterator<Item = (String, i16, Option<String>)>) -> an
     Ok(())
 }
 
+/// Sends AlterUserScramCredentials and fails on the first user the broker refused.
+async fn alter(
+    connection: &spate_client::connection::Connection,
+    request: AlterUserScramCredentialsRequest,
+) -> anyhow::Result<()> {
+    let response = connection.send(&request, 0).await?;
+    check(response.results.into_iter().map(|r| {
+        (
+            r.user.to_string(),
+            r.error_code,
+            r.error_message.map(|m| m.to_string()),
+        )
+    }))
+}
+
 /// Runs `spate user`.
 pub fn run(args: UserArgs) -> anyhow::Result<()> {
     let password = match &args.command {
@@ -127,7 +142,7 @@ pub fn run(args: UserArgs) -> anyhow::Result<()> {
             UserCommand::Create(a) => {
                 let password = password.unwrap_or_default();
                 let mut salt = vec![0u8; scram::SALT_BYTES];
-                rand_fill(&mut salt);
+                scram::random_bytes(&mut salt);
                 let salted =
                     scram::salted_password(a.mechanism.mechanism(), &password, &salt, a.iterations)
                         .map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -139,14 +154,7 @@ pub fn run(args: UserArgs) -> anyhow::Result<()> {
                         .with_salt(salt.into())
                         .with_salted_password(salted.into()),
                 ]);
-                let response = connection.send(&request, 0).await?;
-                check(response.results.into_iter().map(|r| {
-                    (
-                        r.user.to_string(),
-                        r.error_code,
-                        r.error_message.map(|m| m.to_string()),
-                    )
-                }))?;
+                alter(&connection, request).await?;
                 println!("{}", a.name);
             }
             UserCommand::Delete(a) => {
@@ -155,14 +163,7 @@ pub fn run(args: UserArgs) -> anyhow::Result<()> {
                         .with_name(StrBytes::from_string(a.name.clone()))
                         .with_mechanism(a.mechanism.id()),
                 ]);
-                let response = connection.send(&request, 0).await?;
-                check(response.results.into_iter().map(|r| {
-                    (
-                        r.user.to_string(),
-                        r.error_code,
-                        r.error_message.map(|m| m.to_string()),
-                    )
-                }))?;
+                alter(&connection, request).await?;
                 println!("{}", a.name);
             }
             UserCommand::List => {
@@ -197,8 +198,4 @@ pub fn run(args: UserArgs) -> anyhow::Result<()> {
         }
         Ok(())
     })
-}
-
-fn rand_fill(bytes: &mut [u8]) {
-    scram::random_bytes(bytes);
 }
