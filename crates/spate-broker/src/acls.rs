@@ -1,7 +1,7 @@
 //! ACL administration: CreateAcls, DescribeAcls and DeleteAcls over Kafka's ACL model
 //! (`spate_auth::acl`), with the bindings kept in the internal compacted topic `__acls`.
 //!
-//! This is the store and the admin APIs; requests are not checked against the ACLs yet. Only
+//! This is the store and the admin APIs; `authz.rs` checks requests against it. Only
 //! versions 1+ are advertised (Kafka 4 dropped v0), so every request carries a pattern type.
 
 use std::collections::BTreeMap;
@@ -25,6 +25,7 @@ use spate_auth::acl::{
 };
 
 use crate::Broker;
+use crate::authz::Caller;
 use crate::error::BrokerError;
 
 /// The internal topic ACLs live in.
@@ -32,7 +33,7 @@ pub const ACLS_TOPIC: &str = "__acls";
 
 /// The ACLs, indexed for authorisation.
 pub struct Acls {
-    authorizer: RwLock<Authorizer>,
+    pub(crate) authorizer: RwLock<Authorizer>,
 }
 
 impl std::fmt::Debug for Acls {
@@ -41,15 +42,14 @@ impl std::fmt::Debug for Acls {
     }
 }
 
-impl Default for Acls {
-    fn default() -> Acls {
+impl Acls {
+    /// No ACLs yet, with the authorizer's settings.
+    pub(crate) fn new(config: AuthorizerConfig) -> Acls {
         Acls {
-            authorizer: RwLock::new(Authorizer::new(AuthorizerConfig::default())),
+            authorizer: RwLock::new(Authorizer::new(config)),
         }
     }
-}
 
-impl Acls {
     /// Rebuilds the ACLs from `__acls`, creating it if needed. Blocking.
     pub(crate) fn load(&self, broker: &Broker) -> Result<(), BrokerError> {
         broker.ensure_state_topic(ACLS_TOPIC)?;
@@ -65,6 +65,17 @@ impl Acls {
                 tracing::warn!(topic = ACLS_TOPIC, offset, error = %err, "skipped an ACL record");
             }
         })
+    }
+}
+
+impl Broker {
+    fn audit_acl(&self, caller: &Caller, binding: &AclBinding, operation: &str) {
+        self.audit_change(
+            caller,
+            format!("{}:{}", binding.resource_type, binding.resource_name),
+            operation,
+            binding.to_string(),
+        );
     }
 }
 
@@ -100,6 +111,7 @@ impl Broker {
     pub(crate) async fn create_acls(
         self: &Arc<Self>,
         req: CreateAclsRequest,
+        caller: &Caller,
     ) -> CreateAclsResponse {
         let mut results = Vec::new();
         let mut valid = Vec::new();
@@ -138,6 +150,7 @@ impl Broker {
                     let mut authorizer = self.acls.authorizer.write();
                     for (_, binding) in valid {
                         tracing::info!(acl = %binding, "created ACL");
+                        self.audit_acl(caller, &binding, "CREATE_ACL");
                         let _ = authorizer.add(binding);
                     }
                 }
@@ -203,6 +216,7 @@ impl Broker {
     pub(crate) async fn delete_acls(
         self: &Arc<Self>,
         req: DeleteAclsRequest,
+        caller: &Caller,
     ) -> DeleteAclsResponse {
         let mut results = Vec::new();
         let mut removed_all = Vec::new();
@@ -269,6 +283,7 @@ impl Broker {
             } else {
                 for binding in &removed_all {
                     tracing::info!(acl = %binding, "deleted ACL");
+                    self.audit_acl(caller, binding, "DELETE_ACL");
                 }
             }
         }

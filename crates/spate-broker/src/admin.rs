@@ -19,7 +19,11 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::StrBytes;
 use uuid::Uuid;
 
+use kafka_protocol::ResponseError;
+use spate_auth::acl::{Operation, ResourceType};
+
 use crate::Broker;
+use crate::authz::Caller;
 use crate::error::BrokerError;
 
 impl Broker {
@@ -27,8 +31,10 @@ impl Broker {
         self: &Arc<Self>,
         req: CreateTopicsRequest,
         version: i16,
+        caller: &Caller,
     ) -> CreateTopicsResponse {
         let broker = Arc::clone(self);
+        let caller = caller.clone();
         let work = move || {
             let mut response = CreateTopicsResponse::default();
             let mut counts = std::collections::HashMap::new();
@@ -47,17 +53,39 @@ impl Broker {
                             &*topic.name
                         ),
                     })
+                } else if !broker.allows_topic_creation(&caller, &topic.name) {
+                    Err(BrokerError::TopicAuthorizationFailed {
+                        name: topic.name.to_string(),
+                        operation: "create",
+                    })
                 } else {
                     broker.create_one(&topic, req.validate_only)
                 };
                 match outcome {
                     Ok((id, partitions, overrides)) => {
+                        if !req.validate_only {
+                            broker.audit_change(
+                                &caller,
+                                format!("TOPIC:{}", &*topic.name),
+                                "CREATE",
+                                format!("partitions={partitions} configs={overrides:?}"),
+                            );
+                        }
                         if version >= 7 {
                             result.topic_id = id;
                         }
                         result.num_partitions = partitions;
                         result.replication_factor = 1;
-                        if version >= 5 {
+                        let configs_visible = broker.allows(
+                            &caller,
+                            Operation::DescribeConfigs,
+                            ResourceType::Topic,
+                            &topic.name,
+                        );
+                        if version >= 5 && !configs_visible {
+                            result.topic_config_error_code =
+                                ResponseError::TopicAuthorizationFailed.code();
+                        } else if version >= 5 {
                             let configs = broker
                                 .topic_config_entries(&overrides)
                                 .into_iter()
@@ -150,8 +178,10 @@ impl Broker {
         self: &Arc<Self>,
         req: DeleteTopicsRequest,
         version: i16,
+        caller: &Caller,
     ) -> DeleteTopicsResponse {
         let broker = Arc::clone(self);
+        let caller = caller.clone();
         let work = move || {
             let mut response = DeleteTopicsResponse::default();
             let requests: Vec<(Option<TopicName>, Uuid)> = if version >= 6 {
@@ -170,7 +200,21 @@ impl Broker {
                 let mut result = DeletableTopicResult::default()
                     .with_name(name.clone())
                     .with_topic_id(id);
+                let denied = |name: &str| BrokerError::TopicAuthorizationFailed {
+                    name: name.to_string(),
+                    operation: "delete",
+                };
                 let topic = match &name {
+                    Some(name)
+                        if !broker.allows(
+                            &caller,
+                            Operation::Delete,
+                            ResourceType::Topic,
+                            name,
+                        ) =>
+                    {
+                        Err(denied(name))
+                    }
                     Some(name) => broker.topics.get(name).ok_or_else(|| {
                         BrokerError::UnknownTopicOrPartition {
                             name: name.to_string(),
@@ -179,7 +223,19 @@ impl Broker {
                     None => broker
                         .topics
                         .get_by_id(&id)
-                        .ok_or_else(|| BrokerError::UnknownTopicId { id: id.to_string() }),
+                        .ok_or_else(|| BrokerError::UnknownTopicId { id: id.to_string() })
+                        .and_then(|topic| {
+                            if broker.allows(
+                                &caller,
+                                Operation::Delete,
+                                ResourceType::Topic,
+                                &topic.name,
+                            ) {
+                                Ok(topic)
+                            } else {
+                                Err(denied(&topic.name))
+                            }
+                        }),
                 };
                 let outcome = topic.and_then(|topic| {
                     result.name = Some(TopicName(StrBytes::from_string(topic.name.clone())));
@@ -198,7 +254,9 @@ impl Broker {
                             ),
                         });
                     }
-                    broker.topics.delete(&topic.name)
+                    broker.topics.delete(&topic.name)?;
+                    broker.audit_change(&caller, format!("TOPIC:{}", topic.name), "DELETE", "");
+                    Ok(())
                 });
                 if let Err(err) = outcome {
                     result.error_code = err.code();
@@ -219,8 +277,10 @@ impl Broker {
     pub(crate) async fn create_partitions(
         self: &Arc<Self>,
         req: CreatePartitionsRequest,
+        caller: &Caller,
     ) -> CreatePartitionsResponse {
         let broker = Arc::clone(self);
+        let caller = caller.clone();
         let work = move || {
             let mut response = CreatePartitionsResponse::default();
             let node = broker.options.node_id;
@@ -228,6 +288,12 @@ impl Broker {
                 let mut result =
                     CreatePartitionsTopicResult::default().with_name(topic.name.clone());
                 let outcome = (|| {
+                    if !broker.allows(&caller, Operation::Alter, ResourceType::Topic, &topic.name) {
+                        return Err(BrokerError::TopicAuthorizationFailed {
+                            name: topic.name.to_string(),
+                            operation: "alter",
+                        });
+                    }
                     if broker
                         .topics
                         .get(&topic.name)
@@ -262,7 +328,16 @@ impl Broker {
                         topic.count,
                         req.validate_only,
                         broker.now_ms(),
-                    )
+                    )?;
+                    if !req.validate_only {
+                        broker.audit_change(
+                            &caller,
+                            format!("TOPIC:{}", &*topic.name),
+                            "ALTER",
+                            format!("partitions={}", topic.count),
+                        );
+                    }
+                    Ok(())
                 })();
                 if let Err(err) = outcome {
                     result.error_code = err.code();

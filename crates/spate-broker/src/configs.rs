@@ -21,7 +21,10 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::StrBytes;
 use spate_log::config::{ConfigType, TOPIC_CONFIGS, config_def};
 
+use spate_auth::acl::{Operation, ResourceType};
+
 use crate::Broker;
+use crate::authz::Caller;
 use crate::error::BrokerError;
 
 pub(crate) const RESOURCE_TOPIC: i8 = 2;
@@ -178,6 +181,7 @@ impl Broker {
         &self,
         req: DescribeConfigsRequest,
         version: i16,
+        caller: &Caller,
     ) -> DescribeConfigsResponse {
         let mut response = DescribeConfigsResponse::default();
         for resource in req.resources {
@@ -185,6 +189,21 @@ impl Broker {
                 .with_resource_type(resource.resource_type)
                 .with_resource_name(resource.resource_name.clone());
             let entries = match resource.resource_type {
+                kind if !self.allows_configs(
+                    caller,
+                    Operation::DescribeConfigs,
+                    kind,
+                    &resource.resource_name,
+                ) =>
+                {
+                    Err((
+                        config_denial(kind),
+                        format!(
+                            "not authorized to describe the configs of {}",
+                            &*resource.resource_name
+                        ),
+                    ))
+                }
                 RESOURCE_TOPIC => match self.topics.get(&resource.resource_name) {
                     Some(topic) => Ok(self.topic_config_entries(&topic.config_overrides())),
                     None => Err((
@@ -265,15 +284,32 @@ impl Broker {
     pub(crate) async fn alter_configs(
         self: &Arc<Self>,
         req: AlterConfigsRequest,
+        caller: &Caller,
     ) -> AlterConfigsResponse {
         let broker = Arc::clone(self);
+        let caller = caller.clone();
         let work = move || {
             let mut response = AlterConfigsResponse::default();
             for resource in req.resources {
                 let mut result = AlterConfigsResourceResponse::default()
                     .with_resource_type(resource.resource_type)
                     .with_resource_name(resource.resource_name.clone());
+                let changes = resource
+                    .configs
+                    .iter()
+                    .map(|c| format!("{}={}", &*c.name, c.value.as_deref().unwrap_or("")))
+                    .collect::<Vec<_>>()
+                    .join(", ");
                 let outcome = match resource.resource_type {
+                    kind if !broker.allows_configs(
+                        &caller,
+                        Operation::AlterConfigs,
+                        kind,
+                        &resource.resource_name,
+                    ) =>
+                    {
+                        Err(alter_denied(kind, &resource.resource_name))
+                    }
                     RESOURCE_TOPIC => {
                         let mut configs = BTreeMap::new();
                         let mut error = None;
@@ -300,9 +336,18 @@ impl Broker {
                     }
                     other => Err(unsupported_resource(other)),
                 };
-                if let Err(err) = outcome {
-                    result.error_code = err.code();
-                    result.error_message = Some(s(err.to_string()));
+                match outcome {
+                    Err(err) => {
+                        result.error_code = err.code();
+                        result.error_message = Some(s(err.to_string()));
+                    }
+                    Ok(_) if !req.validate_only => broker.audit_change(
+                        &caller,
+                        format!("TOPIC:{}", &*resource.resource_name),
+                        "ALTER_CONFIGS",
+                        changes,
+                    ),
+                    Ok(_) => {}
                 }
                 response.responses.push(result);
             }
@@ -314,8 +359,10 @@ impl Broker {
     pub(crate) async fn incremental_alter_configs(
         self: &Arc<Self>,
         req: IncrementalAlterConfigsRequest,
+        caller: &Caller,
     ) -> IncrementalAlterConfigsResponse {
         let broker = Arc::clone(self);
+        let caller = caller.clone();
         let work = move || {
             let mut response = IncrementalAlterConfigsResponse::default();
             let mut seen = HashSet::new();
@@ -323,6 +370,21 @@ impl Broker {
                 let mut result = IncrementalResourceResponse::default()
                     .with_resource_type(resource.resource_type)
                     .with_resource_name(resource.resource_name.clone());
+                let changes = resource
+                    .configs
+                    .iter()
+                    .map(|c| {
+                        let op = match c.config_operation {
+                            0 => "set",
+                            1 => "delete",
+                            2 => "append",
+                            3 => "subtract",
+                            _ => "?",
+                        };
+                        format!("{op} {}={}", &*c.name, c.value.as_deref().unwrap_or(""))
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", ");
                 let outcome =
                     if !seen.insert((resource.resource_type, resource.resource_name.to_string())) {
                         Err(BrokerError::InvalidRequest {
@@ -330,6 +392,15 @@ impl Broker {
                         })
                     } else {
                         match resource.resource_type {
+                            kind if !broker.allows_configs(
+                                &caller,
+                                Operation::AlterConfigs,
+                                kind,
+                                &resource.resource_name,
+                            ) =>
+                            {
+                                Err(alter_denied(kind, &resource.resource_name))
+                            }
                             RESOURCE_TOPIC => match broker.topics.get(&resource.resource_name) {
                                 None => Err(BrokerError::UnknownTopicOrPartition {
                                     name: resource.resource_name.to_string(),
@@ -363,15 +434,63 @@ impl Broker {
                             other => Err(unsupported_resource(other)),
                         }
                     };
-                if let Err(err) = outcome {
-                    result.error_code = err.code();
-                    result.error_message = Some(s(err.to_string()));
+                match outcome {
+                    Err(err) => {
+                        result.error_code = err.code();
+                        result.error_message = Some(s(err.to_string()));
+                    }
+                    Ok(_) if !req.validate_only => broker.audit_change(
+                        &caller,
+                        format!("TOPIC:{}", &*resource.resource_name),
+                        "ALTER_CONFIGS",
+                        changes,
+                    ),
+                    Ok(_) => {}
                 }
                 response.responses.push(result);
             }
             response
         };
         tokio::task::spawn_blocking(work).await.unwrap_or_default()
+    }
+}
+
+impl Broker {
+    /// May `caller` read (DESCRIBE_CONFIGS) or change (ALTER_CONFIGS) the configs of a
+    /// resource: a topic's are the topic's, a broker's the cluster's.
+    fn allows_configs(
+        &self,
+        caller: &Caller,
+        operation: Operation,
+        resource_type: i8,
+        name: &str,
+    ) -> bool {
+        match resource_type {
+            RESOURCE_TOPIC => self.allows(caller, operation, ResourceType::Topic, name),
+            _ => self.allows_cluster(caller, operation),
+        }
+    }
+}
+
+/// The error of a config request denied on a resource of this type.
+fn config_denial(resource_type: i8) -> ResponseError {
+    if resource_type == RESOURCE_TOPIC {
+        ResponseError::TopicAuthorizationFailed
+    } else {
+        ResponseError::ClusterAuthorizationFailed
+    }
+}
+
+fn alter_denied(resource_type: i8, name: &str) -> BrokerError {
+    if resource_type == RESOURCE_TOPIC {
+        BrokerError::TopicAuthorizationFailed {
+            name: name.to_string(),
+            operation: "alter the configs of",
+        }
+    } else {
+        BrokerError::ClusterAuthorizationFailed {
+            operation: "alter the broker's configs",
+        }
     }
 }
 

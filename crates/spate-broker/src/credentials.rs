@@ -25,6 +25,7 @@ use serde::{Deserialize, Serialize};
 use spate_auth::sasl::{CredentialStore, Mechanism, ScramCredential};
 
 use crate::Broker;
+use crate::authz::Caller;
 use crate::error::BrokerError;
 
 /// The internal topic credentials live in.
@@ -129,6 +130,7 @@ impl Broker {
     pub(crate) async fn alter_user_scram_credentials(
         self: &Arc<Self>,
         req: AlterUserScramCredentialsRequest,
+        caller: &Caller,
     ) -> AlterUserScramCredentialsResponse {
         let mut errors: BTreeMap<String, (ResponseError, String)> = BTreeMap::new();
         // Each user once, in request order, with how often the request names it.
@@ -238,6 +240,16 @@ impl Broker {
                             mechanism = mechanism.name(),
                             deleted = credential.is_none(),
                             "changed a SCRAM credential"
+                        );
+                        self.audit_change(
+                            caller,
+                            format!("USER:{user}"),
+                            if credential.is_some() {
+                                "UPSERT_SCRAM_CREDENTIAL"
+                            } else {
+                                "DELETE_SCRAM_CREDENTIAL"
+                            },
+                            mechanism.name(),
                         );
                         match credential {
                             Some(credential) => users.insert((user, id_of(mechanism)), credential),

@@ -85,6 +85,20 @@ pub enum BrokerError {
         /// Why.
         reason: String,
     },
+    /// The principal may not perform the operation on the topic (ACLs).
+    #[error("not authorized to {operation} topic {name}")]
+    TopicAuthorizationFailed {
+        /// The topic.
+        name: String,
+        /// What was refused, in words (`create`, `delete`, ...).
+        operation: &'static str,
+    },
+    /// The principal may not perform the operation on the cluster (ACLs).
+    #[error("not authorized to {operation}")]
+    ClusterAuthorizationFailed {
+        /// What was refused, in words.
+        operation: &'static str,
+    },
     /// A storage error.
     #[error(transparent)]
     Log(LogErrorKind),
@@ -163,6 +177,10 @@ impl BrokerError {
             BrokerError::InvalidRequiredAcks { .. } => ResponseError::InvalidRequiredAcks,
             BrokerError::RequestTimedOut { .. } => ResponseError::RequestTimedOut,
             BrokerError::PolicyViolation { .. } => ResponseError::PolicyViolation,
+            BrokerError::TopicAuthorizationFailed { .. } => ResponseError::TopicAuthorizationFailed,
+            BrokerError::ClusterAuthorizationFailed { .. } => {
+                ResponseError::ClusterAuthorizationFailed
+            }
             BrokerError::Log(kind) => return kind.code,
         };
         error.code()

@@ -21,6 +21,7 @@ use kafka_protocol::protocol::StrBytes;
 use spate_log::{Log, LogError};
 use tokio::sync::watch;
 
+use crate::authz::Caller;
 use crate::error::log_error_code;
 use crate::{Broker, Reply};
 
@@ -35,7 +36,12 @@ struct Target {
 }
 
 impl Broker {
-    pub(crate) fn fetch(self: &Arc<Self>, req: FetchRequest, version: i16) -> Reply {
+    pub(crate) fn fetch(
+        self: &Arc<Self>,
+        req: FetchRequest,
+        version: i16,
+        caller: &Caller,
+    ) -> Reply {
         if req.session_id != 0 || req.session_epoch > 0 {
             let code = if req.session_id != 0 {
                 ResponseError::FetchSessionIdNotFound
@@ -47,13 +53,35 @@ impl Broker {
                 .with_session_id(0);
             return Reply::Now(ResponseKind::Fetch(response));
         }
+        // READ on each topic, decided now: the long poll outlives the request's caller.
+        let readable = req
+            .topics
+            .iter()
+            .map(|fetch_topic| {
+                let topic = if version >= 13 {
+                    self.topics.get_by_id(&fetch_topic.topic_id)
+                } else {
+                    self.topics.get(&fetch_topic.topic)
+                };
+                match topic {
+                    Some(topic) => self.allows_topic_read(caller, &topic.name),
+                    None if version >= 13 => true,
+                    None => self.allows_topic_read(caller, &fetch_topic.topic),
+                }
+            })
+            .collect();
         let broker = Arc::clone(self);
         Reply::Later(Box::pin(async move {
-            ResponseKind::Fetch(broker.long_poll(req, version).await)
+            ResponseKind::Fetch(broker.long_poll(req, version, readable).await)
         }))
     }
 
-    async fn long_poll(self: Arc<Self>, req: FetchRequest, version: i16) -> FetchResponse {
+    async fn long_poll(
+        self: Arc<Self>,
+        req: FetchRequest,
+        version: i16,
+        readable: Vec<bool>,
+    ) -> FetchResponse {
         let mut template = FetchResponse::default().with_session_id(0);
         let mut targets = Vec::new();
         for (t, fetch_topic) in req.topics.iter().enumerate() {
@@ -85,6 +113,7 @@ impl Broker {
                     .as_ref()
                     .and_then(|t| t.partition(fetch_partition.partition));
                 let error = match (&topic, &partition) {
+                    _ if !readable[t] => Some(ResponseError::TopicAuthorizationFailed),
                     (None, _) if version >= 13 => Some(ResponseError::UnknownTopicId),
                     (None, _) | (Some(_), None) => Some(ResponseError::UnknownTopicOrPartition),
                     _ if fetch_partition.current_leader_epoch > 0 => {

@@ -12,6 +12,8 @@
 
 mod acls;
 mod admin;
+pub mod audit;
+pub mod authz;
 mod configs;
 pub mod credentials;
 pub mod error;
@@ -88,6 +90,9 @@ pub struct BrokerOptions {
     pub transactions: transactions::TransactionSettings,
     /// Time source.
     pub clock: Clock,
+    /// ACL authorisation: `None` allows every request (Kafka without an authorizer); `Some`
+    /// checks each request against the ACLs, denying what none allows.
+    pub authorization: Option<spate_auth::acl::AuthorizerConfig>,
 }
 
 /// What clients of one listener are told to connect to (Kafka's `advertised.listeners`).
@@ -172,6 +177,9 @@ pub struct Broker {
     schema_validator: parking_lot::RwLock<Option<Arc<dyn validation::SchemaValidator>>>,
     credentials: Arc<credentials::Credentials>,
     acls: acls::Acls,
+    audit: audit::AuditLog,
+    /// The audit records' `source`: `spate://<cluster id>`.
+    audit_source: String,
 }
 
 impl std::fmt::Debug for Broker {
@@ -221,6 +229,8 @@ impl Broker {
             transactions.add_pending_offsets(&group, pid, offsets);
         }
         let syncer = Syncer::start(options.sync_threads);
+        let options_authorization = options.authorization.clone().unwrap_or_default();
+        let audit_source = format!("spate://{cluster_id}");
         let broker = Arc::new(Broker {
             options,
             cluster_id,
@@ -232,10 +242,13 @@ impl Broker {
             transactions,
             schema_validator: parking_lot::RwLock::new(None),
             credentials: Arc::new(credentials::Credentials::default()),
-            acls: acls::Acls::default(),
+            acls: acls::Acls::new(options_authorization),
+            audit: audit::AuditLog::default(),
+            audit_source,
         });
         broker.credentials.load(&broker)?;
         broker.acls.load(&broker)?;
+        broker.ensure_audit_topic()?;
         Ok(broker)
     }
 
@@ -301,44 +314,56 @@ impl Broker {
             .peer
             .map_or_else(String::new, |p| format!("/{}", p.ip()));
         let advertised = self.advertised_for(request.session.as_deref());
+        let caller = authz::Caller::of(&request);
+        if let Some(refusal) = self.refuse(&caller, &request.body, version) {
+            if let RequestKind::Produce(req) = &request.body
+                && req.acks == 0
+            {
+                return Reply::Nothing;
+            }
+            return Reply::Now(refusal);
+        }
+        let caller = &caller;
         match request.body {
             RequestKind::ApiVersions(_) => Reply::Now(ResponseKind::ApiVersions(
                 spate_protocol::api_versions_response(0),
             )),
             RequestKind::Metadata(req) => Reply::Now(ResponseKind::Metadata(
-                self.metadata(req, version, &advertised).await,
+                self.metadata(req, version, &advertised, caller).await,
             )),
-            RequestKind::Produce(req) => self.produce(req, version).await,
-            RequestKind::Fetch(req) => self.fetch(req, version),
+            RequestKind::Produce(req) => self.produce(req, version, caller).await,
+            RequestKind::Fetch(req) => self.fetch(req, version, caller),
             RequestKind::ListOffsets(req) => Reply::Now(ResponseKind::ListOffsets(
-                self.list_offsets(req, version).await,
+                self.list_offsets(req, version, caller).await,
             )),
             RequestKind::CreateTopics(req) => Reply::Now(ResponseKind::CreateTopics(
-                self.create_topics(req, version).await,
+                self.create_topics(req, version, caller).await,
             )),
             RequestKind::DeleteTopics(req) => Reply::Now(ResponseKind::DeleteTopics(
-                self.delete_topics(req, version).await,
+                self.delete_topics(req, version, caller).await,
             )),
             RequestKind::CreatePartitions(req) => Reply::Now(ResponseKind::CreatePartitions(
-                self.create_partitions(req).await,
+                self.create_partitions(req, caller).await,
             )),
-            RequestKind::DeleteRecords(req) => {
-                Reply::Now(ResponseKind::DeleteRecords(self.delete_records(req).await))
-            }
+            RequestKind::DeleteRecords(req) => Reply::Now(ResponseKind::DeleteRecords(
+                self.delete_records(req, caller).await,
+            )),
             RequestKind::OffsetForLeaderEpoch(req) => Reply::Now(
-                ResponseKind::OffsetForLeaderEpoch(self.offset_for_leader_epoch(req)),
+                ResponseKind::OffsetForLeaderEpoch(self.offset_for_leader_epoch(req, caller)),
             ),
             RequestKind::DescribeConfigs(req) => Reply::Now(ResponseKind::DescribeConfigs(
-                self.describe_configs(req, version),
+                self.describe_configs(req, version, caller),
             )),
-            RequestKind::AlterConfigs(req) => {
-                Reply::Now(ResponseKind::AlterConfigs(self.alter_configs(req).await))
+            RequestKind::AlterConfigs(req) => Reply::Now(ResponseKind::AlterConfigs(
+                self.alter_configs(req, caller).await,
+            )),
+            RequestKind::IncrementalAlterConfigs(req) => {
+                Reply::Now(ResponseKind::IncrementalAlterConfigs(
+                    self.incremental_alter_configs(req, caller).await,
+                ))
             }
-            RequestKind::IncrementalAlterConfigs(req) => Reply::Now(
-                ResponseKind::IncrementalAlterConfigs(self.incremental_alter_configs(req).await),
-            ),
             RequestKind::DescribeCluster(req) => Reply::Now(ResponseKind::DescribeCluster(
-                self.describe_cluster(req, &advertised),
+                self.describe_cluster(req, &advertised, caller),
             )),
             RequestKind::ConsumerGroupHeartbeat(req) => {
                 Reply::Now(ResponseKind::ConsumerGroupHeartbeat(
@@ -346,7 +371,7 @@ impl Broker {
                 ))
             }
             RequestKind::ConsumerGroupDescribe(req) => Reply::Now(
-                ResponseKind::ConsumerGroupDescribe(self.consumer_group_describe(req)),
+                ResponseKind::ConsumerGroupDescribe(self.consumer_group_describe(req, caller)),
             ),
             RequestKind::AddPartitionsToTxn(req) => Reply::Now(ResponseKind::AddPartitionsToTxn(
                 self.add_partitions_to_txn(req, version).await,
@@ -358,16 +383,16 @@ impl Broker {
                 Reply::Now(ResponseKind::EndTxn(self.end_txn(req, version).await))
             }
             RequestKind::TxnOffsetCommit(req) => Reply::Now(ResponseKind::TxnOffsetCommit(
-                self.txn_offset_commit(req, version).await,
+                self.txn_offset_commit(req, version, caller).await,
             )),
             RequestKind::DescribeTransactions(req) => Reply::Now(
-                ResponseKind::DescribeTransactions(self.describe_transactions(req).await),
+                ResponseKind::DescribeTransactions(self.describe_transactions(req, caller).await),
             ),
             RequestKind::ListTransactions(req) => Reply::Now(ResponseKind::ListTransactions(
-                self.list_transactions(req, version).await,
+                self.list_transactions(req, version, caller).await,
             )),
             RequestKind::DescribeProducers(req) => Reply::Now(ResponseKind::DescribeProducers(
-                self.describe_producers(req),
+                self.describe_producers(req, caller),
             )),
             RequestKind::JoinGroup(req) => {
                 self.join_group(req, version, &client_id, &client_host)
@@ -380,40 +405,41 @@ impl Broker {
             }
             RequestKind::OffsetCommit(req) => {
                 let broker = Arc::clone(self);
+                let caller = caller.clone();
                 Reply::Later(Box::pin(async move {
-                    ResponseKind::OffsetCommit(broker.offset_commit(req, version).await)
+                    ResponseKind::OffsetCommit(broker.offset_commit(req, version, &caller).await)
                 }))
             }
-            RequestKind::OffsetFetch(req) => {
-                Reply::Now(ResponseKind::OffsetFetch(self.offset_fetch(req, version)))
-            }
-            RequestKind::DescribeGroups(req) => Reply::Now(ResponseKind::DescribeGroups(
-                self.describe_groups(req, version),
+            RequestKind::OffsetFetch(req) => Reply::Now(ResponseKind::OffsetFetch(
+                self.offset_fetch(req, version, caller),
             )),
-            RequestKind::ListGroups(req) => {
-                Reply::Now(ResponseKind::ListGroups(self.list_groups(req, version)))
-            }
-            RequestKind::DeleteGroups(req) => {
-                Reply::Now(ResponseKind::DeleteGroups(self.delete_groups(req).await))
-            }
-            RequestKind::OffsetDelete(req) => {
-                Reply::Now(ResponseKind::OffsetDelete(self.offset_delete(req).await))
-            }
+            RequestKind::DescribeGroups(req) => Reply::Now(ResponseKind::DescribeGroups(
+                self.describe_groups(req, version, caller),
+            )),
+            RequestKind::ListGroups(req) => Reply::Now(ResponseKind::ListGroups(
+                self.list_groups(req, version, caller),
+            )),
+            RequestKind::DeleteGroups(req) => Reply::Now(ResponseKind::DeleteGroups(
+                self.delete_groups(req, caller).await,
+            )),
+            RequestKind::OffsetDelete(req) => Reply::Now(ResponseKind::OffsetDelete(
+                self.offset_delete(req, caller).await,
+            )),
             RequestKind::InitProducerId(req) => Reply::Now(ResponseKind::InitProducerId(
                 self.init_producer_id(req, version).await,
             )),
-            RequestKind::CreateAcls(req) => {
-                Reply::Now(ResponseKind::CreateAcls(self.create_acls(req).await))
-            }
+            RequestKind::CreateAcls(req) => Reply::Now(ResponseKind::CreateAcls(
+                self.create_acls(req, caller).await,
+            )),
             RequestKind::DescribeAcls(req) => {
                 Reply::Now(ResponseKind::DescribeAcls(self.describe_acls(req)))
             }
-            RequestKind::DeleteAcls(req) => {
-                Reply::Now(ResponseKind::DeleteAcls(self.delete_acls(req).await))
-            }
+            RequestKind::DeleteAcls(req) => Reply::Now(ResponseKind::DeleteAcls(
+                self.delete_acls(req, caller).await,
+            )),
             RequestKind::AlterUserScramCredentials(req) => {
                 Reply::Now(ResponseKind::AlterUserScramCredentials(
-                    self.alter_user_scram_credentials(req).await,
+                    self.alter_user_scram_credentials(req, caller).await,
                 ))
             }
             RequestKind::DescribeUserScramCredentials(req) => {
@@ -435,7 +461,7 @@ impl Broker {
                     ))),
             )),
             RequestKind::FindCoordinator(req) => Reply::Now(ResponseKind::FindCoordinator(
-                self.find_coordinator(req, version, &advertised),
+                self.find_coordinator(req, version, &advertised, caller),
             )),
             other => {
                 // spate-protocol only decodes advertised APIs, and every advertised API has an

@@ -18,20 +18,15 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::StrBytes;
 use uuid::Uuid;
 
+use spate_auth::acl::{CLUSTER_NAME, Operation, ResourceType};
+
 use crate::Broker;
+use crate::authz::{Caller, denied_code};
 use crate::error::BrokerError;
 use crate::topics::{Topic, validate_topic_name};
 
 /// "Not requested" for authorised-operation fields.
 const OPERATIONS_NOT_REQUESTED: i32 = i32::MIN;
-/// Without authorisation every operation on a topic is allowed: READ, WRITE, CREATE, DELETE,
-/// ALTER, DESCRIBE, DESCRIBE_CONFIGS, ALTER_CONFIGS.
-const ALL_TOPIC_OPERATIONS: i32 =
-    (1 << 3) | (1 << 4) | (1 << 5) | (1 << 6) | (1 << 7) | (1 << 8) | (1 << 10) | (1 << 11);
-/// ... and on the cluster: CREATE, CLUSTER_ACTION, DESCRIBE_CONFIGS, ALTER_CONFIGS,
-/// IDEMPOTENT_WRITE, ALTER, DESCRIBE.
-const ALL_CLUSTER_OPERATIONS: i32 =
-    (1 << 5) | (1 << 7) | (1 << 8) | (1 << 9) | (1 << 10) | (1 << 11) | (1 << 12);
 /// DescribeCluster endpoint type for brokers.
 const ENDPOINT_TYPE_BROKERS: i8 = 1;
 
@@ -41,6 +36,7 @@ impl Broker {
         req: MetadataRequest,
         version: i16,
         advertised: &(String, i32),
+        caller: &Caller,
     ) -> MetadataResponse {
         let allow_auto_create =
             self.options.auto_create_topics && (version < 4 || req.allow_auto_topic_creation);
@@ -53,19 +49,55 @@ impl Broker {
         };
         match requested {
             None => {
+                // Every topic the caller may describe; the others are not mentioned.
                 for topic in self.topics.list() {
-                    topics.push(self.describe_topic(&topic, include_ops));
+                    if self.allows_quietly(
+                        caller,
+                        Operation::Describe,
+                        ResourceType::Topic,
+                        &topic.name,
+                    ) {
+                        topics.push(self.describe_topic(&topic, include_ops, caller));
+                    }
                 }
             }
             Some(list) => {
                 for requested in list {
                     let entry = match requested.name {
+                        // Whether a topic the caller may not describe exists is not disclosed.
+                        Some(name)
+                            if !name.is_empty()
+                                && !self.allows(
+                                    caller,
+                                    Operation::Describe,
+                                    ResourceType::Topic,
+                                    &name,
+                                ) =>
+                        {
+                            MetadataResponseTopic::default()
+                                .with_error_code(ResponseError::TopicAuthorizationFailed.code())
+                                .with_name(Some(name))
+                                .with_topic_authorized_operations(OPERATIONS_NOT_REQUESTED)
+                        }
                         Some(name) if !name.is_empty() => {
-                            self.metadata_for_name(&name, allow_auto_create, include_ops)
+                            self.metadata_for_name(&name, allow_auto_create, include_ops, caller)
                                 .await
                         }
                         _ => match self.topics.get_by_id(&requested.topic_id) {
-                            Some(topic) => self.describe_topic(&topic, include_ops),
+                            Some(topic)
+                                if !self.allows(
+                                    caller,
+                                    Operation::Describe,
+                                    ResourceType::Topic,
+                                    &topic.name,
+                                ) =>
+                            {
+                                MetadataResponseTopic::default()
+                                    .with_error_code(ResponseError::TopicAuthorizationFailed.code())
+                                    .with_topic_id(requested.topic_id)
+                                    .with_topic_authorized_operations(OPERATIONS_NOT_REQUESTED)
+                            }
+                            Some(topic) => self.describe_topic(&topic, include_ops, caller),
                             None => MetadataResponseTopic::default()
                                 .with_error_code(ResponseError::UnknownTopicId.code())
                                 .with_topic_id(requested.topic_id)
@@ -91,7 +123,7 @@ impl Broker {
             .with_topics(topics)
             .with_cluster_authorized_operations(
                 if req.include_cluster_authorized_operations && (8..=10).contains(&version) {
-                    ALL_CLUSTER_OPERATIONS
+                    self.authorized_operations(caller, ResourceType::Cluster, CLUSTER_NAME)
                 } else {
                     OPERATIONS_NOT_REQUESTED
                 },
@@ -110,6 +142,7 @@ impl Broker {
         name: &str,
         allow_auto_create: bool,
         include_ops: bool,
+        caller: &Caller,
     ) -> MetadataResponseTopic {
         let failed = |error: ResponseError| {
             MetadataResponseTopic::default()
@@ -119,13 +152,16 @@ impl Broker {
                 .with_topic_authorized_operations(OPERATIONS_NOT_REQUESTED)
         };
         if let Some(topic) = self.topics.get(name) {
-            return self.describe_topic(&topic, include_ops);
+            return self.describe_topic(&topic, include_ops, caller);
         }
         if validate_topic_name(name).is_err() {
             return failed(ResponseError::InvalidTopicException);
         }
         if !allow_auto_create || name.starts_with("__") {
             return failed(ResponseError::UnknownTopicOrPartition);
+        }
+        if !self.allows_topic_creation(caller, name) {
+            return failed(ResponseError::TopicAuthorizationFailed);
         }
         match self
             .create_topic_blocking(
@@ -135,10 +171,10 @@ impl Broker {
             )
             .await
         {
-            Ok(topic) => self.describe_topic(&topic, include_ops),
+            Ok(topic) => self.describe_topic(&topic, include_ops, caller),
             // Another client created it first.
             Err(BrokerError::TopicAlreadyExists { .. }) => match self.topics.get(name) {
-                Some(topic) => self.describe_topic(&topic, include_ops),
+                Some(topic) => self.describe_topic(&topic, include_ops, caller),
                 None => failed(ResponseError::LeaderNotAvailable),
             },
             Err(err) => {
@@ -168,7 +204,12 @@ impl Broker {
             })
     }
 
-    fn describe_topic(&self, topic: &Topic, include_ops: bool) -> MetadataResponseTopic {
+    fn describe_topic(
+        &self,
+        topic: &Topic,
+        include_ops: bool,
+        caller: &Caller,
+    ) -> MetadataResponseTopic {
         let node = BrokerId(self.options.node_id);
         let partitions = (0..topic.partition_count())
             .map(|index| {
@@ -186,7 +227,7 @@ impl Broker {
             .with_is_internal(topic.is_internal())
             .with_partitions(partitions)
             .with_topic_authorized_operations(if include_ops {
-                ALL_TOPIC_OPERATIONS
+                self.authorized_operations(caller, ResourceType::Topic, &topic.name)
             } else {
                 OPERATIONS_NOT_REQUESTED
             })
@@ -196,13 +237,14 @@ impl Broker {
         &self,
         req: DescribeClusterRequest,
         advertised: &(String, i32),
+        caller: &Caller,
     ) -> DescribeClusterResponse {
         let response = DescribeClusterResponse::default()
             .with_endpoint_type(req.endpoint_type)
             .with_cluster_id(StrBytes::from_string(self.cluster_id.clone()))
             .with_controller_id(BrokerId(self.options.node_id))
             .with_cluster_authorized_operations(if req.include_cluster_authorized_operations {
-                ALL_CLUSTER_OPERATIONS
+                self.authorized_operations(caller, ResourceType::Cluster, CLUSTER_NAME)
             } else {
                 OPERATIONS_NOT_REQUESTED
             });
@@ -253,6 +295,7 @@ impl Broker {
         req: FindCoordinatorRequest,
         version: i16,
         advertised: &(String, i32),
+        caller: &Caller,
     ) -> FindCoordinatorResponse {
         let host = StrBytes::from_string(advertised.0.clone());
         let node = BrokerId(self.options.node_id);
@@ -264,14 +307,30 @@ impl Broker {
                 "share groups have no coordinator on this broker",
             ))
         };
+        // DESCRIBE on the group or transactional id the key names.
+        let denied = |key: &str| {
+            let resource_type = match req.key_type {
+                KEY_TYPE_GROUP => ResourceType::Group,
+                KEY_TYPE_TRANSACTION => ResourceType::TransactionalId,
+                _ => return None,
+            };
+            (!self.allows(caller, Operation::Describe, resource_type, key))
+                .then(|| denied_code(resource_type))
+        };
         if version >= 4 {
             let coordinators = req
                 .coordinator_keys
                 .into_iter()
                 .map(|key| {
+                    let denial = denied(&key);
                     let coordinator =
                         find_coordinator_response::Coordinator::default().with_key(key);
-                    if supported {
+                    if let Some(code) = denial {
+                        coordinator
+                            .with_node_id(BrokerId(-1))
+                            .with_port(-1)
+                            .with_error_code(code)
+                    } else if supported {
                         coordinator
                             .with_node_id(node)
                             .with_host(host.clone())
@@ -287,7 +346,12 @@ impl Broker {
                 .collect();
             return FindCoordinatorResponse::default().with_coordinators(coordinators);
         }
-        if supported {
+        if let Some(code) = denied(&req.key) {
+            FindCoordinatorResponse::default()
+                .with_node_id(BrokerId(-1))
+                .with_port(-1)
+                .with_error_code(code)
+        } else if supported {
             FindCoordinatorResponse::default()
                 .with_node_id(node)
                 .with_host(host)

@@ -4,6 +4,7 @@
 //! Spate leads every partition with leader epoch 0 for its whole life (one broker, no
 //! elections), so epoch questions have simple answers.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use kafka_protocol::ResponseError;
@@ -20,7 +21,10 @@ use kafka_protocol::messages::{
     DeleteRecordsRequest, ListOffsetsRequest, OffsetForLeaderEpochRequest,
 };
 
+use spate_auth::acl::{Operation, ResourceType};
+
 use crate::Broker;
+use crate::authz::Caller;
 use crate::error::BrokerError;
 use crate::topics::Partition;
 
@@ -52,7 +56,13 @@ impl Broker {
         self: &Arc<Self>,
         req: ListOffsetsRequest,
         version: i16,
+        caller: &Caller,
     ) -> ListOffsetsResponse {
+        let describable = self.topics_allowed(
+            caller,
+            Operation::Describe,
+            req.topics.iter().map(|t| t.name.as_str()),
+        );
         let broker = Arc::clone(self);
         let read_committed = req.isolation_level == 1;
         let work = move || {
@@ -66,8 +76,8 @@ impl Broker {
                         .with_timestamp(-1)
                         .with_offset(-1)
                         .with_leader_epoch(-1);
-                    let lookup = broker
-                        .partition_of(&topic.name, partition.partition_index)
+                    let lookup = authorized(&describable, &topic.name)
+                        .and_then(|()| broker.partition_of(&topic.name, partition.partition_index))
                         .and_then(|p| match epoch_error(partition.current_leader_epoch) {
                             Some(err) => Err(err),
                             None => Ok(p),
@@ -101,6 +111,7 @@ impl Broker {
     pub(crate) fn offset_for_leader_epoch(
         &self,
         req: OffsetForLeaderEpochRequest,
+        caller: &Caller,
     ) -> OffsetForLeaderEpochResponse {
         let mut response = OffsetForLeaderEpochResponse::default();
         for topic in req.topics {
@@ -111,7 +122,16 @@ impl Broker {
                     .with_partition(partition.partition)
                     .with_leader_epoch(-1)
                     .with_end_offset(-1);
+                let authorized = self.allows(
+                    caller,
+                    Operation::Describe,
+                    ResourceType::Topic,
+                    &topic.topic,
+                );
                 match self.partition_of(&topic.topic, partition.partition) {
+                    _ if !authorized => {
+                        result.error_code = ResponseError::TopicAuthorizationFailed.code();
+                    }
                     Err(err) => result.error_code = err.code(),
                     Ok(_) if epoch_error(partition.current_leader_epoch).is_some() => {
                         result.error_code = ResponseError::UnknownLeaderEpoch.code();
@@ -135,8 +155,15 @@ impl Broker {
     pub(crate) async fn delete_records(
         self: &Arc<Self>,
         req: DeleteRecordsRequest,
+        caller: &Caller,
     ) -> DeleteRecordsResponse {
+        let deletable = self.topics_allowed(
+            caller,
+            Operation::Delete,
+            req.topics.iter().map(|t| t.name.as_str()),
+        );
         let broker = Arc::clone(self);
+        let caller = caller.clone();
         let work = move || {
             let mut response = DeleteRecordsResponse::default();
             for topic in req.topics {
@@ -146,10 +173,23 @@ impl Broker {
                     let mut result = DeleteRecordsPartitionResult::default()
                         .with_partition_index(partition.partition_index)
                         .with_low_watermark(-1);
-                    match broker.partition_of(&topic.name, partition.partition_index) {
+                    let target = authorized(&deletable, &topic.name)
+                        .and_then(|()| broker.partition_of(&topic.name, partition.partition_index));
+                    match target {
                         Err(err) => result.error_code = err.code(),
                         Ok(p) => match p.log.delete_records_before(partition.offset) {
-                            Ok(low_watermark) => result.low_watermark = low_watermark,
+                            Ok(low_watermark) => {
+                                result.low_watermark = low_watermark;
+                                broker.audit_change(
+                                    &caller,
+                                    format!("TOPIC:{}", &*topic.name),
+                                    "DELETE_RECORDS",
+                                    format!(
+                                        "partition {} before offset {low_watermark}",
+                                        partition.partition_index
+                                    ),
+                                );
+                            }
                             Err(err) => result.error_code = BrokerError::from(&err).code(),
                         },
                     }
@@ -165,6 +205,15 @@ impl Broker {
                 tracing::error!(error = %err, "delete records task failed");
                 DeleteRecordsResponse::default()
             })
+    }
+}
+
+/// `Ok` when `topic` is among the `allowed`, else TOPIC_AUTHORIZATION_FAILED.
+fn authorized(allowed: &HashSet<String>, topic: &str) -> Result<(), ResponseError> {
+    if allowed.contains(topic) {
+        Ok(())
+    } else {
+        Err(ResponseError::TopicAuthorizationFailed)
     }
 }
 

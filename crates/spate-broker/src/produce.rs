@@ -16,8 +16,10 @@ use kafka_protocol::messages::produce_response::{
 };
 use kafka_protocol::messages::{ResponseKind, TopicName};
 use kafka_protocol::protocol::StrBytes;
+use spate_auth::acl::{Operation, ResourceType};
 use spate_log::{AppendInfo, Log, batch};
 
+use crate::authz::Caller;
 use crate::error::{BrokerError, batch_error_code};
 use crate::{Broker, Reply};
 
@@ -43,7 +45,12 @@ enum Outcome {
 }
 
 impl Broker {
-    pub(crate) async fn produce(self: &Arc<Self>, req: ProduceRequest, version: i16) -> Reply {
+    pub(crate) async fn produce(
+        self: &Arc<Self>,
+        req: ProduceRequest,
+        version: i16,
+        caller: &Caller,
+    ) -> Reply {
         let acks = req.acks;
         let mut response = ProduceResponse::default();
         let mut slots = Vec::new();
@@ -61,6 +68,11 @@ impl Broker {
             } else {
                 topic_response.topic_id = uuid::Uuid::nil();
             }
+            let name = topic
+                .as_ref()
+                .map_or(topic_data.name.as_str(), |t| t.name.as_str());
+            let authorized = (version >= 13 && topic.is_none())
+                || self.allows(caller, Operation::Write, ResourceType::Topic, name);
             for (p, partition_data) in topic_data.partition_data.into_iter().enumerate() {
                 topic_response
                     .partition_responses
@@ -79,6 +91,12 @@ impl Broker {
                     ResponseError::UnknownTopicOrPartition
                 };
                 match topic.as_ref().map(|t| t.partition(partition_data.index)) {
+                    _ if !authorized => {
+                        slot.outcome = Outcome::Failed(
+                            ResponseError::TopicAuthorizationFailed.code(),
+                            "not authorized to write to the topic".into(),
+                        )
+                    }
                     None => slot.outcome = Outcome::Failed(unknown.code(), "unknown topic".into()),
                     Some(_) if topic.as_ref().is_some_and(|t| t.is_internal()) => {
                         slot.outcome = Outcome::Failed(

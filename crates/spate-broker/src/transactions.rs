@@ -23,7 +23,10 @@ use kafka_protocol::protocol::StrBytes;
 use parking_lot::Mutex;
 use spate_log::BatchBuilder;
 
+use spate_auth::acl::{Operation, ResourceType};
+
 use crate::Broker;
+use crate::authz::Caller;
 use crate::error::BrokerError;
 use crate::groups::store::{self as offsets_store, OFFSETS_TOPIC, get_string};
 use crate::internal::replay_topic;
@@ -771,6 +774,7 @@ impl Broker {
         self: &Arc<Self>,
         req: TxnOffsetCommitRequest,
         version: i16,
+        caller: &Caller,
     ) -> TxnOffsetCommitResponse {
         let group = req.group_id.to_string();
         let mut response = TxnOffsetCommitResponse::default();
@@ -828,7 +832,13 @@ impl Broker {
         let mut pending = Vec::new();
         for (t, topic) in req.topics.iter().enumerate() {
             let known = self.topics.get(&topic.name);
+            let readable = self.allows(caller, Operation::Read, ResourceType::Topic, &topic.name);
             for (p, partition) in topic.partitions.iter().enumerate() {
+                if !readable {
+                    response.topics[t].partitions[p].error_code =
+                        ResponseError::TopicAuthorizationFailed.code();
+                    continue;
+                }
                 if known
                     .as_ref()
                     .and_then(|k| k.partition(partition.partition_index))
@@ -895,9 +905,23 @@ impl Broker {
     pub(crate) async fn describe_transactions(
         &self,
         req: DescribeTransactionsRequest,
+        caller: &Caller,
     ) -> DescribeTransactionsResponse {
         let mut states = Vec::new();
         for id in req.transactional_ids {
+            if !self.allows(
+                caller,
+                Operation::Describe,
+                ResourceType::TransactionalId,
+                &id,
+            ) {
+                states.push(
+                    describe_transactions_response::TransactionState::default()
+                        .with_transactional_id(id)
+                        .with_error_code(ResponseError::TransactionalIdAuthorizationFailed.code()),
+                );
+                continue;
+            }
             let Some(entry) = self.txn().entry(&id) else {
                 states.push(
                     describe_transactions_response::TransactionState::default()
@@ -908,7 +932,10 @@ impl Broker {
             };
             let meta = entry.lock().await.clone();
             let mut by_topic: BTreeMap<String, Vec<i32>> = BTreeMap::new();
-            for (topic, partition) in &meta.partitions {
+            // Topics the caller may not describe are left out, as Kafka does.
+            for (topic, partition) in meta.partitions.iter().filter(|(topic, _)| {
+                self.allows_quietly(caller, Operation::Describe, ResourceType::Topic, topic)
+            }) {
                 by_topic.entry(topic.clone()).or_default().push(*partition);
             }
             states.push(
@@ -942,6 +969,7 @@ impl Broker {
         &self,
         req: ListTransactionsRequest,
         version: i16,
+        caller: &Caller,
     ) -> ListTransactionsResponse {
         let known = [
             "Empty",
@@ -989,6 +1017,14 @@ impl Broker {
                     || (m.state == TxnState::Ongoing && now - m.start_ms >= req.duration_filter)
             })
             .filter(|(id, _)| pattern.as_ref().is_none_or(|re| re.is_match(id)))
+            .filter(|(id, _)| {
+                self.allows_quietly(
+                    caller,
+                    Operation::Describe,
+                    ResourceType::TransactionalId,
+                    id,
+                )
+            })
             .map(|(id, m)| {
                 list_transactions_response::TransactionState::default()
                     .with_transactional_id(TransactionalId(s(&id)))
@@ -1004,17 +1040,24 @@ impl Broker {
     pub(crate) fn describe_producers(
         &self,
         req: DescribeProducersRequest,
+        caller: &Caller,
     ) -> DescribeProducersResponse {
         let topics = req
             .topics
             .iter()
             .map(|topic| {
+                let readable =
+                    self.allows(caller, Operation::Read, ResourceType::Topic, &topic.name);
                 let partitions = topic
                     .partition_indexes
                     .iter()
                     .map(|p| {
                         let response = describe_producers_response::PartitionResponse::default()
                             .with_partition_index(*p);
+                        if !readable {
+                            return response
+                                .with_error_code(ResponseError::TopicAuthorizationFailed.code());
+                        }
                         let Some(partition) =
                             self.topics.get(&topic.name).and_then(|t| t.partition(*p))
                         else {

@@ -19,6 +19,7 @@ fn s(value: &str) -> StrBytes {
 
 fn open_broker(dir: &std::path::Path) -> Arc<Broker> {
     Broker::open(BrokerOptions {
+        authorization: None,
         data_dir: dir.to_path_buf(),
         node_id: 1,
         advertised_host: "localhost".into(),

@@ -91,8 +91,37 @@ pub struct Config {
     pub connections_max_reauth_ms: u64,
     /// How OAUTHBEARER tokens (JWTs) are checked.
     pub oauthbearer: OAuthBearerConfig,
+    /// Which authorizer checks requests (Kafka's `authorizer.class.name`): `none` allows
+    /// everything; `acl` checks every request against the ACLs.
+    pub authorizer: AuthorizerKind,
+    /// Kafka's `super.users`: principals the ACL authorizer allows everything.
+    pub super_users: Vec<String>,
+    /// Kafka's `allow.everyone.if.no.acl.found`: with the ACL authorizer, allow a request on
+    /// a resource no ACL names (off: deny by default).
+    pub allow_everyone_if_no_acl_found: bool,
     /// Defaults for per-topic configs, by Kafka name (e.g. `"retention.ms" = "86400000"`).
     pub topic_defaults: BTreeMap<String, String>,
+}
+
+/// The authorizers Spate has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthorizerKind {
+    /// Every request is allowed (a Kafka broker without an authorizer).
+    None,
+    /// Kafka's ACL model: what no ACL allows is denied, super users excepted.
+    Acl,
+}
+
+impl AuthorizerKind {
+    /// Parses `none` or `acl`.
+    pub fn parse(value: &str) -> Option<AuthorizerKind> {
+        match value.to_ascii_lowercase().as_str() {
+            "none" => Some(AuthorizerKind::None),
+            "acl" => Some(AuthorizerKind::Acl),
+            _ => None,
+        }
+    }
 }
 
 /// Kafka's security protocols.
@@ -241,6 +270,9 @@ impl Default for Config {
             sasl_mechanisms: vec!["SCRAM-SHA-512".to_string(), "SCRAM-SHA-256".to_string()],
             connections_max_reauth_ms: 0,
             oauthbearer: OAuthBearerConfig::default(),
+            authorizer: AuthorizerKind::None,
+            super_users: Vec::new(),
+            allow_everyone_if_no_acl_found: false,
             topic_defaults: BTreeMap::new(),
         }
     }
@@ -331,6 +363,14 @@ impl Config {
             || self.max_connections_per_ip == 0
         {
             return Err(invalid("max-connections", "limits must be at least 1"));
+        }
+        for principal in &self.super_users {
+            if spate_auth::acl::parse_principal(principal).is_err() {
+                return Err(invalid(
+                    "super-users",
+                    &format!("{principal:?} is not a principal like User:admin"),
+                ));
+            }
         }
         let uses_tls = self.kafka_protocol.tls() || self.listeners.iter().any(|l| l.protocol.tls());
         for name in &self.sasl_mechanisms {

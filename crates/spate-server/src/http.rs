@@ -63,6 +63,18 @@ async fn metrics(State(state): State<HttpState>) -> impl IntoResponse {
             "Frames that could not be decoded (connection closed).",
             c.decode_errors.load(Ordering::Relaxed),
         ),
+        (
+            "spate_audit_events_total",
+            "counter",
+            "Audit events recorded for the _audit topic.",
+            state.broker.audit_counts().0,
+        ),
+        (
+            "spate_audit_events_dropped_total",
+            "counter",
+            "Audit events dropped (queue full or the write failed).",
+            state.broker.audit_counts().1,
+        ),
     ] {
         let _ = writeln!(
             out,

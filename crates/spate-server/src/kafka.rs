@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::ResponseKind;
+use spate_broker::audit::{AuditEvent, AuditKind};
 use spate_broker::{Broker, Reply};
 use spate_protocol::{DecodeError, Session};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufWriter};
@@ -109,14 +110,18 @@ impl PerIp {
         })
     }
 
-    fn log_refusal(&self, ip: std::net::IpAddr) {
+    /// Logs a refusal at most once a second; returns how many refusals the line covered
+    /// when it logged.
+    fn log_refusal(&self, ip: std::net::IpAddr) -> Option<u64> {
         let refused = self.refused_since_log.fetch_add(1, Ordering::Relaxed) + 1;
         let mut last = self.last_log.lock().unwrap_or_else(|p| p.into_inner());
         if last.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
             *last = Some(std::time::Instant::now());
             self.refused_since_log.store(0, Ordering::Relaxed);
             tracing::warn!(%ip, refused, limit = self.limit, "connections refused: max-connections-per-ip reached");
+            return Some(refused);
         }
+        None
     }
 }
 
@@ -162,7 +167,15 @@ impl Listener {
             };
             let Some(ip_slot) = self.per_ip.admit(peer.ip()) else {
                 self.metrics.refused.fetch_add(1, Ordering::Relaxed);
-                self.per_ip.log_refusal(peer.ip());
+                if let Some(refused) = self.per_ip.log_refusal(peer.ip()) {
+                    self.audit_authentication(
+                        peer,
+                        String::new(),
+                        "Connection",
+                        false,
+                        format!("{refused} connection(s) refused: max-connections-per-ip reached"),
+                    );
+                }
                 drop(stream);
                 continue;
             };
@@ -202,10 +215,24 @@ impl Listener {
             Ok(Ok(stream)) => stream,
             Ok(Err(err)) => {
                 tracing::warn!(peer = %peer, listener = %self.name, error = %err, "TLS handshake failed; closing connection");
+                self.audit_authentication(
+                    peer,
+                    String::new(),
+                    "TlsHandshake",
+                    false,
+                    err.to_string(),
+                );
                 return;
             }
             Err(_) => {
                 tracing::warn!(peer = %peer, listener = %self.name, "TLS handshake not completed within {TLS_HANDSHAKE_TIMEOUT:?}; closing connection");
+                self.audit_authentication(
+                    peer,
+                    String::new(),
+                    "TlsHandshake",
+                    false,
+                    format!("not completed within {TLS_HANDSHAKE_TIMEOUT:?}"),
+                );
                 return;
             }
         };
@@ -217,8 +244,39 @@ impl Listener {
             .and_then(crate::tls::certificate_principal)
             .unwrap_or_else(|| ANONYMOUS.to_string());
         tracing::debug!(peer = %peer, listener = %self.name, %principal, "TLS connection");
+        if principal != ANONYMOUS {
+            self.audit_authentication(
+                peer,
+                principal.clone(),
+                "TlsHandshake",
+                true,
+                "client certificate".to_string(),
+            );
+        }
         let session = self.session(principal);
         self.serve(stream, peer, session, stop).await;
+    }
+
+    /// Records an authentication result in the audit log.
+    fn audit_authentication(
+        &self,
+        peer: SocketAddr,
+        principal: String,
+        method: &str,
+        granted: bool,
+        detail: String,
+    ) {
+        self.broker.audit(AuditEvent {
+            kind: AuditKind::Authentication,
+            principal,
+            client_address: peer.ip().to_string(),
+            listener: Some(self.name.to_string()),
+            method: method.to_string(),
+            resource: None,
+            operation: None,
+            granted,
+            detail: Some(detail),
+        });
     }
 
     fn session(&self, principal: String) -> Arc<Session> {
@@ -281,6 +339,13 @@ impl Listener {
             // A TLS record header (handshake, TLS 1.x) where a Kafka frame length should be.
             if first && self.tls.is_none() && prefix[0] == 0x16 && prefix[1] == 0x03 {
                 self.metrics.decode_errors.fetch_add(1, Ordering::Relaxed);
+                self.audit_authentication(
+                    peer,
+                    session.principal.to_string(),
+                    "Connection",
+                    false,
+                    "a TLS handshake on a listener without TLS".to_string(),
+                );
                 return Err(format!(
                     "a TLS handshake arrived on the listener {}, which does not use TLS",
                     self.name
@@ -360,6 +425,7 @@ impl Listener {
                     _ => None,
                 };
                 if let Some(outcome) = outcome {
+                    let before = session.principal.clone();
                     let (response, close) = match outcome {
                         crate::sasl::Outcome::Answer(response) => (response, None),
                         crate::sasl::Outcome::AnswerAndClose(response, why) => {
@@ -373,6 +439,34 @@ impl Listener {
                                 principal: principal.as_str().into(),
                             });
                         }
+                    }
+                    let method = format!("{api_key:?}");
+                    match &close {
+                        Some(why) => {
+                            let user = state.failed_user.take().unwrap_or_default();
+                            self.audit_authentication(
+                                peer,
+                                format!("User:{user}"),
+                                &method,
+                                false,
+                                why.clone(),
+                            );
+                        }
+                        None if state.authenticated_now() => {
+                            let detail = if *before == *session.principal {
+                                "re-authenticated"
+                            } else {
+                                "authenticated"
+                            };
+                            self.audit_authentication(
+                                peer,
+                                session.principal.to_string(),
+                                &method,
+                                true,
+                                detail.to_string(),
+                            );
+                        }
+                        None => {}
                     }
                     drop(permit);
                     let Some(bytes) = encode(api_key, version, correlation_id, &response) else {

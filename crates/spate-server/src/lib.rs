@@ -179,6 +179,12 @@ impl Server {
                 max_timeout_ms: config.transaction_max_timeout_ms,
             },
             clock: spate_broker::system_clock(),
+            authorization: (config.authorizer == config::AuthorizerKind::Acl).then(|| {
+                spate_auth::acl::AuthorizerConfig {
+                    super_users: config.super_users.iter().cloned().collect(),
+                    allow_everyone_if_no_acl_found: config.allow_everyone_if_no_acl_found,
+                }
+            }),
         };
         let broker = tokio::task::spawn_blocking(move || Broker::open(options))
             .await
@@ -325,6 +331,11 @@ impl Server {
             }
         });
 
+        // The audit writer stops last, so what connections record while they finish is kept.
+        let (audit_stop, audit_stopped) = tokio::sync::oneshot::channel::<()>();
+        let audit = tokio::spawn(Arc::clone(&broker).run_audit(async move {
+            let _ = audit_stopped.await;
+        }));
         let mut maintenance_stop = stop_rx.clone();
         let maintenance = tokio::spawn(Arc::clone(&broker).run_maintenance(
             config.retention_check_interval_ms,
@@ -360,6 +371,8 @@ impl Server {
         let _ = http.await;
         let _ = registry_api.await;
         let _ = maintenance.await;
+        let _ = audit_stop.send(());
+        let _ = audit.await;
         tokio::task::spawn_blocking(move || broker.shutdown())
             .await
             .map_err(|e| ServerError::Task(e.to_string()))?;

@@ -37,6 +37,10 @@ pub struct SaslState {
     authenticator: Option<Authenticator>,
     /// The authenticated principal, once there is one.
     pub principal: Option<String>,
+    /// The user name a failed authentication claimed (for the audit log).
+    pub failed_user: Option<String>,
+    /// Set when an exchange completes; read once by [`SaslState::authenticated_now`].
+    completed: bool,
     /// When the session must have re-authenticated by.
     pub expires: Option<Instant>,
 }
@@ -56,6 +60,8 @@ impl SaslState {
             settings,
             authenticator: None,
             principal: None,
+            failed_user: None,
+            completed: false,
             expires: None,
         }
     }
@@ -101,6 +107,11 @@ impl SaslState {
                 ),
             ),
         }
+    }
+
+    /// Whether the last SaslAuthenticate completed an exchange (asked once per exchange).
+    pub fn authenticated_now(&mut self) -> bool {
+        std::mem::take(&mut self.completed)
     }
 
     /// Answers SaslAuthenticate: one step of the exchange.
@@ -156,6 +167,7 @@ impl SaslState {
                 tracing::info!(%principal, mechanism = mechanism.name(), reauthentication, "authenticated");
                 self.principal = Some(principal);
                 self.authenticator = None;
+                self.completed = true;
                 let mut answer =
                     SaslAuthenticateResponse::default().with_auth_bytes(response.into());
                 if version >= 1 {
@@ -168,6 +180,7 @@ impl SaslState {
             }
             Err(error) => {
                 let user = authenticator.attempted_user().unwrap_or("").to_string();
+                self.failed_user = Some(user.clone());
                 let response = SaslAuthenticateResponse::default()
                     .with_error_code(ResponseError::SaslAuthenticationFailed.code())
                     .with_error_message(Some(StrBytes::from_string(

@@ -20,6 +20,9 @@ use kafka_protocol::protocol::StrBytes;
 use parking_lot::Mutex;
 use spate_log::BatchBuilder;
 
+use spate_auth::acl::{CLUSTER_NAME, Operation, ResourceType};
+
+use crate::authz::Caller;
 use crate::error::BrokerError;
 use crate::topics::TopicRegistry;
 use crate::{Broker, Reply};
@@ -506,6 +509,7 @@ impl Broker {
         self: &Arc<Self>,
         req: OffsetCommitRequest,
         version: i16,
+        caller: &Caller,
     ) -> OffsetCommitResponse {
         let group_id = req.group_id.to_string();
         let mut response = OffsetCommitResponse::default();
@@ -580,9 +584,12 @@ impl Broker {
         let mut accepted = Vec::new();
         for (t, topic) in req.topics.iter().enumerate() {
             let known = self.topics.get(&topic.name);
+            let readable = self.allows(caller, Operation::Read, ResourceType::Topic, &topic.name);
             for (p, partition) in topic.partitions.iter().enumerate() {
                 let metadata = partition.committed_metadata.as_deref().unwrap_or("");
-                let error = if known
+                let error = if !readable {
+                    Some(ResponseError::TopicAuthorizationFailed)
+                } else if known
                     .as_ref()
                     .and_then(|k| k.partition(partition.partition_index))
                     .is_none()
@@ -663,11 +670,79 @@ impl Broker {
         response
     }
 
+    /// OffsetFetch, then what the caller may not see taken out: groups it may not describe
+    /// (v8+; earlier versions are refused whole before this), and topics it may not describe
+    /// (named ones answer TOPIC_AUTHORIZATION_FAILED, unnamed ones are left out).
     pub(crate) fn offset_fetch(
         &self,
         req: OffsetFetchRequest,
         version: i16,
+        caller: &Caller,
     ) -> OffsetFetchResponse {
+        if !self.authorization_enabled() {
+            return self.offset_fetch_all(req, version);
+        }
+        let denied_groups: HashSet<String> = req
+            .groups
+            .iter()
+            .filter(|g| {
+                !self.allows(
+                    caller,
+                    Operation::Describe,
+                    ResourceType::Group,
+                    &g.group_id,
+                )
+            })
+            .map(|g| g.group_id.to_string())
+            .collect();
+        let named_topics: HashSet<String> = req
+            .groups
+            .iter()
+            .flat_map(|g| g.topics.iter().flatten().map(|t| t.name.to_string()))
+            .chain(req.topics.iter().flatten().map(|t| t.name.to_string()))
+            .collect();
+        let describable = |topic: &str| {
+            if named_topics.contains(topic) {
+                self.allows(caller, Operation::Describe, ResourceType::Topic, topic)
+            } else {
+                self.allows_quietly(caller, Operation::Describe, ResourceType::Topic, topic)
+            }
+        };
+        let denied = ResponseError::TopicAuthorizationFailed.code();
+        let mut response = self.offset_fetch_all(req, version);
+        for group in &mut response.groups {
+            if denied_groups.contains(group.group_id.as_str()) {
+                group.topics.clear();
+                group.error_code = ResponseError::GroupAuthorizationFailed.code();
+                continue;
+            }
+            group.topics.retain_mut(|topic| {
+                let allowed = describable(&topic.name);
+                for partition in &mut topic.partitions {
+                    if !allowed {
+                        partition.committed_offset = -1;
+                        partition.metadata = None;
+                        partition.error_code = denied;
+                    }
+                }
+                allowed || named_topics.contains(topic.name.as_str())
+            });
+        }
+        response.topics.retain_mut(|topic| {
+            let allowed = describable(&topic.name);
+            for partition in &mut topic.partitions {
+                if !allowed {
+                    partition.committed_offset = -1;
+                    partition.metadata = None;
+                    partition.error_code = denied;
+                }
+            }
+            allowed || named_topics.contains(topic.name.as_str())
+        });
+        response
+    }
+
+    fn offset_fetch_all(&self, req: OffsetFetchRequest, version: i16) -> OffsetFetchResponse {
         // KIP-447: with require_stable, partitions whose offsets are inside an open transaction
         // answer UNSTABLE_OFFSET_COMMIT, so a read_committed consumer never resumes from an
         // offset that the transaction is about to replace.
@@ -811,7 +886,35 @@ impl Broker {
         OffsetFetchResponse::default().with_topics(topics)
     }
 
+    /// DescribeGroups; a group the caller may not describe answers GROUP_AUTHORIZATION_FAILED.
     pub(crate) fn describe_groups(
+        &self,
+        req: DescribeGroupsRequest,
+        version: i16,
+        caller: &Caller,
+    ) -> DescribeGroupsResponse {
+        let include_operations = req.include_authorized_operations;
+        let mut response = self.describe_groups_all(req, version);
+        for group in &mut response.groups {
+            if !self.allows(
+                caller,
+                Operation::Describe,
+                ResourceType::Group,
+                &group.group_id,
+            ) {
+                *group = describe_groups_response::DescribedGroup::default()
+                    .with_group_id(group.group_id.clone())
+                    .with_error_code(ResponseError::GroupAuthorizationFailed.code())
+                    .with_authorized_operations(i32::MIN);
+            } else if include_operations && version >= 3 {
+                group.authorized_operations =
+                    self.authorized_operations(caller, ResourceType::Group, &group.group_id);
+            }
+        }
+        response
+    }
+
+    fn describe_groups_all(
         &self,
         req: DescribeGroupsRequest,
         version: i16,
@@ -886,7 +989,34 @@ impl Broker {
         DescribeGroupsResponse::default().with_groups(described)
     }
 
-    pub(crate) fn list_groups(&self, req: ListGroupsRequest, version: i16) -> ListGroupsResponse {
+    /// ListGroups: every group with DESCRIBE on the cluster, else the groups the caller may
+    /// describe.
+    pub(crate) fn list_groups(
+        &self,
+        req: ListGroupsRequest,
+        version: i16,
+        caller: &Caller,
+    ) -> ListGroupsResponse {
+        let mut response = self.list_groups_all(req, version);
+        if !self.allows_quietly(
+            caller,
+            Operation::Describe,
+            ResourceType::Cluster,
+            CLUSTER_NAME,
+        ) {
+            response.groups.retain(|group| {
+                self.allows_quietly(
+                    caller,
+                    Operation::Describe,
+                    ResourceType::Group,
+                    &group.group_id,
+                )
+            });
+        }
+        response
+    }
+
+    fn list_groups_all(&self, req: ListGroupsRequest, version: i16) -> ListGroupsResponse {
         let registry = self.coordinator().groups.lock();
         let states: HashSet<String> = req.states_filter.iter().map(|s| s.to_lowercase()).collect();
         let types: HashSet<String> = req.types_filter.iter().map(|s| s.to_lowercase()).collect();
@@ -930,9 +1060,18 @@ impl Broker {
     pub(crate) async fn delete_groups(
         self: &Arc<Self>,
         req: DeleteGroupsRequest,
+        caller: &Caller,
     ) -> DeleteGroupsResponse {
         let mut results = Vec::new();
         for id in req.groups_names {
+            if !self.allows(caller, Operation::Delete, ResourceType::Group, &id) {
+                results.push(
+                    delete_groups_response::DeletableGroupResult::default()
+                        .with_group_id(id)
+                        .with_error_code(ResponseError::GroupAuthorizationFailed.code()),
+                );
+                continue;
+            }
             let removed = {
                 let mut registry = self.coordinator().groups.lock();
                 if let Some(group) = registry.consumer.get(id.as_str()) {
@@ -970,7 +1109,15 @@ impl Broker {
                         .collect();
                     records.push((store::group_key(&id), None));
                     match self.write_group_records(&id, records).await {
-                        Ok(_) => None,
+                        Ok(_) => {
+                            self.audit_change(
+                                caller,
+                                format!("GROUP:{}", id.as_str()),
+                                "DELETE",
+                                "",
+                            );
+                            None
+                        }
                         Err(err) => {
                             tracing::error!(group = %id.as_str(), error = %err, "could not record the group's deletion");
                             ResponseError::try_from_code(err.code())
@@ -990,8 +1137,14 @@ impl Broker {
     pub(crate) async fn offset_delete(
         self: &Arc<Self>,
         req: OffsetDeleteRequest,
+        caller: &Caller,
     ) -> OffsetDeleteResponse {
         let group_id = req.group_id.to_string();
+        let readable = self.topics_allowed(
+            caller,
+            Operation::Read,
+            req.topics.iter().map(|t| t.name.as_str()),
+        );
         let mut response = OffsetDeleteResponse::default();
         let mut records = Vec::new();
         {
@@ -1015,7 +1168,9 @@ impl Broker {
             for topic in &req.topics {
                 let mut partitions = Vec::new();
                 for partition in &topic.partitions {
-                    let error = if subscribed.iter().any(|t| t.as_str() == topic.name.as_str()) {
+                    let error = if !readable.contains(topic.name.as_str()) {
+                        ResponseError::TopicAuthorizationFailed.code()
+                    } else if subscribed.iter().any(|t| t.as_str() == topic.name.as_str()) {
                         ResponseError::GroupSubscribedToTopic.code()
                     } else if self
                         .topics
@@ -1227,7 +1382,35 @@ impl Broker {
         }
     }
 
+    /// ConsumerGroupDescribe; a group the caller may not describe answers
+    /// GROUP_AUTHORIZATION_FAILED.
     pub(crate) fn consumer_group_describe(
+        &self,
+        req: ConsumerGroupDescribeRequest,
+        caller: &Caller,
+    ) -> ConsumerGroupDescribeResponse {
+        let include_operations = req.include_authorized_operations;
+        let mut response = self.consumer_group_describe_all(req);
+        for group in &mut response.groups {
+            if !self.allows(
+                caller,
+                Operation::Describe,
+                ResourceType::Group,
+                &group.group_id,
+            ) {
+                *group = consumer_group_describe_response::DescribedGroup::default()
+                    .with_group_id(group.group_id.clone())
+                    .with_error_code(ResponseError::GroupAuthorizationFailed.code())
+                    .with_authorized_operations(i32::MIN);
+            } else if include_operations {
+                group.authorized_operations =
+                    self.authorized_operations(caller, ResourceType::Group, &group.group_id);
+            }
+        }
+        response
+    }
+
+    fn consumer_group_describe_all(
         &self,
         req: ConsumerGroupDescribeRequest,
     ) -> ConsumerGroupDescribeResponse {

@@ -66,6 +66,18 @@ pub struct ServeArgs {
     /// An audience (`aud`) OAUTHBEARER tokens may name (repeatable).
     #[arg(long = "oauthbearer-audience")]
     pub oauthbearer_audience: Vec<String>,
+    /// Authorizer: `none` allows every request, `acl` checks each against the ACLs and denies
+    /// what none allows (Kafka's authorizer.class.name) [default: none].
+    #[arg(long, env = "SPATE_AUTHORIZER", value_parser = parse_authorizer)]
+    pub authorizer: Option<spate_server::config::AuthorizerKind>,
+    /// A principal the ACL authorizer allows everything, e.g. User:admin (repeatable; the
+    /// variable takes Kafka's `;`-separated list).
+    #[arg(long = "super-user", env = "SPATE_SUPER_USERS", value_delimiter = ';')]
+    pub super_users: Vec<String>,
+    /// Allow requests on resources no ACL names (Kafka's allow.everyone.if.no.acl.found)
+    /// [default: false].
+    #[arg(long, env = "SPATE_ALLOW_EVERYONE_IF_NO_ACL_FOUND")]
+    pub allow_everyone_if_no_acl_found: Option<bool>,
     /// Broker id [default: 1].
     #[arg(long, env = "SPATE_NODE_ID")]
     pub node_id: Option<i32>,
@@ -81,6 +93,11 @@ pub struct ServeArgs {
     /// Log filter, e.g. `info` or `spate_broker=debug`.
     #[arg(long, env = "SPATE_LOG", default_value = "info")]
     pub log: String,
+}
+
+fn parse_authorizer(value: &str) -> Result<spate_server::config::AuthorizerKind, String> {
+    spate_server::config::AuthorizerKind::parse(value)
+        .ok_or_else(|| format!("unknown authorizer {value:?}: none or acl"))
 }
 
 fn parse_listener(value: &str) -> Result<spate_server::config::ListenerConfig, String> {
@@ -156,6 +173,20 @@ impl ServeArgs {
                 "required" => spate_server::config::ClientAuth::Required,
                 _ => anyhow::bail!("unknown --tls-client-auth {v:?}: none, requested or required"),
             };
+        }
+        if let Some(v) = self.authorizer {
+            config.authorizer = v;
+        }
+        if !self.super_users.is_empty() {
+            config.super_users = self
+                .super_users
+                .into_iter()
+                .map(|p| p.trim().to_string())
+                .filter(|p| !p.is_empty())
+                .collect();
+        }
+        if let Some(v) = self.allow_everyone_if_no_acl_found {
+            config.allow_everyone_if_no_acl_found = v;
         }
         if let Some(v) = self.max_connections_per_ip {
             config.max_connections_per_ip = v;
