@@ -7,6 +7,13 @@
 //! falling back to an older version when the broker answers UNSUPPORTED_VERSION); every later
 //! request uses the highest version both sides speak.
 //!
+//! On SSL listeners the frames travel over TLS ([`Security`] opens the stream). On SASL
+//! listeners the connection authenticates right after ApiVersions, before it is handed out:
+//! SaslHandshake (v1) names the mechanism, then SaslAuthenticate requests carry the exchange of
+//! `spate_auth::sasl::SaslClient`, as librdkafka and the Java client do. A broker that gives
+//! the session a lifetime (KIP-368) gets a new, freshly authenticated connection once most of
+//! it has passed: the old one reports itself closed.
+//!
 //! Every call has a deadline. A timeout, a write error or a request abandoned half-written
 //! closes the connection (the byte stream can no longer be trusted), and the owner opens a
 //! new one. This module knows nothing about topics or partitions.
@@ -20,15 +27,17 @@ use std::time::Duration;
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{
     ApiKey, ApiVersionsRequest, ApiVersionsResponse, RequestHeader, ResponseHeader,
+    SaslAuthenticateRequest, SaslHandshakeRequest,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, Request, StrBytes};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use spate_auth::sasl::{ClientStep, SaslClient};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 
 use crate::error::{Error, KafkaError, Result, code};
+use crate::security::{SaslConfig, Security, Stream};
 
 /// Largest response frame accepted. Fetch responses are bounded by the request's `max_bytes`
 /// (see `fetch.rs`); this leaves room above it.
@@ -39,6 +48,14 @@ const MAX_IN_FLIGHT_REQUESTS: usize = 32;
 
 /// The ApiVersions version tried first.
 const API_VERSIONS_FIRST_VERSION: i16 = 3;
+
+/// SaslAuthenticate round trips one exchange may take (SCRAM needs two).
+const MAX_SASL_ROUNDS: usize = 4;
+
+/// Kafka's UNSUPPORTED_SASL_MECHANISM.
+const UNSUPPORTED_SASL_MECHANISM: i16 = 33;
+/// Kafka's ILLEGAL_SASL_STATE.
+const ILLEGAL_SASL_STATE: i16 = 34;
 
 /// Timeouts for a connection.
 #[derive(Debug, Clone, Copy)]
@@ -113,10 +130,11 @@ impl Drop for CloseOnDrop<'_> {
     }
 }
 
-/// A connection to one broker, after ApiVersions negotiation.
+/// A connection to one broker, after ApiVersions negotiation (and SASL authentication on
+/// SASL listeners).
 pub struct Connection {
     shared: Arc<Shared>,
-    writer: tokio::sync::Mutex<OwnedWriteHalf>,
+    writer: tokio::sync::Mutex<WriteHalf<Box<dyn Stream>>>,
     reader: JoinHandle<()>,
     in_flight: Arc<Semaphore>,
     next_correlation_id: AtomicI32,
@@ -124,6 +142,8 @@ pub struct Connection {
     timeouts: Timeouts,
     /// Broker's advertised (min, max) per API key.
     versions: HashMap<i16, (i16, i16)>,
+    /// When the authenticated session should be replaced, if the broker gave it a lifetime.
+    replace_at: Option<Instant>,
 }
 
 impl std::fmt::Debug for Connection {
@@ -141,20 +161,21 @@ impl Drop for Connection {
 }
 
 impl Connection {
-    /// Opens a connection to `broker` (`HOST:PORT`) and negotiates API versions.
+    /// Opens a PLAINTEXT connection to `broker` (`HOST:PORT`) and negotiates API versions.
     pub async fn connect(broker: &str, client_id: &str, timeouts: Timeouts) -> Result<Connection> {
-        let stream = tokio::time::timeout(timeouts.connect, TcpStream::connect(broker))
-            .await
-            .map_err(|_| Error::ConnectTimeout {
-                broker: broker.to_string(),
-                timeout_ms: timeouts.connect.as_millis() as u64,
-            })?
-            .map_err(|source| Error::Connect {
-                broker: broker.to_string(),
-                source,
-            })?;
-        let _ = stream.set_nodelay(true);
-        let (read_half, write_half) = stream.into_split();
+        Connection::connect_with(broker, client_id, timeouts, &Security::plaintext()).await
+    }
+
+    /// Opens a connection to `broker` secured as `security` says (TLS, SASL), negotiates API
+    /// versions and, on SASL listeners, authenticates.
+    pub async fn connect_with(
+        broker: &str,
+        client_id: &str,
+        timeouts: Timeouts,
+        security: &Security,
+    ) -> Result<Connection> {
+        let stream = security.open(broker, timeouts).await?;
+        let (read_half, write_half) = tokio::io::split(stream);
         let shared = Arc::new(Shared {
             broker: broker.to_string(),
             state: Mutex::new(State::default()),
@@ -169,9 +190,13 @@ impl Connection {
             client_id: StrBytes::from_string(client_id.to_string()),
             timeouts,
             versions: HashMap::new(),
+            replace_at: None,
         };
         connection.versions = connection.negotiate_versions().await?;
-        tracing::debug!(broker, apis = connection.versions.len(), "connected");
+        if let Some(sasl) = security.sasl() {
+            connection.authenticate(sasl).await?;
+        }
+        tracing::debug!(broker, apis = connection.versions.len(), protocol = %security.protocol(), "connected");
         Ok(connection)
     }
 
@@ -180,9 +205,11 @@ impl Connection {
         &self.shared.broker
     }
 
-    /// Whether the connection has failed and must be replaced.
+    /// Whether the connection has failed, or its authenticated session is near its end, and
+    /// it must be replaced.
     pub fn is_closed(&self) -> bool {
         self.shared.lock().closed.is_some()
+            || self.replace_at.is_some_and(|at| Instant::now() >= at)
     }
 
     /// The highest version of `R` both sides speak.
@@ -382,6 +409,84 @@ impl Connection {
         decode_error(&self.shared, api, version, e)
     }
 
+    /// SaslHandshake, then SaslAuthenticate until the mechanism's exchange is done. Errors
+    /// name the mechanism and carry the broker's message.
+    async fn authenticate(&mut self, sasl: &SaslConfig) -> Result<()> {
+        let mechanism = sasl.mechanism;
+        let failed = |message: String| Error::Authentication {
+            broker: self.shared.broker.clone(),
+            mechanism: mechanism.name().to_string(),
+            message,
+        };
+        // v0 sends the exchange as raw frames (pre-Kafka 1.0); every broker since speaks v1.
+        let version = self.version_within(ApiKey::SaslHandshake, 1, 1)?;
+        let request = SaslHandshakeRequest::default()
+            .with_mechanism(StrBytes::from_static_str(mechanism.name()));
+        let response = self.send(&request, version).await?;
+        match response.error_code {
+            code::NONE => {}
+            UNSUPPORTED_SASL_MECHANISM => {
+                let offered: Vec<&str> = response.mechanisms.iter().map(|m| m.as_str()).collect();
+                return Err(Error::SaslMechanismNotEnabled {
+                    broker: self.shared.broker.clone(),
+                    mechanism: mechanism.name().to_string(),
+                    offered: if offered.is_empty() {
+                        "none".to_string()
+                    } else {
+                        offered.join(", ")
+                    },
+                });
+            }
+            ILLEGAL_SASL_STATE => {
+                return Err(failed(
+                    "the listener does not use SASL (ILLEGAL_SASL_STATE); check \
+                     --security-protocol and that the port is a SASL_PLAINTEXT or SASL_SSL \
+                     listener"
+                        .to_string(),
+                ));
+            }
+            other => {
+                return Err(Error::Kafka {
+                    context: format!("SASL handshake with {}", self.shared.broker),
+                    error: KafkaError {
+                        code: other,
+                        message: None,
+                    },
+                });
+            }
+        }
+        let version = self.version_within(ApiKey::SaslAuthenticate, 0, 2)?;
+        let mut client = SaslClient::new(mechanism, &sasl.username, &sasl.password)
+            .map_err(|e| failed(e.to_string()))?;
+        let mut message = client.start().map_err(|e| failed(e.to_string()))?;
+        for _ in 0..MAX_SASL_ROUNDS {
+            let request = SaslAuthenticateRequest::default().with_auth_bytes(message.into());
+            let response = self.send(&request, version).await?;
+            if let Some(error) =
+                KafkaError::from_code(response.error_code, response.error_message.as_deref())
+            {
+                self.shared.close("SASL authentication failed");
+                return Err(failed(
+                    error.message.clone().unwrap_or_else(|| error.to_string()),
+                ));
+            }
+            match client
+                .step(&response.auth_bytes)
+                .map_err(|e| failed(e.to_string()))?
+            {
+                ClientStep::Send(next) => message = next,
+                ClientStep::Done => {
+                    self.replace_at = session_end(response.session_lifetime_ms);
+                    tracing::debug!(broker = %self.shared.broker, mechanism = mechanism.name(), "authenticated");
+                    return Ok(());
+                }
+            }
+        }
+        Err(failed(format!(
+            "the exchange did not finish in {MAX_SASL_ROUNDS} round trips"
+        )))
+    }
+
     /// ApiVersions: v3 first; on UNSUPPORTED_VERSION the broker answers in v0 with its list,
     /// and the request is repeated in the highest version it offers (v0 if none).
     async fn negotiate_versions(&self) -> Result<HashMap<i16, (i16, i16)>> {
@@ -534,8 +639,15 @@ pub(crate) fn api_key_of<R: Request>() -> ApiKey {
     ApiKey::try_from(R::KEY).unwrap_or(ApiKey::ApiVersions)
 }
 
+/// When to replace a session the broker gave `lifetime_ms` (0: no limit): at 85% of it, as
+/// Kafka's clients re-authenticate at 85-95% (KIP-368).
+fn session_end(lifetime_ms: i64) -> Option<Instant> {
+    let lifetime_ms = u64::try_from(lifetime_ms).ok().filter(|&ms| ms > 0)?;
+    Some(Instant::now() + Duration::from_millis(lifetime_ms.saturating_mul(85) / 100))
+}
+
 /// Reads frames and hands each to the oldest outstanding request until the stream fails.
-async fn read_loop(mut reader: OwnedReadHalf, shared: Arc<Shared>) {
+async fn read_loop(mut reader: ReadHalf<Box<dyn Stream>>, shared: Arc<Shared>) {
     let reason = loop {
         let frame = match read_frame(&mut reader).await {
             Ok(frame) => frame,
@@ -564,7 +676,7 @@ async fn read_loop(mut reader: OwnedReadHalf, shared: Arc<Shared>) {
     shared.close(&reason);
 }
 
-async fn read_frame(reader: &mut OwnedReadHalf) -> std::result::Result<Bytes, String> {
+async fn read_frame(reader: &mut ReadHalf<Box<dyn Stream>>) -> std::result::Result<Bytes, String> {
     let mut prefix = [0u8; 4];
     reader
         .read_exact(&mut prefix)
@@ -592,7 +704,7 @@ mod tests {
     use super::*;
     use kafka_protocol::messages::api_versions_response::ApiVersion;
     use kafka_protocol::messages::{MetadataRequest, MetadataResponse};
-    use tokio::net::TcpListener;
+    use tokio::net::{TcpListener, TcpStream};
 
     const TIMEOUTS: Timeouts = Timeouts {
         connect: Duration::from_secs(5),

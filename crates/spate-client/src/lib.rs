@@ -2,7 +2,7 @@
 //! Apache Kafka compatible cluster.
 //!
 //! It owns the client side of the wire protocol: connections with version negotiation
-//! ([`connection`]), cluster metadata and routing to partition leaders ([`client`]), topic
+//! ([`connection`]) secured with TLS and SASL as Kafka clients are ([`security`]), cluster metadata and routing to partition leaders ([`client`]), topic
 //! administration and offset lookups ([`admin`]), consumer-group administration ([`groups`]), a batching producer ([`producer`]) and a
 //! group-less consumer ([`consumer`]). Message and record-batch codecs are the `kafka-protocol`
 //! crate's; this crate adds framing, routing, batching and error handling around them. It
@@ -18,6 +18,7 @@ pub mod groups;
 pub mod partitioner;
 pub mod producer;
 pub mod records;
+pub mod security;
 
 pub use admin::{
     ConfigChange, ConfigEntry, ConfigSource, CreatedTopic, ListedOffset, NewTopic, OffsetSpec,
@@ -35,4 +36,7 @@ pub use groups::{
 pub use kafka_protocol::records::{Compression, TimestampType};
 pub use producer::{Acks, ProduceFailure, Producer, ProducerConfig};
 pub use records::{ConsumedRecord, ProducerRecord};
+pub use security::{
+    SaslConfig, SaslMechanism, Security, SecurityConfig, SecurityProtocol, TlsConfig,
+};
 pub use uuid::Uuid;
