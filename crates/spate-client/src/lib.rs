@@ -2,8 +2,10 @@
 //! Apache Kafka compatible cluster.
 //!
 //! It owns the client side of the wire protocol: connections with version negotiation
-//! ([`connection`]) secured with TLS and SASL as Kafka clients are ([`security`]), cluster metadata and routing to partition leaders ([`client`]), topic
-//! administration and offset lookups ([`admin`]), consumer-group administration ([`groups`]), a batching producer ([`producer`]) and a
+//! ([`connection`]) secured with TLS and SASL as Kafka's clients secure them ([`security`]),
+//! cluster metadata and routing to partition leaders ([`client`]), topic and ACL
+//! administration and offset lookups ([`admin`]), consumer-group administration ([`groups`]),
+//! a batching producer ([`producer`]) and a
 //! group-less consumer ([`consumer`]). Message and record-batch codecs are the `kafka-protocol`
 //! crate's; this crate adds framing, routing, batching and error handling around them. It
 //! knows nothing about the broker's internals and never prints: callers decide what users see.
@@ -38,5 +40,10 @@ pub use producer::{Acks, ProduceFailure, Producer, ProducerConfig};
 pub use records::{ConsumedRecord, ProducerRecord};
 pub use security::{
     SaslConfig, SaslMechanism, Security, SecurityConfig, SecurityProtocol, TlsConfig,
+};
+/// Kafka's ACL vocabulary, as the ACL admin calls take and return it.
+pub use spate_auth::acl::{
+    AclBinding, AclBindingFilter, Operation as AclOperation, PatternType as AclPatternType,
+    Permission as AclPermission, ResourceType as AclResourceType,
 };
 pub use uuid::Uuid;
