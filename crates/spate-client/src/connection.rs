@@ -175,12 +175,13 @@ impl Connection {
         security: &Security,
     ) -> Result<Connection> {
         let stream = security.open(broker, timeouts).await?;
+        let tls = security.protocol().uses_tls();
         let (read_half, write_half) = tokio::io::split(stream);
         let shared = Arc::new(Shared {
             broker: broker.to_string(),
             state: Mutex::new(State::default()),
         });
-        let reader = tokio::spawn(read_loop(read_half, Arc::clone(&shared)));
+        let reader = tokio::spawn(read_loop(read_half, Arc::clone(&shared), tls));
         let mut connection = Connection {
             shared,
             writer: tokio::sync::Mutex::new(write_half),
@@ -647,12 +648,17 @@ fn session_end(lifetime_ms: i64) -> Option<Instant> {
 }
 
 /// Reads frames and hands each to the oldest outstanding request until the stream fails.
-async fn read_loop(mut reader: ReadHalf<Box<dyn Stream>>, shared: Arc<Shared>) {
+///
+/// `tls` says whether the stream is TLS: on a plaintext stream, a first frame that starts like a
+/// TLS record means the port is a TLS listener, which is worth saying in plain words.
+async fn read_loop(mut reader: ReadHalf<Box<dyn Stream>>, shared: Arc<Shared>, tls: bool) {
+    let mut first = !tls;
     let reason = loop {
-        let frame = match read_frame(&mut reader).await {
+        let frame = match read_frame(&mut reader, first).await {
             Ok(frame) => frame,
             Err(reason) => break reason,
         };
+        first = false;
         let Some(id) = frame.get(..4) else {
             break "response frame shorter than a header".to_string();
         };
@@ -676,7 +682,10 @@ async fn read_loop(mut reader: ReadHalf<Box<dyn Stream>>, shared: Arc<Shared>) {
     shared.close(&reason);
 }
 
-async fn read_frame(reader: &mut ReadHalf<Box<dyn Stream>>) -> std::result::Result<Bytes, String> {
+async fn read_frame(
+    reader: &mut ReadHalf<Box<dyn Stream>>,
+    first_on_plaintext: bool,
+) -> std::result::Result<Bytes, String> {
     let mut prefix = [0u8; 4];
     reader
         .read_exact(&mut prefix)
@@ -685,6 +694,12 @@ async fn read_frame(reader: &mut ReadHalf<Box<dyn Stream>>) -> std::result::Resu
             std::io::ErrorKind::UnexpectedEof => "the broker closed the connection".to_string(),
             _ => format!("read failed: {e}"),
         })?;
+    // A TLS record header (alert 0x15 or handshake 0x16, version 3.x) where a size should be.
+    if first_on_plaintext && matches!(prefix, [0x15 | 0x16, 0x03, _, _]) {
+        return Err(
+            "the broker answered in TLS: this port is an SSL or SASL_SSL listener".to_string(),
+        );
+    }
     let size = i32::from_be_bytes(prefix);
     if size < 0 || size as usize > MAX_RESPONSE_BYTES {
         return Err(format!(

@@ -166,7 +166,11 @@ impl ClientArgs {
         config.security = self.security()?;
         let protocol = self.security_protocol;
         Client::connect(config).await.map_err(|e| {
-            let hint = matches!(e, spate_client::Error::ConnectionClosed { .. })
+            let closed = match &e {
+                spate_client::Error::NoBrokerReachable { last_error, .. } => last_error.as_ref(),
+                other => other,
+            };
+            let hint = matches!(closed, spate_client::Error::ConnectionClosed { .. })
                 && protocol == SecurityProtocol::Plaintext;
             let e = anyhow::Error::from(e);
             if hint {
