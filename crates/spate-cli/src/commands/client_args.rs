@@ -210,7 +210,97 @@ pub fn is_broken_pipe(err: &std::io::Error) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use clap::Parser;
+
     use super::*;
+
+    #[derive(Debug, Parser)]
+    struct Cli {
+        #[command(flatten)]
+        client: ClientArgs,
+    }
+
+    /// The security settings of `args`; SASL credentials in the environment are ignored.
+    fn security(args: &[&str]) -> anyhow::Result<SecurityConfig> {
+        let mut argv = vec!["spate"];
+        argv.extend_from_slice(args);
+        let mut cli = Cli::try_parse_from(argv).map_err(|e| anyhow::anyhow!("{e}"))?;
+        for (flag, value) in [
+            ("--sasl-username", &mut cli.client.sasl_username),
+            ("--sasl-password", &mut cli.client.sasl_password),
+        ] {
+            if !args.contains(&flag) {
+                *value = None;
+            }
+        }
+        cli.client.security()
+    }
+
+    #[test]
+    fn security_flags_build_kafkas_client_settings() {
+        let config = security(&[
+            "--security-protocol",
+            "sasl_ssl",
+            "--sasl-mechanism",
+            "scram-sha-256",
+            "--sasl-username",
+            "alice",
+            "--sasl-password",
+            "pw",
+            "--tls-ca-file",
+            "ca.pem",
+        ])
+        .expect("valid");
+        assert_eq!(config.protocol, SecurityProtocol::SaslSsl);
+        let sasl = config.sasl.expect("sasl");
+        assert_eq!(sasl.mechanism, SaslMechanism::ScramSha256);
+        assert_eq!(
+            (sasl.username.as_str(), sasl.password.as_str()),
+            ("alice", "pw")
+        );
+        assert_eq!(config.tls.ca_file, Some(PathBuf::from("ca.pem")));
+    }
+
+    #[test]
+    fn security_flags_that_do_not_fit_the_protocol_are_refused() {
+        for (args, needle) in [
+            (
+                &["--security-protocol", "SASL_SSL"][..],
+                "needs --sasl-username",
+            ),
+            (
+                &["--sasl-username", "alice", "--sasl-password", "pw"],
+                "--security-protocol is PLAINTEXT",
+            ),
+            (
+                &[
+                    "--security-protocol",
+                    "SASL_PLAINTEXT",
+                    "--sasl-username",
+                    "alice",
+                ],
+                "SPATE_SASL_PASSWORD",
+            ),
+            (&["--tls-ca-file", "ca.pem"], "use SSL or SASL_SSL"),
+            (
+                &["--security-protocol", "SSL", "--tls-cert-file", "c.pem"],
+                "needs its key",
+            ),
+            (&["--security-protocol", "TLS"], "unknown security protocol"),
+            (
+                &[
+                    "--security-protocol",
+                    "SASL_SSL",
+                    "--sasl-mechanism",
+                    "OAUTHBEARER",
+                ],
+                "unknown SASL mechanism",
+            ),
+        ] {
+            let error = security(args).expect_err("refused");
+            assert!(format!("{error:#}").contains(needle), "{args:?}: {error:#}");
+        }
+    }
 
     #[test]
     fn name_value_pairs() {
