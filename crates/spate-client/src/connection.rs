@@ -892,6 +892,181 @@ mod tests {
         broker.await.expect("broker");
     }
 
+    /// Users' credentials for the fake SASL broker.
+    struct OneUser(spate_auth::sasl::ScramCredential);
+
+    impl spate_auth::sasl::CredentialStore for OneUser {
+        fn scram(
+            &self,
+            user: &str,
+            mechanism: spate_auth::sasl::Mechanism,
+        ) -> Option<spate_auth::sasl::ScramCredential> {
+            (user == "alice" && mechanism == self.0.mechanism).then(|| self.0.clone())
+        }
+    }
+
+    /// A broker on a SASL listener: ApiVersions, then SaslHandshake and SaslAuthenticate run
+    /// by spate-auth's server `Authenticator`, then Metadata. Sessions get `lifetime_ms`.
+    async fn sasl_broker(listener: TcpListener, lifetime_ms: i64) {
+        use kafka_protocol::messages::{SaslAuthenticateResponse, SaslHandshakeResponse};
+        use spate_auth::sasl::{Authenticator, Mechanism, ScramCredential, Step};
+        let credential =
+            ScramCredential::generate(Mechanism::ScramSha512, "s3cret", 4096).expect("credential");
+        let store = Arc::new(OneUser(credential));
+        let (mut stream, _) = listener.accept().await.expect("accept");
+        let mut authenticator = None;
+        loop {
+            let mut prefix = [0u8; 4];
+            if stream.read_exact(&mut prefix).await.is_err() {
+                return;
+            }
+            let mut body = vec![0u8; i32::from_be_bytes(prefix) as usize];
+            stream.read_exact(&mut body).await.expect("body");
+            let mut body = Bytes::from(body);
+            let api = ApiKey::try_from(i16::from_be_bytes([body[0], body[1]])).expect("key");
+            let version = i16::from_be_bytes([body[2], body[3]]);
+            let header = RequestHeader::decode(&mut body, api.request_header_version(version))
+                .expect("header");
+            let id = header.correlation_id;
+            match api {
+                ApiKey::ApiVersions => {
+                    let apis = [
+                        (ApiKey::ApiVersions, 0, 3),
+                        (ApiKey::Metadata, 0, 12),
+                        (ApiKey::SaslHandshake, 0, 1),
+                        (ApiKey::SaslAuthenticate, 0, 2),
+                    ];
+                    write_response(&mut stream, api, version, id, &api_versions(0, &apis)).await;
+                }
+                ApiKey::SaslHandshake => {
+                    let request =
+                        SaslHandshakeRequest::decode(&mut body, version).expect("handshake");
+                    let response = SaslHandshakeResponse::default()
+                        .with_mechanisms(vec![StrBytes::from_static_str("SCRAM-SHA-512")]);
+                    let response = match Mechanism::parse(&request.mechanism) {
+                        Some(Mechanism::ScramSha512) => {
+                            authenticator = Some(Authenticator::new(
+                                Mechanism::ScramSha512,
+                                store.clone(),
+                                None,
+                            ));
+                            response
+                        }
+                        _ => response.with_error_code(UNSUPPORTED_SASL_MECHANISM),
+                    };
+                    write_response(&mut stream, api, version, id, &response).await;
+                }
+                ApiKey::SaslAuthenticate => {
+                    let request =
+                        SaslAuthenticateRequest::decode(&mut body, version).expect("authenticate");
+                    let step = authenticator
+                        .as_mut()
+                        .expect("handshake first")
+                        .step(&request.auth_bytes);
+                    let response = match step {
+                        Ok(Step::Challenge(bytes)) => {
+                            SaslAuthenticateResponse::default().with_auth_bytes(bytes.into())
+                        }
+                        Ok(Step::Done { response, .. }) => SaslAuthenticateResponse::default()
+                            .with_auth_bytes(response.into())
+                            .with_session_lifetime_ms(lifetime_ms),
+                        Err(error) => SaslAuthenticateResponse::default()
+                            .with_error_code(58)
+                            .with_error_message(Some(StrBytes::from_string(
+                                error.client_message(false),
+                            ))),
+                    };
+                    write_response(&mut stream, api, version, id, &response).await;
+                }
+                ApiKey::Metadata => {
+                    write_response(&mut stream, api, version, id, &MetadataResponse::default())
+                        .await;
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+    }
+
+    fn sasl_security(mechanism: spate_auth::sasl::Mechanism, password: &str) -> Security {
+        Security::new(&crate::security::SecurityConfig {
+            protocol: crate::security::SecurityProtocol::SaslPlaintext,
+            tls: crate::security::TlsConfig::default(),
+            sasl: Some(crate::security::SaslConfig {
+                mechanism,
+                username: "alice".to_string(),
+                password: password.to_string(),
+            }),
+        })
+        .expect("security")
+    }
+
+    async fn connect_to_sasl_broker(
+        security: &Security,
+        lifetime_ms: i64,
+    ) -> (Result<Connection>, JoinHandle<()>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr").to_string();
+        let broker = tokio::spawn(sasl_broker(listener, lifetime_ms));
+        let conn = Connection::connect_with(&addr, "test", TIMEOUTS, security).await;
+        (conn, broker)
+    }
+
+    #[tokio::test]
+    async fn sasl_scram_authenticates_before_the_connection_is_handed_out() {
+        let security = sasl_security(spate_auth::sasl::Mechanism::ScramSha512, "s3cret");
+        let (conn, broker) = connect_to_sasl_broker(&security, 0).await;
+        let conn = conn.expect("authenticated");
+        conn.send(&MetadataRequest::default(), 12)
+            .await
+            .expect("metadata after authentication");
+        assert!(!conn.is_closed(), "a session without a lifetime stays open");
+        drop(conn);
+        broker.await.expect("broker");
+    }
+
+    #[tokio::test]
+    async fn a_session_with_a_lifetime_is_retired_before_it_ends() {
+        let security = sasl_security(spate_auth::sasl::Mechanism::ScramSha512, "s3cret");
+        let (conn, _broker) = connect_to_sasl_broker(&security, 100).await;
+        let conn = conn.expect("authenticated");
+        // 85% of 100 ms: the owner then opens (and authenticates) a new connection.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !conn.is_closed() {
+            assert!(Instant::now() < deadline, "the session was never retired");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn a_wrong_password_is_an_authentication_error_with_the_broker_message() {
+        let security = sasl_security(spate_auth::sasl::Mechanism::ScramSha512, "wrong");
+        let (conn, _broker) = connect_to_sasl_broker(&security, 0).await;
+        let error = conn.expect_err("refused").to_string();
+        assert!(
+            error.starts_with("SASL/SCRAM-SHA-512 authentication to 127.0.0.1:")
+                && error.ends_with(
+                    "failed: Authentication failed during authentication due to invalid \
+                     credentials with SASL mechanism SCRAM-SHA-512"
+                ),
+            "{error}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_mechanism_the_broker_does_not_enable_names_what_it_offers() {
+        let security = sasl_security(spate_auth::sasl::Mechanism::Plain, "s3cret");
+        let (conn, _broker) = connect_to_sasl_broker(&security, 0).await;
+        let error = conn.expect_err("refused");
+        assert!(
+            matches!(
+                &error,
+                Error::SaslMechanismNotEnabled { mechanism, offered, .. }
+                    if mechanism == "PLAIN" && offered == "SCRAM-SHA-512"
+            ),
+            "{error}"
+        );
+    }
+
     #[tokio::test]
     async fn a_closed_port_is_a_connect_error() {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
