@@ -5,7 +5,8 @@
 //!   (RFC 7628, JWTs checked against configured keys). Each mechanism is a state machine fed
 //!   the client's SaslAuthenticate bytes; it answers the server's bytes and, when done, the
 //!   authenticated principal. Salted SCRAM credentials (`ScramCredential`) are what the broker
-//!   stores; PLAIN checks passwords against the same credentials.
+//!   stores; PLAIN checks passwords against the same credentials. The client side of PLAIN
+//!   and SCRAM (`SaslClient`) is here too, for Spate's own client.
 //! - [`acl`]: Kafka's authorisation model: principals, resource patterns (literal, prefixed,
 //!   wildcard), operations with their implications, allow/deny bindings, super users and
 //!   deny-by-default, and the records ACLs are stored as.

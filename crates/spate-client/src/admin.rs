@@ -1,16 +1,22 @@
-//! Topic administration and offset lookups.
+//! Topic administration, offset lookups and ACL administration.
 //!
 //! Creating, deleting and growing topics go to the controller (CreateTopics, DeleteTopics,
 //! CreatePartitions; retried once on NOT_CONTROLLER after a metadata refresh). Topic configs
 //! are read with DescribeConfigs and changed with IncrementalAlterConfigs, which any broker
-//! accepts. ListOffsets goes to each partition's leader. Every request uses the highest
-//! version both sides speak; fields that only some versions carry are filled accordingly.
+//! accepts. ListOffsets goes to each partition's leader. ACLs are created, described and
+//! deleted with CreateAcls, DescribeAcls and DeleteAcls (v1+, the versions with pattern types)
+//! on any broker, as Kafka's admin client sends them; bindings and filters are
+//! `spate_auth::acl`'s typed values, never raw protocol structs. Every request uses the
+//! highest version both sides speak; fields that only some versions carry are filled
+//! accordingly.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
+use kafka_protocol::messages::create_acls_request::AclCreation;
 use kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic;
 use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
+use kafka_protocol::messages::delete_acls_request::DeleteAclsFilter;
 use kafka_protocol::messages::delete_topics_request::DeleteTopicState;
 use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
 use kafka_protocol::messages::incremental_alter_configs_request::{
@@ -18,10 +24,14 @@ use kafka_protocol::messages::incremental_alter_configs_request::{
 };
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::{
-    CreatePartitionsRequest, CreateTopicsRequest, DeleteTopicsRequest, DescribeConfigsRequest,
+    ApiKey, CreateAclsRequest, CreatePartitionsRequest, CreateTopicsRequest, DeleteAclsRequest,
+    DeleteTopicsRequest, DescribeAclsRequest, DescribeConfigsRequest,
     IncrementalAlterConfigsRequest, ListOffsetsRequest, TopicName,
 };
-use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::protocol::{Request, StrBytes};
+use spate_auth::acl::{
+    AclBinding, AclBindingFilter, Operation, PatternType, Permission, ResourceType,
+};
 use uuid::Uuid;
 
 use crate::client::{Client, TopicMetadata};
@@ -536,9 +546,226 @@ impl Client {
     }
 }
 
+/// The lowest ACL API version with pattern types (Kafka 4 dropped v0).
+const ACL_MIN_VERSION: i16 = 1;
+
+/// The version of an ACL request: the highest both sides speak, from v1.
+fn acl_version<R: Request>(conn: &crate::Connection) -> Result<i16> {
+    conn.version_within(
+        crate::connection::api_key_of::<R>(),
+        ACL_MIN_VERSION,
+        R::VERSIONS.max,
+    )
+}
+
+fn opt_text(value: &Option<String>) -> Option<StrBytes> {
+    value.as_deref().map(text)
+}
+
+/// A binding from the fields of a DescribeAcls or DeleteAcls answer.
+#[allow(clippy::too_many_arguments)]
+fn binding_from_wire(
+    resource_type: i8,
+    resource_name: &StrBytes,
+    pattern_type: i8,
+    principal: &StrBytes,
+    host: &StrBytes,
+    operation: i8,
+    permission: i8,
+) -> AclBinding {
+    AclBinding {
+        resource_type: ResourceType::from_id(resource_type),
+        resource_name: resource_name.to_string(),
+        pattern_type: PatternType::from_id(pattern_type),
+        principal: principal.to_string(),
+        host: host.to_string(),
+        operation: Operation::from_id(operation),
+        permission: Permission::from_id(permission),
+    }
+}
+
+impl Client {
+    /// Creates ACLs (CreateAcls). Each binding is checked here first as the broker would
+    /// check it; a binding the broker refuses fails the call with its error, naming it (the
+    /// bindings before it in the list may have been created).
+    pub async fn create_acls(&self, bindings: &[AclBinding]) -> Result<()> {
+        for binding in bindings {
+            binding
+                .validate()
+                .map_err(|e| Error::InvalidArgument(format!("invalid ACL {binding}: {e}")))?;
+        }
+        if bindings.is_empty() {
+            return Ok(());
+        }
+        let conn = self.any_broker().await?;
+        let version = acl_version::<CreateAclsRequest>(&conn)?;
+        let creations = bindings
+            .iter()
+            .map(|b| {
+                AclCreation::default()
+                    .with_resource_type(b.resource_type.id())
+                    .with_resource_name(text(&b.resource_name))
+                    .with_resource_pattern_type(b.pattern_type.id())
+                    .with_principal(text(&b.principal))
+                    .with_host(text(&b.host))
+                    .with_operation(b.operation.id())
+                    .with_permission_type(b.permission.id())
+            })
+            .collect();
+        let request = CreateAclsRequest::default().with_creations(creations);
+        let response = conn.send(&request, version).await?;
+        if response.results.len() != bindings.len() {
+            return Err(Error::Decode {
+                broker: conn.broker().to_string(),
+                api: ApiKey::CreateAcls,
+                version,
+                reason: format!(
+                    "{} results for {} ACLs",
+                    response.results.len(),
+                    bindings.len()
+                ),
+            });
+        }
+        for (binding, result) in bindings.iter().zip(&response.results) {
+            if let Some(e) = kafka_error(
+                format!("cannot create ACL {binding}"),
+                result.error_code,
+                result.error_message.as_ref(),
+            ) {
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
+    /// The ACLs that match `filter` (DescribeAcls), sorted by resource, then entry.
+    pub async fn describe_acls(&self, filter: &AclBindingFilter) -> Result<Vec<AclBinding>> {
+        filter
+            .validate()
+            .map_err(|e| Error::InvalidArgument(format!("invalid ACL filter {filter}: {e}")))?;
+        let conn = self.any_broker().await?;
+        let version = acl_version::<DescribeAclsRequest>(&conn)?;
+        let request = DescribeAclsRequest::default()
+            .with_resource_type_filter(filter.resource_type.id())
+            .with_resource_name_filter(opt_text(&filter.resource_name))
+            .with_pattern_type_filter(filter.pattern_type.id())
+            .with_principal_filter(opt_text(&filter.principal))
+            .with_host_filter(opt_text(&filter.host))
+            .with_operation(filter.operation.id())
+            .with_permission_type(filter.permission.id());
+        let response = conn.send(&request, version).await?;
+        if let Some(e) = kafka_error(
+            "cannot describe ACLs".to_string(),
+            response.error_code,
+            response.error_message.as_ref(),
+        ) {
+            return Err(e);
+        }
+        let mut bindings: Vec<AclBinding> = response
+            .resources
+            .iter()
+            .flat_map(|resource| {
+                resource.acls.iter().map(move |acl| {
+                    binding_from_wire(
+                        resource.resource_type,
+                        &resource.resource_name,
+                        resource.pattern_type,
+                        &acl.principal,
+                        &acl.host,
+                        acl.operation,
+                        acl.permission_type,
+                    )
+                })
+            })
+            .collect();
+        bindings.sort();
+        Ok(bindings)
+    }
+
+    /// Deletes the ACLs that match any of `filters` (DeleteAcls) and returns those deleted,
+    /// sorted. A filter the broker refuses fails the call with its error.
+    pub async fn delete_acls(&self, filters: &[AclBindingFilter]) -> Result<Vec<AclBinding>> {
+        for filter in filters {
+            filter
+                .validate()
+                .map_err(|e| Error::InvalidArgument(format!("invalid ACL filter {filter}: {e}")))?;
+        }
+        if filters.is_empty() {
+            return Ok(Vec::new());
+        }
+        let conn = self.any_broker().await?;
+        let version = acl_version::<DeleteAclsRequest>(&conn)?;
+        let wire = filters
+            .iter()
+            .map(|f| {
+                DeleteAclsFilter::default()
+                    .with_resource_type_filter(f.resource_type.id())
+                    .with_resource_name_filter(opt_text(&f.resource_name))
+                    .with_pattern_type_filter(f.pattern_type.id())
+                    .with_principal_filter(opt_text(&f.principal))
+                    .with_host_filter(opt_text(&f.host))
+                    .with_operation(f.operation.id())
+                    .with_permission_type(f.permission.id())
+            })
+            .collect();
+        let request = DeleteAclsRequest::default().with_filters(wire);
+        let response = conn.send(&request, version).await?;
+        let mut deleted = Vec::new();
+        for (filter, result) in filters.iter().zip(&response.filter_results) {
+            if let Some(e) = kafka_error(
+                format!("cannot delete ACLs matching {filter}"),
+                result.error_code,
+                result.error_message.as_ref(),
+            ) {
+                return Err(e);
+            }
+            for acl in &result.matching_acls {
+                let binding = binding_from_wire(
+                    acl.resource_type,
+                    &acl.resource_name,
+                    acl.pattern_type,
+                    &acl.principal,
+                    &acl.host,
+                    acl.operation,
+                    acl.permission_type,
+                );
+                if let Some(e) = kafka_error(
+                    format!("cannot delete ACL {binding}"),
+                    acl.error_code,
+                    acl.error_message.as_ref(),
+                ) {
+                    return Err(e);
+                }
+                deleted.push(binding);
+            }
+        }
+        deleted.sort();
+        deleted.dedup();
+        Ok(deleted)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn wire_fields_become_typed_bindings() {
+        let binding =
+            binding_from_wire(2, &text("orders"), 4, &text("User:alice"), &text("*"), 3, 3);
+        assert_eq!(
+            binding,
+            AclBinding {
+                resource_type: ResourceType::Topic,
+                resource_name: "orders".to_string(),
+                pattern_type: PatternType::Prefixed,
+                principal: "User:alice".to_string(),
+                host: "*".to_string(),
+                operation: Operation::Read,
+                permission: Permission::Allow,
+            }
+        );
+    }
 
     #[test]
     fn config_sources_have_kafka_names() {

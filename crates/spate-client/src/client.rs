@@ -4,8 +4,10 @@
 //! partition's leader from Metadata, and keeps one [`Connection`] per broker node id. Requests
 //! that must reach a partition's leader (Produce, Fetch, ListOffsets) are routed by node id, so
 //! the client works on multi-broker clusters; admin requests go to the controller when it is
-//! a live broker, else to any broker. Failed connections are replaced on next use. The client
-//! is cheap to clone and safe to use from concurrent futures; no lock is held across an await.
+//! a live broker, else to any broker. Failed connections are replaced on next use. Every
+//! connection, the first and each replacement, is secured as [`ClientConfig::security`] says
+//! (TLS, SASL), the certificate files read once when the client is made. The client is cheap
+//! to clone and safe to use from concurrent futures; no lock is held across an await.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -18,6 +20,7 @@ use uuid::Uuid;
 
 use crate::connection::{Connection, Timeouts};
 use crate::error::{Error, KafkaError, Result, code};
+use crate::security::{Security, SecurityConfig};
 
 /// How a [`Client`] reaches the cluster.
 #[derive(Debug, Clone)]
@@ -28,6 +31,8 @@ pub struct ClientConfig {
     pub client_id: String,
     /// Connect and request timeouts.
     pub timeouts: Timeouts,
+    /// TLS and SASL (Kafka's `security.protocol` and friends); PLAINTEXT by default.
+    pub security: SecurityConfig,
 }
 
 impl ClientConfig {
@@ -40,6 +45,7 @@ impl ClientConfig {
                 connect: Duration::from_secs(10),
                 request: Duration::from_secs(30),
             },
+            security: SecurityConfig::default(),
         }
     }
 }
@@ -146,6 +152,7 @@ struct ClusterState {
 
 struct Inner {
     config: ClientConfig,
+    security: Security,
     state: Mutex<ClusterState>,
 }
 
@@ -186,9 +193,11 @@ impl Client {
         for address in &config.bootstrap {
             validate_broker_address(address)?;
         }
+        let security = Security::new(&config.security)?;
         let client = Client {
             inner: Arc::new(Inner {
                 config,
+                security,
                 state: Mutex::new(ClusterState::default()),
             }),
         };
@@ -209,10 +218,17 @@ impl Client {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    async fn open(&self, address: &str) -> Result<Arc<Connection>> {
+    /// A new connection to `address`, secured and authenticated as configured.
+    pub(crate) async fn open(&self, address: &str) -> Result<Arc<Connection>> {
         let config = &self.inner.config;
         Ok(Arc::new(
-            Connection::connect(address, &config.client_id, config.timeouts).await?,
+            Connection::connect_with(
+                address,
+                &config.client_id,
+                config.timeouts,
+                &self.inner.security,
+            )
+            .await?,
         ))
     }
 
@@ -242,6 +258,8 @@ impl Client {
                     self.state().bootstrap = Some(Arc::clone(&conn));
                     return Ok(conn);
                 }
+                // Wrong credentials or certificates fail the same on every broker: say so now.
+                Err(e) if !e.is_connect_failure() => return Err(e),
                 Err(e) => {
                     tracing::debug!(broker = %address, error = %e, "bootstrap broker unreachable");
                     last_error = Some(e);

@@ -7,6 +7,13 @@
 //! falling back to an older version when the broker answers UNSUPPORTED_VERSION); every later
 //! request uses the highest version both sides speak.
 //!
+//! On SSL listeners the frames travel over TLS ([`Security`] opens the stream). On SASL
+//! listeners the connection authenticates right after ApiVersions, before it is handed out:
+//! SaslHandshake (v1) names the mechanism, then SaslAuthenticate requests carry the exchange of
+//! `spate_auth::sasl::SaslClient`, as librdkafka and the Java client do. A broker that gives
+//! the session a lifetime (KIP-368) gets a new, freshly authenticated connection once most of
+//! it has passed: the old one reports itself closed.
+//!
 //! Every call has a deadline. A timeout, a write error or a request abandoned half-written
 //! closes the connection (the byte stream can no longer be trusted), and the owner opens a
 //! new one. This module knows nothing about topics or partitions.
@@ -20,15 +27,17 @@ use std::time::Duration;
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{
     ApiKey, ApiVersionsRequest, ApiVersionsResponse, RequestHeader, ResponseHeader,
+    SaslAuthenticateRequest, SaslHandshakeRequest,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, Request, StrBytes};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use spate_auth::sasl::{ClientStep, SaslClient};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 
 use crate::error::{Error, KafkaError, Result, code};
+use crate::security::{SaslConfig, Security, Stream};
 
 /// Largest response frame accepted. Fetch responses are bounded by the request's `max_bytes`
 /// (see `fetch.rs`); this leaves room above it.
@@ -39,6 +48,14 @@ const MAX_IN_FLIGHT_REQUESTS: usize = 32;
 
 /// The ApiVersions version tried first.
 const API_VERSIONS_FIRST_VERSION: i16 = 3;
+
+/// SaslAuthenticate round trips one exchange may take (SCRAM needs two).
+const MAX_SASL_ROUNDS: usize = 4;
+
+/// Kafka's UNSUPPORTED_SASL_MECHANISM.
+const UNSUPPORTED_SASL_MECHANISM: i16 = 33;
+/// Kafka's ILLEGAL_SASL_STATE.
+const ILLEGAL_SASL_STATE: i16 = 34;
 
 /// Timeouts for a connection.
 #[derive(Debug, Clone, Copy)]
@@ -113,10 +130,11 @@ impl Drop for CloseOnDrop<'_> {
     }
 }
 
-/// A connection to one broker, after ApiVersions negotiation.
+/// A connection to one broker, after ApiVersions negotiation (and SASL authentication on
+/// SASL listeners).
 pub struct Connection {
     shared: Arc<Shared>,
-    writer: tokio::sync::Mutex<OwnedWriteHalf>,
+    writer: tokio::sync::Mutex<WriteHalf<Box<dyn Stream>>>,
     reader: JoinHandle<()>,
     in_flight: Arc<Semaphore>,
     next_correlation_id: AtomicI32,
@@ -124,6 +142,8 @@ pub struct Connection {
     timeouts: Timeouts,
     /// Broker's advertised (min, max) per API key.
     versions: HashMap<i16, (i16, i16)>,
+    /// When the authenticated session should be replaced, if the broker gave it a lifetime.
+    replace_at: Option<Instant>,
 }
 
 impl std::fmt::Debug for Connection {
@@ -141,25 +161,27 @@ impl Drop for Connection {
 }
 
 impl Connection {
-    /// Opens a connection to `broker` (`HOST:PORT`) and negotiates API versions.
+    /// Opens a PLAINTEXT connection to `broker` (`HOST:PORT`) and negotiates API versions.
     pub async fn connect(broker: &str, client_id: &str, timeouts: Timeouts) -> Result<Connection> {
-        let stream = tokio::time::timeout(timeouts.connect, TcpStream::connect(broker))
-            .await
-            .map_err(|_| Error::ConnectTimeout {
-                broker: broker.to_string(),
-                timeout_ms: timeouts.connect.as_millis() as u64,
-            })?
-            .map_err(|source| Error::Connect {
-                broker: broker.to_string(),
-                source,
-            })?;
-        let _ = stream.set_nodelay(true);
-        let (read_half, write_half) = stream.into_split();
+        Connection::connect_with(broker, client_id, timeouts, &Security::plaintext()).await
+    }
+
+    /// Opens a connection to `broker` secured as `security` says (TLS, SASL), negotiates API
+    /// versions and, on SASL listeners, authenticates.
+    pub async fn connect_with(
+        broker: &str,
+        client_id: &str,
+        timeouts: Timeouts,
+        security: &Security,
+    ) -> Result<Connection> {
+        let stream = security.open(broker, timeouts).await?;
+        let tls = security.protocol().uses_tls();
+        let (read_half, write_half) = tokio::io::split(stream);
         let shared = Arc::new(Shared {
             broker: broker.to_string(),
             state: Mutex::new(State::default()),
         });
-        let reader = tokio::spawn(read_loop(read_half, Arc::clone(&shared)));
+        let reader = tokio::spawn(read_loop(read_half, Arc::clone(&shared), tls));
         let mut connection = Connection {
             shared,
             writer: tokio::sync::Mutex::new(write_half),
@@ -169,9 +191,13 @@ impl Connection {
             client_id: StrBytes::from_string(client_id.to_string()),
             timeouts,
             versions: HashMap::new(),
+            replace_at: None,
         };
         connection.versions = connection.negotiate_versions().await?;
-        tracing::debug!(broker, apis = connection.versions.len(), "connected");
+        if let Some(sasl) = security.sasl() {
+            connection.authenticate(sasl).await?;
+        }
+        tracing::debug!(broker, apis = connection.versions.len(), protocol = %security.protocol(), "connected");
         Ok(connection)
     }
 
@@ -180,9 +206,11 @@ impl Connection {
         &self.shared.broker
     }
 
-    /// Whether the connection has failed and must be replaced.
+    /// Whether the connection has failed, or its authenticated session is near its end, and
+    /// it must be replaced.
     pub fn is_closed(&self) -> bool {
         self.shared.lock().closed.is_some()
+            || self.replace_at.is_some_and(|at| Instant::now() >= at)
     }
 
     /// The highest version of `R` both sides speak.
@@ -382,6 +410,84 @@ impl Connection {
         decode_error(&self.shared, api, version, e)
     }
 
+    /// SaslHandshake, then SaslAuthenticate until the mechanism's exchange is done. Errors
+    /// name the mechanism and carry the broker's message.
+    async fn authenticate(&mut self, sasl: &SaslConfig) -> Result<()> {
+        let mechanism = sasl.mechanism;
+        let failed = |message: String| Error::Authentication {
+            broker: self.shared.broker.clone(),
+            mechanism: mechanism.name().to_string(),
+            message,
+        };
+        // v0 sends the exchange as raw frames (pre-Kafka 1.0); every broker since speaks v1.
+        let version = self.version_within(ApiKey::SaslHandshake, 1, 1)?;
+        let request = SaslHandshakeRequest::default()
+            .with_mechanism(StrBytes::from_static_str(mechanism.name()));
+        let response = self.send(&request, version).await?;
+        match response.error_code {
+            code::NONE => {}
+            UNSUPPORTED_SASL_MECHANISM => {
+                let offered: Vec<&str> = response.mechanisms.iter().map(|m| m.as_str()).collect();
+                return Err(Error::SaslMechanismNotEnabled {
+                    broker: self.shared.broker.clone(),
+                    mechanism: mechanism.name().to_string(),
+                    offered: if offered.is_empty() {
+                        "none".to_string()
+                    } else {
+                        offered.join(", ")
+                    },
+                });
+            }
+            ILLEGAL_SASL_STATE => {
+                return Err(failed(
+                    "the listener does not use SASL (ILLEGAL_SASL_STATE); check \
+                     --security-protocol and that the port is a SASL_PLAINTEXT or SASL_SSL \
+                     listener"
+                        .to_string(),
+                ));
+            }
+            other => {
+                return Err(Error::Kafka {
+                    context: format!("SASL handshake with {}", self.shared.broker),
+                    error: KafkaError {
+                        code: other,
+                        message: None,
+                    },
+                });
+            }
+        }
+        let version = self.version_within(ApiKey::SaslAuthenticate, 0, 2)?;
+        let mut client = SaslClient::new(mechanism, &sasl.username, &sasl.password)
+            .map_err(|e| failed(e.to_string()))?;
+        let mut message = client.start().map_err(|e| failed(e.to_string()))?;
+        for _ in 0..MAX_SASL_ROUNDS {
+            let request = SaslAuthenticateRequest::default().with_auth_bytes(message.into());
+            let response = self.send(&request, version).await?;
+            if let Some(error) =
+                KafkaError::from_code(response.error_code, response.error_message.as_deref())
+            {
+                self.shared.close("SASL authentication failed");
+                return Err(failed(
+                    error.message.clone().unwrap_or_else(|| error.to_string()),
+                ));
+            }
+            match client
+                .step(&response.auth_bytes)
+                .map_err(|e| failed(e.to_string()))?
+            {
+                ClientStep::Send(next) => message = next,
+                ClientStep::Done => {
+                    self.replace_at = session_end(response.session_lifetime_ms);
+                    tracing::debug!(broker = %self.shared.broker, mechanism = mechanism.name(), "authenticated");
+                    return Ok(());
+                }
+            }
+        }
+        Err(failed(format!(
+            "the exchange did not finish in {MAX_SASL_ROUNDS} round trips"
+        )))
+    }
+
     /// ApiVersions: v3 first; on UNSUPPORTED_VERSION the broker answers in v0 with its list,
     /// and the request is repeated in the highest version it offers (v0 if none).
     async fn negotiate_versions(&self) -> Result<HashMap<i16, (i16, i16)>> {
@@ -534,13 +640,25 @@ pub(crate) fn api_key_of<R: Request>() -> ApiKey {
     ApiKey::try_from(R::KEY).unwrap_or(ApiKey::ApiVersions)
 }
 
+/// When to replace a session the broker gave `lifetime_ms` (0: no limit): at 85% of it, as
+/// Kafka's clients re-authenticate at 85-95% (KIP-368).
+fn session_end(lifetime_ms: i64) -> Option<Instant> {
+    let lifetime_ms = u64::try_from(lifetime_ms).ok().filter(|&ms| ms > 0)?;
+    Some(Instant::now() + Duration::from_millis(lifetime_ms.saturating_mul(85) / 100))
+}
+
 /// Reads frames and hands each to the oldest outstanding request until the stream fails.
-async fn read_loop(mut reader: OwnedReadHalf, shared: Arc<Shared>) {
+///
+/// `tls` says whether the stream is TLS: on a plaintext stream, a first frame that starts like a
+/// TLS record means the port is a TLS listener, which is worth saying in plain words.
+async fn read_loop(mut reader: ReadHalf<Box<dyn Stream>>, shared: Arc<Shared>, tls: bool) {
+    let mut first = !tls;
     let reason = loop {
-        let frame = match read_frame(&mut reader).await {
+        let frame = match read_frame(&mut reader, first).await {
             Ok(frame) => frame,
             Err(reason) => break reason,
         };
+        first = false;
         let Some(id) = frame.get(..4) else {
             break "response frame shorter than a header".to_string();
         };
@@ -564,7 +682,10 @@ async fn read_loop(mut reader: OwnedReadHalf, shared: Arc<Shared>) {
     shared.close(&reason);
 }
 
-async fn read_frame(reader: &mut OwnedReadHalf) -> std::result::Result<Bytes, String> {
+async fn read_frame(
+    reader: &mut ReadHalf<Box<dyn Stream>>,
+    first_on_plaintext: bool,
+) -> std::result::Result<Bytes, String> {
     let mut prefix = [0u8; 4];
     reader
         .read_exact(&mut prefix)
@@ -573,6 +694,12 @@ async fn read_frame(reader: &mut OwnedReadHalf) -> std::result::Result<Bytes, St
             std::io::ErrorKind::UnexpectedEof => "the broker closed the connection".to_string(),
             _ => format!("read failed: {e}"),
         })?;
+    // A TLS record header (alert 0x15 or handshake 0x16, version 3.x) where a size should be.
+    if first_on_plaintext && matches!(prefix, [0x15 | 0x16, 0x03, _, _]) {
+        return Err(
+            "the broker answered in TLS: this port is an SSL or SASL_SSL listener".to_string(),
+        );
+    }
     let size = i32::from_be_bytes(prefix);
     if size < 0 || size as usize > MAX_RESPONSE_BYTES {
         return Err(format!(
@@ -592,7 +719,7 @@ mod tests {
     use super::*;
     use kafka_protocol::messages::api_versions_response::ApiVersion;
     use kafka_protocol::messages::{MetadataRequest, MetadataResponse};
-    use tokio::net::TcpListener;
+    use tokio::net::{TcpListener, TcpStream};
 
     const TIMEOUTS: Timeouts = Timeouts {
         connect: Duration::from_secs(5),
@@ -763,6 +890,181 @@ mod tests {
         assert!(conn.is_closed());
         drop(conn);
         broker.await.expect("broker");
+    }
+
+    /// Users' credentials for the fake SASL broker.
+    struct OneUser(spate_auth::sasl::ScramCredential);
+
+    impl spate_auth::sasl::CredentialStore for OneUser {
+        fn scram(
+            &self,
+            user: &str,
+            mechanism: spate_auth::sasl::Mechanism,
+        ) -> Option<spate_auth::sasl::ScramCredential> {
+            (user == "alice" && mechanism == self.0.mechanism).then(|| self.0.clone())
+        }
+    }
+
+    /// A broker on a SASL listener: ApiVersions, then SaslHandshake and SaslAuthenticate run
+    /// by spate-auth's server `Authenticator`, then Metadata. Sessions get `lifetime_ms`.
+    async fn sasl_broker(listener: TcpListener, lifetime_ms: i64) {
+        use kafka_protocol::messages::{SaslAuthenticateResponse, SaslHandshakeResponse};
+        use spate_auth::sasl::{Authenticator, Mechanism, ScramCredential, Step};
+        let credential =
+            ScramCredential::generate(Mechanism::ScramSha512, "s3cret", 4096).expect("credential");
+        let store = Arc::new(OneUser(credential));
+        let (mut stream, _) = listener.accept().await.expect("accept");
+        let mut authenticator = None;
+        loop {
+            let mut prefix = [0u8; 4];
+            if stream.read_exact(&mut prefix).await.is_err() {
+                return;
+            }
+            let mut body = vec![0u8; i32::from_be_bytes(prefix) as usize];
+            stream.read_exact(&mut body).await.expect("body");
+            let mut body = Bytes::from(body);
+            let api = ApiKey::try_from(i16::from_be_bytes([body[0], body[1]])).expect("key");
+            let version = i16::from_be_bytes([body[2], body[3]]);
+            let header = RequestHeader::decode(&mut body, api.request_header_version(version))
+                .expect("header");
+            let id = header.correlation_id;
+            match api {
+                ApiKey::ApiVersions => {
+                    let apis = [
+                        (ApiKey::ApiVersions, 0, 3),
+                        (ApiKey::Metadata, 0, 12),
+                        (ApiKey::SaslHandshake, 0, 1),
+                        (ApiKey::SaslAuthenticate, 0, 2),
+                    ];
+                    write_response(&mut stream, api, version, id, &api_versions(0, &apis)).await;
+                }
+                ApiKey::SaslHandshake => {
+                    let request =
+                        SaslHandshakeRequest::decode(&mut body, version).expect("handshake");
+                    let response = SaslHandshakeResponse::default()
+                        .with_mechanisms(vec![StrBytes::from_static_str("SCRAM-SHA-512")]);
+                    let response = match Mechanism::parse(&request.mechanism) {
+                        Some(Mechanism::ScramSha512) => {
+                            authenticator = Some(Authenticator::new(
+                                Mechanism::ScramSha512,
+                                store.clone(),
+                                None,
+                            ));
+                            response
+                        }
+                        _ => response.with_error_code(UNSUPPORTED_SASL_MECHANISM),
+                    };
+                    write_response(&mut stream, api, version, id, &response).await;
+                }
+                ApiKey::SaslAuthenticate => {
+                    let request =
+                        SaslAuthenticateRequest::decode(&mut body, version).expect("authenticate");
+                    let step = authenticator
+                        .as_mut()
+                        .expect("handshake first")
+                        .step(&request.auth_bytes);
+                    let response = match step {
+                        Ok(Step::Challenge(bytes)) => {
+                            SaslAuthenticateResponse::default().with_auth_bytes(bytes.into())
+                        }
+                        Ok(Step::Done { response, .. }) => SaslAuthenticateResponse::default()
+                            .with_auth_bytes(response.into())
+                            .with_session_lifetime_ms(lifetime_ms),
+                        Err(error) => SaslAuthenticateResponse::default()
+                            .with_error_code(58)
+                            .with_error_message(Some(StrBytes::from_string(
+                                error.client_message(false),
+                            ))),
+                    };
+                    write_response(&mut stream, api, version, id, &response).await;
+                }
+                ApiKey::Metadata => {
+                    write_response(&mut stream, api, version, id, &MetadataResponse::default())
+                        .await;
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+    }
+
+    fn sasl_security(mechanism: spate_auth::sasl::Mechanism, password: &str) -> Security {
+        Security::new(&crate::security::SecurityConfig {
+            protocol: crate::security::SecurityProtocol::SaslPlaintext,
+            tls: crate::security::TlsConfig::default(),
+            sasl: Some(crate::security::SaslConfig {
+                mechanism,
+                username: "alice".to_string(),
+                password: password.to_string(),
+            }),
+        })
+        .expect("security")
+    }
+
+    async fn connect_to_sasl_broker(
+        security: &Security,
+        lifetime_ms: i64,
+    ) -> (Result<Connection>, JoinHandle<()>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr").to_string();
+        let broker = tokio::spawn(sasl_broker(listener, lifetime_ms));
+        let conn = Connection::connect_with(&addr, "test", TIMEOUTS, security).await;
+        (conn, broker)
+    }
+
+    #[tokio::test]
+    async fn sasl_scram_authenticates_before_the_connection_is_handed_out() {
+        let security = sasl_security(spate_auth::sasl::Mechanism::ScramSha512, "s3cret");
+        let (conn, broker) = connect_to_sasl_broker(&security, 0).await;
+        let conn = conn.expect("authenticated");
+        conn.send(&MetadataRequest::default(), 12)
+            .await
+            .expect("metadata after authentication");
+        assert!(!conn.is_closed(), "a session without a lifetime stays open");
+        drop(conn);
+        broker.await.expect("broker");
+    }
+
+    #[tokio::test]
+    async fn a_session_with_a_lifetime_is_retired_before_it_ends() {
+        let security = sasl_security(spate_auth::sasl::Mechanism::ScramSha512, "s3cret");
+        let (conn, _broker) = connect_to_sasl_broker(&security, 100).await;
+        let conn = conn.expect("authenticated");
+        // 85% of 100 ms: the owner then opens (and authenticates) a new connection.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !conn.is_closed() {
+            assert!(Instant::now() < deadline, "the session was never retired");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn a_wrong_password_is_an_authentication_error_with_the_broker_message() {
+        let security = sasl_security(spate_auth::sasl::Mechanism::ScramSha512, "wrong");
+        let (conn, _broker) = connect_to_sasl_broker(&security, 0).await;
+        let error = conn.expect_err("refused").to_string();
+        assert!(
+            error.starts_with("SASL/SCRAM-SHA-512 authentication to 127.0.0.1:")
+                && error.ends_with(
+                    "failed: Authentication failed during authentication due to invalid \
+                     credentials with SASL mechanism SCRAM-SHA-512"
+                ),
+            "{error}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_mechanism_the_broker_does_not_enable_names_what_it_offers() {
+        let security = sasl_security(spate_auth::sasl::Mechanism::Plain, "s3cret");
+        let (conn, _broker) = connect_to_sasl_broker(&security, 0).await;
+        let error = conn.expect_err("refused");
+        assert!(
+            matches!(
+                &error,
+                Error::SaslMechanismNotEnabled { mechanism, offered, .. }
+                    if mechanism == "PLAIN" && offered == "SCRAM-SHA-512"
+            ),
+            "{error}"
+        );
     }
 
     #[tokio::test]

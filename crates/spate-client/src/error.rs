@@ -216,6 +216,48 @@ pub enum Error {
     /// An argument the client cannot act on.
     #[error("{0}")]
     InvalidArgument(String),
+    /// The TLS settings cannot be used (a certificate file missing or unreadable).
+    #[error("TLS setup: {reason}")]
+    TlsSetup {
+        /// What is wrong, naming the file.
+        reason: String,
+    },
+    /// The TLS handshake with a broker failed (an untrusted certificate, a name that does not
+    /// match, a broker that does not speak TLS on that port).
+    #[error(
+        "TLS handshake with {broker} failed: {reason}; check --tls-ca-file and that the port is \
+         an SSL or SASL_SSL listener"
+    )]
+    TlsHandshake {
+        /// `HOST:PORT` of the broker.
+        broker: String,
+        /// rustls's reason.
+        reason: String,
+    },
+    /// The broker does not enable the SASL mechanism asked for (or the listener has no SASL).
+    #[error(
+        "broker {broker} does not accept SASL mechanism {mechanism} on this listener \
+         (it offers: {offered}); check --sasl-mechanism and --security-protocol"
+    )]
+    SaslMechanismNotEnabled {
+        /// `HOST:PORT` of the broker.
+        broker: String,
+        /// The mechanism asked for.
+        mechanism: String,
+        /// The mechanisms the broker listed, comma-separated, or `none`.
+        offered: String,
+    },
+    /// SASL authentication failed: the broker refused the credentials, or the client refused
+    /// the broker's answers.
+    #[error("SASL/{mechanism} authentication to {broker} failed: {message}")]
+    Authentication {
+        /// `HOST:PORT` of the broker.
+        broker: String,
+        /// The mechanism.
+        mechanism: String,
+        /// The broker's error message, or what the client found wrong.
+        message: String,
+    },
 }
 
 impl Error {
@@ -231,6 +273,18 @@ impl Error {
             | Error::RequestTimeout { .. } => true,
             _ => false,
         }
+    }
+
+    /// Whether the error is about reaching one broker (so another may do better), rather than
+    /// about the client's settings or credentials, which every broker would refuse alike.
+    pub fn is_connect_failure(&self) -> bool {
+        matches!(
+            self,
+            Error::Connect { .. }
+                | Error::ConnectTimeout { .. }
+                | Error::ConnectionClosed { .. }
+                | Error::RequestTimeout { .. }
+        )
     }
 
     /// The Kafka error code behind this error, if it came from a broker.
@@ -373,6 +427,9 @@ fn explanation(code: i16) -> Option<&'static str> {
         27 => "the group is rebalancing",
         29 => "not authorized to access the topic",
         30 => "not authorized to access the group",
+        31 => "not authorized for this cluster operation",
+        33 => "the broker does not enable this SASL mechanism",
+        34 => "the SASL exchange is out of order",
         35 => "the broker does not support this request version",
         36 => "the topic already exists",
         37 => "the partition count is invalid",
@@ -381,6 +438,9 @@ fn explanation(code: i16) -> Option<&'static str> {
         41 => "this broker is not the controller",
         42 => "the request is invalid",
         44 => "the policy refused the request",
+        53 => "not authorized to use the transactional id",
+        54 => "the broker has no authorizer configured, so it keeps no ACLs",
+        58 => "authentication failed",
         68 => "the group still has active members; stop its consumers first",
         69 => "the group does not exist",
         87 => "the record was rejected by the broker",

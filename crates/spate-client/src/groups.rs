@@ -329,11 +329,8 @@ impl Client {
             Err(Error::UnknownBroker { .. }) => {}
             other => return other,
         }
-        let config = self.config();
         let address = broker_address(&coordinator.host, coordinator.port);
-        Ok(Arc::new(
-            Connection::connect(&address, &config.client_id, config.timeouts).await?,
-        ))
+        self.open(&address).await
     }
 
     /// Runs `attempt` against the coordinator of `group`, finding it again and retrying

@@ -2,8 +2,10 @@
 //! Apache Kafka compatible cluster.
 //!
 //! It owns the client side of the wire protocol: connections with version negotiation
-//! ([`connection`]), cluster metadata and routing to partition leaders ([`client`]), topic
-//! administration and offset lookups ([`admin`]), consumer-group administration ([`groups`]), a batching producer ([`producer`]) and a
+//! ([`connection`]) secured with TLS and SASL as Kafka's clients secure them ([`security`]),
+//! cluster metadata and routing to partition leaders ([`client`]), topic and ACL
+//! administration and offset lookups ([`admin`]), consumer-group administration ([`groups`]),
+//! a batching producer ([`producer`]) and a
 //! group-less consumer ([`consumer`]). Message and record-batch codecs are the `kafka-protocol`
 //! crate's; this crate adds framing, routing, batching and error handling around them. It
 //! knows nothing about the broker's internals and never prints: callers decide what users see.
@@ -18,6 +20,7 @@ pub mod groups;
 pub mod partitioner;
 pub mod producer;
 pub mod records;
+pub mod security;
 
 pub use admin::{
     ConfigChange, ConfigEntry, ConfigSource, CreatedTopic, ListedOffset, NewTopic, OffsetSpec,
@@ -35,4 +38,12 @@ pub use groups::{
 pub use kafka_protocol::records::{Compression, TimestampType};
 pub use producer::{Acks, ProduceFailure, Producer, ProducerConfig};
 pub use records::{ConsumedRecord, ProducerRecord};
+pub use security::{
+    SaslConfig, SaslMechanism, Security, SecurityConfig, SecurityProtocol, TlsConfig,
+};
+/// Kafka's ACL vocabulary, as the ACL admin calls take and return it.
+pub use spate_auth::acl::{
+    AclBinding, AclBindingFilter, Operation as AclOperation, PatternType as AclPatternType,
+    Permission as AclPermission, ResourceType as AclResourceType,
+};
 pub use uuid::Uuid;

@@ -10,6 +10,7 @@
 //!   stores a password.
 //! - [`oauth`]: OAUTHBEARER (RFC 7628, KIP-255) with a [`TokenValidator`]; [`JwtValidator`]
 //!   checks JWTs against a JWKS document.
+//! - [`client`]: the client side of PLAIN and SCRAM ([`SaslClient`]), for Spate's own client.
 //!
 //! This module does no I/O: credentials come from a [`CredentialStore`], the time from a
 //! [`Clock`]. It never reveals to a client whether a user exists: an unknown user and a wrong
@@ -24,10 +25,12 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+pub mod client;
 pub mod oauth;
 pub mod plain;
 pub mod scram;
 
+pub use client::{ClientError, ClientStep, SaslClient};
 pub use oauth::{JwksError, JwtConfig, JwtValidator};
 pub use scram::{CredentialError, ScramCredential};
 
@@ -450,7 +453,6 @@ mod saslname {
     }
 
     /// Encodes a user name as a SASL name (the inverse of [`decode`]).
-    #[cfg(test)]
     pub(super) fn encode(user: &str) -> String {
         user.replace('=', "=3D").replace(',', "=2C")
     }

@@ -45,13 +45,13 @@ pub const SALT_BYTES: usize = 32;
 
 /// The hash function behind a SCRAM mechanism.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum ScramHash {
+pub(super) enum ScramHash {
     Sha256,
     Sha512,
 }
 
 impl ScramHash {
-    fn of(mechanism: Mechanism) -> Option<ScramHash> {
+    pub(super) fn of(mechanism: Mechanism) -> Option<ScramHash> {
         match mechanism {
             Mechanism::ScramSha256 => Some(ScramHash::Sha256),
             Mechanism::ScramSha512 => Some(ScramHash::Sha512),
@@ -60,7 +60,7 @@ impl ScramHash {
     }
 
     /// The length of the hash's output, which is also that of every SCRAM key and proof.
-    fn output_bytes(self) -> usize {
+    pub(super) fn output_bytes(self) -> usize {
         match self {
             ScramHash::Sha256 => 32,
             ScramHash::Sha512 => 64,
@@ -68,7 +68,7 @@ impl ScramHash {
     }
 
     /// `HMAC(key, data)`.
-    fn hmac(self, key: &[u8], data: &[u8]) -> Vec<u8> {
+    pub(super) fn hmac(self, key: &[u8], data: &[u8]) -> Vec<u8> {
         match self {
             ScramHash::Sha256 => hmac_with::<Hmac<Sha256>>(key, data),
             ScramHash::Sha512 => hmac_with::<Hmac<Sha512>>(key, data),
@@ -76,7 +76,7 @@ impl ScramHash {
     }
 
     /// `H(data)`.
-    fn hash(self, data: &[u8]) -> Vec<u8> {
+    pub(super) fn hash(self, data: &[u8]) -> Vec<u8> {
         match self {
             ScramHash::Sha256 => Sha256::digest(data).to_vec(),
             ScramHash::Sha512 => Sha512::digest(data).to_vec(),
@@ -279,7 +279,7 @@ impl ScramCredential {
     }
 }
 
-fn check_iterations(iterations: u32) -> Result<(), CredentialError> {
+pub(super) fn check_iterations(iterations: u32) -> Result<(), CredentialError> {
     if (MIN_ITERATIONS..=MAX_ITERATIONS).contains(&iterations) {
         Ok(())
     } else {
@@ -719,7 +719,7 @@ impl<'a> ClientFinal<'a> {
 }
 
 /// RFC 5802's `printable`: ASCII 0x21..=0x7E except `,`, at least one.
-fn is_printable(text: &str) -> bool {
+pub(super) fn is_printable(text: &str) -> bool {
     !text.is_empty()
         && text
             .bytes()

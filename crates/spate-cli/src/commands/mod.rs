@@ -1,6 +1,7 @@
 //! One module per subcommand. `serve` starts the server; `schema` is a schema registry (REST)
 //! client; the others are Kafka clients.
 
+pub mod acl;
 pub mod client_args;
 pub mod consume;
 pub mod group;
