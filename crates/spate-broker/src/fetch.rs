@@ -31,6 +31,8 @@ struct Target {
     topic: usize,
     partition: usize,
     log: Option<Arc<Log>>,
+    /// The partition read, for usage metering (set with `log`).
+    partition_read: Option<Arc<crate::topics::Partition>>,
     fetch_offset: i64,
     max_bytes: usize,
 }
@@ -71,8 +73,9 @@ impl Broker {
             })
             .collect();
         let broker = Arc::clone(self);
+        let principal = Arc::clone(&caller.principal);
         Reply::Later(Box::pin(async move {
-            ResponseKind::Fetch(broker.long_poll(req, version, readable).await)
+            ResponseKind::Fetch(broker.long_poll(req, version, readable, principal).await)
         }))
     }
 
@@ -81,6 +84,7 @@ impl Broker {
         req: FetchRequest,
         version: i16,
         readable: Vec<bool>,
+        principal: Arc<str>,
     ) -> FetchResponse {
         let mut template = FetchResponse::default().with_session_id(0);
         let mut targets = Vec::new();
@@ -129,10 +133,11 @@ impl Broker {
                     topic: t,
                     partition: p,
                     log: if error.is_none() {
-                        partition.map(|p| Arc::clone(&p.log))
+                        partition.as_ref().map(|p| Arc::clone(&p.log))
                     } else {
                         None
                     },
+                    partition_read: if error.is_none() { partition } else { None },
                     fetch_offset: fetch_partition.fetch_offset,
                     max_bytes: fetch_partition.partition_max_bytes.max(0) as usize,
                 });
@@ -181,6 +186,17 @@ impl Broker {
             {
                 let mut response = template;
                 for (target, read) in targets.iter().zip(reads) {
+                    if let (Some(partition), Some(records)) =
+                        (&target.partition_read, &read.records)
+                        && !records.is_empty()
+                    {
+                        self.meter_fetch(
+                            &principal,
+                            &partition.topic,
+                            records.len(),
+                            crate::usage::record_count(records),
+                        );
+                    }
                     let data = &mut response.responses[target.topic].partitions[target.partition];
                     if target.log.is_some() {
                         data.error_code = read.error_code;

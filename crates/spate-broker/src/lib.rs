@@ -28,6 +28,7 @@ mod produce;
 mod producers;
 pub mod topics;
 pub mod transactions;
+pub mod usage;
 pub mod validation;
 
 use std::collections::BTreeMap;
@@ -180,6 +181,7 @@ pub struct Broker {
     audit: audit::AuditLog,
     /// The audit records' `source`: `spate://<cluster id>`.
     audit_source: String,
+    usage: usage::Usage,
 }
 
 impl std::fmt::Debug for Broker {
@@ -245,10 +247,12 @@ impl Broker {
             acls: acls::Acls::new(options_authorization),
             audit: audit::AuditLog::default(),
             audit_source,
+            usage: usage::Usage::default(),
         });
         broker.credentials.load(&broker)?;
         broker.acls.load(&broker)?;
         broker.ensure_audit_topic()?;
+        broker.load_usage()?;
         Ok(broker)
     }
 
@@ -315,6 +319,7 @@ impl Broker {
             .map_or_else(String::new, |p| format!("/{}", p.ip()));
         let advertised = self.advertised_for(request.session.as_deref());
         let caller = authz::Caller::of(&request);
+        self.meter_request(&caller.principal);
         if let Some(refusal) = self.refuse(&caller, &request.body, version) {
             if let RequestKind::Produce(req) = &request.body
                 && req.acks == 0

@@ -126,12 +126,14 @@ impl Broker {
 
         let now = self.now_ms();
         let broker = Arc::clone(self);
+        let principal = Arc::clone(&caller.principal);
         let appended = tokio::task::spawn_blocking(move || {
             for slot in &mut slots {
                 if let (Outcome::Pending, Some(log), Some(target)) =
                     (&slot.outcome, &slot.log, &slot.target)
                 {
-                    slot.outcome = broker.append_one(log, target, slot.records.take(), now);
+                    slot.outcome =
+                        broker.append_one(log, target, slot.records.take(), now, &principal);
                 }
             }
             slots
@@ -232,6 +234,7 @@ impl Broker {
         target: &(String, i32),
         records: Option<Bytes>,
         now_ms: i64,
+        principal: &Arc<str>,
     ) -> Outcome {
         let Some(records) = records.filter(|r| !r.is_empty()) else {
             return Outcome::Failed(
@@ -303,6 +306,12 @@ impl Broker {
                 self.metrics
                     .produce_records
                     .fetch_add(header.record_count as u64, Ordering::Relaxed);
+                self.meter_produce(
+                    principal,
+                    &target.0,
+                    records.len(),
+                    u64::try_from(header.record_count).unwrap_or(0),
+                );
                 Outcome::Appended(info)
             }
             Err(err) => {

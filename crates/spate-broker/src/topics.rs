@@ -29,6 +29,7 @@ pub const INTERNAL_TOPICS: &[&str] = &[
     "__user_credentials",
     "__acls",
     "_audit",
+    "__usage",
 ];
 /// Most partitions one topic may have.
 pub const MAX_PARTITIONS_PER_TOPIC: i32 = 10_000;

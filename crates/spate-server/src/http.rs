@@ -1,4 +1,4 @@
-//! The HTTP listener: `/health` and `/metrics` (Prometheus text format).
+//! The HTTP listener: `/health`, `/metrics` (Prometheus text format) and `/v1/usage`.
 
 use std::fmt::Write;
 use std::sync::Arc;
@@ -23,6 +23,7 @@ pub(crate) fn router(state: HttpState) -> Router {
     Router::new()
         .route("/health", get(health))
         .route("/metrics", get(metrics))
+        .route("/v1/usage", get(crate::usage::usage))
         .with_state(state)
 }
 
@@ -120,6 +121,7 @@ async fn metrics(State(state): State<HttpState>) -> impl IntoResponse {
     );
     out.push_str(&sizes);
     render_lag(&state, &mut out);
+    crate::usage::render_metrics(&state.broker, &mut out);
     (
         StatusCode::OK,
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],

@@ -12,6 +12,7 @@ mod http;
 mod kafka;
 mod sasl;
 mod tls;
+mod usage;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -336,6 +337,10 @@ impl Server {
         let audit = tokio::spawn(Arc::clone(&broker).run_audit(async move {
             let _ = audit_stopped.await;
         }));
+        let (usage_stop, usage_stopped) = tokio::sync::oneshot::channel::<()>();
+        let usage = tokio::spawn(Arc::clone(&broker).run_usage(async move {
+            let _ = usage_stopped.await;
+        }));
         let mut maintenance_stop = stop_rx.clone();
         let maintenance = tokio::spawn(Arc::clone(&broker).run_maintenance(
             config.retention_check_interval_ms,
@@ -371,6 +376,8 @@ impl Server {
         let _ = http.await;
         let _ = registry_api.await;
         let _ = maintenance.await;
+        let _ = usage_stop.send(());
+        let _ = usage.await;
         let _ = audit_stop.send(());
         let _ = audit.await;
         tokio::task::spawn_blocking(move || broker.shutdown())
