@@ -6,6 +6,8 @@
 //!   the client's SaslAuthenticate bytes; it answers the server's bytes and, when done, the
 //!   authenticated principal. Salted SCRAM credentials (`ScramCredential`) are what the broker
 //!   stores; PLAIN checks passwords against the same credentials.
+//! - [`http`]: the same users and tokens over HTTP (Basic and Bearer `Authorization`
+//!   headers), a cache of verified passwords, and the [`http::Principal`] HTTP handlers see.
 //! - [`acl`]: Kafka's authorisation model: principals, resource patterns (literal, prefixed,
 //!   wildcard), operations with their implications, allow/deny bindings, super users and
 //!   deny-by-default, and the records ACLs are stored as.
@@ -14,4 +16,5 @@
 //! running the SASL exchange on connections, calling the authorizer on every request.
 
 pub mod acl;
+pub mod http;
 pub mod sasl;
