@@ -1,4 +1,6 @@
-//! The HTTP listener: `/health` and `/metrics` (Prometheus text format).
+//! The HTTP listener: `/health` and `/metrics` (Prometheus text format). With `http-auth` on,
+//! everything but `/health` needs credentials (`http_auth.rs`); `/health` stays open for load
+//! balancers.
 
 use std::fmt::Write;
 use std::sync::Arc;
@@ -11,19 +13,23 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use spate_broker::Broker;
 
+use crate::http_auth::{self, HttpAuth};
 use crate::kafka::ConnectionMetrics;
 
 #[derive(Clone)]
 pub(crate) struct HttpState {
     pub broker: Arc<Broker>,
     pub connections: Arc<ConnectionMetrics>,
+    pub auth: Arc<HttpAuth>,
 }
 
 pub(crate) fn router(state: HttpState) -> Router {
-    Router::new()
-        .route("/health", get(health))
+    let auth = Arc::clone(&state.auth);
+    let guarded = Router::new()
         .route("/metrics", get(metrics))
-        .with_state(state)
+        .with_state(state);
+    // Routes added after `protect` are open.
+    http_auth::protect(guarded, auth, http_auth::Listener::Admin).route("/health", get(health))
 }
 
 async fn health() -> impl IntoResponse {
@@ -62,6 +68,24 @@ async fn metrics(State(state): State<HttpState>) -> impl IntoResponse {
             "counter",
             "Frames that could not be decoded (connection closed).",
             c.decode_errors.load(Ordering::Relaxed),
+        ),
+        (
+            "spate_http_auth_refused_total",
+            "counter",
+            "Registry and HTTP requests refused with 401 (http-auth).",
+            state.auth.metrics.refused.load(Ordering::Relaxed),
+        ),
+        (
+            "spate_http_auth_cache_hits_total",
+            "counter",
+            "Basic credentials accepted from the cache of verified passwords.",
+            state.auth.metrics.cache_hits.load(Ordering::Relaxed),
+        ),
+        (
+            "spate_http_auth_password_checks_total",
+            "counter",
+            "Basic passwords checked by key derivation (cache misses).",
+            state.auth.metrics.password_checks.load(Ordering::Relaxed),
         ),
     ] {
         let _ = writeln!(
