@@ -14,12 +14,14 @@
 //!
 //! A password check derives a key (thousands of HMACs), and schema registry clients send the
 //! password with every request. So a [`PasswordCache`] is asked first, and a miss runs on the
-//! blocking pool, at most one per core at once, so a flood of guesses cannot take every thread.
+//! blocking pool, on at most half the cores at once, so a flood of guesses leaves CPU for the
+//! requests whose passwords are cached. At most [`MAX_WAITING_PASSWORD_CHECKS`] requests wait
+//! for a check; more are answered 503 (clients retry it) instead of queueing without bound.
 
 use std::collections::HashMap;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -36,6 +38,9 @@ use spate_auth::sasl::{CredentialStore, TokenValidator};
 use tokio::sync::Semaphore;
 
 use crate::config::HttpAuthMethods;
+
+/// Requests waiting for a password check at once; more are answered 503.
+const MAX_WAITING_PASSWORD_CHECKS: usize = 256;
 
 /// At most one refusal line per client address in this long.
 const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(1);
@@ -81,6 +86,8 @@ pub(crate) struct HttpAuth {
     cache: Arc<PasswordCache>,
     /// Key derivations running at once.
     derivations: Arc<Semaphore>,
+    /// Requests waiting for (or holding) a permit of `derivations`.
+    waiting: AtomicUsize,
     refusals: RefusalLog,
     pub metrics: AuthMetrics,
 }
@@ -104,6 +111,8 @@ enum Refusal {
     WrongPassword(String),
     InvalidToken(String),
     CheckFailed(String),
+    /// Too many password checks waiting: 503, not 401, the credentials were not looked at.
+    Busy,
 }
 
 impl fmt::Display for Refusal {
@@ -118,6 +127,10 @@ impl fmt::Display for Refusal {
             Refusal::WrongPassword(user) => write!(f, "wrong password for user {user:?}"),
             Refusal::InvalidToken(reason) => write!(f, "invalid bearer token: {reason}"),
             Refusal::CheckFailed(reason) => write!(f, "the password check failed: {reason}"),
+            Refusal::Busy => write!(
+                f,
+                "{MAX_WAITING_PASSWORD_CHECKS} requests already wait for a password check"
+            ),
         }
     }
 }
@@ -131,6 +144,7 @@ impl HttpAuth {
         tokens: Option<Arc<dyn TokenValidator + Send + Sync>>,
     ) -> HttpAuth {
         let cores = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
+        let derivations = (cores / 2).max(1);
         HttpAuth {
             methods,
             store,
@@ -140,7 +154,8 @@ impl HttpAuth {
                 PASSWORD_CACHE_TTL_MS,
                 spate_auth::sasl::system_clock(),
             )),
-            derivations: Arc::new(Semaphore::new(cores)),
+            derivations: Arc::new(Semaphore::new(derivations)),
+            waiting: AtomicUsize::new(0),
             refusals: RefusalLog::default(),
             metrics: AuthMetrics::default(),
         }
@@ -170,6 +185,7 @@ impl HttpAuth {
             self.metrics.cache_hits.fetch_add(1, Ordering::Relaxed);
             return Ok(principal());
         }
+        let _waiting = WaitSlot::take(&self.waiting).ok_or(Refusal::Busy)?;
         let permit = Arc::clone(&self.derivations)
             .acquire_owned()
             .await
@@ -231,6 +247,9 @@ impl HttpAuth {
                 "http authentication failed"
             );
         }
+        if matches!(refusal, Refusal::Busy) {
+            return busy(listener);
+        }
         let mut response = match listener {
             Listener::Registry => spate_registry::RegistryError::unauthorized().into_response(),
             Listener::Admin => (
@@ -254,6 +273,46 @@ impl HttpAuth {
             );
         }
         response
+    }
+}
+
+/// 503 with `Retry-After`, for a request that found the password checks' queue full.
+fn busy(listener: Listener) -> Response {
+    let error = spate_registry::RegistryError {
+        status: StatusCode::SERVICE_UNAVAILABLE,
+        code: 503,
+        message: "Too many requests wait for a password check; retry later".to_owned(),
+    };
+    let mut response = match listener {
+        Listener::Registry => error.into_response(),
+        Listener::Admin => (
+            error.status,
+            [(header::CONTENT_TYPE, "application/json")],
+            serde_json::json!({"error_code": error.code, "message": error.message}).to_string(),
+        )
+            .into_response(),
+    };
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    response
+}
+
+/// One request counted in [`HttpAuth`]'s `waiting` until dropped (also when the client goes
+/// away while it waits).
+struct WaitSlot<'a>(&'a AtomicUsize);
+
+impl<'a> WaitSlot<'a> {
+    fn take(waiting: &'a AtomicUsize) -> Option<WaitSlot<'a>> {
+        let before = waiting.fetch_add(1, Ordering::AcqRel);
+        let slot = WaitSlot(waiting);
+        (before < MAX_WAITING_PASSWORD_CHECKS).then_some(slot)
+    }
+}
+
+impl Drop for WaitSlot<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -607,6 +666,23 @@ mod tests {
             200
         );
         assert_eq!(checks(&auth), (3, 2));
+    }
+
+    #[test]
+    fn password_checks_wait_in_a_bounded_queue() {
+        let waiting = AtomicUsize::new(0);
+        let slots: Vec<_> = (0..MAX_WAITING_PASSWORD_CHECKS)
+            .map(|_| WaitSlot::take(&waiting).expect("room"))
+            .collect();
+        assert!(WaitSlot::take(&waiting).is_none(), "full");
+        assert_eq!(waiting.load(Ordering::Relaxed), MAX_WAITING_PASSWORD_CHECKS);
+        drop(slots);
+        assert_eq!(
+            waiting.load(Ordering::Relaxed),
+            0,
+            "a refused take leaves no count"
+        );
+        assert!(WaitSlot::take(&waiting).is_some());
     }
 
     #[test]
