@@ -152,7 +152,8 @@ pub enum HeaderError {
     /// A scheme other than Basic and Bearer.
     #[error("unsupported Authorization scheme {scheme:?}: use Basic or Bearer")]
     UnknownScheme {
-        /// The scheme as sent (at most 32 characters of it).
+        /// The scheme as sent if it looks like one (up to 12 letters); otherwise `<not shown>`,
+        /// since a header without a scheme may be a bare secret.
         scheme: String,
     },
     /// Nothing after the scheme.
@@ -216,8 +217,14 @@ pub fn parse_authorization(value: &[u8]) -> Result<Presented, HeaderError> {
             token: credentials.to_owned(),
         })
     } else {
+        let looks_like_a_scheme =
+            scheme.len() <= 12 && scheme.bytes().all(|b| b.is_ascii_alphabetic());
         Err(HeaderError::UnknownScheme {
-            scheme: scheme.chars().take(32).collect(),
+            scheme: if looks_like_a_scheme {
+                scheme.to_owned()
+            } else {
+                "<not shown>".to_owned()
+            },
         })
     }
 }
@@ -399,6 +406,12 @@ mod tests {
                 b"Digest abc",
                 HeaderError::UnknownScheme {
                     scheme: "Digest".into(),
+                },
+            ),
+            (
+                b"sk_live_0123456789abcdef",
+                HeaderError::UnknownScheme {
+                    scheme: "<not shown>".into(),
                 },
             ),
             (b"Basic", HeaderError::NoCredentials { scheme: "Basic" }),
