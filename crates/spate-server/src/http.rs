@@ -72,7 +72,7 @@ async fn metrics(State(state): State<HttpState>) -> impl IntoResponse {
         (
             "spate_http_auth_refused_total",
             "counter",
-            "Registry and HTTP requests refused by http-auth (401; 503 when password checks queue up).",
+            "Registry and HTTP requests refused by http-auth (401, or 503 when checks queue up).",
             state.auth.metrics.refused.load(Ordering::Relaxed),
         ),
         (
