@@ -2,9 +2,9 @@
 //! (RFC 6750) schemes, checked against the same users and tokens as the Kafka listeners' SASL,
 //! a cache of verified passwords, and the [`Principal`] an HTTP handler is called for.
 //!
-//! - Basic: `user:password`, checked with [`check_password`] (PLAIN's check) against the user's SCRAM
-//!   credentials (the ones `__user_credentials` holds), so there is one user store for Kafka
-//!   and HTTP. The check costs a PBKDF2 derivation, and schema registry clients send the
+//! - Basic: `user:password`, checked with [`check_password`] (PLAIN's check) against the
+//!   user's SCRAM credentials (the ones `__user_credentials` holds), so there is one user store
+//!   for Kafka and HTTP. The check costs a PBKDF2 derivation, and schema registry clients send the
 //!   password with every request, so a [`PasswordCache`] remembers recent successes.
 //! - Bearer: a JWT, checked by the same [`TokenValidator`](crate::sasl::TokenValidator) as
 //!   SASL/OAUTHBEARER (signature, expiry, issuer, audience).
