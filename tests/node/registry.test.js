@@ -3,17 +3,19 @@
 // @kafkajs/confluent-schema-registry: it registers Avro, JSON Schema and Protobuf schemas on
 // Spate's registry listener, encodes records in Confluent's wire format, kafkajs produces them
 // to a Spate topic and consumes them back, and the client decodes them by fetching the
-// writer's schema by id. An incompatible evolution is refused with the registry's 409.
+// writer's schema by id. An incompatible evolution is refused with the registry's 409. With
+// `--http-auth basic`, the client's basic credentials are checked against SCRAM users.
 
 const { describe, it, before, after } = require('node:test')
 const assert = require('node:assert/strict')
+const { spawnSync } = require('node:child_process')
 const {
   SchemaRegistry,
   SchemaType,
   COMPATIBILITY,
 } = require('@kafkajs/confluent-schema-registry')
 
-const { startBroker } = require('./lib/broker')
+const { startBroker, spateBinary } = require('./lib/broker')
 const { kafkaFor, uniqueTopic } = require('./lib/clients')
 const { waitUntil } = require('./lib/wait')
 
@@ -152,5 +154,53 @@ describe('@kafkajs/confluent-schema-registry against Spate', () => {
       decoded.map(o => ({ id: Number(o.id), item: o.item, tags: [...(o.tags ?? [])] })),
       orders
     )
+  })
+})
+
+// With `--http-auth basic` the registry checks the same users as the Kafka listeners' SASL:
+// the client's `auth` option sends HTTP basic credentials, checked against the user's SCRAM
+// credential (created here with `spate user create`).
+describe('@kafkajs/confluent-schema-registry with basic auth (http-auth=basic)', () => {
+  let secured
+
+  before(async () => {
+    secured = await startBroker({ args: ['--http-auth', 'basic'] })
+    const created = spawnSync(
+      spateBinary(),
+      ['user', 'create', 'alice', '--password-stdin', '--brokers', secured.kafkaAddr],
+      { input: 'alice-secret\n', encoding: 'utf8', timeout: 60_000 }
+    )
+    assert.equal(created.status, 0, created.stderr)
+  })
+
+  after(async () => {
+    await secured?.stop()
+  })
+
+  const client = auth => new SchemaRegistry({ host: `http://${secured.registryAddr}`, auth })
+
+  it('registers and fetches with the right password, and is refused with 401 otherwise', async () => {
+    const alice = client({ username: 'alice', password: 'alice-secret' })
+    const subject = uniqueTopic('secured-avro')
+    const schema = JSON.stringify({
+      type: 'record',
+      name: 'Secured',
+      fields: [{ name: 'id', type: 'long' }],
+    })
+    const { id } = await alice.register({ type: SchemaType.AVRO, schema }, { subject })
+    assert.equal(await alice.getLatestSchemaId(subject), id)
+    const encoded = await alice.encode(id, { id: 42 })
+    // A fresh client has no cached schema: decoding fetches it by id, authenticated.
+    const decoded = await client({ username: 'alice', password: 'alice-secret' }).decode(encoded)
+    assert.equal(Number(decoded.id), 42)
+
+    for (const auth of [{ username: 'alice', password: 'wrong' }, { username: 'mallory', password: 'alice-secret' }, undefined]) {
+      await assert.rejects(client(auth).getLatestSchemaId(subject), err => {
+        assert.equal(err.status, 401, `${JSON.stringify(auth)}: ${err.message}`)
+        assert.equal(err.unauthorized, true)
+        assert.match(err.message, /Unauthorized/)
+        return true
+      })
+    }
   })
 })

@@ -7,6 +7,8 @@
 //!   authenticated principal. Salted SCRAM credentials (`ScramCredential`) are what the broker
 //!   stores; PLAIN checks passwords against the same credentials. The client side of PLAIN
 //!   and SCRAM (`SaslClient`) is here too, for Spate's own client.
+//! - [`http`]: the same users and tokens over HTTP (Basic and Bearer `Authorization`
+//!   headers), a cache of verified passwords, and the [`http::Principal`] HTTP handlers see.
 //! - [`acl`]: Kafka's authorisation model: principals, resource patterns (literal, prefixed,
 //!   wildcard), operations with their implications, allow/deny bindings, super users and
 //!   deny-by-default, and the records ACLs are stored as.
@@ -15,4 +17,5 @@
 //! running the SASL exchange on connections, calling the authorizer on every request.
 
 pub mod acl;
+pub mod http;
 pub mod sasl;

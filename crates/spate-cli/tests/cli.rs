@@ -33,6 +33,11 @@ struct Server {
 
 impl Server {
     fn start() -> Server {
+        Server::start_with(&[])
+    }
+
+    /// Starts `spate serve` with more flags.
+    fn start_with(flags: &[&str]) -> Server {
         let data_dir = tempfile::tempdir().expect("temp dir");
         let mut child = Command::new(env!("CARGO_BIN_EXE_spate"))
             .args(["serve", "--data-dir"])
@@ -45,6 +50,7 @@ impl Server {
                 "--http-listen",
                 "127.0.0.1:0",
             ])
+            .args(flags)
             .env_remove("SPATE_BROKERS")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -100,10 +106,19 @@ impl Server {
 
     /// Runs `spate ARGS` against this server with `stdin` as input.
     fn run(&self, args: &[&str], stdin: &[u8]) -> Run {
+        self.run_env(args, stdin, &[])
+    }
+
+    /// Runs `spate ARGS` with these environment variables too.
+    fn run_env(&self, args: &[&str], stdin: &[u8], env: &[(&str, &str)]) -> Run {
         let mut child = Command::new(env!("CARGO_BIN_EXE_spate"))
             .args(args)
             .env("SPATE_BROKERS", &self.kafka_addr)
             .env("SPATE_REGISTRY", format!("http://{}", self.registry_addr))
+            .env_remove("SPATE_REGISTRY_USER")
+            .env_remove("SPATE_REGISTRY_PASSWORD")
+            .env_remove("SPATE_REGISTRY_TOKEN")
+            .envs(env.iter().copied())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -907,4 +922,62 @@ fn schema_commands_register_get_list_check_configure_and_delete() {
     let missing = server.run(&["schema", "get", "nobody-value"], b"");
     assert!(!missing.status.success());
     assert!(missing.stderr.contains("40401"), "{}", missing.stderr);
+}
+
+#[test]
+fn schema_commands_send_basic_credentials_to_a_registry_with_http_auth() {
+    let server = Server::start_with(&["--http-auth", "basic"]);
+    server.ok(
+        &["user", "create", "alice", "--password-stdin"],
+        b"alice-secret\n",
+    );
+    let schema =
+        r#"{"type": "record", "name": "Order", "fields": [{"name": "id", "type": "long"}]}"#;
+    let register = ["schema", "register", "orders-value", "--schema", schema];
+
+    let anonymous = server.run(&register, b"");
+    assert!(!anonymous.status.success());
+    assert!(
+        anonymous.stderr.contains("Unauthorized (error code 401)")
+            && anonymous.stderr.contains("SPATE_REGISTRY_PASSWORD"),
+        "{}",
+        anonymous.stderr
+    );
+
+    let user = [("SPATE_REGISTRY_USER", "alice")];
+    let without_password = server.run_env(&register, b"", &user);
+    assert!(!without_password.status.success());
+    assert!(
+        without_password.stderr.contains("SPATE_REGISTRY_PASSWORD"),
+        "{}",
+        without_password.stderr
+    );
+
+    let wrong = server.run_env(
+        &register,
+        b"",
+        &[
+            ("SPATE_REGISTRY_USER", "alice"),
+            ("SPATE_REGISTRY_PASSWORD", "guess"),
+        ],
+    );
+    assert!(!wrong.status.success());
+    assert!(wrong.stderr.contains("error code 401"), "{}", wrong.stderr);
+    assert!(!wrong.stderr.contains("guess"), "no password in messages");
+
+    let registered = server.run_env(
+        &register,
+        b"",
+        &[
+            ("SPATE_REGISTRY_USER", "alice"),
+            ("SPATE_REGISTRY_PASSWORD", "alice-secret"),
+        ],
+    );
+    assert!(registered.status.success(), "{}", registered.stderr);
+    assert_eq!(registered.stdout().trim(), "1");
+
+    // The password in the URL, percent-encoding and all, with --registry-user unset.
+    let url = format!("http://alice:alice%2Dsecret@{}", server.registry_addr);
+    let listed = server.ok(&["schema", "list", "--registry", &url], b"");
+    assert_eq!(listed.stdout(), "orders-value\n");
 }

@@ -192,6 +192,12 @@ impl RegistryError {
         RegistryError::new(StatusCode::BAD_REQUEST, 400, reason)
     }
 
+    /// 401 for a request without valid credentials: Confluent's body, the same whatever was
+    /// wrong with them (the server logs why).
+    pub fn unauthorized() -> RegistryError {
+        RegistryError::new(StatusCode::UNAUTHORIZED, 401, "Unauthorized")
+    }
+
     /// 404 for paths the registry does not serve.
     pub fn no_such_path() -> RegistryError {
         RegistryError::new(StatusCode::NOT_FOUND, 404, "HTTP 404 Not Found")

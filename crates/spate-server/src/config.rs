@@ -29,6 +29,10 @@ pub struct Config {
     /// The registry's compatibility level for subjects with none of their own and no global
     /// level set through the API (Confluent's `schema.compatibility.level`).
     pub registry_default_compatibility: String,
+    /// How clients of the schema registry and HTTP admin listeners authenticate: `none`, `basic`
+    /// (users' SCRAM credentials), `bearer` (JWTs checked as OAUTHBEARER's) or `basic,bearer`.
+    /// `/health` stays open.
+    pub http_auth: HttpAuthMethods,
     /// This broker's id in Metadata responses.
     pub node_id: i32,
     /// Create a topic when a client produces to or asks metadata for an unknown one
@@ -207,6 +211,65 @@ pub struct OAuthBearerConfig {
     pub principal_claim: Option<String>,
 }
 
+/// The authentication schemes the HTTP listeners accept; none by default. Written as `none`,
+/// `basic`, `bearer` or `basic,bearer`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct HttpAuthMethods {
+    /// `Authorization: Basic`, checked against users' SCRAM credentials.
+    pub basic: bool,
+    /// `Authorization: Bearer`, a JWT checked against `oauthbearer.jwks-file`.
+    pub bearer: bool,
+}
+
+impl HttpAuthMethods {
+    /// Reads `none`, `basic`, `bearer` or `basic,bearer` (any order, any case).
+    pub fn parse(text: &str) -> Result<HttpAuthMethods, String> {
+        let mut methods = HttpAuthMethods::default();
+        let words: Vec<String> = text
+            .split(',')
+            .map(|w| w.trim().to_ascii_lowercase())
+            .collect();
+        for word in &words {
+            match word.as_str() {
+                "none" if words.len() == 1 => {}
+                "basic" => methods.basic = true,
+                "bearer" => methods.bearer = true,
+                _ => {
+                    return Err(format!(
+                        "unknown http-auth {text:?}: none, basic, bearer or basic,bearer"
+                    ));
+                }
+            }
+        }
+        Ok(methods)
+    }
+
+    /// Whether requests must authenticate at all.
+    pub fn enabled(self) -> bool {
+        self.basic || self.bearer
+    }
+}
+
+impl TryFrom<String> for HttpAuthMethods {
+    type Error = String;
+
+    fn try_from(text: String) -> Result<HttpAuthMethods, String> {
+        HttpAuthMethods::parse(&text)
+    }
+}
+
+impl std::fmt::Display for HttpAuthMethods {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match (self.basic, self.bearer) {
+            (false, false) => "none",
+            (true, false) => "basic",
+            (false, true) => "bearer",
+            (true, true) => "basic,bearer",
+        })
+    }
+}
+
 /// Kafka's `ssl.client.auth`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -243,6 +306,7 @@ impl Default for Config {
             http_listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
             registry_listen: SocketAddr::from(([0, 0, 0, 0], 8081)),
             registry_default_compatibility: "BACKWARD".to_string(),
+            http_auth: HttpAuthMethods::default(),
             node_id: 1,
             auto_create_topics: true,
             default_partitions: 1,
@@ -356,6 +420,12 @@ impl Config {
             return Err(invalid(
                 "registry-default-compatibility",
                 "must be one of NONE, BACKWARD, BACKWARD_TRANSITIVE, FORWARD, FORWARD_TRANSITIVE, FULL, FULL_TRANSITIVE",
+            ));
+        }
+        if self.http_auth.bearer && self.oauthbearer.jwks_file.is_none() {
+            return Err(invalid(
+                "http-auth",
+                "bearer needs oauthbearer.jwks-file (--oauthbearer-jwks-file) to check tokens",
             ));
         }
         if self.max_in_flight_per_connection == 0
@@ -477,6 +547,30 @@ mod tests {
             Config::parse("[topic-defaults]\n\"retention.ms\" = \"soon\"").expect("parses");
         let err = config.validate().expect_err("invalid");
         assert!(err.to_string().contains("retention.ms"), "{err}");
+    }
+
+    #[test]
+    fn http_auth_reads_its_four_forms_and_bearer_needs_a_jwks_file() {
+        for (text, basic, bearer) in [
+            ("none", false, false),
+            ("basic", true, false),
+            ("Bearer", false, true),
+            ("basic,bearer", true, true),
+            ("bearer, basic", true, true),
+        ] {
+            let methods = HttpAuthMethods::parse(text).expect(text);
+            assert_eq!((methods.basic, methods.bearer), (basic, bearer), "{text}");
+        }
+        for bad in ["", "digest", "none,basic", "basic,"] {
+            assert!(HttpAuthMethods::parse(bad).is_err(), "{bad:?}");
+        }
+        let config = Config::parse("http-auth = \"basic,bearer\"").expect("parses");
+        assert_eq!(config.http_auth.to_string(), "basic,bearer");
+        let err = config.validate().expect_err("bearer without keys");
+        assert!(err.to_string().contains("oauthbearer.jwks-file"), "{err}");
+        assert!(Config::parse("http-auth = \"kerberos\"").is_err());
+        let basic = Config::parse("http-auth = \"basic\"").expect("parses");
+        basic.validate().expect("basic needs nothing more");
     }
 
     #[test]

@@ -1,4 +1,6 @@
-//! The HTTP listener: `/health`, `/metrics` (Prometheus text format) and `/v1/usage`.
+//! The HTTP listener: `/health`, `/metrics` (Prometheus text format) and `/v1/usage`. With
+//! `http-auth` on, everything but `/health` needs credentials (`http_auth.rs`); `/health` stays
+//! open for load balancers.
 
 use std::fmt::Write;
 use std::sync::Arc;
@@ -11,20 +13,24 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use spate_broker::Broker;
 
+use crate::http_auth::{self, HttpAuth};
 use crate::kafka::ConnectionMetrics;
 
 #[derive(Clone)]
 pub(crate) struct HttpState {
     pub broker: Arc<Broker>,
     pub connections: Arc<ConnectionMetrics>,
+    pub auth: Arc<HttpAuth>,
 }
 
 pub(crate) fn router(state: HttpState) -> Router {
-    Router::new()
-        .route("/health", get(health))
+    let auth = Arc::clone(&state.auth);
+    let guarded = Router::new()
         .route("/metrics", get(metrics))
         .route("/v1/usage", get(crate::usage::usage))
-        .with_state(state)
+        .with_state(state);
+    // Routes added after `protect` are open.
+    http_auth::protect(guarded, auth, http_auth::Listener::Admin).route("/health", get(health))
 }
 
 async fn health() -> impl IntoResponse {
@@ -75,6 +81,24 @@ async fn metrics(State(state): State<HttpState>) -> impl IntoResponse {
             "counter",
             "Audit events dropped (queue full or the write failed).",
             state.broker.audit_counts().1,
+        ),
+        (
+            "spate_http_auth_refused_total",
+            "counter",
+            "Registry and HTTP requests refused by http-auth (401, or 503 when checks queue up).",
+            state.auth.metrics.refused.load(Ordering::Relaxed),
+        ),
+        (
+            "spate_http_auth_cache_hits_total",
+            "counter",
+            "Basic credentials accepted from the cache of verified passwords.",
+            state.auth.metrics.cache_hits.load(Ordering::Relaxed),
+        ),
+        (
+            "spate_http_auth_password_checks_total",
+            "counter",
+            "Basic passwords checked by key derivation (cache misses).",
+            state.auth.metrics.password_checks.load(Ordering::Relaxed),
         ),
     ] {
         let _ = writeln!(

@@ -9,6 +9,7 @@
 
 pub mod config;
 mod http;
+mod http_auth;
 mod kafka;
 mod sasl;
 mod tls;
@@ -277,6 +278,7 @@ impl Server {
             kafka_addr,
         )];
         sockets.extend(extra_listeners);
+        let tokens = token_validator(&config)?;
         let sasl_settings = Arc::new(sasl::SaslSettings {
             mechanisms: config
                 .sasl_mechanisms
@@ -284,7 +286,7 @@ impl Server {
                 .filter_map(|m| spate_auth::sasl::Mechanism::parse(m))
                 .collect(),
             store: broker.credential_store(),
-            tokens: token_validator(&config)?,
+            tokens: tokens.clone(),
             max_reauth: (config.connections_max_reauth_ms > 0)
                 .then(|| Duration::from_millis(config.connections_max_reauth_ms)),
         });
@@ -307,13 +309,23 @@ impl Server {
             accepts.push(tokio::spawn(listener.run(socket, stop_rx.clone())));
         }
 
+        let http_auth = Arc::new(http_auth::HttpAuth::new(
+            config.http_auth,
+            broker.credential_store(),
+            tokens,
+        ));
         let mut http_stop = stop_rx.clone();
         let router = http::router(http::HttpState {
             broker: Arc::clone(&broker),
             connections: connection_metrics,
+            auth: Arc::clone(&http_auth),
         });
         let http = tokio::spawn(async move {
-            let serve = axum::serve(http_listener, router).with_graceful_shutdown(async move {
+            let serve = axum::serve(
+                http_listener,
+                router.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .with_graceful_shutdown(async move {
                 let _ = http_stop.wait_for(|s| *s).await;
             });
             if let Err(err) = serve.await {
@@ -322,11 +334,19 @@ impl Server {
         });
 
         let mut registry_stop = stop_rx.clone();
+        let registry_router = http_auth::protect(
+            spate_registry::router(registry),
+            http_auth,
+            http_auth::Listener::Registry,
+        );
         let registry_api = tokio::spawn(async move {
-            let serve = axum::serve(registry_listener, spate_registry::router(registry))
-                .with_graceful_shutdown(async move {
-                    let _ = registry_stop.wait_for(|s| *s).await;
-                });
+            let serve = axum::serve(
+                registry_listener,
+                registry_router.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .with_graceful_shutdown(async move {
+                let _ = registry_stop.wait_for(|s| *s).await;
+            });
             if let Err(err) = serve.await {
                 tracing::error!(error = %err, "schema registry listener failed");
             }
@@ -353,6 +373,7 @@ impl Server {
             kafka_addr = %kafka_addr,
             http_addr = %http_addr,
             registry_addr = %registry_addr,
+            http_auth = %config.http_auth,
             listeners = %listeners_line.join(","),
             advertised = %format!("{advertised_host}:{advertised_port}"),
             data_dir = %config.data_dir.display(),

@@ -5,10 +5,11 @@
 //! credential. A user with neither costs the same key derivation against a fake credential, so
 //! the time taken does not tell whether the user exists. As in Kafka's `PlainSaslServer`, an
 //! authorization id must be empty or equal to the user, and the user name and password must not
-//! be empty.
+//! be empty. [`check_password`] is the password check itself, shared with HTTP Basic
+//! authentication (`crate::http`).
 
 use super::scram::credential_or_fake;
-use super::{AuthError, CredentialStore, Mechanism, Step};
+use super::{AuthError, CredentialStore, Mechanism, ScramCredential, Step};
 
 /// The credentials PLAIN checks a password against, in order.
 const CHECKED: [Mechanism; 2] = [Mechanism::ScramSha512, Mechanism::ScramSha256];
@@ -48,23 +49,10 @@ pub(super) fn authenticate(
         });
     }
 
-    let mut known_user = false;
-    let mut matches = false;
-    for mechanism in CHECKED {
-        if let Some((credential, known)) = credential_or_fake(store, user, mechanism) {
-            if known {
-                known_user = true;
-                matches |= credential.verify_password(password);
-            }
-        }
-    }
-    if !known_user {
-        // The same work as for a real user, against a credential no password matches.
-        if let Some((fake, _)) = credential_or_fake(store, user, CHECKED[0]) {
-            let _ = fake.verify_password(password);
-        }
-    }
-    if !(matches && known_user) {
+    if !matches!(
+        check_password(store, user, password),
+        PasswordCheck::Matched(_)
+    ) {
         return Err(AuthError::InvalidCredentials {
             mechanism: Mechanism::Plain,
         });
@@ -74,6 +62,45 @@ pub(super) fn authenticate(
         principal: user.to_owned(),
         session_lifetime_ms: None,
     })
+}
+
+/// What [`check_password`] found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PasswordCheck {
+    /// The password matches this stored credential of the user.
+    Matched(ScramCredential),
+    /// The user has credentials; the password matches none of them.
+    WrongPassword,
+    /// The user has no usable credential.
+    UnknownUser,
+}
+
+/// Checks `password` against `user`'s SCRAM credentials, SCRAM-SHA-512 first, stopping at the
+/// first that matches. An unknown user costs the same key derivation as a user with one
+/// credential, against a credential no password matches, so the time taken does not tell
+/// whether the user exists; callers must answer [`PasswordCheck::WrongPassword`] and
+/// [`PasswordCheck::UnknownUser`] alike (the difference is for the server's log).
+///
+/// Costs one PBKDF2 derivation (thousands of HMACs) per credential tried: run it off async
+/// workers.
+pub fn check_password(store: &dyn CredentialStore, user: &str, password: &str) -> PasswordCheck {
+    let mut known_user = false;
+    for mechanism in CHECKED {
+        if let Some((credential, true)) = credential_or_fake(store, user, mechanism) {
+            known_user = true;
+            if credential.verify_password(password) {
+                return PasswordCheck::Matched(credential);
+            }
+        }
+    }
+    if known_user {
+        return PasswordCheck::WrongPassword;
+    }
+    // The same work as for a real user, against a credential no password matches.
+    if let Some((fake, _)) = credential_or_fake(store, user, CHECKED[0]) {
+        let _ = fake.verify_password(password);
+    }
+    PasswordCheck::UnknownUser
 }
 
 #[cfg(test)]

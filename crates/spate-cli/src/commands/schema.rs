@@ -4,23 +4,40 @@
 //!
 //! Registry errors print Confluent's error code and message and exit with status 1; `check`
 //! also exits 1 when the schema is incompatible, so scripts can gate deployments on it.
+//!
+//! A registry that authenticates (Spate's with `http-auth`, Confluent's with basic auth or
+//! OAuth) gets HTTP Basic credentials from `--registry-user` (or `SPATE_REGISTRY_USER`) with
+//! `SPATE_REGISTRY_PASSWORD`, or from the URL's `user:password@`, or a bearer token from
+//! `SPATE_REGISTRY_TOKEN`. Secrets come from the environment, not flags, so they stay out of
+//! process listings, and no error message repeats them.
 
 use std::io::Read;
 
 use anyhow::{Context, bail};
+use base64::Engine;
 use serde_json::{Value, json};
+
+/// Where the registry password comes from.
+const PASSWORD_ENV: &str = "SPATE_REGISTRY_PASSWORD";
+/// Where a bearer token for the registry comes from.
+const TOKEN_ENV: &str = "SPATE_REGISTRY_TOKEN";
 
 /// Arguments of `spate schema`.
 #[derive(Debug, clap::Args)]
 pub struct SchemaArgs {
-    /// Schema registry URL.
+    /// Schema registry URL; `http://user:password@host:8081` gives basic credentials.
     #[arg(
         long,
         env = "SPATE_REGISTRY",
         default_value = "http://localhost:8081",
-        global = true
+        global = true,
+        hide_env_values = true
     )]
     registry: String,
+    /// User for the registry's basic authentication; the password is read from
+    /// SPATE_REGISTRY_PASSWORD. For a bearer token instead, set SPATE_REGISTRY_TOKEN.
+    #[arg(long, env = "SPATE_REGISTRY_USER", global = true)]
+    registry_user: Option<String>,
     #[command(subcommand)]
     command: SchemaCommand,
 }
@@ -163,21 +180,111 @@ fn segment(text: &str) -> String {
     out
 }
 
+/// Splits `scheme://user:password@host...` into the URL without the user info and the
+/// percent-decoded user and password; a URL without user info comes back as it is.
+fn split_user_info(url: &str) -> anyhow::Result<(String, Option<(String, String)>)> {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return Ok((url.to_string(), None));
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(authority_end);
+    let Some((user_info, host)) = authority.rsplit_once('@') else {
+        return Ok((url.to_string(), None));
+    };
+    let (user, password) = user_info.split_once(':').unwrap_or((user_info, ""));
+    let decode = |text: &str| {
+        percent_decode(text)
+            .context("the registry URL's user:password@ is not valid percent-encoded UTF-8")
+    };
+    Ok((
+        format!("{scheme}://{host}{path}"),
+        Some((decode(user)?, decode(password)?)),
+    ))
+}
+
+fn percent_decode(text: &str) -> Option<String> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// The registry's URL (without user info) and the `Authorization` header value, if any, from
+/// the URL, `--registry-user` and the environment.
+fn connection(
+    url: &str,
+    user: Option<String>,
+    password: Option<String>,
+    token: Option<String>,
+) -> anyhow::Result<(String, Option<String>)> {
+    let (base, from_url) = split_user_info(url)?;
+    let basic = match (user, from_url) {
+        (Some(user), _) => {
+            let Some(password) = password else {
+                bail!("--registry-user {user} needs the password in {PASSWORD_ENV}");
+            };
+            Some((user, password))
+        }
+        (None, Some((user, password))) => Some((user, password)),
+        (None, None) => None,
+    };
+    let header = match (basic, token) {
+        (Some(_), Some(_)) => bail!(
+            "give the registry either basic credentials (--registry-user or user:password@ in \
+             the URL) or {TOKEN_ENV}, not both"
+        ),
+        (Some((user, password)), None) => {
+            let encoded =
+                base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+            Some(format!("Basic {encoded}"))
+        }
+        (None, Some(token)) => Some(format!("Bearer {}", token.trim())),
+        (None, None) => None,
+    };
+    Ok((base.trim_end_matches('/').to_string(), header))
+}
+
+/// A non-empty environment variable.
+fn env_secret(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
 struct Registry {
     base: String,
     agent: ureq::Agent,
+    /// The `Authorization` header sent with every request.
+    authorization: Option<String>,
 }
 
 impl Registry {
-    fn new(url: &str) -> Registry {
+    fn new(base: String, authorization: Option<String>) -> Registry {
         let agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_global(Some(std::time::Duration::from_secs(30)))
             .build()
             .into();
         Registry {
-            base: url.trim_end_matches('/').to_string(),
+            base,
             agent,
+            authorization,
+        }
+    }
+
+    /// Adds the `Authorization` header, if there are credentials.
+    fn authorize<B>(&self, request: ureq::RequestBuilder<B>) -> ureq::RequestBuilder<B> {
+        match &self.authorization {
+            Some(value) => request.header("Authorization", value),
+            None => request,
         }
     }
 
@@ -186,16 +293,14 @@ impl Registry {
         let url = format!("{}{path}", self.base);
         let content_type = "application/vnd.schemaregistry.v1+json";
         let response = match (method, body) {
-            ("GET", _) => self.agent.get(&url).call(),
-            ("DELETE", _) => self.agent.delete(&url).call(),
+            ("GET", _) => self.authorize(self.agent.get(&url)).call(),
+            ("DELETE", _) => self.authorize(self.agent.delete(&url)).call(),
             ("POST", Some(body)) => self
-                .agent
-                .post(&url)
+                .authorize(self.agent.post(&url))
                 .header("Content-Type", content_type)
                 .send(body.to_string()),
             ("PUT", Some(body)) => self
-                .agent
-                .put(&url)
+                .authorize(self.agent.put(&url))
                 .header("Content-Type", content_type)
                 .send(body.to_string()),
             _ => bail!("unsupported request {method} {path}"),
@@ -214,9 +319,17 @@ impl Registry {
                 .and_then(Value::as_str)
                 .map(str::to_string)
                 .unwrap_or_else(|| value.to_string());
+            let hint = if status.as_u16() == 401 {
+                format!(
+                    ": the registry wants credentials: --registry-user with {PASSWORD_ENV}, or \
+                     {TOKEN_ENV}"
+                )
+            } else {
+                String::new()
+            };
             match code {
-                Some(code) => bail!("{message} (error code {code})"),
-                None => bail!("{message} (HTTP {status})"),
+                Some(code) => bail!("{message} (error code {code}){hint}"),
+                None => bail!("{message} (HTTP {status}){hint}"),
             }
         }
         Ok(value)
@@ -252,7 +365,13 @@ fn read_schema(input: &SchemaInput) -> anyhow::Result<Value> {
 
 /// Runs `spate schema`.
 pub fn run(args: SchemaArgs) -> anyhow::Result<()> {
-    let registry = Registry::new(&args.registry);
+    let (base, authorization) = connection(
+        &args.registry,
+        args.registry_user,
+        env_secret(PASSWORD_ENV),
+        env_secret(TOKEN_ENV),
+    )?;
+    let registry = Registry::new(base, authorization);
     match args.command {
         SchemaCommand::Register(a) => {
             let body = read_schema(&a.input)?;
@@ -403,6 +522,46 @@ mod tests {
             json!({"name": "shop.Customer", "subject": "customers-value", "version": 3})
         );
         assert!(parse_reference("no-version=subject").is_err());
+    }
+
+    #[test]
+    fn credentials_come_from_the_user_flag_the_url_or_a_token() {
+        let basic = |user_password: &str| {
+            Some(format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(user_password)
+            ))
+        };
+        let plain = connection("http://host:8081/", None, None, None).expect("ok");
+        assert_eq!(plain, ("http://host:8081".to_string(), None));
+
+        let flag = connection(
+            "http://host:8081",
+            Some("alice".into()),
+            Some("pw".into()),
+            None,
+        );
+        assert_eq!(flag.expect("ok").1, basic("alice:pw"));
+
+        let url =
+            connection("http://bob:p%40ss%3Aword@host:8081/ctx", None, None, None).expect("ok");
+        assert_eq!(url.0, "http://host:8081/ctx", "no secret left in the URL");
+        assert_eq!(url.1, basic("bob:p@ss:word"));
+
+        let token = connection("http://host:8081", None, None, Some("eyJ.x.y\n".into()));
+        assert_eq!(token.expect("ok").1.as_deref(), Some("Bearer eyJ.x.y"));
+
+        let no_password = connection("http://host:8081", Some("alice".into()), None, None)
+            .expect_err("a user needs a password");
+        assert!(
+            no_password.to_string().contains(PASSWORD_ENV),
+            "{no_password}"
+        );
+        assert!(
+            connection("http://a:b@host", None, None, Some("t".into())).is_err(),
+            "basic and bearer at once"
+        );
+        assert!(connection("http://a:%zz@host", None, None, None).is_err());
     }
 
     #[test]

@@ -30,6 +30,11 @@ pub struct ServeArgs {
     /// [default: 0.0.0.0:8081].
     #[arg(long, env = "SPATE_REGISTRY_LISTEN")]
     pub registry_listen: Option<SocketAddr>,
+    /// Authentication on the registry and HTTP listeners: none, basic (users' SCRAM
+    /// credentials), bearer (JWTs, needs --oauthbearer-jwks-file) or basic,bearer; /health
+    /// stays open [default: none].
+    #[arg(long, env = "SPATE_HTTP_AUTH", value_parser = spate_server::config::HttpAuthMethods::parse)]
+    pub http_auth: Option<spate_server::config::HttpAuthMethods>,
     /// Security protocol of the --kafka-listen listener: PLAINTEXT, SSL, SASL_PLAINTEXT or
     /// SASL_SSL [default: PLAINTEXT].
     #[arg(long, env = "SPATE_KAFKA_PROTOCOL")]
@@ -146,6 +151,9 @@ impl ServeArgs {
         }
         if let Some(v) = self.registry_listen {
             config.registry_listen = v;
+        }
+        if let Some(v) = self.http_auth {
+            config.http_auth = v;
         }
         if let Some(v) = self.kafka_protocol {
             config.kafka_protocol =

@@ -1,0 +1,241 @@
+"""Authentication on the schema registry and HTTP admin listeners (`--http-auth`).
+
+The registry checks the principals the Kafka listeners check: HTTP basic credentials against
+the users' SCRAM credentials (users created with confluent-kafka's AdminClient, as for SASL),
+or a bearer JWT checked as OAUTHBEARER tokens are. Driven by confluent-kafka's
+SchemaRegistryClient with `basic.auth.user.info` and with a static bearer token, and by raw
+HTTP for what the clients hide: the 401 body and challenge, which must be the same for an
+unknown user and a wrong password, and `/health` staying open while `/metrics` needs
+credentials.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+
+import pytest
+import requests
+from confluent_kafka.admin import AdminClient, ScramMechanism, UserScramCredentialDeletion
+from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
+from confluent_kafka.schema_registry.avro import AvroDeserializer, AvroSerializer
+from confluent_kafka.schema_registry.error import SchemaRegistryError
+from confluent_kafka.serialization import MessageField, SerializationContext
+
+from conftest import spate_binary
+from helpers import unique, wait_until
+from test_sasl import create_user, jwt_and_jwks
+
+UNAUTHORIZED = {"error_code": 401, "message": "Unauthorized"}
+BASIC_CHALLENGE = 'Basic realm="spate", charset="UTF-8"'
+BEARER_CHALLENGE = 'Bearer realm="spate"'
+
+ORDER = json.dumps(
+    {
+        "type": "record",
+        "name": "Order",
+        "namespace": "shop",
+        "fields": [{"name": "id", "type": "long"}, {"name": "item", "type": "string"}],
+    }
+)
+
+
+def registry_url(broker) -> str:
+    return f"http://{broker.registry_addr}"
+
+
+def basic_client(broker, user: str, password: str) -> SchemaRegistryClient:
+    return SchemaRegistryClient({"url": registry_url(broker), "basic.auth.user.info": f"{user}:{password}"})
+
+
+def bearer_client(broker, token: str) -> SchemaRegistryClient:
+    return SchemaRegistryClient(
+        {
+            "url": registry_url(broker),
+            "bearer.auth.credentials.source": "STATIC_TOKEN",
+            "bearer.auth.token": token,
+            # Confluent Cloud's routing header; the client insists on it, Spate ignores it.
+            "bearer.auth.logical.cluster": "lsrc-spate",
+        }
+    )
+
+
+def refused(call) -> SchemaRegistryError:
+    """Runs a client call that must fail with 401; returns the error."""
+    with pytest.raises(SchemaRegistryError) as info:
+        call()
+    error = info.value
+    assert (error.http_status_code, error.error_code, error.error_message) == (401, 401, "Unauthorized")
+    return error
+
+
+def raw(broker, path: str, auth=None, headers: dict | None = None, admin: bool = False) -> requests.Response:
+    base = f"http://{broker.http_addr}" if admin else registry_url(broker)
+    return requests.get(base + path, auth=auth, headers=headers or {}, timeout=30)
+
+
+def round_trip_order(client: SchemaRegistryClient, subject_prefix: str) -> None:
+    """Registers the Order schema under a new subject through the serializer, fetches it back by
+    id and by subject, and decodes what was encoded (the deserializer fetches by id too)."""
+    topic = unique(subject_prefix)
+    serializer = AvroSerializer(client, ORDER)
+    ctx = SerializationContext(topic, MessageField.VALUE)
+    order = {"id": 7, "item": "kettle"}
+    payload = serializer(order, ctx)
+    schema_id = int.from_bytes(payload[1:5], "big")
+    assert json.loads(client.get_schema(schema_id).schema_str)["name"] == "Order"
+    assert client.get_latest_version(f"{topic}-value").schema_id == schema_id
+    assert AvroDeserializer(client)(payload, ctx) == order
+
+
+def authentication_logged(broker, reason: str, provoke) -> None:
+    """Refusal lines are limited to one a second per client address: provokes refusals until
+    one with `reason` is logged."""
+
+    def logged() -> bool:
+        if reason in broker.log_text():
+            return True
+        provoke()
+        return reason in broker.log_text()
+
+    wait_until(logged, 15, interval_s=0.2, what=f"a refusal logged with {reason!r}")
+
+
+def test_basic_auth_with_schema_registry_client_against_scram_users(spate_factory):
+    broker = spate_factory(args=["--http-auth", "basic"])
+    create_user(broker.bootstrap, "alice", "alice-secret")
+    create_user(broker.bootstrap, "bob", "bob-secret", ScramMechanism.SCRAM_SHA_256)
+
+    round_trip_order(basic_client(broker, "alice", "alice-secret"), "basic-512")
+    # A user with only a SCRAM-SHA-256 credential authenticates too.
+    round_trip_order(basic_client(broker, "bob", "bob-secret"), "basic-256")
+
+    # Wrong password, unknown user, no credentials: one answer, so nothing tells them apart.
+    refused(lambda: basic_client(broker, "alice", "wrong").get_subjects())
+    refused(lambda: basic_client(broker, "mallory", "alice-secret").get_subjects())
+    refused(lambda: SchemaRegistryClient({"url": registry_url(broker)}).get_subjects())
+    answers = [
+        raw(broker, "/subjects", auth=("alice", "wrong")),
+        raw(broker, "/subjects", auth=("mallory", "alice-secret")),
+        raw(broker, "/subjects"),
+        raw(broker, "/subjects", headers={"Authorization": "Digest username=alice"}),
+    ]
+    for answer in answers:
+        assert answer.status_code == 401
+        assert answer.json() == UNAUTHORIZED
+        assert answer.headers["WWW-Authenticate"] == BASIC_CHALLENGE
+        assert answer.headers["Content-Type"] == "application/vnd.schemaregistry.v1+json"
+    without_date = {
+        (a.content, frozenset((k.lower(), v) for k, v in a.headers.items() if k.lower() != "date")) for a in answers
+    }
+    assert len(without_date) == 1, without_date
+    # Every path needs credentials, unknown ones too (no probing what exists).
+    assert raw(broker, "/no-such-path").status_code == 401
+    assert raw(broker, "/no-such-path", auth=("alice", "alice-secret")).status_code == 404
+
+    # The broker logs why (rate-limited per address), never the password.
+    authentication_logged(
+        broker, 'reason=wrong password for user "alice"', lambda: raw(broker, "/subjects", auth=("alice", "wrong"))
+    )
+    authentication_logged(
+        broker, 'reason=unknown user "mallory"', lambda: raw(broker, "/subjects", auth=("mallory", "pw"))
+    )
+    assert "alice-secret" not in broker.log_text()
+    assert re.search(r"WARN.*http authentication failed.*listener=\"?registry", broker.log_text())
+
+
+def test_changed_and_deleted_credentials_take_effect_at_once(spate_factory):
+    broker = spate_factory(args=["--http-auth", "basic"])
+    create_user(broker.bootstrap, "carol", "first")
+    assert raw(broker, "/subjects", auth=("carol", "first")).status_code == 200
+    assert raw(broker, "/subjects", auth=("carol", "first")).status_code == 200  # from the cache
+
+    create_user(broker.bootstrap, "carol", "second")
+    assert raw(broker, "/subjects", auth=("carol", "first")).status_code == 401
+    assert raw(broker, "/subjects", auth=("carol", "second")).status_code == 200
+
+    admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+    futures = admin.alter_user_scram_credentials([UserScramCredentialDeletion("carol", ScramMechanism.SCRAM_SHA_512)])
+    for future in futures.values():
+        future.result(timeout=30)
+    assert raw(broker, "/subjects", auth=("carol", "second")).status_code == 401
+
+    # Cache hits and key derivations are on /metrics: three derivations (first, the refused
+    # old password, second), one hit.
+    metrics = raw(broker, "/metrics", admin=True, auth=("dave", "x"))
+    assert metrics.status_code == 401
+    create_user(broker.bootstrap, "dave", "dave-secret")
+    text = raw(broker, "/metrics", admin=True, auth=("dave", "dave-secret")).text
+    assert re.search(r"^spate_http_auth_cache_hits_total 1$", text, re.M), text
+    assert re.search(r"^spate_http_auth_refused_total [1-9]", text, re.M), text
+
+
+def test_bearer_jwt_with_schema_registry_client(spate_factory, tmp_path):
+    jwks, sign = jwt_and_jwks(tmp_path)
+    broker = spate_factory(
+        args=[
+            "--http-auth", "basic,bearer",
+            "--oauthbearer-jwks-file", str(jwks),
+            "--oauthbearer-issuer", "https://issuer.test",
+            "--oauthbearer-audience", "spate",
+        ]
+    )
+    token, _ = sign("erin")
+    round_trip_order(bearer_client(broker, token), "bearer")
+
+    # Expired, from another issuer, signed by another key: refused, with the reason logged.
+    expired, _ = sign("erin", lifetime_s=-120)
+    refused(lambda: bearer_client(broker, expired).get_subjects())
+    authentication_logged(
+        broker, "token expired", lambda: raw(broker, "/subjects", headers={"Authorization": f"Bearer {expired}"})
+    )
+    foreign, _ = sign("erin", iss="https://elsewhere.test")
+    refused(lambda: bearer_client(broker, foreign).get_subjects())
+    (tmp_path / "other").mkdir()
+    _, other_sign = jwt_and_jwks(tmp_path / "other")
+    forged, _ = other_sign("erin")
+    refused(lambda: bearer_client(broker, forged).get_subjects())
+    assert token not in broker.log_text() and expired not in broker.log_text()
+
+    # Both schemes are offered, and basic still works beside bearer.
+    answer = raw(broker, "/subjects")
+    assert answer.status_code == 401
+    assert answer.headers["WWW-Authenticate"] == f"{BASIC_CHALLENGE}, {BEARER_CHALLENGE}"
+    create_user(broker.bootstrap, "frank", "frank-secret")
+    assert basic_client(broker, "frank", "frank-secret").get_subjects() != []
+
+
+def test_metrics_need_credentials_and_health_does_not(spate_factory):
+    broker = spate_factory(args=["--http-auth", "basic"])
+    create_user(broker.bootstrap, "ops", "ops-secret")
+    assert raw(broker, "/health", admin=True).status_code == 200
+    refused_metrics = raw(broker, "/metrics", admin=True)
+    assert refused_metrics.status_code == 401
+    assert refused_metrics.json() == UNAUTHORIZED
+    assert refused_metrics.headers["WWW-Authenticate"] == BASIC_CHALLENGE
+    assert "spate_" not in refused_metrics.text
+    assert raw(broker, "/metrics", admin=True, auth=("ops", "wrong")).status_code == 401
+    metrics = raw(broker, "/metrics", admin=True, auth=("ops", "ops-secret"))
+    assert metrics.status_code == 200
+    assert "spate_http_auth_refused_total" in metrics.text
+
+
+def test_without_http_auth_everything_is_open(spate):
+    assert raw(spate, "/metrics", admin=True).status_code == 200
+    assert raw(spate, "/health", admin=True).status_code == 200
+    round_trip_order(SchemaRegistryClient({"url": registry_url(spate)}), "open")
+    # Credentials are ignored rather than refused, as before.
+    assert raw(spate, "/subjects", auth=("nobody", "nothing")).status_code == 200
+
+
+def test_bearer_without_a_jwks_file_is_refused_at_start(tmp_path):
+    result = subprocess.run(
+        [str(spate_binary()), "serve", "--data-dir", str(tmp_path / "data"), "--http-auth", "bearer",
+         "--kafka-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0", "--registry-listen", "127.0.0.1:0"],
+        capture_output=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+    )
+    assert result.returncode != 0
+    assert "http-auth" in result.stderr.decode() and "oauthbearer.jwks-file" in result.stderr.decode()
