@@ -239,3 +239,40 @@ def test_bearer_without_a_jwks_file_is_refused_at_start(tmp_path):
     )
     assert result.returncode != 0
     assert "http-auth" in result.stderr.decode() and "oauthbearer.jwks-file" in result.stderr.decode()
+
+
+def test_with_acls_the_registry_needs_read_or_write_on_schemas_and_metrics_needs_describe_cluster(spate_factory):
+    from confluent_kafka.admin import AclBinding, AclOperation, AclPermissionType, ResourcePatternType, ResourceType
+
+    broker = spate_factory(args=["--http-auth", "basic", "--authorizer", "acl", "--super-user", "User:ANONYMOUS"])
+    for user in ("reader", "writer"):
+        create_user(broker.bootstrap, user, f"{user}-secret")
+    admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+
+    def grant(principal: str, operation: AclOperation, resource=ResourceType.TOPIC, name="_schemas"):
+        binding = AclBinding(resource, name, ResourcePatternType.LITERAL, principal, "*", operation,
+                             AclPermissionType.ALLOW)
+        for future in admin.create_acls([binding]).values():
+            future.result(timeout=30)
+
+    subject = unique("orders") + "-value"
+    writer = basic_client(broker, "writer", "writer-secret")
+    reader = basic_client(broker, "reader", "reader-secret")
+    with pytest.raises(SchemaRegistryError) as denied:
+        writer.register_schema(subject, Schema(ORDER, "AVRO"))
+    assert denied.value.http_status_code == 403 and denied.value.error_code == 40301
+
+    grant("User:writer", AclOperation.WRITE)
+    grant("User:reader", AclOperation.READ)
+    schema_id = writer.register_schema(subject, Schema(ORDER, "AVRO"))
+    assert json.loads(reader.get_schema(schema_id).schema_str)["name"] == "Order"
+    with pytest.raises(SchemaRegistryError) as read_only:
+        reader.delete_subject(subject)
+    assert read_only.value.http_status_code == 403
+
+    # The admin API: DESCRIBE on the cluster.
+    metrics = f"http://{broker.http_addr}/metrics"
+    assert requests.get(metrics, auth=("reader", "reader-secret"), timeout=10).status_code == 403
+    grant("User:reader", AclOperation.DESCRIBE, ResourceType.BROKER, "kafka-cluster")
+    assert requests.get(metrics, auth=("reader", "reader-secret"), timeout=10).status_code == 200
+    assert "authorization denied" in broker.log_text()

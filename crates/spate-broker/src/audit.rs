@@ -89,7 +89,7 @@ impl AuditEvent {
             principal: caller.principal.to_string(),
             client_address: caller.host.clone(),
             listener: caller.listener.as_deref().map(str::to_owned),
-            method: format!("{:?}", caller.api),
+            method: caller.api.to_string(),
             resource: None,
             operation: None,
             granted,

@@ -48,6 +48,24 @@ use crate::credentials::CREDENTIALS_TOPIC;
 /// The principal of a request that came without a session (in-process callers, tests).
 pub const ANONYMOUS: &str = "User:ANONYMOUS";
 
+/// What a caller called: a Kafka API, or an HTTP route (`GET /subjects`).
+#[derive(Debug, Clone)]
+pub enum Api {
+    /// A Kafka API.
+    Kafka(ApiKey),
+    /// An HTTP method and path.
+    Http(String),
+}
+
+impl std::fmt::Display for Api {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Api::Kafka(key) => write!(f, "{key:?}"),
+            Api::Http(route) => f.write_str(route),
+        }
+    }
+}
+
 /// Who makes a request: the principal and the client's host (its IP address), and which API.
 #[derive(Debug, Clone)]
 pub struct Caller {
@@ -56,7 +74,7 @@ pub struct Caller {
     /// The client's IP address, as ACL hosts name it; empty when unknown.
     pub host: String,
     /// The API being called, for the log.
-    pub api: ApiKey,
+    pub api: Api,
     /// The listener the request came in on, when known.
     pub listener: Option<Arc<str>>,
 }
@@ -72,7 +90,7 @@ impl Caller {
             host: request
                 .peer
                 .map_or_else(String::new, |p| p.ip().to_string()),
-            api: request.api_key,
+            api: Api::Kafka(request.api_key),
             listener: request.session.as_ref().map(|s| Arc::clone(&s.listener)),
         }
     }
@@ -154,6 +172,26 @@ impl Broker {
             .filter(|name| self.allows(caller, operation, ResourceType::Topic, name))
             .map(str::to_owned)
             .collect()
+    }
+
+    /// May `principal`, calling from `host` through an HTTP route (the schema registry, the
+    /// admin API), perform `operation` on the resource? Logs and audits a denial.
+    pub fn allows_http(
+        &self,
+        principal: &str,
+        host: &str,
+        route: String,
+        operation: Operation,
+        resource_type: ResourceType,
+        name: &str,
+    ) -> bool {
+        let caller = Caller {
+            principal: Arc::from(principal),
+            host: host.to_owned(),
+            api: Api::Http(route),
+            listener: None,
+        };
+        self.allows(&caller, operation, resource_type, name)
     }
 
     /// May `caller` perform `operation` on the cluster?
@@ -273,7 +311,7 @@ impl Broker {
         tracing::info!(
             principal = %caller.principal,
             host = %caller.host,
-            api = ?caller.api,
+            api = %caller.api,
             operation = %operation,
             resource = %format_args!("{resource_type}:{name}"),
             %decision,

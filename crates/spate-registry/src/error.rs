@@ -198,6 +198,11 @@ impl RegistryError {
         RegistryError::new(StatusCode::UNAUTHORIZED, 401, "Unauthorized")
     }
 
+    /// 403 for a principal the ACLs do not allow: Confluent's 40301.
+    pub fn forbidden(message: String) -> RegistryError {
+        RegistryError::new(StatusCode::FORBIDDEN, 40301, message)
+    }
+
     /// 404 for paths the registry does not serve.
     pub fn no_such_path() -> RegistryError {
         RegistryError::new(StatusCode::NOT_FOUND, 404, "HTTP 404 Not Found")

@@ -25,10 +25,12 @@ pub(crate) struct HttpState {
 
 pub(crate) fn router(state: HttpState) -> Router {
     let auth = Arc::clone(&state.auth);
+    let broker = Arc::clone(&state.broker);
     let guarded = Router::new()
         .route("/metrics", get(metrics))
         .route("/v1/usage", get(crate::usage::usage))
         .with_state(state);
+    let guarded = http_auth::authorize(guarded, broker, http_auth::Listener::Admin);
     // Routes added after `protect` are open.
     http_auth::protect(guarded, auth, http_auth::Listener::Admin).route("/health", get(health))
 }

@@ -30,11 +30,14 @@ use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use spate_auth::acl::{CLUSTER_NAME, Operation, ResourceType};
 use spate_auth::http::{
     AuthMethod, HeaderError, PASSWORD_CACHE_CAPACITY, PASSWORD_CACHE_TTL_MS, PasswordCache,
     PasswordCheck, Presented, Principal, check_password, parse_authorization,
 };
 use spate_auth::sasl::{CredentialStore, TokenValidator};
+use spate_broker::Broker;
+use spate_registry::SCHEMAS_TOPIC;
 use tokio::sync::Semaphore;
 
 use crate::config::HttpAuthMethods;
@@ -715,5 +718,91 @@ mod tests {
         }
         let slots = log.slots.lock().expect("lock").len();
         assert!(slots <= MAX_TRACKED_ADDRESSES + 1, "{slots} slots");
+    }
+}
+
+/// With the ACL authorizer on, checks each authenticated request against the ACLs: the admin
+/// API needs DESCRIBE on the cluster; the schema registry, a view over the `_schemas` topic,
+/// needs READ on that topic to read (GET, and the POST lookups and compatibility checks) and
+/// WRITE to change anything. Apply it before [`protect`], which must run first.
+pub(crate) fn authorize(router: Router, broker: Arc<Broker>, listener: Listener) -> Router {
+    router.layer(axum::middleware::from_fn_with_state(
+        (broker, listener),
+        check_acls,
+    ))
+}
+
+/// The registry requests that only read: GET/HEAD, "is this schema registered" (POST
+/// /subjects/{subject}) and compatibility checks.
+fn registry_reads(method: &axum::http::Method, path: &str) -> bool {
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    method == axum::http::Method::GET
+        || method == axum::http::Method::HEAD
+        || (method == axum::http::Method::POST
+            && (segments.first() == Some(&"compatibility")
+                || (segments.len() == 2 && segments[0] == "subjects")))
+}
+
+async fn check_acls(
+    State((broker, listener)): State<(Arc<Broker>, Listener)>,
+    request: Request,
+    next: Next,
+) -> Response {
+    if !broker.authorization_enabled() {
+        return next.run(request).await;
+    }
+    let principal = request.extensions().get::<Principal>().map_or_else(
+        || crate::kafka::ANONYMOUS.to_string(),
+        |p| p.name().to_string(),
+    );
+    let host = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map_or_else(String::new, |c| c.0.ip().to_string());
+    let route = format!("{} {}", request.method(), request.uri().path());
+    let (operation, resource_type, name) = match listener {
+        Listener::Admin => (Operation::Describe, ResourceType::Cluster, CLUSTER_NAME),
+        Listener::Registry if registry_reads(request.method(), request.uri().path()) => {
+            (Operation::Read, ResourceType::Topic, SCHEMAS_TOPIC)
+        }
+        Listener::Registry => (Operation::Write, ResourceType::Topic, SCHEMAS_TOPIC),
+    };
+    if broker.allows_http(&principal, &host, route, operation, resource_type, name) {
+        return next.run(request).await;
+    }
+    let message = format!("User is denied operation {operation} on {resource_type}: {name}");
+    match listener {
+        Listener::Registry => spate_registry::RegistryError::forbidden(message).into_response(),
+        Listener::Admin => (
+            StatusCode::FORBIDDEN,
+            [(header::CONTENT_TYPE, "application/json")],
+            serde_json::json!({ "error_code": 403, "message": message }).to_string(),
+        )
+            .into_response(),
+    }
+}
+
+#[cfg(test)]
+mod authorize_tests {
+    use super::registry_reads;
+    use axum::http::Method;
+
+    #[test]
+    fn registry_lookups_and_compatibility_checks_only_read() {
+        assert!(registry_reads(
+            &Method::GET,
+            "/subjects/orders-value/versions"
+        ));
+        assert!(registry_reads(&Method::POST, "/subjects/orders-value"));
+        assert!(registry_reads(
+            &Method::POST,
+            "/compatibility/subjects/orders-value/versions/latest"
+        ));
+        assert!(!registry_reads(
+            &Method::POST,
+            "/subjects/orders-value/versions"
+        ));
+        assert!(!registry_reads(&Method::DELETE, "/subjects/orders-value"));
+        assert!(!registry_reads(&Method::PUT, "/config"));
     }
 }

@@ -335,7 +335,11 @@ impl Server {
 
         let mut registry_stop = stop_rx.clone();
         let registry_router = http_auth::protect(
-            spate_registry::router(registry),
+            http_auth::authorize(
+                spate_registry::router(registry),
+                Arc::clone(&broker),
+                http_auth::Listener::Registry,
+            ),
             http_auth,
             http_auth::Listener::Registry,
         );
