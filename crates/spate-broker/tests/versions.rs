@@ -18,8 +18,15 @@ fn s(value: &str) -> StrBytes {
 }
 
 fn open_broker(dir: &std::path::Path) -> Arc<Broker> {
+    open_broker_with(dir, None)
+}
+
+fn open_broker_with(
+    dir: &std::path::Path,
+    authorization: Option<spate_auth::acl::AuthorizerConfig>,
+) -> Arc<Broker> {
     Broker::open(BrokerOptions {
-        authorization: None,
+        authorization,
         data_dir: dir.to_path_buf(),
         node_id: 1,
         advertised_host: "localhost".into(),
@@ -629,4 +636,82 @@ async fn every_api_answers_in_every_advertised_version() {
             }
         }
     }
+}
+
+/// APIs that need no permission (or answer with what the caller may see, filtered).
+const OPEN_APIS: &[ApiKey] = &[
+    ApiKey::ApiVersions,
+    ApiKey::SaslHandshake,
+    ApiKey::SaslAuthenticate,
+    ApiKey::DescribeCluster,
+    ApiKey::ListGroups,
+    ApiKey::ListTransactions,
+];
+
+/// Kafka's authorisation error codes: topic, group, cluster, transactional id.
+const AUTHORIZATION_ERRORS: &[i16] = &[29, 30, 31, 53];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_acls_on_every_api_refuses_a_principal_without_any_in_every_version() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let broker = open_broker_with(
+        dir.path(),
+        Some(spate_auth::acl::AuthorizerConfig::default()),
+    );
+    tokio::spawn(Arc::clone(&broker).run_maintenance(60_000, std::future::pending()));
+    let topic = broker
+        .topics()
+        .create("t", 1, BTreeMap::new(), spate_broker::system_clock()())
+        .expect("topic");
+    broker
+        .topics()
+        .create("grow", 1, BTreeMap::new(), spate_broker::system_clock()())
+        .expect("topic");
+    let session = Arc::new(spate_protocol::Session {
+        listener: Arc::from("EXTERNAL"),
+        principal: Arc::from("User:nobody"),
+    });
+    for (api, min, max) in SUPPORTED_APIS {
+        let min = if *api == ApiKey::Produce { 3 } else { *min };
+        for version in min..=*max {
+            for body in requests(*api, version, topic.id) {
+                let request = Request {
+                    api_key: *api,
+                    api_version: version,
+                    correlation_id: 1,
+                    client_id: None,
+                    body,
+                    size_bytes: 0,
+                    peer: Some("10.1.2.3:5555".parse().expect("address")),
+                    session: Some(Arc::clone(&session)),
+                };
+                let response = match broker.handle(request).await {
+                    Reply::Now(response) => response,
+                    Reply::Later(future) => future.await,
+                    Reply::Nothing => continue,
+                };
+                spate_protocol::encode_response(*api, version, 1, &response)
+                    .unwrap_or_else(|e| panic!("{api:?} v{version} refusal does not encode: {e}"));
+                if let ResponseKind::Metadata(metadata) = &response {
+                    assert!(
+                        metadata.topics.iter().all(|t| t.error_code == 29),
+                        "Metadata v{version} shows a topic: {metadata:?}"
+                    );
+                    continue;
+                }
+                if OPEN_APIS.contains(api) {
+                    continue;
+                }
+                let text = format!("{response:?}");
+                assert!(
+                    AUTHORIZATION_ERRORS
+                        .iter()
+                        .any(|code| text.contains(&format!("error_code: {code},"))),
+                    "{api:?} v{version} answered a principal without ACLs with no authorization error: {text}"
+                );
+            }
+        }
+    }
+    let (recorded, _) = broker.audit_counts();
+    assert!(recorded > 0, "denials are audited");
 }
