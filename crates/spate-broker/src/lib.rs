@@ -24,6 +24,7 @@ mod metrics;
 mod offsets;
 mod produce;
 mod producers;
+pub mod quotas;
 pub mod topics;
 pub mod transactions;
 pub mod validation;
@@ -172,6 +173,7 @@ pub struct Broker {
     schema_validator: parking_lot::RwLock<Option<Arc<dyn validation::SchemaValidator>>>,
     credentials: Arc<credentials::Credentials>,
     acls: acls::Acls,
+    client_quotas: quotas::ClientQuotas,
 }
 
 impl std::fmt::Debug for Broker {
@@ -233,9 +235,11 @@ impl Broker {
             schema_validator: parking_lot::RwLock::new(None),
             credentials: Arc::new(credentials::Credentials::default()),
             acls: acls::Acls::default(),
+            client_quotas: quotas::ClientQuotas::default(),
         });
         broker.credentials.load(&broker)?;
         broker.acls.load(&broker)?;
+        broker.client_quotas.load(&broker)?;
         Ok(broker)
     }
 
@@ -416,6 +420,12 @@ impl Broker {
                     self.alter_user_scram_credentials(req).await,
                 ))
             }
+            RequestKind::DescribeClientQuotas(req) => Reply::Now(
+                ResponseKind::DescribeClientQuotas(self.describe_client_quotas(req)),
+            ),
+            RequestKind::AlterClientQuotas(req) => Reply::Now(ResponseKind::AlterClientQuotas(
+                self.alter_client_quotas(req).await,
+            )),
             RequestKind::DescribeUserScramCredentials(req) => {
                 Reply::Now(ResponseKind::DescribeUserScramCredentials(
                     self.describe_user_scram_credentials(req),

@@ -28,6 +28,7 @@ pub const INTERNAL_TOPICS: &[&str] = &[
     "_schemas",
     "__user_credentials",
     "__acls",
+    "__client_quotas",
 ];
 /// Most partitions one topic may have.
 pub const MAX_PARTITIONS_PER_TOPIC: i32 = 10_000;
