@@ -33,6 +33,9 @@ const MATCH_SPECIFIED: i8 = 2;
 
 type Refusal = (ResponseError, String);
 
+/// The changes one request entry asks for: set (`Some`) or remove (`None`) each key.
+type EntryChanges = (QuotaEntity, Vec<(QuotaKey, Option<f64>)>);
+
 fn invalid(message: impl Into<String>) -> Refusal {
     (ResponseError::InvalidRequest, message.into())
 }
@@ -123,7 +126,7 @@ fn check_value(entity: &QuotaEntity, name: &str, value: f64) -> Result<QuotaKey,
 }
 
 /// The changes one request entry asks for, or why it is refused.
-fn check_entry(entry: &AlterEntry) -> Result<(QuotaEntity, Vec<(QuotaKey, Option<f64>)>), Refusal> {
+fn check_entry(entry: &AlterEntry) -> Result<EntryChanges, Refusal> {
     let entity = parse_entity(&entry.entity)?;
     let mut seen = BTreeSet::new();
     let mut ops = Vec::new();
@@ -267,14 +270,16 @@ impl Broker {
                     )
             })
             .collect();
-        DescribeClientQuotasResponse::default().with_entries(Some(entries))
+        DescribeClientQuotasResponse::default()
+            .with_error_message(None)
+            .with_entries(Some(entries))
     }
 
     pub(crate) async fn alter_client_quotas(
         self: &Arc<Self>,
         req: AlterClientQuotasRequest,
     ) -> AlterClientQuotasResponse {
-        let mut outcomes: Vec<Result<(QuotaEntity, Vec<(QuotaKey, Option<f64>)>), Refusal>> =
+        let mut outcomes: Vec<Result<EntryChanges, Refusal>> =
             req.entries.iter().map(check_entry).collect();
         // An entity named twice in one request is refused both times (Kafka: "Ignoring
         // duplicate entity").
@@ -337,17 +342,20 @@ impl Broker {
             .iter()
             .zip(outcomes)
             .map(|(entry, outcome)| {
-                let mut out = alter_client_quotas_response::EntryData::default().with_entity(
-                    entry
-                        .entity
-                        .iter()
-                        .map(|e| {
-                            alter_client_quotas_response::EntityData::default()
-                                .with_entity_type(e.entity_type.clone())
-                                .with_entity_name(e.entity_name.clone())
-                        })
-                        .collect(),
-                );
+                // Kafka answers a null message for success (the generated default is "").
+                let mut out = alter_client_quotas_response::EntryData::default()
+                    .with_error_message(None)
+                    .with_entity(
+                        entry
+                            .entity
+                            .iter()
+                            .map(|e| {
+                                alter_client_quotas_response::EntityData::default()
+                                    .with_entity_type(e.entity_type.clone())
+                                    .with_entity_name(e.entity_name.clone())
+                            })
+                            .collect(),
+                    );
                 if let Err((code, message)) = outcome {
                     out.error_code = code.code();
                     out.error_message = Some(text(&message));
@@ -576,7 +584,8 @@ mod tests {
         let broker = open(dir.path());
         let described = broker.describe_client_quotas(DescribeClientQuotasRequest::default());
         assert_eq!(described.error_code, 0);
-        let mut seen: Vec<(Vec<(String, Option<String>)>, Vec<(String, f64)>)> = described
+        type Described = (Vec<(String, Option<String>)>, Vec<(String, f64)>);
+        let mut seen: Vec<Described> = described
             .entries
             .expect("entries")
             .into_iter()

@@ -246,14 +246,20 @@ impl Limit {
 /// The quotas of one (user, client id) pair, with their measurements. The server gets one per
 /// connection from [`ClientQuotas::for_client`] and reports what each request cost; each
 /// `record_*` returns how long the client must now wait (0 within its quota).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct ClientQuota {
+    epoch: Instant,
     produce: Option<Limit>,
     fetch: Option<Limit>,
     request: Option<Limit>,
 }
 
 impl ClientQuota {
+    /// Milliseconds on the quotas' monotonic clock, for the `record_*` calls.
+    pub fn now_ms(&self) -> i64 {
+        i64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(i64::MAX)
+    }
+
     /// A produce request of `bytes` (the request's size, as Kafka counts it).
     pub fn record_produce(&self, bytes: usize, now_ms: i64) -> u32 {
         self.produce
@@ -531,7 +537,12 @@ impl ClientQuotas {
         }
         let mut sensors = self.sensors.lock();
         sensors.prune_if_large(now_ms);
-        let mut out = ClientQuota::default();
+        let mut out = ClientQuota {
+            epoch: self.epoch,
+            produce: None,
+            fetch: None,
+            request: None,
+        };
         for (quota, key, value) in found {
             let sensor = Arc::clone(sensors.by_key.entry(key).or_insert_with(|| {
                 Arc::new(Sensor {

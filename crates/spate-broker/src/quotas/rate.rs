@@ -158,7 +158,8 @@ impl SampledRate {
 /// Kafka's `QuotaUtils.throttleTime`: `(rate - quota) / quota * window`, rounded, bounded by
 /// `max_ms`; 0 when the rate is within the quota.
 pub fn throttle_ms(rate: f64, quota: f64, covered_ms: i64, max_ms: i64) -> u32 {
-    if !(rate > quota) || quota <= 0.0 {
+    // NaN rates compare false: no throttle.
+    if rate.partial_cmp(&quota) != Some(std::cmp::Ordering::Greater) || quota <= 0.0 {
         return 0;
     }
     let throttle = ((rate - quota) / quota * covered_ms as f64).round();
