@@ -28,6 +28,8 @@ enum Command {
     Schema(commands::schema::SchemaArgs),
     /// Create, delete and list SCRAM users (AlterUserScramCredentials).
     User(commands::user::UserArgs),
+    /// Set, list and remove client quotas (byte rates, request time, connection rates).
+    Quota(commands::quota::QuotaArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -40,6 +42,7 @@ fn main() -> std::process::ExitCode {
         Command::Group(args) => commands::group::run(args),
         Command::Schema(args) => commands::schema::run(args),
         Command::User(args) => commands::user::run(args),
+        Command::Quota(args) => commands::quota::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

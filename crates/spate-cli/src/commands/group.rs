@@ -483,7 +483,7 @@ pub fn run(args: GroupArgs) -> anyhow::Result<()> {
     })
 }
 
-fn print(text: &str) -> anyhow::Result<()> {
+pub(super) fn print(text: &str) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
         Err(e) if !super::client_args::is_broken_pipe(&e) => {
@@ -494,7 +494,7 @@ fn print(text: &str) -> anyhow::Result<()> {
 }
 
 /// Columns padded to their widest cell, separated by two spaces; the last is not padded.
-fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+pub(super) fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
     for row in rows {
         for (w, cell) in widths.iter_mut().zip(row) {
