@@ -22,11 +22,12 @@ use spate_protocol::Request;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-/// One connection's quota state: its cached quota and until when it is muted.
+/// One connection's quota state: its cached quota and until when it is muted (made on the
+/// first request a quota applies to, so unlimited connections never touch it).
 #[derive(Debug, Default)]
 pub(crate) struct ConnectionQuota {
     cache: QuotaCache,
-    mute: Arc<Mute>,
+    mute: Option<Arc<Mute>>,
 }
 
 /// Until when a connection reads no request.
@@ -55,7 +56,7 @@ impl Mute {
 impl ConnectionQuota {
     /// Waits while the connection is muted. Returns false if the server stops meanwhile.
     pub(crate) async fn wait_unmuted(&self, stop: &mut watch::Receiver<bool>) -> bool {
-        let Some(until) = self.mute.until() else {
+        let Some(until) = self.mute.as_ref().and_then(|m| m.until()) else {
             return true;
         };
         if until <= Instant::now() {
@@ -87,7 +88,7 @@ impl ConnectionQuota {
         };
         Some(Ticket {
             quota,
-            mute: Arc::clone(&self.mute),
+            mute: Arc::clone(self.mute.get_or_insert_with(Arc::default)),
             version: request.api_version,
             produce_bytes,
             started: Instant::now(),
