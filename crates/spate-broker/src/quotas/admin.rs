@@ -294,6 +294,7 @@ impl Broker {
                 }
             }
         }
+        let _writer = self.client_quotas.writer.lock().await;
         let current = self.client_quotas.entries();
         let changes: Vec<(QuotaEntity, QuotaKey, Option<f64>)> = outcomes
             .iter()

@@ -340,6 +340,9 @@ pub struct ClientQuotas {
     ip_rates: RwLock<IpRates>,
     sensors: Mutex<Sensors>,
     epoch: Instant,
+    /// Held by an alteration from reading the current values to applying its changes, so
+    /// concurrent alterations land in the log in the order they are applied.
+    writer: tokio::sync::Mutex<()>,
 }
 
 impl Default for ClientQuotas {
@@ -352,6 +355,7 @@ impl Default for ClientQuotas {
             ip_rates: RwLock::default(),
             sensors: Mutex::default(),
             epoch: Instant::now(),
+            writer: tokio::sync::Mutex::new(()),
         }
     }
 }
