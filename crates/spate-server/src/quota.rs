@@ -110,7 +110,6 @@ impl Ticket {
     /// Records what the broker's handler did: the produce bytes and its time.
     fn handled(&self) -> u32 {
         let now = self.quota.now_ms();
-
         let mut throttle = 0;
         if self.produce_bytes > 0 {
             throttle = self.quota.record_produce(self.produce_bytes, now);
@@ -130,7 +129,8 @@ impl Ticket {
     /// A response ready now.
     pub(crate) fn finish_now(self, response: &mut ResponseKind) {
         let throttle = self.handled().max(self.record_response(response));
-        self.throttle(response, throttle);
+        self.mute.extend(throttle);
+        spate_protocol::throttle::raise_throttle(response, throttle);
     }
 
     /// A response that completes later: measures the time its future runs and its size.
@@ -151,12 +151,14 @@ impl Ticket {
                 polled
             })
             .await;
-            let mut throttle = handled.max(self.record_response(&response));
+            let mut later = self.record_response(&response);
             if self.quota.measures_request_time() {
                 let now = self.quota.now_ms();
-                throttle = throttle.max(self.quota.record_request_time(busy, now));
+                later = later.max(self.quota.record_request_time(busy, now));
             }
-            self.throttle(&mut response, throttle);
+            // The handler's throttle is already running; only what was found now adds to it.
+            self.mute.extend(later);
+            spate_protocol::throttle::raise_throttle(&mut response, handled.max(later));
             response
         }
     }
@@ -169,13 +171,6 @@ impl Ticket {
                 self.quota.record_fetch(bytes, self.quota.now_ms())
             }
             _ => 0,
-        }
-    }
-
-    fn throttle(&self, response: &mut ResponseKind, throttle_ms: u32) {
-        if throttle_ms > 0 {
-            spate_protocol::throttle::raise_throttle(response, throttle_ms);
-            self.mute.extend(throttle_ms);
         }
     }
 }
