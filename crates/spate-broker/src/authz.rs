@@ -20,6 +20,9 @@ use kafka_protocol::ResponseError;
 use kafka_protocol::messages::add_partitions_to_txn_response::{
     AddPartitionsToTxnPartitionResult, AddPartitionsToTxnTopicResult,
 };
+use kafka_protocol::messages::alter_client_quotas_response::{
+    EntityData as AlterClientQuotasEntityData, EntryData as AlterClientQuotasEntryData,
+};
 use kafka_protocol::messages::alter_user_scram_credentials_response::AlterUserScramCredentialsResult;
 use kafka_protocol::messages::create_acls_response::AclCreationResult;
 use kafka_protocol::messages::delete_acls_response::DeleteAclsFilterResult;
@@ -31,8 +34,9 @@ use kafka_protocol::messages::txn_offset_commit_response::{
     TxnOffsetCommitResponsePartition, TxnOffsetCommitResponseTopic,
 };
 use kafka_protocol::messages::{
-    AddOffsetsToTxnResponse, AddPartitionsToTxnResponse, AlterUserScramCredentialsResponse, ApiKey,
-    ConsumerGroupHeartbeatResponse, CreateAclsResponse, DeleteAclsResponse, DescribeAclsResponse,
+    AddOffsetsToTxnResponse, AddPartitionsToTxnResponse, AlterClientQuotasResponse,
+    AlterUserScramCredentialsResponse, ApiKey, ConsumerGroupHeartbeatResponse, CreateAclsResponse,
+    DeleteAclsResponse, DescribeAclsResponse, DescribeClientQuotasResponse,
     DescribeUserScramCredentialsResponse, EndTxnResponse, HeartbeatResponse,
     InitProducerIdResponse, JoinGroupResponse, LeaveGroupResponse, OffsetCommitResponse,
     OffsetDeleteResponse, OffsetFetchResponse, ProduceRequest, ProduceResponse, ProducerId,
@@ -597,6 +601,45 @@ impl Broker {
                     .collect();
                 Some(ResponseKind::AlterUserScramCredentials(
                     AlterUserScramCredentialsResponse::default().with_results(results),
+                ))
+            }
+            RequestKind::DescribeClientQuotas(_) => {
+                let error = cluster(Operation::DescribeConfigs)?;
+                Some(ResponseKind::DescribeClientQuotas(
+                    DescribeClientQuotasResponse::default()
+                        .with_error_code(error.code())
+                        .with_error_message(Some(StrBytes::from_static_str(
+                            "not authorized to describe client quotas",
+                        )))
+                        .with_entries(None),
+                ))
+            }
+            RequestKind::AlterClientQuotas(req) => {
+                let error = cluster(Operation::AlterConfigs)?;
+                let entries = req
+                    .entries
+                    .iter()
+                    .map(|entry| {
+                        AlterClientQuotasEntryData::default()
+                            .with_error_code(error.code())
+                            .with_error_message(Some(StrBytes::from_static_str(
+                                "not authorized to alter client quotas",
+                            )))
+                            .with_entity(
+                                entry
+                                    .entity
+                                    .iter()
+                                    .map(|e| {
+                                        AlterClientQuotasEntityData::default()
+                                            .with_entity_type(e.entity_type.clone())
+                                            .with_entity_name(e.entity_name.clone())
+                                    })
+                                    .collect(),
+                            )
+                    })
+                    .collect();
+                Some(ResponseKind::AlterClientQuotas(
+                    AlterClientQuotasResponse::default().with_entries(entries),
                 ))
             }
             RequestKind::DescribeUserScramCredentials(_) => {

@@ -26,6 +26,7 @@ mod metrics;
 mod offsets;
 mod produce;
 mod producers;
+pub mod quotas;
 pub mod topics;
 pub mod transactions;
 pub mod usage;
@@ -182,6 +183,7 @@ pub struct Broker {
     /// The audit records' `source`: `spate://<cluster id>`.
     audit_source: String,
     usage: usage::Usage,
+    client_quotas: quotas::ClientQuotas,
 }
 
 impl std::fmt::Debug for Broker {
@@ -248,9 +250,11 @@ impl Broker {
             audit: audit::AuditLog::default(),
             audit_source,
             usage: usage::Usage::default(),
+            client_quotas: quotas::ClientQuotas::default(),
         });
         broker.credentials.load(&broker)?;
         broker.acls.load(&broker)?;
+        broker.client_quotas.load(&broker)?;
         broker.ensure_audit_topic()?;
         broker.load_usage()?;
         Ok(broker)
@@ -447,6 +451,12 @@ impl Broker {
                     self.alter_user_scram_credentials(req, caller).await,
                 ))
             }
+            RequestKind::DescribeClientQuotas(req) => Reply::Now(
+                ResponseKind::DescribeClientQuotas(self.describe_client_quotas(req)),
+            ),
+            RequestKind::AlterClientQuotas(req) => Reply::Now(ResponseKind::AlterClientQuotas(
+                self.alter_client_quotas(req, caller).await,
+            )),
             RequestKind::DescribeUserScramCredentials(req) => {
                 Reply::Now(ResponseKind::DescribeUserScramCredentials(
                     self.describe_user_scram_credentials(req),

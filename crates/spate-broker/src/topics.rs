@@ -30,6 +30,7 @@ pub const INTERNAL_TOPICS: &[&str] = &[
     "__acls",
     "_audit",
     "__usage",
+    "__client_quotas",
 ];
 /// Most partitions one topic may have.
 pub const MAX_PARTITIONS_PER_TOPIC: i32 = 10_000;

@@ -584,6 +584,54 @@ fn requests(api: ApiKey, version: i16, topic_id: uuid::Uuid) -> Vec<RequestKind>
                     .with_permission_type(1),
             ]),
         )],
+        ApiKey::AlterClientQuotas => {
+            let entity = |entity_type: &str, name: Option<&str>| {
+                alter_client_quotas_request::EntityData::default()
+                    .with_entity_type(s(entity_type))
+                    .with_entity_name(name.map(s))
+            };
+            let op = |key: &str, value: f64| {
+                alter_client_quotas_request::OpData::default()
+                    .with_key(s(key))
+                    .with_value(value)
+            };
+            vec![RequestKind::AlterClientQuotas(
+                AlterClientQuotasRequest::default().with_entries(vec![
+                    alter_client_quotas_request::EntryData::default()
+                        .with_entity(vec![
+                            entity("user", Some("alice")),
+                            entity("client-id", None),
+                        ])
+                        .with_ops(vec![op("producer_byte_rate", 1048576.0)]),
+                    alter_client_quotas_request::EntryData::default()
+                        .with_entity(vec![entity("ip", Some("10.0.0.1"))])
+                        .with_ops(vec![op("connection_creation_rate", 10.0)]),
+                    alter_client_quotas_request::EntryData::default()
+                        .with_entity(vec![entity("user", None)])
+                        .with_ops(vec![op("producer_byte_rate", -1.0)]),
+                ]),
+            )]
+        }
+        ApiKey::DescribeClientQuotas => vec![
+            RequestKind::DescribeClientQuotas(DescribeClientQuotasRequest::default()),
+            RequestKind::DescribeClientQuotas(
+                DescribeClientQuotasRequest::default()
+                    .with_components(vec![
+                        describe_client_quotas_request::ComponentData::default()
+                            .with_entity_type(s("user"))
+                            .with_match_type(0)
+                            .with_match(Some(s("alice"))),
+                    ])
+                    .with_strict(true),
+            ),
+            RequestKind::DescribeClientQuotas(
+                DescribeClientQuotasRequest::default().with_components(vec![
+                    describe_client_quotas_request::ComponentData::default()
+                        .with_entity_type(s("topic"))
+                        .with_match_type(2),
+                ]),
+            ),
+        ],
         other => panic!("no sample request for advertised API {other:?}"),
     }
 }

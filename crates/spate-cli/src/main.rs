@@ -30,6 +30,8 @@ enum Command {
     User(commands::user::UserArgs),
     /// Add, list and remove ACLs (like kafka-acls).
     Acl(commands::acl::AclArgs),
+    /// Set, list and remove client quotas (byte rates, request time, connection rates).
+    Quota(commands::quota::QuotaArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -43,6 +45,7 @@ fn main() -> std::process::ExitCode {
         Command::Schema(args) => commands::schema::run(args),
         Command::User(args) => commands::user::run(args),
         Command::Acl(args) => commands::acl::run(args),
+        Command::Quota(args) => commands::quota::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

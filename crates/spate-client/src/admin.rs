@@ -6,7 +6,8 @@
 //! accepts. ListOffsets goes to each partition's leader. ACLs are created, described and
 //! deleted with CreateAcls, DescribeAcls and DeleteAcls (v1+, the versions with pattern types)
 //! on any broker, as Kafka's admin client sends them; bindings and filters are
-//! `spate_auth::acl`'s typed values, never raw protocol structs. Every request uses the
+//! `spate_auth::acl`'s typed values, never raw protocol structs. Client quotas are described
+//! and altered with DescribeClientQuotas and AlterClientQuotas. Every request uses the
 //! highest version both sides speak; fields that only some versions carry are filled
 //! accordingly.
 
@@ -742,6 +743,173 @@ impl Client {
         deleted.sort();
         deleted.dedup();
         Ok(deleted)
+    }
+}
+
+// ---- Client quotas (DescribeClientQuotas, AlterClientQuotas; KIP-546) ----------------------
+
+/// A client quota entity: (type, name) pairs of `user`, `client-id` or `ip`, where a `None`
+/// name is the type's default (`<default>` in Kafka's tools).
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct QuotaEntity {
+    /// The components, e.g. `[("user", Some("alice")), ("client-id", None)]`.
+    pub components: Vec<(String, Option<String>)>,
+}
+
+/// How a DescribeClientQuotas filter component matches names of its type.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum QuotaMatch {
+    /// Exactly this name.
+    Exact(String),
+    /// The type's default.
+    Default,
+    /// Any name, the default included.
+    Any,
+}
+
+/// A quota change for one entity: set (`Some`) or remove (`None`) each key.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QuotaAlteration {
+    /// Whose quotas.
+    pub entity: QuotaEntity,
+    /// Quota keys (`producer_byte_rate`, ...) with their new values.
+    pub ops: Vec<(String, Option<f64>)>,
+}
+
+/// The quotas of one entity, by key.
+pub type EntityQuotas = BTreeMap<String, f64>;
+
+impl Client {
+    /// Quotas of the entities matching every filter component (`(type, match)`); `strict`
+    /// leaves out entities with types not in the filter. No components: every entity.
+    pub async fn describe_client_quotas(
+        &self,
+        filter: &[(String, QuotaMatch)],
+        strict: bool,
+    ) -> Result<Vec<(QuotaEntity, EntityQuotas)>> {
+        use kafka_protocol::messages::DescribeClientQuotasRequest;
+        use kafka_protocol::messages::describe_client_quotas_request::ComponentData;
+        let conn = self.any_broker().await?;
+        let version = conn.version::<DescribeClientQuotasRequest>()?;
+        let components = filter
+            .iter()
+            .map(|(entity_type, matching)| {
+                let (match_type, name) = match matching {
+                    QuotaMatch::Exact(name) => (0, Some(text(name))),
+                    QuotaMatch::Default => (1, None),
+                    QuotaMatch::Any => (2, None),
+                };
+                ComponentData::default()
+                    .with_entity_type(text(entity_type))
+                    .with_match_type(match_type)
+                    .with_match(name)
+            })
+            .collect();
+        let request = DescribeClientQuotasRequest::default()
+            .with_components(components)
+            .with_strict(strict);
+        let response = conn.send(&request, version).await?;
+        if let Some(e) = kafka_error(
+            "cannot describe client quotas".to_string(),
+            response.error_code,
+            response.error_message.as_ref(),
+        ) {
+            return Err(e);
+        }
+        let mut out: Vec<(QuotaEntity, EntityQuotas)> = response
+            .entries
+            .unwrap_or_default()
+            .into_iter()
+            .map(|entry| {
+                let entity = QuotaEntity {
+                    components: entry
+                        .entity
+                        .iter()
+                        .map(|e| {
+                            (
+                                e.entity_type.to_string(),
+                                e.entity_name.as_ref().map(|n| n.to_string()),
+                            )
+                        })
+                        .collect(),
+                };
+                let values = entry
+                    .values
+                    .iter()
+                    .map(|v| (v.key.to_string(), v.value))
+                    .collect();
+                (entity, values)
+            })
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(out)
+    }
+
+    /// Applies quota changes; fails with the first entity the broker refused (the others'
+    /// changes stand, as in Kafka). With `validate_only` nothing is changed.
+    pub async fn alter_client_quotas(
+        &self,
+        alterations: &[QuotaAlteration],
+        validate_only: bool,
+    ) -> Result<()> {
+        use kafka_protocol::messages::AlterClientQuotasRequest;
+        use kafka_protocol::messages::alter_client_quotas_request::{
+            EntityData, EntryData, OpData,
+        };
+        let conn = self.any_broker().await?;
+        let version = conn.version::<AlterClientQuotasRequest>()?;
+        let entries = alterations
+            .iter()
+            .map(|alteration| {
+                EntryData::default()
+                    .with_entity(
+                        alteration
+                            .entity
+                            .components
+                            .iter()
+                            .map(|(entity_type, name)| {
+                                EntityData::default()
+                                    .with_entity_type(text(entity_type))
+                                    .with_entity_name(name.as_deref().map(text))
+                            })
+                            .collect(),
+                    )
+                    .with_ops(
+                        alteration
+                            .ops
+                            .iter()
+                            .map(|(key, value)| {
+                                OpData::default()
+                                    .with_key(text(key))
+                                    .with_value(value.unwrap_or(0.0))
+                                    .with_remove(value.is_none())
+                            })
+                            .collect(),
+                    )
+            })
+            .collect();
+        let request = AlterClientQuotasRequest::default()
+            .with_entries(entries)
+            .with_validate_only(validate_only);
+        let response = conn.send(&request, version).await?;
+        for entry in response.entries {
+            let entity: Vec<String> = entry
+                .entity
+                .iter()
+                .map(|e| {
+                    let name = e.entity_name.as_ref().map_or("<default>", |n| n.as_str());
+                    format!("{}={name}", e.entity_type.as_str())
+                })
+                .collect();
+            if let Some(e) = kafka_error(
+                format!("cannot alter the quotas of {}", entity.join(",")),
+                entry.error_code,
+                entry.error_message.as_ref(),
+            ) {
+                return Err(e);
+            }
+        }
+        Ok(())
     }
 }
 

@@ -7,6 +7,7 @@
 //! handles requests.
 
 mod codec;
+pub mod throttle;
 pub mod versions;
 
 pub use codec::{

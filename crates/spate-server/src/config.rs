@@ -49,6 +49,9 @@ pub struct Config {
     /// Open connections accepted from one IP address (Kafka's `max.connections.per.ip`); more
     /// are closed on accept, so one client cannot use up `max-connections`.
     pub max_connections_per_ip: usize,
+    /// New connections accepted per second across all listeners (Kafka's
+    /// `max.connection.creation.rate`); above it accepting waits. Unset: no limit.
+    pub max_connection_creation_rate: Option<u32>,
     /// Requests read from one connection before its responses are written.
     pub max_in_flight_per_connection: usize,
     /// Close connections idle this long (Kafka's `connections.max.idle.ms`).
@@ -314,6 +317,7 @@ impl Default for Config {
             max_queued_request_bytes: 512 << 20,
             max_connections: 10_000,
             max_connections_per_ip: 1_000,
+            max_connection_creation_rate: None,
             max_in_flight_per_connection: 64,
             idle_timeout_ms: 600_000,
             retention_check_interval_ms: 300_000,
@@ -426,6 +430,12 @@ impl Config {
             return Err(invalid(
                 "http-auth",
                 "bearer needs oauthbearer.jwks-file (--oauthbearer-jwks-file) to check tokens",
+            ));
+        }
+        if self.max_connection_creation_rate == Some(0) {
+            return Err(invalid(
+                "max-connection-creation-rate",
+                "must be at least 1 (leave it unset for no limit)",
             ));
         }
         if self.max_in_flight_per_connection == 0

@@ -67,6 +67,18 @@ async fn metrics(State(state): State<HttpState>) -> impl IntoResponse {
             c.active.load(Ordering::Relaxed),
         ),
         (
+            "spate_connections_rate_limited_total",
+            "counter",
+            "Kafka connections refused by their address's connection_creation_rate quota.",
+            c.rate_limited.load(Ordering::Relaxed),
+        ),
+        (
+            "spate_connection_accept_delays_total",
+            "counter",
+            "Times accepting waited for max-connection-creation-rate.",
+            c.accept_delays.load(Ordering::Relaxed),
+        ),
+        (
             "spate_request_decode_errors_total",
             "counter",
             "Frames that could not be decoded (connection closed).",

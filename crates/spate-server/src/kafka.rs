@@ -7,7 +7,9 @@
 //! Limits: frame size, in-flight requests per connection, request bytes across all connections,
 //! connection count, idle time. An SSL listener completes the TLS handshake first (bounded in
 //! time); every request carries the connection's [`Session`]: the listener's name and the
-//! principal (`User:ANONYMOUS`, or the client certificate's subject).
+//! principal (`User:ANONYMOUS`, or the client certificate's subject). Connection creation
+//! rates are checked on accept (`connection_rate.rs`); client quotas throttle a connection by
+//! muting it after a response (`quota.rs`).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -48,6 +50,10 @@ pub struct ConnectionMetrics {
     pub active: AtomicU64,
     /// Frames that could not be decoded (connection closed).
     pub decode_errors: AtomicU64,
+    /// Connections refused by their address's `connection_creation_rate` quota.
+    pub rate_limited: AtomicU64,
+    /// Times accepting waited for `max-connection-creation-rate`.
+    pub accept_delays: AtomicU64,
 }
 
 /// How long a client gets to complete the TLS handshake.
@@ -69,6 +75,8 @@ pub struct Listener {
     pub(crate) connections: Arc<Semaphore>,
     /// Open connections per client address, shared by all listeners.
     pub(crate) per_ip: Arc<PerIp>,
+    /// Connection creation rates, shared by all listeners.
+    pub(crate) rates: Arc<crate::connection_rate::ConnectionRates>,
     pub(crate) memory: Arc<Semaphore>,
     pub(crate) metrics: Arc<ConnectionMetrics>,
     pub(crate) tracker: TaskTracker,
@@ -164,6 +172,11 @@ impl Listener {
                     tokio::time::sleep(Duration::from_millis(100)).await;
                     continue;
                 }
+            };
+            let stream = match self.check_connection_rates(stream, peer, &mut stop).await {
+                crate::connection_rate::RateCheck::Admit(stream) => stream,
+                crate::connection_rate::RateCheck::Refused => continue,
+                crate::connection_rate::RateCheck::Stopped => return,
             };
             let Some(ip_slot) = self.per_ip.admit(peer.ip()) else {
                 self.metrics.refused.fetch_add(1, Ordering::Relaxed);
@@ -321,7 +334,11 @@ impl Listener {
             .sasl
             .as_ref()
             .map(|settings| crate::sasl::SaslState::new(Arc::clone(settings)));
+        let mut quota = crate::quota::ConnectionQuota::default();
         loop {
+            if !quota.wait_unmuted(&mut stop).await {
+                return Ok(());
+            }
             let mut prefix = [0u8; 4];
             let read = tokio::select! {
                 _ = stop.wait_for(|s| *s) => return Ok(()),
@@ -486,22 +503,43 @@ impl Listener {
             let mut request = request;
             request.peer = Some(peer);
             request.session = Some(Arc::clone(&session));
+            let ticket = quota.start(
+                self.broker.client_quotas(),
+                &session.principal,
+                &mut request,
+            );
             let reply = self.broker.handle(request).await;
             drop(permit);
             let pending = match reply {
-                Reply::Nothing => continue,
-                Reply::Now(response) => match encode(api_key, version, correlation_id, &response) {
-                    Some(bytes) => Pending::Ready(bytes),
-                    None => {
-                        return Err(format!(
-                            "could not encode a {api_key:?} v{version} response"
-                        ));
+                Reply::Nothing => {
+                    if let Some(ticket) = ticket {
+                        ticket.finish_without_response();
                     }
-                },
-                Reply::Later(future) => Pending::Task(tokio::spawn(async move {
-                    let response = future.await;
-                    encode(api_key, version, correlation_id, &response)
-                })),
+                    continue;
+                }
+                Reply::Now(mut response) => {
+                    if let Some(ticket) = ticket {
+                        ticket.finish_now(&mut response);
+                    }
+                    match encode(api_key, version, correlation_id, &response) {
+                        Some(bytes) => Pending::Ready(bytes),
+                        None => {
+                            return Err(format!(
+                                "could not encode a {api_key:?} v{version} response"
+                            ));
+                        }
+                    }
+                }
+                Reply::Later(future) => {
+                    let future = match ticket {
+                        Some(ticket) => Box::pin(ticket.finish_later(future)),
+                        None => future,
+                    };
+                    Pending::Task(tokio::spawn(async move {
+                        let response = future.await;
+                        encode(api_key, version, correlation_id, &response)
+                    }))
+                }
             };
             if tx.send(pending).await.is_err() {
                 return Ok(());

@@ -8,9 +8,11 @@
 //! that owns sockets.
 
 pub mod config;
+mod connection_rate;
 mod http;
 mod http_auth;
 mod kafka;
+mod quota;
 mod sasl;
 mod tls;
 mod usage;
@@ -268,6 +270,9 @@ impl Server {
         };
         let connections = Arc::new(Semaphore::new(config.max_connections));
         let per_ip = Arc::new(kafka::PerIp::new(config.max_connections_per_ip));
+        let rates = Arc::new(connection_rate::ConnectionRates::new(
+            config.max_connection_creation_rate,
+        ));
         let memory = Arc::new(Semaphore::new(
             config.max_queued_request_bytes.min(Semaphore::MAX_PERMITS),
         ));
@@ -302,6 +307,7 @@ impl Server {
                 limits: limits.clone(),
                 connections: Arc::clone(&connections),
                 per_ip: Arc::clone(&per_ip),
+                rates: Arc::clone(&rates),
                 memory: Arc::clone(&memory),
                 metrics: Arc::clone(&connection_metrics),
                 tracker: tracker.clone(),

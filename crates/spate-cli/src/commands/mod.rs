@@ -6,6 +6,7 @@ pub mod client_args;
 pub mod consume;
 pub mod group;
 pub mod produce;
+pub mod quota;
 pub mod schema;
 pub mod serve;
 pub mod topic;

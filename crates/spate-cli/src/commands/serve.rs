@@ -62,6 +62,10 @@ pub struct ServeArgs {
     /// [default: 1000].
     #[arg(long, env = "SPATE_MAX_CONNECTIONS_PER_IP")]
     pub max_connections_per_ip: Option<usize>,
+    /// New connections accepted per second across all listeners (Kafka's
+    /// max.connection.creation.rate); above it accepting waits [default: no limit].
+    #[arg(long, env = "SPATE_MAX_CONNECTION_CREATION_RATE")]
+    pub max_connection_creation_rate: Option<u32>,
     /// JWKS file whose keys sign OAUTHBEARER tokens.
     #[arg(long, env = "SPATE_OAUTHBEARER_JWKS_FILE")]
     pub oauthbearer_jwks_file: Option<PathBuf>,
@@ -198,6 +202,9 @@ impl ServeArgs {
         }
         if let Some(v) = self.max_connections_per_ip {
             config.max_connections_per_ip = v;
+        }
+        if let Some(v) = self.max_connection_creation_rate {
+            config.max_connection_creation_rate = Some(v);
         }
         if let Some(v) = self.oauthbearer_jwks_file {
             config.oauthbearer.jwks_file = Some(v);
