@@ -10,6 +10,7 @@
 pub mod config;
 mod http;
 mod kafka;
+mod request_memory;
 mod sasl;
 mod tls;
 
@@ -263,12 +264,16 @@ impl Server {
             max_request_bytes: config.max_request_bytes,
             max_in_flight: config.max_in_flight_per_connection,
             idle_timeout: Duration::from_millis(config.idle_timeout_ms),
+            min_rate: kafka::MinRate {
+                timeout: Duration::from_millis(config.request_read_timeout_ms),
+                bytes_per_second: config.request_read_min_bytes_per_second,
+            },
+            sasl_max_receive_bytes: config.sasl_server_max_receive_size,
         };
         let connections = Arc::new(Semaphore::new(config.max_connections));
         let per_ip = Arc::new(kafka::PerIp::new(config.max_connections_per_ip));
-        let memory = Arc::new(Semaphore::new(
-            config.max_queued_request_bytes.min(Semaphore::MAX_PERMITS),
-        ));
+        let memory = request_memory::RequestMemory::new(config.max_queued_request_bytes);
+        let slow_log = Arc::new(kafka::LogThrottle::default());
         let mut sockets = vec![(
             config.kafka_protocol.name().to_string(),
             config.kafka_protocol,
@@ -300,6 +305,7 @@ impl Server {
                 connections: Arc::clone(&connections),
                 per_ip: Arc::clone(&per_ip),
                 memory: Arc::clone(&memory),
+                slow_log: Arc::clone(&slow_log),
                 metrics: Arc::clone(&connection_metrics),
                 tracker: tracker.clone(),
             });
