@@ -10,9 +10,10 @@
 //! principal (`User:ANONYMOUS`, or the client certificate's subject).
 //!
 //! Slow senders (slowloris): once the first byte of a frame has arrived, the rest must follow
-//! at a minimum rate ([`MinRate`], as Apache's mod_reqtimeout), and memory for the frame is
-//! granted as its bytes arrive ([`RequestMemory`]), so a client that announces a large frame
-//! and sends a byte a second holds almost nothing and is closed after `request-read-timeout-ms`.
+//! at a minimum rate ([`MinRate`], as Apache's mod_reqtimeout), and once half the request
+//! memory is taken, memory for a frame is granted as its bytes arrive ([`RequestMemory`]), so
+//! clients that announce large frames and send a byte a second cannot take more than half of
+//! it, and are closed after `request-read-timeout-ms`.
 //! A SASL client must authenticate within the same time, with frames no larger than
 //! `sasl-server-max-receive-size` until it has. Such closures log one WARN line (at most one a
 //! second across the broker) and write an audit record each.
@@ -191,7 +192,11 @@ async fn read_body(
 ) -> Result<Frame, FrameError> {
     let mut frame_memory = memory.frame(length);
     // Into spare capacity: no zeroing of up to max-request-bytes per request.
-    let mut body: Vec<u8> = Vec::new();
+    let mut body: Vec<u8> = if frame_memory.try_grow_all() {
+        Vec::with_capacity(length)
+    } else {
+        Vec::new()
+    };
     while body.len() < length {
         if body.len() == frame_memory.held() {
             let step = next_step(length, frame_memory.held());

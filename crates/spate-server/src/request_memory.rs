@@ -4,9 +4,12 @@
 //! Kafka takes a frame's whole size from its memory pool as soon as the length prefix has
 //! arrived. A client that announces a large frame and then sends a byte a second holds that
 //! memory until it is closed, and every other client waits for it: a handful of such
-//! connections stall the broker. Here a frame holds only the bytes it has received plus one
-//! read-ahead step, so a slow sender holds next to nothing. Steps double with what has arrived
-//! (16 KiB, then as much again as the frame holds), so a fast large frame needs few grants.
+//! connections stall the broker. Here a frame gets its whole length at once only while at
+//! least half the budget would stay free (the common case: one allocation, no copying as the
+//! buffer grows). Beyond that, a frame holds only the bytes it has received plus one read-ahead
+//! step, so slow senders can tie up at most half the budget (and only until their deadline),
+//! and the other half stays for everyone else. Steps double with what has arrived (16 KiB,
+//! then as much again as the frame holds), so a fast large frame needs few grants.
 //!
 //! Granting memory piecemeal could deadlock: frames each partly received, the budget spent,
 //! each waiting for memory another holds. Grants therefore follow the banker's algorithm. A
@@ -77,6 +80,18 @@ impl FrameMemory {
         self.held
     }
 
+    /// Takes the rest of the frame at once if at least half the budget stays free; never
+    /// waits.
+    pub fn try_grow_all(&mut self) -> bool {
+        match self.memory.lock().grant_rest_if_plenty(self.id) {
+            Some(bytes) => {
+                self.held += bytes;
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Waits until `bytes` more are granted. Cancel-safe: nothing is granted unless this
     /// returns.
     pub async fn grow(&mut self, bytes: usize) {
@@ -107,6 +122,7 @@ impl Drop for FrameMemory {
 /// What each frame in progress holds and still needs.
 #[derive(Debug)]
 struct Ledger {
+    capacity: usize,
     free: usize,
     next_id: u64,
     /// Frame id to its declared length.
@@ -120,6 +136,7 @@ struct Ledger {
 impl Ledger {
     fn new(capacity: usize) -> Ledger {
         Ledger {
+            capacity,
             free: capacity,
             next_id: 0,
             lengths: HashMap::new(),
@@ -156,6 +173,16 @@ impl Ledger {
         self.free += bytes;
         self.set_remaining(id, remaining - bytes, remaining);
         false
+    }
+
+    /// Grants frame `id` all it still needs if at least half the budget stays free; returns
+    /// how much that was.
+    fn grant_rest_if_plenty(&mut self, id: u64) -> Option<usize> {
+        let remaining = *self.remaining.get(&id)?;
+        if self.free.saturating_sub(remaining) < self.capacity / 2 {
+            return None;
+        }
+        self.grant(id, remaining).then_some(remaining)
     }
 
     /// Gives back everything frame `id` holds and forgets it.
@@ -211,6 +238,19 @@ mod tests {
         assert_eq!(ledger.free, 90);
         ledger.release(slow);
         assert_eq!(ledger.free, 100);
+    }
+
+    #[test]
+    fn frames_get_their_whole_length_at_once_while_half_the_budget_stays_free() {
+        let mut ledger = Ledger::new(100);
+        let a = ledger.declare(30);
+        assert_eq!(ledger.grant_rest_if_plenty(a), Some(30));
+        let b = ledger.declare(20);
+        assert_eq!(ledger.grant_rest_if_plenty(b), Some(20), "50 stay free");
+        let c = ledger.declare(1);
+        assert_eq!(ledger.grant_rest_if_plenty(c), None, "49 would stay free");
+        assert!(ledger.grant(c, 1), "piecemeal grants go on");
+        assert_eq!(ledger.grant_rest_if_plenty(99), None, "an unknown frame");
     }
 
     #[test]
