@@ -207,12 +207,17 @@ if [[ $PERF == 1 ]]; then
     perf report -i "$out/perf.data" --stdio --sort comm >"$out/perf.comm.txt" 2>/dev/null || true
     perf report -i "$out/perf.data" --stdio --pid "$bpid" --percentage relative \
         --sort dso,sym >"$out/perf.broker.txt" 2>/dev/null || true
+    # librdkafka does a broker connection's I/O, TLS included, on that broker's thread.
+    perf report -i "$out/perf.data" --stdio --comm rdk:broker1 --percentage relative \
+        --sort dso,sym >"$out/perf.client.txt" 2>/dev/null || true
     profile_txt=$out/profile.txt
     {
         echo "== CPU samples by thread name, whole machine (swapper = idle)"
         grep -v -e '^#' -e '^$' "$out/perf.comm.txt" | head -n 8 || true
         echo "== broker's hottest functions (share of the broker's samples)"
         grep -v -e '^#' -e '^$' "$out/perf.broker.txt" | head -n 20 || true
+        echo "== client's broker thread (rdk:broker1): hottest functions (share of its samples)"
+        grep -v -e '^#' -e '^$' "$out/perf.client.txt" | head -n 12 || true
     } >"$profile_txt"
     rm -f "$out/perf.data"
 fi
