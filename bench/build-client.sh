@@ -10,25 +10,38 @@
 #
 # Usage: bench/build-client.sh        prints the path of rdkafka_performance on its last line
 #                                     (txn_perf is beside it, in the same bin/ directory)
+#   SPATE_BENCH_CLIENT_SSL=1 bench/build-client.sh
+#                                     builds a second copy with OpenSSL (SSL, SASL SCRAM) in its
+#                                     own tree, for bench/security.sh: rdkafka_performance-ssl
 # Cached under bench/build/ (git-ignored); delete bench/build/ to rebuild.
 set -euo pipefail
 
 RDKAFKA_SYS_VERSION=4.10.0
 LIBRDKAFKA_VERSION=2.12.1
 
+SSL=${SPATE_BENCH_CLIENT_SSL:-0}
+suffix=
+ssl_flag=--disable-ssl
+if [[ $SSL == 1 ]]; then
+    suffix=-ssl
+    ssl_flag=--enable-ssl
+fi
+
 bench_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 build_dir=$bench_dir/build
-bin=$build_dir/bin/rdkafka_performance
-stamp=$build_dir/bin/rdkafka_performance.version
+bin=$build_dir/bin/rdkafka_performance$suffix
+stamp=$build_dir/bin/rdkafka_performance$suffix.version
 
 log() { printf '[build-client] %s\n' "$*" >&2; }
 
-work=$build_dir/librdkafka-$LIBRDKAFKA_VERSION
+work=$build_dir/librdkafka-$LIBRDKAFKA_VERSION$suffix
 txn_perf=$build_dir/bin/txn_perf
 
 # bench/txn_perf.c, rebuilt whenever the source is newer than the binary. Linked like
 # librdkafka's own examples (examples/Makefile): the static library and its system libraries.
+# Only against the copy without SSL.
 build_txn_perf() {
+    [[ $SSL == 1 ]] && return 0
     [[ -x $txn_perf && $txn_perf -nt $bench_dir/txn_perf.c && $txn_perf -nt $work/src/librdkafka.a ]] && return 0
     log "compiling $txn_perf"
     cc -O2 -g -Wall -Wextra -isystem "$work/src" "$bench_dir/txn_perf.c" -o "$txn_perf" \
@@ -46,6 +59,10 @@ fi
 missing=()
 command -v cc >/dev/null || missing+=(gcc libc6-dev)
 command -v make >/dev/null || missing+=(make)
+if [[ $SSL == 1 ]]; then
+    [[ -f /usr/include/openssl/ssl.h ]] || missing+=(libssl-dev)
+    command -v pkg-config >/dev/null || missing+=(pkg-config)
+fi
 if ((${#missing[@]})); then
     log "installing ${missing[*]} with apt-get"
     apt-get install -y --no-install-recommends "${missing[@]}" >&2 ||
@@ -82,16 +99,16 @@ src=$(dirname "$manifest")/librdkafka
 rm -rf "$work"
 cp -r "$src" "$work"
 cd "$work"
-log "configuring librdkafka $LIBRDKAFKA_VERSION in $work"
+log "configuring librdkafka $LIBRDKAFKA_VERSION ($ssl_flag) in $work"
 ./configure --no-download --enable-static \
-    --disable-ssl --disable-gssapi --disable-curl \
+    "$ssl_flag" --disable-gssapi --disable-curl \
     --disable-zstd --disable-zlib --disable-lz4-ext --disable-syslog \
-    >"$build_dir/configure.log" 2>&1 || { tail -30 "$build_dir/configure.log" >&2; exit 1; }
+    >"$build_dir/configure$suffix.log" 2>&1 || { tail -30 "$build_dir/configure$suffix.log" >&2; exit 1; }
 log "building librdkafka.a and examples/rdkafka_performance (about 2 minutes on 2 cores)"
 {
     make -C src -j"$(nproc)" librdkafka.a &&
         make -C examples rdkafka_performance
-} >"$build_dir/make.log" 2>&1 || { tail -30 "$build_dir/make.log" >&2; exit 1; }
+} >"$build_dir/make$suffix.log" 2>&1 || { tail -30 "$build_dir/make$suffix.log" >&2; exit 1; }
 
 mkdir -p "$build_dir/bin"
 cp examples/rdkafka_performance "$bin"

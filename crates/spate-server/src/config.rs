@@ -56,6 +56,17 @@ pub struct Config {
     pub max_in_flight_per_connection: usize,
     /// Close connections idle this long (Kafka's `connections.max.idle.ms`).
     pub idle_timeout_ms: u64,
+    /// Time a client has to send a whole request once its first byte has arrived, however
+    /// small the request; larger ones earn more at `request-read-min-bytes-per-second`. SASL
+    /// clients also have this long after connecting to authenticate. Slower clients are
+    /// closed (slowloris defence, as Apache's mod_reqtimeout).
+    pub request_read_timeout_ms: u64,
+    /// Each this many bytes of a request received earn one second more than
+    /// `request-read-timeout-ms`: the slowest rate at which a large request still arrives.
+    pub request_read_min_bytes_per_second: u64,
+    /// Largest request a SASL listener accepts before the client has authenticated (Kafka's
+    /// `sasl.server.max.receive.size`).
+    pub sasl_server_max_receive_size: usize,
     /// How often retention and compaction run (Kafka's `log.retention.check.interval.ms`).
     pub retention_check_interval_ms: u64,
     /// Upper bound of a Fetch response, whatever the client asks (Kafka's `fetch.max.bytes`).
@@ -320,6 +331,9 @@ impl Default for Config {
             max_connection_creation_rate: None,
             max_in_flight_per_connection: 64,
             idle_timeout_ms: 600_000,
+            request_read_timeout_ms: 30_000,
+            request_read_min_bytes_per_second: 65_536,
+            sasl_server_max_receive_size: 524_288,
             retention_check_interval_ms: 300_000,
             fetch_max_bytes: 57_671_680,
             sync_threads: 2,
@@ -409,6 +423,21 @@ impl Config {
             return Err(invalid(
                 "max-queued-request-bytes",
                 "must be at least max-request-bytes",
+            ));
+        }
+        if self.request_read_timeout_ms == 0 {
+            return Err(invalid("request-read-timeout-ms", "must be at least 1"));
+        }
+        if self.request_read_min_bytes_per_second == 0 {
+            return Err(invalid(
+                "request-read-min-bytes-per-second",
+                "must be at least 1",
+            ));
+        }
+        if self.sasl_server_max_receive_size < 1024 {
+            return Err(invalid(
+                "sasl-server-max-receive-size",
+                "must be at least 1024",
             ));
         }
         if self.offsets_topic_partitions < 1 || self.transaction_state_partitions < 1 {

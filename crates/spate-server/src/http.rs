@@ -79,6 +79,12 @@ async fn metrics(State(state): State<HttpState>) -> impl IntoResponse {
             c.accept_delays.load(Ordering::Relaxed),
         ),
         (
+            "spate_connections_closed_slow_total",
+            "counter",
+            "Kafka connections closed for sending a request too slowly or not authenticating in time.",
+            c.closed_slow.load(Ordering::Relaxed),
+        ),
+        (
             "spate_request_decode_errors_total",
             "counter",
             "Frames that could not be decoded (connection closed).",

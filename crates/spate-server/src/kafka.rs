@@ -10,13 +10,22 @@
 //! principal (`User:ANONYMOUS`, or the client certificate's subject). Connection creation
 //! rates are checked on accept (`connection_rate.rs`); client quotas throttle a connection by
 //! muting it after a response (`quota.rs`).
+//!
+//! Slow senders (slowloris): once the first byte of a frame has arrived, the rest must follow
+//! at a minimum rate ([`MinRate`], as Apache's mod_reqtimeout), and once half the request
+//! memory is taken, memory for a frame is granted as its bytes arrive ([`RequestMemory`]), so
+//! clients that announce large frames and send a byte a second cannot take more than half of
+//! it, and are closed after `request-read-timeout-ms`.
+//! A SASL client must authenticate within the same time, with frames no larger than
+//! `sasl-server-max-receive-size` until it has. Such closures log one WARN line (at most one a
+//! second across the broker) and write an audit record each.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use kafka_protocol::messages::ResponseKind;
 use spate_broker::audit::{AuditEvent, AuditKind};
 use spate_broker::{Broker, Reply};
@@ -25,8 +34,11 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufWriter};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::task::TaskTracker;
+
+use crate::request_memory::{FrameMemory, RequestMemory};
 
 /// Limits applied to every connection.
 #[derive(Debug, Clone)]
@@ -37,6 +49,181 @@ pub struct Limits {
     pub max_in_flight: usize,
     /// Idle time before a connection is closed.
     pub idle_timeout: Duration,
+    /// How fast a frame must arrive once it has begun; on SASL listeners also the time a
+    /// client has to authenticate.
+    pub min_rate: MinRate,
+    /// Largest frame a SASL listener reads before the client has authenticated (Kafka's
+    /// `sasl.server.max.receive.size`).
+    pub sasl_max_receive_bytes: usize,
+}
+
+/// How fast a frame must arrive once its first byte has: Apache's mod_reqtimeout `MinRate`.
+/// A frame may take `timeout`, plus one second for every `bytes_per_second` bytes received so
+/// far, counted from its first byte; time spent waiting for memory does not count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MinRate {
+    /// Time every frame gets, however small (`request-read-timeout-ms`).
+    pub timeout: Duration,
+    /// The rate that earns more time (`request-read-min-bytes-per-second`); 0 is taken as 1.
+    pub bytes_per_second: u64,
+}
+
+impl MinRate {
+    /// How long after its first byte a frame that has delivered `received` bytes may go
+    /// before its next byte.
+    pub fn allowance(&self, received: usize) -> Duration {
+        let earned_ns = u128::try_from(received)
+            .unwrap_or(u128::MAX)
+            .saturating_mul(1_000_000_000)
+            / u128::from(self.bytes_per_second.max(1));
+        let earned = Duration::from_nanos(u64::try_from(earned_ns).unwrap_or(u64::MAX));
+        self.timeout.saturating_add(earned)
+    }
+}
+
+/// The first read-ahead step of a frame's memory: frames this small get theirs in one grant.
+const FIRST_STEP_BYTES: usize = 16 * 1024;
+
+/// How many more bytes of a `length`-byte frame to hold when `held` have been filled: as much
+/// again as it holds (at least [`FIRST_STEP_BYTES`]), so a frame needs few grants yet never
+/// holds more than twice what it has received, plus the first step.
+pub fn next_step(length: usize, held: usize) -> usize {
+    length.saturating_sub(held).min(held.max(FIRST_STEP_BYTES))
+}
+
+/// The clock of one frame being read.
+#[derive(Debug)]
+struct FrameClock {
+    rate: MinRate,
+    started: Instant,
+    /// Bytes of the frame received, length prefix included.
+    received: usize,
+    /// Time spent waiting for memory: the broker's doing, not the client's.
+    paused: Duration,
+}
+
+impl FrameClock {
+    fn start(rate: MinRate) -> FrameClock {
+        FrameClock {
+            rate,
+            started: Instant::now(),
+            received: 0,
+            paused: Duration::ZERO,
+        }
+    }
+
+    /// The latest moment the next bytes may arrive.
+    fn deadline(&self) -> Instant {
+        let allowed = self
+            .paused
+            .saturating_add(self.rate.allowance(self.received));
+        self.started
+            .checked_add(allowed)
+            .unwrap_or_else(|| self.started + Duration::from_secs(365 * 24 * 3600))
+    }
+
+    /// Why a frame that missed its deadline is too slow.
+    fn too_slow(&self, what: &str) -> FrameError {
+        let elapsed = self.started.elapsed().saturating_sub(self.paused);
+        FrameError::TooSlow(format!(
+            "{what} arrived too slowly: {} bytes in {:.1}s (request-read-timeout-ms {}, request-read-min-bytes-per-second {})",
+            self.received,
+            elapsed.as_secs_f64(),
+            self.rate.timeout.as_millis(),
+            self.rate.bytes_per_second,
+        ))
+    }
+}
+
+/// Why a frame could not be read.
+#[derive(Debug)]
+enum FrameError {
+    /// Nothing arrived before the connection's wait ended (idle, or not authenticated in time).
+    Quiet,
+    /// The peer closed the connection between frames.
+    Closed,
+    /// The client sent part of a frame too slowly.
+    TooSlow(String),
+    /// The socket failed or the client broke off inside a frame.
+    Failed(String),
+}
+
+/// A request frame read in full, with the memory it holds until the request is handled.
+struct Frame {
+    body: Bytes,
+    memory: FrameMemory,
+}
+
+/// Reads a frame's 4-byte length prefix: the first byte may take until `quiet_until`, the
+/// rest must follow at `rate`. Returns the prefix and the frame's clock.
+async fn read_prefix(
+    reader: &mut (impl AsyncRead + Unpin),
+    quiet_until: Instant,
+    rate: MinRate,
+) -> Result<([u8; 4], FrameClock), FrameError> {
+    let mut prefix = [0u8; 4];
+    let first = match tokio::time::timeout_at(quiet_until, reader.read(&mut prefix)).await {
+        Err(_) => return Err(FrameError::Quiet),
+        Ok(Ok(0)) => return Err(FrameError::Closed),
+        Ok(Ok(n)) => n,
+        Ok(Err(err)) => return Err(FrameError::Failed(format!("read failed: {err}"))),
+    };
+    let mut clock = FrameClock::start(rate);
+    clock.received = first;
+    while clock.received < prefix.len() {
+        let read =
+            tokio::time::timeout_at(clock.deadline(), reader.read(&mut prefix[clock.received..]));
+        match read.await {
+            Err(_) => return Err(clock.too_slow("a frame's length")),
+            // A peer that goes away inside the prefix is as good as one that closed.
+            Ok(Ok(0)) => return Err(FrameError::Closed),
+            Ok(Ok(n)) => clock.received += n,
+            Ok(Err(err)) => return Err(FrameError::Failed(format!("read failed: {err}"))),
+        }
+    }
+    Ok((prefix, clock))
+}
+
+/// Reads a `length`-byte frame body at the clock's rate, taking memory from `memory` as the
+/// bytes arrive.
+async fn read_body(
+    reader: &mut (impl AsyncRead + Unpin),
+    length: usize,
+    memory: &Arc<RequestMemory>,
+    clock: &mut FrameClock,
+) -> Result<Frame, FrameError> {
+    let mut frame_memory = memory.frame(length);
+    // Into spare capacity: no zeroing of up to max-request-bytes per request.
+    let mut body: Vec<u8> = if frame_memory.try_grow_all() {
+        Vec::with_capacity(length)
+    } else {
+        Vec::new()
+    };
+    while body.len() < length {
+        if body.len() == frame_memory.held() {
+            let step = next_step(length, frame_memory.held());
+            let waiting = Instant::now();
+            frame_memory.grow(step).await;
+            clock.paused += waiting.elapsed();
+            body.reserve_exact(frame_memory.held() - body.len());
+        }
+        let room = (frame_memory.held() - body.len()) as u64;
+        let mut limited = (&mut *reader).take(room);
+        match tokio::time::timeout_at(clock.deadline(), limited.read_buf(&mut body)).await {
+            Err(_) => return Err(clock.too_slow(&format!("a {length}-byte request"))),
+            Ok(Ok(0)) => {
+                return Err(FrameError::Failed(format!(
+                    "connection closed inside a {length}-byte frame"
+                )));
+            }
+            Ok(Ok(n)) => clock.received += n,
+            Ok(Err(err)) => return Err(FrameError::Failed(format!("read failed: {err}"))),
+        }
+    }
+    Ok(Frame {
+        body: Bytes::from(body),
+        memory: frame_memory,
+    })
 }
 
 /// Connection counters for `/metrics`.
@@ -54,6 +241,8 @@ pub struct ConnectionMetrics {
     pub rate_limited: AtomicU64,
     /// Times accepting waited for `max-connection-creation-rate`.
     pub accept_delays: AtomicU64,
+    /// Connections closed for sending a frame too slowly or not authenticating in time.
+    pub closed_slow: AtomicU64,
 }
 
 /// How long a client gets to complete the TLS handshake.
@@ -77,7 +266,9 @@ pub struct Listener {
     pub(crate) per_ip: Arc<PerIp>,
     /// Connection creation rates, shared by all listeners.
     pub(crate) rates: Arc<crate::connection_rate::ConnectionRates>,
-    pub(crate) memory: Arc<Semaphore>,
+    pub(crate) memory: Arc<RequestMemory>,
+    /// Limits the WARN lines about slow connections, shared by all listeners.
+    pub(crate) slow_log: Arc<LogThrottle>,
     pub(crate) metrics: Arc<ConnectionMetrics>,
     pub(crate) tracker: TaskTracker,
 }
@@ -87,10 +278,32 @@ pub struct Listener {
 pub struct PerIp {
     limit: usize,
     open: std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>,
-    /// Refusals not yet logged, and when the last log line went out (one line per second at
-    /// most, so a flood does not flood the log).
-    refused_since_log: AtomicU64,
+    /// One log line per second at most, so a flood does not flood the log.
+    log: LogThrottle,
+}
+
+/// Lets one log line a second through and counts the occurrences in between, so a flood of
+/// refusals or closures does not flood the log.
+#[derive(Debug, Default)]
+pub struct LogThrottle {
+    /// Occurrences since the last line.
+    since_log: AtomicU64,
     last_log: std::sync::Mutex<Option<std::time::Instant>>,
+}
+
+impl LogThrottle {
+    /// Counts an occurrence; returns how many the caller's line should cover when it may log
+    /// now.
+    pub fn admit(&self) -> Option<u64> {
+        let count = self.since_log.fetch_add(1, Ordering::Relaxed) + 1;
+        let mut last = self.last_log.lock().unwrap_or_else(|p| p.into_inner());
+        if last.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
+            *last = Some(std::time::Instant::now());
+            self.since_log.store(0, Ordering::Relaxed);
+            return Some(count);
+        }
+        None
+    }
 }
 
 impl PerIp {
@@ -99,8 +312,7 @@ impl PerIp {
         PerIp {
             limit,
             open: Default::default(),
-            refused_since_log: AtomicU64::new(0),
-            last_log: Default::default(),
+            log: LogThrottle::default(),
         }
     }
 
@@ -121,15 +333,9 @@ impl PerIp {
     /// Logs a refusal at most once a second; returns how many refusals the line covered
     /// when it logged.
     fn log_refusal(&self, ip: std::net::IpAddr) -> Option<u64> {
-        let refused = self.refused_since_log.fetch_add(1, Ordering::Relaxed) + 1;
-        let mut last = self.last_log.lock().unwrap_or_else(|p| p.into_inner());
-        if last.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
-            *last = Some(std::time::Instant::now());
-            self.refused_since_log.store(0, Ordering::Relaxed);
-            tracing::warn!(%ip, refused, limit = self.limit, "connections refused: max-connections-per-ip reached");
-            return Some(refused);
-        }
-        None
+        let refused = self.log.admit()?;
+        tracing::warn!(%ip, refused, limit = self.limit, "connections refused: max-connections-per-ip reached");
+        Some(refused)
     }
 }
 
@@ -270,6 +476,40 @@ impl Listener {
         self.serve(stream, peer, session, stop).await;
     }
 
+    /// Ends a connection whose frame could not be read: quietly when the peer went away,
+    /// with a WARN line (rate-limited) and an audit record when it was too slow.
+    fn frame_failed(
+        &self,
+        peer: SocketAddr,
+        session: &Session,
+        err: FrameError,
+    ) -> Result<(), String> {
+        match err {
+            FrameError::Quiet | FrameError::Closed => Ok(()),
+            FrameError::Failed(reason) => Err(reason),
+            FrameError::TooSlow(reason) => {
+                self.close_slow(peer, session.principal.to_string(), "Connection", reason);
+                Ok(())
+            }
+        }
+    }
+
+    /// Counts, logs (one line a second at most across the broker) and audits a connection
+    /// closed for being too slow.
+    fn close_slow(&self, peer: SocketAddr, principal: String, method: &str, reason: String) {
+        self.metrics.closed_slow.fetch_add(1, Ordering::Relaxed);
+        if let Some(closed) = self.slow_log.admit() {
+            tracing::warn!(
+                peer = %peer,
+                listener = %self.name,
+                closed,
+                reason = %reason,
+                "closing a slow connection"
+            );
+        }
+        self.audit_authentication(peer, principal, method, false, reason);
+    }
+
     /// Records an authentication result in the audit log.
     fn audit_authentication(
         &self,
@@ -335,24 +575,41 @@ impl Listener {
             .as_ref()
             .map(|settings| crate::sasl::SaslState::new(Arc::clone(settings)));
         let mut quota = crate::quota::ConnectionQuota::default();
+        // A SASL client has request-read-timeout-ms from now to authenticate.
+        let authenticate_by = Instant::now() + self.limits.min_rate.timeout;
         loop {
             if !quota.wait_unmuted(&mut stop).await {
                 return Ok(());
             }
-            let mut prefix = [0u8; 4];
+            let authenticated = sasl.as_ref().is_none_or(|state| state.principal.is_some());
+            let idle_until = Instant::now() + self.limits.idle_timeout;
+            let quiet_until = if authenticated {
+                idle_until
+            } else {
+                idle_until.min(authenticate_by)
+            };
             let read = tokio::select! {
                 _ = stop.wait_for(|s| *s) => return Ok(()),
-                read = tokio::time::timeout(self.limits.idle_timeout, reader.read_exact(&mut prefix)) => read,
+                read = read_prefix(&mut reader, quiet_until, self.limits.min_rate) => read,
             };
-            match read {
-                Err(_) => {
+            let (prefix, mut clock) = match read {
+                Ok(read) => read,
+                Err(FrameError::Quiet) if !authenticated => {
+                    let timeout = self.limits.min_rate.timeout;
+                    self.close_slow(
+                        peer,
+                        String::new(),
+                        "SaslAuthenticate",
+                        format!("SASL authentication not completed within {timeout:?} of connecting (request-read-timeout-ms)"),
+                    );
+                    return Ok(());
+                }
+                Err(FrameError::Quiet) => {
                     tracing::debug!(peer = %peer, "closing idle connection");
                     return Ok(());
                 }
-                Ok(Err(err)) if err.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
-                Ok(Err(err)) => return Err(format!("read failed: {err}")),
-                Ok(Ok(_)) => {}
-            }
+                Err(err) => return self.frame_failed(peer, &session, err),
+            };
             // A TLS record header (handshake, TLS 1.x) where a Kafka frame length should be.
             if first && self.tls.is_none() && prefix[0] == 0x16 && prefix[1] == 0x03 {
                 self.metrics.decode_errors.fetch_add(1, Ordering::Relaxed);
@@ -369,41 +626,37 @@ impl Listener {
                 ));
             }
             first = false;
-            let Some(length) =
-                spate_protocol::read_frame_length(prefix, self.limits.max_request_bytes)
-            else {
+            let (max_bytes, limit_name) = if authenticated {
+                (self.limits.max_request_bytes, "max-request-bytes")
+            } else {
+                (
+                    self.limits
+                        .max_request_bytes
+                        .min(self.limits.sasl_max_receive_bytes),
+                    "sasl-server-max-receive-size before authentication",
+                )
+            };
+            let Some(length) = spate_protocol::read_frame_length(prefix, max_bytes) else {
                 self.metrics.decode_errors.fetch_add(1, Ordering::Relaxed);
                 return Err(format!(
-                    "frame size {} is negative or above max-request-bytes {}",
+                    "frame size {} is negative or above {limit_name} {max_bytes}",
                     i32::from_be_bytes(prefix),
-                    self.limits.max_request_bytes
                 ));
             };
-            // Bound the request bytes held across all connections; this waits under load.
-            let permits = u32::try_from(length.max(1)).unwrap_or(u32::MAX);
-            let Ok(permit) = Arc::clone(&self.memory).acquire_many_owned(permits).await else {
-                return Ok(());
+            // Memory for the request bytes held across all connections is granted as they
+            // arrive; waiting for it (under load) does not count against the client.
+            let read = tokio::select! {
+                _ = stop.wait_for(|s| *s) => return Ok(()),
+                read = read_body(&mut reader, length, &self.memory, &mut clock) => read,
             };
-            // Read into spare capacity: no zeroing of up to max-request-bytes per request.
-            let mut body = BytesMut::with_capacity(length);
-            let read_body = async {
-                let mut limited = (&mut reader).take(length as u64);
-                while body.len() < length {
-                    if limited.read_buf(&mut body).await? == 0 {
-                        return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof));
-                    }
-                }
-                Ok(())
+            let Frame {
+                body,
+                memory: permit,
+            } = match read {
+                Ok(frame) => frame,
+                Err(err) => return self.frame_failed(peer, &session, err),
             };
-            match tokio::time::timeout(self.limits.idle_timeout, read_body).await {
-                Err(_) => return Err("timed out reading a request body".into()),
-                Ok(Err(err)) if err.kind() == std::io::ErrorKind::UnexpectedEof => {
-                    return Err(format!("connection closed inside a {length}-byte frame"));
-                }
-                Ok(Err(err)) => return Err(format!("read failed: {err}")),
-                Ok(Ok(_)) => {}
-            }
-            let request = match spate_protocol::decode_request(body.freeze()) {
+            let request = match spate_protocol::decode_request(body) {
                 Ok(request) => request,
                 Err(DecodeError::UnsupportedVersion {
                     api_key: kafka_protocol::messages::ApiKey::ApiVersions,
@@ -590,4 +843,112 @@ async fn write_responses(
     }
     let _ = writer.flush().await;
     let _ = writer.into_inner().shutdown().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const RATE: MinRate = MinRate {
+        timeout: Duration::from_secs(30),
+        bytes_per_second: 65_536,
+    };
+
+    #[test]
+    fn a_frame_gets_the_timeout_plus_a_second_per_min_rate_bytes() {
+        assert_eq!(RATE.allowance(0), Duration::from_secs(30));
+        assert_eq!(RATE.allowance(65_536), Duration::from_secs(31));
+        assert_eq!(RATE.allowance(32_768), Duration::from_millis(30_500));
+        assert_eq!(RATE.allowance(100 << 20), Duration::from_secs(30 + 1600));
+    }
+
+    #[test]
+    fn allowance_arithmetic_saturates_and_a_zero_rate_is_one() {
+        let slowest = MinRate {
+            timeout: Duration::from_secs(1),
+            bytes_per_second: 0,
+        };
+        assert_eq!(slowest.allowance(3), Duration::from_secs(4));
+        let huge = MinRate {
+            timeout: Duration::MAX,
+            bytes_per_second: 1,
+        };
+        assert_eq!(huge.allowance(usize::MAX), Duration::MAX);
+    }
+
+    #[test]
+    fn a_byte_a_second_misses_the_deadline_soon_after_the_timeout() {
+        // A slowloris: 1 byte/s against 1 KiB/s, from its first byte.
+        let rate = MinRate {
+            timeout: Duration::from_secs(5),
+            bytes_per_second: 1024,
+        };
+        let first_missed = (1..60u64)
+            .find(|&t| Duration::from_secs(t) > rate.allowance(t as usize))
+            .expect("missed");
+        assert_eq!(first_missed, 6);
+        // A client at the minimum rate never misses it.
+        assert!(
+            (1..10_000u64).all(|t| Duration::from_secs(t) <= rate.allowance(t as usize * 1024))
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn waiting_for_memory_moves_the_deadline() {
+        let mut clock = FrameClock::start(RATE);
+        let first = clock.deadline();
+        assert_eq!(first - clock.started, Duration::from_secs(30));
+        clock.paused = Duration::from_secs(7);
+        clock.received = 65_536;
+        assert_eq!(clock.deadline() - first, Duration::from_secs(8));
+    }
+
+    #[test]
+    fn memory_steps_double_from_16_kib_and_stop_at_the_frame_end() {
+        assert_eq!(next_step(100, 0), 100, "a small frame in one grant");
+        assert_eq!(next_step(1 << 20, 0), 16 * 1024);
+        assert_eq!(next_step(1 << 20, 16 * 1024), 16 * 1024);
+        assert_eq!(next_step(1 << 20, 32 * 1024), 32 * 1024);
+        assert_eq!(next_step(1 << 20, 768 * 1024), 256 * 1024);
+        assert_eq!(next_step(1 << 20, 1 << 20), 0);
+        let mut held = 0;
+        let mut grants = 0;
+        while held < (100 << 20) {
+            held += next_step(100 << 20, held);
+            grants += 1;
+        }
+        assert_eq!(held, 100 << 20);
+        assert!(grants <= 14, "{grants} grants for 100 MiB");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_slow_body_is_cut_off_at_its_deadline_holding_little_memory() {
+        let memory = RequestMemory::new(1 << 20);
+        let (mut client, mut server) = tokio::io::duplex(64);
+        let rate = MinRate {
+            timeout: Duration::from_secs(5),
+            bytes_per_second: 1024,
+        };
+        let mut clock = FrameClock::start(rate);
+        clock.received = 4;
+        let reader = tokio::spawn({
+            let memory = Arc::clone(&memory);
+            async move {
+                read_body(&mut server, 1 << 20, &memory, &mut clock)
+                    .await
+                    .err()
+            }
+        });
+        for _ in 0..3 {
+            client.write_all(b"x").await.expect("write");
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            assert_eq!(memory.free_bytes(), (1 << 20) - 16 * 1024, "one step held");
+        }
+        let err = reader.await.expect("task");
+        assert!(
+            matches!(&err, Some(FrameError::TooSlow(reason)) if reason.contains("7 bytes")),
+            "{err:?}"
+        );
+        assert_eq!(memory.free_bytes(), 1 << 20, "given back on close");
+    }
 }

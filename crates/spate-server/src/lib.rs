@@ -13,6 +13,7 @@ mod http;
 mod http_auth;
 mod kafka;
 mod quota;
+mod request_memory;
 mod sasl;
 mod tls;
 mod usage;
@@ -267,15 +268,19 @@ impl Server {
             max_request_bytes: config.max_request_bytes,
             max_in_flight: config.max_in_flight_per_connection,
             idle_timeout: Duration::from_millis(config.idle_timeout_ms),
+            min_rate: kafka::MinRate {
+                timeout: Duration::from_millis(config.request_read_timeout_ms),
+                bytes_per_second: config.request_read_min_bytes_per_second,
+            },
+            sasl_max_receive_bytes: config.sasl_server_max_receive_size,
         };
         let connections = Arc::new(Semaphore::new(config.max_connections));
         let per_ip = Arc::new(kafka::PerIp::new(config.max_connections_per_ip));
         let rates = Arc::new(connection_rate::ConnectionRates::new(
             config.max_connection_creation_rate,
         ));
-        let memory = Arc::new(Semaphore::new(
-            config.max_queued_request_bytes.min(Semaphore::MAX_PERMITS),
-        ));
+        let memory = request_memory::RequestMemory::new(config.max_queued_request_bytes);
+        let slow_log = Arc::new(kafka::LogThrottle::default());
         let mut sockets = vec![(
             config.kafka_protocol.name().to_string(),
             config.kafka_protocol,
@@ -309,6 +314,7 @@ impl Server {
                 per_ip: Arc::clone(&per_ip),
                 rates: Arc::clone(&rates),
                 memory: Arc::clone(&memory),
+                slow_log: Arc::clone(&slow_log),
                 metrics: Arc::clone(&connection_metrics),
                 tracker: tracker.clone(),
             });

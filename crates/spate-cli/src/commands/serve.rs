@@ -58,6 +58,26 @@ pub struct ServeArgs {
     /// SASL mechanisms of SASL listeners, comma-separated [default: SCRAM-SHA-512,SCRAM-SHA-256].
     #[arg(long, env = "SPATE_SASL_MECHANISMS", value_delimiter = ',')]
     pub sasl_mechanisms: Option<Vec<String>>,
+    /// Largest request frame accepted (Kafka's socket.request.max.bytes) [default: 104857600].
+    #[arg(long, env = "SPATE_MAX_REQUEST_BYTES")]
+    pub max_request_bytes: Option<usize>,
+    /// Request bytes held in memory across all connections (Kafka's queued.max.request.bytes)
+    /// [default: 536870912].
+    #[arg(long, env = "SPATE_MAX_QUEUED_REQUEST_BYTES")]
+    pub max_queued_request_bytes: Option<usize>,
+    /// Time a client has to send a request once its first byte arrived, and on SASL listeners
+    /// to authenticate after connecting; larger requests earn more (slowloris defence)
+    /// [default: 30000].
+    #[arg(long, env = "SPATE_REQUEST_READ_TIMEOUT_MS")]
+    pub request_read_timeout_ms: Option<u64>,
+    /// Each this many bytes of a request received earn one second more than
+    /// --request-read-timeout-ms [default: 65536].
+    #[arg(long, env = "SPATE_REQUEST_READ_MIN_BYTES_PER_SECOND")]
+    pub request_read_min_bytes_per_second: Option<u64>,
+    /// Largest request before SASL authentication (Kafka's sasl.server.max.receive.size)
+    /// [default: 524288].
+    #[arg(long, env = "SPATE_SASL_SERVER_MAX_RECEIVE_SIZE")]
+    pub sasl_server_max_receive_size: Option<usize>,
     /// Open connections accepted from one IP address (Kafka's max.connections.per.ip)
     /// [default: 1000].
     #[arg(long, env = "SPATE_MAX_CONNECTIONS_PER_IP")]
@@ -205,6 +225,21 @@ impl ServeArgs {
         }
         if let Some(v) = self.max_connection_creation_rate {
             config.max_connection_creation_rate = Some(v);
+        }
+        if let Some(v) = self.max_request_bytes {
+            config.max_request_bytes = v;
+        }
+        if let Some(v) = self.max_queued_request_bytes {
+            config.max_queued_request_bytes = v;
+        }
+        if let Some(v) = self.request_read_timeout_ms {
+            config.request_read_timeout_ms = v;
+        }
+        if let Some(v) = self.request_read_min_bytes_per_second {
+            config.request_read_min_bytes_per_second = v;
+        }
+        if let Some(v) = self.sasl_server_max_receive_size {
+            config.sasl_server_max_receive_size = v;
         }
         if let Some(v) = self.oauthbearer_jwks_file {
             config.oauthbearer.jwks_file = Some(v);
