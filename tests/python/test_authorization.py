@@ -296,7 +296,18 @@ def test_the_audit_topic_holds_denials_authentications_and_admin_changes(spate_f
     def user_changed(e):
         return e["type"] == "io.spate.kafka/admin" and e["subject"] == "USER:frank"
 
-    checks = [denial, failed_login, login, created, user_changed]
+    def garbage(e):
+        return (e["type"] == "io.spate.kafka/authentication" and e["data"]["method"] == "Connection"
+                and e["data"]["granted"] is False and "frame" in e["data"].get("detail", ""))
+
+    # A malformed frame closes the connection with an audit record too.
+    import socket
+    host, port = broker.bootstrap.rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(b"\x7f\xff\xff\xff")  # a 2 GiB frame
+        assert sock.recv(1) == b"", "the broker closes the connection"
+
+    checks = [denial, failed_login, login, created, user_changed, garbage]
     events = audit_events(broker.bootstrap, lambda es: all(any(check(e) for e in es) for check in checks))
     sample = next(e for e in events if denial(e))
     assert sample["specversion"] == "1.0" and sample["source"].startswith("spate://")

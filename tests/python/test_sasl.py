@@ -285,3 +285,58 @@ def test_kafka_python_scram_sha_512_over_tls(spate_factory, pki):  # noqa: F811
     assert [m.value for m in consumer] == [b"d0", b"d1", b"d2"]
     consumer.close()
     assert "principal=User:dave" in broker.log_text()
+
+
+def test_kafka_python_oauthbearer_with_a_locally_signed_jwt(spate_factory, pki, tmp_path):  # noqa: F811
+    from kafka import KafkaConsumer, KafkaProducer
+    from kafka.errors import KafkaError as KafkaPythonError
+    from kafka.net.sasl.oauth import AbstractTokenProvider
+
+    jwks, sign = jwt_and_jwks(tmp_path)
+    broker = spate_factory(
+        args=[
+            "--listener", "SECURE=SASL_SSL://127.0.0.1:0",
+            "--tls-cert", pki["server.pem"],
+            "--tls-key", pki["server.key"],
+            "--sasl-mechanisms", "OAUTHBEARER",
+            "--oauthbearer-jwks-file", str(jwks),
+            "--oauthbearer-issuer", "https://issuer.test",
+            "--oauthbearer-audience", "spate",
+        ]
+    )
+    secure = listeners_of(broker)["SECURE"]
+
+    class Tokens(AbstractTokenProvider):
+        def __init__(self, token: str):
+            super().__init__()
+            self._token = token
+
+        def token(self) -> str:
+            return self._token
+
+    def settings(token: str) -> dict:
+        return {"bootstrap_servers": secure, "security_protocol": "SASL_SSL", "ssl_cafile": pki["ca.pem"],
+                "sasl_mechanism": "OAUTHBEARER", "sasl_oauth_token_provider": Tokens(token)}
+
+    topic = unique("kp-oauth")
+    producer = KafkaProducer(acks="all", **settings(sign("dana")[0]))
+    for i in range(3):
+        producer.send(topic, f"d{i}".encode()).get(timeout=30)
+    producer.close()
+    consumer = KafkaConsumer(topic, auto_offset_reset="earliest", consumer_timeout_ms=20_000,
+                             **settings(sign("dana")[0]))
+    seen = []
+    for message in consumer:
+        seen.append(message.value)
+        if len(seen) == 3:
+            break
+    consumer.close()
+    assert seen == [b"d0", b"d1", b"d2"]
+    assert "principal=User:dana" in broker.log_text()
+
+    # An expired token is refused (the client gives up bootstrapping).
+    with pytest.raises(KafkaPythonError):
+        KafkaProducer(bootstrap_timeout_ms=3_000, max_block_ms=3_000,
+                      **settings(sign("dana", lifetime_s=-120)[0])).send(topic, b"refused").get(timeout=10)
+
+    wait_until(lambda: "token expired" in broker.log_text(), 10, what="the expired token in the log")

@@ -166,6 +166,11 @@ async fn read_prefix(
         Err(_) => return Err(FrameError::Quiet),
         Ok(Ok(0)) => return Err(FrameError::Closed),
         Ok(Ok(n)) => n,
+        // A TLS peer that closes without close_notify (kafka-python, librdkafka at times)
+        // closed between frames: a normal end.
+        Ok(Err(err)) if err.kind() == std::io::ErrorKind::UnexpectedEof => {
+            return Err(FrameError::Closed);
+        }
         Ok(Err(err)) => return Err(FrameError::Failed(format!("read failed: {err}"))),
     };
     let mut clock = FrameClock::start(rate);
@@ -178,6 +183,9 @@ async fn read_prefix(
             // A peer that goes away inside the prefix is as good as one that closed.
             Ok(Ok(0)) => return Err(FrameError::Closed),
             Ok(Ok(n)) => clock.received += n,
+            Ok(Err(err)) if err.kind() == std::io::ErrorKind::UnexpectedEof => {
+                return Err(FrameError::Closed);
+            }
             Ok(Err(err)) => return Err(FrameError::Failed(format!("read failed: {err}"))),
         }
     }
@@ -551,8 +559,11 @@ impl Listener {
         let (reader, writer) = tokio::io::split(stream);
         let (tx, rx) = mpsc::channel(self.limits.max_in_flight);
         let writer = tokio::spawn(write_responses(writer, rx, peer));
+        let principal = session.principal.to_string();
         if let Err(reason) = self.read_requests(reader, peer, session, &tx, stop).await {
+            // Malformed or oversized frames, TLS on a plaintext port, requests before SASL.
             tracing::warn!(peer = %peer, reason = %reason, "closing connection");
+            self.audit_authentication(peer, principal, "Connection", false, reason);
         }
         drop(tx);
         let _ = writer.await;
@@ -613,13 +624,6 @@ impl Listener {
             // A TLS record header (handshake, TLS 1.x) where a Kafka frame length should be.
             if first && self.tls.is_none() && prefix[0] == 0x16 && prefix[1] == 0x03 {
                 self.metrics.decode_errors.fetch_add(1, Ordering::Relaxed);
-                self.audit_authentication(
-                    peer,
-                    session.principal.to_string(),
-                    "Connection",
-                    false,
-                    "a TLS handshake on a listener without TLS".to_string(),
-                );
                 return Err(format!(
                     "a TLS handshake arrived on the listener {}, which does not use TLS",
                     self.name
@@ -748,7 +752,12 @@ impl Listener {
                         return Ok(());
                     }
                     match close {
-                        Some(why) => return Err(why),
+                        // Logged here, not by `serve`: the failure is audited above, with the
+                        // user the client claimed.
+                        Some(why) => {
+                            tracing::warn!(peer = %peer, reason = %why, "closing connection");
+                            return Ok(());
+                        }
                         None => continue,
                     }
                 }
