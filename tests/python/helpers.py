@@ -282,3 +282,26 @@ def group_round_trip(
     finally:
         c.close()
     return seen
+
+
+def audit_events(bootstrap: str, want: Callable[[list[dict]], bool], what: str = "") -> list[dict]:
+    """Reads `_audit` from offset 0 (as a client allowed to) until `want(events)` holds; returns
+    the events read (the CloudEvents envelopes, decoded)."""
+    import json
+
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": unique("auditor"),
+                  "auto.offset.reset": "earliest", "enable.partition.eof": False})
+    c.assign([TopicPartition("_audit", 0, 0)])
+    events: list[dict] = []
+    try:
+        def enough() -> bool:
+            m = c.poll(0.5)
+            if m is not None:
+                assert not m.error(), f"reading _audit: {m.error()}"
+                events.append(json.loads(m.value()))
+            return want(events)
+
+        wait_until(enough, 30, what=what or "the expected events in _audit")
+    finally:
+        c.close()
+    return events

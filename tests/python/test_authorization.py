@@ -21,7 +21,7 @@ from confluent_kafka.admin import (
     ResourceType,
 )
 
-from helpers import create_topic, producer, produce_all, unique, wait_until
+from helpers import audit_events, create_topic, producer, produce_all, unique, wait_until
 from test_sasl import create_user, listeners_of, sasl_conf
 
 SUPER = "User:ANONYMOUS"
@@ -241,28 +241,6 @@ def test_the_credentials_topic_is_not_readable_without_being_a_super_user(spate_
         wait_until(refused, 30, what="TOPIC_AUTHORIZATION_FAILED on __user_credentials")
     finally:
         c.close()
-
-
-def audit_events(bootstrap: str, want) -> list[dict]:
-    """Reads `_audit` from the start (as the super user) until `want(events)` holds; returns
-    the events (the CloudEvents envelopes, decoded)."""
-    import json
-
-    c = Consumer({"bootstrap.servers": bootstrap, "group.id": unique("auditor"),
-                  "auto.offset.reset": "earliest", "enable.partition.eof": False})
-    c.assign([TopicPartition("_audit", 0, 0)])
-    events: list[dict] = []
-    try:
-        def enough():
-            m = c.poll(0.5)
-            if m is not None:
-                assert not m.error(), f"reading _audit: {m.error()}"
-                events.append(json.loads(m.value()))
-            return want(events)
-        wait_until(enough, 30, what="the expected events in _audit")
-    finally:
-        c.close()
-    return events
 
 
 def test_the_audit_topic_holds_denials_authentications_and_admin_changes(spate_factory):

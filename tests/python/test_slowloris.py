@@ -13,16 +13,14 @@ authenticating is refused at once.
 
 from __future__ import annotations
 
-import json
 import socket
 import struct
 import threading
 import time
 import urllib.request
 
-from confluent_kafka import Consumer, TopicPartition
 
-from helpers import MIB, create_topic, produce_all, producer, unique, wait_until
+from helpers import MIB, audit_events, create_topic, produce_all, producer, unique, wait_until
 from kafka_wire import split_addr
 from test_sasl import create_user, listeners_of, sasl_conf
 
@@ -90,26 +88,6 @@ def announce(length: int) -> bytes:
     return struct.pack(">i", length)
 
 
-def audit_events(bootstrap: str, want) -> list[dict]:
-    """Reads `_audit` from offset 0 until `want(events)` holds."""
-    c = Consumer({"bootstrap.servers": bootstrap, "group.id": unique("auditor"),
-                  "auto.offset.reset": "earliest", "enable.partition.eof": False})
-    c.assign([TopicPartition("_audit", 0, 0)])
-    events: list[dict] = []
-    try:
-        def enough():
-            m = c.poll(0.5)
-            if m is not None:
-                assert not m.error(), f"reading _audit: {m.error()}"
-                events.append(json.loads(m.value()))
-            return want(events)
-
-        wait_until(enough, 30, what="the slow connections' records in _audit")
-    finally:
-        c.close()
-    return events
-
-
 def metric(broker, name: str) -> float:
     with urllib.request.urlopen(f"http://{broker.http_addr}/metrics", timeout=10) as resp:
         for line in resp.read().decode().splitlines():
@@ -169,7 +147,8 @@ def test_slow_senders_are_closed_and_do_not_stall_other_clients(spate_factory):
         return (e["type"] == "io.spate.kafka/authentication" and d["method"] == "Connection"
                 and d["granted"] is False and "too slowly" in d.get("detail", ""))
 
-    events = audit_events(broker.bootstrap, lambda es: sum(map(slow_closure, es)) >= SLOW_SENDERS)
+    events = audit_events(broker.bootstrap, lambda es: sum(map(slow_closure, es)) >= SLOW_SENDERS,
+                          what="the slow connections' records in _audit")
     assert sum(map(slow_closure, events)) == SLOW_SENDERS
     assert all(e["data"]["client_address"] == "127.0.0.1" for e in events if slow_closure(e))
 
