@@ -6,29 +6,26 @@
 //! line, or a command's exit.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
+use std::io::Write;
+use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
 use serde_json::Value;
 
-/// How long the server may take to start.
-const START_DEADLINE: Duration = Duration::from_secs(60);
+mod common;
+use common::{Serve, drain};
+
 /// How long one command may take.
 const COMMAND_DEADLINE: Duration = Duration::from_secs(120);
 
 /// A running `spate serve`, killed on drop.
 struct Server {
-    child: Child,
     kafka_addr: String,
     #[allow(dead_code)]
     http_addr: String,
     registry_addr: String,
-    log: Arc<Mutex<Vec<String>>>,
-    _data_dir: tempfile::TempDir,
+    serve: Serve,
 }
 
 impl Server {
@@ -38,69 +35,12 @@ impl Server {
 
     /// Starts `spate serve` with more flags.
     fn start_with(flags: &[&str]) -> Server {
-        let data_dir = tempfile::tempdir().expect("temp dir");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_spate"))
-            .args(["serve", "--data-dir"])
-            .arg(data_dir.path())
-            .args([
-                "--kafka-listen",
-                "127.0.0.1:0",
-                "--registry-listen",
-                "127.0.0.1:0",
-                "--http-listen",
-                "127.0.0.1:0",
-            ])
-            .args(flags)
-            .env_remove("SPATE_BROKERS")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start spate serve");
-        let stderr = child.stderr.take().expect("stderr");
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let (tx, rx) = mpsc::channel();
-        {
-            let log = Arc::clone(&log);
-            // Keeps draining stderr for the server's whole life, so it never blocks on a full
-            // pipe; lines are kept for failure messages.
-            std::thread::spawn(move || {
-                for line in BufReader::new(stderr).lines() {
-                    let Ok(line) = line else { break };
-                    log.lock().expect("log").push(line.clone());
-                    let _ = tx.send(line);
-                }
-            });
-        }
-        let deadline = Instant::now() + START_DEADLINE;
-        let ready = loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match rx.recv_timeout(left) {
-                Ok(line) if line.contains("spate is ready") => break line,
-                Ok(_) => continue,
-                Err(_) => {
-                    let _ = child.kill();
-                    panic!(
-                        "spate serve did not report ready within {START_DEADLINE:?}; stderr:\n{}",
-                        log.lock().expect("log").join("\n")
-                    );
-                }
-            }
-        };
-        let field = |name: &str| {
-            ready
-                .split_whitespace()
-                .find_map(|token| token.strip_prefix(&format!("{name}=")))
-                .map(|v| v.trim_matches('"').to_string())
-                .unwrap_or_else(|| panic!("no {name}= in the ready line: {ready}"))
-        };
+        let serve = Serve::start(flags);
         Server {
-            kafka_addr: field("kafka_addr"),
-            http_addr: field("http_addr"),
-            registry_addr: field("registry_addr"),
-            child,
-            log,
-            _data_dir: data_dir,
+            kafka_addr: serve.field("kafka_addr"),
+            http_addr: serve.field("http_addr"),
+            registry_addr: serve.field("registry_addr"),
+            serve,
         }
     }
 
@@ -144,7 +84,7 @@ impl Server {
                     "`spate {}` did not finish within {COMMAND_DEADLINE:?}; stderr:\n{}\nserver log:\n{}",
                     args.join(" "),
                     String::from_utf8_lossy(&stderr.join().expect("stderr")),
-                    self.log.lock().expect("log").join("\n")
+                    self.serve.log_text()
                 );
             }
             std::thread::sleep(Duration::from_millis(10));
@@ -167,7 +107,7 @@ impl Server {
             run.args,
             run.status,
             run.stderr,
-            self.log.lock().expect("log").join("\n")
+            self.serve.log_text()
         );
         run
     }
@@ -187,21 +127,6 @@ impl Server {
         );
         run.json_lines()
     }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn drain(mut pipe: impl Read + Send + 'static) -> std::thread::JoinHandle<Vec<u8>> {
-    std::thread::spawn(move || {
-        let mut out = Vec::new();
-        let _ = pipe.read_to_end(&mut out);
-        out
-    })
 }
 
 struct Run {

@@ -5,16 +5,16 @@
 //! done. Waiting is always on a condition with a deadline (the server's "spate is ready" line,
 //! a process exit, a group reaching a state), never a fixed sleep.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-/// How long the server may take to start.
-const START_DEADLINE: Duration = Duration::from_secs(60);
+mod common;
+use common::{Serve, drain};
+
 /// How long one command may take.
 const COMMAND_DEADLINE: Duration = Duration::from_secs(120);
 /// How long a group may take to reach a state (join, commit, leave).
@@ -24,76 +24,21 @@ const POLL_INTERVAL: Duration = Duration::from_millis(100);
 
 /// A running `spate serve`, killed on drop.
 struct Server {
-    child: Child,
     kafka_addr: String,
-    log: Arc<Mutex<Vec<String>>>,
-    _data_dir: tempfile::TempDir,
+    serve: Serve,
 }
 
 impl Server {
     fn start() -> Server {
-        let data_dir = tempfile::tempdir().expect("temp dir");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_spate"))
-            .args(["serve", "--data-dir"])
-            .arg(data_dir.path())
-            .args([
-                "--kafka-listen",
-                "127.0.0.1:0",
-                "--registry-listen",
-                "127.0.0.1:0",
-                "--http-listen",
-                "127.0.0.1:0",
-            ])
-            .env_remove("SPATE_BROKERS")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start spate serve");
-        let stderr = child.stderr.take().expect("stderr");
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let (tx, rx) = mpsc::channel();
-        {
-            let log = Arc::clone(&log);
-            // Drains stderr for the server's whole life so it never blocks on a full pipe.
-            std::thread::spawn(move || {
-                for line in BufReader::new(stderr).lines() {
-                    let Ok(line) = line else { break };
-                    log.lock().expect("log").push(line.clone());
-                    let _ = tx.send(line);
-                }
-            });
-        }
-        let deadline = Instant::now() + START_DEADLINE;
-        let ready = loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match rx.recv_timeout(left) {
-                Ok(line) if line.contains("spate is ready") => break line,
-                Ok(_) => continue,
-                Err(_) => {
-                    let _ = child.kill();
-                    panic!(
-                        "spate serve did not report ready within {START_DEADLINE:?}; stderr:\n{}",
-                        log.lock().expect("log").join("\n")
-                    );
-                }
-            }
-        };
-        let kafka_addr = ready
-            .split_whitespace()
-            .find_map(|token| token.strip_prefix("kafka_addr="))
-            .map(|v| v.trim_matches('"').to_string())
-            .unwrap_or_else(|| panic!("no kafka_addr= in the ready line: {ready}"));
+        let serve = Serve::start(&[]);
         Server {
-            child,
-            kafka_addr,
-            log,
-            _data_dir: data_dir,
+            kafka_addr: serve.field("kafka_addr"),
+            serve,
         }
     }
 
     fn log(&self) -> String {
-        self.log.lock().expect("log").join("\n")
+        self.serve.log_text()
     }
 
     /// Runs `spate ARGS` against this server with `stdin` as input.
@@ -194,25 +139,10 @@ impl Server {
 
     /// Fails the test on an ERROR line in the server log.
     fn assert_no_errors_logged(&self) {
-        let log = self.log.lock().expect("log");
+        let log = self.serve.log.lock().expect("log");
         let errors: Vec<&String> = log.iter().filter(|l| l.contains(" ERROR ")).collect();
         assert!(errors.is_empty(), "server logged errors: {errors:#?}");
     }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn drain(mut pipe: impl Read + Send + 'static) -> std::thread::JoinHandle<Vec<u8>> {
-    std::thread::spawn(move || {
-        let mut out = Vec::new();
-        let _ = pipe.read_to_end(&mut out);
-        out
-    })
 }
 
 /// Waits for `child` to exit, at most `limit`; `None` (and the child killed) past it.

@@ -10,11 +10,9 @@
 //! commands, not authorisation. Waiting is always on a condition with a deadline.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::Write;
 use std::path::PathBuf;
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
+use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use rcgen::{
@@ -22,9 +20,10 @@ use rcgen::{
     Issuer, KeyPair, KeyUsagePurpose,
 };
 
-/// How long the server may take to start.
-const START_DEADLINE: Duration = Duration::from_secs(60);
 /// How long one command may take.
+mod common;
+use common::{Serve, drain};
+
 const COMMAND_DEADLINE: Duration = Duration::from_secs(120);
 /// How long a log line may take to arrive after the event that writes it.
 const LOG_DEADLINE: Duration = Duration::from_secs(30);
@@ -106,85 +105,36 @@ impl Pki {
 
 /// A running `spate serve` with one listener of each protocol, killed on drop.
 struct Server {
-    child: Child,
     /// Listener name to `HOST:PORT`.
     listeners: BTreeMap<String, String>,
-    log: Arc<Mutex<Vec<String>>>,
-    _data_dir: tempfile::TempDir,
+    serve: Serve,
 }
 
 impl Server {
     fn start(pki: &Pki) -> Server {
-        let data_dir = tempfile::tempdir().expect("temp dir");
-        let mut child = spate()
-            .args(["serve", "--data-dir"])
-            .arg(data_dir.path())
-            .args([
-                "--kafka-listen",
-                "127.0.0.1:0",
-                "--registry-listen",
-                "127.0.0.1:0",
-                "--http-listen",
-                "127.0.0.1:0",
-                "--listener",
-                "SECURE=SASL_SSL://127.0.0.1:0",
-                "--listener",
-                "INSIDE=SASL_PLAINTEXT://127.0.0.1:0",
-                "--listener",
-                "MTLS=SSL://127.0.0.1:0",
-                "--sasl-mechanisms",
-                "SCRAM-SHA-512,SCRAM-SHA-256,PLAIN",
-                "--tls-cert",
-                &pki.arg("server.pem"),
-                "--tls-key",
-                &pki.arg("server.key"),
-                "--tls-client-ca",
-                &pki.arg("ca.pem"),
-                "--tls-client-auth",
-                "requested",
-                "--log",
-                "info,spate_server::kafka=debug",
-            ])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start spate serve");
-        let stderr = child.stderr.take().expect("stderr");
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let (tx, rx) = mpsc::channel();
-        {
-            let log = Arc::clone(&log);
-            // Drains stderr for the server's whole life so it never blocks on a full pipe.
-            std::thread::spawn(move || {
-                for line in BufReader::new(stderr).lines() {
-                    let Ok(line) = line else { break };
-                    log.lock().expect("log").push(line.clone());
-                    let _ = tx.send(line);
-                }
-            });
-        }
-        let deadline = Instant::now() + START_DEADLINE;
-        let ready = loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match rx.recv_timeout(left) {
-                Ok(line) if line.contains("spate is ready") => break line,
-                Ok(_) => continue,
-                Err(_) => {
-                    let _ = child.kill();
-                    panic!(
-                        "spate serve did not report ready within {START_DEADLINE:?}; stderr:\n{}",
-                        log.lock().expect("log").join("\n")
-                    );
-                }
-            }
-        };
+        let serve = Serve::start(&[
+            "--listener",
+            "SECURE=SASL_SSL://127.0.0.1:0",
+            "--listener",
+            "INSIDE=SASL_PLAINTEXT://127.0.0.1:0",
+            "--listener",
+            "MTLS=SSL://127.0.0.1:0",
+            "--sasl-mechanisms",
+            "SCRAM-SHA-512,SCRAM-SHA-256,PLAIN",
+            "--tls-cert",
+            &pki.arg("server.pem"),
+            "--tls-key",
+            &pki.arg("server.key"),
+            "--tls-client-ca",
+            &pki.arg("ca.pem"),
+            "--tls-client-auth",
+            "requested",
+            "--log",
+            "info,spate_server::kafka=debug",
+        ]);
         // listeners=PLAINTEXT:PLAINTEXT://127.0.0.1:1,SECURE:SASL_SSL://127.0.0.1:2,...
-        let listeners = ready
-            .split_whitespace()
-            .find_map(|token| token.strip_prefix("listeners="))
-            .unwrap_or_else(|| panic!("no listeners= in the ready line: {ready}"))
-            .trim_matches('"')
+        let listeners = serve
+            .field("listeners")
             .split(',')
             .map(|entry| {
                 let (name, url) = entry.split_once(':').expect("NAME:URL");
@@ -192,12 +142,7 @@ impl Server {
                 (name.to_string(), address.to_string())
             })
             .collect();
-        Server {
-            child,
-            listeners,
-            log,
-            _data_dir: data_dir,
-        }
+        Server { listeners, serve }
     }
 
     fn address(&self, listener: &str) -> &str {
@@ -280,7 +225,7 @@ impl Server {
     }
 
     fn log_text(&self) -> String {
-        self.log.lock().expect("log").join("\n")
+        self.serve.log_text()
     }
 
     /// Waits until a server log line contains every one of `needles`.
@@ -288,6 +233,7 @@ impl Server {
         let deadline = Instant::now() + LOG_DEADLINE;
         while Instant::now() < deadline {
             let found = self
+                .serve
                 .log
                 .lock()
                 .expect("log")
@@ -303,21 +249,6 @@ impl Server {
             self.log_text()
         );
     }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn drain(mut pipe: impl Read + Send + 'static) -> std::thread::JoinHandle<Vec<u8>> {
-    std::thread::spawn(move || {
-        let mut out = Vec::new();
-        let _ = pipe.read_to_end(&mut out);
-        out
-    })
 }
 
 struct Run {

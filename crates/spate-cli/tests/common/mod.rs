@@ -1,0 +1,113 @@
+//! The `spate serve` the CLI's integration tests share: started on free ports in a temporary
+//! directory with the test's flags, its log collected (for failure messages and log checks),
+//! ready once it logs "spate is ready", killed on drop.
+
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// How long the server may take to start.
+const START_DEADLINE: Duration = Duration::from_secs(60);
+
+/// A running `spate serve`.
+pub struct Serve {
+    child: Child,
+    /// The "spate is ready" line.
+    pub ready: String,
+    /// Every line the server logged so far.
+    pub log: Arc<Mutex<Vec<String>>>,
+    _data_dir: tempfile::TempDir,
+}
+
+impl Serve {
+    /// Starts `spate serve` on free ports with `flags` and waits until it is ready.
+    pub fn start(flags: &[&str]) -> Serve {
+        let data_dir = tempfile::tempdir().expect("temp dir");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_spate"))
+            .args(["serve", "--data-dir"])
+            .arg(data_dir.path())
+            .args([
+                "--kafka-listen",
+                "127.0.0.1:0",
+                "--registry-listen",
+                "127.0.0.1:0",
+                "--http-listen",
+                "127.0.0.1:0",
+            ])
+            .args(flags)
+            // No SPATE_* setting of the machine may leak in: every test says what it uses.
+            .env_clear()
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start spate serve");
+        let stderr = child.stderr.take().expect("stderr");
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = mpsc::channel();
+        {
+            let log = Arc::clone(&log);
+            // Drains stderr for the server's whole life, so it never blocks on a full pipe.
+            std::thread::spawn(move || {
+                for line in BufReader::new(stderr).lines() {
+                    let Ok(line) = line else { break };
+                    log.lock().expect("log").push(line.clone());
+                    let _ = tx.send(line);
+                }
+            });
+        }
+        let deadline = Instant::now() + START_DEADLINE;
+        let ready = loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(line) if line.contains("spate is ready") => break line,
+                Ok(_) => continue,
+                Err(_) => {
+                    let _ = child.kill();
+                    panic!(
+                        "spate serve did not report ready within {START_DEADLINE:?}; stderr:\n{}",
+                        log.lock().expect("log").join("\n")
+                    );
+                }
+            }
+        };
+        Serve {
+            child,
+            ready,
+            log,
+            _data_dir: data_dir,
+        }
+    }
+
+    /// A `NAME=value` field of the ready line (`kafka_addr`, `listeners`, ...).
+    pub fn field(&self, name: &str) -> String {
+        self.ready
+            .split_whitespace()
+            .find_map(|token| token.strip_prefix(&format!("{name}=")))
+            .map(|v| v.trim_matches('"').to_string())
+            .unwrap_or_else(|| panic!("no {name}= in the ready line: {}", self.ready))
+    }
+
+    /// The server's log so far.
+    pub fn log_text(&self) -> String {
+        self.log.lock().expect("log").join("\n")
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Reads a pipe to its end on a thread (so a child never blocks writing to it).
+pub fn drain(mut pipe: impl Read + Send + 'static) -> std::thread::JoinHandle<Vec<u8>> {
+    std::thread::spawn(move || {
+        let mut out = Vec::new();
+        let _ = pipe.read_to_end(&mut out);
+        out
+    })
+}
