@@ -46,9 +46,11 @@ mkdir -p "$out" "$data_dir"
 exec > >(tee -a "$out/run.log") 2>&1
 
 log() { printf '[bench %(%H:%M:%S)T] %s\n' -1 "$*"; }
+notes=()
+note() { notes+=("$*"); log "note: $*"; }
 
-hz=$(getconf CLK_TCK)
-ncpu=$(nproc)
+# shellcheck source=bench/lib.sh
+source "$bench_dir/lib.sh" # hz, ncpu, wait_quiet
 bpid=
 
 cleanup() {
@@ -60,37 +62,6 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'log "failed at line $LINENO: $BASH_COMMAND"' ERR
-
-# --- load on the machine (as in run.sh) ------------------------------------------------------
-
-busy_ticks() { awk '/^cpu /{print $2 + $3 + $4 + $7 + $8 + $9; exit}' /proc/stat; }
-busy_percent() { # over $1 seconds, of all cores
-    local b0 b1
-    b0=$(busy_ticks); sleep "$1"; b1=$(busy_ticks)
-    echo $(((b1 - b0) * 100 / ($1 * hz * ncpu)))
-}
-top_processes() {
-    top -b -n 2 -d 1 -w 200 | awk '/^ *PID/{n++; next} n == 2 && NF >= 12 && $9 + 0 > 5 {printf "%s(%s%%) ", $12, $9}'
-}
-quiet_budget_s=$QUIET_WAIT_S
-notes=()
-wait_quiet() { # $1: what is about to be measured
-    local t0=$SECONDS busy
-    while :; do
-        busy=$(busy_percent 3)
-        if pgrep -x cargo >/dev/null || pgrep -x rustc >/dev/null; then busy=$((busy > 16 ? busy : 16)); fi
-        ((busy <= 15)) && break
-        if ((SECONDS - t0 >= quiet_budget_s)); then
-            notes+=("machine still ${busy}% busy (or building) before $1; measured anyway: $(top_processes)")
-            log "${notes[-1]}"
-            break
-        fi
-        log "machine ${busy}% busy before $1, waiting for: $(top_processes)$(pgrep -x cargo >/dev/null && echo ' (cargo running)')"
-        sleep 20
-    done
-    quiet_budget_s=$((quiet_budget_s - (SECONDS - t0)))
-    ((quiet_budget_s > 0)) || quiet_budget_s=0
-}
 
 # --- builds and certificates -----------------------------------------------------------------
 
