@@ -14,7 +14,7 @@ use base64::Engine;
 use serde_json::Value;
 
 mod common;
-use common::{Serve, drain};
+use common::{Serve, run_to_end};
 
 /// How long one command may take.
 const COMMAND_DEADLINE: Duration = Duration::from_secs(120);
@@ -51,50 +51,27 @@ impl Server {
 
     /// Runs `spate ARGS` with these environment variables too.
     fn run_env(&self, args: &[&str], stdin: &[u8], env: &[(&str, &str)]) -> Run {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_spate"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_spate"));
+        command
             .args(args)
             .env("SPATE_BROKERS", &self.kafka_addr)
             .env("SPATE_REGISTRY", format!("http://{}", self.registry_addr))
             .env_remove("SPATE_REGISTRY_USER")
             .env_remove("SPATE_REGISTRY_PASSWORD")
             .env_remove("SPATE_REGISTRY_TOKEN")
-            .envs(env.iter().copied())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start spate");
-        let mut input = child.stdin.take().expect("stdin");
-        let stdin = stdin.to_vec();
-        let writer = std::thread::spawn(move || {
-            // The command may exit before reading everything (e.g. on a bad flag).
-            let _ = input.write_all(&stdin);
+            .envs(env.iter().copied());
+        let output = run_to_end(command, stdin, COMMAND_DEADLINE).unwrap_or_else(|stderr| {
+            panic!(
+                "`spate {}` did not finish within {COMMAND_DEADLINE:?}; stderr:\n{stderr}\nserver log:\n{}",
+                args.join(" "),
+                self.serve.log_text()
+            )
         });
-        let stdout = drain(child.stdout.take().expect("stdout"));
-        let stderr = drain(child.stderr.take().expect("stderr"));
-        let deadline = Instant::now() + COMMAND_DEADLINE;
-        let status = loop {
-            if let Some(status) = child.try_wait().expect("wait") {
-                break status;
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!(
-                    "`spate {}` did not finish within {COMMAND_DEADLINE:?}; stderr:\n{}\nserver log:\n{}",
-                    args.join(" "),
-                    String::from_utf8_lossy(&stderr.join().expect("stderr")),
-                    self.serve.log_text()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        };
-        let _ = writer.join();
         Run {
             args: args.join(" "),
-            status,
-            stdout: stdout.join().expect("stdout"),
-            stderr: String::from_utf8_lossy(&stderr.join().expect("stderr")).into_owned(),
+            status: output.status,
+            stdout: output.stdout,
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
         }
     }
 

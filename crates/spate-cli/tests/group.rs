@@ -5,7 +5,7 @@
 //! done. Waiting is always on a condition with a deadline (the server's "spate is ready" line,
 //! a process exit, a group reaching a state), never a fixed sleep.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 mod common;
-use common::{Serve, drain};
+use common::{Serve, drain, run_to_end};
 
 /// How long one command may take.
 const COMMAND_DEADLINE: Duration = Duration::from_secs(120);
@@ -43,34 +43,20 @@ impl Server {
 
     /// Runs `spate ARGS` against this server with `stdin` as input.
     fn run(&self, args: &[&str], stdin: &[u8]) -> Run {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_spate"))
-            .args(args)
-            .env("SPATE_BROKERS", &self.kafka_addr)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start spate");
-        let mut input = child.stdin.take().expect("stdin");
-        let stdin = stdin.to_vec();
-        let writer = std::thread::spawn(move || {
-            let _ = input.write_all(&stdin);
-        });
-        let stdout = drain(child.stdout.take().expect("stdout"));
-        let stderr = drain(child.stderr.take().expect("stderr"));
-        let status = wait_exit(&mut child, COMMAND_DEADLINE).unwrap_or_else(|| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_spate"));
+        command.args(args).env("SPATE_BROKERS", &self.kafka_addr);
+        let output = run_to_end(command, stdin, COMMAND_DEADLINE).unwrap_or_else(|_| {
             panic!(
                 "`spate {}` did not finish within {COMMAND_DEADLINE:?}; server log:\n{}",
                 args.join(" "),
                 self.log()
             )
         });
-        let _ = writer.join();
         Run {
             args: args.join(" "),
-            status,
-            stdout: String::from_utf8(stdout.join().expect("stdout")).expect("utf-8 stdout"),
-            stderr: String::from_utf8_lossy(&stderr.join().expect("stderr")).into_owned(),
+            status: output.status,
+            stdout: String::from_utf8(output.stdout).expect("utf-8 stdout"),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
         }
     }
 

@@ -10,9 +10,8 @@
 //! commands, not authorisation. Waiting is always on a condition with a deadline.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::PathBuf;
-use std::process::{Command, ExitStatus, Stdio};
+use std::process::{Command, ExitStatus};
 use std::time::{Duration, Instant};
 
 use rcgen::{
@@ -22,7 +21,7 @@ use rcgen::{
 
 /// How long one command may take.
 mod common;
-use common::{Serve, drain};
+use common::{Serve, run_to_end};
 
 const COMMAND_DEADLINE: Duration = Duration::from_secs(120);
 /// How long a log line may take to arrive after the event that writes it.
@@ -163,44 +162,22 @@ impl Server {
         let mut command = spate();
         command
             .args(&args)
-            .env("SPATE_BROKERS", self.address(listener))
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+            .env("SPATE_BROKERS", self.address(listener));
         for (name, value) in env {
             command.env(name, value);
         }
-        let mut child = command.spawn().expect("start spate");
-        let mut input = child.stdin.take().expect("stdin");
-        let stdin = stdin.to_vec();
-        let writer = std::thread::spawn(move || {
-            // The command may exit before reading everything (e.g. on a bad flag).
-            let _ = input.write_all(&stdin);
+        let output = run_to_end(command, stdin, COMMAND_DEADLINE).unwrap_or_else(|_| {
+            panic!(
+                "`spate {}` did not finish within {COMMAND_DEADLINE:?}; server log:\n{}",
+                args.join(" "),
+                self.log_text()
+            )
         });
-        let stdout = drain(child.stdout.take().expect("stdout"));
-        let stderr = drain(child.stderr.take().expect("stderr"));
-        let deadline = Instant::now() + COMMAND_DEADLINE;
-        let status = loop {
-            if let Some(status) = child.try_wait().expect("wait") {
-                break status;
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!(
-                    "`spate {}` did not finish within {COMMAND_DEADLINE:?}; server log:\n{}",
-                    args.join(" "),
-                    self.log_text()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        };
-        let _ = writer.join();
         Run {
             args: args.join(" "),
-            status,
-            stdout: String::from_utf8_lossy(&stdout.join().expect("stdout")).into_owned(),
-            stderr: String::from_utf8_lossy(&stderr.join().expect("stderr")).into_owned(),
+            status: output.status,
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
         }
     }
 

@@ -111,3 +111,52 @@ pub fn drain(mut pipe: impl Read + Send + 'static) -> std::thread::JoinHandle<Ve
         out
     })
 }
+
+/// What a finished command printed.
+pub struct Output {
+    /// How it exited.
+    pub status: std::process::ExitStatus,
+    /// Its standard output.
+    pub stdout: Vec<u8>,
+    /// Its standard error.
+    pub stderr: Vec<u8>,
+}
+
+/// Runs `command` to its end with `stdin` as input (output drained as it comes, so it never
+/// blocks on a pipe). A command still running after `limit` is killed: `Err` with its stderr.
+pub fn run_to_end(mut command: Command, stdin: &[u8], limit: Duration) -> Result<Output, String> {
+    let mut child = command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start spate");
+    let mut input = child.stdin.take().expect("stdin");
+    let stdin = stdin.to_vec();
+    let writer = std::thread::spawn(move || {
+        use std::io::Write;
+        // The command may exit before reading everything (e.g. on a bad flag).
+        let _ = input.write_all(&stdin);
+    });
+    let stdout = drain(child.stdout.take().expect("stdout"));
+    let stderr = drain(child.stderr.take().expect("stderr"));
+    let deadline = Instant::now() + limit;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            let stderr = stderr.join().expect("stderr");
+            return Err(String::from_utf8_lossy(&stderr).into_owned());
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let _ = writer.join();
+    Ok(Output {
+        status,
+        stdout: stdout.join().expect("stdout"),
+        stderr: stderr.join().expect("stderr"),
+    })
+}
