@@ -17,10 +17,6 @@ fn s(value: &str) -> StrBytes {
     StrBytes::from_string(value.to_string())
 }
 
-fn open_broker(dir: &std::path::Path) -> Arc<Broker> {
-    open_broker_with(dir, None)
-}
-
 fn open_broker_with(
     dir: &std::path::Path,
     authorization: Option<spate_auth::acl::AuthorizerConfig>,
@@ -636,11 +632,13 @@ fn requests(api: ApiKey, version: i16, topic_id: uuid::Uuid) -> Vec<RequestKind>
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_api_answers_in_every_advertised_version() {
+/// A broker with the topics the samples name (`t`, `grow`) and the server's maintenance loop
+/// running (it drives group timers: a v0-v3 JoinGroup waits for them).
+fn fixture(
+    authorization: Option<spate_auth::acl::AuthorizerConfig>,
+) -> (tempfile::TempDir, Arc<Broker>, uuid::Uuid) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let broker = open_broker(dir.path());
-    // The server runs this loop; it drives group timers (a v0-v3 JoinGroup waits for them).
+    let broker = open_broker_with(dir.path(), authorization);
     tokio::spawn(Arc::clone(&broker).run_maintenance(60_000, std::future::pending()));
     let topic = broker
         .topics()
@@ -650,39 +648,55 @@ async fn every_api_answers_in_every_advertised_version() {
         .topics()
         .create("grow", 1, BTreeMap::new(), spate_broker::system_clock()())
         .expect("topic");
+    (dir, broker, topic.id)
+}
+
+/// Every sample request of every advertised API in every accepted version, made by `session`
+/// from `peer`.
+fn every_request(
+    topic_id: uuid::Uuid,
+    session: Option<Arc<spate_protocol::Session>>,
+    peer: Option<std::net::SocketAddr>,
+) -> Vec<Request> {
+    let mut all = Vec::new();
     for (api, min, max) in SUPPORTED_APIS {
         let min = if *api == ApiKey::Produce { 3 } else { *min };
         for version in min..=*max {
-            for body in requests(*api, version, topic.id) {
-                let request = Request {
+            for body in requests(*api, version, topic_id) {
+                all.push(Request {
                     api_key: *api,
                     api_version: version,
                     correlation_id: 1,
                     client_id: None,
                     body,
                     size_bytes: 0,
-                    peer: None,
-                    session: None,
-                };
-                let response = match broker.handle(request).await {
-                    Reply::Now(response) => response,
-                    Reply::Later(future) => future.await,
-                    Reply::Nothing => panic!("{api:?} v{version} gave no response"),
-                };
-                let mut frame = spate_protocol::encode_response(*api, version, 1, &response)
-                    .unwrap_or_else(|e| panic!("{api:?} v{version} response does not encode: {e}"));
-                let mut body = spate_protocol::split_frame(&mut frame).expect("one frame");
-                let header_version = api.response_header_version(version);
-                <ResponseHeader as kafka_protocol::protocol::Decodable>::decode(
-                    &mut body,
-                    header_version,
-                )
-                .expect("header");
-                ResponseKind::decode(*api, &mut body, version).unwrap_or_else(|e| {
-                    panic!("{api:?} v{version} response does not decode: {e:#}")
+                    peer,
+                    session: session.clone(),
                 });
             }
         }
+    }
+    all
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_api_answers_in_every_advertised_version() {
+    let (_dir, broker, topic_id) = fixture(None);
+    for request in every_request(topic_id, None, None) {
+        let (api, version) = (request.api_key, request.api_version);
+        let response = match broker.handle(request).await {
+            Reply::Now(response) => response,
+            Reply::Later(future) => future.await,
+            Reply::Nothing => panic!("{api:?} v{version} gave no response"),
+        };
+        let mut frame = spate_protocol::encode_response(api, version, 1, &response)
+            .unwrap_or_else(|e| panic!("{api:?} v{version} response does not encode: {e}"));
+        let mut body = spate_protocol::split_frame(&mut frame).expect("one frame");
+        let header_version = api.response_header_version(version);
+        <ResponseHeader as kafka_protocol::protocol::Decodable>::decode(&mut body, header_version)
+            .expect("header");
+        ResponseKind::decode(api, &mut body, version)
+            .unwrap_or_else(|e| panic!("{api:?} v{version} response does not decode: {e:#}"));
     }
 }
 
@@ -701,64 +715,38 @@ const AUTHORIZATION_ERRORS: &[i16] = &[29, 30, 31, 53];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_acls_on_every_api_refuses_a_principal_without_any_in_every_version() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let broker = open_broker_with(
-        dir.path(),
-        Some(spate_auth::acl::AuthorizerConfig::default()),
-    );
-    tokio::spawn(Arc::clone(&broker).run_maintenance(60_000, std::future::pending()));
-    let topic = broker
-        .topics()
-        .create("t", 1, BTreeMap::new(), spate_broker::system_clock()())
-        .expect("topic");
-    broker
-        .topics()
-        .create("grow", 1, BTreeMap::new(), spate_broker::system_clock()())
-        .expect("topic");
+    let (_dir, broker, topic_id) = fixture(Some(spate_auth::acl::AuthorizerConfig::default()));
     let session = Arc::new(spate_protocol::Session {
         listener: Arc::from("EXTERNAL"),
         principal: Arc::from("User:nobody"),
     });
-    for (api, min, max) in SUPPORTED_APIS {
-        let min = if *api == ApiKey::Produce { 3 } else { *min };
-        for version in min..=*max {
-            for body in requests(*api, version, topic.id) {
-                let request = Request {
-                    api_key: *api,
-                    api_version: version,
-                    correlation_id: 1,
-                    client_id: None,
-                    body,
-                    size_bytes: 0,
-                    peer: Some("10.1.2.3:5555".parse().expect("address")),
-                    session: Some(Arc::clone(&session)),
-                };
-                let response = match broker.handle(request).await {
-                    Reply::Now(response) => response,
-                    Reply::Later(future) => future.await,
-                    Reply::Nothing => continue,
-                };
-                spate_protocol::encode_response(*api, version, 1, &response)
-                    .unwrap_or_else(|e| panic!("{api:?} v{version} refusal does not encode: {e}"));
-                if let ResponseKind::Metadata(metadata) = &response {
-                    assert!(
-                        metadata.topics.iter().all(|t| t.error_code == 29),
-                        "Metadata v{version} shows a topic: {metadata:?}"
-                    );
-                    continue;
-                }
-                if OPEN_APIS.contains(api) {
-                    continue;
-                }
-                let text = format!("{response:?}");
-                assert!(
-                    AUTHORIZATION_ERRORS
-                        .iter()
-                        .any(|code| text.contains(&format!("error_code: {code},"))),
-                    "{api:?} v{version} answered a principal without ACLs with no authorization error: {text}"
-                );
-            }
+    let peer = "10.1.2.3:5555".parse().expect("address");
+    for request in every_request(topic_id, Some(session), Some(peer)) {
+        let (api, version) = (request.api_key, request.api_version);
+        let response = match broker.handle(request).await {
+            Reply::Now(response) => response,
+            Reply::Later(future) => future.await,
+            Reply::Nothing => continue,
+        };
+        spate_protocol::encode_response(api, version, 1, &response)
+            .unwrap_or_else(|e| panic!("{api:?} v{version} refusal does not encode: {e}"));
+        if let ResponseKind::Metadata(metadata) = &response {
+            assert!(
+                metadata.topics.iter().all(|t| t.error_code == 29),
+                "Metadata v{version} shows a topic: {metadata:?}"
+            );
+            continue;
         }
+        if OPEN_APIS.contains(&api) {
+            continue;
+        }
+        let text = format!("{response:?}");
+        assert!(
+            AUTHORIZATION_ERRORS
+                .iter()
+                .any(|code| text.contains(&format!("error_code: {code},"))),
+            "{api:?} v{version} answered a principal without ACLs with no authorization error: {text}"
+        );
     }
     let (recorded, _) = broker.audit_counts();
     assert!(recorded > 0, "denials are audited");
