@@ -87,7 +87,7 @@ impl AuditEvent {
         AuditEvent {
             kind,
             principal: caller.principal.to_string(),
-            client_address: caller.host.clone(),
+            client_address: caller.host().to_owned(),
             listener: caller.listener.as_deref().map(str::to_owned),
             method: caller.api.to_string(),
             resource: None,

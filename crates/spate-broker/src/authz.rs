@@ -14,7 +14,8 @@
 //! does.
 
 use std::collections::HashSet;
-use std::sync::Arc;
+use std::net::IpAddr;
+use std::sync::{Arc, OnceLock};
 
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::add_partitions_to_txn_response::{
@@ -75,8 +76,11 @@ impl std::fmt::Display for Api {
 pub struct Caller {
     /// `User:alice`, `User:CN=app,O=Example`, `User:ANONYMOUS`.
     pub principal: Arc<str>,
-    /// The client's IP address, as ACL hosts name it; empty when unknown.
-    pub host: String,
+    /// The client's IP address, when known.
+    pub ip: Option<IpAddr>,
+    /// `ip` as ACL hosts name it (empty when unknown), made on first use: only ACL checks and
+    /// audit records need it, so a request pays nothing for it with authorisation off.
+    host: OnceLock<String>,
     /// The API being called, for the log.
     pub api: Api,
     /// The listener the request came in on, when known.
@@ -91,12 +95,28 @@ impl Caller {
                 .session
                 .as_ref()
                 .map_or_else(|| Arc::from(ANONYMOUS), |s| Arc::clone(&s.principal)),
-            host: request
-                .peer
-                .map_or_else(String::new, |p| p.ip().to_string()),
+            ip: request.peer.map(|p| p.ip()),
+            host: OnceLock::new(),
             api: Api::Kafka(request.api_key),
             listener: request.session.as_ref().map(|s| Arc::clone(&s.listener)),
         }
+    }
+
+    /// A caller for requests that do not come through the Kafka protocol.
+    pub fn new(principal: Arc<str>, ip: Option<IpAddr>, api: Api) -> Caller {
+        Caller {
+            principal,
+            ip,
+            host: OnceLock::new(),
+            api,
+            listener: None,
+        }
+    }
+
+    /// The client's IP address as ACL hosts name it; empty when unknown.
+    pub fn host(&self) -> &str {
+        self.host
+            .get_or_init(|| self.ip.map_or_else(String::new, |ip| ip.to_string()))
     }
 }
 
@@ -183,18 +203,13 @@ impl Broker {
     pub fn allows_http(
         &self,
         principal: &str,
-        host: &str,
+        ip: Option<IpAddr>,
         route: String,
         operation: Operation,
         resource_type: ResourceType,
         name: &str,
     ) -> bool {
-        let caller = Caller {
-            principal: Arc::from(principal),
-            host: host.to_owned(),
-            api: Api::Http(route),
-            listener: None,
-        };
+        let caller = Caller::new(Arc::from(principal), ip, Api::Http(route));
         self.allows(&caller, operation, resource_type, name)
     }
 
@@ -226,7 +241,7 @@ impl Broker {
         }
         let decision = self.acls.authorizer.read().authorize_by_resource_type(
             &caller.principal,
-            &caller.host,
+            caller.host(),
             Operation::Write,
             ResourceType::Topic,
         );
@@ -296,7 +311,7 @@ impl Broker {
         self.options.authorization.as_ref()?;
         Some(self.acls.authorizer.read().authorize(
             &caller.principal,
-            &caller.host,
+            caller.host(),
             operation,
             resource_type,
             name,
@@ -314,7 +329,7 @@ impl Broker {
     ) {
         tracing::info!(
             principal = %caller.principal,
-            host = %caller.host,
+            host = %caller.host(),
             api = %caller.api,
             operation = %operation,
             resource = %format_args!("{resource_type}:{name}"),

@@ -755,10 +755,10 @@ async fn check_acls(
         || crate::kafka::ANONYMOUS.to_string(),
         |p| p.name().to_string(),
     );
-    let host = request
+    let ip = request
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
-        .map_or_else(String::new, |c| c.0.ip().to_string());
+        .map(|c| c.0.ip());
     let route = format!("{} {}", request.method(), request.uri().path());
     let (operation, resource_type, name) = match listener {
         Listener::Admin => (Operation::Describe, ResourceType::Cluster, CLUSTER_NAME),
@@ -767,7 +767,7 @@ async fn check_acls(
         }
         Listener::Registry => (Operation::Write, ResourceType::Topic, SCHEMAS_TOPIC),
     };
-    if broker.allows_http(&principal, &host, route, operation, resource_type, name) {
+    if broker.allows_http(&principal, ip, route, operation, resource_type, name) {
         return next.run(request).await;
     }
     let message = format!("User is denied operation {operation} on {resource_type}: {name}");

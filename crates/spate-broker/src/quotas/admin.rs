@@ -383,12 +383,11 @@ mod tests {
     use super::*;
 
     fn test_caller() -> crate::authz::Caller {
-        crate::authz::Caller {
-            principal: std::sync::Arc::from("User:admin"),
-            host: "127.0.0.1".into(),
-            api: crate::authz::Api::Kafka(kafka_protocol::messages::ApiKey::AlterClientQuotas),
-            listener: None,
-        }
+        crate::authz::Caller::new(
+            std::sync::Arc::from("User:admin"),
+            None,
+            crate::authz::Api::Kafka(kafka_protocol::messages::ApiKey::AlterClientQuotas),
+        )
     }
     use kafka_protocol::messages::alter_client_quotas_request::OpData;
     use kafka_protocol::messages::describe_client_quotas_request::ComponentData;
