@@ -305,3 +305,32 @@ def audit_events(bootstrap: str, want: Callable[[list[dict]], bool], what: str =
     finally:
         c.close()
     return events
+
+
+# --- kafka-python -----------------------------------------------------------------------------
+
+
+def kafka_python_round_trip(settings: dict[str, Any], topic: str, values: list[bytes]) -> list[bytes]:
+    """Produces `values` to `topic` (acks=all) with kafka-python and `settings` (bootstrap
+    servers, security), reads the topic back from the start with the same settings and checks
+    it holds nothing else; returns the values read, in order."""
+    from kafka import KafkaConsumer, KafkaProducer
+    from kafka import TopicPartition as KafkaTopicPartition
+
+    producer = KafkaProducer(acks="all", **settings)
+    for value in values:
+        producer.send(topic, value).get(timeout=30)
+    producer.close()
+    consumer = KafkaConsumer(topic, auto_offset_reset="earliest", consumer_timeout_ms=30_000, **settings)
+    seen: list[bytes] = []
+    try:
+        for message in consumer:
+            seen.append(message.value)
+            if len(seen) == len(values):
+                break
+        partition = KafkaTopicPartition(topic, 0)
+        end = consumer.end_offsets([partition])[partition]
+    finally:
+        consumer.close()
+    assert end == len(values), f"{topic} holds {end} records, {len(values)} were produced"
+    return seen

@@ -26,7 +26,7 @@ from confluent_kafka.admin import (
 )
 
 from conftest import spate_binary
-from helpers import group_round_trip, unique, wait_until
+from helpers import group_round_trip, kafka_python_round_trip, unique, wait_until
 from test_tls import pki  # noqa: F401  (the certificate fixture)
 
 LISTENERS = re.compile(r"listeners=(\S+)")
@@ -130,7 +130,6 @@ def test_scram_sha_512_over_tls_with_confluent_kafka(spate_factory, pki):  # noq
 
 
 def test_spate_user_create_and_scram_sha_256_and_plain_with_kafka_python(spate_factory, pki):  # noqa: F811
-    from kafka import KafkaConsumer, KafkaProducer
 
     broker, listeners = start(spate_factory, pki)
     created = subprocess.run(
@@ -147,21 +146,14 @@ def test_spate_user_create_and_scram_sha_256_and_plain_with_kafka_python(spate_f
     assert listed.stdout.decode().split("\n")[0].startswith("bob\tSCRAM-SHA-256 (iterations 8192)")
 
     sasl = {
+        "bootstrap_servers": listeners["INSIDE"],
         "security_protocol": "SASL_PLAINTEXT",
         "sasl_mechanism": "SCRAM-SHA-256",
         "sasl_plain_username": "bob",
         "sasl_plain_password": "bob-secret",
     }
-    topic = unique("kp-sasl")
-    producer = KafkaProducer(bootstrap_servers=listeners["INSIDE"], acks="all", **sasl)
-    for i in range(3):
-        producer.send(topic, f"b{i}".encode()).get(timeout=30)
-    producer.close()
-    consumer = KafkaConsumer(
-        topic, bootstrap_servers=listeners["INSIDE"], auto_offset_reset="earliest", consumer_timeout_ms=10_000, **sasl
-    )
-    assert [m.value for m in consumer] == [b"b0", b"b1", b"b2"]
-    consumer.close()
+    values = [b"b0", b"b1", b"b2"]
+    assert kafka_python_round_trip(sasl, unique("kp-sasl"), values) == values
 
     # PLAIN checks the password against the same credentials.
     conf = sasl_conf(listeners["INSIDE"], "SASL_PLAINTEXT", "PLAIN", "bob", "bob-secret")
@@ -262,33 +254,25 @@ def test_oauthbearer_with_a_locally_signed_jwt(spate_factory, pki, tmp_path):  #
 
 
 def test_kafka_python_scram_sha_512_over_tls(spate_factory, pki):  # noqa: F811
-    from kafka import KafkaConsumer, KafkaProducer
 
     broker, listeners = start(spate_factory, pki)
     create_user(broker.bootstrap, "dave", "dave-secret")
     tls = {"ssl_cafile": pki["ca.pem"]}
     sasl = {
+        "bootstrap_servers": listeners["SECURE"],
         "security_protocol": "SASL_SSL",
         "sasl_mechanism": "SCRAM-SHA-512",
         "sasl_plain_username": "dave",
         "sasl_plain_password": "dave-secret",
         **tls,
     }
-    topic = unique("kp-scram512")
-    producer = KafkaProducer(bootstrap_servers=listeners["SECURE"], acks="all", **sasl)
-    for i in range(3):
-        producer.send(topic, f"d{i}".encode()).get(timeout=30)
-    producer.close()
-    consumer = KafkaConsumer(
-        topic, bootstrap_servers=listeners["SECURE"], auto_offset_reset="earliest", consumer_timeout_ms=10_000, **sasl
-    )
-    assert [m.value for m in consumer] == [b"d0", b"d1", b"d2"]
-    consumer.close()
+    values = [b"d0", b"d1", b"d2"]
+    assert kafka_python_round_trip(sasl, unique("kp-scram512"), values) == values
     assert "principal=User:dave" in broker.log_text()
 
 
 def test_kafka_python_oauthbearer_with_a_locally_signed_jwt(spate_factory, pki, tmp_path):  # noqa: F811
-    from kafka import KafkaConsumer, KafkaProducer
+    from kafka import KafkaProducer
     from kafka.errors import KafkaError as KafkaPythonError
     from kafka.net.sasl.oauth import AbstractTokenProvider
 
@@ -319,19 +303,8 @@ def test_kafka_python_oauthbearer_with_a_locally_signed_jwt(spate_factory, pki, 
                 "sasl_mechanism": "OAUTHBEARER", "sasl_oauth_token_provider": Tokens(token)}
 
     topic = unique("kp-oauth")
-    producer = KafkaProducer(acks="all", **settings(sign("dana")[0]))
-    for i in range(3):
-        producer.send(topic, f"d{i}".encode()).get(timeout=30)
-    producer.close()
-    consumer = KafkaConsumer(topic, auto_offset_reset="earliest", consumer_timeout_ms=20_000,
-                             **settings(sign("dana")[0]))
-    seen = []
-    for message in consumer:
-        seen.append(message.value)
-        if len(seen) == 3:
-            break
-    consumer.close()
-    assert seen == [b"d0", b"d1", b"d2"]
+    values = [b"d0", b"d1", b"d2"]
+    assert kafka_python_round_trip(settings(sign("dana")[0]), topic, values) == values
     assert "principal=User:dana" in broker.log_text()
 
     # An expired token is refused (the client gives up bootstrapping).

@@ -20,7 +20,7 @@ import pytest
 from confluent_kafka import KafkaException, Producer
 from confluent_kafka.admin import AdminClient
 
-from helpers import group_round_trip, unique, wait_until
+from helpers import group_round_trip, kafka_python_round_trip, unique, wait_until
 
 LISTENERS = re.compile(r"listeners=(\S+)")
 
@@ -101,26 +101,17 @@ def test_confluent_kafka_produces_and_consumes_over_mutual_tls(spate_factory, pk
 
 
 def test_kafka_python_over_mutual_tls(spate_factory, pki):
-    from kafka import KafkaConsumer, KafkaProducer
-
     broker, secure = start_with_ssl(spate_factory, pki, "required")
     topic = unique("tls-kp")
     tls = {
+        "bootstrap_servers": secure,
         "security_protocol": "SSL",
         "ssl_cafile": pki["ca.pem"],
         "ssl_certfile": pki["client.pem"],
         "ssl_keyfile": pki["client.key"],
     }
-    producer = KafkaProducer(bootstrap_servers=secure, acks="all", **tls)
-    for i in range(5):
-        producer.send(topic, f"kp-{i}".encode()).get(timeout=30)
-    producer.close()
-    consumer = KafkaConsumer(
-        topic, bootstrap_servers=secure, auto_offset_reset="earliest", consumer_timeout_ms=10_000, **tls
-    )
-    values = [m.value for m in consumer]
-    consumer.close()
-    assert values == [f"kp-{i}".encode() for i in range(5)]
+    values = [f"kp-{i}".encode() for i in range(5)]
+    assert kafka_python_round_trip(tls, topic, values) == values
     assert "principal=User:CN=alice,O=acme" in broker.log_text()
 
 
