@@ -6,7 +6,7 @@ use clap::{Parser, Subcommand};
 
 /// Spate: a Kafka-compatible data streaming platform in one binary.
 #[derive(Debug, Parser)]
-#[command(name = "spate", version, about)]
+#[command(name = "spate", version = spate_server::build_info::VERSION_LINE, about)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

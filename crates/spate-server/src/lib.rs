@@ -7,6 +7,7 @@
 //! doing (bounded), flushes every log and records a clean shutdown. This crate is the only one
 //! that owns sockets.
 
+pub mod build_info;
 pub mod config;
 mod connection_rate;
 mod http;
@@ -386,6 +387,8 @@ impl Server {
         ));
 
         tracing::info!(
+            version = build_info::VERSION,
+            commit = build_info::COMMIT,
             kafka_addr = %kafka_addr,
             http_addr = %http_addr,
             registry_addr = %registry_addr,
