@@ -714,6 +714,37 @@ def test_committed_offsets_and_metadata_survive_restart_and_crash(spate):
         c.close()
 
 
+def test_pipelined_async_commits_take_effect_in_the_order_they_were_sent(spate):
+    """librdkafka pipelines asynchronous OffsetCommits on the coordinator connection; Kafka
+    applies a connection's requests one at a time, so the last commit sent is the one read
+    back — never an earlier one that happened to be appended last."""
+    topic, group = unique("grp-pipelined"), unique("g-pipelined")
+    create_topic(spate.bootstrap, topic, 1)
+    produce_per_partition(spate.bootstrap, topic, 1, 100)
+    answered: list[Any] = []
+    c = group_consumer(
+        spate.bootstrap, group, on_commit=lambda err, parts: answered.append((err, parts))
+    )
+    try:
+        c.assign([TopicPartition(topic, 0, 0)])
+        for round_ in range(3):
+            for offset in range(1, 101):
+                c.commit(offsets=[TopicPartition(topic, 0, offset + round_ * 100)], asynchronous=True)
+            wait_until(
+                lambda: (c.poll(0.1), len(answered) >= 100 * (round_ + 1))[1],
+                60,
+                what="answers to 100 asynchronous commits",
+            )
+            errors = [err for err, _ in answered if err is not None]
+            assert not errors, f"asynchronous commits failed: {errors[:3]}"
+            got = c.committed([TopicPartition(topic, 0)], timeout=30)[0].offset
+            assert got == 100 + round_ * 100, (
+                f"round {round_}: 100 pipelined commits ending at {100 + round_ * 100} read back as {got}"
+            )
+    finally:
+        c.close()
+
+
 # --- 4: static membership ---------------------------------------------------------------------
 
 

@@ -3,7 +3,11 @@
 //! A reader task reads frames, decodes them and hands them to the broker in arrival order; a
 //! writer task writes the responses in the same order. Work that completes later (an fsync
 //! wait, a fetch long-poll) runs as its own task while the reader goes on, so one connection can
-//! have several requests in flight (bounded), and the Kafka rule of in-order responses holds.
+//! have several produces in flight (bounded), and the Kafka rule of in-order responses holds.
+//! Requests also take effect in the order they were sent, as on Kafka, which handles one
+//! request per connection at a time: a produce appends while it is handled, so produces may
+//! pipeline; any other request waits until every earlier request of its connection has been
+//! answered ([`InFlight`]), so a commit, a join or a read never overtakes what came before it.
 //! Limits: frame size, in-flight requests per connection, request bytes across all connections,
 //! connection count, idle time. An SSL listener completes the TLS handshake first (bounded in
 //! time); every request carries the connection's [`Session`]: the listener's name and the
@@ -26,7 +30,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
-use kafka_protocol::messages::ResponseKind;
+use kafka_protocol::messages::{RequestKind, ResponseKind};
 use spate_broker::audit::{AuditEvent, AuditKind};
 use spate_broker::{Broker, Reply};
 use spate_protocol::{DecodeError, Session};
@@ -370,6 +374,54 @@ enum Pending {
     Task(JoinHandle<Option<Bytes>>),
 }
 
+/// The requests of one connection still being answered by their own task.
+///
+/// A produce takes effect (appends) while the broker handles it and only its answer waits, so
+/// produces may overlap. Every other request waits, before it is handled, until all earlier
+/// tasks have finished: two pipelined OffsetCommits must be appended in the order they were
+/// sent (the last one appended wins), an OffsetFetch must see the commit sent before it, a
+/// request behind a JoinGroup waits for the join as on Kafka.
+struct InFlight {
+    started: u64,
+    finished: Arc<watch::Sender<u64>>,
+    finished_rx: watch::Receiver<u64>,
+}
+
+/// Counts a task as finished when dropped, so a task that panics cannot stall its connection.
+struct Finished(Arc<watch::Sender<u64>>);
+
+impl Drop for Finished {
+    fn drop(&mut self) {
+        self.0.send_modify(|n| *n += 1);
+    }
+}
+
+impl InFlight {
+    fn new() -> Self {
+        let (finished, finished_rx) = watch::channel(0);
+        InFlight {
+            started: 0,
+            finished: Arc::new(finished),
+            finished_rx,
+        }
+    }
+
+    /// Counts a new task; the guard counts it finished when dropped.
+    fn start(&mut self) -> Finished {
+        self.started += 1;
+        Finished(Arc::clone(&self.finished))
+    }
+
+    /// Waits until every task started so far has finished. False if `stop` turned first.
+    async fn drain(&mut self, stop: &mut watch::Receiver<bool>) -> bool {
+        let started = self.started;
+        tokio::select! {
+            _ = stop.wait_for(|s| *s) => false,
+            done = self.finished_rx.wait_for(|n| *n >= started) => done.is_ok(),
+        }
+    }
+}
+
 impl Listener {
     /// Accepts connections until `stop` turns true.
     pub async fn run(self: Arc<Self>, listener: TcpListener, mut stop: watch::Receiver<bool>) {
@@ -586,6 +638,7 @@ impl Listener {
             .as_ref()
             .map(|settings| crate::sasl::SaslState::new(Arc::clone(settings)));
         let mut quota = crate::quota::ConnectionQuota::default();
+        let mut in_flight = InFlight::new();
         // A SASL client has request-read-timeout-ms from now to authenticate.
         let authenticate_by = Instant::now() + self.limits.min_rate.timeout;
         loop {
@@ -682,7 +735,6 @@ impl Listener {
             let (api_key, version, correlation_id) =
                 (request.api_key, request.api_version, request.correlation_id);
             if let Some(state) = sasl.as_mut() {
-                use kafka_protocol::messages::RequestKind;
                 let outcome = match &request.body {
                     RequestKind::SaslHandshake(req) => Some(state.handshake(req)),
                     // PLAIN hashes the password (thousands of HMACs): not on an async worker.
@@ -762,6 +814,10 @@ impl Listener {
                     }
                 }
             }
+            if !matches!(request.body, RequestKind::Produce(_)) && !in_flight.drain(&mut stop).await
+            {
+                return Ok(());
+            }
             let mut request = request;
             request.peer = Some(peer);
             request.session = Some(Arc::clone(&session));
@@ -797,9 +853,12 @@ impl Listener {
                         Some(ticket) => Box::pin(ticket.finish_later(future)),
                         None => future,
                     };
+                    let finished = in_flight.start();
                     Pending::Task(tokio::spawn(async move {
                         let response = future.await;
-                        encode(api_key, version, correlation_id, &response)
+                        let bytes = encode(api_key, version, correlation_id, &response);
+                        drop(finished);
+                        bytes
                     }))
                 }
             };
