@@ -14,6 +14,7 @@ pub mod batch;
 pub mod cleaner;
 pub mod compression;
 pub mod config;
+mod dir_lock;
 mod error;
 mod log;
 pub mod producer_state;
@@ -24,6 +25,7 @@ pub use batch::{BatchBuilder, BatchError, BatchHeader};
 pub use cleaner::{CleanReport, clean};
 pub use compression::Compression;
 pub use config::{ConfigError, LogConfig, TimestampType};
+pub use dir_lock::{DirLock, DirLockError, LOCK_FILE};
 pub use error::LogError;
 pub use log::{
     AppendInfo, Log, LogOffsets, OpenReport, ReadResult, RetentionReport, sync_dir, write_atomic,
