@@ -132,6 +132,9 @@ struct Inner {
     first_dirty_offset: i64,
     /// Idempotent producers seen in this partition.
     producers: ProducerState,
+    /// The log end for which the active segment is synced and its index and a producer
+    /// snapshot are on disk, as a clean stop left them; `None` once anything changed.
+    persisted_end: Option<i64>,
 }
 
 impl Inner {
@@ -259,6 +262,7 @@ impl Log {
         let mut report = OpenReport::default();
         let mut segments = Vec::with_capacity(bases.len());
         let interval = config.index_interval_bytes;
+        let mut active_index_read = false;
         for (i, base) in bases.iter().enumerate() {
             let last = i + 1 == bases.len();
             let mode = if last && !clean {
@@ -270,6 +274,7 @@ impl Log {
             if segment_report.rebuilt_index {
                 report.rebuilt_indexes += 1;
             }
+            active_index_read = last && !segment_report.rebuilt_index;
             if segment_report.truncated_bytes > 0 {
                 tracing::warn!(
                     log = %name,
@@ -289,9 +294,9 @@ impl Log {
             segments.push(Segment::create(dir, base)?);
             sync_dir(dir)?;
         }
-        // The active segment's bytes survived the crash in the page cache; make them durable
-        // before anyone treats them as acknowledged.
-        if let Some(active) = segments.last() {
+        // After a crash the active segment's bytes survived in the page cache; make them
+        // durable before anyone treats them as acknowledged. A clean stop synced them already.
+        if let Some(active) = segments.last().filter(|_| !clean) {
             active
                 .file
                 .sync_data()
@@ -302,12 +307,18 @@ impl Log {
         let first_base = segments.first().map_or(0, |s| s.base_offset);
         let log_start = stored_start.unwrap_or(first_base);
         report.segments = segments.len();
-        let (producers, replayed) = restore_producers(dir, &segments)?;
+        let (producers, replayed, snapshot) = restore_producers(dir, &segments)?;
         report.replayed_batches = replayed;
-        Ok((
-            Log::from_parts(dir, name, config, segments, log_start, producers, now_ms),
-            report,
-        ))
+        let log = Log::from_parts(dir, name, config, segments, log_start, producers, now_ms);
+        {
+            // What a clean stop left is still true until the log changes: `close` can skip it.
+            let mut inner = log.inner.lock();
+            let end = inner.end_mark().offset;
+            if clean && active_index_read && snapshot == Some(end) {
+                inner.persisted_end = Some(end);
+            }
+        }
+        Ok((log, report))
     }
 
     fn from_parts(
@@ -343,6 +354,7 @@ impl Log {
                 leader_epoch: 0,
                 first_dirty_offset: 0,
                 producers,
+                persisted_end: None,
             }),
             visible_tx: watch::Sender::new(end.offset),
             durable_tx: watch::Sender::new(end.offset),
@@ -598,6 +610,7 @@ impl Log {
         let new_base = segment.base_offset;
         inner.segments.push(segment);
         inner.active_since_ms = None;
+        inner.persisted_end = None;
         // Everything in the sealed segment is now on disk.
         let boundary = Mark {
             offset: next_offset,
@@ -1000,6 +1013,10 @@ impl Log {
         if inner.offline.is_some() {
             return Ok(());
         }
+        // Untouched since a clean start: what is on disk already describes it.
+        if inner.persisted_end == Some(inner.end_mark().offset) {
+            return Ok(());
+        }
         let active = inner.active();
         active
             .file
@@ -1286,11 +1303,17 @@ fn write_snapshot(dir: &Path, offset: i64, producers: &ProducerState) -> Result<
 
 /// Rebuilds producer state: the newest valid snapshot at or below the log end, then every
 /// batch header after it. Snapshots beyond the log end (the tail was cut) are removed.
-fn restore_producers(dir: &Path, segments: &[Segment]) -> Result<(ProducerState, usize), LogError> {
+/// The producer state as of the log end: the newest readable snapshot, then the batches after
+/// it. Also returns how many batches were replayed and the snapshot's offset (if one was used).
+fn restore_producers(
+    dir: &Path,
+    segments: &[Segment],
+) -> Result<(ProducerState, usize, Option<i64>), LogError> {
     let log_end = segments.last().map_or(0, |s| s.meta.next_offset);
     let first_base = segments.first().map_or(0, |s| s.base_offset);
     let mut state = ProducerState::default();
     let mut from = first_base;
+    let mut snapshot = None;
     for offset in snapshot_offsets(dir).into_iter().rev() {
         if offset > log_end || offset < first_base {
             let _ = std::fs::remove_file(snapshot_path(dir, offset));
@@ -1302,6 +1325,7 @@ fn restore_producers(dir: &Path, segments: &[Segment]) -> Result<(ProducerState,
         if let Some(loaded) = loaded {
             state = loaded;
             from = offset;
+            snapshot = Some(offset);
             break;
         }
     }
@@ -1336,5 +1360,5 @@ fn restore_producers(dir: &Path, segments: &[Segment]) -> Result<(ProducerState,
             position += header.total_len() as u64;
         }
     }
-    Ok((state, replayed))
+    Ok((state, replayed, snapshot))
 }

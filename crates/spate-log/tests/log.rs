@@ -154,6 +154,53 @@ fn segments_roll_and_survive_clean_and_unclean_restarts() {
     assert_eq!(read_all(&recovered, 0).len(), 201);
 }
 
+#[test]
+fn closing_a_log_untouched_since_a_clean_start_writes_nothing_and_loses_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = config(&[]);
+    let log = Log::create(dir.path(), "t-0".into(), cfg.clone(), NOW).expect("create");
+    append_idempotent(&log, 7, 0, 0, 3).expect("append");
+    let before = read_all(&log, 0);
+    log.close().expect("close");
+    drop(log);
+    let modified = |dir: &Path| -> Vec<(std::path::PathBuf, std::time::SystemTime)> {
+        let mut files: Vec<_> = std::fs::read_dir(dir)
+            .expect("list")
+            .map(|e| {
+                let e = e.expect("entry");
+                (
+                    e.path(),
+                    e.metadata().expect("meta").modified().expect("mtime"),
+                )
+            })
+            .collect();
+        files.sort();
+        files
+    };
+    let files = modified(dir.path());
+
+    // Untouched: close leaves every file as the last clean stop wrote it.
+    let log = open(dir.path(), cfg.clone(), true);
+    log.close().expect("close untouched");
+    drop(log);
+    assert_eq!(modified(dir.path()), files);
+
+    // Still a complete clean state: records and producer state come back.
+    let log = open(dir.path(), cfg.clone(), true);
+    assert_eq!(read_all(&log, 0), before);
+    assert!(
+        append_idempotent(&log, 7, 0, 0, 3)
+            .expect("retry")
+            .duplicate
+    );
+    // Touched: the next close writes again, and a clean start sees the new record.
+    append(&log, &[b"more"], NOW);
+    log.close().expect("close touched");
+    drop(log);
+    let log = open(dir.path(), cfg, true);
+    assert_eq!(read_all(&log, 0).len(), before.len() + 1);
+}
+
 fn active_segment_path(dir: &Path) -> std::path::PathBuf {
     let mut logs: Vec<_> = std::fs::read_dir(dir)
         .expect("list")

@@ -402,10 +402,18 @@ impl Server {
 
         shutdown.await;
         tracing::info!("shutting down");
+        let stopping = std::time::Instant::now();
+        let step = |what: &str| {
+            tracing::debug!(
+                elapsed_ms = stopping.elapsed().as_millis() as u64,
+                "shutdown: {what}"
+            );
+        };
         let _ = stop_tx.send(true);
         for accept in accepts {
             let _ = accept.await;
         }
+        step("listeners closed");
         tracker.close();
         if tokio::time::timeout(SHUTDOWN_GRACE, tracker.wait())
             .await
@@ -413,16 +421,22 @@ impl Server {
         {
             tracing::warn!("connections still busy after the grace period; closing them");
         }
+        step("connections finished");
         let _ = http.await;
         let _ = registry_api.await;
+        step("http listeners stopped");
         let _ = maintenance.await;
+        step("maintenance stopped");
         let _ = usage_stop.send(());
         let _ = usage.await;
+        step("usage written");
         let _ = audit_stop.send(());
         let _ = audit.await;
+        step("audit written");
         tokio::task::spawn_blocking(move || broker.shutdown())
             .await
             .map_err(|e| ServerError::Task(e.to_string()))?;
+        step("logs flushed");
         tracing::info!("stopped");
         Ok(())
     }
