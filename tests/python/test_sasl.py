@@ -27,6 +27,7 @@ from confluent_kafka.admin import (
 
 from conftest import spate_binary
 from helpers import group_round_trip, kafka_python_round_trip, unique, wait_until
+from test_kcat import kcat
 from test_tls import pki  # noqa: F401  (the certificate fixture)
 
 LISTENERS = re.compile(r"listeners=(\S+)")
@@ -127,6 +128,35 @@ def test_scram_sha_512_over_tls_with_confluent_kafka(spate_factory, pki):  # noq
     listeners = listeners_of(broker)
     conf = sasl_conf(listeners["SECURE"], "SASL_SSL", "SCRAM-SHA-512", "alice", "alice-secret", pki)
     assert round_trip(conf, 3) == [b"v0", b"v1", b"v2"]
+
+
+@pytest.mark.parametrize("mechanism", ["SCRAM-SHA-256", "SCRAM-SHA-512"])
+def test_debians_kcat_logs_in_with_scram_over_sasl_plaintext_and_sasl_ssl(spate_factory, pki, mechanism):  # noqa: F811
+    """Debian 12's kcat links librdkafka 2.0.2, which repeats the client nonce in the
+    client-final message (fixed in librdkafka 2.6.1); Kafka accepts it since 3.8.1."""
+    broker, listeners = start(spate_factory, pki)
+    scram = ScramMechanism.SCRAM_SHA_256 if mechanism == "SCRAM-SHA-256" else ScramMechanism.SCRAM_SHA_512
+    create_user(broker.bootstrap, "carol", "carol-secret", scram)
+    for name, protocol in (("INSIDE", "SASL_PLAINTEXT"), ("SECURE", "SASL_SSL")):
+        topic = unique(f"kcat-{protocol.lower()}")
+        conf = [
+            "-b", listeners[name],
+            "-X", f"security.protocol={protocol}",
+            "-X", f"sasl.mechanisms={mechanism}",
+            "-X", "sasl.username=carol",
+            "-X", "sasl.password=carol-secret",
+        ]
+        if protocol == "SASL_SSL":
+            conf += ["-X", f"ssl.ca.location={pki['ca.pem']}"]
+        kcat(["-P", "-t", topic, *conf], stdin=b"one\ntwo\n")
+        out = kcat(["-C", "-t", topic, "-o", "beginning", "-e", "-q", *conf]).stdout
+        assert out.split() == [b"one", b"two"], out
+    # And a wrong password is still refused.
+    bad = kcat(["-L", "-b", listeners["INSIDE"], "-X", "security.protocol=SASL_PLAINTEXT",
+                "-X", f"sasl.mechanisms={mechanism}", "-X", "sasl.username=carol",
+                "-X", "sasl.password=wrong", "-m", "5"], check=False)
+    assert bad.returncode != 0
+    assert b"Authentication failed" in bad.stderr, bad.stderr
 
 
 def test_spate_user_create_and_scram_sha_256_and_plain_with_kafka_python(spate_factory, pki):  # noqa: F811

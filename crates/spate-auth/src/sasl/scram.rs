@@ -538,7 +538,19 @@ impl ScramServer {
                 "channel binding (c=) differs from the gs2 header of the client-first message",
             ));
         }
-        if last.nonce != pending.nonce {
+        // librdkafka before 2.6.1 (Debian 12's 2.0.2 among them) sends the client nonce once
+        // more in front of the combined one (librdkafka#4895); Apache Kafka accepts that since
+        // 3.8.1, and so does Spate, exactly that form and no other. The proof still covers the
+        // message as sent, so this weakens nothing.
+        let repeated = pending
+            .nonce
+            .strip_suffix(self.server_nonce.as_str())
+            .is_some_and(|client_nonce| {
+                last.nonce.len() == client_nonce.len() + pending.nonce.len()
+                    && last.nonce.starts_with(client_nonce)
+                    && last.nonce.ends_with(pending.nonce.as_str())
+            });
+        if last.nonce != pending.nonce && !repeated {
             return Err(self.violation("nonce (r=) differs from the one the server sent"));
         }
         if last.proof.len() != self.hash.output_bytes() {
@@ -763,6 +775,8 @@ mod tests {
         client_nonce: String,
         /// Appended to the bare client-first message: `,key=value` each.
         extensions: String,
+        /// Sends `r=client-nonce + server's r=` as librdkafka before 2.6.1 does.
+        repeat_client_nonce: bool,
         auth_message: String,
         salted_password: Vec<u8>,
     }
@@ -798,6 +812,7 @@ mod tests {
                 gs2_header: "n,,".to_owned(),
                 client_nonce: "fyko+d2lbbFgONRv9qkxdawL".to_owned(),
                 extensions: String::new(),
+                repeat_client_nonce: false,
                 auth_message: String::new(),
                 salted_password: Vec::new(),
             }
@@ -853,6 +868,11 @@ mod tests {
             }
             let channel_binding =
                 channel_binding.map_or_else(|| STANDARD.encode(&self.gs2_header), str::to_owned);
+            let nonce = if self.repeat_client_nonce {
+                format!("{}{nonce}", self.client_nonce)
+            } else {
+                nonce.to_owned()
+            };
             let without_proof = format!("c={channel_binding},r={nonce}");
             self.auth_message = format!("{},{server_first},{without_proof}", self.bare());
             let client_key = hmac(self.mechanism, &salted_password, b"Client Key");
@@ -1041,6 +1061,47 @@ mod tests {
         let server_first = challenge(auth.step(&client.first()));
         let message = last(&mut client, &server_first);
         auth.step(&message).expect_err("must be refused")
+    }
+
+    #[test]
+    fn librdkafka_before_2_6_1_repeating_the_client_nonce_logs_in() {
+        for mechanism in [Mechanism::ScramSha256, Mechanism::ScramSha512] {
+            let store = MemStore::with("alice", "s3cret", &[mechanism]);
+            let mut auth = authenticator(mechanism, store);
+            let mut client = Client::new(mechanism, "alice", "s3cret");
+            client.repeat_client_nonce = true;
+            let server_first = challenge(auth.step(&client.first()));
+            let last = client.last(&server_first, None);
+            assert!(
+                String::from_utf8_lossy(&last).contains("r=fyko+d2lbbFgONRv9qkxdawLfyko+"),
+                "the client repeats its nonce"
+            );
+            match auth.step(&last) {
+                Ok(Step::Done {
+                    response,
+                    principal,
+                    ..
+                }) => {
+                    assert!(client.server_final_is_genuine(&response));
+                    assert_eq!(principal, "alice");
+                }
+                other => panic!("expected success, got {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn a_nonce_with_anything_else_in_front_is_refused() {
+        let error = final_error(|client, server_first| {
+            // As long as the repeated client nonce, but not it.
+            let last = String::from_utf8(client.last(server_first, None)).expect("UTF-8");
+            last.replacen(",r=", ",r=XXXXXXXXXXXXXXXXXXXXXXXX", 1)
+                .into_bytes()
+        });
+        assert!(
+            matches!(error, AuthError::ProtocolViolation { ref reason, .. } if reason.contains("nonce")),
+            "{error:?}"
+        );
     }
 
     #[test]
