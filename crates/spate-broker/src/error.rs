@@ -155,7 +155,11 @@ pub fn batch_error_code(err: &BatchError) -> ResponseError {
         | BatchError::UnknownCompression { .. }
         | BatchError::Decompress { .. } => ResponseError::CorruptMessage,
         BatchError::UnsupportedMagic { .. } => ResponseError::UnsupportedForMessageFormat,
+        BatchError::RecordsRefused { errors } if errors.iter().any(|e| e.is_timestamp()) => {
+            ResponseError::InvalidTimestamp
+        }
         BatchError::InvalidRecords { .. }
+        | BatchError::RecordsRefused { .. }
         | BatchError::NotOneBatch { .. }
         | BatchError::DecompressedTooLarge { .. } => ResponseError::InvalidRecord,
     }

@@ -17,13 +17,15 @@ use kafka_protocol::messages::produce_response::{
 use kafka_protocol::messages::{ResponseKind, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use spate_auth::acl::{Operation, ResourceType};
-use spate_log::{AppendInfo, Log, batch};
+use spate_log::batch::{RecordError, RecordRules, TimestampWindow};
+use spate_log::{AppendInfo, BatchError, Log, TimestampType, batch};
 
 use crate::authz::Caller;
 use crate::error::{BrokerError, batch_error_code};
 use crate::{Broker, Reply};
 
-/// Upper bound for decompressing a batch to check its keys (compacted topics).
+/// Upper bound for decompressing a batch to check its records (keys of compacted topics,
+/// timestamps).
 const MAX_VALIDATION_DECOMPRESSED_BYTES: usize = 64 << 20;
 
 struct Slot {
@@ -40,8 +42,9 @@ enum Outcome {
     Pending,
     Failed(i16, String),
     Appended(AppendInfo),
-    /// Refused by schema validation: the reason and the first bad record's index.
-    Invalid(String, i32),
+    /// Records refused one by one (keys, timestamps, schemas): the partition's error code and
+    /// message, and each refused record's index and reason (KIP-467's `record_errors`).
+    Invalid(i16, String, Vec<(i32, String)>),
 }
 
 impl Broker {
@@ -174,16 +177,17 @@ impl Broker {
                     partition.log_append_time_ms = -1;
                     partition.log_start_offset = -1;
                 }
-                Outcome::Invalid(message, index) => {
+                Outcome::Invalid(code, message, records) => {
                     self.metrics.produce_errors.fetch_add(1, Ordering::Relaxed);
-                    partition.error_code = ResponseError::InvalidRecord.code();
-                    partition.record_errors.push(
-                        BatchIndexAndErrorMessage::default()
-                            .with_batch_index(index)
-                            .with_batch_index_error_message(Some(StrBytes::from_string(
-                                message.clone(),
-                            ))),
-                    );
+                    partition.error_code = code;
+                    partition.record_errors = records
+                        .into_iter()
+                        .map(|(index, reason)| {
+                            BatchIndexAndErrorMessage::default()
+                                .with_batch_index(index)
+                                .with_batch_index_error_message(Some(StrBytes::from_string(reason)))
+                        })
+                        .collect();
                     partition.error_message = Some(StrBytes::from_string(message));
                     partition.base_offset = -1;
                     partition.log_append_time_ms = -1;
@@ -250,9 +254,19 @@ impl Broker {
             });
             return Outcome::Failed(err.code(), err.to_string());
         }
-        let header = match batch::validate_produce_batch(
+        let rules = RecordRules {
+            require_keys: config.compact,
+            timestamps: (config.timestamp_type == TimestampType::CreateTime).then(|| {
+                TimestampWindow::around(
+                    now_ms,
+                    config.timestamp_before_max_ms,
+                    config.timestamp_after_max_ms,
+                )
+            }),
+        };
+        let header = match batch::validate_produce_batch_with(
             &records,
-            config.compact,
+            &rules,
             MAX_VALIDATION_DECOMPRESSED_BYTES,
         ) {
             Ok(header) if header.is_transactional() => {
@@ -274,6 +288,9 @@ impl Broker {
                 header
             }
             Ok(header) => header,
+            Err(BatchError::RecordsRefused { errors }) => {
+                return refused_records(log.name(), &errors);
+            }
             Err(err) => {
                 tracing::warn!(log = log.name(), error = %err, "refused a record batch");
                 return Outcome::Failed(batch_error_code(&err).code(), err.to_string());
@@ -284,7 +301,11 @@ impl Broker {
                 self.validate_schemas(&target.0, &records, &header, &config.schema_validation)
             {
                 tracing::warn!(log = log.name(), %reason, "refused a record batch: schema validation");
-                return Outcome::Invalid(reason, index);
+                return Outcome::Invalid(
+                    ResponseError::InvalidRecord.code(),
+                    reason.clone(),
+                    vec![(index, reason)],
+                );
             }
         }
         match log.append(&records, &header, now_ms) {
@@ -328,6 +349,43 @@ impl Broker {
             }
         }
     }
+}
+
+/// Kafka's answer when records are refused one by one (LogValidator's `processRecordErrors`):
+/// INVALID_TIMESTAMP if any timestamp is out of range, else INVALID_RECORD, with every
+/// refused record in `record_errors`. Logged once per batch.
+fn refused_records(topic_partition: &str, errors: &[RecordError]) -> Outcome {
+    let records: Vec<(i32, String)> = errors
+        .iter()
+        .map(|e| (e.index, e.message(topic_partition)))
+        .collect();
+    let (code, message) = if errors.iter().any(RecordError::is_timestamp) {
+        (
+            ResponseError::InvalidTimestamp,
+            "One or more records have been rejected due to invalid timestamp".to_string(),
+        )
+    } else {
+        let shown: Vec<String> = records
+            .iter()
+            .take(3)
+            .map(|(index, reason)| format!("RecordError(batchIndex={index}, message='{reason}')"))
+            .collect();
+        (
+            ResponseError::InvalidRecord,
+            format!(
+                "One or more records have been rejected due to {} record errors in total, and only showing the first three errors at most: [{}]",
+                records.len(),
+                shown.join(", ")
+            ),
+        )
+    };
+    tracing::warn!(
+        log = topic_partition,
+        refused = records.len(),
+        first = %records.first().map_or("", |(_, reason)| reason.as_str()),
+        "refused a record batch"
+    );
+    Outcome::Invalid(code.code(), message, records)
 }
 
 fn fail_all(mut response: ProduceResponse, code: i16) -> ProduceResponse {

@@ -68,6 +68,13 @@ pub enum BatchError {
         /// What is wrong.
         reason: String,
     },
+    /// Records the topic does not accept (a missing key on a compacted topic, a timestamp out
+    /// of the allowed window); the batch is refused whole, every failing record named.
+    #[error("{}", records_refused_message(errors))]
+    RecordsRefused {
+        /// Each refused record, in batch order.
+        errors: Vec<RecordError>,
+    },
     /// Produce requests carry exactly one batch per partition.
     #[error("produce request carries {count} record batches for one partition; send exactly one")]
     NotOneBatch {
@@ -189,6 +196,98 @@ impl BatchHeader {
     }
 }
 
+/// What a topic asks of each record it accepts, beyond being well formed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RecordRules {
+    /// Every record needs a key (compacted topics).
+    pub require_keys: bool,
+    /// CreateTime timestamps must fall in this window (`message.timestamp.before.max.ms` and
+    /// `after.max.ms` around now); records without a timestamp (-1) pass.
+    pub timestamps: Option<TimestampWindow>,
+}
+
+/// The inclusive range of timestamps a topic accepts now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimestampWindow {
+    /// Earliest accepted timestamp.
+    pub earliest_ms: i64,
+    /// Latest accepted timestamp.
+    pub latest_ms: i64,
+}
+
+impl TimestampWindow {
+    /// The window `before_max_ms` before and `after_max_ms` after `now_ms`; `i64::MAX` (Kafka's
+    /// default for `before`) leaves that side open.
+    pub fn around(now_ms: i64, before_max_ms: i64, after_max_ms: i64) -> TimestampWindow {
+        let bound = |max_ms: i64, open: i64, at: i64| if max_ms == i64::MAX { open } else { at };
+        TimestampWindow {
+            earliest_ms: bound(
+                before_max_ms,
+                i64::MIN,
+                now_ms.saturating_sub(before_max_ms),
+            ),
+            latest_ms: bound(after_max_ms, i64::MAX, now_ms.saturating_add(after_max_ms)),
+        }
+    }
+
+    fn contains(&self, timestamp_ms: i64) -> bool {
+        (self.earliest_ms..=self.latest_ms).contains(&timestamp_ms)
+    }
+}
+
+/// One record a topic refused: its index in the batch and why (Kafka's `RecordError`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordError {
+    /// Index of the record in its batch, from 0.
+    pub index: i32,
+    /// Why.
+    pub reason: RecordErrorReason,
+}
+
+/// Why a record was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RecordErrorReason {
+    /// A record without a key on a compacted topic.
+    MissingKey,
+    /// A CreateTime timestamp outside the topic's window.
+    TimestampOutOfRange {
+        /// The record's timestamp.
+        timestamp_ms: i64,
+        /// The window it missed.
+        window: TimestampWindow,
+    },
+}
+
+impl RecordError {
+    /// Kafka's per-record message (LogValidator's wording), for `record_errors`.
+    pub fn message(&self, topic_partition: &str) -> String {
+        match &self.reason {
+            RecordErrorReason::MissingKey => format!(
+                "Compacted topic cannot accept message without key in topic partition {topic_partition}"
+            ),
+            RecordErrorReason::TimestampOutOfRange {
+                timestamp_ms,
+                window,
+            } => format!(
+                "Timestamp {timestamp_ms} of message with offset {} is out of range. The timestamp should be within [{}, {}]",
+                self.index, window.earliest_ms, window.latest_ms
+            ),
+        }
+    }
+
+    /// Whether Kafka answers this one with INVALID_TIMESTAMP (else INVALID_RECORD).
+    pub fn is_timestamp(&self) -> bool {
+        matches!(self.reason, RecordErrorReason::TimestampOutOfRange { .. })
+    }
+}
+
+fn records_refused_message(errors: &[RecordError]) -> String {
+    let first = errors.first().map_or(String::new(), |e| {
+        format!("record {}: {}", e.index, e.message("this partition"))
+    });
+    format!("{} record(s) refused, first {first}", errors.len())
+}
+
 /// Checks a batch sent by a producer: one v2 batch filling `buf`, a matching CRC, a sane record
 /// count and, when uncompressed, well-formed records. `require_keys` refuses records without a
 /// key (compacted topics); `max_decompressed_bytes` bounds the work for compressed batches that
@@ -196,6 +295,25 @@ impl BatchHeader {
 pub fn validate_produce_batch(
     buf: &[u8],
     require_keys: bool,
+    max_decompressed_bytes: usize,
+) -> Result<BatchHeader, BatchError> {
+    let rules = RecordRules {
+        require_keys,
+        timestamps: None,
+    };
+    validate_produce_batch_with(buf, &rules, max_decompressed_bytes)
+}
+
+/// [`validate_produce_batch`] with the topic's per-record rules: every record is checked, as
+/// Kafka's LogValidator does, and every one that fails is named in
+/// [`BatchError::RecordsRefused`]. Uncompressed batches are walked anyway; a compressed one is
+/// opened only when a rule needs its records: keys required, a finite `before` bound (the
+/// header has no minimum timestamp), or a header maximum past the `after` bound (to name the
+/// records). Under the defaults (no `before` bound) a compressed batch whose maximum is in the
+/// window is not opened: no record in it can be later than its maximum.
+pub fn validate_produce_batch_with(
+    buf: &[u8],
+    rules: &RecordRules,
     max_decompressed_bytes: usize,
 ) -> Result<BatchHeader, BatchError> {
     let header = BatchHeader::parse(buf)?;
@@ -237,14 +355,21 @@ pub fn validate_produce_batch(
             reason: "producers may not send control batches".to_string(),
         });
     }
-    match codec {
-        Compression::None => check_records(&buf[HEADER_LEN..], &header, true, require_keys)?,
-        _ if require_keys => {
+    let open_compressed = rules.require_keys
+        || rules.timestamps.is_some_and(|window| {
+            window.earliest_ms > i64::MIN || header.max_timestamp > window.latest_ms
+        });
+    let refused = match codec {
+        Compression::None => check_records(&buf[HEADER_LEN..], &header, true, rules)?,
+        _ if open_compressed => {
             let records =
                 compression::decompress(codec, &buf[HEADER_LEN..], max_decompressed_bytes)?;
-            check_records(&records, &header, true, require_keys)?;
+            check_records(&records, &header, true, rules)?
         }
-        _ => {}
+        _ => Vec::new(),
+    };
+    if !refused.is_empty() {
+        return Err(BatchError::RecordsRefused { errors: refused });
     }
     Ok(header)
 }
@@ -375,16 +500,20 @@ pub fn record_bytes(
     }
 }
 
+/// Walks every record: a malformed one fails the batch; the ones the rules refuse are
+/// returned, all of them.
 fn check_records(
     records: &[u8],
     header: &BatchHeader,
     sequential_offsets: bool,
-    require_keys: bool,
-) -> Result<(), BatchError> {
+    rules: &RecordRules,
+) -> Result<Vec<RecordError>, BatchError> {
     let mut cursor = Cursor {
         buf: records,
         pos: 0,
     };
+    let mut refused = Vec::new();
+    let create_time = !header.is_log_append_time();
     for index in 0..header.record_count {
         let record = read_record(&mut cursor)?;
         if sequential_offsets && record.offset_delta != index {
@@ -393,16 +522,30 @@ fn check_records(
                 record.offset_delta
             )));
         }
-        if require_keys && record.key.is_none() {
-            return Err(invalid(
-                "compacted topic cannot accept a record without a key",
-            ));
+        if rules.require_keys && record.key.is_none() {
+            refused.push(RecordError {
+                index,
+                reason: RecordErrorReason::MissingKey,
+            });
+            continue;
+        }
+        if let Some(window) = rules.timestamps.filter(|_| create_time) {
+            let timestamp_ms = header.base_timestamp.saturating_add(record.timestamp_delta);
+            if timestamp_ms != -1 && !window.contains(timestamp_ms) {
+                refused.push(RecordError {
+                    index,
+                    reason: RecordErrorReason::TimestampOutOfRange {
+                        timestamp_ms,
+                        window,
+                    },
+                });
+            }
         }
     }
     if cursor.pos != records.len() {
         return Err(invalid("bytes left after the last record"));
     }
-    Ok(())
+    Ok(refused)
 }
 
 fn invalid(reason: impl Into<String>) -> BatchError {
@@ -840,8 +983,82 @@ mod tests {
         assert!(validate_produce_batch(&bytes, false, 1 << 20).is_ok());
         assert!(matches!(
             validate_produce_batch(&bytes, true, 1 << 20),
-            Err(BatchError::InvalidRecords { .. })
+            Err(BatchError::RecordsRefused { errors }) if errors == vec![RecordError {
+                index: 0,
+                reason: RecordErrorReason::MissingKey,
+            }]
         ));
+    }
+
+    /// Records 1 and 3 of 5 miss their key or their window; only they are named.
+    fn refused_indexes(bytes: &[u8], rules: &RecordRules) -> Vec<(i32, bool)> {
+        match validate_produce_batch_with(bytes, rules, 1 << 20) {
+            Err(BatchError::RecordsRefused { errors }) => {
+                errors.iter().map(|e| (e.index, e.is_timestamp())).collect()
+            }
+            Ok(_) => Vec::new(),
+            Err(other) => panic!("unexpected error {other:?}"),
+        }
+    }
+
+    #[test]
+    fn every_record_is_checked_and_only_the_refused_ones_are_named() {
+        const NOW: i64 = 1_700_000_000_000;
+        const DAY: i64 = 86_400_000;
+        for codec in [Compression::None, Compression::Lz4, Compression::Zstd] {
+            // A day-old record in the middle of current ones: neither first nor the maximum.
+            let mut builder = BatchBuilder::new(0, NOW).compression(codec);
+            // (push takes the delta from the batch's base timestamp)
+            builder.push(0, Some(b"k0"), Some(b"v"));
+            builder.push(-DAY, Some(b"k1"), Some(b"v"));
+            builder.push(1, Some(b"k2"), Some(b"v"));
+            builder.push(-1 - NOW, Some(b"k3"), Some(b"v")); // no timestamp (-1): not checked
+            let bytes = builder.build().expect("build");
+            let hour_before = RecordRules {
+                require_keys: false,
+                timestamps: Some(TimestampWindow::around(NOW, 3_600_000, 3_600_000)),
+            };
+            assert_eq!(
+                refused_indexes(&bytes, &hour_before),
+                vec![(1, true)],
+                "{codec:?}"
+            );
+            let defaults = RecordRules {
+                require_keys: false,
+                timestamps: Some(TimestampWindow::around(NOW, i64::MAX, 3_600_000)),
+            };
+            assert_eq!(refused_indexes(&bytes, &defaults), vec![], "{codec:?}");
+            // Too far in the future: found even in a compressed batch under the defaults.
+            let late = RecordRules {
+                require_keys: false,
+                timestamps: Some(TimestampWindow::around(
+                    NOW - 2 * 3_600_000,
+                    i64::MAX,
+                    3_600_000,
+                )),
+            };
+            assert_eq!(
+                refused_indexes(&bytes, &late),
+                vec![(0, true), (2, true)],
+                "{codec:?}"
+            );
+
+            // A compacted topic: the keyless records only.
+            let mut builder = BatchBuilder::new(0, NOW).compression(codec);
+            for i in 0..5 {
+                let key = format!("k{i}");
+                builder.push(0, (i % 2 == 0).then_some(key.as_bytes()), Some(b"v"));
+            }
+            let bytes = builder.build().expect("build");
+            let compacted = RecordRules {
+                require_keys: true,
+                timestamps: None,
+            };
+            assert_eq!(
+                refused_indexes(&bytes, &compacted),
+                vec![(1, false), (3, false)]
+            );
+        }
     }
 
     #[test]
