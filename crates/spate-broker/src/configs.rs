@@ -405,9 +405,6 @@ impl Broker {
         validate_only: bool,
         caller: &Caller,
     ) -> Result<(), Refusal> {
-        if !self.allows_configs(caller, Operation::AlterConfigs, resource_type, name) {
-            return Err(alter_denied(resource_type, name));
-        }
         let label = match resource_type {
             RESOURCE_TOPIC => format!("TOPIC:{name}"),
             RESOURCE_BROKER if name.is_empty() => "BROKER:<default>".to_string(),
@@ -498,11 +495,20 @@ impl Broker {
                 .or_default() += 1;
         }
         for resource in req.resources {
+            // Kafka answers a null message for success.
             let mut result = AlterConfigsResourceResponse::default()
+                .with_error_message(None)
                 .with_resource_type(resource.resource_type)
                 .with_resource_name(resource.resource_name.clone());
             let name = resource.resource_name.to_string();
-            let outcome = if counts[&(resource.resource_type, name.clone())] > 1 {
+            let outcome = if !self.allows_configs(
+                caller,
+                Operation::AlterConfigs,
+                resource.resource_type,
+                &name,
+            ) {
+                Err(alter_denied(resource.resource_type, &name))
+            } else if counts[&(resource.resource_type, name.clone())] > 1 {
                 Err(Refusal::request("Each resource must appear at most once."))
             } else if let Some(null) = resource.configs.iter().find(|c| c.value.is_none()) {
                 Err(Refusal::request(format!(
@@ -559,10 +565,18 @@ impl Broker {
         }
         for resource in req.resources {
             let mut result = IncrementalResourceResponse::default()
+                .with_error_message(None)
                 .with_resource_type(resource.resource_type)
                 .with_resource_name(resource.resource_name.clone());
             let name = resource.resource_name.to_string();
-            let outcome = if counts[&(resource.resource_type, name.clone())] > 1 {
+            let outcome = if !self.allows_configs(
+                caller,
+                Operation::AlterConfigs,
+                resource.resource_type,
+                &name,
+            ) {
+                Err(alter_denied(resource.resource_type, &name))
+            } else if counts[&(resource.resource_type, name.clone())] > 1 {
                 Err(Refusal::request("Each resource must appear at most once."))
             } else {
                 let ops: Ops = resource

@@ -232,6 +232,15 @@ fn requests(api: ApiKey, version: i16, topic_id: uuid::Uuid) -> Vec<RequestKind>
                     describe_configs_request::DescribeConfigsResource::default()
                         .with_resource_type(2)
                         .with_resource_name(s("no-such-topic")),
+                    describe_configs_request::DescribeConfigsResource::default()
+                        .with_resource_type(4)
+                        .with_resource_name(s("")),
+                    describe_configs_request::DescribeConfigsResource::default()
+                        .with_resource_type(8)
+                        .with_resource_name(s("1")),
+                    describe_configs_request::DescribeConfigsResource::default()
+                        .with_resource_type(32)
+                        .with_resource_name(s("g")),
                 ]),
         )],
         ApiKey::AlterConfigs => vec![RequestKind::AlterConfigs(
@@ -269,6 +278,24 @@ fn requests(api: ApiKey, version: i16, topic_id: uuid::Uuid) -> Vec<RequestKind>
                     .with_resource_type(4)
                     .with_resource_name(s("1"))
                     .with_configs(vec![]),
+                incremental_alter_configs_request::AlterConfigsResource::default()
+                    .with_resource_type(32)
+                    .with_resource_name(s("g"))
+                    .with_configs(vec![
+                        incremental_alter_configs_request::AlterableConfig::default()
+                            .with_name(s("consumer.heartbeat.interval.ms"))
+                            .with_config_operation(0)
+                            .with_value(Some(s("2000"))),
+                    ]),
+                incremental_alter_configs_request::AlterConfigsResource::default()
+                    .with_resource_type(8)
+                    .with_resource_name(s("1"))
+                    .with_configs(vec![
+                        incremental_alter_configs_request::AlterableConfig::default()
+                            .with_name(s("root"))
+                            .with_config_operation(0)
+                            .with_value(Some(s("INFO"))),
+                    ]),
             ]),
         )],
         ApiKey::CreatePartitions => vec![RequestKind::CreatePartitions(

@@ -1390,6 +1390,14 @@ impl Broker {
                             .collect(),
                     )
                 });
+                tracing::debug!(
+                    group = %req.group_id.as_str(),
+                    member = %reply.member_id,
+                    member_epoch = reply.member_epoch,
+                    heartbeat_interval_ms,
+                    session_timeout_ms,
+                    "consumer group heartbeat"
+                );
                 ConsumerGroupHeartbeatResponse::default()
                     .with_member_id(Some(s(&reply.member_id)))
                     .with_member_epoch(reply.member_epoch)
