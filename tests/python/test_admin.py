@@ -354,7 +354,7 @@ def test_topic_defaults_from_the_command_line(spate_factory):
 def test_retention_deletes_old_segments(spate_factory):
     broker = spate_factory(args=["--retention-check-interval-ms", "100"])
     topic = unique("retention")
-    create_topic(broker.bootstrap, topic, 1, {"retention.ms": "60000", "segment.bytes": "4096"})
+    create_topic(broker.bootstrap, topic, 1, {"retention.ms": "60000", "internal.segment.bytes": "4096"})
     old = int(time.time() * 1000) - 3_600_000
     p = producer(broker.bootstrap, **{"linger.ms": 0, "batch.size": 1000})
     produce_all(p, topic, [{"value": b"x" * 500, "timestamp": old, "partition": 0}] * 40)
@@ -384,13 +384,13 @@ def test_retention_deletes_old_segments(spate_factory):
 
 
 def test_retention_by_size_deletes_old_segments(spate_factory):
-    """segment.bytes=4096 rolls a segment every ~6 batches of one 500-byte record; retention.bytes=8192
+    """internal.segment.bytes=4096 (segment.bytes has a 1 MiB floor, as in Kafka 4) rolls a segment every ~6 batches of one 500-byte record; retention.bytes=8192
     then keeps only the newest few segments: the low watermark moves past most of the 60.
     batch.size keeps each batch to one record: a batch is never split across segments, and one
     larger than segment.bytes is refused (RECORD_LIST_TOO_LARGE), as in Kafka."""
     broker = spate_factory(args=["--retention-check-interval-ms", "100"])
     topic = unique("retention-bytes")
-    create_topic(broker.bootstrap, topic, 1, {"retention.bytes": "8192", "segment.bytes": "4096"})
+    create_topic(broker.bootstrap, topic, 1, {"retention.bytes": "8192", "internal.segment.bytes": "4096"})
     produce_all(producer(broker.bootstrap, **{"linger.ms": 0, "batch.size": 1000}), topic,
                 [{"value": b"x" * 500, "partition": 0}] * 60)
     wait_until(lambda: watermarks(broker.bootstrap, topic)[0] >= 30, 60,
@@ -404,7 +404,7 @@ def test_compaction_keeps_the_last_record_per_key(spate_factory):
     topic = unique("compact")
     create_topic(
         broker.bootstrap, topic, 1,
-        {"cleanup.policy": "compact", "segment.bytes": "4096", "min.cleanable.dirty.ratio": "0.01"},
+        {"cleanup.policy": "compact", "internal.segment.bytes": "4096", "min.cleanable.dirty.ratio": "0.01"},
     )
     keys = [f"key-{k}".encode() for k in range(5)]
     records = [{"key": keys[i % 5], "value": f"{i}".encode() + b"." * 200, "partition": 0}

@@ -1,5 +1,9 @@
-//! DescribeConfigs, AlterConfigs and IncrementalAlterConfigs for topics (and read-only broker
-//! configs), under Kafka's names so `kafka-configs`, AdminClients and UIs work unchanged.
+//! DescribeConfigs, AlterConfigs and IncrementalAlterConfigs under Kafka's names, so
+//! `kafka-configs`, AdminClients and UIs work unchanged: topics (stored in each topic's
+//! metadata), the broker (dynamic per-broker and cluster-default configs, `dynamic.rs`),
+//! groups (KIP-848 group configs, `group_configs.rs`) and broker loggers (log levels at
+//! runtime, `loggers.rs`). Authorisation is Kafka's: DESCRIBE_CONFIGS / ALTER_CONFIGS on the
+//! topic, the group, or the cluster for broker and logger resources.
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
@@ -25,50 +29,20 @@ use spate_auth::acl::{Operation, ResourceType};
 
 use crate::Broker;
 use crate::authz::Caller;
+use crate::dynamic::{
+    OP_APPEND, OP_DELETE, OP_SET, OP_SUBTRACT, RESOURCE_BROKER, RESOURCE_BROKER_LOGGER,
+    RESOURCE_GROUP, RESOURCE_TOPIC, Refusal, UpdateMode, broker_config_def, dynamic_broker_configs,
+};
 use crate::error::BrokerError;
-
-pub(crate) const RESOURCE_TOPIC: i8 = 2;
-pub(crate) const RESOURCE_BROKER: i8 = 4;
+use crate::group_configs::GROUP_CONFIGS;
 
 /// Kafka's DescribeConfigs config sources.
-const SOURCE_DYNAMIC_TOPIC: i8 = 1;
+const SOURCE_TOPIC: i8 = 1;
+const SOURCE_DYNAMIC_DEFAULT_BROKER: i8 = 3;
 const SOURCE_STATIC_BROKER: i8 = 4;
 const SOURCE_DEFAULT: i8 = 5;
-
-const OP_SET: i8 = 0;
-const OP_DELETE: i8 = 1;
-const OP_APPEND: i8 = 2;
-const OP_SUBTRACT: i8 = 3;
-
-/// The broker config that sets each topic config's default (Kafka's ServerTopicConfigSynonyms).
-fn broker_synonym(topic_config: &str) -> &'static str {
-    match topic_config {
-        "cleanup.policy" => "log.cleanup.policy",
-        "compression.type" => "compression.type",
-        "delete.retention.ms" => "log.cleaner.delete.retention.ms",
-        "file.delete.delay.ms" => "log.segment.delete.delay.ms",
-        "flush.messages" => "log.flush.interval.messages",
-        "flush.ms" => "log.flush.interval.ms",
-        "index.interval.bytes" => "log.index.interval.bytes",
-        "max.compaction.lag.ms" => "log.cleaner.max.compaction.lag.ms",
-        "max.message.bytes" => "message.max.bytes",
-        "message.timestamp.after.max.ms" => "log.message.timestamp.after.max.ms",
-        "message.timestamp.before.max.ms" => "log.message.timestamp.before.max.ms",
-        "message.timestamp.type" => "log.message.timestamp.type",
-        "min.cleanable.dirty.ratio" => "log.cleaner.min.cleanable.ratio",
-        "min.compaction.lag.ms" => "log.cleaner.min.compaction.lag.ms",
-        "min.insync.replicas" => "min.insync.replicas",
-        "preallocate" => "log.preallocate",
-        "retention.bytes" => "log.retention.bytes",
-        "retention.ms" => "log.retention.ms",
-        "segment.bytes" => "log.segment.bytes",
-        "segment.index.bytes" => "log.index.size.max.bytes",
-        "segment.jitter.ms" => "log.roll.jitter.ms",
-        "segment.ms" => "log.roll.ms",
-        "unclean.leader.election.enable" => "unclean.leader.election.enable",
-        _ => "",
-    }
-}
+const SOURCE_DYNAMIC_BROKER_LOGGER: i8 = 6;
+const SOURCE_GROUP: i8 = 8;
 
 fn s(value: impl Into<String>) -> StrBytes {
     StrBytes::from_string(value.into())
@@ -79,66 +53,104 @@ pub(crate) struct ConfigEntry {
     pub name: String,
     pub value: String,
     pub source: i8,
-    pub kind: ConfigType,
+    /// Kafka's type; `None` for loggers, which Kafka reports as UNKNOWN.
+    pub kind: Option<ConfigType>,
     pub doc: &'static str,
+    pub read_only: bool,
     pub synonyms: Vec<(String, String, i8)>,
 }
 
+impl ConfigEntry {
+    fn from_synonyms(
+        name: &str,
+        kind: ConfigType,
+        doc: &'static str,
+        default: &str,
+        read_only: bool,
+        synonyms: Vec<(String, String, i8)>,
+    ) -> ConfigEntry {
+        let (value, source) = synonyms
+            .first()
+            .map_or((default.to_string(), SOURCE_DEFAULT), |(_, v, s)| {
+                (v.clone(), *s)
+            });
+        ConfigEntry {
+            name: name.to_string(),
+            value,
+            source,
+            kind: Some(kind),
+            doc,
+            read_only,
+            synonyms,
+        }
+    }
+}
+
+/// A resource's configs, or why it cannot be described.
+type Described = Result<Vec<ConfigEntry>, (ResponseError, String)>;
+
+/// IncrementalAlterConfigs operations: name, operation, value.
+type Ops = Vec<(String, i8, Option<String>)>;
+
 impl Broker {
-    /// Every topic config with its effective value and where it comes from.
+    /// Every topic config with its effective value and where it comes from: the topic's
+    /// override, then its broker synonym's levels (dynamic per broker, dynamic cluster
+    /// default, static), then the default.
     pub(crate) fn topic_config_entries(
         &self,
         overrides: &BTreeMap<String, String>,
     ) -> Vec<ConfigEntry> {
-        let defaults = self.topics.defaults();
         TOPIC_CONFIGS
             .iter()
+            .filter(|def| !def.internal || overrides.contains_key(def.name))
             .map(|def| {
                 let mut synonyms = Vec::new();
                 if let Some(value) = overrides.get(def.name) {
-                    synonyms.push((def.name.to_string(), value.clone(), SOURCE_DYNAMIC_TOPIC));
+                    synonyms.push((def.name.to_string(), value.clone(), SOURCE_TOPIC));
                 }
-                let synonym = broker_synonym(def.name).to_string();
-                if let Some(value) = defaults.get(def.name) {
-                    synonyms.push((synonym.clone(), value.clone(), SOURCE_STATIC_BROKER));
+                match broker_config_def(def.broker_synonym) {
+                    Some(broker_def) if !def.broker_synonym.is_empty() => {
+                        for (value, source) in self.broker_config_layers(&broker_def) {
+                            synonyms.push((def.broker_synonym.to_string(), value, source));
+                        }
+                    }
+                    _ => {
+                        if let Some(value) = self.options.topic_defaults.get(def.name) {
+                            synonyms.push((
+                                def.name.to_string(),
+                                value.clone(),
+                                SOURCE_STATIC_BROKER,
+                            ));
+                        }
+                    }
                 }
-                synonyms.push((synonym, def.default.to_string(), SOURCE_DEFAULT));
-                let (_, value, source) = synonyms[0].clone();
-                ConfigEntry {
-                    name: def.name.to_string(),
-                    value,
-                    source,
-                    kind: def.kind,
-                    doc: def.doc,
+                ConfigEntry::from_synonyms(
+                    def.name,
+                    def.kind,
+                    def.doc,
+                    def.default,
+                    false,
                     synonyms,
-                }
+                )
             })
             .collect()
     }
 
+    /// A broker's configs: every config Spate knows, with its levels (Kafka describes a
+    /// broker id this way).
     fn broker_config_entries(&self) -> Vec<ConfigEntry> {
         let o = &self.options;
-        let fixed = |name: &str, value: String, kind: ConfigType, doc: &'static str| ConfigEntry {
-            name: name.to_string(),
-            value,
-            source: SOURCE_STATIC_BROKER,
-            kind,
-            doc,
-            synonyms: Vec::new(),
+        let fixed = |name: &str, value: String, kind: ConfigType, doc: &'static str| {
+            ConfigEntry::from_synonyms(
+                name,
+                kind,
+                doc,
+                "",
+                true,
+                vec![(name.to_string(), value, SOURCE_STATIC_BROKER)],
+            )
         };
         let mut entries = vec![
-            fixed(
-                "broker.id",
-                o.node_id.to_string(),
-                ConfigType::Int,
-                "this broker's id",
-            ),
-            fixed(
-                "node.id",
-                o.node_id.to_string(),
-                ConfigType::Int,
-                "this broker's id",
-            ),
             fixed(
                 "advertised.listeners",
                 format!("PLAINTEXT://{}:{}", o.advertised_host, o.advertised_port),
@@ -149,13 +161,13 @@ impl Broker {
                 "auto.create.topics.enable",
                 o.auto_create_topics.to_string(),
                 ConfigType::Boolean,
-                "create unknown topics on first use",
+                "create unknown topics on first use; read-only, as in Kafka",
             ),
             fixed(
-                "num.partitions",
-                o.default_partitions.to_string(),
+                "broker.id",
+                o.node_id.to_string(),
                 ConfigType::Int,
-                "partitions of auto-created topics",
+                "this broker's id",
             ),
             fixed(
                 "fetch.max.bytes",
@@ -163,18 +175,159 @@ impl Broker {
                 ConfigType::Int,
                 "largest fetch response",
             ),
+            fixed(
+                "log.retention.hours",
+                self.topics
+                    .log_config(&BTreeMap::new())
+                    .ok()
+                    .and_then(|c| c.retention_ms)
+                    .map_or("-1".to_string(), |ms| (ms / 3_600_000).to_string()),
+                ConfigType::Int,
+                "retention in hours; read-only, as in Kafka: change log.retention.ms",
+            ),
+            fixed(
+                "node.id",
+                o.node_id.to_string(),
+                ConfigType::Int,
+                "this broker's id",
+            ),
+            fixed(
+                "num.partitions",
+                o.default_partitions.to_string(),
+                ConfigType::Int,
+                "partitions of auto-created topics",
+            ),
         ];
-        for entry in self.topic_config_entries(&BTreeMap::new()) {
-            let synonym = broker_synonym(&entry.name);
-            if synonym.is_empty() || entries.iter().any(|e| e.name == synonym) {
-                continue;
+        for (name, value) in &o.static_configs {
+            let read_only = broker_config_def(name).is_some_and(|d| d.mode == UpdateMode::ReadOnly);
+            if read_only && !entries.iter().any(|e| e.name == *name) {
+                entries.push(fixed(
+                    name,
+                    value.clone(),
+                    ConfigType::String,
+                    "read-only: set at start (config file, flags or environment)",
+                ));
             }
-            let mut entry = entry;
-            entry.synonyms.retain(|(name, _, _)| name == synonym);
-            entry.name = synonym.to_string();
-            entries.push(entry);
         }
+        for def in dynamic_broker_configs() {
+            let layers = self
+                .broker_config_layers(&def)
+                .into_iter()
+                .map(|(value, source)| (def.name.to_string(), value, source))
+                .collect();
+            entries.push(ConfigEntry::from_synonyms(
+                def.name,
+                def.kind,
+                def.doc,
+                def.default,
+                false,
+                layers,
+            ));
+        }
+        entries.sort_by(|a, b| a.name.cmp(&b.name));
         entries
+    }
+
+    /// The cluster-default broker configs: only those set dynamically (Kafka describes the
+    /// "" broker resource this way).
+    fn default_broker_config_entries(&self) -> Vec<ConfigEntry> {
+        self.dynamic
+            .of(RESOURCE_BROKER, "")
+            .into_iter()
+            .map(|(name, value)| {
+                let def = broker_config_def(&name);
+                ConfigEntry::from_synonyms(
+                    &name,
+                    def.as_ref().map_or(ConfigType::String, |d| d.kind),
+                    def.as_ref().map_or("", |d| d.doc),
+                    "",
+                    false,
+                    vec![(name.clone(), value, SOURCE_DYNAMIC_DEFAULT_BROKER)],
+                )
+            })
+            .collect()
+    }
+
+    /// A group's configs: its own, else the broker's `group.*` defaults.
+    fn group_config_entries(&self, group: &str) -> Vec<ConfigEntry> {
+        let configs = self.dynamic.of(RESOURCE_GROUP, group);
+        let bounds = self.group_config_bounds();
+        GROUP_CONFIGS
+            .iter()
+            .map(|def| {
+                let mut synonyms = Vec::new();
+                if let Some(value) = configs.get(def.name) {
+                    synonyms.push((def.name.to_string(), value.clone(), SOURCE_GROUP));
+                }
+                synonyms.push((
+                    def.broker_config.unwrap_or(def.name).to_string(),
+                    bounds.default_of(def.name),
+                    SOURCE_DEFAULT,
+                ));
+                ConfigEntry::from_synonyms(def.name, def.kind, def.doc, "", false, synonyms)
+            })
+            .collect()
+    }
+
+    fn describe_resource(&self, resource_type: i8, name: &str, caller: &Caller) -> Described {
+        if !self.allows_configs(caller, Operation::DescribeConfigs, resource_type, name) {
+            return Err((
+                config_denial(resource_type),
+                format!("not authorized to describe the configs of {name}"),
+            ));
+        }
+        let refused = |r: Refusal| (r.code, r.message);
+        match resource_type {
+            RESOURCE_TOPIC => match self.topics.get(name) {
+                Some(topic) => Ok(self.topic_config_entries(&topic.config_overrides())),
+                None => Err((
+                    ResponseError::UnknownTopicOrPartition,
+                    format!("topic {name} does not exist"),
+                )),
+            },
+            RESOURCE_BROKER if name.is_empty() => Ok(self.default_broker_config_entries()),
+            RESOURCE_BROKER => {
+                let id: i32 = name.parse().map_err(|_| {
+                    (
+                        ResponseError::InvalidRequest,
+                        format!("Broker id must be an integer, but it is: {name}"),
+                    )
+                })?;
+                if id != self.options.node_id {
+                    return Err((
+                        ResponseError::InvalidRequest,
+                        format!(
+                            "Unexpected broker id, expected {} or empty string, but received {name}",
+                            self.options.node_id
+                        ),
+                    ));
+                }
+                Ok(self.broker_config_entries())
+            }
+            RESOURCE_BROKER_LOGGER => Ok(self
+                .describe_loggers(name)
+                .map_err(refused)?
+                .into_iter()
+                .map(|(logger, level)| ConfigEntry {
+                    name: logger,
+                    value: level,
+                    source: SOURCE_DYNAMIC_BROKER_LOGGER,
+                    kind: None,
+                    doc: "",
+                    read_only: false,
+                    synonyms: Vec::new(),
+                })
+                .collect()),
+            RESOURCE_GROUP if name.is_empty() => Err((
+                ResponseError::InvalidRequest,
+                "Group name must not be empty".to_string(),
+            )),
+            RESOURCE_GROUP => Ok(self.group_config_entries(name)),
+            other => Err((
+                ResponseError::InvalidRequest,
+                format!("Unsupported resource type: {other}"),
+            )),
+        }
     }
 
     pub(crate) fn describe_configs(
@@ -188,46 +341,7 @@ impl Broker {
             let mut result = DescribeConfigsResult::default()
                 .with_resource_type(resource.resource_type)
                 .with_resource_name(resource.resource_name.clone());
-            let entries = match resource.resource_type {
-                kind if !self.allows_configs(
-                    caller,
-                    Operation::DescribeConfigs,
-                    kind,
-                    &resource.resource_name,
-                ) =>
-                {
-                    Err((
-                        config_denial(kind),
-                        format!(
-                            "not authorized to describe the configs of {}",
-                            &*resource.resource_name
-                        ),
-                    ))
-                }
-                RESOURCE_TOPIC => match self.topics.get(&resource.resource_name) {
-                    Some(topic) => Ok(self.topic_config_entries(&topic.config_overrides())),
-                    None => Err((
-                        ResponseError::UnknownTopicOrPartition,
-                        format!("topic {} does not exist", &*resource.resource_name),
-                    )),
-                },
-                RESOURCE_BROKER => {
-                    let name = resource.resource_name.as_str();
-                    if name.is_empty() || name == self.options.node_id.to_string() {
-                        Ok(self.broker_config_entries())
-                    } else {
-                        Err((
-                            ResponseError::InvalidRequest,
-                            format!("this is broker {}, not {name}", self.options.node_id),
-                        ))
-                    }
-                }
-                other => Err((
-                    ResponseError::InvalidRequest,
-                    format!("config resource type {other} is not supported"),
-                )),
-            };
-            match entries {
+            match self.describe_resource(resource.resource_type, &resource.resource_name, caller) {
                 Err((code, message)) => {
                     result.error_code = code.code();
                     result.error_message = Some(s(message));
@@ -258,16 +372,15 @@ impl Broker {
                         } else {
                             Vec::new()
                         };
-                        let read_only = resource.resource_type == RESOURCE_BROKER;
                         let mut config = DescribeConfigsResourceResult::default()
                             .with_name(s(entry.name))
                             .with_value(Some(s(entry.value)))
-                            .with_read_only(read_only)
+                            .with_read_only(entry.read_only)
                             .with_config_source(entry.source)
                             .with_is_sensitive(false)
                             .with_synonyms(synonyms);
                         if version >= 3 {
-                            config.config_type = entry.kind.kafka_id();
+                            config.config_type = entry.kind.map_or(0, ConfigType::kafka_id);
                         }
                         if version >= 3 && req.include_documentation {
                             config.documentation = Some(StrBytes::from_static_str(entry.doc));
@@ -281,79 +394,161 @@ impl Broker {
         response
     }
 
+    /// Alters one resource: `ops` for IncrementalAlterConfigs, `replacement` (the whole new
+    /// set) for AlterConfigs. Returns what changed, for the audit log.
+    async fn alter_resource(
+        self: &Arc<Self>,
+        resource_type: i8,
+        name: &str,
+        ops: Option<Ops>,
+        replacement: Option<BTreeMap<String, String>>,
+        validate_only: bool,
+        caller: &Caller,
+    ) -> Result<(), Refusal> {
+        let label = match resource_type {
+            RESOURCE_TOPIC => format!("TOPIC:{name}"),
+            RESOURCE_BROKER if name.is_empty() => "BROKER:<default>".to_string(),
+            RESOURCE_BROKER => format!("BROKER:{name}"),
+            RESOURCE_GROUP => format!("GROUP:{name}"),
+            RESOURCE_BROKER_LOGGER => format!("BROKER_LOGGER:{name}"),
+            other => format!("{other}:{name}"),
+        };
+        let changes = match resource_type {
+            RESOURCE_TOPIC => {
+                if let Some(ops) = &ops {
+                    crate::dynamic::check_ops(ops)?;
+                }
+                let broker = Arc::clone(self);
+                let topic = name.to_string();
+                let outcome = tokio::task::spawn_blocking(move || {
+                    broker.alter_topic(&topic, ops, replacement, validate_only)
+                })
+                .await
+                .map_err(|e| Refusal::request(e.to_string()))?;
+                outcome.map_err(|err| Refusal {
+                    code: ResponseError::try_from_code(err.code())
+                        .unwrap_or(ResponseError::UnknownServerError),
+                    message: err.to_string(),
+                })?
+            }
+            RESOURCE_BROKER => {
+                self.alter_broker_configs(name, ops.as_deref(), replacement, validate_only)
+                    .await?
+            }
+            RESOURCE_GROUP => {
+                self.alter_group_configs(name, ops.as_deref(), replacement, validate_only)
+                    .await?
+            }
+            RESOURCE_BROKER_LOGGER if ops.is_some() => {
+                self.alter_loggers(name, ops.as_deref().unwrap_or_default(), validate_only)?
+            }
+            other => {
+                return Err(Refusal::request(format!("Unknown resource type {other}")));
+            }
+        };
+        if !validate_only && !changes.is_empty() {
+            self.audit_change(caller, label, "ALTER_CONFIGS", changes.join(", "));
+        }
+        Ok(())
+    }
+
+    /// Alters a topic's overrides. Blocking.
+    fn alter_topic(
+        &self,
+        name: &str,
+        ops: Option<Ops>,
+        replacement: Option<BTreeMap<String, String>>,
+        validate_only: bool,
+    ) -> Result<Vec<String>, BrokerError> {
+        let topic = self
+            .topics
+            .get(name)
+            .ok_or_else(|| BrokerError::UnknownTopicOrPartition {
+                name: name.to_string(),
+            })?;
+        let mut configs = replacement.unwrap_or_else(|| topic.config_overrides());
+        let defaults = self.topics.defaults();
+        for (config, op, value) in ops.iter().flatten() {
+            apply_op(&mut configs, &defaults, config, *op, value.as_deref())?;
+        }
+        let changes: Vec<String> = crate::dynamic::diff(&topic.config_overrides(), &configs)
+            .into_iter()
+            .map(|(k, v)| match v {
+                Some(v) => format!("{k}={v}"),
+                None => format!("{k} deleted"),
+            })
+            .collect();
+        self.topics.set_configs(name, configs, validate_only)?;
+        Ok(changes)
+    }
+
     pub(crate) async fn alter_configs(
         self: &Arc<Self>,
         req: AlterConfigsRequest,
         caller: &Caller,
     ) -> AlterConfigsResponse {
-        let broker = Arc::clone(self);
-        let caller = caller.clone();
-        let work = move || {
-            let mut response = AlterConfigsResponse::default();
-            for resource in req.resources {
-                let mut result = AlterConfigsResourceResponse::default()
-                    .with_resource_type(resource.resource_type)
-                    .with_resource_name(resource.resource_name.clone());
-                let changes = resource
+        let mut response = AlterConfigsResponse::default();
+        let mut counts: BTreeMap<(i8, String), usize> = BTreeMap::new();
+        for resource in &req.resources {
+            *counts
+                .entry((resource.resource_type, resource.resource_name.to_string()))
+                .or_default() += 1;
+        }
+        for resource in req.resources {
+            // Kafka answers a null message for success.
+            let mut result = AlterConfigsResourceResponse::default()
+                .with_error_message(None)
+                .with_resource_type(resource.resource_type)
+                .with_resource_name(resource.resource_name.clone());
+            let name = resource.resource_name.to_string();
+            let outcome = if !self.allows_configs(
+                caller,
+                Operation::AlterConfigs,
+                resource.resource_type,
+                &name,
+            ) {
+                Err(alter_denied(resource.resource_type, &name))
+            } else if counts[&(resource.resource_type, name.clone())] > 1 {
+                Err(Refusal::request("Each resource must appear at most once."))
+            } else if let Some(null) = resource.configs.iter().find(|c| c.value.is_none()) {
+                Err(Refusal::request(format!(
+                    "Null value not supported for : {}",
+                    &*null.name
+                )))
+            } else if resource.resource_type == RESOURCE_BROKER_LOGGER {
+                // Kafka's AlterConfigs never took log levels (only the incremental API does).
+                Err(Refusal::request(format!(
+                    "Unknown resource type {}",
+                    resource.resource_type
+                )))
+            } else {
+                let configs: BTreeMap<String, String> = resource
                     .configs
                     .iter()
-                    .map(|c| format!("{}={}", &*c.name, c.value.as_deref().unwrap_or("")))
-                    .collect::<Vec<_>>()
-                    .join(", ");
-                let outcome = match resource.resource_type {
-                    kind if !broker.allows_configs(
-                        &caller,
-                        Operation::AlterConfigs,
-                        kind,
-                        &resource.resource_name,
-                    ) =>
-                    {
-                        Err(alter_denied(kind, &resource.resource_name))
-                    }
-                    RESOURCE_TOPIC => {
-                        let mut configs = BTreeMap::new();
-                        let mut error = None;
-                        for config in &resource.configs {
-                            match &config.value {
-                                Some(value) => {
-                                    configs.insert(config.name.to_string(), value.to_string());
-                                }
-                                None => {
-                                    error = Some(BrokerError::InvalidConfig {
-                                        reason: format!("null value for config {}", &*config.name),
-                                    });
-                                }
-                            }
-                        }
-                        match error {
-                            Some(err) => Err(err),
-                            None => broker.topics.set_configs(
-                                &resource.resource_name,
-                                configs,
-                                req.validate_only,
-                            ),
-                        }
-                    }
-                    other => Err(unsupported_resource(other)),
-                };
-                match outcome {
-                    Err(err) => {
-                        result.error_code = err.code();
-                        result.error_message = Some(s(err.to_string()));
-                    }
-                    Ok(_) if !req.validate_only => broker.audit_change(
-                        &caller,
-                        format!("TOPIC:{}", &*resource.resource_name),
-                        "ALTER_CONFIGS",
-                        changes,
-                    ),
-                    Ok(_) => {}
-                }
-                response.responses.push(result);
+                    .map(|c| {
+                        (
+                            c.name.to_string(),
+                            c.value.as_deref().unwrap_or_default().to_string(),
+                        )
+                    })
+                    .collect();
+                self.alter_resource(
+                    resource.resource_type,
+                    &name,
+                    None,
+                    Some(configs),
+                    req.validate_only,
+                    caller,
+                )
+                .await
+            };
+            if let Err(refusal) = outcome {
+                result.error_code = refusal.code.code();
+                result.error_message = Some(s(refusal.message));
             }
-            response
-        };
-        tokio::task::spawn_blocking(work).await.unwrap_or_default()
+            response.responses.push(result);
+        }
+        response
     }
 
     pub(crate) async fn incremental_alter_configs(
@@ -361,103 +556,70 @@ impl Broker {
         req: IncrementalAlterConfigsRequest,
         caller: &Caller,
     ) -> IncrementalAlterConfigsResponse {
-        let broker = Arc::clone(self);
-        let caller = caller.clone();
-        let work = move || {
-            let mut response = IncrementalAlterConfigsResponse::default();
-            let mut seen = HashSet::new();
-            for resource in req.resources {
-                let mut result = IncrementalResourceResponse::default()
-                    .with_resource_type(resource.resource_type)
-                    .with_resource_name(resource.resource_name.clone());
-                let changes = resource
+        let mut response = IncrementalAlterConfigsResponse::default();
+        let mut counts: BTreeMap<(i8, String), usize> = BTreeMap::new();
+        for resource in &req.resources {
+            *counts
+                .entry((resource.resource_type, resource.resource_name.to_string()))
+                .or_default() += 1;
+        }
+        for resource in req.resources {
+            let mut result = IncrementalResourceResponse::default()
+                .with_error_message(None)
+                .with_resource_type(resource.resource_type)
+                .with_resource_name(resource.resource_name.clone());
+            let name = resource.resource_name.to_string();
+            let outcome = if !self.allows_configs(
+                caller,
+                Operation::AlterConfigs,
+                resource.resource_type,
+                &name,
+            ) {
+                Err(alter_denied(resource.resource_type, &name))
+            } else if counts[&(resource.resource_type, name.clone())] > 1 {
+                Err(Refusal::request("Each resource must appear at most once."))
+            } else {
+                let ops: Ops = resource
                     .configs
                     .iter()
                     .map(|c| {
-                        let op = match c.config_operation {
-                            0 => "set",
-                            1 => "delete",
-                            2 => "append",
-                            3 => "subtract",
-                            _ => "?",
-                        };
-                        format!("{op} {}={}", &*c.name, c.value.as_deref().unwrap_or(""))
+                        (
+                            c.name.to_string(),
+                            c.config_operation,
+                            c.value.as_deref().map(str::to_string),
+                        )
                     })
-                    .collect::<Vec<_>>()
-                    .join(", ");
-                let outcome =
-                    if !seen.insert((resource.resource_type, resource.resource_name.to_string())) {
-                        Err(BrokerError::InvalidRequest {
-                            reason: "the same resource appears twice".into(),
-                        })
-                    } else {
-                        match resource.resource_type {
-                            kind if !broker.allows_configs(
-                                &caller,
-                                Operation::AlterConfigs,
-                                kind,
-                                &resource.resource_name,
-                            ) =>
-                            {
-                                Err(alter_denied(kind, &resource.resource_name))
-                            }
-                            RESOURCE_TOPIC => match broker.topics.get(&resource.resource_name) {
-                                None => Err(BrokerError::UnknownTopicOrPartition {
-                                    name: resource.resource_name.to_string(),
-                                }),
-                                Some(topic) => {
-                                    let mut configs = topic.config_overrides();
-                                    let defaults = broker.topics.defaults();
-                                    let mut error = None;
-                                    for op in &resource.configs {
-                                        if let Err(err) = apply_op(
-                                            &mut configs,
-                                            defaults,
-                                            &op.name,
-                                            op.config_operation,
-                                            op.value.as_deref(),
-                                        ) {
-                                            error = Some(err);
-                                            break;
-                                        }
-                                    }
-                                    match error {
-                                        Some(err) => Err(err),
-                                        None => broker.topics.set_configs(
-                                            &resource.resource_name,
-                                            configs,
-                                            req.validate_only,
-                                        ),
-                                    }
-                                }
-                            },
-                            other => Err(unsupported_resource(other)),
-                        }
-                    };
-                match outcome {
-                    Err(err) => {
-                        result.error_code = err.code();
-                        result.error_message = Some(s(err.to_string()));
-                    }
-                    Ok(_) if !req.validate_only => broker.audit_change(
-                        &caller,
-                        format!("TOPIC:{}", &*resource.resource_name),
-                        "ALTER_CONFIGS",
-                        changes,
-                    ),
-                    Ok(_) => {}
-                }
-                response.responses.push(result);
+                    .collect();
+                self.alter_resource(
+                    resource.resource_type,
+                    &name,
+                    Some(ops),
+                    None,
+                    req.validate_only,
+                    caller,
+                )
+                .await
+            };
+            if let Err(refusal) = outcome {
+                tracing::info!(
+                    resource_type = resource.resource_type,
+                    resource = %name,
+                    error = %refusal.message,
+                    "refused a config change"
+                );
+                result.error_code = refusal.code.code();
+                result.error_message = Some(s(refusal.message));
             }
-            response
-        };
-        tokio::task::spawn_blocking(work).await.unwrap_or_default()
+            response.responses.push(result);
+        }
+        response
     }
 }
 
 impl Broker {
     /// May `caller` read (DESCRIBE_CONFIGS) or change (ALTER_CONFIGS) the configs of a
-    /// resource: a topic's are the topic's, a broker's the cluster's.
+    /// resource: a topic's are the topic's, a group's the group's, a broker's and a broker
+    /// logger's the cluster's.
     fn allows_configs(
         &self,
         caller: &Caller,
@@ -467,6 +629,7 @@ impl Broker {
     ) -> bool {
         match resource_type {
             RESOURCE_TOPIC => self.allows(caller, operation, ResourceType::Topic, name),
+            RESOURCE_GROUP => self.allows(caller, operation, ResourceType::Group, name),
             _ => self.allows_cluster(caller, operation),
         }
     }
@@ -474,37 +637,29 @@ impl Broker {
 
 /// The error of a config request denied on a resource of this type.
 fn config_denial(resource_type: i8) -> ResponseError {
-    if resource_type == RESOURCE_TOPIC {
-        ResponseError::TopicAuthorizationFailed
-    } else {
-        ResponseError::ClusterAuthorizationFailed
+    match resource_type {
+        RESOURCE_TOPIC => ResponseError::TopicAuthorizationFailed,
+        RESOURCE_GROUP => ResponseError::GroupAuthorizationFailed,
+        _ => ResponseError::ClusterAuthorizationFailed,
     }
 }
 
-fn alter_denied(resource_type: i8, name: &str) -> BrokerError {
-    if resource_type == RESOURCE_TOPIC {
-        BrokerError::TopicAuthorizationFailed {
-            name: name.to_string(),
-            operation: "alter the configs of",
-        }
-    } else {
-        BrokerError::ClusterAuthorizationFailed {
-            operation: "alter the broker's configs",
-        }
-    }
-}
-
-fn unsupported_resource(resource_type: i8) -> BrokerError {
-    if resource_type == RESOURCE_BROKER {
-        BrokerError::InvalidConfig {
-            reason: "broker configs are read-only at runtime; set them in the config file or flags"
-                .into(),
-        }
-    } else {
-        BrokerError::InvalidRequest {
-            reason: format!("config resource type {resource_type} is not supported"),
-        }
-    }
+fn alter_denied(resource_type: i8, name: &str) -> Refusal {
+    let (code, message) = match resource_type {
+        RESOURCE_TOPIC => (
+            ResponseError::TopicAuthorizationFailed,
+            format!("not authorized to alter the configs of topic {name}"),
+        ),
+        RESOURCE_GROUP => (
+            ResponseError::GroupAuthorizationFailed,
+            format!("not authorized to alter the configs of group {name}"),
+        ),
+        _ => (
+            ResponseError::ClusterAuthorizationFailed,
+            "not authorized to alter the broker's configs".to_string(),
+        ),
+    };
+    Refusal { code, message }
 }
 
 /// Applies one IncrementalAlterConfigs operation to a topic's overrides.
@@ -516,7 +671,7 @@ fn apply_op(
     value: Option<&str>,
 ) -> Result<(), BrokerError> {
     let def = config_def(name).ok_or_else(|| BrokerError::InvalidConfig {
-        reason: format!("unknown topic config {name}"),
+        reason: format!("Unknown topic config name: {name}"),
     })?;
     let need_value = || {
         value.ok_or_else(|| BrokerError::InvalidConfig {

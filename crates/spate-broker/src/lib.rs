@@ -16,10 +16,13 @@ pub mod audit;
 pub mod authz;
 mod configs;
 pub mod credentials;
+pub mod dynamic;
 pub mod error;
 mod fetch;
+mod group_configs;
 pub mod groups;
 mod internal;
+pub mod loggers;
 mod maintenance;
 mod metadata;
 mod metrics;
@@ -47,6 +50,8 @@ use spate_log::Syncer;
 use spate_protocol::Request;
 
 pub use error::BrokerError;
+pub use group_configs::GroupConfigBounds;
+pub use loggers::LogLevels;
 pub use metrics::{ApiMetrics, Metrics};
 pub use topics::{Partition, Topic, TopicRegistry};
 
@@ -83,8 +88,16 @@ pub struct BrokerOptions {
     pub default_partitions: i32,
     /// Upper bound of one Fetch response.
     pub fetch_max_bytes: usize,
-    /// Broker-wide topic config defaults (Kafka names).
+    /// Broker-wide topic config defaults (Kafka topic config names), from the config file and
+    /// flags; dynamic broker configs (`log.retention.ms`, ...) override them at runtime.
     pub topic_defaults: BTreeMap<String, String>,
+    /// Other broker configs the server was started with, under Kafka's broker config names
+    /// (`max.connections`, ...): described as STATIC_BROKER_CONFIG, the base that dynamic
+    /// configs override.
+    pub static_configs: BTreeMap<String, String>,
+    /// The process's log filter, for log levels at runtime (BROKER_LOGGER); `None` when the
+    /// process cannot change it.
+    pub log_levels: Option<Arc<dyn loggers::LogLevels>>,
     /// fsync threads.
     pub sync_threads: usize,
     /// Group coordinator settings.
@@ -188,6 +201,8 @@ pub struct Broker {
     audit_source: String,
     usage: usage::Usage,
     client_quotas: quotas::ClientQuotas,
+    /// Dynamic broker and group configs (`__cluster_configs`).
+    dynamic: dynamic::DynamicConfigs,
     /// Held from open until the broker is dropped, after its shutdown flushed everything.
     _dir_lock: spate_log::DirLock,
 }
@@ -260,11 +275,13 @@ impl Broker {
             audit_source,
             usage: usage::Usage::default(),
             client_quotas: quotas::ClientQuotas::default(),
+            dynamic: dynamic::DynamicConfigs::default(),
             _dir_lock: dir_lock,
         });
         broker.credentials.load(&broker)?;
         broker.acls.load(&broker)?;
         broker.client_quotas.load(&broker)?;
+        broker.load_dynamic_configs()?;
         broker.ensure_audit_topic()?;
         broker.load_usage()?;
         Ok(broker)

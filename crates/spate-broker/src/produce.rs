@@ -113,6 +113,22 @@ impl Broker {
                             format!("partition {} does not exist", partition_data.index),
                         )
                     }
+                    Some(Some(partition))
+                        if acks == -1 && partition.log.min_insync_replicas() > 1 =>
+                    {
+                        // One node is one in-sync replica: Kafka refuses acks=all below
+                        // min.insync.replicas before appending anything.
+                        slot.outcome = Outcome::Failed(
+                            ResponseError::NotEnoughReplicas.code(),
+                            format!(
+                                "The size of the current ISR : 1 is insufficient to satisfy the min.isr requirement of {} for partition {}-{}, live replica(s) broker.id are : Set({})",
+                                partition.log.min_insync_replicas(),
+                                partition.topic,
+                                partition.index,
+                                self.options.node_id
+                            ),
+                        )
+                    }
                     Some(Some(partition)) => {
                         slot.log = Some(Arc::clone(&partition.log));
                         slot.target = Some((partition.topic.clone(), partition.index));

@@ -31,6 +31,7 @@ pub const INTERNAL_TOPICS: &[&str] = &[
     "_audit",
     "__usage",
     "__client_quotas",
+    "__cluster_configs",
 ];
 /// Most partitions one topic may have.
 pub const MAX_PARTITIONS_PER_TOPIC: i32 = 10_000;
@@ -117,7 +118,8 @@ struct Maps {
 #[derive(Debug)]
 pub struct TopicRegistry {
     root: PathBuf,
-    defaults: BTreeMap<String, String>,
+    /// Topic config defaults (Kafka topic names): static, overlaid with dynamic broker configs.
+    defaults: RwLock<BTreeMap<String, String>>,
     maps: RwLock<Maps>,
     admin: Mutex<()>,
 }
@@ -177,7 +179,7 @@ impl TopicRegistry {
         })?;
         let registry = TopicRegistry {
             root: root.to_path_buf(),
-            defaults,
+            defaults: RwLock::new(defaults),
             maps: RwLock::new(Maps::default()),
             admin: Mutex::new(()),
         };
@@ -275,8 +277,8 @@ impl TopicRegistry {
     }
 
     /// The broker-wide topic config defaults (Kafka names).
-    pub fn defaults(&self) -> &BTreeMap<String, String> {
-        &self.defaults
+    pub fn defaults(&self) -> BTreeMap<String, String> {
+        self.defaults.read().clone()
     }
 
     /// Resolves overrides against the broker defaults.
@@ -284,9 +286,39 @@ impl TopicRegistry {
         &self,
         overrides: &BTreeMap<String, String>,
     ) -> Result<LogConfig, BrokerError> {
-        LogConfig::resolve(&self.defaults, overrides).map_err(|e| BrokerError::InvalidConfig {
-            reason: e.to_string(),
+        LogConfig::resolve(&self.defaults.read(), overrides).map_err(|e| {
+            BrokerError::InvalidConfig {
+                reason: e.to_string(),
+            }
         })
+    }
+
+    /// Checks that new broker-wide defaults resolve, alone and with every topic's overrides.
+    pub fn check_defaults(&self, defaults: &BTreeMap<String, String>) -> Result<(), BrokerError> {
+        let invalid = |e: spate_log::ConfigError| BrokerError::InvalidConfig {
+            reason: e.to_string(),
+        };
+        LogConfig::resolve(defaults, &BTreeMap::new()).map_err(invalid)?;
+        for topic in self.list() {
+            LogConfig::resolve(defaults, &topic.config_overrides()).map_err(invalid)?;
+        }
+        Ok(())
+    }
+
+    /// Replaces the broker-wide defaults (a dynamic broker config changed) and applies them to
+    /// every partition of every topic at once.
+    pub fn set_defaults(&self, defaults: BTreeMap<String, String>) -> Result<(), BrokerError> {
+        let _admin = self.admin.lock();
+        self.check_defaults(&defaults)?;
+        *self.defaults.write() = defaults;
+        for topic in self.list() {
+            let state = topic.state.read();
+            let config = self.log_config(&state.configs)?;
+            for partition in &state.partitions {
+                partition.log.set_config(config.clone());
+            }
+        }
+        Ok(())
     }
 
     /// A topic by name.

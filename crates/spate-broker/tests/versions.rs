@@ -32,6 +32,8 @@ fn open_broker_with(
         default_partitions: 1,
         fetch_max_bytes: 1 << 20,
         topic_defaults: BTreeMap::new(),
+        static_configs: BTreeMap::new(),
+        log_levels: None,
         sync_threads: 1,
         groups: Default::default(),
         transactions: Default::default(),
@@ -230,6 +232,15 @@ fn requests(api: ApiKey, version: i16, topic_id: uuid::Uuid) -> Vec<RequestKind>
                     describe_configs_request::DescribeConfigsResource::default()
                         .with_resource_type(2)
                         .with_resource_name(s("no-such-topic")),
+                    describe_configs_request::DescribeConfigsResource::default()
+                        .with_resource_type(4)
+                        .with_resource_name(s("")),
+                    describe_configs_request::DescribeConfigsResource::default()
+                        .with_resource_type(8)
+                        .with_resource_name(s("1")),
+                    describe_configs_request::DescribeConfigsResource::default()
+                        .with_resource_type(32)
+                        .with_resource_name(s("g")),
                 ]),
         )],
         ApiKey::AlterConfigs => vec![RequestKind::AlterConfigs(
@@ -267,6 +278,24 @@ fn requests(api: ApiKey, version: i16, topic_id: uuid::Uuid) -> Vec<RequestKind>
                     .with_resource_type(4)
                     .with_resource_name(s("1"))
                     .with_configs(vec![]),
+                incremental_alter_configs_request::AlterConfigsResource::default()
+                    .with_resource_type(32)
+                    .with_resource_name(s("g"))
+                    .with_configs(vec![
+                        incremental_alter_configs_request::AlterableConfig::default()
+                            .with_name(s("consumer.heartbeat.interval.ms"))
+                            .with_config_operation(0)
+                            .with_value(Some(s("2000"))),
+                    ]),
+                incremental_alter_configs_request::AlterConfigsResource::default()
+                    .with_resource_type(8)
+                    .with_resource_name(s("1"))
+                    .with_configs(vec![
+                        incremental_alter_configs_request::AlterableConfig::default()
+                            .with_name(s("root"))
+                            .with_config_operation(0)
+                            .with_value(Some(s("INFO"))),
+                    ]),
             ]),
         )],
         ApiKey::CreatePartitions => vec![RequestKind::CreatePartitions(

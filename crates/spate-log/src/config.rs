@@ -47,181 +47,352 @@ pub struct ConfigDef {
     pub kind: ConfigType,
     /// Default as a string.
     pub default: &'static str,
-    /// One line for DescribeConfigs' documentation field.
+    /// One line for DescribeConfigs' documentation field; for a config Spate does not act on it
+    /// starts with "no effect on Spate" and says why.
     pub doc: &'static str,
+    /// Whether Spate acts on the value. Configs that do not apply to a single node (replication
+    /// throttles, tiered storage, preallocation) are accepted, validated, stored and described
+    /// like Kafka's, and their documentation says they have no effect.
+    pub applies: bool,
+    /// The broker config that sets the default for topics without an override (Kafka's
+    /// `ServerTopicConfigSynonyms`, first synonym); empty when there is none.
+    pub broker_synonym: &'static str,
+    /// Kafka's internal configs (`internal.segment.bytes`): accepted, described only when set.
+    pub internal: bool,
 }
 
 const LONG_MAX: &str = "9223372036854775807";
 
-/// Every topic config Spate accepts. Values for names outside this table are refused.
+const fn def(
+    name: &'static str,
+    kind: ConfigType,
+    default: &'static str,
+    broker_synonym: &'static str,
+    doc: &'static str,
+) -> ConfigDef {
+    ConfigDef {
+        name,
+        kind,
+        default,
+        doc,
+        applies: true,
+        broker_synonym,
+        internal: false,
+    }
+}
+
+const fn inert(
+    name: &'static str,
+    kind: ConfigType,
+    default: &'static str,
+    broker_synonym: &'static str,
+    doc: &'static str,
+) -> ConfigDef {
+    ConfigDef {
+        name,
+        kind,
+        default,
+        doc,
+        applies: false,
+        broker_synonym,
+        internal: false,
+    }
+}
+
+use ConfigType::{Boolean, Double, Int, List, Long, String as Str};
+
+/// Every topic config Spate accepts: all of Apache Kafka 4.x's (`LogConfig`, sorted by name)
+/// plus Confluent's schema validation configs and Spate's own. Names outside this table are
+/// refused, as Kafka refuses them.
 pub const TOPIC_CONFIGS: &[ConfigDef] = &[
+    def(
+        "cleanup.policy",
+        List,
+        "delete",
+        "log.cleanup.policy",
+        "delete, compact, both, or empty (keep everything): how old segments are discarded",
+    ),
+    inert(
+        "compression.gzip.level",
+        Int,
+        "-1",
+        "compression.gzip.level",
+        "no effect on Spate: batches are stored as the producer compressed them (Kafka: gzip level when compression.type=gzip recompresses)",
+    ),
+    inert(
+        "compression.lz4.level",
+        Int,
+        "9",
+        "compression.lz4.level",
+        "no effect on Spate: batches are stored as the producer compressed them (Kafka: lz4 level when compression.type=lz4 recompresses)",
+    ),
+    inert(
+        "compression.type",
+        Str,
+        "producer",
+        "compression.type",
+        "no effect on Spate: batches are stored as the producer compressed them, whatever the value (Kafka recompresses to this codec)",
+    ),
+    inert(
+        "compression.zstd.level",
+        Int,
+        "3",
+        "compression.zstd.level",
+        "no effect on Spate: batches are stored as the producer compressed them (Kafka: zstd level when compression.type=zstd recompresses)",
+    ),
+    def(
+        "confluent.key.schema.validation",
+        Boolean,
+        "false",
+        "",
+        "refuse records whose key lacks a schema id registered for the key subject (Confluent Server's name)",
+    ),
+    def(
+        "confluent.key.subject.name.strategy",
+        Str,
+        "io.confluent.kafka.serializers.subject.TopicNameStrategy",
+        "",
+        "how the key subject is named: TopicNameStrategy, RecordNameStrategy or TopicRecordNameStrategy",
+    ),
+    def(
+        "confluent.value.schema.validation",
+        Boolean,
+        "false",
+        "",
+        "refuse records whose value lacks a schema id registered for the value subject (Confluent Server's name)",
+    ),
+    def(
+        "confluent.value.subject.name.strategy",
+        Str,
+        "io.confluent.kafka.serializers.subject.TopicNameStrategy",
+        "",
+        "how the value subject is named: TopicNameStrategy, RecordNameStrategy or TopicRecordNameStrategy",
+    ),
+    def(
+        "delete.retention.ms",
+        Long,
+        "86400000",
+        "log.cleaner.delete.retention.ms",
+        "how long tombstones are kept in compacted topics",
+    ),
+    inert(
+        "file.delete.delay.ms",
+        Long,
+        "60000",
+        "log.segment.delete.delay.ms",
+        "no effect on Spate: a deleted segment's files are removed at once (Kafka waits this long)",
+    ),
+    def(
+        "flush.messages",
+        Long,
+        "1",
+        "log.flush.interval.messages",
+        "fsync after this many messages; 1 (the default) acknowledges only fsync'd writes, with group commit",
+    ),
+    def(
+        "flush.ms",
+        Long,
+        LONG_MAX,
+        "log.flush.interval.ms",
+        "fsync at least this often when flush.messages is above 1",
+    ),
+    inert(
+        "follower.replication.throttled.replicas",
+        List,
+        "",
+        "",
+        "no effect on Spate: a single node has no followers to throttle (Kafka: replicas whose replication is throttled on the follower side)",
+    ),
+    def(
+        "index.interval.bytes",
+        Int,
+        "4096",
+        "log.index.interval.bytes",
+        "bytes between entries of the sparse offset and time index",
+    ),
+    inert(
+        "leader.replication.throttled.replicas",
+        List,
+        "",
+        "",
+        "no effect on Spate: a single node has no followers to throttle (Kafka: replicas whose replication is throttled on the leader side)",
+    ),
+    inert(
+        "local.retention.bytes",
+        Long,
+        "-2",
+        "log.local.retention.bytes",
+        "no effect on Spate: there is no tiered storage (Kafka: local size kept before only the remote copy remains; -2 follows retention.bytes)",
+    ),
+    inert(
+        "local.retention.ms",
+        Long,
+        "-2",
+        "log.local.retention.ms",
+        "no effect on Spate: there is no tiered storage (Kafka: local age kept before only the remote copy remains; -2 follows retention.ms)",
+    ),
+    def(
+        "max.compaction.lag.ms",
+        Long,
+        LONG_MAX,
+        "log.cleaner.max.compaction.lag.ms",
+        "longest time a record may stay uncompacted",
+    ),
+    def(
+        "max.message.bytes",
+        Int,
+        "1048588",
+        "message.max.bytes",
+        "largest record batch the topic accepts",
+    ),
+    def(
+        "message.timestamp.after.max.ms",
+        Long,
+        "3600000",
+        "log.message.timestamp.after.max.ms",
+        "how far in the future a CreateTime timestamp may be",
+    ),
+    def(
+        "message.timestamp.before.max.ms",
+        Long,
+        LONG_MAX,
+        "log.message.timestamp.before.max.ms",
+        "how far in the past a CreateTime timestamp may be",
+    ),
+    def(
+        "message.timestamp.type",
+        Str,
+        "CreateTime",
+        "log.message.timestamp.type",
+        "CreateTime or LogAppendTime",
+    ),
+    def(
+        "min.cleanable.dirty.ratio",
+        Double,
+        "0.5",
+        "log.cleaner.min.cleanable.ratio",
+        "share of uncompacted bytes that triggers compaction",
+    ),
+    def(
+        "min.compaction.lag.ms",
+        Long,
+        "0",
+        "log.cleaner.min.compaction.lag.ms",
+        "shortest time a record stays uncompacted",
+    ),
+    def(
+        "min.insync.replicas",
+        Int,
+        "1",
+        "min.insync.replicas",
+        "replicas that must have an acks=all write; Spate has one, so above 1 acks=all produces fail with NOT_ENOUGH_REPLICAS, as in Kafka",
+    ),
+    inert(
+        "preallocate",
+        Boolean,
+        "false",
+        "log.preallocate",
+        "no effect on Spate: segment files grow as written (Kafka preallocates the file)",
+    ),
+    inert(
+        "remote.copy.lag.bytes",
+        Long,
+        "0",
+        "",
+        "no effect on Spate: there is no tiered storage (Kafka 4.4: bytes a segment waits before its remote copy)",
+    ),
+    inert(
+        "remote.copy.lag.ms",
+        Long,
+        "0",
+        "",
+        "no effect on Spate: there is no tiered storage (Kafka 4.4: time a segment waits before its remote copy)",
+    ),
+    inert(
+        "remote.log.copy.disable",
+        Boolean,
+        "false",
+        "",
+        "no effect on Spate: there is no tiered storage (Kafka: stop copying segments to remote storage)",
+    ),
+    inert(
+        "remote.log.delete.on.disable",
+        Boolean,
+        "false",
+        "",
+        "no effect on Spate: there is no tiered storage (Kafka: delete remote data when remote storage is turned off)",
+    ),
+    inert(
+        "remote.storage.enable",
+        Boolean,
+        "false",
+        "",
+        "no effect on Spate: there is no tiered storage, so true is refused as by a Kafka broker with remote.log.storage.system.enable=false",
+    ),
+    def(
+        "retention.bytes",
+        Long,
+        "-1",
+        "log.retention.bytes",
+        "largest size per partition before old segments are deleted; -1 for no limit",
+    ),
+    def(
+        "retention.ms",
+        Long,
+        "604800000",
+        "log.retention.ms",
+        "age after which segments are deleted; -1 for no limit",
+    ),
+    def(
+        "segment.bytes",
+        Int,
+        "1073741824",
+        "log.segment.bytes",
+        "size at which a new segment is started (at least 1 MiB, as in Kafka 4)",
+    ),
+    inert(
+        "segment.index.bytes",
+        Int,
+        "10485760",
+        "log.index.size.max.bytes",
+        "no effect on Spate: indexes grow as needed (Kafka: preallocated size of a segment's index)",
+    ),
+    inert(
+        "segment.jitter.ms",
+        Long,
+        "0",
+        "log.roll.jitter.ms",
+        "no effect on Spate: segments roll at segment.ms exactly (Kafka: random jitter subtracted from segment.ms)",
+    ),
+    def(
+        "segment.ms",
+        Long,
+        "604800000",
+        "log.roll.ms",
+        "age at which a new segment is started",
+    ),
+    def(
+        "spate.schema.validation.decode",
+        Boolean,
+        "false",
+        "",
+        "with schema validation on, also decode each key or value against its schema",
+    ),
+    inert(
+        "unclean.leader.election.enable",
+        Boolean,
+        "false",
+        "unclean.leader.election.enable",
+        "no effect on Spate: a single node has no out-of-sync replica to elect (Kafka: allow electing one, losing data)",
+    ),
     ConfigDef {
-        name: "cleanup.policy",
-        kind: ConfigType::List,
-        default: "delete",
-        doc: "delete, compact, or both: how old segments are discarded",
-    },
-    ConfigDef {
-        name: "compression.type",
-        kind: ConfigType::String,
-        default: "producer",
-        doc: "producer keeps batches as sent; other codecs are accepted and stored as sent",
-    },
-    ConfigDef {
-        name: "confluent.key.schema.validation",
-        kind: ConfigType::Boolean,
-        default: "false",
-        doc: "refuse records whose key lacks a schema id registered for the key subject (Confluent Server's name)",
-    },
-    ConfigDef {
-        name: "confluent.key.subject.name.strategy",
-        kind: ConfigType::String,
-        default: "io.confluent.kafka.serializers.subject.TopicNameStrategy",
-        doc: "how the key subject is named: TopicNameStrategy, RecordNameStrategy or TopicRecordNameStrategy",
-    },
-    ConfigDef {
-        name: "confluent.value.schema.validation",
-        kind: ConfigType::Boolean,
-        default: "false",
-        doc: "refuse records whose value lacks a schema id registered for the value subject (Confluent Server's name)",
-    },
-    ConfigDef {
-        name: "confluent.value.subject.name.strategy",
-        kind: ConfigType::String,
-        default: "io.confluent.kafka.serializers.subject.TopicNameStrategy",
-        doc: "how the value subject is named: TopicNameStrategy, RecordNameStrategy or TopicRecordNameStrategy",
-    },
-    ConfigDef {
-        name: "delete.retention.ms",
-        kind: ConfigType::Long,
-        default: "86400000",
-        doc: "how long tombstones are kept in compacted topics",
-    },
-    ConfigDef {
-        name: "file.delete.delay.ms",
-        kind: ConfigType::Long,
-        default: "60000",
-        doc: "delay before a deleted segment's file is removed",
-    },
-    ConfigDef {
-        name: "flush.messages",
-        kind: ConfigType::Long,
-        default: "1",
-        doc: "fsync after this many messages; 1 (the default) acknowledges only fsync'd writes, with group commit",
-    },
-    ConfigDef {
-        name: "flush.ms",
-        kind: ConfigType::Long,
-        default: LONG_MAX,
-        doc: "fsync at least this often when flush.messages is above 1",
-    },
-    ConfigDef {
-        name: "index.interval.bytes",
-        kind: ConfigType::Int,
-        default: "4096",
-        doc: "bytes between entries of the sparse offset and time index",
-    },
-    ConfigDef {
-        name: "max.compaction.lag.ms",
-        kind: ConfigType::Long,
-        default: LONG_MAX,
-        doc: "longest time a record may stay uncompacted",
-    },
-    ConfigDef {
-        name: "max.message.bytes",
-        kind: ConfigType::Int,
-        default: "1048588",
-        doc: "largest record batch the topic accepts",
-    },
-    ConfigDef {
-        name: "message.timestamp.after.max.ms",
-        kind: ConfigType::Long,
-        default: "3600000",
-        doc: "how far in the future a CreateTime timestamp may be",
-    },
-    ConfigDef {
-        name: "message.timestamp.before.max.ms",
-        kind: ConfigType::Long,
-        default: LONG_MAX,
-        doc: "how far in the past a CreateTime timestamp may be",
-    },
-    ConfigDef {
-        name: "message.timestamp.type",
-        kind: ConfigType::String,
-        default: "CreateTime",
-        doc: "CreateTime or LogAppendTime",
-    },
-    ConfigDef {
-        name: "min.cleanable.dirty.ratio",
-        kind: ConfigType::Double,
-        default: "0.5",
-        doc: "share of uncompacted bytes that triggers compaction",
-    },
-    ConfigDef {
-        name: "min.compaction.lag.ms",
-        kind: ConfigType::Long,
-        default: "0",
-        doc: "shortest time a record stays uncompacted",
-    },
-    ConfigDef {
-        name: "min.insync.replicas",
-        kind: ConfigType::Int,
-        default: "1",
-        doc: "accepted for compatibility; a single node is always in sync",
-    },
-    ConfigDef {
-        name: "preallocate",
-        kind: ConfigType::Boolean,
-        default: "false",
-        doc: "accepted for compatibility; segments are not preallocated",
-    },
-    ConfigDef {
-        name: "retention.bytes",
-        kind: ConfigType::Long,
-        default: "-1",
-        doc: "largest size per partition before old segments are deleted; -1 for no limit",
-    },
-    ConfigDef {
-        name: "retention.ms",
-        kind: ConfigType::Long,
-        default: "604800000",
-        doc: "age after which segments are deleted; -1 for no limit",
-    },
-    ConfigDef {
-        name: "spate.schema.validation.decode",
-        kind: ConfigType::Boolean,
-        default: "false",
-        doc: "with schema validation on, also decode each key or value against its schema",
-    },
-    ConfigDef {
-        name: "segment.bytes",
-        kind: ConfigType::Int,
-        default: "1073741824",
-        doc: "size at which a new segment is started",
-    },
-    ConfigDef {
-        name: "segment.index.bytes",
-        kind: ConfigType::Int,
-        default: "10485760",
-        doc: "accepted for compatibility; indexes grow as needed",
-    },
-    ConfigDef {
-        name: "segment.jitter.ms",
-        kind: ConfigType::Long,
-        default: "0",
-        doc: "accepted for compatibility",
-    },
-    ConfigDef {
-        name: "segment.ms",
-        kind: ConfigType::Long,
-        default: "604800000",
-        doc: "age at which a new segment is started",
-    },
-    ConfigDef {
-        name: "unclean.leader.election.enable",
-        kind: ConfigType::Boolean,
-        default: "false",
-        doc: "accepted for compatibility; a single node has no followers",
+        name: "internal.segment.bytes",
+        kind: Int,
+        default: "",
+        doc: "segment size below segment.bytes' 1 MiB floor, for tests (Kafka's internal config of the same name)",
+        applies: true,
+        broker_synonym: "",
+        internal: true,
     },
 ];
 
@@ -230,23 +401,37 @@ pub fn config_def(name: &str) -> Option<&'static ConfigDef> {
     TOPIC_CONFIGS.iter().find(|def| def.name == name)
 }
 
-/// An invalid config name or value.
+/// The topic config whose default a broker config sets (`log.retention.ms` → `retention.ms`).
+pub fn topic_config_for_broker_synonym(broker_name: &str) -> Option<&'static ConfigDef> {
+    TOPIC_CONFIGS
+        .iter()
+        .find(|def| !def.broker_synonym.is_empty() && def.broker_synonym == broker_name)
+}
+
+/// An invalid config name or value. The messages are Kafka's own (`ConfigException`,
+/// `InvalidConfigurationException`), so what users search for finds Kafka's answers too.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum ConfigError {
     /// A name Spate does not know.
-    #[error("unknown topic config {name}")]
+    #[error("Unknown topic config name: {name}")]
     UnknownConfig {
         /// The name as given.
         name: String,
     },
     /// A value that does not parse or is out of range.
-    #[error("invalid value {value:?} for config {name}: {reason}")]
+    #[error("Invalid value {value} for configuration {name}: {reason}")]
     InvalidValue {
         /// Config name.
         name: String,
         /// Value as given.
         value: String,
         /// What is wrong.
+        reason: String,
+    },
+    /// Values that are valid one by one but not together.
+    #[error("{reason}")]
+    Conflict {
+        /// What conflicts.
         reason: String,
     },
 }
@@ -271,7 +456,7 @@ pub struct LogConfig {
     pub retention_ms: Option<i64>,
     /// Partition size limit, or `None` for no limit.
     pub retention_bytes: Option<u64>,
-    /// Roll the segment at this size.
+    /// Roll the segment at this size (`internal.segment.bytes` if set, else `segment.bytes`).
     pub segment_bytes: u64,
     /// Roll the segment at this age.
     pub segment_ms: i64,
@@ -299,6 +484,9 @@ pub struct LogConfig {
     pub min_cleanable_dirty_ratio: f64,
     /// Delay before removing deleted segment files.
     pub file_delete_delay_ms: i64,
+    /// Replicas that must have an acks=all write (`min.insync.replicas`); a single node has
+    /// one, so a larger value fails acks=all produces with NOT_ENOUGH_REPLICAS.
+    pub min_insync_replicas: i32,
     /// Schema validation on produce (`confluent.*.schema.validation`).
     pub schema_validation: SchemaValidation,
 }
@@ -370,60 +558,84 @@ impl LogConfig {
         for (name, value) in defaults.iter().chain(overrides.iter()) {
             validate(name, value)?;
         }
+        let long = |name: &str| parse_long(name, &get(name));
+        let min_lag = long("min.compaction.lag.ms")?;
+        let max_lag = long("max.compaction.lag.ms")?;
+        if min_lag > max_lag {
+            return Err(ConfigError::Conflict {
+                reason: format!(
+                    "conflict topic config setting min.compaction.lag.ms ({min_lag}) > max.compaction.lag.ms ({max_lag})"
+                ),
+            });
+        }
+        if overrides
+            .get("remote.storage.enable")
+            .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"))
+        {
+            // Spate has no tiered storage: a Kafka broker with
+            // remote.log.storage.system.enable=false answers the same.
+            return Err(ConfigError::Conflict {
+                reason: "Tiered Storage functionality is disabled in the broker. Topic cannot be configured with remote log storage.".into(),
+            });
+        }
         let policy = get("cleanup.policy");
-        let policies: Vec<&str> = policy.split(',').map(str::trim).collect();
-        let retention_ms = parse_long("retention.ms", &get("retention.ms"))?;
-        let retention_bytes = parse_long("retention.bytes", &get("retention.bytes"))?;
+        let policies: Vec<String> = policy
+            .split(',')
+            .map(|p| p.trim().to_ascii_lowercase())
+            .collect();
+        let retention_ms = long("retention.ms")?;
+        let retention_bytes = long("retention.bytes")?;
+        let internal_segment_bytes = get("internal.segment.bytes");
+        let segment_bytes = if internal_segment_bytes.trim().is_empty() {
+            long("segment.bytes")?
+        } else {
+            parse_long("internal.segment.bytes", &internal_segment_bytes)?
+        };
         Ok(LogConfig {
-            delete: policies.contains(&"delete"),
-            compact: policies.contains(&"compact"),
+            delete: policies.iter().any(|p| p == "delete"),
+            compact: policies.iter().any(|p| p == "compact"),
             retention_ms: (retention_ms >= 0).then_some(retention_ms),
             retention_bytes: (retention_bytes >= 0).then_some(retention_bytes as u64),
-            segment_bytes: parse_long("segment.bytes", &get("segment.bytes"))? as u64,
-            segment_ms: parse_long("segment.ms", &get("segment.ms"))?,
-            max_message_bytes: parse_long("max.message.bytes", &get("max.message.bytes"))? as usize,
-            timestamp_type: if get("message.timestamp.type") == "LogAppendTime" {
+            segment_bytes: segment_bytes as u64,
+            segment_ms: long("segment.ms")?,
+            max_message_bytes: long("max.message.bytes")? as usize,
+            timestamp_type: if get("message.timestamp.type").trim() == "LogAppendTime" {
                 TimestampType::LogAppendTime
             } else {
                 TimestampType::CreateTime
             },
-            timestamp_before_max_ms: parse_long(
-                "message.timestamp.before.max.ms",
-                &get("message.timestamp.before.max.ms"),
-            )?,
-            timestamp_after_max_ms: parse_long(
-                "message.timestamp.after.max.ms",
-                &get("message.timestamp.after.max.ms"),
-            )?,
-            flush_messages: parse_long("flush.messages", &get("flush.messages"))?,
-            flush_ms: parse_long("flush.ms", &get("flush.ms"))?,
-            index_interval_bytes: parse_long("index.interval.bytes", &get("index.interval.bytes"))?
-                as u64,
-            delete_retention_ms: parse_long("delete.retention.ms", &get("delete.retention.ms"))?,
-            min_compaction_lag_ms: parse_long(
-                "min.compaction.lag.ms",
-                &get("min.compaction.lag.ms"),
-            )?,
-            max_compaction_lag_ms: parse_long(
-                "max.compaction.lag.ms",
-                &get("max.compaction.lag.ms"),
-            )?,
-            min_cleanable_dirty_ratio: get("min.cleanable.dirty.ratio").parse().unwrap_or(0.5),
-            file_delete_delay_ms: parse_long("file.delete.delay.ms", &get("file.delete.delay.ms"))?,
+            timestamp_before_max_ms: long("message.timestamp.before.max.ms")?,
+            timestamp_after_max_ms: long("message.timestamp.after.max.ms")?,
+            flush_messages: long("flush.messages")?,
+            flush_ms: long("flush.ms")?,
+            index_interval_bytes: long("index.interval.bytes")? as u64,
+            delete_retention_ms: long("delete.retention.ms")?,
+            min_compaction_lag_ms: min_lag,
+            max_compaction_lag_ms: max_lag,
+            min_cleanable_dirty_ratio: get("min.cleanable.dirty.ratio")
+                .trim()
+                .parse()
+                .unwrap_or(0.5),
+            file_delete_delay_ms: long("file.delete.delay.ms")?,
+            min_insync_replicas: i32::try_from(long("min.insync.replicas")?).unwrap_or(i32::MAX),
             schema_validation: SchemaValidation {
                 key: get("confluent.key.schema.validation")
+                    .trim()
                     .eq_ignore_ascii_case("true")
                     .then(|| {
                         SubjectNameStrategy::parse(&get("confluent.key.subject.name.strategy"))
                     })
                     .flatten(),
                 value: get("confluent.value.schema.validation")
+                    .trim()
                     .eq_ignore_ascii_case("true")
                     .then(|| {
                         SubjectNameStrategy::parse(&get("confluent.value.subject.name.strategy"))
                     })
                     .flatten(),
-                decode: get("spate.schema.validation.decode").eq_ignore_ascii_case("true"),
+                decode: get("spate.schema.validation.decode")
+                    .trim()
+                    .eq_ignore_ascii_case("true"),
             },
         })
     }
@@ -443,11 +655,31 @@ fn parse_long(name: &str, value: &str) -> Result<i64, ConfigError> {
         .map_err(|_| ConfigError::InvalidValue {
             name: name.to_string(),
             value: value.to_string(),
-            reason: "expected an integer".to_string(),
+            reason: "Not a number of type LONG".to_string(),
         })
 }
 
-/// Checks one config name and value the way Kafka's validators do.
+/// Kafka's range of an integer topic config: (at least, at most).
+fn int_range(name: &str) -> (Option<i64>, Option<i64>) {
+    match name {
+        "segment.bytes" => (Some(1_048_576), None),
+        "internal.segment.bytes" => (Some(14), None),
+        "segment.index.bytes" => (Some(4), None),
+        "segment.ms" | "flush.messages" | "min.insync.replicas" | "max.compaction.lag.ms" => {
+            (Some(1), None)
+        }
+        "retention.ms" | "remote.copy.lag.ms" | "remote.copy.lag.bytes" => (Some(-1), None),
+        "local.retention.ms" | "local.retention.bytes" => (Some(-2), None),
+        "retention.bytes" => (None, None),
+        "compression.lz4.level" => (Some(1), Some(17)),
+        "compression.zstd.level" => (Some(-131_072), Some(22)),
+        // compression.gzip.level has its own rule (1..=9 or -1), checked below.
+        "compression.gzip.level" => (None, None),
+        _ => (Some(0), None),
+    }
+}
+
+/// Checks one config name and value the way Kafka's `ConfigDef` validators do.
 pub fn validate(name: &str, value: &str) -> Result<(), ConfigError> {
     let def = config_def(name).ok_or_else(|| ConfigError::UnknownConfig {
         name: name.to_string(),
@@ -461,47 +693,83 @@ pub fn validate(name: &str, value: &str) -> Result<(), ConfigError> {
     match def.kind {
         ConfigType::Boolean => {
             if !trimmed.eq_ignore_ascii_case("true") && !trimmed.eq_ignore_ascii_case("false") {
-                return Err(bad("expected true or false"));
+                return Err(bad("Expected value to be either true or false"));
             }
         }
         ConfigType::Int | ConfigType::Long => {
-            let parsed = trimmed
-                .parse::<i64>()
-                .map_err(|_| bad("expected an integer"))?;
-            if def.kind == ConfigType::Int && i32::try_from(parsed).is_err() {
-                return Err(bad("out of range for a 32-bit integer"));
+            if def.internal && trimmed.is_empty() {
+                return Ok(());
             }
-            let min = match name {
-                "retention.ms" | "retention.bytes" => -1,
-                "segment.bytes" => 14,
-                "max.message.bytes" => 0,
-                "segment.ms" | "flush.messages" | "flush.ms" | "min.insync.replicas" => 1,
-                _ => 0,
+            let type_name = if def.kind == ConfigType::Int {
+                "Not a number of type INT"
+            } else {
+                "Not a number of type LONG"
             };
-            if parsed < min {
-                return Err(bad(&format!("must be at least {min}")));
+            let parsed = trimmed.parse::<i64>().map_err(|_| bad(type_name))?;
+            if def.kind == ConfigType::Int && i32::try_from(parsed).is_err() {
+                return Err(bad(type_name));
+            }
+            if name == "compression.gzip.level" && parsed != -1 && !(1..=9).contains(&parsed) {
+                return Err(bad("Value must be between 1 and 9 or equal to -1"));
+            }
+            let (min, max) = int_range(name);
+            if let Some(min) = min
+                && parsed < min
+            {
+                return Err(bad(&format!("Value must be at least {min}")));
+            }
+            if let Some(max) = max
+                && parsed > max
+            {
+                return Err(bad(&format!("Value must be no more than {max}")));
             }
         }
         ConfigType::Double => {
             let parsed = trimmed
                 .parse::<f64>()
-                .map_err(|_| bad("expected a number"))?;
+                .map_err(|_| bad("Not a number of type DOUBLE"))?;
             if !(0.0..=1.0).contains(&parsed) {
-                return Err(bad("must be between 0 and 1"));
+                return Err(bad(if parsed < 0.0 {
+                    "Value must be at least 0"
+                } else {
+                    "Value must be no more than 1"
+                }));
             }
         }
-        ConfigType::List => {
-            for item in trimmed.split(',').map(str::trim) {
-                if item != "delete" && item != "compact" {
-                    return Err(bad("expected delete, compact, or both"));
+        ConfigType::List => match name {
+            "cleanup.policy" => {
+                for item in trimmed.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+                    if !item.eq_ignore_ascii_case("delete") && !item.eq_ignore_ascii_case("compact")
+                    {
+                        return Err(bad("String must be one of: compact, delete"));
+                    }
                 }
             }
-        }
+            _ => {
+                // leader/follower.replication.throttled.replicas (Kafka's
+                // ThrottledReplicaListValidator).
+                let valid = trimmed == "*"
+                    || trimmed
+                        .split(',')
+                        .map(str::trim)
+                        .filter(|i| !i.is_empty())
+                        .all(|item| {
+                            item.split_once(':').is_some_and(|(p, b)| {
+                                p.trim().parse::<u32>().is_ok() && b.trim().parse::<u32>().is_ok()
+                            })
+                        });
+                if !valid {
+                    return Err(bad(
+                        "must be the literal '*' or a list of replicas in the following format: [partitionId]:[brokerId],[partitionId]:[brokerId],...",
+                    ));
+                }
+            }
+        },
         ConfigType::String => {
             let allowed: &[&str] = match name {
                 "message.timestamp.type" => &["CreateTime", "LogAppendTime"],
                 "compression.type" => {
-                    &["producer", "uncompressed", "gzip", "snappy", "lz4", "zstd"]
+                    &["uncompressed", "zstd", "lz4", "snappy", "gzip", "producer"]
                 }
                 "confluent.key.subject.name.strategy" | "confluent.value.subject.name.strategy" => {
                     if SubjectNameStrategy::parse(trimmed).is_none() {
@@ -514,7 +782,10 @@ pub fn validate(name: &str, value: &str) -> Result<(), ConfigError> {
                 _ => &[],
             };
             if !allowed.is_empty() && !allowed.contains(&trimmed) {
-                return Err(bad(&format!("expected one of {}", allowed.join(", "))));
+                return Err(bad(&format!(
+                    "String must be one of: {}",
+                    allowed.join(", ")
+                )));
             }
         }
     }
@@ -559,7 +830,12 @@ mod tests {
             ("message.timestamp.type", "Now"),
             ("max.message.bytes", "99999999999"),
             ("min.cleanable.dirty.ratio", "2"),
-            ("segment.bytes", "1"),
+            ("segment.bytes", "1000"),
+            ("compression.gzip.level", "0"),
+            ("compression.lz4.level", "18"),
+            ("compression.zstd.level", "23"),
+            ("local.retention.ms", "-3"),
+            ("leader.replication.throttled.replicas", "0-1"),
         ] {
             let err = validate(name, value).expect_err(name);
             assert!(err.to_string().contains(name), "{err}");
@@ -568,5 +844,74 @@ mod tests {
             validate("no.such.config", "1"),
             Err(ConfigError::UnknownConfig { .. })
         ));
+    }
+
+    #[test]
+    fn every_default_is_valid_and_inert_configs_say_so() {
+        for def in TOPIC_CONFIGS {
+            if !def.internal {
+                validate(def.name, def.default).unwrap_or_else(|e| panic!("{}: {e}", def.name));
+            }
+            assert_eq!(
+                def.doc.starts_with("no effect on Spate"),
+                !def.applies,
+                "{}: the documentation must say whether it has an effect",
+                def.name
+            );
+        }
+        let mut names: Vec<&str> = TOPIC_CONFIGS
+            .iter()
+            .filter(|d| !d.internal)
+            .map(|d| d.name)
+            .collect();
+        let sorted = {
+            let mut n = names.clone();
+            n.sort_unstable();
+            n
+        };
+        assert_eq!(names, sorted, "TOPIC_CONFIGS is sorted by name");
+        names.dedup();
+        assert_eq!(names.len(), sorted.len(), "no name twice");
+    }
+
+    #[test]
+    fn kafka_cross_checks_and_the_internal_segment_size() {
+        let none = BTreeMap::new();
+        let err = LogConfig::resolve(
+            &none,
+            &map(&[
+                ("min.compaction.lag.ms", "10"),
+                ("max.compaction.lag.ms", "5"),
+            ]),
+        )
+        .expect_err("min above max");
+        assert!(
+            err.to_string().contains("conflict topic config setting"),
+            "{err}"
+        );
+        let err = LogConfig::resolve(&none, &map(&[("remote.storage.enable", "true")]))
+            .expect_err("no tiered storage");
+        assert!(err.to_string().contains("Tiered Storage"), "{err}");
+        let config = LogConfig::resolve(
+            &none,
+            &map(&[
+                ("segment.bytes", "1048576"),
+                ("internal.segment.bytes", "4096"),
+            ]),
+        )
+        .expect("valid");
+        assert_eq!(config.segment_bytes, 4096);
+        let config =
+            LogConfig::resolve(&none, &map(&[("cleanup.policy", "")])).expect("empty policy");
+        assert!(!config.delete && !config.compact);
+        let config =
+            LogConfig::resolve(&none, &map(&[("min.insync.replicas", "2")])).expect("valid");
+        assert_eq!(config.min_insync_replicas, 2);
+        assert_eq!(
+            validate("segment.bytes", "1000")
+                .expect_err("too small")
+                .to_string(),
+            "Invalid value 1000 for configuration segment.bytes: Value must be at least 1048576"
+        );
     }
 }

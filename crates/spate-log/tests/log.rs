@@ -131,7 +131,10 @@ fn relaxed_flush_policy_makes_writes_visible_at_once() {
 #[test]
 fn segments_roll_and_survive_clean_and_unclean_restarts() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let cfg = config(&[("segment.bytes", "2000"), ("index.interval.bytes", "100")]);
+    let cfg = config(&[
+        ("internal.segment.bytes", "2000"),
+        ("index.interval.bytes", "100"),
+    ]);
     let log = Log::create(dir.path(), "t-0".into(), cfg.clone(), NOW).expect("create");
     let value = [7u8; 100];
     for _ in 0..100 {
@@ -258,7 +261,10 @@ fn recovery_cuts_at_a_batch_with_a_bad_crc() {
 #[test]
 fn a_garbled_index_is_rebuilt() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let cfg = config(&[("segment.bytes", "1000"), ("index.interval.bytes", "50")]);
+    let cfg = config(&[
+        ("internal.segment.bytes", "1000"),
+        ("index.interval.bytes", "50"),
+    ]);
     let log = Log::create(dir.path(), "t-0".into(), cfg.clone(), NOW).expect("create");
     for _ in 0..40 {
         append(&log, &[&[1u8; 60]], NOW);
@@ -280,7 +286,10 @@ fn a_garbled_index_is_rebuilt() {
 #[test]
 fn retention_by_bytes_and_time_deletes_whole_old_segments() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let cfg = config(&[("segment.bytes", "1000"), ("retention.bytes", "3000")]);
+    let cfg = config(&[
+        ("internal.segment.bytes", "1000"),
+        ("retention.bytes", "3000"),
+    ]);
     let log = Log::create(dir.path(), "t-0".into(), cfg, NOW).expect("create");
     for _ in 0..60 {
         append(&log, &[&[0u8; 100]], NOW);
@@ -333,7 +342,10 @@ fn delete_records_moves_the_start_and_persists() {
 #[test]
 fn timestamp_lookups_find_the_first_record_at_or_after() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let cfg = config(&[("segment.bytes", "600"), ("index.interval.bytes", "1")]);
+    let cfg = config(&[
+        ("internal.segment.bytes", "600"),
+        ("index.interval.bytes", "1"),
+    ]);
     let log = Log::create(dir.path(), "t-0".into(), cfg, NOW).expect("create");
     for i in 0..20 {
         // Records 2i and 2i+1 carry timestamps base+10i and base+10i+1.
@@ -405,7 +417,7 @@ fn a_batch_larger_than_a_segment_is_refused() {
     let log = Log::create(
         dir.path(),
         "t-0".into(),
-        config(&[("segment.bytes", "500")]),
+        config(&[("internal.segment.bytes", "500")]),
         NOW,
     )
     .expect("create");
@@ -441,7 +453,7 @@ fn compaction_keeps_the_latest_value_per_key_and_drops_old_tombstones() {
     let dir = tempfile::tempdir().expect("tempdir");
     let cfg = config(&[
         ("cleanup.policy", "compact"),
-        ("segment.bytes", "400"),
+        ("internal.segment.bytes", "400"),
         ("delete.retention.ms", "1000"),
         ("min.cleanable.dirty.ratio", "0.01"),
     ]);
@@ -521,7 +533,7 @@ fn append_idempotent(
 #[test]
 fn retried_idempotent_batches_are_not_appended_twice_even_after_a_crash() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let cfg = config(&[("segment.bytes", "200")]);
+    let cfg = config(&[("internal.segment.bytes", "200")]);
     let log = Log::create(dir.path(), "t-0".into(), cfg.clone(), NOW).expect("create");
     let mut sequence = 0;
     for _ in 0..6 {
@@ -684,7 +696,7 @@ mod model {
         #[test]
         fn log_matches_a_vec_model(ops in proptest::collection::vec(op(), 1..40)) {
             let dir = tempfile::tempdir().expect("tempdir");
-            let cfg = config(&[("segment.bytes", "1500"), ("index.interval.bytes", "200")]);
+            let cfg = config(&[("internal.segment.bytes", "1500"), ("index.interval.bytes", "200")]);
             let mut log = Log::create(dir.path(), "t-0".into(), cfg.clone(), NOW).expect("create");
             let mut model: Vec<Vec<u8>> = Vec::new();
             for op in ops {

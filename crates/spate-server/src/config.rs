@@ -89,6 +89,16 @@ pub struct Config {
     /// Kafka's `group.consumer.heartbeat.interval.ms`, told to `group.protocol=consumer`
     /// members (5000 in Kafka; shorter here so groups converge faster).
     pub group_consumer_heartbeat_interval_ms: i32,
+    /// Kafka's `group.consumer.min.session.timeout.ms`: the smallest `consumer.session.timeout.ms`
+    /// a group config may set.
+    pub group_consumer_min_session_timeout_ms: i32,
+    /// Kafka's `group.consumer.max.session.timeout.ms`.
+    pub group_consumer_max_session_timeout_ms: i32,
+    /// Kafka's `group.consumer.min.heartbeat.interval.ms` (5000 in Kafka; 1000 here, the
+    /// default interval).
+    pub group_consumer_min_heartbeat_interval_ms: i32,
+    /// Kafka's `group.consumer.max.heartbeat.interval.ms`.
+    pub group_consumer_max_heartbeat_interval_ms: i32,
     /// Kafka's `transaction.state.log.num.partitions` (used when `__transaction_state` is
     /// created).
     pub transaction_state_partitions: i32,
@@ -344,6 +354,10 @@ impl Default for Config {
             offsets_retention_minutes: 10_080,
             group_consumer_session_timeout_ms: 45_000,
             group_consumer_heartbeat_interval_ms: 1_000,
+            group_consumer_min_session_timeout_ms: 45_000,
+            group_consumer_max_session_timeout_ms: 60_000,
+            group_consumer_min_heartbeat_interval_ms: 1_000,
+            group_consumer_max_heartbeat_interval_ms: 15_000,
             transaction_state_partitions: 50,
             transaction_max_timeout_ms: 900_000,
             kafka_protocol: SecurityProtocol::Plaintext,
@@ -449,6 +463,31 @@ impl Config {
                 "must not exceed group-max-session-timeout-ms",
             ));
         }
+        if !(self.group_consumer_min_session_timeout_ms
+            ..=self.group_consumer_max_session_timeout_ms)
+            .contains(&self.group_consumer_session_timeout_ms)
+        {
+            return Err(invalid(
+                "group-consumer-session-timeout-ms",
+                "must be between group-consumer-min-session-timeout-ms and group-consumer-max-session-timeout-ms",
+            ));
+        }
+        if !(self.group_consumer_min_heartbeat_interval_ms
+            ..=self.group_consumer_max_heartbeat_interval_ms)
+            .contains(&self.group_consumer_heartbeat_interval_ms)
+            || self.group_consumer_min_heartbeat_interval_ms < 1
+        {
+            return Err(invalid(
+                "group-consumer-heartbeat-interval-ms",
+                "must be between group-consumer-min-heartbeat-interval-ms (at least 1) and group-consumer-max-heartbeat-interval-ms",
+            ));
+        }
+        if self.group_consumer_heartbeat_interval_ms >= self.group_consumer_session_timeout_ms {
+            return Err(invalid(
+                "group-consumer-heartbeat-interval-ms",
+                "must be less than group-consumer-session-timeout-ms",
+            ));
+        }
         if spate_registry::Compatibility::parse(&self.registry_default_compatibility).is_none() {
             return Err(invalid(
                 "registry-default-compatibility",
@@ -550,6 +589,100 @@ impl Config {
                 .map_err(|e| invalid(&format!("topic-defaults.{name}"), &e.to_string()))?;
         }
         Ok(())
+    }
+}
+
+impl Config {
+    /// The broker configs this config sets, under Kafka's broker config names, for
+    /// DescribeConfigs (STATIC_BROKER_CONFIG) and as the base dynamic configs override.
+    pub fn static_broker_configs(&self) -> BTreeMap<String, String> {
+        let mut configs = BTreeMap::from([
+            (
+                "max.connections".to_string(),
+                self.max_connections.to_string(),
+            ),
+            (
+                "max.connections.per.ip".to_string(),
+                self.max_connections_per_ip.to_string(),
+            ),
+            (
+                "socket.request.max.bytes".to_string(),
+                self.max_request_bytes.to_string(),
+            ),
+            (
+                "queued.max.request.bytes".to_string(),
+                self.max_queued_request_bytes.to_string(),
+            ),
+            (
+                "connections.max.idle.ms".to_string(),
+                self.idle_timeout_ms.to_string(),
+            ),
+            (
+                "log.retention.check.interval.ms".to_string(),
+                self.retention_check_interval_ms.to_string(),
+            ),
+            (
+                "group.initial.rebalance.delay.ms".to_string(),
+                self.group_initial_rebalance_delay_ms.to_string(),
+            ),
+            (
+                "group.min.session.timeout.ms".to_string(),
+                self.group_min_session_timeout_ms.to_string(),
+            ),
+            (
+                "group.max.session.timeout.ms".to_string(),
+                self.group_max_session_timeout_ms.to_string(),
+            ),
+            (
+                "group.consumer.session.timeout.ms".to_string(),
+                self.group_consumer_session_timeout_ms.to_string(),
+            ),
+            (
+                "group.consumer.heartbeat.interval.ms".to_string(),
+                self.group_consumer_heartbeat_interval_ms.to_string(),
+            ),
+            (
+                "group.consumer.min.session.timeout.ms".to_string(),
+                self.group_consumer_min_session_timeout_ms.to_string(),
+            ),
+            (
+                "group.consumer.max.session.timeout.ms".to_string(),
+                self.group_consumer_max_session_timeout_ms.to_string(),
+            ),
+            (
+                "group.consumer.min.heartbeat.interval.ms".to_string(),
+                self.group_consumer_min_heartbeat_interval_ms.to_string(),
+            ),
+            (
+                "group.consumer.max.heartbeat.interval.ms".to_string(),
+                self.group_consumer_max_heartbeat_interval_ms.to_string(),
+            ),
+            (
+                "offsets.topic.num.partitions".to_string(),
+                self.offsets_topic_partitions.to_string(),
+            ),
+            (
+                "offsets.retention.minutes".to_string(),
+                self.offsets_retention_minutes.to_string(),
+            ),
+            (
+                "transaction.state.log.num.partitions".to_string(),
+                self.transaction_state_partitions.to_string(),
+            ),
+            (
+                "transaction.max.timeout.ms".to_string(),
+                self.transaction_max_timeout_ms.to_string(),
+            ),
+            (
+                "sasl.enabled.mechanisms".to_string(),
+                self.sasl_mechanisms.join(","),
+            ),
+            ("log.dirs".to_string(), self.data_dir.display().to_string()),
+        ]);
+        if let Some(rate) = self.max_connection_creation_rate {
+            configs.insert("max.connection.creation.rate".to_string(), rate.to_string());
+        }
+        configs
     }
 }
 

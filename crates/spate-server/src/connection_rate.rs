@@ -32,7 +32,8 @@ const MIN_PRUNE_AT: usize = 1024;
 /// Connection creation rates across all listeners.
 #[derive(Debug)]
 pub struct ConnectionRates {
-    max_rate: Option<f64>,
+    /// `max.connection.creation.rate`, a broker config that may change at runtime.
+    limits: Arc<spate_broker::dynamic::ConnectionLimits>,
     server: Mutex<SampledRate>,
     per_ip: Mutex<PerIpRates>,
     delayed_closes: Arc<AtomicUsize>,
@@ -49,10 +50,10 @@ struct PerIpRates {
 }
 
 impl ConnectionRates {
-    /// Rates with a server-wide cap of `max_rate` new connections per second, if any.
-    pub fn new(max_rate: Option<u32>) -> ConnectionRates {
+    /// Rates with the server-wide cap of `limits` (new connections per second), if any.
+    pub fn new(limits: Arc<spate_broker::dynamic::ConnectionLimits>) -> ConnectionRates {
         ConnectionRates {
-            max_rate: max_rate.map(f64::from),
+            limits,
             server: Mutex::new(SampledRate::new(Window::ONE_WINDOW)),
             per_ip: Mutex::default(),
             delayed_closes: Arc::default(),
@@ -73,7 +74,7 @@ impl ConnectionRates {
     }
 
     fn accept_delay_at(&self, now_ms: i64) -> Option<Duration> {
-        let max_rate = self.max_rate?;
+        let max_rate = self.limits.max_connection_creation_rate()?;
         let mut rate = self.server.lock().unwrap_or_else(|p| p.into_inner());
         rate.record(1.0, now_ms);
         let throttle = rate.throttle_ms(max_rate, now_ms, WINDOW_MS);
@@ -176,9 +177,17 @@ impl Listener {
 mod tests {
     use super::*;
 
+    fn with_rate(max_rate: Option<u32>) -> ConnectionRates {
+        ConnectionRates::new(Arc::new(spate_broker::dynamic::ConnectionLimits::new(
+            usize::MAX,
+            usize::MAX,
+            max_rate,
+        )))
+    }
+
     #[test]
     fn accepting_waits_above_the_server_wide_rate() {
-        let rates = ConnectionRates::new(Some(10));
+        let rates = with_rate(Some(10));
         for i in 0..10 {
             assert_eq!(rates.accept_delay_at(i), None, "connection {i}");
         }
@@ -189,12 +198,12 @@ mod tests {
             rates.accept_delay_at(20);
         }
         assert_eq!(rates.accept_delay_at(20), Some(Duration::from_secs(1)));
-        assert_eq!(ConnectionRates::new(None).accept_delay_at(0), None);
+        assert_eq!(with_rate(None).accept_delay_at(0), None);
     }
 
     #[test]
     fn an_address_above_its_quota_is_refused_and_others_are_not() {
-        let rates = ConnectionRates::new(None);
+        let rates = with_rate(None);
         let flood: IpAddr = "127.0.0.2".parse().expect("ip");
         let other: IpAddr = "127.0.0.1".parse().expect("ip");
         for i in 0..5 {

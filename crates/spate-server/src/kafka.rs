@@ -26,7 +26,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -36,7 +36,7 @@ use spate_broker::{Broker, Reply};
 use spate_protocol::{DecodeError, Session};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufWriter};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
@@ -273,7 +273,7 @@ pub struct Listener {
     pub(crate) sasl: Option<Arc<crate::sasl::SaslSettings>>,
     pub(crate) broker: Arc<Broker>,
     pub(crate) limits: Limits,
-    pub(crate) connections: Arc<Semaphore>,
+    pub(crate) connections: Arc<OpenConnections>,
     /// Open connections per client address, shared by all listeners.
     pub(crate) per_ip: Arc<PerIp>,
     /// Connection creation rates, shared by all listeners.
@@ -285,10 +285,49 @@ pub struct Listener {
     pub(crate) tracker: TaskTracker,
 }
 
-/// Open connections per client IP address, with a cap.
+/// Open connections across all listeners, capped by `max.connections` (a broker config that
+/// changes at runtime: a lower limit refuses new connections, open ones keep working).
+#[derive(Debug)]
+pub struct OpenConnections {
+    limits: Arc<spate_broker::dynamic::ConnectionLimits>,
+    open: AtomicUsize,
+}
+
+impl OpenConnections {
+    /// Counts connections against `limits`.
+    pub fn new(limits: Arc<spate_broker::dynamic::ConnectionLimits>) -> OpenConnections {
+        OpenConnections {
+            limits,
+            open: AtomicUsize::new(0),
+        }
+    }
+
+    /// Counts a new connection, or refuses it at the cap.
+    fn admit(self: &Arc<Self>) -> Option<ConnectionSlot> {
+        let limit = self.limits.max_connections();
+        self.open
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |open| {
+                (open < limit).then_some(open + 1)
+            })
+            .ok()?;
+        Some(ConnectionSlot(Arc::clone(self)))
+    }
+}
+
+/// One counted connection; uncounted when dropped.
+struct ConnectionSlot(Arc<OpenConnections>);
+
+impl Drop for ConnectionSlot {
+    fn drop(&mut self) {
+        self.0.open.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Open connections per client IP address, capped by `max.connections.per.ip` and its
+/// overrides (broker configs that change at runtime).
 #[derive(Debug)]
 pub struct PerIp {
-    limit: usize,
+    limits: Arc<spate_broker::dynamic::ConnectionLimits>,
     open: std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>,
     /// One log line per second at most, so a flood does not flood the log.
     log: LogThrottle,
@@ -319,10 +358,10 @@ impl LogThrottle {
 }
 
 impl PerIp {
-    /// A cap of `limit` connections per address.
-    pub fn new(limit: usize) -> PerIp {
+    /// Caps connections per address by `limits`.
+    pub fn new(limits: Arc<spate_broker::dynamic::ConnectionLimits>) -> PerIp {
         PerIp {
-            limit,
+            limits,
             open: Default::default(),
             log: LogThrottle::default(),
         }
@@ -332,7 +371,10 @@ impl PerIp {
     fn admit(self: &Arc<Self>, ip: std::net::IpAddr) -> Option<IpSlot> {
         let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
         let count = open.entry(ip).or_default();
-        if *count >= self.limit {
+        if *count >= self.limits.max_connections_per_ip(ip) {
+            if *count == 0 {
+                open.remove(&ip);
+            }
             return None;
         }
         *count += 1;
@@ -346,7 +388,8 @@ impl PerIp {
     /// when it logged.
     fn log_refusal(&self, ip: std::net::IpAddr) -> Option<u64> {
         let refused = self.log.admit()?;
-        tracing::warn!(%ip, refused, limit = self.limit, "connections refused: max-connections-per-ip reached");
+        let limit = self.limits.max_connections_per_ip(ip);
+        tracing::warn!(%ip, refused, limit, "connections refused: max-connections-per-ip reached");
         Some(refused)
     }
 }
@@ -458,7 +501,7 @@ impl Listener {
                 drop(stream);
                 continue;
             };
-            let Ok(permit) = Arc::clone(&self.connections).try_acquire_owned() else {
+            let Some(permit) = self.connections.admit() else {
                 self.metrics.refused.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(peer = %peer, "connection refused: max-connections reached");
                 drop(stream);

@@ -13,6 +13,7 @@ mod connection_rate;
 mod http;
 mod http_auth;
 mod kafka;
+pub mod log_levels;
 mod quota;
 mod request_memory;
 mod sasl;
@@ -26,7 +27,7 @@ use std::time::Duration;
 use spate_broker::{Broker, BrokerOptions};
 use spate_registry::{Compatibility, Registry, RegistrySettings};
 use tokio::net::TcpListener;
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::watch;
 use tokio_util::task::TaskTracker;
 
 pub use config::Config;
@@ -166,6 +167,8 @@ impl Server {
             default_partitions: config.default_partitions,
             fetch_max_bytes: config.fetch_max_bytes,
             topic_defaults: config.topic_defaults.clone(),
+            static_configs: config.static_broker_configs(),
+            log_levels: log_levels::installed(),
             sync_threads: config.sync_threads,
             groups: spate_broker::groups::CoordinatorSettings {
                 groups: spate_broker::groups::classic::GroupSettings {
@@ -179,6 +182,10 @@ impl Server {
                     .saturating_mul(60_000),
                 consumer_session_timeout_ms: config.group_consumer_session_timeout_ms,
                 consumer_heartbeat_interval_ms: config.group_consumer_heartbeat_interval_ms,
+                consumer_min_session_timeout_ms: config.group_consumer_min_session_timeout_ms,
+                consumer_max_session_timeout_ms: config.group_consumer_max_session_timeout_ms,
+                consumer_min_heartbeat_interval_ms: config.group_consumer_min_heartbeat_interval_ms,
+                consumer_max_heartbeat_interval_ms: config.group_consumer_max_heartbeat_interval_ms,
             },
             transactions: spate_broker::transactions::TransactionSettings {
                 partitions: config.transaction_state_partitions,
@@ -275,11 +282,12 @@ impl Server {
             },
             sasl_max_receive_bytes: config.sasl_server_max_receive_size,
         };
-        let connections = Arc::new(Semaphore::new(config.max_connections));
-        let per_ip = Arc::new(kafka::PerIp::new(config.max_connections_per_ip));
-        let rates = Arc::new(connection_rate::ConnectionRates::new(
-            config.max_connection_creation_rate,
-        ));
+        // Connection limits are broker configs that change at runtime (IncrementalAlterConfigs
+        // on the broker resource); the accept loop reads them for every new connection.
+        let connection_limits = broker.connection_limits();
+        let connections = Arc::new(kafka::OpenConnections::new(Arc::clone(&connection_limits)));
+        let per_ip = Arc::new(kafka::PerIp::new(Arc::clone(&connection_limits)));
+        let rates = Arc::new(connection_rate::ConnectionRates::new(connection_limits));
         let memory = request_memory::RequestMemory::new(config.max_queued_request_bytes);
         let slow_log = Arc::new(kafka::LogThrottle::default());
         let mut sockets = vec![(

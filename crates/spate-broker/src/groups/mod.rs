@@ -53,6 +53,16 @@ pub struct CoordinatorSettings {
     pub consumer_session_timeout_ms: i32,
     /// `group.consumer.heartbeat.interval.ms` (KIP-848 groups), sent to members.
     pub consumer_heartbeat_interval_ms: i32,
+    /// `group.consumer.min.session.timeout.ms`: the smallest `consumer.session.timeout.ms` a
+    /// group config may set.
+    pub consumer_min_session_timeout_ms: i32,
+    /// `group.consumer.max.session.timeout.ms`.
+    pub consumer_max_session_timeout_ms: i32,
+    /// `group.consumer.min.heartbeat.interval.ms` (Kafka: 5000; Spate's default interval is
+    /// 1000, so its floor is too).
+    pub consumer_min_heartbeat_interval_ms: i32,
+    /// `group.consumer.max.heartbeat.interval.ms`.
+    pub consumer_max_heartbeat_interval_ms: i32,
 }
 
 impl Default for CoordinatorSettings {
@@ -63,6 +73,10 @@ impl Default for CoordinatorSettings {
             offsets_retention_ms: 7 * 24 * 3_600_000,
             consumer_session_timeout_ms: 45_000,
             consumer_heartbeat_interval_ms: 1_000,
+            consumer_min_session_timeout_ms: 45_000,
+            consumer_max_session_timeout_ms: 60_000,
+            consumer_min_heartbeat_interval_ms: 1_000,
+            consumer_max_heartbeat_interval_ms: 15_000,
         }
     }
 }
@@ -1276,12 +1290,15 @@ impl Broker {
         client_host: &str,
     ) -> ConsumerGroupHeartbeatResponse {
         let settings = &self.coordinator().settings;
+        // The group's configs (consumer.session.timeout.ms, consumer.heartbeat.interval.ms)
+        // win over the broker's defaults.
+        let (session_timeout_ms, heartbeat_interval_ms) = self.group_timers(&req.group_id);
         let failed = |error: ResponseError, message: &str| {
             ConsumerGroupHeartbeatResponse::default()
                 .with_error_code(error.code())
                 .with_error_message(Some(s(message)))
                 .with_member_epoch(-1)
-                .with_heartbeat_interval_ms(settings.consumer_heartbeat_interval_ms)
+                .with_heartbeat_interval_ms(heartbeat_interval_ms)
         };
         if req.group_id.is_empty() {
             return failed(ResponseError::InvalidRequest, "group id must not be empty");
@@ -1353,7 +1370,7 @@ impl Broker {
             group.heartbeat(
                 heartbeat,
                 &topics,
-                i64::from(settings.consumer_session_timeout_ms),
+                i64::from(session_timeout_ms),
                 settings.groups.max_group_size,
                 now,
             )
@@ -1373,10 +1390,18 @@ impl Broker {
                             .collect(),
                     )
                 });
+                tracing::debug!(
+                    group = %req.group_id.as_str(),
+                    member = %reply.member_id,
+                    member_epoch = reply.member_epoch,
+                    heartbeat_interval_ms,
+                    session_timeout_ms,
+                    "consumer group heartbeat"
+                );
                 ConsumerGroupHeartbeatResponse::default()
                     .with_member_id(Some(s(&reply.member_id)))
                     .with_member_epoch(reply.member_epoch)
-                    .with_heartbeat_interval_ms(settings.consumer_heartbeat_interval_ms)
+                    .with_heartbeat_interval_ms(heartbeat_interval_ms)
                     .with_assignment(assignment)
             }
         }

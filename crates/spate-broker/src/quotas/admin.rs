@@ -510,6 +510,8 @@ mod tests {
             default_partitions: 1,
             fetch_max_bytes: 1 << 20,
             topic_defaults: BTreeMap::new(),
+            static_configs: BTreeMap::new(),
+            log_levels: None,
             sync_threads: 1,
             groups: Default::default(),
             transactions: Default::default(),

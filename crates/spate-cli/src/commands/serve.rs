@@ -272,11 +272,23 @@ impl ServeArgs {
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     let filter = tracing_subscriber::EnvFilter::try_new(&args.log)
         .with_context(|| format!("invalid log filter {:?}", args.log))?;
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
-        .init();
+        .with_filter_reloading();
+    // Log levels change at runtime through BROKER_LOGGER configs (kafka-configs
+    // --entity-type broker-loggers).
+    let reload = builder.reload_handle();
+    builder.init();
+    spate_server::log_levels::install(
+        &args.log,
+        Box::new(move |directives: &str| {
+            let filter = tracing_subscriber::EnvFilter::try_new(directives)
+                .map_err(|e| format!("invalid log filter {directives:?}: {e}"))?;
+            reload.reload(filter).map_err(|e| e.to_string())
+        }),
+    );
     let config = args.into_config()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
