@@ -549,6 +549,45 @@ def test_kip848_group_consumes_every_record_once_while_members_join_and_leave(sp
     join_and_leave(spate, make, topic, group, 6, cooperative=True)
 
 
+def test_kip848_regex_and_literal_subscription_literal_first_regex_resolved_after(spate):
+    """As Kafka's coordinator: a member subscribing to a regex and a literal topic gets the
+    literal topic at once; the regex is resolved apart from heartbeats and its matches (never
+    internal topics) follow, and so does a matching topic created later."""
+    prefix = unique("rx")
+    literal = unique("lit")
+    for name, partitions in ((f"{prefix}-a", 2), (f"{prefix}-b", 1), (literal, 1)):
+        create_topic(spate.bootstrap, name, partitions)
+    c = Consumer({
+        "bootstrap.servers": spate.bootstrap,
+        "group.id": unique("g-rx"),
+        "group.protocol": "consumer",
+        "auto.offset.reset": "earliest",
+    })
+    seen: list[list[tuple[str, int]]] = []
+
+    def assignment_is(want: set[tuple[str, int]]) -> bool:
+        c.poll(0.1)
+        got = sorted((tp.topic, tp.partition) for tp in c.assignment())
+        if got and (not seen or seen[-1] != got):
+            seen.append(got)
+        return set(got) == want
+
+    try:
+        c.subscribe([f"^{prefix}-.*", literal])
+        everything = {(f"{prefix}-a", 0), (f"{prefix}-a", 1), (f"{prefix}-b", 0), (literal, 0)}
+        wait_until(lambda: assignment_is(everything), 30, what=f"the full assignment (seen {seen})")
+        assert seen[0] == [(literal, 0)], f"the literal topic comes first, alone: {seen}"
+
+        create_topic(spate.bootstrap, f"{prefix}-c", 1)
+        wait_until(
+            lambda: assignment_is(everything | {(f"{prefix}-c", 0)}),
+            30,
+            what=f"a new matching topic assigned (seen {seen})",
+        )
+    finally:
+        c.close()
+
+
 def test_kip848_committed_offsets_survive_restart_and_crash(spate):
     topic, group = unique("grp-848-restart"), unique("g-848-restart")
     create_topic(spate.bootstrap, topic, 3)

@@ -65,6 +65,13 @@ pub(crate) struct ConsumerGroup {
     pub(crate) metadata: BTreeMap<String, TopicInfo>,
     pub(crate) offsets: HashMap<(String, i32), CommittedOffset>,
     pub(crate) empty_since_ms: i64,
+    /// Each subscription regex of the members and the topics it matched when last resolved.
+    /// As on Kafka, regexes are resolved apart from heartbeats ([`ConsumerGroup::resolve_regexes`],
+    /// on the coordinator's tick): a joining member gets its literal topics at once and the
+    /// regex's matches once resolved; a new topic joins the matches the same way.
+    pub(crate) resolved: BTreeMap<String, BTreeSet<String>>,
+    /// The topic names the regexes were last resolved against.
+    resolved_against: Vec<String>,
 }
 
 /// One heartbeat, as the state machine sees it.
@@ -132,19 +139,23 @@ fn is_subset(a: &Assignment, b: &Assignment) -> bool {
     })
 }
 
-/// Whether a (RE2/J) subscription regex matches a whole topic name.
-fn regex_matches(pattern: &str, topic: &str) -> bool {
-    regex::Regex::new(&format!("^(?:{pattern})$")).is_ok_and(|re| re.is_match(topic))
+/// A (RE2/J) subscription regex, matching whole topic names; `None` if it does not compile.
+fn subscription_regex(pattern: &str) -> Option<regex::Regex> {
+    regex::Regex::new(&format!("^(?:{pattern})$")).ok()
 }
 
-impl ConsumerMember {
-    fn subscribes(&self, topic: &str) -> bool {
-        self.subscribed_names.contains(topic)
-            || self
-                .subscribed_regex
-                .as_deref()
-                .is_some_and(|pattern| !topic.starts_with("__") && regex_matches(pattern, topic))
-    }
+/// Whether `member` subscribes to `topic`: by name, or through its regex as last resolved.
+fn subscribes(
+    resolved: &BTreeMap<String, BTreeSet<String>>,
+    member: &ConsumerMember,
+    topic: &str,
+) -> bool {
+    member.subscribed_names.contains(topic)
+        || member
+            .subscribed_regex
+            .as_ref()
+            .and_then(|pattern| resolved.get(pattern))
+            .is_some_and(|topics| topics.contains(topic))
 }
 
 impl ConsumerGroup {
@@ -160,6 +171,8 @@ impl ConsumerGroup {
             metadata: BTreeMap::new(),
             offsets: HashMap::new(),
             empty_since_ms: now_ms,
+            resolved: BTreeMap::new(),
+            resolved_against: Vec::new(),
         }
     }
 
@@ -187,7 +200,11 @@ impl ConsumerGroup {
     ) -> BTreeMap<String, TopicInfo> {
         topics
             .iter()
-            .filter(|(name, _)| self.members.values().any(|m| m.subscribes(name)))
+            .filter(|(name, _)| {
+                self.members
+                    .values()
+                    .any(|m| subscribes(&self.resolved, m, name))
+            })
             .map(|(name, info)| (name.clone(), info.clone()))
             .collect()
     }
@@ -205,6 +222,12 @@ impl ConsumerGroup {
             && !ASSIGNORS.contains(&assignor.as_str())
         {
             return Err(ResponseError::UnsupportedAssignor);
+        }
+        if let Some(pattern) = request.subscribed_regex.as_deref()
+            && !pattern.is_empty()
+            && subscription_regex(pattern).is_none()
+        {
+            return Err(ResponseError::InvalidRegularExpression);
         }
         match request.member_epoch {
             -1 | -2 => return Ok(self.leave(request, now_ms)),
@@ -409,7 +432,7 @@ impl ConsumerGroup {
                     m.id.clone(),
                     self.metadata
                         .keys()
-                        .filter(|t| m.subscribes(t))
+                        .filter(|t| subscribes(&self.resolved, m, t))
                         .cloned()
                         .collect(),
                 )
@@ -469,6 +492,53 @@ impl ConsumerGroup {
             member_epoch: member.epoch,
             assignment: changed.then(|| member.assigned.clone()),
         }
+    }
+
+    /// Whether a member's regex is unresolved, or the topics changed since the last resolution.
+    pub(crate) fn regexes_need_resolving(&self, topic_names: &[String]) -> bool {
+        let regexes = self
+            .members
+            .values()
+            .filter_map(|m| m.subscribed_regex.as_ref());
+        let mut any = false;
+        for regex in regexes {
+            if !self.resolved.contains_key(regex) {
+                return true;
+            }
+            any = true;
+        }
+        any && self.resolved_against != topic_names
+    }
+
+    /// Resolves every member's regex against the topics (each regex compiled once), keeps the
+    /// matches, and bumps the group epoch when a match changed so members are reassigned at
+    /// their next heartbeat. Internal topics never match.
+    pub(crate) fn resolve_regexes(&mut self, topic_names: &[String]) {
+        let regexes: BTreeSet<&String> = self
+            .members
+            .values()
+            .filter_map(|m| m.subscribed_regex.as_ref())
+            .collect();
+        let mut resolved = BTreeMap::new();
+        for pattern in regexes {
+            let topics = match subscription_regex(pattern) {
+                Some(regex) => topic_names
+                    .iter()
+                    .filter(|t| !t.starts_with("__") && regex.is_match(t))
+                    .cloned()
+                    .collect(),
+                None => BTreeSet::new(),
+            };
+            resolved.insert(pattern.clone(), topics);
+        }
+        if resolved != self.resolved {
+            tracing::debug!(group = %self.id, regexes = resolved.len(), "resolved subscription regexes");
+            self.resolved = resolved;
+            if !self.members.is_empty() {
+                self.group_epoch = self.group_epoch.max(self.assignment_epoch + 1);
+            }
+        }
+        self.resolved_against = topic_names.to_vec();
     }
 
     /// Ends expired sessions and fences members that did not revoke in time.
@@ -697,6 +767,54 @@ mod tests {
             client_id: "c".into(),
             client_host: "/127.0.0.1".into(),
         }
+    }
+
+    fn topic_names_of(t: &BTreeMap<String, TopicInfo>) -> Vec<String> {
+        t.keys().cloned().collect()
+    }
+
+    #[test]
+    fn literal_topics_are_assigned_at_once_and_regex_matches_once_resolved() {
+        let mut t = topics(&[("lit", 1), ("rx-a", 2), ("rx-b", 1), ("__internal", 1)]);
+        let mut group = ConsumerGroup::new("g", 0);
+        let mut join = heartbeat("m1", 0, Some(&["lit"]), None);
+        join.subscribed_regex = Some("rx-.*|__.*".into());
+        let reply = group.heartbeat(join, &t, 45_000, 100, 0).expect("join");
+        let names = |a: &Assignment| -> BTreeSet<Uuid> { a.keys().copied().collect() };
+        assert_eq!(
+            names(&reply.assignment.expect("assignment")),
+            BTreeSet::from([t["lit"].id]),
+            "the join gets its literal topic only"
+        );
+        assert!(group.regexes_need_resolving(&topic_names_of(&t)));
+        group.resolve_regexes(&topic_names_of(&t));
+        assert!(!group.regexes_need_resolving(&topic_names_of(&t)));
+        let settled = settle(&mut group, &t, 1);
+        assert_eq!(
+            names(&settled["m1"]),
+            BTreeSet::from([t["lit"].id, t["rx-a"].id, t["rx-b"].id]),
+            "then the regex's matches, never an internal topic"
+        );
+
+        // A new matching topic is picked up by the next resolution.
+        t.extend(topics(&[("rx-new", 1)]));
+        assert!(group.regexes_need_resolving(&topic_names_of(&t)));
+        group.resolve_regexes(&topic_names_of(&t));
+        let settled = settle(&mut group, &t, 2);
+        assert!(names(&settled["m1"]).contains(&t["rx-new"].id));
+    }
+
+    #[test]
+    fn an_invalid_regex_is_refused_with_invalid_regular_expression() {
+        let t = topics(&[("lit", 1)]);
+        let mut group = ConsumerGroup::new("g", 0);
+        let mut join = heartbeat("m1", 0, Some(&["lit"]), None);
+        join.subscribed_regex = Some("rx-(unclosed".into());
+        assert_eq!(
+            group.heartbeat(join, &t, 45_000, 100, 0),
+            Err(ResponseError::InvalidRegularExpression)
+        );
+        assert!(group.members.is_empty(), "a refused join adds no member");
     }
 
     /// Drives members until no heartbeat changes anything; returns each member's assignment.

@@ -250,11 +250,29 @@ impl GroupCoordinator {
         std::mem::take(&mut *self.open_transaction_offsets.lock())
     }
 
-    /// Expires sessions, ends join phases and drops offsets of long-empty groups; returns the
-    /// groups whose offsets expired (their tombstones still have to be written).
-    pub fn tick(&self, now_ms: i64) -> Vec<(String, Vec<(String, i32)>)> {
+    /// Expires sessions, ends join phases, resolves KIP-848 subscription regexes against
+    /// `topic_names` (asked for only when a group has a regex) and drops offsets of long-empty
+    /// groups; returns the groups whose offsets expired (their tombstones still have to be
+    /// written).
+    pub fn tick(
+        &self,
+        now_ms: i64,
+        topic_names: impl FnOnce() -> Vec<String>,
+    ) -> Vec<(String, Vec<(String, i32)>)> {
         let mut expired = Vec::new();
         let mut registry = self.groups.lock();
+        let has_regex = registry
+            .consumer
+            .values()
+            .any(|g| g.members.values().any(|m| m.subscribed_regex.is_some()));
+        if has_regex {
+            let names = topic_names();
+            for group in registry.consumer.values_mut() {
+                if group.regexes_need_resolving(&names) {
+                    group.resolve_regexes(&names);
+                }
+            }
+        }
         let retention = self.settings.offsets_retention_ms;
         for group in registry.classic.values_mut() {
             group.tick(&self.settings.groups, now_ms);
@@ -1233,7 +1251,9 @@ impl Broker {
 
     /// Runs the coordinator's timers; writes tombstones for expired offsets.
     pub(crate) async fn tick_groups(self: &Arc<Self>) {
-        let expired = self.coordinator().tick(self.now_ms());
+        let expired = self.coordinator().tick(self.now_ms(), || {
+            self.topic_snapshot().into_keys().collect()
+        });
         for (group, keys) in expired {
             tracing::info!(group = %group, partitions = keys.len(), "offsets expired (offsets.retention.minutes)");
             let mut records: Vec<(Bytes, Option<Bytes>)> = keys
