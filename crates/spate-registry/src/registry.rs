@@ -74,10 +74,11 @@ pub enum VersionSpec {
 impl VersionSpec {
     /// Parses a path segment as Confluent does.
     pub fn parse(text: &str) -> Result<VersionSpec, RegistryError> {
-        if text.eq_ignore_ascii_case("latest") {
+        let trimmed = text.trim();
+        if trimmed.eq_ignore_ascii_case("latest") {
             return Ok(VersionSpec::Latest);
         }
-        match text.parse::<i32>() {
+        match trimmed.parse::<i32>() {
             Ok(-1) => Ok(VersionSpec::Latest),
             Ok(n) if n >= 1 => Ok(VersionSpec::Number(n)),
             _ => Err(RegistryError::invalid_version(text)),
@@ -204,19 +205,55 @@ impl Registry {
         Ok(out)
     }
 
+    /// The request's references with Confluent's version `-1` replaced by the latest live
+    /// version of the referenced subject, as Confluent resolves (and stores) them.
+    fn resolve_references(
+        state: &State,
+        references: &[Reference],
+    ) -> Result<Vec<Reference>, RegistryError> {
+        references
+            .iter()
+            .map(|reference| {
+                if reference.version != -1 {
+                    return Ok(reference.clone());
+                }
+                let latest = state
+                    .subjects
+                    .get(&reference.subject)
+                    .and_then(|versions| versions.iter().rev().find(|(_, e)| !e.deleted))
+                    .map(|(version, _)| *version)
+                    .ok_or_else(|| {
+                        RegistryError::invalid_schema(format!(
+                            "reference '{}' names the latest version (-1) of subject '{}', \
+                             which has no versions",
+                            reference.name, reference.subject
+                        ))
+                    })?;
+                Ok(Reference {
+                    version: latest,
+                    ..reference.clone()
+                })
+            })
+            .collect()
+    }
+
+    /// Parses a request's schema with its references (resolved: see
+    /// [`Registry::resolve_references`], which are returned too).
     fn parse_request(
         state: &State,
         request: &SchemaRequest,
         normalize: bool,
-    ) -> Result<Parsed, RegistryError> {
-        let dependencies = Registry::dependencies(state, &request.references)?;
-        Parsed::parse(
+    ) -> Result<(Parsed, Vec<Reference>), RegistryError> {
+        let references = Registry::resolve_references(state, &request.references)?;
+        let dependencies = Registry::dependencies(state, &references)?;
+        let parsed = Parsed::parse(
             request.schema_type,
             &request.schema,
             &dependencies,
             normalize,
         )
-        .map_err(RegistryError::invalid_schema)
+        .map_err(RegistryError::invalid_schema)?;
+        Ok((parsed, references))
     }
 
     /// The parsed form of a stored schema (parsed once, then cached).
@@ -360,6 +397,10 @@ impl Registry {
     /// Tests a schema against a subject's versions under its level: against one version, or
     /// (`version` `None`) against those the level names. Returns the reasons it is not
     /// compatible; empty if it is.
+    ///
+    /// As in Confluent, the version is looked up before the subject is: a numbered version the
+    /// subject does not have live is 40402 even when the subject does not exist, and `latest`
+    /// of a subject without live versions is checked against nothing, so compatible.
     pub fn test_compatibility(
         &self,
         subject: &str,
@@ -369,19 +410,28 @@ impl Registry {
     ) -> Result<Vec<String>, RegistryError> {
         let (parsed, only) = {
             let state = self.state.read();
-            let normalize = Registry::normalize_for(&state, subject, normalize);
-            let parsed = Registry::parse_request(&state, request, normalize)?;
             let only = match version {
                 None => None,
                 Some(spec) => {
-                    let versions = state
+                    let found = state
                         .subjects
                         .get(subject)
-                        .filter(|v| v.values().any(|e| !e.deleted))
-                        .ok_or_else(|| RegistryError::subject_not_found(subject))?;
-                    Some(resolve_version(versions, spec, false)?.0)
+                        .and_then(|versions| resolve_version(versions, spec, false).ok());
+                    match (found, spec) {
+                        (Some((version, _)), _) => Some(version),
+                        (None, VersionSpec::Number(n)) => {
+                            return Err(RegistryError::version_not_found(n));
+                        }
+                        (None, VersionSpec::Latest) => {
+                            let normalize = Registry::normalize_for(&state, subject, normalize);
+                            Registry::parse_request(&state, request, normalize)?;
+                            return Ok(Vec::new());
+                        }
+                    }
                 }
             };
+            let normalize = Registry::normalize_for(&state, subject, normalize);
+            let (parsed, _) = Registry::parse_request(&state, request, normalize)?;
             (parsed, only)
         };
         let level = self.compatibility_for(subject);
@@ -395,7 +445,7 @@ impl Registry {
     pub async fn register(
         &self,
         subject: &str,
-        request: SchemaRequest,
+        mut request: SchemaRequest,
         normalize: bool,
     ) -> Result<(i32, i32), RegistryError> {
         validate_subject(subject)?;
@@ -404,7 +454,8 @@ impl Registry {
             let state = self.state.read();
             let mode = Registry::check_writable(&state, subject)?;
             let normalize = Registry::normalize_for(&state, subject, normalize);
-            let parsed = Registry::parse_request(&state, &request, normalize)?;
+            let (parsed, references) = Registry::parse_request(&state, &request, normalize)?;
+            request.references = references;
             (parsed, mode, normalize)
         };
         // Already registered under this subject: the same answer, nothing written.
@@ -731,7 +782,7 @@ impl Registry {
         normalize: bool,
         deleted: bool,
     ) -> Result<SubjectVersion, RegistryError> {
-        let (parsed, candidates, normalize) = {
+        let (parsed, references, candidates, normalize) = {
             let state = self.state.read();
             let versions = state
                 .subjects
@@ -739,7 +790,7 @@ impl Registry {
                 .filter(|v| deleted || v.values().any(|e| !e.deleted))
                 .ok_or_else(|| RegistryError::subject_not_found(subject))?;
             let normalize = Registry::normalize_for(&state, subject, normalize);
-            let parsed = Registry::parse_request(&state, request, normalize)?;
+            let (parsed, references) = Registry::parse_request(&state, request, normalize)?;
             let candidates: Vec<SubjectVersion> = versions
                 .iter()
                 .rev()
@@ -753,12 +804,12 @@ impl Registry {
                     })
                 })
                 .collect();
-            (parsed, candidates, normalize)
+            (parsed, references, candidates, normalize)
         };
         candidates
             .into_iter()
-            .find(|c| self.same_schema(&c.schema, &parsed, &request.references, normalize))
-            .ok_or_else(|| RegistryError::schema_not_found("not found"))
+            .find(|c| self.same_schema(&c.schema, &parsed, &references, normalize))
+            .ok_or_else(RegistryError::schema_not_found)
     }
 
     /// Subjects, optionally by prefix, with soft-deleted ones if asked (or only them).
@@ -829,7 +880,7 @@ impl Registry {
         let schema = state
             .schemas
             .get(&entry.id)
-            .ok_or_else(|| RegistryError::schema_not_found(entry.id))?;
+            .ok_or_else(|| RegistryError::schema_id_not_found(entry.id))?;
         Ok(SubjectVersion {
             subject: subject.to_string(),
             version,
@@ -845,7 +896,7 @@ impl Registry {
             .schemas
             .get(&id)
             .cloned()
-            .ok_or_else(|| RegistryError::schema_not_found(id))
+            .ok_or_else(|| RegistryError::schema_id_not_found(id))
     }
 
     /// The subject versions that hold a schema id.
@@ -856,7 +907,8 @@ impl Registry {
     ) -> Result<Vec<(String, i32)>, RegistryError> {
         let state = self.state.read();
         if !state.schemas.contains_key(&id) {
-            return Err(RegistryError::schema_not_found(id));
+            // Confluent names no id here (`/schemas/ids/{id}/subjects` and `/versions`).
+            return Err(RegistryError::schema_not_found());
         }
         Ok(state
             .subjects
@@ -957,7 +1009,7 @@ fn resolve_version(
             .rev()
             .find(|(_, e)| deleted || !e.deleted)
             .map(|(v, e)| (*v, *e))
-            .ok_or_else(|| RegistryError::version_not_found("latest")),
+            .ok_or_else(|| RegistryError::version_not_found(-1)),
         VersionSpec::Number(n) => versions
             .get(&n)
             .filter(|e| deleted || !e.deleted)
