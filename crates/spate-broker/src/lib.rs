@@ -46,6 +46,7 @@ use spate_log::Syncer;
 use spate_protocol::Request;
 
 pub use error::BrokerError;
+pub use internal::StateRecord;
 pub use metrics::{ApiMetrics, Metrics};
 pub use topics::{Partition, Topic, TopicRegistry};
 
