@@ -1,9 +1,17 @@
 //! The registry's operations: register, look up, read, delete, configure, test compatibility.
 //!
 //! Reads take a snapshot under a short read lock. Writes are serialised by one async lock
-//! held across check → durable append to `_schemas` → apply to the state, so two concurrent
-//! registrations never get the same id or version, and nothing is applied (or answered)
-//! before it is durable. A write that fails leaves the state as it was.
+//! held across catch up → check → durable append to `_schemas` → apply to the state, so two
+//! concurrent registrations never get the same id or version, and nothing is applied (or
+//! answered) before it is durable. A write that fails leaves the state as it was.
+//!
+//! The registry also follows `_schemas` while it runs ([`Registry::run_tail`]): records that
+//! another writer appends (another registry through the broker, later a cluster peer) are
+//! applied as they become readable. The state is keyed by offset (`State::next_offset`): the
+//! tail and the registry's own writes both apply records in offset order and each record once,
+//! whichever gets to it first. A write applies its own records at the offsets the log gave
+//! them when nothing unseen lies before them, else it reads the log up to them first, so a read
+//! after a write is answered sees that write and everything before it.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -110,11 +118,7 @@ impl Registry {
             .ensure_state_topic(SCHEMAS_TOPIC)
             .map_err(RegistryError::store)?;
         let mut state = State::default();
-        broker
-            .replay_state_topic(SCHEMAS_TOPIC, |offset, key, value| {
-                state.replay(offset, key, value)
-            })
-            .map_err(RegistryError::store)?;
+        read_records_into(&broker, &mut state)?;
         if !state.schemas.is_empty() {
             tracing::info!(
                 schemas = state.schemas.len(),
@@ -130,19 +134,116 @@ impl Registry {
         })
     }
 
-    /// Appends the changes to `_schemas` as one batch, durably, then applies them.
+    /// Follows `_schemas` until `shutdown`: whenever its high watermark moves past what the
+    /// state holds, applies the new records (another writer's; the registry's own are usually
+    /// applied already, and are then passed over).
+    pub async fn run_tail(self: Arc<Self>, shutdown: impl std::future::Future<Output = ()>) {
+        let mut high_watermark = match self.broker.watch_state_topic(SCHEMAS_TOPIC) {
+            Ok(watch) => watch,
+            Err(e) => {
+                tracing::error!(error = %e, topic = SCHEMAS_TOPIC, "schema registry cannot follow its topic");
+                return;
+            }
+        };
+        tokio::pin!(shutdown);
+        loop {
+            let end = *high_watermark.borrow_and_update();
+            // A failed read is logged where it happens; the next move of the high watermark
+            // (or the next write) tries again.
+            if end > self.state.read().next_offset
+                && let Ok(applied @ 1..) = self.catch_up().await
+            {
+                tracing::debug!(records = applied, "applied records read from _schemas");
+            }
+            tokio::select! {
+                () = &mut shutdown => return,
+                changed = high_watermark.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Applies the records of `_schemas` the state does not hold yet, in offset order, up to
+    /// the high watermark. Returns how many records it applied.
+    async fn catch_up(&self) -> Result<usize, RegistryError> {
+        let mut from = self.state.read().next_offset;
+        let mut total = 0;
+        loop {
+            let reader = Arc::clone(&self.broker);
+            let (records, next) = tokio::task::spawn_blocking(move || {
+                reader.read_state_records(SCHEMAS_TOPIC, from, READ_CHUNK_BYTES)
+            })
+            .await
+            .map_err(|e| RegistryError::store(e.to_string()))?
+            .map_err(|e| {
+                tracing::error!(error = %e, topic = SCHEMAS_TOPIC, offset = from, "schema registry could not read its topic");
+                RegistryError::store(e)
+            })?;
+            if next <= from {
+                return Ok(total);
+            }
+            let mut state = self.state.write();
+            for record in &records {
+                let before = state.next_offset;
+                state.replay(
+                    record.offset,
+                    record.key.as_deref(),
+                    record.value.as_deref(),
+                );
+                total += usize::from(state.next_offset != before);
+            }
+            // Offsets without a record (compacted away, transaction markers) are passed too.
+            state.next_offset = state.next_offset.max(next);
+            from = state.next_offset;
+        }
+    }
+
+    /// Takes the write lock and brings the state up to the end of `_schemas`, so a write is
+    /// checked against everything written before it, whoever wrote it.
+    async fn lock_writer(&self) -> Result<tokio::sync::MutexGuard<'_, ()>, RegistryError> {
+        let writer = self.writer.lock().await;
+        self.catch_up().await?;
+        Ok(writer)
+    }
+
+    /// Appends the changes to `_schemas` as one batch, durably, then applies them at their
+    /// offsets (reading first whatever another writer appended before them).
     async fn commit(&self, changes: Vec<Change>) -> Result<(), RegistryError> {
         let records: Vec<_> = changes.iter().map(encode).collect();
-        self.broker
+        let base = self
+            .broker
             .append_state_records(SCHEMAS_TOPIC, &records)
             .await
             .map_err(|e| {
                 tracing::error!(error = %e, "schema registry write failed");
                 RegistryError::store(e)
             })?;
-        let mut state = self.state.write();
-        for change in changes {
-            state.apply(change);
+        {
+            let mut state = self.state.write();
+            if state.next_offset >= base {
+                for (offset, change) in (base..).zip(changes) {
+                    state.apply_at(offset, change);
+                }
+                return Ok(());
+            }
+        }
+        // Records this registry has not seen lie before its own: read them, and its own,
+        // from the log (durable, so readable), in order.
+        let end = base + i64::try_from(records.len()).unwrap_or(i64::MAX);
+        self.catch_up().await?;
+        let next = self.state.read().next_offset;
+        if next < end {
+            tracing::error!(
+                offset = base,
+                next,
+                "schema registry write is durable but not readable yet"
+            );
+            return Err(RegistryError::store(
+                "the write is durable but could not be read back",
+            ));
         }
         Ok(())
     }
@@ -449,7 +550,7 @@ impl Registry {
         normalize: bool,
     ) -> Result<(i32, i32), RegistryError> {
         validate_subject(subject)?;
-        let _writer = self.writer.lock().await;
+        let _writer = self.lock_writer().await?;
         let (parsed, mode, normalize) = {
             let state = self.state.read();
             let mode = Registry::check_writable(&state, subject)?;
@@ -567,7 +668,7 @@ impl Registry {
         spec: VersionSpec,
         permanent: bool,
     ) -> Result<i32, RegistryError> {
-        let _writer = self.writer.lock().await;
+        let _writer = self.lock_writer().await?;
         let (change, version) = {
             let state = self.state.read();
             Registry::check_writable(&state, subject)?;
@@ -610,7 +711,7 @@ impl Registry {
         subject: &str,
         permanent: bool,
     ) -> Result<Vec<i32>, RegistryError> {
-        let _writer = self.writer.lock().await;
+        let _writer = self.lock_writer().await?;
         let (changes, deleted) = {
             let state = self.state.read();
             Registry::check_writable(&state, subject)?;
@@ -679,7 +780,7 @@ impl Registry {
         subject: Option<&str>,
         config: Config,
     ) -> Result<Config, RegistryError> {
-        let _writer = self.writer.lock().await;
+        let _writer = self.lock_writer().await?;
         let merged = {
             let state = self.state.read();
             let current = match subject {
@@ -703,7 +804,7 @@ impl Registry {
     /// Deletes a subject's config (it falls back to the global one) or resets the global one.
     /// Returns the config that was in force.
     pub async fn delete_config(&self, subject: Option<&str>) -> Result<Config, RegistryError> {
-        let _writer = self.writer.lock().await;
+        let _writer = self.lock_writer().await?;
         let previous = {
             let state = self.state.read();
             match subject {
@@ -733,7 +834,7 @@ impl Registry {
         mode: Mode,
         force: bool,
     ) -> Result<Mode, RegistryError> {
-        let _writer = self.writer.lock().await;
+        let _writer = self.lock_writer().await?;
         {
             let state = self.state.read();
             let has_schemas = match subject {
@@ -756,7 +857,7 @@ impl Registry {
 
     /// Deletes a subject's mode. Returns the mode that was set.
     pub async fn delete_mode(&self, subject: &str) -> Result<Mode, RegistryError> {
-        let _writer = self.writer.lock().await;
+        let _writer = self.lock_writer().await?;
         let previous = self
             .state
             .read()
@@ -1053,6 +1154,30 @@ fn soft_deleted(state: &State, subject: &str, version: i32, entry: VersionEntry)
         text: schema.map(|s| s.text.clone()).unwrap_or_default(),
         references: schema.map(|s| s.references.clone()).unwrap_or_default(),
         deleted: true,
+    }
+}
+
+/// How much of `_schemas` one read brings into memory while catching up.
+const READ_CHUNK_BYTES: usize = 4 << 20;
+
+/// Reads `_schemas` into `state` from its `next_offset` to the high watermark. Blocking.
+fn read_records_into(broker: &Broker, state: &mut State) -> Result<(), RegistryError> {
+    loop {
+        let (records, next) = broker
+            .read_state_records(SCHEMAS_TOPIC, state.next_offset, READ_CHUNK_BYTES)
+            .map_err(RegistryError::store)?;
+        if next <= state.next_offset {
+            return Ok(());
+        }
+        for record in &records {
+            state.replay(
+                record.offset,
+                record.key.as_deref(),
+                record.value.as_deref(),
+            );
+        }
+        // Offsets without a record (compacted away, transaction markers) are passed too.
+        state.next_offset = state.next_offset.max(next);
     }
 }
 

@@ -346,6 +346,12 @@ impl Server {
             }
         });
 
+        // The registry follows `_schemas` while it runs, so records other writers append
+        // there are served without a restart.
+        let mut tail_stop = stop_rx.clone();
+        let registry_tail = tokio::spawn(Arc::clone(&registry).run_tail(async move {
+            let _ = tail_stop.wait_for(|s| *s).await;
+        }));
         let mut registry_stop = stop_rx.clone();
         let registry_router = http_auth::protect(
             http_auth::authorize(
@@ -415,6 +421,7 @@ impl Server {
         }
         let _ = http.await;
         let _ = registry_api.await;
+        let _ = registry_tail.await;
         let _ = maintenance.await;
         let _ = usage_stop.send(());
         let _ = usage.await;
