@@ -97,6 +97,8 @@ impl VersionSpec {
 /// The schema registry: its state, and the broker whose `_schemas` topic keeps it.
 pub struct Registry {
     broker: Arc<Broker>,
+    /// `_schemas`' high watermark: how far the state could be caught up.
+    high_watermark: tokio::sync::watch::Receiver<i64>,
     settings: RegistrySettings,
     state: RwLock<State>,
     writer: tokio::sync::Mutex<()>,
@@ -117,6 +119,9 @@ impl Registry {
         broker
             .ensure_state_topic(SCHEMAS_TOPIC)
             .map_err(RegistryError::store)?;
+        let high_watermark = broker
+            .watch_state_topic(SCHEMAS_TOPIC)
+            .map_err(RegistryError::store)?;
         let mut state = State::default();
         read_records_into(&broker, &mut state)?;
         if !state.schemas.is_empty() {
@@ -128,6 +133,7 @@ impl Registry {
         }
         Ok(Registry {
             broker,
+            high_watermark,
             settings,
             state: RwLock::new(state),
             writer: tokio::sync::Mutex::new(()),
@@ -138,13 +144,7 @@ impl Registry {
     /// state holds, applies the new records (another writer's; the registry's own are usually
     /// applied already, and are then passed over).
     pub async fn run_tail(self: Arc<Self>, shutdown: impl std::future::Future<Output = ()>) {
-        let mut high_watermark = match self.broker.watch_state_topic(SCHEMAS_TOPIC) {
-            Ok(watch) => watch,
-            Err(e) => {
-                tracing::error!(error = %e, topic = SCHEMAS_TOPIC, "schema registry cannot follow its topic");
-                return;
-            }
-        };
+        let mut high_watermark = self.high_watermark.clone();
         tokio::pin!(shutdown);
         loop {
             let end = *high_watermark.borrow_and_update();
@@ -167,8 +167,18 @@ impl Registry {
     }
 
     /// Applies the records of `_schemas` the state does not hold yet, in offset order, up to
-    /// the high watermark. Returns how many records it applied.
+    /// the high watermark; nothing to do (no read) when the watched high watermark says the
+    /// state holds everything. Returns how many records it applied.
     async fn catch_up(&self) -> Result<usize, RegistryError> {
+        if *self.high_watermark.borrow() <= self.state.read().next_offset {
+            return Ok(0);
+        }
+        self.read_up().await
+    }
+
+    /// [`Registry::catch_up`] without asking the watch first (which the log updates just
+    /// after it wakes durability waiters): reads from the log whatever it has.
+    async fn read_up(&self) -> Result<usize, RegistryError> {
         let mut from = self.state.read().next_offset;
         let mut total = 0;
         loop {
@@ -233,7 +243,7 @@ impl Registry {
         // Records this registry has not seen lie before its own: read them, and its own,
         // from the log (durable, so readable), in order.
         let end = base + i64::try_from(records.len()).unwrap_or(i64::MAX);
-        self.catch_up().await?;
+        self.read_up().await?;
         let next = self.state.read().next_offset;
         if next < end {
             tracing::error!(
