@@ -594,3 +594,288 @@ def test_key_validation_and_record_name_strategy(spate):
     topic_subject_id = sr.register_schema(f"{topic}-value", Schema('"int"', "AVRO"))
     wrong = struct.pack(">bI", 0, topic_subject_id) + b"\x02"
     assert produce_outcomes(spate, topic, [wrong], key=key) == [KafkaError.INVALID_RECORD]
+
+
+# --- parity with Confluent Schema Registry --------------------------------------------------
+#
+# Each test pins one answer third-party suites (a client library's, a schema registry's)
+# found different from Confluent's: the exact status, error_code and message.
+
+
+def test_error_messages_are_confluents(spate):
+    sr = registry(spate)
+    subject = unique("msgs")
+    sr.register_schema(subject, Schema('"string"', "AVRO"))
+    cases = [
+        (("GET", f"/subjects/{subject}-none/versions"), 404, 40401, f"Subject '{subject}-none' not found."),
+        (("GET", f"/subjects/{subject}/versions/3"), 404, 40402, "Version 3 not found."),
+        (("DELETE", f"/subjects/{subject}/versions/3"), 404, 40402, "Version 3 not found."),
+        (("GET", "/schemas/ids/987654"), 404, 40403, "Schema 987654 not found"),
+        (("GET", "/schemas/ids/987654/schema"), 404, 40403, "Schema 987654 not found"),
+        # Confluent names no id for these two.
+        (("GET", "/schemas/ids/987654/subjects"), 404, 40403, "Schema not found"),
+        (("GET", "/schemas/ids/987654/versions"), 404, 40403, "Schema not found"),
+        (
+            ("GET", f"/subjects/{subject}/versions/abc"),
+            422,
+            42202,
+            "The specified version 'abc' is not a valid version id. "
+            'Allowed values are between [1, 2^31-1] and the string "latest"',
+        ),
+        (
+            ("GET", f"/config/{subject}"),
+            404,
+            40408,
+            f"Subject '{subject}' does not have subject-level compatibility configured",
+        ),
+    ]
+    for (method, path), status, code, message in cases:
+        assert rest(spate, method, path) == (status, {"error_code": code, "message": message}), path
+    # A lookup of a schema the subject does not have: 40403 without an id (Spate once said
+    # "Schema not found not found").
+    status, body = rest(spate, "POST", f"/subjects/{subject}", {"schema": '"int"'})
+    assert (status, body) == (404, {"error_code": 40403, "message": "Schema not found"})
+    with pytest.raises(SchemaRegistryError) as missing:
+        sr.lookup_schema(subject, Schema('"int"', "AVRO"))
+    assert (missing.value.http_status_code, missing.value.error_code) == (404, 40403)
+    assert missing.value.error_message == "Schema not found"
+
+
+def test_a_schema_id_that_is_not_a_number_is_a_plain_404(spate):
+    # Confluent's `@PathParam("id") Integer id` does not match, and Jersey answers 404.
+    plain = (404, {"error_code": 404, "message": "HTTP 404 Not Found"})
+    for path in [
+        "/schemas/ids/abc",
+        "/schemas/ids/abc/schema",
+        "/schemas/ids/abc/subjects",
+        "/schemas/ids/abc/versions",
+        "/schemas/ids/1.5",
+        "/schemas/ids/99999999999",  # beyond a 32-bit integer
+    ]:
+        assert rest(spate, "GET", path) == plain, path
+    assert rest(spate, "GET", "/schemas/ids/-3")[1]["error_code"] == 40403
+
+
+def test_compatibility_against_missing_versions_answers_as_confluent(spate):
+    sr = registry(spate)
+    missing = unique("nothing-here")
+    schema = {"schema": avro_record()}
+    # `latest` of a subject without versions: nothing to be incompatible with.
+    assert rest(spate, "POST", f"/compatibility/subjects/{missing}/versions/latest", schema) == (
+        200,
+        {"is_compatible": True},
+    )
+    assert rest(spate, "POST", f"/compatibility/subjects/{missing}/versions/-1", schema) == (
+        200,
+        {"is_compatible": True},
+    )
+    assert sr.test_compatibility(missing, Schema(avro_record(), "AVRO")) is True
+    assert rest(spate, "POST", f"/compatibility/subjects/{missing}/versions", schema) == (
+        200,
+        {"is_compatible": True},
+    )
+    # A numbered version is looked up first: 40402 even when the subject does not exist.
+    assert rest(spate, "POST", f"/compatibility/subjects/{missing}/versions/1", schema) == (
+        404,
+        {"error_code": 40402, "message": "Version 1 not found."},
+    )
+    subject = unique("compat-missing")
+    sr.register_schema(subject, Schema(avro_record(), "AVRO"))
+    assert rest(spate, "POST", f"/compatibility/subjects/{subject}/versions/100", schema) == (
+        404,
+        {"error_code": 40402, "message": "Version 100 not found."},
+    )
+    assert rest(spate, "POST", f"/compatibility/subjects/{subject}/versions/abc", schema)[1]["error_code"] == 42202
+    # Soft-deleted versions are not checked against: `latest` is compatible again, and the
+    # deleted version number is not found.
+    sr.delete_subject(subject)
+    assert rest(spate, "POST", f"/compatibility/subjects/{subject}/versions/latest", {"schema": '"int"'}) == (
+        200,
+        {"is_compatible": True},
+    )
+    assert rest(spate, "POST", f"/compatibility/subjects/{subject}/versions/1", schema)[1]["error_code"] == 40402
+    # An invalid schema with verbose=true is an incompatible answer with the reason.
+    status, body = rest(
+        spate, "POST", f"/compatibility/subjects/{missing}/versions/latest?verbose=true", {"schema": "{nope"}
+    )
+    assert status == 200 and body["is_compatible"] is False
+    assert len(body["messages"]) == 1 and body["messages"][0].startswith("Invalid schema"), body
+    assert rest(spate, "POST", f"/compatibility/subjects/{missing}/versions/latest", {"schema": "{nope"})[1][
+        "error_code"
+    ] == 42201
+
+
+def test_a_reference_to_version_minus_one_is_the_latest_version(spate):
+    sr = registry(spate)
+    customer_subject = unique("customer")
+    customer = {"type": "record", "name": "Customer", "namespace": "shop", "fields": [{"name": "name", "type": "string"}]}
+    sr.register_schema(customer_subject, Schema(json.dumps(customer), "AVRO"))
+    customer["fields"].append({"name": "email", "type": ["null", "string"], "default": None})
+    sr.register_schema(customer_subject, Schema(json.dumps(customer), "AVRO"))
+    order = json.dumps(
+        {"type": "record", "name": "Order", "namespace": "shop", "fields": [{"name": "customer", "type": "shop.Customer"}]}
+    )
+    subject = unique("order")
+    latest = [{"name": "shop.Customer", "subject": customer_subject, "version": -1}]
+    status, body = rest(spate, "POST", f"/subjects/{subject}/versions", {"schema": order, "references": latest})
+    assert status == 200, body
+    # Stored, and served, with the version it resolved to, as Confluent does.
+    stored = sr.get_schema(body["id"])
+    assert [(r.name, r.subject, r.version) for r in stored.references] == [("shop.Customer", customer_subject, 2)]
+    assert sr.get_referenced_by(customer_subject, 2) == [body["id"]]
+    # Lookups and compatibility checks resolve -1 the same way.
+    status, found = rest(spate, "POST", f"/subjects/{subject}", {"schema": order, "references": latest})
+    assert (status, found["id"], found["version"]) == (200, body["id"], 1)
+    status, verdict = rest(
+        spate, "POST", f"/compatibility/subjects/{subject}/versions/latest", {"schema": order, "references": latest}
+    )
+    assert (status, verdict) == (200, {"is_compatible": True})
+    # Latest of a subject that has no versions: the reference cannot resolve.
+    before = schemas_end_offset(spate)
+    nowhere = [{"name": "shop.Customer", "subject": unique("nobody"), "version": -1}]
+    status, body = rest(spate, "POST", f"/subjects/{unique('o')}/versions", {"schema": order, "references": nowhere})
+    assert (status, body["error_code"]) == (422, 42201)
+    assert schemas_end_offset(spate) == before
+
+
+def test_avro_primitives_written_as_objects_are_the_plain_primitive(spate):
+    # Avro's parser ignores reserved attributes (name, doc, ...) on a primitive, so Confluent
+    # canonicalises {"type": "int", "name": ...} to "int": one schema, one id.
+    sr = registry(spate)
+    a, b = unique("prim-a"), unique("prim-b")
+    spelled_out = sr.register_schema(a, Schema('{"type": "int", "name": "count", "doc": "d"}', "AVRO"))
+    bare = sr.register_schema(b, Schema('"int"', "AVRO"))
+    assert spelled_out == bare
+    assert sr.get_schema(bare).schema_str == '"int"'
+    found = sr.lookup_schema(a, Schema('"int"', "AVRO"))
+    assert (found.schema_id, found.version) == (bare, 1)
+    # Properties Avro keeps (logicalType) keep the schema apart.
+    timestamp = sr.register_schema(unique("prim-c"), Schema('{"type": "long", "logicalType": "timestamp-millis", "name": "t"}', "AVRO"))
+    assert timestamp != bare
+    assert json.loads(sr.get_schema(timestamp).schema_str) == {"type": "long", "logicalType": "timestamp-millis"}
+
+
+def test_json_schema_list_becoming_a_tuple_is_incompatible(spate):
+    sr = registry(spate)
+    subject = unique("json-items")
+    sr.register_schema(subject, Schema(json.dumps({"type": "array", "items": {"type": "string"}}), "JSON"))
+    tuple_schema = json.dumps({"type": "array", "items": [{"type": "string"}]})
+    status, body = rest(
+        spate,
+        "POST",
+        f"/compatibility/subjects/{subject}/versions/latest?verbose=true",
+        {"schema": tuple_schema, "schemaType": "JSON"},
+    )
+    assert status == 200 and body["is_compatible"] is False
+    assert any("ITEM_ADDED_TO_OPEN_CONTENT_MODEL" in m and "#/items/0" in m for m in body["messages"]), body
+    with pytest.raises(SchemaRegistryError) as refused:
+        sr.register_schema(subject, Schema(tuple_schema, "JSON"))
+    assert (refused.value.http_status_code, refused.value.error_code) == (409, 409)
+
+
+def test_protobuf_google_type_imports_need_no_references(spate):
+    """confluent-kafka's ProtobufSerializer skips google/type/* imports (they are built into
+    Confluent's registry), so the registry must resolve them itself."""
+    from google.type import date_pb2, money_pb2  # noqa: F401  (puts them in the default pool)
+
+    topic = unique("events-proto")
+    create_topic(spate.bootstrap, topic)
+    F = descriptor_pb2.FieldDescriptorProto
+    file = descriptor_pb2.FileDescriptorProto(
+        name=f"shop/{topic}.proto",
+        package=topic.replace("-", "_"),
+        syntax="proto3",
+        dependency=["google/type/date.proto", "google/type/money.proto"],
+    )
+    event = file.message_type.add(name="Payment")
+    event.field.add(name="day", number=1, type=F.TYPE_MESSAGE, type_name=".google.type.Date", label=F.LABEL_OPTIONAL)
+    event.field.add(name="amount", number=2, type=F.TYPE_MESSAGE, type_name=".google.type.Money", label=F.LABEL_OPTIONAL)
+    pool = descriptor_pool.Default()
+    pool.Add(file)
+    Payment = message_factory.GetMessageClass(pool.FindMessageTypeByName(f"{file.package}.Payment"))
+
+    sr = registry(spate)
+    serializer = ProtobufSerializer(Payment, sr, {"use.deprecated.format": False})
+    deserializer = ProtobufDeserializer(Payment, {"use.deprecated.format": False})
+    ctx = SerializationContext(topic, MessageField.VALUE)
+    payments = [Payment(day={"year": 2026, "month": 11, "day": i + 1}, amount={"currency_code": "EUR", "units": i}) for i in range(5)]
+    values = round_trip(spate, topic, [serializer(p, ctx) for p in payments])
+    assert [deserializer(v, ctx) for v in values] == payments
+
+    latest = sr.get_latest_version(f"{topic}-value")
+    assert latest.schema.references == []
+    assert 'import "google/type/date.proto";' in latest.schema.schema_str
+    # As .proto text too, and Confluent's own confluent/meta.proto.
+    text = (
+        'syntax = "proto3";\npackage geo;\nimport "google/type/latlng.proto";\nimport "confluent/meta.proto";\n'
+        'message Place {\n  google.type.LatLng at = 1 [(confluent.field_meta).doc = "where"];\n}\n'
+    )
+    assert sr.register_schema(unique("place"), Schema(text, "PROTOBUF")) > 0
+
+
+def test_protobuf_custom_options_nobody_defines_are_ignored(spate):
+    sr = registry(spate)
+    subject = unique("proto-options")
+    text = (
+        'syntax = "proto3";\npackage shop;\noption (acme.owner) = "billing";\n'
+        'message Order {\n  option (acme.table) = { name: "orders" };\n'
+        '  string id = 1 [(acme.pii) = true];\n}\n'
+    )
+    schema_id = sr.register_schema(subject, Schema(text, "PROTOBUF"))
+    found = sr.lookup_schema(subject, Schema(text, "PROTOBUF"))
+    assert (found.schema_id, found.version) == (schema_id, 1)
+    # An option that is not a custom one and does not exist is still refused.
+    status, body = rest(
+        spate,
+        "POST",
+        f"/subjects/{subject}/versions",
+        {"schemaType": "PROTOBUF", "schema": 'syntax = "proto3";\noption no_such_option = true;\nmessage M { int32 a = 1; }\n'},
+    )
+    assert (status, body["error_code"]) == (422, 42201)
+
+
+def test_media_types_are_negotiated_as_confluent_does(spate):
+    subject = unique("media")
+    base = url(spate)
+    v1 = "application/vnd.schemaregistry.v1+json"
+
+    def get(path: str, accept: str | None):
+        headers = {} if accept is None else {"Accept": accept}
+        return requests.get(base + path, headers=headers, timeout=30)
+
+    # Responses: the registry's own type unless the client prefers another one it produces.
+    assert get("/subjects", None).headers["Content-Type"] == v1
+    assert get("/subjects", "application/json").headers["Content-Type"] == "application/json"
+    assert get("/subjects", "application/vnd.schemaregistry+json").headers["Content-Type"] == "application/vnd.schemaregistry+json"
+    confluent_clients = "application/vnd.schemaregistry.v1+json, application/vnd.schemaregistry+json, application/json"
+    assert get("/subjects", confluent_clients).headers["Content-Type"] == v1
+    # Error bodies are negotiated too.
+    missing = get(f"/subjects/{subject}/versions", "application/json")
+    assert (missing.status_code, missing.headers["Content-Type"], missing.json()["error_code"]) == (404, "application/json", 40401)
+    # Nothing acceptable: 406. An unknown path is still 404 (paths match first).
+    refused = get("/subjects", "text/html")
+    assert (refused.status_code, refused.json()) == (406, {"error_code": 406, "message": "HTTP 406 Not Acceptable"})
+    assert get("/no/such/path", "text/html").status_code == 404
+
+    # Request bodies: Confluent's four types (no Content-Type counts as octet-stream), else 415.
+    before = schemas_end_offset(spate)
+    body = json.dumps({"schema": '"string"'}).encode()
+    post = lambda content_type, accept=None: requests.post(  # noqa: E731
+        f"{base}/subjects/{subject}/versions",
+        data=body,
+        headers={k: v for k, v in {"Content-Type": content_type, "Accept": accept}.items() if v},
+        timeout=30,
+    )
+    unsupported = post("text/plain", "application/json")
+    assert (unsupported.status_code, unsupported.json()) == (
+        415,
+        {"error_code": 415, "message": "HTTP 415 Unsupported Media Type"},
+    )
+    assert unsupported.headers["Content-Type"] == "application/json"
+    assert post("application/x-www-form-urlencoded").status_code == 415
+    assert schemas_end_offset(spate) == before, "a refused body writes nothing"
+    for content_type in [v1, "application/vnd.schemaregistry+json", "application/json; charset=utf-8", "application/octet-stream", None]:
+        answer = post(content_type)
+        assert (answer.status_code, answer.json()) == (200, {"id": answer.json()["id"]}), content_type
+    # GET and DELETE read no body, so their Content-Type does not matter.
+    assert requests.get(f"{base}/subjects/{subject}/versions", headers={"Content-Type": "text/plain"}, timeout=30).json() == [1]

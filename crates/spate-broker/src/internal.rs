@@ -1,16 +1,20 @@
 //! Writing to and reading back the platform's own compacted topics (`__consumer_offsets`,
 //! `__transaction_state`, and for other components such as the schema registry `_schemas`):
 //! an append is acknowledged to the caller only once durable, and a replay visits every
-//! record from the log start, so coordinators rebuild their state on start.
+//! record from the log start, so coordinators rebuild their state on start. A component that
+//! must also see what others append while it runs reads on from an offset
+//! ([`Broker::read_state_records`]) whenever the high watermark moves
+//! ([`Broker::watch_state_topic`]).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use spate_log::{AppendInfo, BatchBuilder, BatchHeader, Log};
+use tokio::sync::watch;
 
 use crate::Broker;
 use crate::error::BrokerError;
-use crate::topics::TopicRegistry;
+use crate::topics::{Partition, TopicRegistry};
 
 impl Broker {
     /// Creates a single-partition compacted internal topic for a component's state (the
@@ -55,6 +59,55 @@ impl Broker {
                 visit(offset, key, value);
             }
         })
+    }
+
+    /// Reads the records of a single-partition state topic from offset `from` (or its log
+    /// start, if later) below its high watermark, about `max_bytes` of batches at a time (at
+    /// least one batch): their offsets, keys and values, oldest first, and the offset to read
+    /// from next. Reading again from that offset continues where this read stopped; an empty
+    /// answer means `from` is at the high watermark. Blocking: call it off the async workers.
+    ///
+    /// This is how a component follows its state topic while it runs (the schema registry
+    /// tails `_schemas`), seeing what other writers appended as well as its own records.
+    pub fn read_state_records(
+        &self,
+        topic: &str,
+        from: i64,
+        max_bytes: usize,
+    ) -> Result<(Vec<StateRecord>, i64), BrokerError> {
+        let partition = self.state_partition(topic)?;
+        let mut records = Vec::new();
+        let start = from.max(partition.log.offsets().log_start_offset);
+        let next = read_batches(
+            &partition.log,
+            start,
+            max_bytes,
+            |header, offset, key, value| {
+                if offset >= from && !header.is_control() {
+                    records.push(StateRecord {
+                        offset,
+                        key: key.map(<[u8]>::to_vec),
+                        value: value.map(<[u8]>::to_vec),
+                    });
+                }
+            },
+        )?;
+        Ok((records, next.max(from)))
+    }
+
+    /// A receiver of a single-partition state topic's high watermark: it changes whenever
+    /// records become readable by [`Broker::read_state_records`].
+    pub fn watch_state_topic(&self, topic: &str) -> Result<watch::Receiver<i64>, BrokerError> {
+        Ok(self.state_partition(topic)?.log.watch_high_watermark())
+    }
+
+    fn state_partition(&self, topic: &str) -> Result<Arc<Partition>, BrokerError> {
+        self.topics
+            .get(topic)
+            .and_then(|t| t.partition(0))
+            .ok_or_else(|| BrokerError::UnknownTopicOrPartition {
+                name: format!("{topic}-0"),
+            })
     }
 
     /// Appends a batch to a partition of an internal topic and waits until it is durable.
@@ -108,6 +161,17 @@ impl Broker {
     }
 }
 
+/// One record of a state topic, as [`Broker::read_state_records`] returns it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StateRecord {
+    /// Its offset.
+    pub offset: i64,
+    /// Its key.
+    pub key: Option<Vec<u8>>,
+    /// Its value; `None` is a tombstone.
+    pub value: Option<Vec<u8>>,
+}
+
 /// Reads every record of a compacted internal topic, oldest first.
 pub(crate) fn replay_topic(
     topics: &TopicRegistry,
@@ -117,34 +181,46 @@ pub(crate) fn replay_topic(
     let Some(topic) = topics.get(name) else {
         return Ok(());
     };
-    let batch_error = |e| BrokerError::from(spate_log::LogError::Batch(e));
     for partition in topic.partitions() {
         let mut next = partition.log.offsets().log_start_offset;
         loop {
-            let read = partition.log.read(next, 4 << 20, true)?;
-            if read.records.is_empty() {
+            let after = read_batches(&partition.log, next, 4 << 20, &mut visit)?;
+            if after == next {
                 break;
             }
-            let mut rest = &read.records[..];
-            while !rest.is_empty() {
-                let header = BatchHeader::parse(rest).map_err(batch_error)?;
-                let batch = &rest[..header.total_len()];
-                let records =
-                    spate_log::batch::record_bytes(batch, 64 << 20).map_err(batch_error)?;
-                for record in
-                    spate_log::batch::parse_records(&records, &header).map_err(batch_error)?
-                {
-                    visit(
-                        &header,
-                        header.base_offset + i64::from(record.offset_delta),
-                        record.key,
-                        record.value,
-                    );
-                }
-                next = header.last_offset() + 1;
-                rest = &rest[header.total_len()..];
-            }
+            next = after;
         }
     }
     Ok(())
+}
+
+/// Visits the records of the whole batches one read from `from` returns (about `max_bytes`,
+/// at least one batch, below the high watermark); returns the offset after the last batch, or
+/// `from` when there was none.
+fn read_batches(
+    log: &Log,
+    from: i64,
+    max_bytes: usize,
+    mut visit: impl FnMut(&BatchHeader, i64, Option<&[u8]>, Option<&[u8]>),
+) -> Result<i64, BrokerError> {
+    let batch_error = |e| BrokerError::from(spate_log::LogError::Batch(e));
+    let read = log.read(from, max_bytes, true)?;
+    let mut next = from;
+    let mut rest = &read.records[..];
+    while !rest.is_empty() {
+        let header = BatchHeader::parse(rest).map_err(batch_error)?;
+        let batch = &rest[..header.total_len()];
+        let records = spate_log::batch::record_bytes(batch, 64 << 20).map_err(batch_error)?;
+        for record in spate_log::batch::parse_records(&records, &header).map_err(batch_error)? {
+            visit(
+                &header,
+                header.base_offset + i64::from(record.offset_delta),
+                record.key,
+                record.value,
+            );
+        }
+        next = header.last_offset() + 1;
+        rest = &rest[header.total_len()..];
+    }
+    Ok(next)
 }

@@ -51,6 +51,7 @@ use spate_protocol::Request;
 
 pub use error::BrokerError;
 pub use group_configs::GroupConfigBounds;
+pub use internal::StateRecord;
 pub use loggers::LogLevels;
 pub use metrics::{ApiMetrics, Metrics};
 pub use topics::{Partition, Topic, TopicRegistry};

@@ -1,12 +1,12 @@
 //! The REST API, compatible with Confluent Schema Registry for what clients use: subjects and
 //! versions, schemas by id, lookups, soft and permanent deletes, compatibility tests, configs
 //! and modes. Paths, query parameters, JSON shapes, error bodies and error codes follow
-//! Confluent's API reference; responses are `application/vnd.schemaregistry.v1+json`.
+//! Confluent's API reference. Media types are negotiated as Confluent does (`media`): responses
+//! are `application/vnd.schemaregistry.v1+json` unless the client asks for
+//! `application/json` (or `application/vnd.schemaregistry+json`); bodies of other types are 415.
 //!
 //! Handlers only translate: request bodies and parameters in, [`Registry`] calls, JSON out.
-//! Bodies are read whatever their content type (clients send `application/json`,
-//! `application/vnd.schemaregistry.v1+json` or `application/octet-stream`), up to
-//! [`MAX_BODY_BYTES`].
+//! Bodies are read up to [`MAX_BODY_BYTES`].
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -27,7 +27,7 @@ use crate::store::{Compatibility, Config, Mode, Reference, SchemaEntry};
 /// schema above 16 MiB is a mistake, not a schema.
 pub const MAX_BODY_BYTES: usize = 16 << 20;
 
-const CONTENT_TYPE: &str = "application/vnd.schemaregistry.v1+json";
+const CONTENT_TYPE: &str = crate::media::SCHEMA_REGISTRY_V1_JSON;
 
 type Shared = State<Arc<Registry>>;
 type Params = Query<HashMap<String, String>>;
@@ -89,6 +89,7 @@ pub fn router(registry: Arc<Registry>) -> Router {
                 .delete(delete_subject_mode),
         )
         .route("/contexts", get(|| async { ok(&json!(["."])) }))
+        .route_layer(axum::middleware::from_fn(crate::media::negotiate))
         .fallback(|| async { RegistryError::no_such_path() })
         .with_state(registry)
 }
@@ -106,7 +107,7 @@ fn ok(body: &Value) -> Response {
     json_response(StatusCode::OK, body)
 }
 
-/// A request body parsed as JSON, whatever the content type says.
+/// A request body parsed as JSON (its media type was checked by `media::negotiate`).
 struct JsonBody(Value);
 
 impl<S: Send + Sync> FromRequest<S> for JsonBody {
@@ -135,9 +136,10 @@ fn flag(params: &HashMap<String, String>, name: &str) -> bool {
         .is_some_and(|v| v.eq_ignore_ascii_case("true"))
 }
 
+/// A schema id from the path. Confluent's `@PathParam Integer id` does not convert anything
+/// else, and Jersey answers that as an unmatched path: a plain 404.
 fn parse_id(id: &str) -> Result<i32, RegistryError> {
-    id.parse::<i32>()
-        .map_err(|_| RegistryError::schema_not_found(id))
+    id.parse::<i32>().map_err(|_| RegistryError::no_such_path())
 }
 
 /// Reads a schema request body: `schema`, `schemaType`, `references`, and in IMPORT mode
@@ -491,9 +493,9 @@ async fn compatibility_one(
 ) -> Answer {
     let spec = VersionSpec::parse(&version)?;
     let request = schema_request(body)?;
-    let messages =
-        registry.test_compatibility(&subject, Some(spec), &request, flag(&params, "normalize"))?;
-    Ok(compatibility_answer(messages, flag(&params, "verbose")))
+    let verdict =
+        registry.test_compatibility(&subject, Some(spec), &request, flag(&params, "normalize"));
+    compatibility_verdict(verdict, flag(&params, "verbose"))
 }
 
 async fn compatibility_all(
@@ -503,9 +505,20 @@ async fn compatibility_all(
     JsonBody(body): JsonBody,
 ) -> Answer {
     let request = schema_request(body)?;
-    let messages =
-        registry.test_compatibility(&subject, None, &request, flag(&params, "normalize"))?;
-    Ok(compatibility_answer(messages, flag(&params, "verbose")))
+    let verdict = registry.test_compatibility(&subject, None, &request, flag(&params, "normalize"));
+    compatibility_verdict(verdict, flag(&params, "verbose"))
+}
+
+/// With `verbose`, Confluent answers an invalid schema as incompatible, with the reason as the
+/// message, rather than with 42201.
+fn compatibility_verdict(verdict: Result<Vec<String>, RegistryError>, verbose: bool) -> Answer {
+    match verdict {
+        Ok(messages) => Ok(compatibility_answer(messages, verbose)),
+        Err(error) if verbose && error.code == 42201 => {
+            Ok(compatibility_answer(vec![error.message], true))
+        }
+        Err(error) => Err(error),
+    }
 }
 
 // --- config and mode -----------------------------------------------------------------------

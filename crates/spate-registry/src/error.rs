@@ -34,8 +34,8 @@ impl RegistryError {
         )
     }
 
-    /// 40402.
-    pub fn version_not_found(version: impl std::fmt::Display) -> RegistryError {
+    /// 40402; `latest` is version -1, as Confluent prints it.
+    pub fn version_not_found(version: i32) -> RegistryError {
         RegistryError::new(
             StatusCode::NOT_FOUND,
             40402,
@@ -43,12 +43,17 @@ impl RegistryError {
         )
     }
 
-    /// 40403.
-    pub fn schema_not_found(what: impl std::fmt::Display) -> RegistryError {
+    /// 40403 for a schema looked up by its text (`POST /subjects/{subject}`).
+    pub fn schema_not_found() -> RegistryError {
+        RegistryError::new(StatusCode::NOT_FOUND, 40403, "Schema not found")
+    }
+
+    /// 40403 for a schema looked up by id.
+    pub fn schema_id_not_found(id: i32) -> RegistryError {
         RegistryError::new(
             StatusCode::NOT_FOUND,
             40403,
-            format!("Schema {what} not found"),
+            format!("Schema {id} not found"),
         )
     }
 
@@ -203,7 +208,23 @@ impl RegistryError {
         RegistryError::new(StatusCode::FORBIDDEN, 40301, message)
     }
 
-    /// 404 for paths the registry does not serve.
+    /// 406: no media type the registry produces is acceptable (Jersey's answer, through
+    /// Confluent's exception mapper).
+    pub fn not_acceptable() -> RegistryError {
+        RegistryError::new(StatusCode::NOT_ACCEPTABLE, 406, "HTTP 406 Not Acceptable")
+    }
+
+    /// 415: the request body's media type is not one the registry reads.
+    pub fn unsupported_media_type() -> RegistryError {
+        RegistryError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            415,
+            "HTTP 415 Unsupported Media Type",
+        )
+    }
+
+    /// 404 for paths the registry does not serve, and for path parameters Jersey cannot
+    /// convert (a schema id that is not a 32-bit integer).
     pub fn no_such_path() -> RegistryError {
         RegistryError::new(StatusCode::NOT_FOUND, 404, "HTTP 404 Not Found")
     }

@@ -6,12 +6,14 @@
 //! - [`registry`]: the operations, with compatibility checks and durable writes.
 //! - [`api`]: the HTTP routes.
 //! - [`error`]: Confluent's error codes and bodies.
+//! - `media`: content negotiation (`Accept`, `Content-Type`), as Confluent's Jersey does it.
 //! - `validate`: the broker's schema validation on produce, answered from the registry.
 //!
 //! Schema formats (parsing, canonical forms, compatibility rules) live in `spate-schema`.
 
 pub mod api;
 pub mod error;
+mod media;
 pub mod registry;
 pub mod store;
 mod validate;

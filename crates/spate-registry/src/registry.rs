@@ -1,9 +1,17 @@
 //! The registry's operations: register, look up, read, delete, configure, test compatibility.
 //!
 //! Reads take a snapshot under a short read lock. Writes are serialised by one async lock
-//! held across check → durable append to `_schemas` → apply to the state, so two concurrent
-//! registrations never get the same id or version, and nothing is applied (or answered)
-//! before it is durable. A write that fails leaves the state as it was.
+//! held across catch up → check → durable append to `_schemas` → apply to the state, so two
+//! concurrent registrations never get the same id or version, and nothing is applied (or
+//! answered) before it is durable. A write that fails leaves the state as it was.
+//!
+//! The registry also follows `_schemas` while it runs ([`Registry::run_tail`]): records that
+//! another writer appends (another registry through the broker, later a cluster peer) are
+//! applied as they become readable. The state is keyed by offset (`State::next_offset`): the
+//! tail and the registry's own writes both apply records in offset order and each record once,
+//! whichever gets to it first. A write applies its own records at the offsets the log gave
+//! them when nothing unseen lies before them, else it reads the log up to them first, so a read
+//! after a write is answered sees that write and everything before it.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -74,10 +82,11 @@ pub enum VersionSpec {
 impl VersionSpec {
     /// Parses a path segment as Confluent does.
     pub fn parse(text: &str) -> Result<VersionSpec, RegistryError> {
-        if text.eq_ignore_ascii_case("latest") {
+        let trimmed = text.trim();
+        if trimmed.eq_ignore_ascii_case("latest") {
             return Ok(VersionSpec::Latest);
         }
-        match text.parse::<i32>() {
+        match trimmed.parse::<i32>() {
             Ok(-1) => Ok(VersionSpec::Latest),
             Ok(n) if n >= 1 => Ok(VersionSpec::Number(n)),
             _ => Err(RegistryError::invalid_version(text)),
@@ -88,6 +97,8 @@ impl VersionSpec {
 /// The schema registry: its state, and the broker whose `_schemas` topic keeps it.
 pub struct Registry {
     broker: Arc<Broker>,
+    /// `_schemas`' high watermark: how far the state could be caught up.
+    high_watermark: tokio::sync::watch::Receiver<i64>,
     settings: RegistrySettings,
     state: RwLock<State>,
     writer: tokio::sync::Mutex<()>,
@@ -108,12 +119,11 @@ impl Registry {
         broker
             .ensure_state_topic(SCHEMAS_TOPIC)
             .map_err(RegistryError::store)?;
-        let mut state = State::default();
-        broker
-            .replay_state_topic(SCHEMAS_TOPIC, |offset, key, value| {
-                state.replay(offset, key, value)
-            })
+        let high_watermark = broker
+            .watch_state_topic(SCHEMAS_TOPIC)
             .map_err(RegistryError::store)?;
+        let mut state = State::default();
+        read_records_into(&broker, &mut state)?;
         if !state.schemas.is_empty() {
             tracing::info!(
                 schemas = state.schemas.len(),
@@ -123,25 +133,127 @@ impl Registry {
         }
         Ok(Registry {
             broker,
+            high_watermark,
             settings,
             state: RwLock::new(state),
             writer: tokio::sync::Mutex::new(()),
         })
     }
 
-    /// Appends the changes to `_schemas` as one batch, durably, then applies them.
+    /// Follows `_schemas` until `shutdown`: whenever its high watermark moves past what the
+    /// state holds, applies the new records (another writer's; the registry's own are usually
+    /// applied already, and are then passed over).
+    pub async fn run_tail(self: Arc<Self>, shutdown: impl std::future::Future<Output = ()>) {
+        let mut high_watermark = self.high_watermark.clone();
+        tokio::pin!(shutdown);
+        loop {
+            let end = *high_watermark.borrow_and_update();
+            // A failed read is logged where it happens; the next move of the high watermark
+            // (or the next write) tries again.
+            if end > self.state.read().next_offset
+                && let Ok(applied @ 1..) = self.catch_up().await
+            {
+                tracing::debug!(records = applied, "applied records read from _schemas");
+            }
+            tokio::select! {
+                () = &mut shutdown => return,
+                changed = high_watermark.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Applies the records of `_schemas` the state does not hold yet, in offset order, up to
+    /// the high watermark; nothing to do (no read) when the watched high watermark says the
+    /// state holds everything. Returns how many records it applied.
+    async fn catch_up(&self) -> Result<usize, RegistryError> {
+        if *self.high_watermark.borrow() <= self.state.read().next_offset {
+            return Ok(0);
+        }
+        self.read_up().await
+    }
+
+    /// [`Registry::catch_up`] without asking the watch first (which the log updates just
+    /// after it wakes durability waiters): reads from the log whatever it has.
+    async fn read_up(&self) -> Result<usize, RegistryError> {
+        let mut from = self.state.read().next_offset;
+        let mut total = 0;
+        loop {
+            let reader = Arc::clone(&self.broker);
+            let (records, next) = tokio::task::spawn_blocking(move || {
+                reader.read_state_records(SCHEMAS_TOPIC, from, READ_CHUNK_BYTES)
+            })
+            .await
+            .map_err(|e| RegistryError::store(e.to_string()))?
+            .map_err(|e| {
+                tracing::error!(error = %e, topic = SCHEMAS_TOPIC, offset = from, "schema registry could not read its topic");
+                RegistryError::store(e)
+            })?;
+            if next <= from {
+                return Ok(total);
+            }
+            let mut state = self.state.write();
+            for record in &records {
+                let before = state.next_offset;
+                state.replay(
+                    record.offset,
+                    record.key.as_deref(),
+                    record.value.as_deref(),
+                );
+                total += usize::from(state.next_offset != before);
+            }
+            // Offsets without a record (compacted away, transaction markers) are passed too.
+            state.next_offset = state.next_offset.max(next);
+            from = state.next_offset;
+        }
+    }
+
+    /// Takes the write lock and brings the state up to the end of `_schemas`, so a write is
+    /// checked against everything written before it, whoever wrote it.
+    async fn lock_writer(&self) -> Result<tokio::sync::MutexGuard<'_, ()>, RegistryError> {
+        let writer = self.writer.lock().await;
+        self.catch_up().await?;
+        Ok(writer)
+    }
+
+    /// Appends the changes to `_schemas` as one batch, durably, then applies them at their
+    /// offsets (reading first whatever another writer appended before them).
     async fn commit(&self, changes: Vec<Change>) -> Result<(), RegistryError> {
         let records: Vec<_> = changes.iter().map(encode).collect();
-        self.broker
+        let base = self
+            .broker
             .append_state_records(SCHEMAS_TOPIC, &records)
             .await
             .map_err(|e| {
                 tracing::error!(error = %e, "schema registry write failed");
                 RegistryError::store(e)
             })?;
-        let mut state = self.state.write();
-        for change in changes {
-            state.apply(change);
+        {
+            let mut state = self.state.write();
+            if state.next_offset >= base {
+                for (offset, change) in (base..).zip(changes) {
+                    state.apply_at(offset, change);
+                }
+                return Ok(());
+            }
+        }
+        // Records this registry has not seen lie before its own: read them, and its own,
+        // from the log (durable, so readable), in order.
+        let end = base + i64::try_from(records.len()).unwrap_or(i64::MAX);
+        self.read_up().await?;
+        let next = self.state.read().next_offset;
+        if next < end {
+            tracing::error!(
+                offset = base,
+                next,
+                "schema registry write is durable but not readable yet"
+            );
+            return Err(RegistryError::store(
+                "the write is durable but could not be read back",
+            ));
         }
         Ok(())
     }
@@ -204,19 +316,55 @@ impl Registry {
         Ok(out)
     }
 
+    /// The request's references with Confluent's version `-1` replaced by the latest live
+    /// version of the referenced subject, as Confluent resolves (and stores) them.
+    fn resolve_references(
+        state: &State,
+        references: &[Reference],
+    ) -> Result<Vec<Reference>, RegistryError> {
+        references
+            .iter()
+            .map(|reference| {
+                if reference.version != -1 {
+                    return Ok(reference.clone());
+                }
+                let latest = state
+                    .subjects
+                    .get(&reference.subject)
+                    .and_then(|versions| versions.iter().rev().find(|(_, e)| !e.deleted))
+                    .map(|(version, _)| *version)
+                    .ok_or_else(|| {
+                        RegistryError::invalid_schema(format!(
+                            "reference '{}' names the latest version (-1) of subject '{}', \
+                             which has no versions",
+                            reference.name, reference.subject
+                        ))
+                    })?;
+                Ok(Reference {
+                    version: latest,
+                    ..reference.clone()
+                })
+            })
+            .collect()
+    }
+
+    /// Parses a request's schema with its references (resolved: see
+    /// [`Registry::resolve_references`], which are returned too).
     fn parse_request(
         state: &State,
         request: &SchemaRequest,
         normalize: bool,
-    ) -> Result<Parsed, RegistryError> {
-        let dependencies = Registry::dependencies(state, &request.references)?;
-        Parsed::parse(
+    ) -> Result<(Parsed, Vec<Reference>), RegistryError> {
+        let references = Registry::resolve_references(state, &request.references)?;
+        let dependencies = Registry::dependencies(state, &references)?;
+        let parsed = Parsed::parse(
             request.schema_type,
             &request.schema,
             &dependencies,
             normalize,
         )
-        .map_err(RegistryError::invalid_schema)
+        .map_err(RegistryError::invalid_schema)?;
+        Ok((parsed, references))
     }
 
     /// The parsed form of a stored schema (parsed once, then cached).
@@ -360,6 +508,10 @@ impl Registry {
     /// Tests a schema against a subject's versions under its level: against one version, or
     /// (`version` `None`) against those the level names. Returns the reasons it is not
     /// compatible; empty if it is.
+    ///
+    /// As in Confluent, the version is looked up before the subject is: a numbered version the
+    /// subject does not have live is 40402 even when the subject does not exist, and `latest`
+    /// of a subject without live versions is checked against nothing, so compatible.
     pub fn test_compatibility(
         &self,
         subject: &str,
@@ -369,19 +521,28 @@ impl Registry {
     ) -> Result<Vec<String>, RegistryError> {
         let (parsed, only) = {
             let state = self.state.read();
-            let normalize = Registry::normalize_for(&state, subject, normalize);
-            let parsed = Registry::parse_request(&state, request, normalize)?;
             let only = match version {
                 None => None,
                 Some(spec) => {
-                    let versions = state
+                    let found = state
                         .subjects
                         .get(subject)
-                        .filter(|v| v.values().any(|e| !e.deleted))
-                        .ok_or_else(|| RegistryError::subject_not_found(subject))?;
-                    Some(resolve_version(versions, spec, false)?.0)
+                        .and_then(|versions| resolve_version(versions, spec, false).ok());
+                    match (found, spec) {
+                        (Some((version, _)), _) => Some(version),
+                        (None, VersionSpec::Number(n)) => {
+                            return Err(RegistryError::version_not_found(n));
+                        }
+                        (None, VersionSpec::Latest) => {
+                            let normalize = Registry::normalize_for(&state, subject, normalize);
+                            Registry::parse_request(&state, request, normalize)?;
+                            return Ok(Vec::new());
+                        }
+                    }
                 }
             };
+            let normalize = Registry::normalize_for(&state, subject, normalize);
+            let (parsed, _) = Registry::parse_request(&state, request, normalize)?;
             (parsed, only)
         };
         let level = self.compatibility_for(subject);
@@ -395,16 +556,17 @@ impl Registry {
     pub async fn register(
         &self,
         subject: &str,
-        request: SchemaRequest,
+        mut request: SchemaRequest,
         normalize: bool,
     ) -> Result<(i32, i32), RegistryError> {
         validate_subject(subject)?;
-        let _writer = self.writer.lock().await;
+        let _writer = self.lock_writer().await?;
         let (parsed, mode, normalize) = {
             let state = self.state.read();
             let mode = Registry::check_writable(&state, subject)?;
             let normalize = Registry::normalize_for(&state, subject, normalize);
-            let parsed = Registry::parse_request(&state, &request, normalize)?;
+            let (parsed, references) = Registry::parse_request(&state, &request, normalize)?;
+            request.references = references;
             (parsed, mode, normalize)
         };
         // Already registered under this subject: the same answer, nothing written.
@@ -516,7 +678,7 @@ impl Registry {
         spec: VersionSpec,
         permanent: bool,
     ) -> Result<i32, RegistryError> {
-        let _writer = self.writer.lock().await;
+        let _writer = self.lock_writer().await?;
         let (change, version) = {
             let state = self.state.read();
             Registry::check_writable(&state, subject)?;
@@ -559,7 +721,7 @@ impl Registry {
         subject: &str,
         permanent: bool,
     ) -> Result<Vec<i32>, RegistryError> {
-        let _writer = self.writer.lock().await;
+        let _writer = self.lock_writer().await?;
         let (changes, deleted) = {
             let state = self.state.read();
             Registry::check_writable(&state, subject)?;
@@ -628,7 +790,7 @@ impl Registry {
         subject: Option<&str>,
         config: Config,
     ) -> Result<Config, RegistryError> {
-        let _writer = self.writer.lock().await;
+        let _writer = self.lock_writer().await?;
         let merged = {
             let state = self.state.read();
             let current = match subject {
@@ -652,7 +814,7 @@ impl Registry {
     /// Deletes a subject's config (it falls back to the global one) or resets the global one.
     /// Returns the config that was in force.
     pub async fn delete_config(&self, subject: Option<&str>) -> Result<Config, RegistryError> {
-        let _writer = self.writer.lock().await;
+        let _writer = self.lock_writer().await?;
         let previous = {
             let state = self.state.read();
             match subject {
@@ -682,7 +844,7 @@ impl Registry {
         mode: Mode,
         force: bool,
     ) -> Result<Mode, RegistryError> {
-        let _writer = self.writer.lock().await;
+        let _writer = self.lock_writer().await?;
         {
             let state = self.state.read();
             let has_schemas = match subject {
@@ -705,7 +867,7 @@ impl Registry {
 
     /// Deletes a subject's mode. Returns the mode that was set.
     pub async fn delete_mode(&self, subject: &str) -> Result<Mode, RegistryError> {
-        let _writer = self.writer.lock().await;
+        let _writer = self.lock_writer().await?;
         let previous = self
             .state
             .read()
@@ -731,7 +893,7 @@ impl Registry {
         normalize: bool,
         deleted: bool,
     ) -> Result<SubjectVersion, RegistryError> {
-        let (parsed, candidates, normalize) = {
+        let (parsed, references, candidates, normalize) = {
             let state = self.state.read();
             let versions = state
                 .subjects
@@ -739,7 +901,7 @@ impl Registry {
                 .filter(|v| deleted || v.values().any(|e| !e.deleted))
                 .ok_or_else(|| RegistryError::subject_not_found(subject))?;
             let normalize = Registry::normalize_for(&state, subject, normalize);
-            let parsed = Registry::parse_request(&state, request, normalize)?;
+            let (parsed, references) = Registry::parse_request(&state, request, normalize)?;
             let candidates: Vec<SubjectVersion> = versions
                 .iter()
                 .rev()
@@ -753,12 +915,12 @@ impl Registry {
                     })
                 })
                 .collect();
-            (parsed, candidates, normalize)
+            (parsed, references, candidates, normalize)
         };
         candidates
             .into_iter()
-            .find(|c| self.same_schema(&c.schema, &parsed, &request.references, normalize))
-            .ok_or_else(|| RegistryError::schema_not_found("not found"))
+            .find(|c| self.same_schema(&c.schema, &parsed, &references, normalize))
+            .ok_or_else(RegistryError::schema_not_found)
     }
 
     /// Subjects, optionally by prefix, with soft-deleted ones if asked (or only them).
@@ -829,7 +991,7 @@ impl Registry {
         let schema = state
             .schemas
             .get(&entry.id)
-            .ok_or_else(|| RegistryError::schema_not_found(entry.id))?;
+            .ok_or_else(|| RegistryError::schema_id_not_found(entry.id))?;
         Ok(SubjectVersion {
             subject: subject.to_string(),
             version,
@@ -845,7 +1007,7 @@ impl Registry {
             .schemas
             .get(&id)
             .cloned()
-            .ok_or_else(|| RegistryError::schema_not_found(id))
+            .ok_or_else(|| RegistryError::schema_id_not_found(id))
     }
 
     /// The subject versions that hold a schema id.
@@ -856,7 +1018,8 @@ impl Registry {
     ) -> Result<Vec<(String, i32)>, RegistryError> {
         let state = self.state.read();
         if !state.schemas.contains_key(&id) {
-            return Err(RegistryError::schema_not_found(id));
+            // Confluent names no id here (`/schemas/ids/{id}/subjects` and `/versions`).
+            return Err(RegistryError::schema_not_found());
         }
         Ok(state
             .subjects
@@ -957,7 +1120,7 @@ fn resolve_version(
             .rev()
             .find(|(_, e)| deleted || !e.deleted)
             .map(|(v, e)| (*v, *e))
-            .ok_or_else(|| RegistryError::version_not_found("latest")),
+            .ok_or_else(|| RegistryError::version_not_found(-1)),
         VersionSpec::Number(n) => versions
             .get(&n)
             .filter(|e| deleted || !e.deleted)
@@ -1001,6 +1164,30 @@ fn soft_deleted(state: &State, subject: &str, version: i32, entry: VersionEntry)
         text: schema.map(|s| s.text.clone()).unwrap_or_default(),
         references: schema.map(|s| s.references.clone()).unwrap_or_default(),
         deleted: true,
+    }
+}
+
+/// How much of `_schemas` one read brings into memory while catching up.
+const READ_CHUNK_BYTES: usize = 4 << 20;
+
+/// Reads `_schemas` into `state` from its `next_offset` to the high watermark. Blocking.
+fn read_records_into(broker: &Broker, state: &mut State) -> Result<(), RegistryError> {
+    loop {
+        let (records, next) = broker
+            .read_state_records(SCHEMAS_TOPIC, state.next_offset, READ_CHUNK_BYTES)
+            .map_err(RegistryError::store)?;
+        if next <= state.next_offset {
+            return Ok(());
+        }
+        for record in &records {
+            state.replay(
+                record.offset,
+                record.key.as_deref(),
+                record.value.as_deref(),
+            );
+        }
+        // Offsets without a record (compacted away, transaction markers) are passed too.
+        state.next_offset = state.next_offset.max(next);
     }
 }
 

@@ -11,8 +11,11 @@
 //!
 //! A key's bytes are always produced by the same code, so compaction keeps the latest record
 //! per key. [`State`] is what replaying the topic builds: schemas by id, subjects and their
-//! versions, configs and modes. It changes only through [`State::apply`], which both replay
-//! and the live write path use, so the state after a restart is the state before it.
+//! versions, configs and modes. It changes only through records at offsets: [`State::replay`]
+//! (a record read from the topic) and [`State::apply_at`] (a change this registry just
+//! appended, at the offset the log gave it). Both apply a record only if its offset is at or
+//! past [`State::next_offset`] and then move that past it, so a record applies once, in offset
+//! order, whichever path sees it first, and the state after a restart is the state before it.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, OnceLock};
@@ -252,6 +255,9 @@ pub struct State {
     pub subject_modes: BTreeMap<String, Mode>,
     /// The highest id ever seen; new schemas get the next one.
     pub max_id: i32,
+    /// The offset in `_schemas` after the last record applied: everything before it is in
+    /// this state, nothing after it.
+    pub next_offset: i64,
 }
 
 impl State {
@@ -267,8 +273,19 @@ impl State {
             .copied()
     }
 
+    /// Applies the change held by the record at `offset`, unless a record at or after that
+    /// offset was applied already. Returns whether it applied.
+    pub fn apply_at(&mut self, offset: i64, change: Change) -> bool {
+        if offset < self.next_offset {
+            return false;
+        }
+        self.apply(change);
+        self.next_offset = offset + 1;
+        true
+    }
+
     /// Applies one change.
-    pub fn apply(&mut self, change: Change) {
+    fn apply(&mut self, change: Change) {
         match change {
             Change::Schema {
                 subject,
@@ -351,9 +368,13 @@ impl State {
         }
     }
 
-    /// Replays one `_schemas` record. Records this registry does not understand (Confluent's
-    /// NOOP, DELETE_SUBJECT, CLEAR_SUBJECT markers, or garbage) are skipped with a log line.
+    /// Replays the `_schemas` record at `offset`, unless a record at or after it was applied
+    /// already. Records this registry does not understand (Confluent's NOOP, DELETE_SUBJECT,
+    /// CLEAR_SUBJECT markers, or garbage) are passed over, garbage with a log line.
     pub fn replay(&mut self, offset: i64, key: Option<&[u8]>, value: Option<&[u8]>) {
+        if offset < self.next_offset {
+            return;
+        }
         match decode(key, value) {
             Ok(Some(change)) => self.apply(change),
             Ok(None) => {}
@@ -361,6 +382,7 @@ impl State {
                 tracing::warn!(topic = SCHEMAS_TOPIC, offset, %reason, "skipped a record");
             }
         }
+        self.next_offset = offset + 1;
     }
 }
 
@@ -645,20 +667,55 @@ mod tests {
     #[test]
     fn permanent_deletes_forget_schemas_no_version_uses() {
         let mut state = State::default();
-        state.apply(schema("a", 1, 1, "\"int\""));
-        state.apply(schema("b", 1, 1, "\"int\""));
-        state.apply(Change::SchemaRemoved {
-            subject: "a".to_string(),
-            version: 1,
-        });
+        state.apply_at(0, schema("a", 1, 1, "\"int\""));
+        state.apply_at(1, schema("b", 1, 1, "\"int\""));
+        state.apply_at(
+            2,
+            Change::SchemaRemoved {
+                subject: "a".to_string(),
+                version: 1,
+            },
+        );
         assert!(state.schemas.contains_key(&1), "b still uses it");
-        state.apply(Change::SchemaRemoved {
-            subject: "b".to_string(),
-            version: 1,
-        });
+        state.apply_at(
+            3,
+            Change::SchemaRemoved {
+                subject: "b".to_string(),
+                version: 1,
+            },
+        );
         assert!(state.schemas.is_empty());
         assert!(state.subjects.is_empty());
         assert_eq!(state.id_of(SchemaType::Avro, "\"int\"", &[]), None);
         assert_eq!(state.max_id, 1, "ids are not reused");
+    }
+
+    #[test]
+    fn a_record_applies_once_whichever_path_sees_it_first() {
+        let mut state = State::default();
+        // The registry's own write, applied as it is answered.
+        assert!(state.apply_at(0, schema("a", 1, 1, "\"int\"")));
+        // The tail reads the same record from the log afterwards: nothing happens.
+        let (key, value) = encode(&Change::SchemaRemoved {
+            subject: "a".to_string(),
+            version: 1,
+        });
+        state.replay(0, Some(&key), value.as_deref());
+        assert!(
+            state.subjects.contains_key("a"),
+            "offset 0 was applied already"
+        );
+        assert_eq!(state.next_offset, 1);
+        // Another writer's record, then garbage: each moves the state on once.
+        let (key, value) = encode(&schema("b", 1, 2, "\"long\""));
+        state.replay(1, Some(&key), value.as_deref());
+        state.replay(2, Some(b"not json"), None);
+        assert_eq!(state.next_offset, 3);
+        assert_eq!(state.max_id, 2);
+        // An own write whose offset the tail already passed is not applied again.
+        assert!(!state.apply_at(1, schema("b", 1, 2, "\"long\"")));
+        // Offsets may skip (compaction): the state follows.
+        assert!(state.apply_at(7, schema("c", 1, 3, "\"string\"")));
+        assert_eq!(state.next_offset, 8);
     }
 }

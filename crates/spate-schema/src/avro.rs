@@ -182,7 +182,11 @@ impl AvroSchema {
     /// full name. A dependency may not redefine a name defined earlier.
     ///
     /// The canonical text is `text` re-serialised as compact JSON: whitespace goes, key order,
-    /// docs, defaults, aliases and custom properties stay. With `normalize` it is instead the
+    /// docs, defaults, aliases and custom properties stay; only what Avro's parser ignores goes,
+    /// as in Avro Java's `Schema.toString()` (Confluent's canonical form): the reserved
+    /// attributes (`name`, `doc`, ...) of a primitive, array or map written as an object, and a
+    /// primitive left without properties becomes its bare name (`{"type":"int","name":"n"}` is
+    /// `"int"`). With `normalize` it is instead the
     /// normal form, written from the parsed schema by these rules:
     /// - a primitive without properties is its bare name (`"string"`, never
     ///   `{"type":"string"}`); with properties it is `{"type":...}` followed by its properties;
@@ -226,7 +230,7 @@ impl AvroSchema {
             .node(&root);
             out
         } else {
-            value.to_string()
+            without_ignored_attributes(&value).to_string()
         };
         Ok(AvroSchema {
             canonical,
@@ -449,7 +453,7 @@ impl Parser {
         if let Some(kind) = Primitive::from_name(type_name) {
             return Ok(Node::Primitive {
                 kind,
-                props: props_except(object, &["type"]),
+                props: props_except(object, SCHEMA_RESERVED),
             });
         }
         match type_name {
@@ -457,14 +461,14 @@ impl Parser {
                 let items = self.required_schema(object, "items", namespace)?;
                 Ok(Node::Array {
                     items: Box::new(items),
-                    props: props_except(object, &["type", "items"]),
+                    props: props_except(object, SCHEMA_RESERVED),
                 })
             }
             "map" => {
                 let values = self.required_schema(object, "values", namespace)?;
                 Ok(Node::Map {
                     values: Box::new(values),
-                    props: props_except(object, &["type", "values"]),
+                    props: props_except(object, SCHEMA_RESERVED),
                 })
             }
             "record" | "error" | "enum" | "fixed" => self.named(type_name, object, namespace),
@@ -795,6 +799,80 @@ fn check_name(name: &str) -> Result<(), &'static str> {
             Err("may contain only letters, digits and '_'")
         }
         _ => Ok(()),
+    }
+}
+
+/// The attributes Avro Java reserves for schemas (`Schema.SCHEMA_RESERVED`): on a primitive,
+/// an array or a map they are not properties, and its parser drops them.
+const SCHEMA_RESERVED: &[&str] = &[
+    "doc",
+    "fields",
+    "items",
+    "name",
+    "namespace",
+    "size",
+    "symbols",
+    "values",
+    "type",
+    "aliases",
+];
+
+/// The schema's JSON with what Avro Java's parser ignores taken out, as its `Schema.toString()`
+/// (Confluent's canonical string) writes it back: a primitive, array or map written as an
+/// object loses the reserved attributes ([`SCHEMA_RESERVED`]), and a primitive left without
+/// properties is its bare name, so `{"type": "int", "name": "n"}` is `"int"`. Everything else
+/// stays as written.
+fn without_ignored_attributes(value: &Value) -> Value {
+    let Value::Object(object) = value else {
+        return match value {
+            Value::Array(branches) => {
+                Value::Array(branches.iter().map(without_ignored_attributes).collect())
+            }
+            other => other.clone(),
+        };
+    };
+    let Some(Value::String(type_name)) = object.get("type") else {
+        return value.clone();
+    };
+    let kept = |structural: &[&str]| -> Map<String, Value> {
+        object
+            .iter()
+            .filter(|(key, _)| {
+                structural.contains(&key.as_str()) || !SCHEMA_RESERVED.contains(&key.as_str())
+            })
+            .map(|(key, value)| {
+                let value = if key == "items" || key == "values" {
+                    without_ignored_attributes(value)
+                } else {
+                    value.clone()
+                };
+                (key.clone(), value)
+            })
+            .collect()
+    };
+    match type_name.as_str() {
+        name if Primitive::from_name(name).is_some() => {
+            let kept = kept(&["type"]);
+            if kept.len() == 1 {
+                Value::String(name.to_string())
+            } else {
+                Value::Object(kept)
+            }
+        }
+        "array" => Value::Object(kept(&["type", "items"])),
+        "map" => Value::Object(kept(&["type", "values"])),
+        "record" | "error" => {
+            let mut object = object.clone();
+            if let Some(Value::Array(fields)) = object.get_mut("fields") {
+                for field in fields {
+                    if let Some(ty) = field.get_mut("type") {
+                        *ty = without_ignored_attributes(ty);
+                    }
+                }
+            }
+            Value::Object(object)
+        }
+        _ => value.clone(),
     }
 }
 
@@ -1692,6 +1770,45 @@ mod tests {
     }
 
     #[test]
+    fn primitives_written_as_objects_canonicalise_without_ignored_attributes() {
+        // Avro's parser ignores reserved attributes on primitives, arrays and maps, so these
+        // are the same schema as their plain spelling, as in Confluent.
+        assert_eq!(
+            parse(r#"{"type": "int", "name": "n"}"#).canonical(),
+            r#""int""#
+        );
+        assert_eq!(parse(r#"{"type": "int"}"#).canonical(), r#""int""#);
+        assert_eq!(
+            parse(r#"{"type": "string", "doc": "d", "aliases": ["a"], "namespace": "x"}"#)
+                .canonical(),
+            r#""string""#
+        );
+        // Properties that are not reserved stay, in the order written.
+        assert_eq!(
+            parse(r#"{"type": "long", "name": "t", "logicalType": "timestamp-millis"}"#)
+                .canonical(),
+            r#"{"type":"long","logicalType":"timestamp-millis"}"#
+        );
+        assert_eq!(
+            parse(r#"{"type": "array", "name": "xs", "items": {"type": "int", "name": "x"}}"#)
+                .canonical(),
+            r#"{"type":"array","items":"int"}"#
+        );
+        assert_eq!(
+            parse(r#"{"type": "map", "values": ["null", {"type": "bytes", "doc": "b"}], "x": 1}"#)
+                .canonical(),
+            r#"{"type":"map","values":["null","bytes"],"x":1}"#
+        );
+        let record = r#"{"type": "record", "name": "R", "doc": "kept",
+            "fields": [{"name": "a", "type": {"type": "int", "name": "a"}, "doc": "kept too"}]}"#;
+        assert_eq!(
+            parse(record).canonical(),
+            r#"{"type":"record","name":"R","doc":"kept","fields":[{"name":"a","type":"int","doc":"kept too"}]}"#
+        );
+        assert_eq!(normalized(r#"{"type": "int", "name": "n"}"#), r#""int""#);
+    }
+
+    #[test]
     fn canonical_keeps_key_order_docs_defaults_and_custom_properties() {
         let text = r#"{"name": "E", "type": "enum", "symbols": ["A", "B"], "default": "A",
                        "aliases": ["F"], "doc": "d", "x": [1]}"#;
@@ -1700,10 +1817,8 @@ mod tests {
             r#"{"name":"E","type":"enum","symbols":["A","B"],"default":"A","aliases":["F"],"doc":"d","x":[1]}"#
         );
         assert_eq!(parse(r#""string""#).canonical(), r#""string""#);
-        assert_eq!(
-            parse(r#"{"type": "string"}"#).canonical(),
-            r#"{"type":"string"}"#
-        );
+        // Avro Java reads both as the same primitive and writes it back bare.
+        assert_eq!(parse(r#"{"type": "string"}"#).canonical(), r#""string""#);
     }
 
     #[test]

@@ -49,6 +49,7 @@
 //! | `additionalProperties`, `unevaluatedProperties` | `*_ADDED` (false → allowed), `*_EXTENDED` (schema → any) | `*_REMOVED` (→ false), `*_NARROWED` (any → schema) |
 //! | `dependencies`, `dependentRequired`, `dependentSchemas` | `DEPENDENCY_ARRAY_NARROWED`, `DEPENDENCY_*_REMOVED` | `DEPENDENCY_ARRAY_ADDED`/`EXTENDED`/`CHANGED`, `DEPENDENCY_SCHEMA_ADDED` |
 //! | `items`/`prefixItems` tuples | `ITEM_ADDED_TO_CLOSED_CONTENT_MODEL`, `ITEM_REMOVED_FROM_OPEN_CONTENT_MODEL`, ... | `ITEM_ADDED_TO_OPEN_CONTENT_MODEL`, `ITEM_REMOVED_FROM_CLOSED_CONTENT_MODEL`, ... |
+//! | one `items` schema ↔ a tuple | `SCHEMA_REMOVED` (the list's `items`) | list → tuple: `ITEM_ADDED_TO_OPEN_CONTENT_MODEL` (Confluent sees the list as open past its empty tuple); tuple → list: `SCHEMA_ADDED` |
 //! | `additionalItems` (`items` after `prefixItems`) | `ADDITIONAL_ITEMS_ADDED`, `ADDITIONAL_ITEMS_EXTENDED` | `ADDITIONAL_ITEMS_REMOVED`, `ADDITIONAL_ITEMS_NARROWED` |
 //! | `uniqueItems` | `UNIQUE_ITEMS_REMOVED` | `UNIQUE_ITEMS_ADDED` |
 //! | `enum`, `const` | `ENUM_ARRAY_EXTENDED` | `ENUM_ARRAY_NARROWED`, `ENUM_ARRAY_CHANGED` |
@@ -2188,6 +2189,31 @@ impl<'a> Comparer<'a> {
                     self.compare_into(out, rl.rest_keyword, w.child(ws), r.child(rs));
                 }
             }
+        } else if wl.prefix.is_empty() && wl.has_items_schema() {
+            // One schema for every item becomes a tuple. Confluent compares the `items`
+            // schemas first (the reader has none: SCHEMA_REMOVED, compatible), then the
+            // reader's tuple against a writer whose items past its (empty) tuple are not
+            // restricted by `additionalItems`, so open: ITEM_ADDED_TO_OPEN_CONTENT_MODEL.
+            let open = ArrayLayout {
+                rest: Fallback::Open,
+                ..wl
+            };
+            self.compare_tuples(w, &open, r, &rl, out);
+        } else if rl.prefix.is_empty() && rl.has_items_schema() {
+            // A tuple becomes one schema for every item: Confluent's SCHEMA_ADDED at `items`
+            // (the writer had no such schema), then the writer's tuple against an open reader.
+            record(out, rl.rest_keyword, Change::SchemaAdded, || {
+                format!(
+                    "the reader constrains every item with one {} schema, while the writer's \
+                     items are a tuple",
+                    rl.rest_keyword
+                )
+            });
+            let open = ArrayLayout {
+                rest: Fallback::Open,
+                ..rl
+            };
+            self.compare_tuples(w, &wl, r, &open, out);
         } else {
             self.compare_tuples(w, &wl, r, &rl, out);
         }
@@ -2761,6 +2787,16 @@ struct ArrayLayout<'a> {
     /// What the items past the prefix (all items without one) may be.
     rest: Fallback<'a>,
     rest_keyword: &'static str,
+}
+
+impl ArrayLayout<'_> {
+    /// Whether this is one `items` schema (or `items: false`) for every item: Confluent's
+    /// "all item schema", which a tuple does not have.
+    fn has_items_schema(&self) -> bool {
+        self.prefix.is_empty()
+            && self.rest_keyword == "items"
+            && !matches!(self.rest, Fallback::Open)
+    }
 }
 
 /// Adds `differences` to `out` under `segment`, within the per-pair limit.
@@ -3883,6 +3919,38 @@ mod tests {
         let mut closed = prefix.clone();
         closed["items"] = json!(false);
         assert_refused(prefix, closed, "#/items", "ADDITIONAL_ITEMS_REMOVED");
+    }
+
+    #[test]
+    fn a_list_becoming_a_tuple_or_back_is_refused_as_in_confluent() {
+        let list = json!({"type": "array", "items": {"type": "string"}});
+        let tuple = json!({"type": "array", "items": [{"type": "string"}]});
+        // Every item a string, then a tuple whose first item is a string: Confluent sees the
+        // tuple's item added to a writer open past its (empty) tuple.
+        assert_refused(
+            list.clone(),
+            tuple.clone(),
+            "#/items/0",
+            "ITEM_ADDED_TO_OPEN_CONTENT_MODEL",
+        );
+        let prefix = json!({"$schema": "https://json-schema.org/draft/2020-12/schema",
+            "type": "array", "prefixItems": [{"type": "string"}]});
+        let list_2020 = json!({"$schema": "https://json-schema.org/draft/2020-12/schema",
+            "type": "array", "items": {"type": "string"}});
+        assert_refused(
+            list_2020.clone(),
+            prefix.clone(),
+            "#/prefixItems/0",
+            "ITEM_ADDED_TO_OPEN_CONTENT_MODEL",
+        );
+        // And back: the reader's one items schema is SCHEMA_ADDED.
+        assert_refused(tuple, list, "#/items", "SCHEMA_ADDED");
+        assert_refused(prefix, list_2020, "#/items", "SCHEMA_ADDED");
+        // A tuple of empty schemas adds nothing to an array without `items`.
+        assert_compatible(
+            json!({"type": "array"}),
+            json!({"type": "array", "items": [{}]}),
+        );
     }
 
     // --- compatibility: combined schemas ---

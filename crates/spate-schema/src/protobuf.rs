@@ -9,10 +9,11 @@
 //! confluent-kafka's Python serializer registers it, as the base64 of a serialized
 //! `FileDescriptorProto`. As Confluent does, text that does not parse as source but decodes as
 //! base64 to a descriptor is taken as a descriptor. References ([`Dependency`]) are named by
-//! their import path (`"other.proto"`) and may use either form. `google/protobuf/*.proto` and
-//! Confluent's `confluent/meta.proto` and `confluent/type/decimal.proto` resolve without
-//! references; `google/type/*.proto` (bundled by Confluent) must be passed as references. The
-//! file is compiled with protox, so syntax errors, unknown types and missing imports are refused
+//! their import path (`"other.proto"`) and may use either form. As in Confluent's registry,
+//! `google/protobuf/*.proto`, Google's common types `google/type/*.proto` (the sixteen Confluent
+//! ships: `date`, `money`, `latlng`, ...) and Confluent's `confluent/meta.proto` and
+//! `confluent/type/decimal.proto` resolve without references; a reference of the same name takes
+//! precedence. The file is compiled with protox, so syntax errors, unknown types and missing imports are refused
 //! with `file:line:column` where the input is source.
 //!
 //! # Canonical text
@@ -78,6 +79,9 @@
 //! - Message-typed fields are compared recursively only when the type comes from a referenced
 //!   file; Confluent also skips comparing them when both sides use the same reference
 //!   subject-version, which this module cannot see.
+//! - Custom options whose extension no file defines (`option (acme.owner) = "x";` with nothing
+//!   defining `acme.owner`) are accepted and ignored, as Confluent's registry ignores them, but
+//!   they are left out of the canonical text, where Confluent keeps them as written.
 //! - Option values that name an extension the file does not import cannot be printed and are
 //!   left out of the canonical text (they stay in [`ProtobufSchema::serialized`]), as are
 //!   extension-range options.
@@ -85,12 +89,16 @@
 //!   siblings' nested messages.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use prost::Message as _;
 use prost_reflect::prost_types::field_descriptor_proto::Label as ProtoLabel;
-use prost_reflect::prost_types::{FieldDescriptorProto, FileDescriptorProto};
+use prost_reflect::prost_types::{
+    DescriptorProto, EnumDescriptorProto, FieldDescriptorProto, FileDescriptorProto,
+    UninterpretedOption,
+};
 use prost_reflect::{
     Cardinality, DynamicMessage, EnumDescriptor, ExtensionDescriptor, FieldDescriptor,
     FileDescriptor, Kind, MapKey, MessageDescriptor, OneofDescriptor, ReflectMessage as _,
@@ -158,6 +166,88 @@ message Decimal {
 }
 "#;
 
+/// Google's common types (`google/type/*.proto`, from googleapis, Apache-2.0), importable
+/// without a reference: Confluent's registry ships the same files as well-known dependencies.
+const GOOGLE_TYPE_PROTOS: &[(&str, &str)] = &[
+    (
+        "google/type/calendar_period.proto",
+        include_str!("../proto/google/type/calendar_period.proto"),
+    ),
+    (
+        "google/type/color.proto",
+        include_str!("../proto/google/type/color.proto"),
+    ),
+    (
+        "google/type/date.proto",
+        include_str!("../proto/google/type/date.proto"),
+    ),
+    (
+        "google/type/datetime.proto",
+        include_str!("../proto/google/type/datetime.proto"),
+    ),
+    (
+        "google/type/dayofweek.proto",
+        include_str!("../proto/google/type/dayofweek.proto"),
+    ),
+    (
+        "google/type/decimal.proto",
+        include_str!("../proto/google/type/decimal.proto"),
+    ),
+    (
+        "google/type/expr.proto",
+        include_str!("../proto/google/type/expr.proto"),
+    ),
+    (
+        "google/type/fraction.proto",
+        include_str!("../proto/google/type/fraction.proto"),
+    ),
+    (
+        "google/type/interval.proto",
+        include_str!("../proto/google/type/interval.proto"),
+    ),
+    (
+        "google/type/latlng.proto",
+        include_str!("../proto/google/type/latlng.proto"),
+    ),
+    (
+        "google/type/money.proto",
+        include_str!("../proto/google/type/money.proto"),
+    ),
+    (
+        "google/type/month.proto",
+        include_str!("../proto/google/type/month.proto"),
+    ),
+    (
+        "google/type/phone_number.proto",
+        include_str!("../proto/google/type/phone_number.proto"),
+    ),
+    (
+        "google/type/postal_address.proto",
+        include_str!("../proto/google/type/postal_address.proto"),
+    ),
+    (
+        "google/type/quaternion.proto",
+        include_str!("../proto/google/type/quaternion.proto"),
+    ),
+    (
+        "google/type/timeofday.proto",
+        include_str!("../proto/google/type/timeofday.proto"),
+    ),
+];
+
+/// The text of a file Confluent's registry resolves without a reference (besides
+/// `google/protobuf/*.proto`, which protox bundles).
+fn bundled_file(name: &str) -> Option<&'static str> {
+    match name {
+        "confluent/meta.proto" => Some(CONFLUENT_META_PROTO),
+        "confluent/type/decimal.proto" => Some(CONFLUENT_DECIMAL_PROTO),
+        _ => GOOGLE_TYPE_PROTOS
+            .iter()
+            .find(|(path, _)| *path == name)
+            .map(|(_, text)| *text),
+    }
+}
+
 /// A parsed Protobuf file, with the files it imports.
 #[derive(Debug, Clone)]
 pub struct ProtobufSchema {
@@ -184,21 +274,18 @@ impl ProtobufSchema {
             );
         }
         files.insert(main_name.clone(), load_file(&main_name, text)?);
+        let files = Arc::new(files);
 
-        let mut compiler = protox::Compiler::with_file_resolver(MemoryResolver {
-            files,
-            google: GoogleFileResolver::new(),
-        });
-        compiler.include_imports(true);
-        compiler.open_file(&main_name).map_err(compile_error)?;
-        let file = compiler
-            .descriptor_pool()
-            .get_file_by_name(&main_name)
-            .ok_or_else(|| {
-                SchemaError(format!(
-                    "invalid protobuf schema: {main_name} is missing after compiling it"
-                ))
-            })?;
+        let file = match compile(&main_name, Arc::clone(&files)) {
+            Ok(file) => file,
+            // Confluent's registry ignores custom options that no file defines; so does this
+            // one, by compiling again without them (only when there are some, since the retry
+            // loses the source positions of later errors).
+            Err(error) => match without_undefined_options(&main_name, &files) {
+                Some(stripped) => compile(&main_name, Arc::new(stripped)).map_err(compile_error)?,
+                None => return Err(compile_error(error)),
+            },
+        };
 
         let printer = Printer {
             normalize,
@@ -286,7 +373,7 @@ impl ProtobufSchema {
 
 /// Serves the schema's file, its references and the built-in files to protox.
 struct MemoryResolver {
-    files: HashMap<String, File>,
+    files: Arc<HashMap<String, File>>,
     google: GoogleFileResolver,
 }
 
@@ -295,10 +382,169 @@ impl FileResolver for MemoryResolver {
         if let Some(file) = self.files.get(name) {
             return Ok(file.clone());
         }
-        match name {
-            "confluent/meta.proto" => File::from_source(name, CONFLUENT_META_PROTO),
-            "confluent/type/decimal.proto" => File::from_source(name, CONFLUENT_DECIMAL_PROTO),
-            _ => self.google.open_file(name),
+        match bundled_file(name) {
+            Some(text) => File::from_source(name, text),
+            None => self.google.open_file(name),
+        }
+    }
+}
+
+/// Compiles the schema's file (`main_name`) with the files it may import.
+fn compile(
+    main_name: &str,
+    files: Arc<HashMap<String, File>>,
+) -> Result<FileDescriptor, protox::Error> {
+    let mut compiler = protox::Compiler::with_file_resolver(MemoryResolver {
+        files,
+        google: GoogleFileResolver::new(),
+    });
+    compiler.include_imports(true);
+    compiler.open_file(main_name)?;
+    compiler
+        .descriptor_pool()
+        .get_file_by_name(main_name)
+        .ok_or_else(|| protox::Error::file_not_found(main_name))
+}
+
+/// The files with every custom option whose extension no file defines taken out, or `None`
+/// when there is no such option (the compile error is then about something else).
+///
+/// The extensions that exist are found by compiling once with all custom options taken out;
+/// an option is kept when its name, relative or absolute, ends one of their full names.
+fn without_undefined_options(
+    main_name: &str,
+    files: &HashMap<String, File>,
+) -> Option<HashMap<String, File>> {
+    let has_custom = files.values().any(|file| {
+        let mut found = false;
+        visit_options(&mut file.file_descriptor_proto().clone(), &mut |options| {
+            found |= options.iter().any(is_custom_option);
+        });
+        found
+    });
+    if !has_custom {
+        return None;
+    }
+    let stripped = |keep: &dyn Fn(&UninterpretedOption) -> bool| {
+        let mut removed_any = false;
+        let files: HashMap<String, File> = files
+            .iter()
+            .map(|(name, file)| {
+                let mut descriptor = file.file_descriptor_proto().clone();
+                let mut removed = false;
+                visit_options(&mut descriptor, &mut |options| {
+                    let before = options.len();
+                    options.retain(|option| keep(option));
+                    removed |= options.len() != before;
+                });
+                removed_any |= removed;
+                let file = if removed {
+                    File::from_file_descriptor_proto(descriptor)
+                } else {
+                    file.clone()
+                };
+                (name.clone(), file)
+            })
+            .collect();
+        (files, removed_any)
+    };
+    let (probe, _) = stripped(&|option| !is_custom_option(option));
+    let pool = compile(main_name, Arc::new(probe))
+        .ok()?
+        .parent_pool()
+        .clone();
+    let defined: Vec<String> = pool
+        .all_extensions()
+        .map(|extension| extension.full_name().to_owned())
+        .collect();
+    let resolves = |name: &str| {
+        let name = name.trim_start_matches('.');
+        defined
+            .iter()
+            .any(|full| full == name || full.ends_with(&format!(".{name}")))
+    };
+    let (files, removed_any) = stripped(&|option| {
+        option
+            .name
+            .iter()
+            .filter(|part| part.is_extension)
+            .all(|part| resolves(&part.name_part))
+    });
+    removed_any.then_some(files)
+}
+
+/// Whether an option names an extension (`(my.option) = ...`), not a field of the options
+/// message itself.
+fn is_custom_option(option: &UninterpretedOption) -> bool {
+    option.name.iter().any(|part| part.is_extension)
+}
+
+/// Calls `visit` with the not yet interpreted options of the file and of everything in it.
+fn visit_options(
+    file: &mut FileDescriptorProto,
+    visit: &mut dyn FnMut(&mut Vec<UninterpretedOption>),
+) {
+    fn message(proto: &mut DescriptorProto, visit: &mut dyn FnMut(&mut Vec<UninterpretedOption>)) {
+        if let Some(options) = &mut proto.options {
+            visit(&mut options.uninterpreted_option);
+        }
+        for field in proto.field.iter_mut().chain(&mut proto.extension) {
+            if let Some(options) = &mut field.options {
+                visit(&mut options.uninterpreted_option);
+            }
+        }
+        for oneof in &mut proto.oneof_decl {
+            if let Some(options) = &mut oneof.options {
+                visit(&mut options.uninterpreted_option);
+            }
+        }
+        for range in &mut proto.extension_range {
+            if let Some(options) = &mut range.options {
+                visit(&mut options.uninterpreted_option);
+            }
+        }
+        for nested in &mut proto.enum_type {
+            enumeration(nested, visit);
+        }
+        for nested in &mut proto.nested_type {
+            message(nested, visit);
+        }
+    }
+    fn enumeration(
+        proto: &mut EnumDescriptorProto,
+        visit: &mut dyn FnMut(&mut Vec<UninterpretedOption>),
+    ) {
+        if let Some(options) = &mut proto.options {
+            visit(&mut options.uninterpreted_option);
+        }
+        for value in &mut proto.value {
+            if let Some(options) = &mut value.options {
+                visit(&mut options.uninterpreted_option);
+            }
+        }
+    }
+    if let Some(options) = &mut file.options {
+        visit(&mut options.uninterpreted_option);
+    }
+    for nested in &mut file.message_type {
+        message(nested, visit);
+    }
+    for nested in &mut file.enum_type {
+        enumeration(nested, visit);
+    }
+    for extension in &mut file.extension {
+        if let Some(options) = &mut extension.options {
+            visit(&mut options.uninterpreted_option);
+        }
+    }
+    for service in &mut file.service {
+        if let Some(options) = &mut service.options {
+            visit(&mut options.uninterpreted_option);
+        }
+        for method in &mut service.method {
+            if let Some(options) = &mut method.options {
+                visit(&mut options.uninterpreted_option);
+            }
         }
     }
 }
@@ -1735,7 +1981,7 @@ mod tests {
             File::from_source(name, source).expect("test source parses"),
         );
         let mut compiler = protox::Compiler::with_file_resolver(MemoryResolver {
-            files,
+            files: Arc::new(files),
             google: GoogleFileResolver::new(),
         });
         compiler.open_file(name).expect("test source compiles");
@@ -1925,6 +2171,117 @@ mod tests {
         );
         // The printed custom options parse back to the same text.
         assert_eq!(parse(canonical).canonical(), canonical);
+    }
+
+    #[test]
+    fn google_common_types_resolve_without_references_as_in_confluent() {
+        let text = r#"syntax = "proto3";
+            package shop;
+            import "google/type/date.proto";
+            import "google/type/money.proto";
+            import "google/type/latlng.proto";
+            import "google/type/datetime.proto";
+            import "google/type/color.proto";
+            import "google/type/interval.proto";
+            message Order {
+              google.type.Date day = 1;
+              google.type.Money total = 2;
+              google.type.LatLng at = 3;
+              google.type.DateTime placed = 4;
+              google.type.Color colour = 5;
+              google.type.Interval window = 6;
+            }"#;
+        let schema = parse(text);
+        assert!(
+            schema.canonical().contains(".google.type.Money total = 2;"),
+            "{}",
+            schema.canonical()
+        );
+        for (name, _) in GOOGLE_TYPE_PROTOS {
+            let text =
+                format!("syntax = \"proto3\";\nimport \"{name}\";\nmessage M {{ int32 a = 1; }}\n");
+            ProtobufSchema::parse(&text, &[], false)
+                .unwrap_or_else(|e| panic!("{name} does not import: {e}"));
+        }
+        // localized_text.proto is not among the files Confluent ships.
+        let error = parse_err(
+            "syntax = \"proto3\";\nimport \"google/type/localized_text.proto\";\n",
+            &[],
+        );
+        assert!(error.contains("localized_text.proto"), "{error}");
+    }
+
+    #[test]
+    fn custom_options_nobody_defines_are_ignored_as_in_confluent() {
+        let text = r#"syntax = "proto3";
+            package shop;
+            import "confluent/meta.proto";
+            option (acme.file_owner) = "billing";
+            message Order {
+              option (acme.table) = { name: "orders" };
+              option (confluent.message_meta).doc = "kept";
+              string id = 1 [(acme.pii) = true, json_name = "ident"];
+              Status status = 2;
+            }
+            enum Status {
+              option (acme.enum_opt) = 1;
+              NEW = 0 [(acme.value_opt) = "n"];
+            }
+            service Orders {
+              option (acme.service_opt) = true;
+              rpc Get(Order) returns (Order) { option (acme.method_opt) = 3; }
+            }"#;
+        let schema = parse(text);
+        let canonical = schema.canonical();
+        assert!(!canonical.contains("acme"), "{canonical}");
+        assert!(
+            canonical.contains("option (.confluent.message_meta) = { doc: \"kept\" };"),
+            "{canonical}"
+        );
+        assert!(canonical.contains("json_name = \"ident\""), "{canonical}");
+        // The same schema without the undefined options is the same schema.
+        let plain = r#"syntax = "proto3";
+            package shop;
+            import "confluent/meta.proto";
+            message Order {
+              option (confluent.message_meta).doc = "kept";
+              string id = 1 [json_name = "ident"];
+              Status status = 2;
+            }
+            enum Status { NEW = 0; }
+            service Orders { rpc Get(Order) returns (Order); }"#;
+        assert_eq!(parse(plain).canonical(), canonical);
+
+        // In a referenced file too.
+        let dependency = dependency(
+            "acme/types.proto",
+            "syntax = \"proto3\";\npackage acme;\nmessage Id { option (nowhere.opt) = 1; string v = 1; }\n",
+        );
+        ProtobufSchema::parse(
+            "syntax = \"proto3\";\nimport \"acme/types.proto\";\nmessage M { acme.Id id = 1; }\n",
+            &[dependency],
+            false,
+        )
+        .expect("an undefined option in a reference is ignored too");
+    }
+
+    #[test]
+    fn options_that_are_not_custom_or_have_a_wrong_value_are_still_refused() {
+        // A field of FileOptions that does not exist is an error, not a custom option.
+        let error = parse_err("syntax = \"proto3\";\noption no_such_option = true;\n", &[]);
+        assert!(error.contains("no_such_option"), "{error}");
+        // A defined custom option with a value of the wrong type is refused.
+        let error = parse_err(
+            "syntax = \"proto3\";\nimport \"confluent/meta.proto\";\nmessage M {\n  option (confluent.message_meta).doc = 12;\n}\n",
+            &[],
+        );
+        assert!(error.contains("confluent.message_meta"), "{error}");
+        // An unknown type stays an error even when an undefined option is there too.
+        let error = parse_err(
+            "syntax = \"proto3\";\nmessage M {\n  option (acme.x) = 1;\n  Missing m = 1;\n}\n",
+            &[],
+        );
+        assert!(error.contains("Missing"), "{error}");
     }
 
     #[test]

@@ -354,6 +354,12 @@ impl Server {
             }
         });
 
+        // The registry follows `_schemas` while it runs, so records other writers append
+        // there are served without a restart.
+        let mut tail_stop = stop_rx.clone();
+        let registry_tail = tokio::spawn(Arc::clone(&registry).run_tail(async move {
+            let _ = tail_stop.wait_for(|s| *s).await;
+        }));
         let mut registry_stop = stop_rx.clone();
         let registry_router = http_auth::protect(
             http_auth::authorize(
@@ -432,7 +438,8 @@ impl Server {
         step("connections finished");
         let _ = http.await;
         let _ = registry_api.await;
-        step("http listeners stopped");
+        let _ = registry_tail.await;
+        step("http listeners and the registry stopped");
         let _ = maintenance.await;
         step("maintenance stopped");
         let _ = usage_stop.send(());
