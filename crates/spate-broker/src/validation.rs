@@ -66,6 +66,13 @@ impl Broker {
         *self.schema_validator.write() = Some(validator);
     }
 
+    /// Forgets the validator. The registry holds the broker and the broker its validator, so a
+    /// server that stops breaks the cycle here and the broker (with its data-directory lock) is
+    /// dropped.
+    pub fn clear_schema_validator(&self) {
+        *self.schema_validator.write() = None;
+    }
+
     /// Checks every record of a batch; `Err` names the first bad record's index and why.
     pub(crate) fn validate_schemas(
         &self,

@@ -448,6 +448,7 @@ impl Server {
         let _ = audit_stop.send(());
         let _ = audit.await;
         step("audit written");
+        broker.clear_schema_validator();
         tokio::task::spawn_blocking(move || broker.shutdown())
             .await
             .map_err(|e| ServerError::Task(e.to_string()))?;
