@@ -45,7 +45,7 @@ async fn health() -> impl IntoResponse {
 
 async fn metrics(State(state): State<HttpState>) -> impl IntoResponse {
     let mut out = String::with_capacity(4096);
-    state.broker.metrics().render(&mut out);
+    state.broker.render_metrics(&mut out);
     let c = &state.connections;
     for (name, kind, help, value) in [
         (
