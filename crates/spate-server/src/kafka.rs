@@ -853,8 +853,8 @@ fn encode(
     }
 }
 
-/// Writes responses in request order; a request's whole time ends when its response is in the
-/// connection's buffer, which is flushed as soon as no further response is ready.
+/// Writes responses in request order. The buffer is flushed when no further response is ready,
+/// so a request's whole time ends when its response is in the buffer.
 async fn write_responses(
     writer: impl AsyncWrite + Unpin,
     mut rx: mpsc::Receiver<Outgoing>,
@@ -870,14 +870,23 @@ async fn write_responses(
     {
         let bytes = match pending {
             Pending::Ready(bytes) => bytes,
-            Pending::Task(handle) => match handle.await {
-                Ok(Some(bytes)) => bytes,
-                Ok(None) => break,
-                Err(err) => {
-                    tracing::error!(peer = %peer, error = %err, "request task failed; closing connection");
+            Pending::Task(handle) => {
+                // Answers already written do not wait for this one (an fsync, a long poll).
+                if !handle.is_finished()
+                    && !writer.buffer().is_empty()
+                    && writer.flush().await.is_err()
+                {
                     break;
                 }
-            },
+                match handle.await {
+                    Ok(Some(bytes)) => bytes,
+                    Ok(None) => break,
+                    Err(err) => {
+                        tracing::error!(peer = %peer, error = %err, "request task failed; closing connection");
+                        break;
+                    }
+                }
+            }
         };
         if writer.write_all(&bytes).await.is_err() {
             break;

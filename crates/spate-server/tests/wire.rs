@@ -83,6 +83,13 @@ impl Raw {
     }
 
     async fn send<R: Encodable>(&mut self, api: ApiKey, version: i16, request: &R) -> i32 {
+        let (id, frame) = self.frame(api, version, request);
+        self.stream.write_all(&frame).await.expect("write");
+        id
+    }
+
+    /// A request's frame, with its correlation id, for sending later (several in one write).
+    fn frame<R: Encodable>(&mut self, api: ApiKey, version: i16, request: &R) -> (i32, BytesMut) {
         let id = self.next_id;
         self.next_id += 1;
         let mut body = BytesMut::new();
@@ -96,8 +103,7 @@ impl Raw {
         let mut frame = BytesMut::new();
         frame.put_i32(body.len() as i32);
         frame.put_slice(&body);
-        self.stream.write_all(&frame).await.expect("write");
-        id
+        (id, frame)
     }
 
     async fn send_raw(&mut self, bytes: &[u8]) {
@@ -448,6 +454,38 @@ async fn pipelined_requests_are_answered_in_order() {
             }
         }
     }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn an_answer_is_not_held_back_by_a_long_poll_behind_it() {
+    let server = TestServer::start(|_| {}).await;
+    let mut consumer = Raw::connect(server.addr).await;
+    let mut producer = Raw::connect(server.addr).await;
+    create_topic(&mut producer, "behind", &[]).await;
+    // In one write: a fetch answered at once (max wait 0), then one that waits 60 s for data.
+    // The first answer must reach the client while the second waits: the test's deadline
+    // (20 s) is far shorter than the wait.
+    let (first, mut frames) = consumer.frame(ApiKey::Fetch, 12, &fetch_request("behind", 0, 0));
+    let (second, frame) = consumer.frame(ApiKey::Fetch, 12, &fetch_request("behind", 0, 60_000));
+    frames.put_slice(&frame);
+    consumer.send_raw(&frames).await;
+    let answered: FetchResponse = consumer.recv_response(ApiKey::Fetch, 12, first).await;
+    assert_eq!(answered.responses[0].partitions[0].error_code, 0);
+    assert!(
+        answered.responses[0].partitions[0]
+            .records
+            .as_ref()
+            .is_none_or(|r| r.is_empty())
+    );
+    produce(&mut producer, "behind", batch(&[b"wake up"])).await;
+    let woken: FetchResponse = consumer.recv_response(ApiKey::Fetch, 12, second).await;
+    assert!(
+        woken.responses[0].partitions[0]
+            .records
+            .as_ref()
+            .is_some_and(|r| !r.is_empty())
+    );
     server.stop().await;
 }
 
