@@ -122,6 +122,9 @@ pub struct ServeArgs {
     /// Log filter, e.g. `info` or `spate_broker=debug`.
     #[arg(long, env = "SPATE_LOG", default_value = "info")]
     pub log: String,
+    /// Log lines on stderr: text, or json (one object per line) [default: text].
+    #[arg(long, env = "SPATE_LOG_FORMAT", value_parser = spate_server::config::LogFormat::parse)]
+    pub log_format: Option<spate_server::config::LogFormat>,
 }
 
 fn parse_authorizer(value: &str) -> Result<spate_server::config::AuthorizerKind, String> {
@@ -263,6 +266,9 @@ impl ServeArgs {
         for (name, value) in self.topic_defaults {
             config.topic_defaults.insert(name, value);
         }
+        if let Some(v) = self.log_format {
+            config.log_format = v;
+        }
         config.validate()?;
         Ok(config)
     }
@@ -272,12 +278,25 @@ impl ServeArgs {
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     let filter = tracing_subscriber::EnvFilter::try_new(&args.log)
         .with_context(|| format!("invalid log filter {:?}", args.log))?;
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+    // The format may come from the config file, so the config is read first; nothing logs
+    // while it is.
     let config = args.into_config()?;
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match config.log_format {
+        spate_server::config::LogFormat::Text => {
+            logs.with_ansi(std::io::stderr().is_terminal()).init();
+        }
+        // Fields beside `message` at the top level, as log shippers index them; no span
+        // context (Spate's events carry their own fields).
+        spate_server::config::LogFormat::Json => logs
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_span_list(false)
+            .init(),
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("spate-worker")
