@@ -6,11 +6,13 @@ and a data directory under the test's tmp_path; `restart()` starts it again on t
 
 At teardown every broker is killed, and the test fails if a broker logged an ERROR line (or a
 panic) that the test did not allow with `broker.allow_errors(regex)`, as Neon's test suite does.
+Brokers may log text (the default) or JSON lines (`--log-format json`); both are understood.
 """
 
 from __future__ import annotations
 
 import ctypes
+import json
 import os
 import re
 import signal
@@ -30,7 +32,22 @@ STOP_TIMEOUT_S = 60.0
 READY_LINE = re.compile(
     r"spate is ready.*?kafka_addr=(\S+).*?http_addr=(\S+).*?registry_addr=(\S+)"
 )
-ERROR_LINE = re.compile(r"^\S+\s+ERROR\b|\bpanicked at\b")
+ERROR_LINE = re.compile(r'^\S+\s+ERROR\b|^\{.*"level":"ERROR"|\bpanicked at\b')
+
+
+def ready_addresses(line: str) -> tuple[str, str, str] | None:
+    """The Kafka, HTTP and registry addresses of a "spate is ready" line, text or JSON."""
+    m = READY_LINE.search(line)
+    if m:
+        return m.group(1), m.group(2), m.group(3)
+    if line.startswith("{") and "spate is ready" in line:
+        try:
+            event = json.loads(line)
+        except ValueError:
+            return None
+        if event.get("message") == "spate is ready":
+            return event["kafka_addr"], event["http_addr"], event["registry_addr"]
+    return None
 
 
 def _die_with_parent() -> None:
@@ -117,9 +134,9 @@ class SpateBroker:
             for raw in proc.stdout:
                 line = raw.decode("utf-8", "replace").rstrip("\n")
                 self._append(line)
-                m = READY_LINE.search(line)
-                if m and not ready.is_set():
-                    addrs["kafka"], addrs["http"], addrs["registry"] = m.groups()
+                found = ready_addresses(line)
+                if found and not ready.is_set():
+                    addrs["kafka"], addrs["http"], addrs["registry"] = found
                     ready.set()
 
         self._reader = threading.Thread(target=read, name=f"spate-log-{self.starts}", daemon=True)

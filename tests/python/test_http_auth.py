@@ -209,7 +209,8 @@ def test_bearer_jwt_with_schema_registry_client(spate_factory, tmp_path):
 def test_metrics_need_credentials_and_health_does_not(spate_factory):
     broker = spate_factory(args=["--http-auth", "basic"])
     create_user(broker.bootstrap, "ops", "ops-secret")
-    assert raw(broker, "/health", admin=True).status_code == 200
+    for probe in ["/health", "/health/live", "/health/ready"]:
+        assert raw(broker, probe, admin=True).status_code == 200, probe
     refused_metrics = raw(broker, "/metrics", admin=True)
     assert refused_metrics.status_code == 401
     assert refused_metrics.json() == UNAUTHORIZED

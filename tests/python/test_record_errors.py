@@ -79,13 +79,11 @@ def test_confluent_kafka_delivery_report_carries_the_code_not_the_reason(spate):
     topic = unique("ts-ck")
     create_topic(spate.bootstrap, topic, 1, {"message.timestamp.before.max.ms": str(HOUR_MS)})
     reports: list = []
-    p = producer(spate.bootstrap, **{"linger.ms": 1000, "acks": "all"})
+    p = producer(spate.bootstrap, acks="all")
     now = int(time.time() * 1000)
-    for ts in (now, now - DAY_MS, now):
-        p.produce(topic, b"v", partition=0, timestamp=ts, on_delivery=lambda err, msg: reports.append(err))
+    p.produce(topic, b"v", partition=0, timestamp=now - DAY_MS, on_delivery=lambda err, msg: reports.append(err))
     assert p.flush(30) == 0
-    assert len(reports) == 3 and all(err is not None for err in reports), reports
-    assert {err.code() for err in reports} == {KafkaError.INVALID_TIMESTAMP}, reports
-    assert "out of range" not in str(reports[1]), "librdkafka now shows the reason: update FINDINGS"
-
+    assert len(reports) == 1 and reports[0] is not None, reports
+    assert reports[0].code() == KafkaError.INVALID_TIMESTAMP, reports
+    assert "out of range" not in str(reports[0]), "librdkafka now shows the reason: update FINDINGS"
     assert watermarks(spate.bootstrap, topic) == (0, 0)

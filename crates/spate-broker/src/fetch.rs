@@ -154,6 +154,7 @@ impl Broker {
             .filter_map(|t| t.log.as_ref().map(|log| log.watch_high_watermark()))
             .collect();
         let targets = Arc::new(targets);
+        let mut waited = Duration::ZERO;
         loop {
             for rx in &mut watches {
                 rx.borrow_and_update();
@@ -223,14 +224,17 @@ impl Broker {
                 self.metrics
                     .fetch_bytes
                     .fetch_add(total as u64, Ordering::Relaxed);
+                self.metrics.fetch_wait.observe(waited);
                 return response;
             }
             let changed =
                 futures::future::select_all(watches.iter_mut().map(|rx| Box::pin(rx.changed())));
+            let waiting = std::time::Instant::now();
             tokio::select! {
                 _ = tokio::time::sleep_until(deadline) => {}
                 _ = changed => {}
             }
+            waited += waiting.elapsed();
         }
     }
 }

@@ -303,6 +303,20 @@ impl Broker {
         &self.metrics
     }
 
+    /// Appends the broker's counters and histograms (group-commit fsyncs included) in
+    /// Prometheus text format.
+    pub fn render_metrics(&self, out: &mut String) {
+        self.metrics.render(out);
+        let name = "spate_log_fsync_seconds";
+        spate_metrics::write_header(
+            out,
+            name,
+            "histogram",
+            "Time of each group-commit fsync of a partition's log.",
+        );
+        spate_metrics::write_histogram(out, name, "", self.syncer.fsync_seconds());
+    }
+
     /// Committed offsets of every group, for lag reporting.
     pub fn committed_offsets(&self) -> Vec<groups::GroupOffset> {
         self.groups.committed_offsets()
@@ -345,6 +359,13 @@ impl Broker {
     pub async fn handle(self: &Arc<Self>, request: Request) -> Reply {
         let version = request.api_version;
         self.metrics.record_request(request.api_key);
+        // A produce starts when its append thread does (`produce.rs`).
+        if let Some(received) = request.received
+            && request.api_key != kafka_protocol::messages::ApiKey::Produce
+        {
+            self.metrics
+                .observe_queue(request.api_key, received.elapsed());
+        }
         let client_id = request.client_id.as_deref().unwrap_or("").to_string();
         let client_host = request
             .peer
@@ -368,7 +389,7 @@ impl Broker {
             RequestKind::Metadata(req) => Reply::Now(ResponseKind::Metadata(
                 self.metadata(req, version, &advertised, caller).await,
             )),
-            RequestKind::Produce(req) => self.produce(req, version, caller).await,
+            RequestKind::Produce(req) => self.produce(req, version, caller, request.received).await,
             RequestKind::Fetch(req) => self.fetch(req, version, caller),
             RequestKind::ListOffsets(req) => Reply::Now(ResponseKind::ListOffsets(
                 self.list_offsets(req, version, caller).await,

@@ -53,6 +53,7 @@ impl Broker {
         req: ProduceRequest,
         version: i16,
         caller: &Caller,
+        received: Option<std::time::Instant>,
     ) -> Reply {
         let acks = req.acks;
         let mut response = ProduceResponse::default();
@@ -147,6 +148,12 @@ impl Broker {
         let broker = Arc::clone(self);
         let principal = Arc::clone(&caller.principal);
         let appended = tokio::task::spawn_blocking(move || {
+            if let Some(received) = received {
+                broker.metrics.observe_queue(
+                    kafka_protocol::messages::ApiKey::Produce,
+                    received.elapsed(),
+                );
+            }
             for slot in &mut slots {
                 if let (Outcome::Pending, Some(log), Some(target)) =
                     (&slot.outcome, &slot.log, &slot.target)
@@ -324,7 +331,10 @@ impl Broker {
                 );
             }
         }
-        match log.append(&records, &header, now_ms) {
+        let started = std::time::Instant::now();
+        let appended = log.append(&records, &header, now_ms);
+        self.metrics.produce_append.observe_since(started);
+        match appended {
             Ok(info) => {
                 if info.needs_sync {
                     self.syncer.request(log);

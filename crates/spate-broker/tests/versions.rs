@@ -701,6 +701,7 @@ fn every_request(
                     size_bytes: 0,
                     peer,
                     session: session.clone(),
+                    received: None,
                 });
             }
         }

@@ -647,6 +647,15 @@ impl Log {
     /// Makes everything appended so far durable and, with `flush.messages=1`, visible.
     /// Called from a [`crate::Syncer`] thread; blocks on fsync.
     pub fn sync(&self, now_ms: i64) -> Result<(), LogError> {
+        self.sync_recorded(now_ms, None)
+    }
+
+    /// [`Log::sync`], recording how long the fsync itself took when one was needed.
+    pub(crate) fn sync_recorded(
+        &self,
+        now_ms: i64,
+        fsync_seconds: Option<&spate_metrics::Histogram>,
+    ) -> Result<(), LogError> {
         let (file, target) = {
             let inner = self.inner.lock();
             if inner.closed {
@@ -659,7 +668,11 @@ impl Log {
             }
             (Arc::clone(&inner.active().file), target)
         };
+        let started = std::time::Instant::now();
         let result = file.sync_data();
+        if let Some(histogram) = fsync_seconds {
+            histogram.observe_since(started);
+        }
         let mut inner = self.inner.lock();
         match result {
             Err(err) => {

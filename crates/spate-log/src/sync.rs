@@ -3,7 +3,8 @@
 //! A producer that needs durability appends its batch, asks the syncer to sync the log and
 //! waits for the log's durable mark to pass its offsets. Requests that arrive while an fsync is
 //! running are served together by the next one, so concurrent produces share fsyncs and
-//! durability costs latency rather than throughput.
+//! durability costs latency rather than throughput. Each fsync's duration is recorded in
+//! [`Syncer::fsync_seconds`].
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -12,6 +13,7 @@ use std::thread::JoinHandle;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use parking_lot::{Condvar, Mutex};
+use spate_metrics::Histogram;
 
 use crate::log::Log;
 
@@ -25,6 +27,7 @@ pub struct Syncer {
     queue: Mutex<Queue>,
     ready: Condvar,
     threads: Mutex<Vec<JoinHandle<()>>>,
+    fsync_seconds: Histogram,
 }
 
 impl std::fmt::Debug for Syncer {
@@ -43,6 +46,7 @@ impl Syncer {
             }),
             ready: Condvar::new(),
             threads: Mutex::new(Vec::new()),
+            fsync_seconds: Histogram::new(),
         });
         let mut handles = Vec::new();
         for i in 0..threads.max(1) {
@@ -55,6 +59,11 @@ impl Syncer {
         }
         *syncer.threads.lock() = handles;
         syncer
+    }
+
+    /// How long the fsyncs of group commit took (the `fsync` call alone, not the wait for it).
+    pub fn fsync_seconds(&self) -> &Histogram {
+        &self.fsync_seconds
     }
 
     /// Asks for `log` to be fsync'd soon. Cheap when a sync is already queued.
@@ -84,7 +93,7 @@ impl Syncer {
             };
             // Clear before syncing: appends that land during this fsync queue the log again.
             log.sync_queued.store(false, Ordering::Release);
-            if let Err(err) = log.sync(now_ms()) {
+            if let Err(err) = log.sync_recorded(now_ms(), Some(&self.fsync_seconds)) {
                 tracing::error!(log = log.name(), error = %err, "sync failed");
             }
         }

@@ -111,6 +111,33 @@ fn acknowledged_data_is_invisible_until_fsynced() {
 }
 
 #[test]
+fn the_syncer_times_each_fsync_it_runs() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = std::sync::Arc::new(
+        Log::create(dir.path(), "t-0".into(), LogConfig::default(), NOW).expect("create"),
+    );
+    let syncer = spate_log::Syncer::start(1);
+    assert_eq!(syncer.fsync_seconds().count(), 0);
+    for round in 1..=2 {
+        let bytes = make_batch(&[b"x"], NOW);
+        let header = batch::validate_produce_batch(&bytes, false, 1 << 20).expect("valid");
+        log.append(&bytes, &header, NOW).expect("append");
+        syncer.request(&log);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while log.offsets().durable_offset < round {
+            assert!(std::time::Instant::now() < deadline, "no fsync in 20 s");
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        assert_eq!(syncer.fsync_seconds().count(), round as u64);
+    }
+    // Asked again with nothing new to make durable, it runs no fsync and records nothing
+    // (shutdown finishes queued requests first).
+    syncer.request(&log);
+    syncer.shutdown();
+    assert_eq!(syncer.fsync_seconds().count(), 2);
+}
+
+#[test]
 fn relaxed_flush_policy_makes_writes_visible_at_once() {
     let dir = tempfile::tempdir().expect("tempdir");
     let log = Log::create(

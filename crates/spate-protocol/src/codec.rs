@@ -33,6 +33,9 @@ pub struct Request {
     pub peer: Option<std::net::SocketAddr>,
     /// Who sent it and through which listener, filled in by the server.
     pub session: Option<std::sync::Arc<Session>>,
+    /// When the server finished reading the frame, filled in by the server: the broker
+    /// measures from it how long the request waited before it was handled.
+    pub received: Option<std::time::Instant>,
 }
 
 /// A connection's identity: the listener it came through and its authenticated principal
@@ -147,6 +150,7 @@ pub fn decode_request(frame: Bytes) -> Result<Request, DecodeError> {
         size_bytes,
         peer: None,
         session: None,
+        received: None,
     })
 }
 

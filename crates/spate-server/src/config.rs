@@ -127,8 +127,33 @@ pub struct Config {
     /// Kafka's `allow.everyone.if.no.acl.found`: with the ACL authorizer, allow a request on
     /// a resource no ACL names (off: deny by default).
     pub allow_everyone_if_no_acl_found: bool,
+    /// How log lines are written to stderr: `text` for people, `json` (one object per line)
+    /// for log shippers.
+    pub log_format: LogFormat,
     /// Defaults for per-topic configs, by Kafka name (e.g. `"retention.ms" = "86400000"`).
     pub topic_defaults: BTreeMap<String, String>,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// `2026-11-24T10:00:00.000000Z  INFO spate_server: spate is ready kafka_addr=...`.
+    #[default]
+    Text,
+    /// One JSON object per line: `timestamp`, `level`, `message`, the event's fields, `target`.
+    Json,
+}
+
+impl LogFormat {
+    /// Parses `text` or `json`.
+    pub fn parse(value: &str) -> Result<LogFormat, String> {
+        match value.to_ascii_lowercase().as_str() {
+            "text" => Ok(LogFormat::Text),
+            "json" => Ok(LogFormat::Json),
+            _ => Err(format!("unknown log format {value:?}: text or json")),
+        }
+    }
 }
 
 /// The authorizers Spate has.
@@ -369,6 +394,7 @@ impl Default for Config {
             authorizer: AuthorizerKind::None,
             super_users: Vec::new(),
             allow_everyone_if_no_acl_found: false,
+            log_format: LogFormat::Text,
             topic_defaults: BTreeMap::new(),
         }
     }
@@ -743,6 +769,16 @@ mod tests {
         assert!(Config::parse("http-auth = \"kerberos\"").is_err());
         let basic = Config::parse("http-auth = \"basic\"").expect("parses");
         basic.validate().expect("basic needs nothing more");
+    }
+
+    #[test]
+    fn log_format_is_text_or_json() {
+        assert_eq!(LogFormat::parse("JSON"), Ok(LogFormat::Json));
+        assert_eq!(LogFormat::parse("text"), Ok(LogFormat::Text));
+        assert!(LogFormat::parse("xml").is_err());
+        let config = Config::parse("log-format = \"json\"").expect("parses");
+        assert_eq!(config.log_format, LogFormat::Json);
+        assert!(Config::parse("log-format = \"xml\"").is_err());
     }
 
     #[test]

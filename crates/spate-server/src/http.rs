@@ -1,28 +1,120 @@
-//! The HTTP listener: `/health`, `/metrics` (Prometheus text format) and `/v1/usage`. With
-//! `http-auth` on, everything but `/health` needs credentials (`http_auth.rs`); `/health` stays
-//! open for load balancers.
+//! The HTTP listener: health, `/metrics` (Prometheus text format) and `/v1/usage`.
+//!
+//! It serves from the moment its socket is bound, before the broker has opened its data, so
+//! an orchestrator can tell a broker that is starting (recovering a large log can take
+//! minutes) from one that is dead:
+//!
+//! - `/health/live`: 200 whenever the process answers (liveness);
+//! - `/health/ready` and `/health`: 200 once the broker has opened its data and every listener
+//!   is bound, 503 while starting or shutting down (readiness);
+//! - every other path answers 503 until the server is ready, then goes to the full router.
+//!
+//! All answer JSON (`{"status":"ok"}`, `"starting"`, `"stopping"`). With `http-auth` on,
+//! everything but the health endpoints needs credentials (`http_auth.rs`).
 
 use std::fmt::Write;
-use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Instant;
 
 use axum::Router;
-use axum::extract::State;
+use axum::extract::{Request, State};
 use axum::http::{StatusCode, header};
-use axum::response::IntoResponse;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use spate_broker::Broker;
+use spate_metrics::{escape_label, write_single};
+use tower::ServiceExt;
 
+use crate::build_info;
 use crate::http_auth::{self, HttpAuth};
 use crate::kafka::ConnectionMetrics;
+
+/// Where the server is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Phase {
+    /// Binding listeners, opening the broker's data.
+    Starting,
+    /// Serving.
+    Ready,
+    /// Shutting down.
+    Stopping,
+}
+
+/// The server's [`Phase`], shared with the health endpoints.
+#[derive(Debug, Default)]
+pub(crate) struct Lifecycle(AtomicU8);
+
+impl Lifecycle {
+    pub(crate) fn set(&self, phase: Phase) {
+        self.0.store(phase as u8, Ordering::Release);
+    }
+
+    pub(crate) fn phase(&self) -> Phase {
+        match self.0.load(Ordering::Acquire) {
+            0 => Phase::Starting,
+            1 => Phase::Ready,
+            _ => Phase::Stopping,
+        }
+    }
+}
+
+/// What the HTTP listener serves before and after the broker is open: the health endpoints,
+/// and `app` (set once the server is ready) for everything else.
+pub(crate) fn outer_router(lifecycle: Arc<Lifecycle>, app: Arc<OnceLock<Router>>) -> Router {
+    Router::new()
+        .route("/health", get(ready))
+        .route("/health/ready", get(ready))
+        .route("/health/live", get(live))
+        .with_state(lifecycle)
+        .fallback(move |request: Request| {
+            let app = app.get().cloned();
+            async move {
+                match app {
+                    Some(app) => match app.oneshot(request).await {
+                        Ok(response) => response,
+                        Err(never) => match never {},
+                    },
+                    None => status(StatusCode::SERVICE_UNAVAILABLE, "starting"),
+                }
+            }
+        })
+}
+
+fn status(code: StatusCode, status: &str) -> Response {
+    (
+        code,
+        [(header::CONTENT_TYPE, "application/json")],
+        format!("{{\"status\":\"{status}\"}}\n"),
+    )
+        .into_response()
+}
+
+async fn live() -> Response {
+    status(StatusCode::OK, "ok")
+}
+
+async fn ready(State(lifecycle): State<Arc<Lifecycle>>) -> Response {
+    match lifecycle.phase() {
+        Phase::Ready => status(StatusCode::OK, "ok"),
+        Phase::Starting => status(StatusCode::SERVICE_UNAVAILABLE, "starting"),
+        Phase::Stopping => status(StatusCode::SERVICE_UNAVAILABLE, "stopping"),
+    }
+}
 
 #[derive(Clone)]
 pub(crate) struct HttpState {
     pub broker: Arc<Broker>,
     pub connections: Arc<ConnectionMetrics>,
     pub auth: Arc<HttpAuth>,
+    /// When the server started, for `spate_uptime_seconds`.
+    pub started: Instant,
+    /// The data directory, whose filesystem's space `/metrics` reports.
+    pub data_dir: PathBuf,
 }
 
+/// The routes served once the broker is open (behind `http-auth` when it is on).
 pub(crate) fn router(state: HttpState) -> Router {
     let auth = Arc::clone(&state.auth);
     let broker = Arc::clone(&state.broker);
@@ -31,21 +123,12 @@ pub(crate) fn router(state: HttpState) -> Router {
         .route("/v1/usage", get(crate::usage::usage))
         .with_state(state);
     let guarded = http_auth::authorize(guarded, broker, http_auth::Listener::Admin);
-    // Routes added after `protect` are open.
-    http_auth::protect(guarded, auth, http_auth::Listener::Admin).route("/health", get(health))
-}
-
-async fn health() -> impl IntoResponse {
-    (
-        StatusCode::OK,
-        [(header::CONTENT_TYPE, "application/json")],
-        "{\"status\":\"ok\"}\n",
-    )
+    http_auth::protect(guarded, auth, http_auth::Listener::Admin)
 }
 
 async fn metrics(State(state): State<HttpState>) -> impl IntoResponse {
     let mut out = String::with_capacity(4096);
-    state.broker.metrics().render(&mut out);
+    state.broker.render_metrics(&mut out);
     let c = &state.connections;
     for (name, kind, help, value) in [
         (
@@ -166,6 +249,37 @@ async fn metrics(State(state): State<HttpState>) -> impl IntoResponse {
     out.push_str(&sizes);
     render_lag(&state, &mut out);
     crate::usage::render_metrics(&state.broker, &mut out);
+    let _ = writeln!(
+        out,
+        "# HELP spate_build_info The version and git commit of this binary.\n# TYPE spate_build_info gauge\nspate_build_info{{version=\"{}\",commit=\"{}\"}} 1",
+        escape_label(build_info::VERSION),
+        escape_label(build_info::COMMIT)
+    );
+    write_single(
+        &mut out,
+        "spate_uptime_seconds",
+        "gauge",
+        "Seconds since the server started.",
+        state.started.elapsed().as_secs_f64(),
+    );
+    // /proc and statvfs are file reads: off the async workers.
+    let data_dir = state.data_dir.clone();
+    let out = match tokio::task::spawn_blocking(move || {
+        crate::process::render(&mut out, &data_dir);
+        out
+    })
+    .await
+    {
+        Ok(out) => out,
+        Err(err) => {
+            tracing::error!(error = %err, "reading process metrics failed");
+            return (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+                String::from("reading process metrics failed\n"),
+            );
+        }
+    };
     (
         StatusCode::OK,
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
@@ -184,7 +298,9 @@ fn render_lag(state: &HttpState, out: &mut String) {
     for c in &committed {
         let labels = format!(
             "group=\"{}\",topic=\"{}\",partition=\"{}\"",
-            c.group, c.topic, c.partition
+            escape_label(&c.group),
+            c.topic,
+            c.partition
         );
         let _ = writeln!(
             out,

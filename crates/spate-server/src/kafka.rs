@@ -30,7 +30,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
-use kafka_protocol::messages::{RequestKind, ResponseKind};
+use kafka_protocol::messages::{ApiKey, RequestKind, ResponseKind};
 use spate_broker::audit::{AuditEvent, AuditKind};
 use spate_broker::{Broker, Reply};
 use spate_protocol::{DecodeError, Session};
@@ -465,6 +465,14 @@ impl InFlight {
     }
 }
 
+/// A response on its way to the writer, with what its request's timing needs.
+struct Outgoing {
+    pending: Pending,
+    api_key: ApiKey,
+    /// When the request's frame was read.
+    received: std::time::Instant,
+}
+
 impl Listener {
     /// Accepts connections until `stop` turns true.
     pub async fn run(self: Arc<Self>, listener: TcpListener, mut stop: watch::Receiver<bool>) {
@@ -653,7 +661,7 @@ impl Listener {
     {
         let (reader, writer) = tokio::io::split(stream);
         let (tx, rx) = mpsc::channel(self.limits.max_in_flight);
-        let writer = tokio::spawn(write_responses(writer, rx, peer));
+        let writer = tokio::spawn(write_responses(writer, rx, peer, Arc::clone(&self.broker)));
         let principal = session.principal.to_string();
         if let Err(reason) = self.read_requests(reader, peer, session, &tx, stop).await {
             // Malformed or oversized frames, TLS on a plaintext port, requests before SASL.
@@ -671,7 +679,7 @@ impl Listener {
         mut reader: impl AsyncRead + Unpin,
         peer: SocketAddr,
         session: Arc<Session>,
-        tx: &mpsc::Sender<Pending>,
+        tx: &mpsc::Sender<Outgoing>,
         mut stop: watch::Receiver<bool>,
     ) -> Result<(), String> {
         let mut first = true;
@@ -756,6 +764,7 @@ impl Listener {
                 Ok(frame) => frame,
                 Err(err) => return self.frame_failed(peer, &session, err),
             };
+            let received = std::time::Instant::now();
             let request = match spate_protocol::decode_request(body) {
                 Ok(request) => request,
                 Err(DecodeError::UnsupportedVersion {
@@ -765,7 +774,12 @@ impl Listener {
                 }) => {
                     let response =
                         spate_protocol::unsupported_api_versions_response(correlation_id);
-                    if tx.send(Pending::Ready(response)).await.is_err() {
+                    let outgoing = Outgoing {
+                        pending: Pending::Ready(response),
+                        api_key: ApiKey::ApiVersions,
+                        received,
+                    };
+                    if tx.send(outgoing).await.is_err() {
                         return Ok(());
                     }
                     continue;
@@ -843,7 +857,12 @@ impl Listener {
                             "could not encode a {api_key:?} v{version} response"
                         ));
                     };
-                    if tx.send(Pending::Ready(bytes)).await.is_err() {
+                    let outgoing = Outgoing {
+                        pending: Pending::Ready(bytes),
+                        api_key,
+                        received,
+                    };
+                    if tx.send(outgoing).await.is_err() {
                         return Ok(());
                     }
                     match close {
@@ -864,6 +883,7 @@ impl Listener {
             let mut request = request;
             request.peer = Some(peer);
             request.session = Some(Arc::clone(&session));
+            request.received = Some(received);
             let ticket = quota.start(
                 self.broker.client_quotas(),
                 &session.principal,
@@ -876,6 +896,9 @@ impl Listener {
                     if let Some(ticket) = ticket {
                         ticket.finish_without_response();
                     }
+                    self.broker
+                        .metrics()
+                        .observe_request(api_key, received.elapsed());
                     continue;
                 }
                 Reply::Now(mut response) => {
@@ -905,7 +928,12 @@ impl Listener {
                     }))
                 }
             };
-            if tx.send(pending).await.is_err() {
+            let outgoing = Outgoing {
+                pending,
+                api_key,
+                received,
+            };
+            if tx.send(outgoing).await.is_err() {
                 return Ok(());
             }
         }
@@ -927,23 +955,40 @@ fn encode(
     }
 }
 
+/// Writes responses in request order. The buffer is flushed when no further response is ready,
+/// so a request's whole time ends when its response is in the buffer.
 async fn write_responses(
     writer: impl AsyncWrite + Unpin,
-    mut rx: mpsc::Receiver<Pending>,
+    mut rx: mpsc::Receiver<Outgoing>,
     peer: SocketAddr,
+    broker: Arc<Broker>,
 ) {
     let mut writer = BufWriter::with_capacity(64 * 1024, writer);
-    while let Some(pending) = rx.recv().await {
+    while let Some(Outgoing {
+        pending,
+        api_key,
+        received,
+    }) = rx.recv().await
+    {
         let bytes = match pending {
             Pending::Ready(bytes) => bytes,
-            Pending::Task(handle) => match handle.await {
-                Ok(Some(bytes)) => bytes,
-                Ok(None) => break,
-                Err(err) => {
-                    tracing::error!(peer = %peer, error = %err, "request task failed; closing connection");
+            Pending::Task(handle) => {
+                // Answers already written do not wait for this one (an fsync, a long poll).
+                if !handle.is_finished()
+                    && !writer.buffer().is_empty()
+                    && writer.flush().await.is_err()
+                {
                     break;
                 }
-            },
+                match handle.await {
+                    Ok(Some(bytes)) => bytes,
+                    Ok(None) => break,
+                    Err(err) => {
+                        tracing::error!(peer = %peer, error = %err, "request task failed; closing connection");
+                        break;
+                    }
+                }
+            }
         };
         if writer.write_all(&bytes).await.is_err() {
             break;
@@ -951,6 +996,9 @@ async fn write_responses(
         if rx.is_empty() && writer.flush().await.is_err() {
             break;
         }
+        broker
+            .metrics()
+            .observe_request(api_key, received.elapsed());
     }
     let _ = writer.flush().await;
     let _ = writer.into_inner().shutdown().await;

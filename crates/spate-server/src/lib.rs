@@ -1,11 +1,12 @@
 //! Spate's server: listeners, connections, and the wiring of the services.
 //!
-//! [`run`] opens the broker on the data directory and the schema registry on the broker's
-//! `_schemas` topic, binds the Kafka, HTTP and registry listeners, logs one
+//! [`run`] binds the Kafka, HTTP and registry listeners, opens the broker on the data
+//! directory and the schema registry on the broker's `_schemas` topic, logs one
 //! `spate is ready` line (with the bound addresses, so port 0 is usable) and serves until the
 //! shutdown future resolves. Then it stops accepting, lets connections finish what they are
-//! doing (bounded), flushes every log and records a clean shutdown. This crate is the only one
-//! that owns sockets.
+//! doing (bounded), flushes every log and records a clean shutdown. The HTTP listener serves
+//! its health endpoints through all of it (`/health/live` 200; `/health/ready` 503 while
+//! starting and stopping) and stops last. This crate is the only one that owns sockets.
 
 pub mod build_info;
 pub mod config;
@@ -14,6 +15,7 @@ mod http;
 mod http_auth;
 mod kafka;
 pub mod log_levels;
+mod process;
 mod quota;
 mod request_memory;
 mod sasl;
@@ -21,8 +23,8 @@ mod tls;
 mod usage;
 
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
 
 use spate_broker::{Broker, BrokerOptions};
 use spate_registry::{Compatibility, Registry, RegistrySettings};
@@ -80,13 +82,66 @@ pub struct Server {
     /// The `[[listeners]]`: name, protocol, socket, bound address.
     extra_listeners: Vec<(String, SecurityProtocol, TcpListener, SocketAddr)>,
     tls: Option<tokio_rustls::TlsAcceptor>,
-    http_listener: TcpListener,
+    http: HttpServer,
     http_addr: SocketAddr,
     registry_listener: TcpListener,
     registry_addr: SocketAddr,
     advertised: (String, u16),
     broker: Arc<Broker>,
     registry: Arc<Registry>,
+    started: Instant,
+}
+
+/// The HTTP listener, serving from bind to the end of shutdown; aborted if dropped before.
+struct HttpServer {
+    lifecycle: Arc<http::Lifecycle>,
+    /// The full router, set when the server is ready.
+    app: Arc<OnceLock<axum::Router>>,
+    stop: watch::Sender<bool>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl HttpServer {
+    fn start(listener: TcpListener) -> HttpServer {
+        let lifecycle = Arc::new(http::Lifecycle::default());
+        let app = Arc::new(OnceLock::new());
+        let (stop, mut stopped) = watch::channel(false);
+        let router = http::outer_router(Arc::clone(&lifecycle), Arc::clone(&app));
+        let task = tokio::spawn(async move {
+            let serve = axum::serve(
+                listener,
+                router.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .with_graceful_shutdown(async move {
+                let _ = stopped.wait_for(|s| *s).await;
+            });
+            if let Err(err) = serve.await {
+                tracing::error!(error = %err, "http listener failed");
+            }
+        });
+        HttpServer {
+            lifecycle,
+            app,
+            stop,
+            task: Some(task),
+        }
+    }
+
+    /// Stops accepting, lets requests in progress finish, and waits.
+    async fn stop(mut self) {
+        let _ = self.stop.send(true);
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for HttpServer {
+    fn drop(&mut self) {
+        if let Some(task) = &self.task {
+            task.abort();
+        }
+    }
 }
 
 impl std::fmt::Debug for Server {
@@ -100,7 +155,10 @@ impl std::fmt::Debug for Server {
 
 impl Server {
     /// Binds the listeners and opens the broker's data (recovering it if needed).
+    /// The HTTP listener answers its health endpoints from here on (`/health/ready`: 503
+    /// until [`Server::serve`] is serving).
     pub async fn bind(config: Config) -> Result<Server, ServerError> {
+        let started = Instant::now();
         config.validate()?;
         raise_fd_limit();
         let bind_error = |addr: SocketAddr| move |source| ServerError::Bind { addr, source };
@@ -116,6 +174,7 @@ impl Server {
         let http_addr = http_listener
             .local_addr()
             .map_err(bind_error(config.http_listen))?;
+        let http = HttpServer::start(http_listener);
         let registry_listener = TcpListener::bind(config.registry_listen)
             .await
             .map_err(bind_error(config.registry_listen))?;
@@ -220,13 +279,14 @@ impl Server {
             kafka_addr,
             extra_listeners,
             tls,
-            http_listener,
+            http,
             http_addr,
             registry_listener,
             registry_addr,
             advertised,
             broker,
             registry,
+            started,
         })
     }
 
@@ -261,13 +321,14 @@ impl Server {
             kafka_addr,
             extra_listeners,
             tls,
-            http_listener,
+            http,
             http_addr,
             registry_listener,
             registry_addr,
             advertised: (advertised_host, advertised_port),
             broker,
             registry,
+            started,
         } = self;
         let (stop_tx, stop_rx) = watch::channel(false);
         let connection_metrics = Arc::new(kafka::ConnectionMetrics::default());
@@ -335,24 +396,14 @@ impl Server {
             broker.credential_store(),
             tokens,
         ));
-        let mut http_stop = stop_rx.clone();
         let router = http::router(http::HttpState {
             broker: Arc::clone(&broker),
             connections: connection_metrics,
             auth: Arc::clone(&http_auth),
+            started,
+            data_dir: config.data_dir.clone(),
         });
-        let http = tokio::spawn(async move {
-            let serve = axum::serve(
-                http_listener,
-                router.into_make_service_with_connect_info::<SocketAddr>(),
-            )
-            .with_graceful_shutdown(async move {
-                let _ = http_stop.wait_for(|s| *s).await;
-            });
-            if let Err(err) = serve.await {
-                tracing::error!(error = %err, "http listener failed");
-            }
-        });
+        let _ = http.app.set(router);
 
         // The registry follows `_schemas` while it runs, so records other writers append
         // there are served without a restart.
@@ -400,6 +451,7 @@ impl Server {
             },
         ));
 
+        http.lifecycle.set(http::Phase::Ready);
         tracing::info!(
             version = build_info::VERSION,
             commit = build_info::COMMIT,
@@ -415,6 +467,7 @@ impl Server {
         );
 
         shutdown.await;
+        http.lifecycle.set(http::Phase::Stopping);
         tracing::info!("shutting down");
         let stopping = std::time::Instant::now();
         let step = |what: &str| {
@@ -436,10 +489,9 @@ impl Server {
             tracing::warn!("connections still busy after the grace period; closing them");
         }
         step("connections finished");
-        let _ = http.await;
         let _ = registry_api.await;
         let _ = registry_tail.await;
-        step("http listeners and the registry stopped");
+        step("registry stopped");
         let _ = maintenance.await;
         step("maintenance stopped");
         let _ = usage_stop.send(());
@@ -453,6 +505,7 @@ impl Server {
             .await
             .map_err(|e| ServerError::Task(e.to_string()))?;
         step("logs flushed");
+        http.stop().await;
         tracing::info!("stopped");
         Ok(())
     }

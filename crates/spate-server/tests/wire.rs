@@ -1,6 +1,7 @@
 //! Wire-level tests against an in-process server: bad input gets the answer Kafka gives (or the
 //! connection closed where Kafka closes it), the broker keeps serving everyone else, nothing
 //! acknowledged is lost, responses keep request order, and long polls end when data arrives.
+//! The HTTP listener's health endpoints tell a starting server from a ready one.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -83,6 +84,13 @@ impl Raw {
     }
 
     async fn send<R: Encodable>(&mut self, api: ApiKey, version: i16, request: &R) -> i32 {
+        let (id, frame) = self.frame(api, version, request);
+        self.stream.write_all(&frame).await.expect("write");
+        id
+    }
+
+    /// A request's frame, with its correlation id, for sending later (several in one write).
+    fn frame<R: Encodable>(&mut self, api: ApiKey, version: i16, request: &R) -> (i32, BytesMut) {
         let id = self.next_id;
         self.next_id += 1;
         let mut body = BytesMut::new();
@@ -96,8 +104,7 @@ impl Raw {
         let mut frame = BytesMut::new();
         frame.put_i32(body.len() as i32);
         frame.put_slice(&body);
-        self.stream.write_all(&frame).await.expect("write");
-        id
+        (id, frame)
     }
 
     async fn send_raw(&mut self, bytes: &[u8]) {
@@ -452,6 +459,38 @@ async fn pipelined_requests_are_answered_in_order() {
 }
 
 #[tokio::test]
+async fn an_answer_is_not_held_back_by_a_long_poll_behind_it() {
+    let server = TestServer::start(|_| {}).await;
+    let mut consumer = Raw::connect(server.addr).await;
+    let mut producer = Raw::connect(server.addr).await;
+    create_topic(&mut producer, "behind", &[]).await;
+    // In one write: a fetch answered at once (max wait 0), then one that waits 60 s for data.
+    // The first answer must reach the client while the second waits: the test's deadline
+    // (20 s) is far shorter than the wait.
+    let (first, mut frames) = consumer.frame(ApiKey::Fetch, 12, &fetch_request("behind", 0, 0));
+    let (second, frame) = consumer.frame(ApiKey::Fetch, 12, &fetch_request("behind", 0, 60_000));
+    frames.put_slice(&frame);
+    consumer.send_raw(&frames).await;
+    let answered: FetchResponse = consumer.recv_response(ApiKey::Fetch, 12, first).await;
+    assert_eq!(answered.responses[0].partitions[0].error_code, 0);
+    assert!(
+        answered.responses[0].partitions[0]
+            .records
+            .as_ref()
+            .is_none_or(|r| r.is_empty())
+    );
+    produce(&mut producer, "behind", batch(&[b"wake up"])).await;
+    let woken: FetchResponse = consumer.recv_response(ApiKey::Fetch, 12, second).await;
+    assert!(
+        woken.responses[0].partitions[0]
+            .records
+            .as_ref()
+            .is_some_and(|r| !r.is_empty())
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn long_poll_fetch_is_answered_when_data_arrives() {
     let server = TestServer::start(|_| {}).await;
     let mut consumer = Raw::connect(server.addr).await;
@@ -682,4 +721,76 @@ async fn a_member_that_dies_during_a_rebalance_is_dropped_at_its_session_timeout
     );
     assert_eq!(joined_b.members.len(), 1);
     server.stop().await;
+}
+
+/// `GET path` over HTTP/1.1: the status code and the body.
+async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    let exchange = async {
+        let mut stream = TcpStream::connect(addr).await.expect("connect");
+        let request = format!("GET {path} HTTP/1.1\r\nHost: spate\r\nConnection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.expect("write");
+        let mut response = Vec::new();
+        stream.read_to_end(&mut response).await.expect("read");
+        String::from_utf8(response).expect("utf-8")
+    };
+    let response = tokio::time::timeout(DEADLINE, exchange)
+        .await
+        .expect("an answer before the deadline");
+    let status = response
+        .split(' ')
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_else(|| panic!("no status line in {response:?}"));
+    let body = response
+        .split_once("\r\n\r\n")
+        .map_or(String::new(), |(_, body)| body.to_string());
+    (status, body)
+}
+
+#[tokio::test]
+async fn health_says_starting_until_the_server_serves_and_liveness_holds_throughout() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = Config {
+        data_dir: dir.path().to_path_buf(),
+        kafka_listen: "127.0.0.1:0".parse().expect("addr"),
+        http_listen: "127.0.0.1:0".parse().expect("addr"),
+        registry_listen: "127.0.0.1:0".parse().expect("addr"),
+        ..Config::default()
+    };
+    // Bound and opened, not serving yet: what an orchestrator sees during a long recovery.
+    let server = Server::bind(config).await.expect("bind");
+    let http = server.http_addr();
+    let starting = "{\"status\":\"starting\"}\n".to_string();
+    assert_eq!(
+        http_get(http, "/health/live").await,
+        (200, "{\"status\":\"ok\"}\n".into())
+    );
+    assert_eq!(
+        http_get(http, "/health/ready").await,
+        (503, starting.clone())
+    );
+    assert_eq!(http_get(http, "/health").await, (503, starting.clone()));
+    assert_eq!(http_get(http, "/metrics").await, (503, starting));
+
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(server.serve(async move {
+        let _ = stopped.await;
+    }));
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while http_get(http, "/health/ready").await.0 != 200 {
+        assert!(tokio::time::Instant::now() < deadline, "never ready");
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(http_get(http, "/health").await.0, 200);
+    let (status, metrics) = http_get(http, "/metrics").await;
+    assert_eq!(status, 200);
+    assert!(metrics.contains("spate_uptime_seconds "), "{metrics}");
+    assert_eq!(http_get(http, "/no-such-path").await.0, 404);
+
+    let _ = stop.send(());
+    task.await.expect("server task").expect("clean stop");
+    assert!(
+        TcpStream::connect(http).await.is_err(),
+        "the HTTP listener stops last, with the server"
+    );
 }

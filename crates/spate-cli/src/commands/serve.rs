@@ -122,6 +122,9 @@ pub struct ServeArgs {
     /// Log filter, e.g. `info` or `spate_broker=debug`.
     #[arg(long, env = "SPATE_LOG", default_value = "info")]
     pub log: String,
+    /// Log lines on stderr: text, or json (one object per line) [default: text].
+    #[arg(long, env = "SPATE_LOG_FORMAT", value_parser = spate_server::config::LogFormat::parse)]
+    pub log_format: Option<spate_server::config::LogFormat>,
 }
 
 fn parse_authorizer(value: &str) -> Result<spate_server::config::AuthorizerKind, String> {
@@ -263,6 +266,9 @@ impl ServeArgs {
         for (name, value) in self.topic_defaults {
             config.topic_defaults.insert(name, value);
         }
+        if let Some(v) = self.log_format {
+            config.log_format = v;
+        }
         config.validate()?;
         Ok(config)
     }
@@ -272,24 +278,47 @@ impl ServeArgs {
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     let filter = tracing_subscriber::EnvFilter::try_new(&args.log)
         .with_context(|| format!("invalid log filter {:?}", args.log))?;
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_filter_reloading();
+    // The format may come from the config file, so the config is read first; nothing logs
+    // while it is.
+    let directives = args.log.clone();
+    let config = args.into_config()?;
     // Log levels change at runtime through BROKER_LOGGER configs (kafka-configs
-    // --entity-type broker-loggers).
-    let reload = builder.reload_handle();
-    builder.init();
+    // --entity-type broker-loggers): the filter is reloadable whatever the format.
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let reload: Box<dyn Fn(tracing_subscriber::EnvFilter) -> Result<(), String> + Send + Sync> =
+        match config.log_format {
+            spate_server::config::LogFormat::Text => {
+                let logs = logs
+                    .with_ansi(std::io::stderr().is_terminal())
+                    .with_filter_reloading();
+                let handle = logs.reload_handle();
+                logs.init();
+                Box::new(move |filter| handle.reload(filter).map_err(|e| e.to_string()))
+            }
+            // Fields beside `message` at the top level, as log shippers index them; no span
+            // context (Spate's events carry their own fields).
+            spate_server::config::LogFormat::Json => {
+                let logs = logs
+                    .json()
+                    .flatten_event(true)
+                    .with_current_span(false)
+                    .with_span_list(false)
+                    .with_filter_reloading();
+                let handle = logs.reload_handle();
+                logs.init();
+                Box::new(move |filter| handle.reload(filter).map_err(|e| e.to_string()))
+            }
+        };
     spate_server::log_levels::install(
-        &args.log,
+        &directives,
         Box::new(move |directives: &str| {
             let filter = tracing_subscriber::EnvFilter::try_new(directives)
                 .map_err(|e| format!("invalid log filter {directives:?}: {e}"))?;
-            reload.reload(filter).map_err(|e| e.to_string())
+            reload(filter)
         }),
     );
-    let config = args.into_config()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("spate-worker")
