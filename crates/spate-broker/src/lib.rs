@@ -20,6 +20,7 @@ pub mod error;
 mod fetch;
 pub mod groups;
 mod internal;
+mod log_dirs;
 mod maintenance;
 mod metadata;
 mod metrics;
@@ -374,6 +375,9 @@ impl Broker {
             RequestKind::DescribeCluster(req) => Reply::Now(ResponseKind::DescribeCluster(
                 self.describe_cluster(req, &advertised, caller),
             )),
+            RequestKind::DescribeLogDirs(req) => {
+                Reply::Now(ResponseKind::DescribeLogDirs(self.describe_log_dirs(req)))
+            }
             RequestKind::ConsumerGroupHeartbeat(req) => {
                 Reply::Now(ResponseKind::ConsumerGroupHeartbeat(
                     self.consumer_group_heartbeat(req, version, &client_id, &client_host),
