@@ -17,8 +17,9 @@
 //! - **JSON Schema** payloads are the JSON text, checked against the schema before writing.
 //! - **Protobuf** uses the Protobuf JSON mapping (`prost-reflect`): field names in
 //!   lowerCamelCase (proto names accepted on input), 64-bit integers as strings, enums by
-//!   name, default values printed. Message indexes count every nested type, map entries
-//!   included, as Confluent's serializers (Java and Python) count them.
+//!   name, default values printed. Message indexes skip map entries, as `spate-schema`'s
+//!   validator and Confluent's Java serializer with a `.proto` text schema do (Confluent's
+//!   Python serializer counts them; see compat/FINDINGS.md).
 //!
 //! This module does the registry calls (blocking, through [`Registry`]) and no other I/O.
 
@@ -447,7 +448,12 @@ fn split_protobuf<'p>(
     for &index in &path[1..] {
         message = usize::try_from(index)
             .ok()
-            .and_then(|i| message.child_messages().nth(i))
+            .and_then(|i| {
+                message
+                    .child_messages()
+                    .filter(|m| !m.is_map_entry())
+                    .nth(i)
+            })
             .ok_or_else(|| out_of_range(index))?;
     }
     Ok((message, rest))
@@ -463,6 +469,7 @@ fn message_indexes(message: &MessageDescriptor, file: &prost_reflect::FileDescri
             Some(parent) => {
                 let index = parent
                     .child_messages()
+                    .filter(|m| !m.is_map_entry())
                     .position(|m| m == current)
                     .unwrap_or(0);
                 path.push(index as i32);
@@ -1008,7 +1015,7 @@ mod tests {
     }
 
     #[test]
-    fn protobuf_message_indexes_follow_confluents_encoding() {
+    fn protobuf_message_indexes_are_read_as_the_brokers_validator_reads_them() {
         let text = r#"syntax = "proto3"; package p;
             message A { message Inner { int32 x = 1; } map<string, int32> m = 1; message Deep { } }
             message B { int64 id = 1; string name = 2; }"#;
@@ -1021,12 +1028,17 @@ mod tests {
         let by_name = |n: &str| file.parent_pool().get_message_by_name(n).expect("message");
         assert_eq!(message_indexes(&by_name("p.A"), file), vec![0]);
         assert_eq!(message_indexes(&by_name("p.B"), file), vec![2, 2]);
-        // The map entry of A counts, as in Confluent's serializers: Deep is A's third.
-        assert_eq!(message_indexes(&by_name("p.A.Deep"), file), vec![4, 0, 4]);
-        let (deep, rest) = split_protobuf(file, &[4, 0, 4, 9]).expect("splits");
+        // The map entry of A does not count (as spate-schema's validator reads indexes):
+        // Deep is A's second nested message.
+        assert_eq!(message_indexes(&by_name("p.A.Deep"), file), vec![4, 0, 2]);
+        let (deep, rest) = split_protobuf(file, &[4, 0, 2, 9]).expect("splits");
         assert_eq!(deep.full_name(), "p.A.Deep");
         assert_eq!(rest, &[9]);
         assert!(split_protobuf(file, &[2, 6]).is_err(), "no fourth message");
+        assert!(
+            split_protobuf(file, &[4, 0, 4]).is_err(),
+            "A has two nested messages"
+        );
 
         let codec = Codec {
             id: 3,
