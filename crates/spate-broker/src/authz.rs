@@ -38,10 +38,11 @@ use kafka_protocol::messages::{
     AddOffsetsToTxnResponse, AddPartitionsToTxnResponse, AlterClientQuotasResponse,
     AlterUserScramCredentialsResponse, ApiKey, ConsumerGroupHeartbeatResponse, CreateAclsResponse,
     DeleteAclsResponse, DescribeAclsResponse, DescribeClientQuotasResponse,
-    DescribeUserScramCredentialsResponse, EndTxnResponse, HeartbeatResponse,
-    InitProducerIdResponse, JoinGroupResponse, LeaveGroupResponse, OffsetCommitResponse,
-    OffsetDeleteResponse, OffsetFetchResponse, ProduceRequest, ProduceResponse, ProducerId,
-    RequestKind, ResponseKind, SyncGroupResponse, TxnOffsetCommitResponse,
+    DescribeLogDirsResponse, DescribeUserScramCredentialsResponse, EndTxnResponse,
+    HeartbeatResponse, InitProducerIdResponse, JoinGroupResponse, LeaveGroupResponse,
+    OffsetCommitResponse, OffsetDeleteResponse, OffsetFetchResponse, ProduceRequest,
+    ProduceResponse, ProducerId, RequestKind, ResponseKind, SyncGroupResponse,
+    TxnOffsetCommitResponse,
 };
 use kafka_protocol::protocol::StrBytes;
 use spate_auth::acl::{CLUSTER_NAME, Decision, Operation, ResourceType};
@@ -467,6 +468,12 @@ impl Broker {
                     ConsumerGroupHeartbeatResponse::default()
                         .with_error_code(error.code())
                         .with_heartbeat_interval_ms(0),
+                ))
+            }
+            RequestKind::DescribeLogDirs(_) => {
+                let error = cluster(Operation::Describe)?;
+                Some(ResponseKind::DescribeLogDirs(
+                    DescribeLogDirsResponse::default().with_error_code(error.code()),
                 ))
             }
             RequestKind::InitProducerId(req) => {

@@ -22,6 +22,7 @@ mod fetch;
 mod group_configs;
 pub mod groups;
 mod internal;
+mod log_dirs;
 pub mod loggers;
 mod maintenance;
 mod metadata;
@@ -423,6 +424,9 @@ impl Broker {
             RequestKind::DescribeCluster(req) => Reply::Now(ResponseKind::DescribeCluster(
                 self.describe_cluster(req, &advertised, caller),
             )),
+            RequestKind::DescribeLogDirs(req) => {
+                Reply::Now(ResponseKind::DescribeLogDirs(self.describe_log_dirs(req)))
+            }
             RequestKind::ConsumerGroupHeartbeat(req) => {
                 Reply::Now(ResponseKind::ConsumerGroupHeartbeat(
                     self.consumer_group_heartbeat(req, version, &client_id, &client_host),

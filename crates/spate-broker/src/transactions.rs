@@ -932,9 +932,16 @@ impl Broker {
             };
             let meta = entry.lock().await.clone();
             let mut by_topic: BTreeMap<String, Vec<i32>> = BTreeMap::new();
+            // A completed (or empty) transaction has no partitions in Kafka's answer, whatever
+            // the coordinator still remembers of the last one.
+            let in_transaction = matches!(
+                meta.state,
+                TxnState::Ongoing | TxnState::PrepareCommit | TxnState::PrepareAbort
+            );
             // Topics the caller may not describe are left out, as Kafka does.
             for (topic, partition) in meta.partitions.iter().filter(|(topic, _)| {
-                self.allows_quietly(caller, Operation::Describe, ResourceType::Topic, topic)
+                in_transaction
+                    && self.allows_quietly(caller, Operation::Describe, ResourceType::Topic, topic)
             }) {
                 by_topic.entry(topic.clone()).or_default().push(*partition);
             }

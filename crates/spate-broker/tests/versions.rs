@@ -308,6 +308,19 @@ fn requests(api: ApiKey, version: i16, topic_id: uuid::Uuid) -> Vec<RequestKind>
                     .with_count(3),
             ]),
         )],
+        ApiKey::DescribeLogDirs => vec![
+            RequestKind::DescribeLogDirs(DescribeLogDirsRequest::default().with_topics(None)),
+            RequestKind::DescribeLogDirs(DescribeLogDirsRequest::default().with_topics(Some(
+                vec![
+                    describe_log_dirs_request::DescribableLogDirTopic::default()
+                        .with_topic(name.clone())
+                        .with_partitions(vec![0, 9]),
+                    describe_log_dirs_request::DescribableLogDirTopic::default()
+                        .with_topic(unknown.clone())
+                        .with_partitions(vec![0]),
+                ],
+            ))),
+        ],
         ApiKey::DescribeCluster => vec![RequestKind::DescribeCluster(
             DescribeClusterRequest::default().with_include_cluster_authorized_operations(true),
         )],

@@ -8,6 +8,9 @@ use clap::{Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(name = "spate", version = spate_server::build_info::VERSION_LINE, about)]
 struct Cli {
+    /// Connection profile to use [default: the current one; see `spate profile`].
+    #[arg(long, global = true, env = "SPATE_PROFILE", value_name = "NAME")]
+    profile: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -18,14 +21,18 @@ enum Command {
     Serve(Box<commands::serve::ServeArgs>),
     /// Create, list, describe, alter and delete topics.
     Topic(commands::topic::TopicArgs),
-    /// Produce lines from stdin to a topic.
+    /// Produce lines (text or JSON) from stdin to a topic, schema'd or not.
     Produce(commands::produce::ProduceArgs),
-    /// Consume records from a topic.
+    /// Consume records from a topic, alone or as a member of a consumer group.
     Consume(commands::consume::ConsumeArgs),
     /// List, describe and delete consumer groups, and reset their offsets.
     Group(commands::group::GroupArgs),
-    /// Register, get, list, check and delete schemas, and set compatibility (schema registry).
+    /// Register, get, list, check and delete schemas; compatibility, modes, contexts.
     Schema(commands::schema::SchemaArgs),
+    /// Cluster info and health, broker configs, transactions.
+    Cluster(commands::cluster::ClusterArgs),
+    /// Create, use, list and delete connection profiles (brokers, registry, security).
+    Profile(commands::profile::ProfileArgs),
     /// Create, delete and list SCRAM users (AlterUserScramCredentials).
     User(commands::user::UserArgs),
     /// Add, list and remove ACLs (like kafka-acls).
@@ -36,6 +43,7 @@ enum Command {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    commands::profile::select(cli.profile);
     let result = match cli.command {
         Command::Serve(args) => commands::serve::run(*args),
         Command::Topic(args) => commands::topic::run(args),
@@ -43,6 +51,8 @@ fn main() -> std::process::ExitCode {
         Command::Consume(args) => commands::consume::run(args),
         Command::Group(args) => commands::group::run(args),
         Command::Schema(args) => commands::schema::run(args),
+        Command::Cluster(args) => commands::cluster::run(args),
+        Command::Profile(args) => commands::profile::run(args),
         Command::User(args) => commands::user::run(args),
         Command::Acl(args) => commands::acl::run(args),
         Command::Quota(args) => commands::quota::run(args),

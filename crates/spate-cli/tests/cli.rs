@@ -59,6 +59,8 @@ impl Server {
             .env_remove("SPATE_REGISTRY_USER")
             .env_remove("SPATE_REGISTRY_PASSWORD")
             .env_remove("SPATE_REGISTRY_TOKEN")
+            // No connection profile of the machine may leak in (`spate profile`).
+            .env("XDG_CONFIG_HOME", self.serve.config_home())
             .envs(env.iter().copied());
         let output = run_to_end(command, stdin, COMMAND_DEADLINE).unwrap_or_else(|stderr| {
             panic!(
@@ -330,8 +332,19 @@ fn keyed_lines_with_headers_round_trip_in_every_codec() {
             ],
             lines.as_bytes(),
         );
-        assert!(run.stdout.is_empty(), "produce prints nothing on success");
-        assert!(run.stderr.is_empty(), "{}", run.stderr);
+        assert!(run.stdout.is_empty(), "produce prints nothing to stdout");
+        assert_eq!(
+            run.stderr.lines().collect::<Vec<_>>().len(),
+            1,
+            "only the report on stderr: {}",
+            run.stderr
+        );
+        assert!(
+            run.stderr
+                .starts_with(&format!("produced 300 records to {topic} (partition 0: ")),
+            "{}",
+            run.stderr
+        );
 
         let records = server.consume_all(&topic);
         assert_eq!(records.len(), 300, "{codec}");

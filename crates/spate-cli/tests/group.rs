@@ -44,7 +44,11 @@ impl Server {
     /// Runs `spate ARGS` against this server with `stdin` as input.
     fn run(&self, args: &[&str], stdin: &[u8]) -> Run {
         let mut command = Command::new(env!("CARGO_BIN_EXE_spate"));
-        command.args(args).env("SPATE_BROKERS", &self.kafka_addr);
+        command
+            .args(args)
+            .env("SPATE_BROKERS", &self.kafka_addr)
+            // No connection profile of the machine may leak in (`spate profile`).
+            .env("XDG_CONFIG_HOME", self.serve.config_home());
         let output = run_to_end(command, stdin, COMMAND_DEADLINE).unwrap_or_else(|_| {
             panic!(
                 "`spate {}` did not finish within {COMMAND_DEADLINE:?}; server log:\n{}",

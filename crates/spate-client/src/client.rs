@@ -22,6 +22,10 @@ use crate::connection::{Connection, Timeouts};
 use crate::error::{Error, KafkaError, Result, code};
 use crate::security::{Security, SecurityConfig};
 
+/// How long a topic asked to be auto-created may stay unknown before the client concludes
+/// the cluster will not create it.
+const AUTO_CREATE_GRACE: Duration = Duration::from_secs(1);
+
 /// How a [`Client`] reaches the cluster.
 #[derive(Debug, Clone)]
 pub struct ClientConfig {
@@ -414,7 +418,8 @@ impl Client {
         topic: &str,
         allow_auto_create: bool,
     ) -> Result<TopicMetadata> {
-        let deadline = tokio::time::Instant::now() + self.inner.config.timeouts.request;
+        let start = tokio::time::Instant::now();
+        let deadline = start + self.inner.config.timeouts.request;
         let mut backoff = Duration::from_millis(50);
         loop {
             let metadata = self
@@ -428,6 +433,17 @@ impl Client {
             let error = match &found.error {
                 Some(e) if e.code == code::UNKNOWN_TOPIC_OR_PARTITION && !allow_auto_create => {
                     return Err(Error::UnknownTopic {
+                        topic: topic.to_string(),
+                    });
+                }
+                // A broker that creates topics on request answers LEADER_NOT_AVAILABLE while it
+                // does; UNKNOWN_TOPIC_OR_PARTITION means it will not. A short grace covers a
+                // topic created a moment ago on another broker.
+                Some(e)
+                    if e.code == code::UNKNOWN_TOPIC_OR_PARTITION
+                        && start.elapsed() >= AUTO_CREATE_GRACE =>
+                {
+                    return Err(Error::TopicNotAutoCreated {
                         topic: topic.to_string(),
                     });
                 }

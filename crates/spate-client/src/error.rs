@@ -137,6 +137,16 @@ pub enum Error {
         /// The topic.
         topic: String,
     },
+    /// The topic does not exist and the cluster did not create it when asked to (topic
+    /// auto-creation is off, or the principal may not create topics).
+    #[error(
+        "topic {topic:?} does not exist and the cluster does not create topics on first use; \
+         create it first (spate topic create {topic})"
+    )]
+    TopicNotAutoCreated {
+        /// The topic.
+        topic: String,
+    },
     /// A partition number outside the topic.
     #[error("topic {topic:?} has no partition {partition} (it has {partition_count})")]
     UnknownPartition {
@@ -327,6 +337,8 @@ pub mod code {
     pub const TOPIC_ALREADY_EXISTS: i16 = 36;
     /// The broker is not the controller.
     pub const NOT_CONTROLLER: i16 = 41;
+    /// The group is rebalancing; rejoin.
+    pub const REBALANCE_IN_PROGRESS: i16 = 27;
     /// The group still has members.
     pub const NON_EMPTY_GROUP: i16 = 68;
     /// The group does not exist.
@@ -337,6 +349,8 @@ pub mod code {
     pub const UNKNOWN_LEADER_EPOCH: i16 = 75;
     /// A transaction is committing offsets of the partition; retry shortly.
     pub const UNSTABLE_OFFSET_COMMIT: i16 = 88;
+    /// The member must rejoin with the member id the coordinator gave it (KIP-394).
+    pub const MEMBER_ID_REQUIRED: i16 = 79;
     /// The topic id is not known to the broker.
     pub const UNKNOWN_TOPIC_ID: i16 = 100;
     /// The topic id in the request does not match the topic name.

@@ -248,7 +248,7 @@ fn kafka_error(
 }
 
 /// Whether looking up the coordinator again and retrying can help.
-fn is_coordinator_retriable(error: &Error) -> bool {
+pub(crate) fn is_coordinator_retriable(error: &Error) -> bool {
     match error.kafka_code() {
         Some(
             code::COORDINATOR_LOAD_IN_PROGRESS
@@ -273,15 +273,28 @@ fn missing(conn: &Connection, api: ApiKey, version: i16, what: String) -> Error 
 impl Client {
     /// Finds the coordinator of `group` (FindCoordinator with key type 0).
     pub async fn find_group_coordinator(&self, group: &str) -> Result<Coordinator> {
+        self.find_coordinator(KEY_TYPE_GROUP, group).await
+    }
+
+    /// Finds the coordinator of a key: a group (key type 0) or a transactional id (1).
+    pub async fn find_coordinator(&self, key_type: i8, key: &str) -> Result<Coordinator> {
+        let group = key;
+        let what = if key_type == KEY_TYPE_GROUP {
+            "group"
+        } else {
+            "transactional id"
+        };
         let conn = self.any_broker().await?;
         let version = conn.version::<FindCoordinatorRequest>()?;
-        let context = || format!("find the coordinator of group {group:?}");
+        let context = || format!("find the coordinator of {what} {group:?}");
         let request = if version >= 4 {
             FindCoordinatorRequest::default()
-                .with_key_type(KEY_TYPE_GROUP)
+                .with_key_type(key_type)
                 .with_coordinator_keys(vec![text(group)])
         } else {
-            FindCoordinatorRequest::default().with_key(text(group))
+            FindCoordinatorRequest::default()
+                .with_key_type(key_type)
+                .with_key(text(group))
         };
         let response = conn.send(&request, version).await?;
         if version >= 4 {
@@ -294,7 +307,7 @@ impl Client {
                         &conn,
                         ApiKey::FindCoordinator,
                         version,
-                        format!("no coordinator for group {group:?}"),
+                        format!("no coordinator for {what} {group:?}"),
                     )
                 })?;
             kafka_error(context, found.error_code, found.error_message.as_ref())?;
@@ -319,7 +332,10 @@ impl Client {
 
     /// A connection to `coordinator`: the client's connection to that node when metadata
     /// knows it, else a new one to the address FindCoordinator gave.
-    async fn coordinator_connection(&self, coordinator: &Coordinator) -> Result<Arc<Connection>> {
+    pub(crate) async fn coordinator_connection(
+        &self,
+        coordinator: &Coordinator,
+    ) -> Result<Arc<Connection>> {
         match self.broker(coordinator.node_id).await {
             Err(Error::UnknownBroker { .. }) => {}
             other => return other,

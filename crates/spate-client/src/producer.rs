@@ -86,6 +86,16 @@ impl Default for ProducerConfig {
     }
 }
 
+/// What the brokers acknowledged for one partition.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AckedPartition {
+    /// Records acknowledged.
+    pub records: u64,
+    /// Offset of the last record acknowledged (the highest), `None` with `acks=0` (no answer
+    /// carries offsets).
+    pub last_offset: Option<i64>,
+}
+
 /// Records that could not be produced.
 #[derive(Debug, Clone)]
 pub struct ProduceFailure {
@@ -114,7 +124,7 @@ struct Outcome {
     leader: i32,
     batches: Vec<ReadyBatch>,
     /// Per-partition error of the answer, or the request's error.
-    result: Result<HashMap<i32, Option<KafkaError>>>,
+    result: Result<HashMap<i32, PartitionAnswer>>,
 }
 
 type OutcomeFuture = Pin<Box<dyn std::future::Future<Output = Outcome> + Send>>;
@@ -130,6 +140,7 @@ pub struct Producer {
     retries: Vec<ReadyBatch>,
     failures: Vec<ProduceFailure>,
     acked_records: u64,
+    acked_partitions: BTreeMap<i32, AckedPartition>,
     failed_records: u64,
 }
 
@@ -171,6 +182,7 @@ impl Producer {
             retries: Vec::new(),
             failures: Vec::new(),
             acked_records: 0,
+            acked_partitions: BTreeMap::new(),
             failed_records: 0,
         })
     }
@@ -256,6 +268,11 @@ impl Producer {
         self.acked_records
     }
 
+    /// Acknowledged records per partition, with the last offset of each.
+    pub fn acked_partitions(&self) -> &BTreeMap<i32, AckedPartition> {
+        &self.acked_partitions
+    }
+
     /// Records that failed.
     pub fn failed_records(&self) -> u64 {
         self.failed_records
@@ -314,8 +331,9 @@ impl Producer {
                     }));
                 }
                 Ok(None) => {
-                    self.acked_records +=
-                        batches.iter().map(|b| b.record_count as u64).sum::<u64>();
+                    for batch in &batches {
+                        self.acked(batch.partition, batch.record_count, None);
+                    }
                 }
                 Err(error) => self.handle(Outcome {
                     leader,
@@ -386,8 +404,12 @@ impl Producer {
             Ok(errors) => {
                 for batch in outcome.batches {
                     match errors.get(&batch.partition) {
-                        Some(None) => self.acked_records += batch.record_count as u64,
-                        Some(Some(error)) => {
+                        Some((None, base_offset)) => {
+                            let last = (*base_offset >= 0)
+                                .then(|| base_offset + batch.record_count as i64 - 1);
+                            self.acked(batch.partition, batch.record_count, last);
+                        }
+                        Some((Some(error), _)) => {
                             let partition = batch.partition;
                             let error = Arc::new(Error::Kafka {
                                 context: format!("produce to {}-{partition}", self.topic.name),
@@ -456,6 +478,13 @@ impl Producer {
         }
     }
 
+    fn acked(&mut self, partition: i32, record_count: usize, last_offset: Option<i64>) {
+        self.acked_records += record_count as u64;
+        let acked = self.acked_partitions.entry(partition).or_default();
+        acked.records += record_count as u64;
+        acked.last_offset = acked.last_offset.max(last_offset);
+    }
+
     fn fail(&mut self, partition: i32, record_count: usize, error: Arc<Error>) {
         self.failed_records += record_count as u64;
         self.failures.push(ProduceFailure {
@@ -490,8 +519,11 @@ impl Producer {
     }
 }
 
-/// The error (or none) of each partition in a Produce answer, with the broker's messages.
-fn partition_errors(response: ProduceResponse) -> HashMap<i32, Option<KafkaError>> {
+/// A partition's error (with the broker's messages) or none, and the base offset of the batch.
+type PartitionAnswer = (Option<KafkaError>, i64);
+
+/// The answer of each partition in a Produce response.
+fn partition_errors(response: ProduceResponse) -> HashMap<i32, PartitionAnswer> {
     let mut errors = HashMap::new();
     for topic_response in response.responses {
         for p in topic_response.partition_responses {
@@ -509,7 +541,10 @@ fn partition_errors(response: ProduceResponse) -> HashMap<i32, Option<KafkaError
             }
             errors.insert(
                 p.index,
-                KafkaError::from_code(p.error_code, message.as_deref()),
+                (
+                    KafkaError::from_code(p.error_code, message.as_deref()),
+                    p.base_offset,
+                ),
             );
         }
     }

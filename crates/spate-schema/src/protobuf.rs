@@ -324,6 +324,12 @@ impl ProtobufSchema {
         checker.found
     }
 
+    /// The compiled file (with the files it imports), for clients that encode and decode
+    /// messages with `prost-reflect`.
+    pub fn file(&self) -> &FileDescriptor {
+        &self.file
+    }
+
     /// Checks that `payload` (after the 5-byte wire-format header) is a message-index list
     /// followed by a message of this file that decodes.
     pub fn validate_payload(&self, payload: &[u8]) -> Result<(), String> {

@@ -12,7 +12,9 @@
 //! - `list` prints the bindings a filter selects as a table.
 //! - `remove` deletes the bindings its filter selects and prints them. It never prompts (it is
 //!   made for scripts); instead, a filter that names neither a resource nor a principal, and so
-//!   would remove every ACL, is refused unless `--force` is given.
+//!   would remove every ACL, is refused unless `--force` is given. `--producer` and
+//!   `--consumer` select exactly the allow bindings `add --producer/--consumer` writes (of the
+//!   principals named, or of everyone), as `kafka-acls --remove --producer` does.
 //!
 //! `--resource-pattern-type` is `literal` by default when a resource is named, as in
 //! `kafka-acls`; `prefixed` makes the name a prefix. `list` and `remove` also take `any` (every
@@ -128,6 +130,14 @@ struct RemoveArgs {
     /// Only the ACLs for this operation (repeatable) [default: any operation].
     #[arg(long = "operation", value_name = "OPERATION", value_parser = parse_operation)]
     operations: Vec<Operation>,
+    /// Remove the ACLs `add --producer` writes: WRITE, DESCRIBE and CREATE on --topic (and
+    /// WRITE and DESCRIBE on --transactional-id when given).
+    #[arg(long)]
+    producer: bool,
+    /// Remove the ACLs `add --consumer` writes: READ and DESCRIBE on --topic, READ on
+    /// --group.
+    #[arg(long)]
+    consumer: bool,
     /// Remove even when the filter names no resource and no principal (every ACL).
     #[arg(long)]
     force: bool,
@@ -269,42 +279,7 @@ impl AddArgs {
             if !self.operations.is_empty() {
                 bail!("--operation cannot be combined with --producer or --consumer");
             }
-            if r.cluster {
-                bail!(
-                    "--producer and --consumer take --topic (and --group or --transactional-id), not --cluster"
-                );
-            }
-            let Some(topic) = &r.topic else {
-                bail!("--producer and --consumer need --topic");
-            };
-            let mut grants = Vec::new();
-            let mut topic_operations = Vec::new();
-            if self.producer {
-                topic_operations.extend([Operation::Write, Operation::Describe, Operation::Create]);
-            }
-            if self.consumer {
-                topic_operations.extend([Operation::Read, Operation::Describe]);
-            }
-            topic_operations.sort();
-            topic_operations.dedup();
-            grants.push((resource(ResourceType::Topic, topic), topic_operations));
-            match (&r.group, self.consumer) {
-                (Some(group), true) => {
-                    grants.push((resource(ResourceType::Group, group), vec![Operation::Read]))
-                }
-                (None, true) => bail!("--consumer needs --group, the consumer group to allow"),
-                (Some(_), false) => bail!("--group goes with --consumer, not --producer alone"),
-                (None, false) => {}
-            }
-            match (&r.transactional_id, self.producer) {
-                (Some(id), true) => grants.push((
-                    resource(ResourceType::TransactionalId, id),
-                    vec![Operation::Write, Operation::Describe],
-                )),
-                (Some(_), false) => bail!("--transactional-id goes with --producer"),
-                (None, _) => {}
-            }
-            return Ok(grants);
+            return client_grants(r, self.producer, self.consumer, pattern_type);
         }
         let mut named = r.named();
         if named.len() != 1 {
@@ -438,8 +413,108 @@ impl ListArgs {
     }
 }
 
+/// The (resource, operations) pairs `--producer` and `--consumer` stand for, as `add` grants
+/// them; `pattern_type` is the pattern the resources are named with.
+fn client_grants(
+    resource: &ResourceArgs,
+    producer: bool,
+    consumer: bool,
+    pattern_type: PatternType,
+) -> anyhow::Result<Vec<(Resource, Vec<Operation>)>> {
+    let r = resource;
+    let named = |resource_type, name: &str| Resource {
+        resource_type,
+        name: name.to_string(),
+        pattern_type,
+    };
+    if r.cluster {
+        bail!(
+            "--producer and --consumer take --topic (and --group or --transactional-id), not --cluster"
+        );
+    }
+    let Some(topic) = &r.topic else {
+        bail!("--producer and --consumer need --topic");
+    };
+    let mut grants = Vec::new();
+    let mut topic_operations = Vec::new();
+    if producer {
+        topic_operations.extend([Operation::Write, Operation::Describe, Operation::Create]);
+    }
+    if consumer {
+        topic_operations.extend([Operation::Read, Operation::Describe]);
+    }
+    topic_operations.sort();
+    topic_operations.dedup();
+    grants.push((named(ResourceType::Topic, topic), topic_operations));
+    match (&r.group, consumer) {
+        (Some(group), true) => {
+            grants.push((named(ResourceType::Group, group), vec![Operation::Read]))
+        }
+        (None, true) => bail!("--consumer needs --group, the consumer group to allow"),
+        (Some(_), false) => bail!("--group goes with --consumer, not --producer alone"),
+        (None, false) => {}
+    }
+    match (&r.transactional_id, producer) {
+        (Some(id), true) => grants.push((
+            named(ResourceType::TransactionalId, id),
+            vec![Operation::Write, Operation::Describe],
+        )),
+        (Some(_), false) => bail!("--transactional-id goes with --producer"),
+        (None, _) => {}
+    }
+    Ok(grants)
+}
+
 impl RemoveArgs {
+    /// The filters of `--producer`/`--consumer`: each binding `add` would write, for the
+    /// principals named (allow bindings only) or for everyone.
+    fn client_filters(&self) -> anyhow::Result<Vec<AclBindingFilter>> {
+        if !self.operations.is_empty() {
+            bail!("--operation cannot be combined with --producer or --consumer");
+        }
+        if !self.deny_principals.is_empty() {
+            bail!("--producer and --consumer remove allow ACLs; --deny-principal does not fit");
+        }
+        let pattern_type = self.resource.add_pattern_type()?;
+        let grants = client_grants(&self.resource, self.producer, self.consumer, pattern_type)?;
+        let mut who: Vec<Option<String>> = Vec::new();
+        for principal in self.principals.iter().chain(&self.allow_principals) {
+            check_principal(principal)?;
+            who.push(Some(principal.clone()));
+        }
+        if who.is_empty() {
+            who.push(None);
+        }
+        let hosts: Vec<Option<String>> = if self.hosts.is_empty() {
+            vec![None]
+        } else {
+            self.hosts.iter().cloned().map(Some).collect()
+        };
+        let mut filters = Vec::new();
+        for (resource, operations) in &grants {
+            for operation in operations {
+                for principal in &who {
+                    for host in &hosts {
+                        filters.push(AclBindingFilter {
+                            resource_type: resource.resource_type,
+                            resource_name: Some(resource.name.clone()),
+                            pattern_type: resource.pattern_type,
+                            principal: principal.clone(),
+                            host: host.clone(),
+                            operation: *operation,
+                            permission: Permission::Allow,
+                        });
+                    }
+                }
+            }
+        }
+        Ok(filters)
+    }
+
     fn filters(&self) -> anyhow::Result<Vec<AclBindingFilter>> {
+        if self.producer || self.consumer {
+            return self.client_filters();
+        }
         let base = resource_filter(&self.resource)?;
         let mut who: Vec<(Option<String>, Permission)> = Vec::new();
         for (principals, permission) in [
@@ -863,6 +938,55 @@ mod tests {
                     && f.operation == Operation::Write
                     && f.pattern_type == PatternType::Any)
         );
+    }
+
+    #[test]
+    fn remove_producer_and_consumer_select_what_add_wrote() {
+        let args = [
+            "--allow-principal",
+            "User:app",
+            "--producer",
+            "--consumer",
+            "--topic",
+            "t",
+            "--group",
+            "g",
+            "--transactional-id",
+            "tx",
+        ];
+        let added = add(&args).expect("valid");
+        let filters = remove(&args).expect("valid");
+        assert_eq!(filters.len(), added.len(), "{filters:?}");
+        for binding in &added {
+            assert!(
+                filters.iter().any(|f| f.matches(binding)),
+                "no filter removes {binding:?}"
+            );
+        }
+        // The filters name the resource and operation: another topic's ACLs stay.
+        let other = AclBinding {
+            resource_name: "u".to_string(),
+            ..added[0].clone()
+        };
+        assert!(!filters.iter().any(|f| f.matches(&other)));
+        let everyone = remove(&["--consumer", "--topic", "t", "--group", "g"]).expect("ok");
+        assert_eq!(everyone.len(), 3);
+        assert!(everyone.iter().all(|f| f.principal.is_none()));
+        for (args, needle) in [
+            (&["--producer"][..], "--topic"),
+            (&["--consumer", "--topic", "t"], "--group"),
+            (
+                &["--producer", "--topic", "t", "--operation", "read"],
+                "cannot be combined",
+            ),
+            (
+                &["--producer", "--topic", "t", "--deny-principal", "User:x"],
+                "allow ACLs",
+            ),
+        ] {
+            let error = remove(args).expect_err("refused");
+            assert!(format!("{error:#}").contains(needle), "{args:?}: {error:#}");
+        }
     }
 
     #[test]

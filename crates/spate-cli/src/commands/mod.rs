@@ -1,13 +1,19 @@
 //! One module per subcommand. `serve` starts the server; `schema` is a schema registry (REST)
-//! client; the others are Kafka clients.
+//! client; `profile` manages connection profiles; the others are Kafka clients.
+//! `client_args` (connection flags and profiles), `registry` (the registry's REST client) and
+//! `wire` (schema'd records in Confluent's wire format) are shared by several commands.
 
 pub mod acl;
 pub mod client_args;
+pub mod cluster;
 pub mod consume;
 pub mod group;
 pub mod produce;
+pub mod profile;
 pub mod quota;
+pub mod registry;
 pub mod schema;
 pub mod serve;
 pub mod topic;
 pub mod user;
+pub mod wire;

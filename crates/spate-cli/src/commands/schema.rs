@@ -1,43 +1,39 @@
 //! `spate schema`: a client of the schema registry's REST API (Spate's, or Confluent Schema
 //! Registry's: only the documented API is used). Register, get, list, check compatibility,
-//! delete, and read or set compatibility levels.
+//! delete, read or set compatibility levels and modes, and list contexts.
 //!
 //! Registry errors print Confluent's error code and message and exit with status 1; `check`
 //! also exits 1 when the schema is incompatible, so scripts can gate deployments on it.
+//! Credentials: see `registry.rs`.
 //!
-//! A registry that authenticates (Spate's with `http-auth`, Confluent's with basic auth or
-//! OAuth) gets HTTP Basic credentials from `--registry-user` (or `SPATE_REGISTRY_USER`) with
-//! `SPATE_REGISTRY_PASSWORD`, or from the URL's `user:password@`, or a bearer token from
-//! `SPATE_REGISTRY_TOKEN`. Secrets come from the environment, not flags, so they stay out of
-//! process listings, and no error message repeats them.
+//! Contexts (Confluent's schema contexts): `--context .staging` makes every subject the
+//! command names the qualified subject `:.staging:NAME`, lists the subjects of that context,
+//! reads ids in it, and makes the global config and mode those of the context (the subject
+//! `:.staging:`, Confluent's context wildcard). Qualified names (`:.ctx:subject`) can also
+//! be given directly.
 
 use std::io::Read;
 
 use anyhow::{Context, bail};
-use base64::Engine;
 use serde_json::{Value, json};
 
-/// Where the registry password comes from.
-const PASSWORD_ENV: &str = "SPATE_REGISTRY_PASSWORD";
-/// Where a bearer token for the registry comes from.
-const TOKEN_ENV: &str = "SPATE_REGISTRY_TOKEN";
+use super::client_args::RegistryArgs;
+use super::registry::segment;
 
 /// Arguments of `spate schema`.
 #[derive(Debug, clap::Args)]
 pub struct SchemaArgs {
-    /// Schema registry URL; `http://user:password@host:8081` gives basic credentials.
+    #[command(flatten)]
+    registry: RegistryArgs,
+    /// A schema context, e.g. `.staging`: subjects, ids and the global config and mode are
+    /// those of the context [default: the default context].
     #[arg(
         long,
-        env = "SPATE_REGISTRY",
-        default_value = "http://localhost:8081",
         global = true,
-        hide_env_values = true
+        env = "SPATE_SCHEMA_CONTEXT",
+        value_name = "CONTEXT"
     )]
-    registry: String,
-    /// User for the registry's basic authentication; the password is read from
-    /// SPATE_REGISTRY_PASSWORD. For a bearer token instead, set SPATE_REGISTRY_TOKEN.
-    #[arg(long, env = "SPATE_REGISTRY_USER", global = true)]
-    registry_user: Option<String>,
+    context: Option<String>,
     #[command(subcommand)]
     command: SchemaCommand,
 }
@@ -56,6 +52,10 @@ enum SchemaCommand {
     Delete(DeleteArgs),
     /// Print or set the compatibility level, global or of a subject.
     Config(ConfigArgs),
+    /// Print or set the mode (READWRITE, READONLY, IMPORT), global or of a subject.
+    Mode(ModeArgs),
+    /// List the registry's contexts.
+    Contexts,
 }
 
 /// A schema given on the command line.
@@ -158,6 +158,77 @@ struct ConfigArgs {
     delete: bool,
 }
 
+#[derive(Debug, clap::Args)]
+struct ModeArgs {
+    /// Subject; without it, the global mode (of the context, with --context).
+    subject: Option<String>,
+    /// Set this mode: READWRITE, READONLY, READONLY_OVERRIDE or IMPORT.
+    #[arg(long, conflicts_with = "delete", value_parser = parse_mode)]
+    set: Option<String>,
+    /// With --set IMPORT: switch even though the registry (or subject) has schemas.
+    #[arg(long, requires = "set")]
+    force: bool,
+    /// Remove the subject's own mode (it falls back to the global one).
+    #[arg(long, requires = "subject")]
+    delete: bool,
+}
+
+fn parse_mode(value: &str) -> Result<String, String> {
+    let mode = value.trim().to_ascii_uppercase();
+    match mode.as_str() {
+        "READWRITE" | "READONLY" | "READONLY_OVERRIDE" | "IMPORT" => Ok(mode),
+        _ => Err(format!(
+            "unknown mode {value:?}: use READWRITE, READONLY, READONLY_OVERRIDE or IMPORT"
+        )),
+    }
+}
+
+/// Subjects and paths of one context.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Scope {
+    /// The context with its leading dot, `None` for the default context.
+    context: Option<String>,
+}
+
+impl Scope {
+    fn new(context: Option<&str>) -> anyhow::Result<Scope> {
+        let context = match context.map(str::trim) {
+            None | Some("") | Some(".") => None,
+            Some(name) if name.contains(':') => {
+                bail!("a context name cannot contain ':', got {name:?}")
+            }
+            Some(name) if name.starts_with('.') => Some(name.to_string()),
+            Some(name) => Some(format!(".{name}")),
+        };
+        Ok(Scope { context })
+    }
+
+    /// The subject as the registry names it: qualified with the context, unless it is
+    /// qualified already.
+    fn subject(&self, subject: &str) -> String {
+        match &self.context {
+            Some(context) if !subject.starts_with(':') => format!(":{context}:{subject}"),
+            _ => subject.to_string(),
+        }
+    }
+
+    /// The path of a context-wide setting (`/config`, `/mode`): the context wildcard subject
+    /// in a named context, else the global path.
+    fn global_path(&self, base: &str) -> String {
+        match &self.context {
+            Some(context) => format!("{base}/{}", segment(&format!(":{context}:"))),
+            None => base.to_string(),
+        }
+    }
+
+    /// The prefix of the context's qualified subjects (empty for the default context).
+    fn prefix(&self) -> String {
+        self.context
+            .as_ref()
+            .map_or(String::new(), |c| format!(":{c}:"))
+    }
+}
+
 fn parse_reference(value: &str) -> Result<Value, String> {
     let parsed = value.split_once('=').and_then(|(name, rest)| {
         let (subject, version) = rest.rsplit_once(':')?;
@@ -165,175 +236,6 @@ fn parse_reference(value: &str) -> Result<Value, String> {
         Some(json!({"name": name, "subject": subject, "version": version}))
     });
     parsed.ok_or_else(|| format!("expected NAME=SUBJECT:VERSION, got {value:?}"))
-}
-
-/// Percent-encodes a subject for a URL path segment.
-fn segment(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for byte in text.bytes() {
-        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
-            out.push(byte as char);
-        } else {
-            out.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    out
-}
-
-/// Splits `scheme://user:password@host...` into the URL without the user info and the
-/// percent-decoded user and password; a URL without user info comes back as it is.
-fn split_user_info(url: &str) -> anyhow::Result<(String, Option<(String, String)>)> {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return Ok((url.to_string(), None));
-    };
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let (authority, path) = rest.split_at(authority_end);
-    let Some((user_info, host)) = authority.rsplit_once('@') else {
-        return Ok((url.to_string(), None));
-    };
-    let (user, password) = user_info.split_once(':').unwrap_or((user_info, ""));
-    let decode = |text: &str| {
-        percent_decode(text)
-            .context("the registry URL's user:password@ is not valid percent-encoded UTF-8")
-    };
-    Ok((
-        format!("{scheme}://{host}{path}"),
-        Some((decode(user)?, decode(password)?)),
-    ))
-}
-
-fn percent_decode(text: &str) -> Option<String> {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
-}
-
-/// The registry's URL (without user info) and the `Authorization` header value, if any, from
-/// the URL, `--registry-user` and the environment.
-fn connection(
-    url: &str,
-    user: Option<String>,
-    password: Option<String>,
-    token: Option<String>,
-) -> anyhow::Result<(String, Option<String>)> {
-    let (base, from_url) = split_user_info(url)?;
-    let basic = match (user, from_url) {
-        (Some(user), _) => {
-            let Some(password) = password else {
-                bail!("--registry-user {user} needs the password in {PASSWORD_ENV}");
-            };
-            Some((user, password))
-        }
-        (None, Some((user, password))) => Some((user, password)),
-        (None, None) => None,
-    };
-    let header = match (basic, token) {
-        (Some(_), Some(_)) => bail!(
-            "give the registry either basic credentials (--registry-user or user:password@ in \
-             the URL) or {TOKEN_ENV}, not both"
-        ),
-        (Some((user, password)), None) => {
-            let encoded =
-                base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
-            Some(format!("Basic {encoded}"))
-        }
-        (None, Some(token)) => Some(format!("Bearer {}", token.trim())),
-        (None, None) => None,
-    };
-    Ok((base.trim_end_matches('/').to_string(), header))
-}
-
-/// A non-empty environment variable.
-fn env_secret(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|v| !v.is_empty())
-}
-
-struct Registry {
-    base: String,
-    agent: ureq::Agent,
-    /// The `Authorization` header sent with every request.
-    authorization: Option<String>,
-}
-
-impl Registry {
-    fn new(base: String, authorization: Option<String>) -> Registry {
-        let agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_global(Some(std::time::Duration::from_secs(30)))
-            .build()
-            .into();
-        Registry {
-            base,
-            agent,
-            authorization,
-        }
-    }
-
-    /// Adds the `Authorization` header, if there are credentials.
-    fn authorize<B>(&self, request: ureq::RequestBuilder<B>) -> ureq::RequestBuilder<B> {
-        match &self.authorization {
-            Some(value) => request.header("Authorization", value),
-            None => request,
-        }
-    }
-
-    /// Sends a request; a registry error becomes an error naming its code and message.
-    fn call(&self, method: &str, path: &str, body: Option<&Value>) -> anyhow::Result<Value> {
-        let url = format!("{}{path}", self.base);
-        let content_type = "application/vnd.schemaregistry.v1+json";
-        let response = match (method, body) {
-            ("GET", _) => self.authorize(self.agent.get(&url)).call(),
-            ("DELETE", _) => self.authorize(self.agent.delete(&url)).call(),
-            ("POST", Some(body)) => self
-                .authorize(self.agent.post(&url))
-                .header("Content-Type", content_type)
-                .send(body.to_string()),
-            ("PUT", Some(body)) => self
-                .authorize(self.agent.put(&url))
-                .header("Content-Type", content_type)
-                .send(body.to_string()),
-            _ => bail!("unsupported request {method} {path}"),
-        }
-        .with_context(|| format!("cannot reach the schema registry at {}", self.base))?;
-        let status = response.status();
-        let text = response
-            .into_body()
-            .read_to_string()
-            .context("reading the registry's answer")?;
-        let value: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
-        if !status.is_success() {
-            let code = value.get("error_code").and_then(Value::as_i64);
-            let message = value
-                .get("message")
-                .and_then(Value::as_str)
-                .map(str::to_string)
-                .unwrap_or_else(|| value.to_string());
-            let hint = if status.as_u16() == 401 {
-                format!(
-                    ": the registry wants credentials: --registry-user with {PASSWORD_ENV}, or \
-                     {TOKEN_ENV}"
-                )
-            } else {
-                String::new()
-            };
-            match code {
-                Some(code) => bail!("{message} (error code {code}){hint}"),
-                None => bail!("{message} (HTTP {status}){hint}"),
-            }
-        }
-        Ok(value)
-    }
 }
 
 fn read_schema(input: &SchemaInput) -> anyhow::Result<Value> {
@@ -365,19 +267,14 @@ fn read_schema(input: &SchemaInput) -> anyhow::Result<Value> {
 
 /// Runs `spate schema`.
 pub fn run(args: SchemaArgs) -> anyhow::Result<()> {
-    let (base, authorization) = connection(
-        &args.registry,
-        args.registry_user,
-        env_secret(PASSWORD_ENV),
-        env_secret(TOKEN_ENV),
-    )?;
-    let registry = Registry::new(base, authorization);
+    let scope = Scope::new(args.context.as_deref())?;
+    let registry = args.registry.client()?;
     match args.command {
         SchemaCommand::Register(a) => {
             let body = read_schema(&a.input)?;
             let path = format!(
                 "/subjects/{}/versions?normalize={}",
-                segment(&a.subject),
+                segment(&scope.subject(&a.subject)),
                 a.input.normalize
             );
             let answer = registry.call("POST", &path, Some(&body))?;
@@ -386,12 +283,17 @@ pub fn run(args: SchemaArgs) -> anyhow::Result<()> {
         }
         SchemaCommand::Get(a) => {
             let answer = match (a.id, &a.subject) {
+                (Some(id), _) if scope.context.is_some() => registry.call(
+                    "GET",
+                    &format!("/schemas/ids/{id}?subject={}", segment(&scope.prefix())),
+                    None,
+                )?,
                 (Some(id), _) => registry.call("GET", &format!("/schemas/ids/{id}"), None)?,
                 (None, Some(subject)) => registry.call(
                     "GET",
                     &format!(
                         "/subjects/{}/versions/{}",
-                        segment(subject),
+                        segment(&scope.subject(subject)),
                         segment(&a.version)
                     ),
                     None,
@@ -413,7 +315,7 @@ pub fn run(args: SchemaArgs) -> anyhow::Result<()> {
                     "GET",
                     &format!(
                         "/subjects/{}/versions?deleted={}",
-                        segment(subject),
+                        segment(&scope.subject(subject)),
                         a.deleted
                     ),
                     None,
@@ -423,7 +325,7 @@ pub fn run(args: SchemaArgs) -> anyhow::Result<()> {
                     &format!(
                         "/subjects?deleted={}&subjectPrefix={}",
                         a.deleted,
-                        segment(&a.prefix)
+                        segment(&format!("{}{}", scope.prefix(), a.prefix))
                     ),
                     None,
                 )?,
@@ -443,7 +345,7 @@ pub fn run(args: SchemaArgs) -> anyhow::Result<()> {
             };
             let path = format!(
                 "/compatibility/subjects/{}{versions}?verbose=true&normalize={}",
-                segment(&a.subject),
+                segment(&scope.subject(&a.subject)),
                 a.input.normalize
             );
             let answer = registry.call("POST", &path, Some(&body))?;
@@ -463,18 +365,14 @@ pub fn run(args: SchemaArgs) -> anyhow::Result<()> {
             }
         }
         SchemaCommand::Delete(a) => {
+            let subject = segment(&scope.subject(&a.subject));
             let path = match &a.version {
                 Some(v) => format!(
-                    "/subjects/{}/versions/{}?permanent={}",
-                    segment(&a.subject),
+                    "/subjects/{subject}/versions/{}?permanent={}",
                     segment(v),
                     a.permanent
                 ),
-                None => format!(
-                    "/subjects/{}?permanent={}",
-                    segment(&a.subject),
-                    a.permanent
-                ),
+                None => format!("/subjects/{subject}?permanent={}", a.permanent),
             };
             let answer = registry.call("DELETE", &path, None)?;
             match answer {
@@ -488,8 +386,8 @@ pub fn run(args: SchemaArgs) -> anyhow::Result<()> {
         }
         SchemaCommand::Config(a) => {
             let path = match &a.subject {
-                Some(subject) => format!("/config/{}", segment(subject)),
-                None => "/config".to_string(),
+                Some(subject) => format!("/config/{}", segment(&scope.subject(subject))),
+                None => scope.global_path("/config"),
             };
             let answer = if let Some(level) = &a.set {
                 registry.call("PUT", &path, Some(&json!({"compatibility": level})))?
@@ -506,6 +404,42 @@ pub fn run(args: SchemaArgs) -> anyhow::Result<()> {
                 .and_then(Value::as_str)
                 .unwrap_or_default();
             println!("{level}");
+        }
+        SchemaCommand::Mode(a) => {
+            let path = match &a.subject {
+                Some(subject) => format!("/mode/{}", segment(&scope.subject(subject))),
+                None => scope.global_path("/mode"),
+            };
+            let answer = if let Some(mode) = &a.set {
+                let query = if a.force { "?force=true" } else { "" };
+                registry.call(
+                    "PUT",
+                    &format!("{path}{query}"),
+                    Some(&json!({"mode": mode})),
+                )?
+            } else if a.delete {
+                registry.call("DELETE", &path, None)?
+            } else if a.subject.is_some() {
+                registry.call("GET", &format!("{path}?defaultToGlobal=true"), None)?
+            } else {
+                registry.call("GET", &path, None)?
+            };
+            println!(
+                "{}",
+                answer
+                    .get("mode")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+            );
+        }
+        SchemaCommand::Contexts => {
+            let answer = registry.call("GET", "/contexts", None)?;
+            for item in answer.as_array().into_iter().flatten() {
+                match item {
+                    Value::String(s) => println!("{s}"),
+                    other => println!("{other}"),
+                }
+            }
         }
     }
     Ok(())
@@ -525,48 +459,28 @@ mod tests {
     }
 
     #[test]
-    fn credentials_come_from_the_user_flag_the_url_or_a_token() {
-        let basic = |user_password: &str| {
-            Some(format!(
-                "Basic {}",
-                base64::engine::general_purpose::STANDARD.encode(user_password)
-            ))
-        };
-        let plain = connection("http://host:8081/", None, None, None).expect("ok");
-        assert_eq!(plain, ("http://host:8081".to_string(), None));
+    fn contexts_qualify_subjects_and_scope_global_settings() {
+        let default = Scope::new(None).expect("default");
+        assert_eq!(default.subject("orders-value"), "orders-value");
+        assert_eq!(default.global_path("/mode"), "/mode");
+        assert_eq!(default.prefix(), "");
+        assert_eq!(Scope::new(Some(".")).expect("dot"), default);
 
-        let flag = connection(
-            "http://host:8081",
-            Some("alice".into()),
-            Some("pw".into()),
-            None,
+        let staging = Scope::new(Some("staging")).expect("named");
+        assert_eq!(staging.subject("orders-value"), ":.staging:orders-value");
+        assert_eq!(
+            staging.subject(":.other:orders-value"),
+            ":.other:orders-value",
+            "a qualified name stays as given"
         );
-        assert_eq!(flag.expect("ok").1, basic("alice:pw"));
-
-        let url =
-            connection("http://bob:p%40ss%3Aword@host:8081/ctx", None, None, None).expect("ok");
-        assert_eq!(url.0, "http://host:8081/ctx", "no secret left in the URL");
-        assert_eq!(url.1, basic("bob:p@ss:word"));
-
-        let token = connection("http://host:8081", None, None, Some("eyJ.x.y\n".into()));
-        assert_eq!(token.expect("ok").1.as_deref(), Some("Bearer eyJ.x.y"));
-
-        let no_password = connection("http://host:8081", Some("alice".into()), None, None)
-            .expect_err("a user needs a password");
-        assert!(
-            no_password.to_string().contains(PASSWORD_ENV),
-            "{no_password}"
-        );
-        assert!(
-            connection("http://a:b@host", None, None, Some("t".into())).is_err(),
-            "basic and bearer at once"
-        );
-        assert!(connection("http://a:%zz@host", None, None, None).is_err());
+        assert_eq!(staging.global_path("/config"), "/config/%3A.staging%3A");
+        assert_eq!(staging.prefix(), ":.staging:");
+        assert!(Scope::new(Some(".a:b")).is_err());
     }
 
     #[test]
-    fn subjects_are_percent_encoded_in_paths() {
-        assert_eq!(segment("orders-value"), "orders-value");
-        assert_eq!(segment("a/b c"), "a%2Fb%20c");
+    fn modes_are_confluents() {
+        assert_eq!(parse_mode("readonly"), Ok("READONLY".to_string()));
+        assert!(parse_mode("WRITEONLY").is_err());
     }
 }

@@ -1,10 +1,14 @@
-//! `spate topic`: create, list, describe, alter and delete topics over the Kafka protocol.
+//! `spate topic`: create, list, describe, alter, trim and delete topics over the Kafka
+//! protocol.
 //!
-//! `describe` prints what `kafka-topics --describe` and `kafka-configs --describe` print
-//! together: partitions with leader, replicas and in-sync replicas, earliest and latest
-//! offsets, the topic id (in Kafka's base64 form), and every config with its source. `list`
-//! and `describe` also print JSON with `--format json`. Output goes to stdout, errors to
-//! stderr through `main`.
+//! `describe` prints what `kafka-topics --describe`, `kafka-configs --describe` and
+//! `kafka-log-dirs` print together: partitions with leader, replicas and in-sync replicas,
+//! earliest and latest offsets, bytes on disk (DescribeLogDirs, when the cluster answers it),
+//! the topic id (in Kafka's base64 form), and every config with its source. `list` hides
+//! internal topics (the broker's internal flag, or a name starting with `_`) unless
+//! `--internal`, as `rpk topic list` does. `trim` deletes the records before an offset
+//! (DeleteRecords), as `rpk topic trim-prefix` does. `list` and `describe` also print JSON
+//! with `--format json`. Output goes to stdout, errors to stderr through `main`.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -35,6 +39,8 @@ enum TopicCommand {
     Describe(DescribeArgs),
     /// Change a topic's configs or grow its partitions.
     Alter(AlterArgs),
+    /// Delete the records before an offset (DeleteRecords), like rpk topic trim-prefix.
+    Trim(TrimArgs),
     /// Delete a topic.
     Delete(DeleteArgs),
 }
@@ -68,8 +74,12 @@ struct CreateArgs {
 
 #[derive(Debug, clap::Args)]
 struct ListArgs {
-    /// Leave out internal topics such as __consumer_offsets.
-    #[arg(long)]
+    /// Include internal topics: those the broker marks internal and names starting with `_`
+    /// (__consumer_offsets, _schemas, _audit, ...).
+    #[arg(long, short = 'i')]
+    internal: bool,
+    /// Leave out internal topics (the default; kept for scripts that pass it).
+    #[arg(long, hide = true, conflicts_with = "internal")]
     exclude_internal: bool,
     /// Output format.
     #[arg(long, value_enum, default_value = "text")]
@@ -101,6 +111,31 @@ struct AlterArgs {
 }
 
 #[derive(Debug, clap::Args)]
+struct TrimArgs {
+    /// Topic name.
+    name: String,
+    /// The new start offset: records before it are deleted; `end` deletes every record
+    /// (the high watermark).
+    #[arg(long, short = 'o', value_parser = parse_trim_offset)]
+    offset: i64,
+    /// Only these partitions (repeatable or comma-separated) [default: all].
+    #[arg(long = "partition", short = 'p', value_delimiter = ',')]
+    partitions: Vec<i32>,
+}
+
+/// `N` or `end` (DeleteRecords' `-1`, the high watermark).
+fn parse_trim_offset(text: &str) -> Result<i64, String> {
+    match text.trim() {
+        "end" | "-1" => Ok(-1),
+        n => n
+            .parse::<i64>()
+            .ok()
+            .filter(|n| *n >= 0)
+            .ok_or_else(|| format!("expected an offset (0 or more) or `end`, got {text:?}")),
+    }
+}
+
+#[derive(Debug, clap::Args)]
 struct DeleteArgs {
     /// Topic name.
     name: String,
@@ -118,9 +153,16 @@ pub fn run(args: TopicArgs) -> anyhow::Result<()> {
             TopicCommand::List(a) => list(&client, a).await,
             TopicCommand::Describe(a) => describe(&client, a).await,
             TopicCommand::Alter(a) => alter(&client, a).await,
+            TopicCommand::Trim(a) => trim(&client, a).await,
             TopicCommand::Delete(a) => delete(&client, a).await,
         }
     })
+}
+
+/// Whether `list` hides the topic without `--internal`: the broker says it is internal, or
+/// its name starts with `_` (the platform's own topics, and Kafka's convention).
+fn is_internal(topic: &TopicMetadata) -> bool {
+    topic.is_internal || topic.name.starts_with('_')
 }
 
 /// Kafka prints topic ids as URL-safe base64 without padding.
@@ -175,7 +217,7 @@ async fn list(client: &Client, args: ListArgs) -> anyhow::Result<()> {
     let mut topics: Vec<&TopicMetadata> = metadata
         .topics
         .iter()
-        .filter(|t| !(args.exclude_internal && t.is_internal))
+        .filter(|t| args.internal || !is_internal(t))
         .collect();
     topics.sort_by(|a, b| a.name.cmp(&b.name));
     let text = match args.format {
@@ -227,6 +269,9 @@ async fn describe(client: &Client, args: DescribeArgs) -> anyhow::Result<()> {
     let latest = offsets(client, &topic, &with_leader, OffsetSpec::Latest).await?;
     let configs = client.describe_topic_configs(&args.name).await?;
     let offset_of = |map: &BTreeMap<i32, ListedOffset>, p: i32| map.get(&p).and_then(|o| o.offset);
+    let sizes = partition_sizes(client, &topic).await;
+    let size_of = |p: i32| sizes.as_ref().and_then(|s| s.get(&p).copied());
+    let total_size = sizes.as_ref().map(|s| s.values().sum::<i64>());
 
     let text = match args.format {
         Format::Json => {
@@ -243,6 +288,7 @@ async fn describe(client: &Client, args: DescribeArgs) -> anyhow::Result<()> {
                         "offline_replicas": p.offline_replicas,
                         "earliest_offset": offset_of(&earliest, p.partition),
                         "latest_offset": offset_of(&latest, p.partition),
+                        "size_bytes": size_of(p.partition),
                         "error": p.error.as_ref().map(|e| e.name()),
                     })
                 })
@@ -265,6 +311,7 @@ async fn describe(client: &Client, args: DescribeArgs) -> anyhow::Result<()> {
                 "internal": topic.is_internal,
                 "partition_count": topic.partitions.len(),
                 "replication_factor": topic.replication_factor(),
+                "size_bytes": total_size,
                 "partitions": partitions,
                 "configs": configs,
             });
@@ -273,12 +320,14 @@ async fn describe(client: &Client, args: DescribeArgs) -> anyhow::Result<()> {
         Format::Text => {
             let ids = |ids: &[i32]| ids.iter().map(i32::to_string).collect::<Vec<_>>().join(",");
             let offset_text = |o: Option<i64>| o.map_or("-".to_string(), |o| o.to_string());
+            let size_text = |o: Option<i64>| o.map_or("-".to_string(), |o| o.to_string());
             let mut out = format!(
-                "Topic: {}\tTopicId: {}\tPartitionCount: {}\tReplicationFactor: {}\n",
+                "Topic: {}\tTopicId: {}\tPartitionCount: {}\tReplicationFactor: {}\tSize: {}\n",
                 topic.name,
                 kafka_topic_id(&topic.topic_id),
                 topic.partitions.len(),
-                topic.replication_factor()
+                topic.replication_factor(),
+                size_text(total_size)
             );
             for p in &topic.partitions {
                 let leader = if p.leader >= 0 {
@@ -287,12 +336,13 @@ async fn describe(client: &Client, args: DescribeArgs) -> anyhow::Result<()> {
                     "none".to_string()
                 };
                 out.push_str(&format!(
-                    "\tPartition: {}\tLeader: {leader}\tReplicas: {}\tIsr: {}\tEarliestOffset: {}\tLatestOffset: {}",
+                    "\tPartition: {}\tLeader: {leader}\tReplicas: {}\tIsr: {}\tEarliestOffset: {}\tLatestOffset: {}\tSize: {}",
                     p.partition,
                     ids(&p.replicas),
                     ids(&p.isr),
                     offset_text(offset_of(&earliest, p.partition)),
                     offset_text(offset_of(&latest, p.partition)),
+                    size_text(size_of(p.partition)),
                 ));
                 if !p.offline_replicas.is_empty() {
                     out.push_str(&format!("\tOffline: {}", ids(&p.offline_replicas)));
@@ -320,6 +370,78 @@ async fn describe(client: &Client, args: DescribeArgs) -> anyhow::Result<()> {
         }
     };
     print(&text)
+}
+
+/// Bytes on disk of each partition's leader replica (DescribeLogDirs), or `None` when the
+/// cluster does not say (it does not support DescribeLogDirs, or the principal may not
+/// describe the cluster): sizes are extra, never a reason for describe to fail.
+async fn partition_sizes(client: &Client, topic: &TopicMetadata) -> Option<BTreeMap<i32, i64>> {
+    let answers = client
+        .describe_log_dirs(Some(std::slice::from_ref(topic)))
+        .await;
+    let mut sizes = BTreeMap::new();
+    let mut answered = false;
+    for broker in answers {
+        let dirs = match broker.dirs {
+            Ok(dirs) => dirs,
+            Err(error) => {
+                tracing::debug!(broker = broker.node_id, %error, "no log directories");
+                continue;
+            }
+        };
+        answered = true;
+        for replica in dirs.iter().flat_map(|d| &d.replicas) {
+            let is_leader = topic
+                .partition(replica.partition)
+                .is_some_and(|p| p.leader == broker.node_id);
+            if replica.topic == topic.name && is_leader && !replica.is_future {
+                *sizes.entry(replica.partition).or_insert(0) += replica.size_bytes;
+            }
+        }
+    }
+    answered.then_some(sizes)
+}
+
+async fn trim(client: &Client, args: TrimArgs) -> anyhow::Result<()> {
+    let topic = client.topic_metadata(&args.name, false).await?;
+    let partitions: Vec<i32> = if args.partitions.is_empty() {
+        topic.partitions.iter().map(|p| p.partition).collect()
+    } else {
+        for &p in &args.partitions {
+            if topic.partition(p).is_none() {
+                bail!(
+                    "topic {} has no partition {p} (it has {})",
+                    args.name,
+                    topic.partitions.len()
+                );
+            }
+        }
+        args.partitions.clone()
+    };
+    let offsets: Vec<(i32, i64)> = partitions.iter().map(|&p| (p, args.offset)).collect();
+    let results = client.delete_records(&topic, &offsets).await?;
+    let mut out = String::new();
+    let mut failed = Vec::new();
+    for p in &partitions {
+        match results.get(p) {
+            Some(Ok(start)) => out.push_str(&format!("partition {p}: start offset {start}\n")),
+            Some(Err(error)) => failed.push(format!("partition {p}: {error}")),
+            None => failed.push(format!("partition {p}: no answer from the leader")),
+        }
+    }
+    print(&out)?;
+    if !failed.is_empty() {
+        for line in &failed {
+            eprintln!("error: {line}");
+        }
+        bail!(
+            "could not trim {} of {} partitions of {}",
+            failed.len(),
+            partitions.len(),
+            args.name
+        );
+    }
+    Ok(())
 }
 
 async fn offsets(
@@ -399,6 +521,32 @@ async fn delete(client: &Client, args: DeleteArgs) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn trim_offsets_are_numbers_or_end() {
+        assert_eq!(parse_trim_offset("12"), Ok(12));
+        assert_eq!(parse_trim_offset("end"), Ok(-1));
+        assert!(parse_trim_offset("-5").is_err());
+        assert!(parse_trim_offset("start").is_err());
+    }
+
+    #[test]
+    fn names_starting_with_an_underscore_are_internal() {
+        let topic = |name: &str, is_internal: bool| TopicMetadata {
+            name: name.to_string(),
+            topic_id: Uuid::nil(),
+            is_internal,
+            partitions: Vec::new(),
+            error: None,
+        };
+        assert!(is_internal(&topic("_schemas", false)));
+        assert!(is_internal(&topic("__consumer_offsets", true)));
+        assert!(
+            is_internal(&topic("audit", true)),
+            "the broker's flag counts"
+        );
+        assert!(!is_internal(&topic("orders_v2", false)));
+    }
 
     #[test]
     fn topic_ids_print_as_kafka_does() {

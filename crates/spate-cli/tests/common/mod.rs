@@ -19,6 +19,7 @@ pub struct Serve {
     /// Every line the server logged so far.
     pub log: Arc<Mutex<Vec<String>>>,
     _data_dir: tempfile::TempDir,
+    config_home: tempfile::TempDir,
 }
 
 impl Serve {
@@ -78,6 +79,7 @@ impl Serve {
             ready,
             log,
             _data_dir: data_dir,
+            config_home: tempfile::tempdir().expect("config home"),
         }
     }
 
@@ -88,6 +90,13 @@ impl Serve {
             .find_map(|token| token.strip_prefix(&format!("{name}=")))
             .map(|v| v.trim_matches('"').to_string())
             .unwrap_or_else(|| panic!("no {name}= in the ready line: {}", self.ready))
+    }
+
+    /// An empty directory for commands' XDG_CONFIG_HOME, so no connection profile of the
+    /// machine applies to them.
+    #[allow(dead_code)]
+    pub fn config_home(&self) -> &std::path::Path {
+        self.config_home.path()
     }
 
     /// The server's log so far.
