@@ -50,9 +50,8 @@ impl Acls {
         }
     }
 
-    /// Rebuilds the ACLs from `__acls`, creating it if needed. Blocking.
+    /// Rebuilds the ACLs from `__acls` (created with the first ACL). Blocking.
     pub(crate) fn load(&self, broker: &Broker) -> Result<(), BrokerError> {
-        broker.ensure_state_topic(ACLS_TOPIC)?;
         let mut authorizer = self.authorizer.write();
         broker.replay_state_topic(ACLS_TOPIC, |offset, key, value| {
             let applied = key
@@ -69,6 +68,22 @@ impl Acls {
 }
 
 impl Broker {
+    /// With the ACL authorizer on, no super user and no ACL, every request is denied and
+    /// nobody can create the first ACL: say so once at start-up, with what to do.
+    pub(crate) fn warn_if_nobody_is_allowed(&self) {
+        let Some(config) = &self.options.authorization else {
+            return;
+        };
+        if config.super_users.is_empty()
+            && !config.allow_everyone_if_no_acl_found
+            && self.acls.authorizer.read().is_empty()
+        {
+            tracing::warn!(
+                "the ACL authorizer is on with no super user and no ACL: every request will be denied; add --super-user (e.g. User:ANONYMOUS on an internal listener) to create the first ACLs"
+            );
+        }
+    }
+
     fn audit_acl(&self, caller: &Caller, binding: &AclBinding, operation: &str) {
         self.audit_change(
             caller,

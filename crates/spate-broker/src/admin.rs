@@ -121,6 +121,12 @@ impl Broker {
         validate_only: bool,
     ) -> Result<(Uuid, i32, BTreeMap<String, String>), BrokerError> {
         let name = topic.name.as_str();
+        // The broker creates its own topics when it first needs them, with their settings.
+        if crate::topics::INTERNAL_TOPICS.contains(&name) {
+            return Err(BrokerError::InvalidRequest {
+                reason: format!("Creation of internal topic {name} is prohibited."),
+            });
+        }
         let mut configs = BTreeMap::new();
         for config in &topic.configs {
             let value = config

@@ -24,7 +24,7 @@ use crate::authz::Caller;
 pub const AUDIT_TOPIC: &str = "_audit";
 
 /// How long audit records are kept: 90 days, as Confluent keeps its audit log topic.
-const AUDIT_RETENTION_MS: &str = "7776000000";
+pub(crate) const AUDIT_RETENTION_MS: &str = "7776000000";
 
 /// Events waiting to be written; beyond this they are dropped and counted.
 const QUEUE_CAPACITY: usize = 10_000;
@@ -148,21 +148,6 @@ impl Default for AuditLog {
 }
 
 impl Broker {
-    /// Creates `_audit` if needed (time-based retention, not compacted). Blocking.
-    pub(crate) fn ensure_audit_topic(&self) -> Result<(), crate::BrokerError> {
-        if self.topics.get(AUDIT_TOPIC).is_some() {
-            return Ok(());
-        }
-        let configs = std::collections::BTreeMap::from([
-            ("cleanup.policy".to_string(), "delete".to_string()),
-            ("retention.ms".to_string(), AUDIT_RETENTION_MS.to_string()),
-        ]);
-        match self.topics.create(AUDIT_TOPIC, 1, configs, self.now_ms()) {
-            Ok(_) | Err(crate::BrokerError::TopicAlreadyExists { .. }) => Ok(()),
-            Err(err) => Err(err),
-        }
-    }
-
     /// Records an audit event; never waits.
     pub fn audit(&self, event: AuditEvent) {
         match self.audit.tx.try_send((self.now_ms(), event)) {

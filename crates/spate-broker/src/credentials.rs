@@ -71,9 +71,9 @@ fn key(user: &str, mechanism: Mechanism) -> Vec<u8> {
 }
 
 impl Credentials {
-    /// Rebuilds the credentials from `__user_credentials`, creating it if needed. Blocking.
+    /// Rebuilds the credentials from `__user_credentials` (created with the first user).
+    /// Blocking.
     pub(crate) fn load(&self, broker: &Broker) -> Result<(), BrokerError> {
-        broker.ensure_state_topic(CREDENTIALS_TOPIC)?;
         {
             let mut users = self.users.write();
             broker.replay_state_topic(CREDENTIALS_TOPIC, |offset, key, value| {

@@ -497,10 +497,9 @@ pub(crate) fn check_ops(ops: &[(String, i8, Option<String>)]) -> Result<(), Refu
 }
 
 impl Broker {
-    /// Rebuilds the dynamic configs from `__cluster_configs`, creating it if needed, and
-    /// applies them. Blocking.
+    /// Rebuilds the dynamic configs from `__cluster_configs` (created at the first change)
+    /// and applies them. Blocking.
     pub(crate) fn load_dynamic_configs(&self) -> Result<(), BrokerError> {
-        self.ensure_state_topic(CONFIGS_TOPIC)?;
         let mut entries: BTreeMap<Resource, BTreeMap<String, String>> = BTreeMap::new();
         self.replay_state_topic(CONFIGS_TOPIC, |offset, key, value| {
             let Some(key) = key.and_then(|k| serde_json::from_slice::<RecordKey>(k).ok()) else {

@@ -110,14 +110,88 @@ impl Broker {
             })
     }
 
-    /// Appends a batch to a partition of an internal topic and waits until it is durable.
-    /// Returns the offset of its first record.
+    /// Creates an internal topic the first time something is written to it, as Kafka creates
+    /// `__consumer_offsets` when a group first needs it: a fresh broker lists no topics, and
+    /// replaying a topic that does not exist yet replays nothing.
+    pub(crate) async fn ensure_internal_topic(
+        self: &Arc<Self>,
+        name: &str,
+    ) -> Result<(), BrokerError> {
+        if self.topics.get(name).is_some() {
+            return Ok(());
+        }
+        let (partitions, configs) = self.internal_topic_spec(name);
+        let broker = Arc::clone(self);
+        let topic = name.to_string();
+        let now = self.now_ms();
+        let created = tokio::task::spawn_blocking(move || {
+            broker.topics.create(&topic, partitions, configs, now)
+        })
+        .await
+        .map_err(|e| BrokerError::InvalidRequest {
+            reason: e.to_string(),
+        })?;
+        match created {
+            Ok(_) => {
+                tracing::info!(
+                    topic = name,
+                    partitions,
+                    "created internal topic on first use"
+                );
+                Ok(())
+            }
+            Err(BrokerError::TopicAlreadyExists { .. }) => Ok(()),
+            Err(err) => Err(err),
+        }
+    }
+
+    /// Partitions and configs of an internal topic when it is created.
+    fn internal_topic_spec(&self, name: &str) -> (i32, BTreeMap<String, String>) {
+        let compacted = || {
+            BTreeMap::from([
+                ("cleanup.policy".to_string(), "compact".to_string()),
+                ("segment.bytes".to_string(), "104857600".to_string()),
+            ])
+        };
+        match name {
+            crate::groups::store::OFFSETS_TOPIC => {
+                let mut configs = compacted();
+                configs.insert("compression.type".to_string(), "producer".to_string());
+                (self.options.groups.offsets_topic_partitions, configs)
+            }
+            crate::transactions::TRANSACTIONS_TOPIC => {
+                (self.options.transactions.partitions, compacted())
+            }
+            crate::audit::AUDIT_TOPIC => (
+                1,
+                BTreeMap::from([
+                    ("cleanup.policy".to_string(), "delete".to_string()),
+                    (
+                        "retention.ms".to_string(),
+                        crate::audit::AUDIT_RETENTION_MS.to_string(),
+                    ),
+                ]),
+            ),
+            _ => (1, compacted()),
+        }
+    }
+
+    /// Partitions of an internal topic: as it is, or as it will be created.
+    pub(crate) fn internal_partitions(&self, name: &str) -> i32 {
+        self.topics
+            .get(name)
+            .map_or_else(|| self.internal_topic_spec(name).0, |t| t.partition_count())
+    }
+
+    /// Appends a batch to a partition of an internal topic (created on first use) and waits
+    /// until it is durable. Returns the offset of its first record.
     pub(crate) async fn append_internal(
         self: &Arc<Self>,
         topic: &str,
         partition: i32,
         builder: BatchBuilder,
     ) -> Result<i64, BrokerError> {
+        self.ensure_internal_topic(topic).await?;
         let partition = self
             .topics
             .get(topic)

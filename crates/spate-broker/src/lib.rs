@@ -254,7 +254,7 @@ impl Broker {
         let producer_ids = producers::ProducerIds::open(&data_dir).map_err(dir_error)?;
         let groups = groups::GroupCoordinator::open(options.groups.clone(), &topics, now)?;
         let transactions =
-            transactions::TxnCoordinator::open(options.transactions.clone(), &topics, now)?;
+            transactions::TxnCoordinator::open(options.transactions.clone(), &topics)?;
         for ((group, pid), offsets) in groups.take_open_transaction_offsets() {
             transactions.add_pending_offsets(&group, pid, offsets);
         }
@@ -282,9 +282,9 @@ impl Broker {
         });
         broker.credentials.load(&broker)?;
         broker.acls.load(&broker)?;
+        broker.warn_if_nobody_is_allowed();
         broker.client_quotas.load(&broker)?;
         broker.load_dynamic_configs()?;
-        broker.ensure_audit_topic()?;
         broker.load_usage()?;
         Ok(broker)
     }

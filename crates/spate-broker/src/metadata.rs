@@ -157,7 +157,10 @@ impl Broker {
         if validate_topic_name(name).is_err() {
             return failed(ResponseError::InvalidTopicException);
         }
-        if !allow_auto_create || name.starts_with("__") {
+        if !allow_auto_create
+            || name.starts_with("__")
+            || crate::topics::INTERNAL_TOPICS.contains(&name)
+        {
             return failed(ResponseError::UnknownTopicOrPartition);
         }
         if !self.allows_topic_creation(caller, name) {

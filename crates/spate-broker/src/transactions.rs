@@ -235,19 +235,12 @@ fn decode_record(key: &[u8], value: Option<&[u8]>) -> Option<(String, Option<Txn
 }
 
 impl TxnCoordinator {
-    /// Creates `__transaction_state` if needed and replays it. Blocking.
+    /// Replays `__transaction_state` (created at the first transactional id's record).
+    /// Blocking.
     pub fn open(
         settings: TransactionSettings,
         topics: &TopicRegistry,
-        now_ms: i64,
     ) -> Result<TxnCoordinator, BrokerError> {
-        if topics.get(TRANSACTIONS_TOPIC).is_none() {
-            let configs = BTreeMap::from([
-                ("cleanup.policy".to_string(), "compact".to_string()),
-                ("segment.bytes".to_string(), "104857600".to_string()),
-            ]);
-            topics.create(TRANSACTIONS_TOPIC, settings.partitions, configs, now_ms)?;
-        }
         let mut txns: HashMap<String, TxnMetadata> = HashMap::new();
         replay_topic(topics, TRANSACTIONS_TOPIC, |_, _, key, value| {
             if let Some((id, meta)) = key.and_then(|k| decode_record(k, value)) {
@@ -410,10 +403,7 @@ impl Broker {
         id: &str,
         meta: &TxnMetadata,
     ) -> Result<(), BrokerError> {
-        let count = self
-            .topics
-            .get(TRANSACTIONS_TOPIC)
-            .map_or(1, |t| t.partition_count());
+        let count = self.internal_partitions(TRANSACTIONS_TOPIC);
         {
             let mut epochs = self.txn().epochs.lock();
             let current = epochs
@@ -704,10 +694,12 @@ impl Broker {
         req: AddOffsetsToTxnRequest,
         version: i16,
     ) -> AddOffsetsToTxnResponse {
-        let count = self
-            .topics
-            .get(OFFSETS_TOPIC)
-            .map_or(1, |t| t.partition_count());
+        // The transaction's marker will be written to the group's offsets partition.
+        if let Err(err) = self.ensure_internal_topic(OFFSETS_TOPIC).await {
+            tracing::error!(error = %err, "could not create {OFFSETS_TOPIC}");
+            return AddOffsetsToTxnResponse::default().with_error_code(err.code());
+        }
+        let count = self.internal_partitions(OFFSETS_TOPIC);
         let partition = (
             OFFSETS_TOPIC.to_string(),
             offsets_store::partition_for(&req.group_id, count),
@@ -799,10 +791,7 @@ impl Broker {
             }
             response
         };
-        let count = self
-            .topics
-            .get(OFFSETS_TOPIC)
-            .map_or(1, |t| t.partition_count());
+        let count = self.internal_partitions(OFFSETS_TOPIC);
         let offsets_partition = offsets_store::partition_for(&group, count);
         // The offsets partition must be part of the transaction (AddOffsetsToTxn first).
         if let Err(error) = self.txn().allows(

@@ -224,9 +224,8 @@ impl Broker {
             .collect()
     }
 
-    /// Rebuilds the buckets from `__usage`, creating it if needed. Blocking.
+    /// Rebuilds the buckets from `__usage` (created at the first write). Blocking.
     pub(crate) fn load_usage(&self) -> Result<(), BrokerError> {
-        self.ensure_state_topic(USAGE_TOPIC)?;
         self.replay_state_topic(USAGE_TOPIC, |offset, key, value| {
             let decoded = key
                 .and_then(|k| serde_json::from_slice::<StoredKey>(k).ok())

@@ -60,8 +60,38 @@ fn main() -> std::process::ExitCode {
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("error: {err:#}");
+            eprintln!("error: {}", error_text(&err));
             std::process::ExitCode::FAILURE
         }
+    }
+}
+
+/// The error and its causes, `: `-separated, each said once: library errors often put their
+/// source in their own message ("cannot listen on ...: Address in use"), and anyhow's `{:#}`
+/// would then print the OS error twice.
+fn error_text(err: &anyhow::Error) -> String {
+    let mut text = err.to_string();
+    for cause in err.chain().skip(1) {
+        let cause = cause.to_string();
+        if !text.contains(&cause) {
+            text.push_str(": ");
+            text.push_str(&cause);
+        }
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_os_error_already_in_the_message_is_printed_once() {
+        let os = std::io::Error::from(std::io::ErrorKind::AddrInUse);
+        let inner = format!("cannot listen on 0.0.0.0:9092: {os}");
+        let err = anyhow::Error::new(os).context(inner.clone());
+        assert_eq!(error_text(&err), inner);
+        let err = anyhow::anyhow!("disk full").context("cannot write");
+        assert_eq!(error_text(&err), "cannot write: disk full");
     }
 }

@@ -17,14 +17,17 @@ pub struct Config {
     /// Where logs and metadata live.
     pub data_dir: PathBuf,
     /// Kafka protocol listener; port 0 picks a free port.
+    #[serde(deserialize_with = "listen_addr")]
     pub kafka_listen: SocketAddr,
     /// Address clients are told to connect to (`host:port`); by default the listen address,
     /// with `localhost` for a wildcard host.
     pub advertised_kafka: Option<String>,
     /// HTTP listener for health, metrics and the admin API.
+    #[serde(deserialize_with = "listen_addr")]
     pub http_listen: SocketAddr,
     /// Schema registry listener (Confluent Schema Registry's REST API); port 0 picks a free
     /// port.
+    #[serde(deserialize_with = "listen_addr")]
     pub registry_listen: SocketAddr,
     /// The registry's compatibility level for subjects with none of their own and no global
     /// level set through the API (Confluent's `schema.compatibility.level`).
@@ -230,6 +233,38 @@ impl SecurityProtocol {
     }
 }
 
+/// Resolves a listen address: `IP:PORT`, or `HOST:PORT` with the host looked up, as Kafka's
+/// `listeners=PLAINTEXT://localhost:9092` takes a host name. An IPv4 address is preferred when
+/// the name has both (`localhost` is 127.0.0.1, as the clients that connect to it expect).
+pub fn resolve_listen_addr(value: &str) -> Result<SocketAddr, String> {
+    use std::net::ToSocketAddrs;
+    if let Ok(addr) = value.parse() {
+        return Ok(addr);
+    }
+    let Some((host, port)) = value.rsplit_once(':') else {
+        return Err(format!("expected HOST:PORT, got {value:?}"));
+    };
+    let port: u16 = port
+        .parse()
+        .map_err(|_| format!("port {port:?} of {value:?} is not a number from 0 to 65535"))?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let addrs: Vec<SocketAddr> = (host, port)
+        .to_socket_addrs()
+        .map_err(|e| format!("cannot resolve {host:?}: {e}"))?
+        .collect();
+    addrs
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or_else(|| addrs.first())
+        .copied()
+        .ok_or_else(|| format!("{host:?} resolves to no address"))
+}
+
+fn listen_addr<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<SocketAddr, D::Error> {
+    let text = String::deserialize(deserializer)?;
+    resolve_listen_addr(&text).map_err(serde::de::Error::custom)
+}
+
 /// One Kafka listener (Kafka's `listeners` entry with its `advertised.listeners` address).
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
@@ -237,6 +272,7 @@ pub struct ListenerConfig {
     /// Name, e.g. `EXTERNAL`; clients of this listener are told its advertised address.
     pub name: String,
     /// Address to listen on; port 0 picks a free port.
+    #[serde(deserialize_with = "listen_addr")]
     pub listen: SocketAddr,
     /// Security protocol.
     pub protocol: SecurityProtocol,
@@ -736,6 +772,32 @@ mod tests {
             .expect("spate.example.toml at the repository root");
         let parsed = Config::parse(&text).expect("example parses");
         assert_eq!(parsed, Config::default());
+    }
+
+    #[test]
+    fn listen_addresses_take_host_names_as_kafka_listeners_do() {
+        assert_eq!(
+            resolve_listen_addr("localhost:9092"),
+            Ok(SocketAddr::from(([127, 0, 0, 1], 9092)))
+        );
+        assert_eq!(
+            resolve_listen_addr("0.0.0.0:0"),
+            Ok(SocketAddr::from(([0, 0, 0, 0], 0)))
+        );
+        assert_eq!(
+            resolve_listen_addr("[::1]:9093").map(|a| a.port()),
+            Ok(9093)
+        );
+        let parsed =
+            Config::parse("kafka-listen = \"localhost:19092\"").expect("a host name parses");
+        assert_eq!(
+            parsed.kafka_listen,
+            SocketAddr::from(([127, 0, 0, 1], 19092))
+        );
+        for bad in ["localhost", "localhost:port", "localhost:70000"] {
+            let err = resolve_listen_addr(bad).expect_err(bad);
+            assert!(err.contains(bad) || err.contains("port"), "{err}");
+        }
     }
 
     #[test]

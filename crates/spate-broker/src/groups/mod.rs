@@ -131,33 +131,16 @@ pub struct GroupOffset {
 }
 
 impl GroupCoordinator {
-    /// Creates `__consumer_offsets` if needed and replays it. Blocking.
+    /// Replays `__consumer_offsets` (created at the first commit). Blocking.
     pub fn open(
         settings: CoordinatorSettings,
         topics: &TopicRegistry,
         now_ms: i64,
     ) -> Result<GroupCoordinator, BrokerError> {
-        let topic = match topics.get(OFFSETS_TOPIC) {
-            Some(topic) => topic,
-            None => {
-                let configs = BTreeMap::from([
-                    ("cleanup.policy".to_string(), "compact".to_string()),
-                    ("segment.bytes".to_string(), "104857600".to_string()),
-                    ("compression.type".to_string(), "producer".to_string()),
-                ]);
-                topics.create(
-                    OFFSETS_TOPIC,
-                    settings.offsets_topic_partitions,
-                    configs,
-                    now_ms,
-                )?
-            }
-        };
         let mut groups: HashMap<String, Group> = HashMap::new();
         let mut replayed = 0usize;
         // Offsets committed inside transactions wait for their producer's marker.
         let mut pending: HashMap<i64, Vec<(String, String, i32, CommittedOffset)>> = HashMap::new();
-        let _ = topic;
         crate::internal::replay_topic(topics, OFFSETS_TOPIC, |header, offset, key, value| {
             if header.is_control() {
                 let commit = key.is_some_and(|k| {
@@ -341,10 +324,7 @@ impl Broker {
         group: &str,
         records: Vec<(Bytes, Option<Bytes>)>,
     ) -> Result<i64, BrokerError> {
-        let count = self
-            .topics
-            .get(OFFSETS_TOPIC)
-            .map_or(1, |t| t.partition_count());
+        let count = self.internal_partitions(OFFSETS_TOPIC);
         let index = store::partition_for(group, count);
         let mut builder = BatchBuilder::new(0, self.now_ms());
         for (key, value) in &records {

@@ -408,9 +408,9 @@ fn user_of(principal: &str) -> &str {
 }
 
 impl ClientQuotas {
-    /// Rebuilds the quota configs from `__client_quotas`, creating it if needed. Blocking.
+    /// Rebuilds the quota configs from `__client_quotas` (created with the first quota).
+    /// Blocking.
     pub(crate) fn load(&self, broker: &Broker) -> Result<(), BrokerError> {
-        broker.ensure_state_topic(QUOTAS_TOPIC)?;
         {
             let mut entries = self.entries.write();
             broker.replay_state_topic(QUOTAS_TOPIC, |offset, key, value| {

@@ -18,17 +18,17 @@ pub struct ServeArgs {
     #[arg(long, env = "SPATE_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
     /// Kafka listener, HOST:PORT; port 0 picks a free port [default: 0.0.0.0:9092].
-    #[arg(long, env = "SPATE_KAFKA_LISTEN")]
+    #[arg(long, env = "SPATE_KAFKA_LISTEN", value_parser = spate_server::config::resolve_listen_addr)]
     pub kafka_listen: Option<SocketAddr>,
     /// Address advertised to Kafka clients, HOST:PORT [default: the listen address].
     #[arg(long, env = "SPATE_ADVERTISED_KAFKA")]
     pub advertised_kafka: Option<String>,
     /// HTTP listener for /health and /metrics, HOST:PORT [default: 0.0.0.0:8080].
-    #[arg(long, env = "SPATE_HTTP_LISTEN")]
+    #[arg(long, env = "SPATE_HTTP_LISTEN", value_parser = spate_server::config::resolve_listen_addr)]
     pub http_listen: Option<SocketAddr>,
     /// Schema registry listener (Confluent's REST API), HOST:PORT; port 0 picks a free port
     /// [default: 0.0.0.0:8081].
-    #[arg(long, env = "SPATE_REGISTRY_LISTEN")]
+    #[arg(long, env = "SPATE_REGISTRY_LISTEN", value_parser = spate_server::config::resolve_listen_addr)]
     pub registry_listen: Option<SocketAddr>,
     /// Authentication on the registry and HTTP listeners: none, basic (users' SCRAM
     /// credentials), bearer (JWTs, needs --oauthbearer-jwks-file) or basic,bearer; /health
@@ -39,10 +39,26 @@ pub struct ServeArgs {
     /// SASL_SSL [default: PLAINTEXT].
     #[arg(long, env = "SPATE_KAFKA_PROTOCOL")]
     pub kafka_protocol: Option<String>,
-    /// Another Kafka listener, NAME=PROTOCOL://HOST:PORT (repeatable), e.g.
-    /// SECURE=SASL_SSL://0.0.0.0:9093.
-    #[arg(long = "listener", value_name = "NAME=PROTOCOL://HOST:PORT", value_parser = parse_listener)]
+    /// Another Kafka listener, NAME=PROTOCOL://HOST:PORT (repeatable; the variable takes
+    /// Kafka's comma-separated `listeners` list), e.g. SECURE=SASL_SSL://0.0.0.0:9093.
+    #[arg(
+        long = "listener",
+        env = "SPATE_LISTENERS",
+        value_delimiter = ',',
+        value_name = "NAME=PROTOCOL://HOST:PORT",
+        value_parser = parse_listener
+    )]
     pub listeners: Vec<spate_server::config::ListenerConfig>,
+    /// The address clients of a --listener are told, NAME=HOST:PORT (repeatable; Kafka's
+    /// `advertised.listeners`, the variable comma-separated) [default: its listen address].
+    #[arg(
+        long = "advertised-listener",
+        env = "SPATE_ADVERTISED_LISTENERS",
+        value_delimiter = ',',
+        value_name = "NAME=HOST:PORT",
+        value_parser = parse_advertised_listener
+    )]
+    pub advertised_listeners: Vec<(String, String)>,
     /// PEM certificate chain for SSL listeners.
     #[arg(long, env = "SPATE_TLS_CERT")]
     pub tls_cert: Option<PathBuf>,
@@ -78,6 +94,10 @@ pub struct ServeArgs {
     /// [default: 524288].
     #[arg(long, env = "SPATE_SASL_SERVER_MAX_RECEIVE_SIZE")]
     pub sasl_server_max_receive_size: Option<usize>,
+    /// Open connections accepted at once across all listeners (Kafka's max.connections)
+    /// [default: 10000].
+    #[arg(long, env = "SPATE_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
     /// Open connections accepted from one IP address (Kafka's max.connections.per.ip)
     /// [default: 1000].
     #[arg(long, env = "SPATE_MAX_CONNECTIONS_PER_IP")]
@@ -92,8 +112,13 @@ pub struct ServeArgs {
     /// The issuer (`iss`) OAUTHBEARER tokens must carry.
     #[arg(long, env = "SPATE_OAUTHBEARER_ISSUER")]
     pub oauthbearer_issuer: Option<String>,
-    /// An audience (`aud`) OAUTHBEARER tokens may name (repeatable).
-    #[arg(long = "oauthbearer-audience")]
+    /// An audience (`aud`) OAUTHBEARER tokens may name (repeatable; the variable
+    /// comma-separated).
+    #[arg(
+        long = "oauthbearer-audience",
+        env = "SPATE_OAUTHBEARER_AUDIENCE",
+        value_delimiter = ','
+    )]
     pub oauthbearer_audience: Vec<String>,
     /// Authorizer: `none` allows every request, `acl` checks each against the ACLs and denies
     /// what none allows (Kafka's authorizer.class.name) [default: none].
@@ -116,8 +141,15 @@ pub struct ServeArgs {
     /// How often retention and compaction run, in ms [default: 300000].
     #[arg(long, env = "SPATE_RETENTION_CHECK_INTERVAL_MS")]
     pub retention_check_interval_ms: Option<u64>,
-    /// A default topic config, NAME=VALUE with Kafka's name (repeatable).
-    #[arg(long = "topic-default", value_name = "NAME=VALUE", value_parser = parse_key_value)]
+    /// A default topic config, NAME=VALUE with Kafka's name (repeatable; the variable
+    /// `;`-separated, since values such as cleanup.policy=compact,delete hold commas).
+    #[arg(
+        long = "topic-default",
+        env = "SPATE_TOPIC_DEFAULTS",
+        value_delimiter = ';',
+        value_name = "NAME=VALUE",
+        value_parser = parse_key_value
+    )]
     pub topic_defaults: Vec<(String, String)>,
     /// Log filter, e.g. `info` or `spate_broker=debug`.
     #[arg(long, env = "SPATE_LOG", default_value = "info")]
@@ -141,13 +173,24 @@ fn parse_listener(value: &str) -> Result<spate_server::config::ListenerConfig, S
             "unknown security protocol {protocol:?}: PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL"
         )
     })?;
-    let listen = address.parse().map_err(|_| bad())?;
+    let listen = spate_server::config::resolve_listen_addr(address)
+        .map_err(|reason| format!("listener {name}: {reason}"))?;
     Ok(spate_server::config::ListenerConfig {
         name: name.to_string(),
         listen,
         protocol,
         advertised: None,
     })
+}
+
+fn parse_advertised_listener(value: &str) -> Result<(String, String), String> {
+    let (name, address) = value
+        .split_once('=')
+        .ok_or_else(|| format!("expected NAME=HOST:PORT, got {value:?}"))?;
+    spate_server::config::parse_host_port(address).ok_or_else(|| {
+        format!("advertised listener {name}: expected HOST:PORT, got {address:?}")
+    })?;
+    Ok((name.to_string(), address.to_string()))
 }
 
 fn parse_key_value(value: &str) -> Result<(String, String), String> {
@@ -185,10 +228,24 @@ impl ServeArgs {
         if let Some(v) = self.kafka_protocol {
             config.kafka_protocol =
                 spate_server::config::SecurityProtocol::parse(&v).ok_or_else(|| {
-                    anyhow::anyhow!("unknown --kafka-protocol {v:?}: PLAINTEXT or SSL")
+                    anyhow::anyhow!(
+                        "unknown --kafka-protocol {v:?}: PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL"
+                    )
                 })?;
         }
         config.listeners.extend(self.listeners);
+        for (name, address) in self.advertised_listeners {
+            let listener = config
+                .listeners
+                .iter_mut()
+                .find(|l| l.name == name)
+                .ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "--advertised-listener {name}: no listener named {name} (--listener {name}=PROTOCOL://HOST:PORT)"
+                    )
+                })?;
+            listener.advertised = Some(address);
+        }
         if let Some(v) = self.sasl_mechanisms {
             config.sasl_mechanisms = v;
         }
@@ -222,6 +279,9 @@ impl ServeArgs {
         }
         if let Some(v) = self.allow_everyone_if_no_acl_found {
             config.allow_everyone_if_no_acl_found = v;
+        }
+        if let Some(v) = self.max_connections {
+            config.max_connections = v;
         }
         if let Some(v) = self.max_connections_per_ip {
             config.max_connections_per_ip = v;
