@@ -18,6 +18,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import tarfile
 import threading
 import time
 from pathlib import Path
@@ -148,7 +149,8 @@ class Service:
 
 @pytest.fixture
 def deb(tmp_path: Path) -> Path:
-    """The package of the debug build scripts/test's build phase made (no second build)."""
+    """scripts/release's package of the debug build scripts/test's build phase made (no second
+    build); the tarball and the .debug file are beside it."""
     if os.geteuid() != 0:
         pytest.fail("the package test installs a .deb: run it as root", pytrace=False)
     status = package_status()
@@ -173,6 +175,16 @@ def test_deb_installs_runs_as_its_unit_and_purges(deb: Path):
     assert re.search(r"^Package: spate$", fields, re.M), fields
     assert re.search(r"^Depends: .*\blibc6 \(>= [0-9.]+\)", fields, re.M), fields
     assert re.search(rf"^Architecture: {arch}$", fields, re.M), fields
+
+    # The tarball beside it: the binary and the three files a user reads, in one directory.
+    (tarball,) = deb.parent.glob("spate-*.tar.gz")
+    name = tarball.name.removesuffix(".tar.gz")
+    assert (deb.parent / f"{name}.debug").is_file()
+    with tarfile.open(tarball) as tar:
+        assert sorted(tar.getnames()) == [
+            name, *(f"{name}/{f}" for f in ("LICENSE", "README.md", "spate", "spate.example.toml"))
+        ]
+        assert tar.getmember(f"{name}/spate").mode == 0o755
 
     run(["dpkg", "-i", str(deb)])
     assert package_status() == "install ok installed"
