@@ -896,3 +896,48 @@ fn schema_commands_send_basic_credentials_to_a_registry_with_http_auth() {
     let listed = server.ok(&["schema", "list", "--registry", &url], b"");
     assert_eq!(listed.stdout(), "orders-value\n");
 }
+
+/// The commit `build.rs` stamps into the binary: `SPATE_GIT_COMMIT` if set, else this
+/// checkout's HEAD (12 hex digits), else "unknown" (a source tree without `.git`).
+fn expected_commit() -> String {
+    if let Ok(commit) = std::env::var("SPATE_GIT_COMMIT")
+        && !commit.is_empty()
+    {
+        return commit;
+    }
+    let manifest_dir = std::env::var("CARGO_MANIFEST_DIR").expect("run under cargo");
+    Command::new("git")
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .current_dir(manifest_dir)
+        .output()
+        .ok()
+        .filter(|out| out.status.success())
+        .map(|out| String::from_utf8_lossy(&out.stdout).trim().to_string())
+        .unwrap_or_else(|| "unknown".to_string())
+}
+
+#[test]
+fn version_and_ready_line_name_the_version_and_commit() {
+    let commit = expected_commit();
+    assert!(
+        commit == "unknown"
+            || (commit.len() == 12 && commit.bytes().all(|b| b.is_ascii_hexdigit())),
+        "a commit is 12 hex digits: {commit}"
+    );
+    let version = env!("CARGO_PKG_VERSION");
+
+    let output = Command::new(env!("CARGO_BIN_EXE_spate"))
+        .arg("--version")
+        .env_clear()
+        .output()
+        .expect("run spate --version");
+    assert!(output.status.success(), "{output:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout),
+        format!("spate {version} (commit {commit})\n")
+    );
+
+    let serve = Serve::start(&[]);
+    assert_eq!(serve.field("version"), version, "{}", serve.ready);
+    assert_eq!(serve.field("commit"), commit, "{}", serve.ready);
+}
