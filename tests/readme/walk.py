@@ -348,6 +348,9 @@ class Walk:
         env["CARGO_INSTALL_ROOT"] = str(install_root)
         env["CARGO_TARGET_DIR"] = str(target_dir())
         env["CARGO_TERM_COLOR"] = "never"
+        # `spate profile` writes under XDG_CONFIG_HOME: keep it in the walk's directory, away
+        # from the machine's own profiles.
+        env["XDG_CONFIG_HOME"] = str(self.workdir / ".readme-walk" / "config")
         # The copy has no .git; build.rs takes the commit from here instead.
         commit = subprocess.run(
             ["git", "rev-parse", "--short=12", "HEAD"], cwd=ROOT, capture_output=True, text=True

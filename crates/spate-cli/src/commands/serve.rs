@@ -387,3 +387,62 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     runtime.block_on(spate_server::run(config, spate_server::shutdown_signal()))?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::{Args, Command};
+
+    #[test]
+    fn every_serve_flag_reads_an_environment_variable() {
+        let command = ServeArgs::augment_args(Command::new("serve"));
+        let missing: Vec<String> = command
+            .get_arguments()
+            .filter(|a| a.get_long().is_some() && a.get_env().is_none())
+            .map(|a| a.get_id().to_string())
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "flags without SPATE_ variable: {missing:?}"
+        );
+    }
+
+    #[test]
+    fn listen_flags_take_host_names_and_advertised_listeners_name_a_listener() {
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            serve: ServeArgs,
+        }
+        use clap::Parser;
+        let cli = Cli::try_parse_from([
+            "serve",
+            "--kafka-listen",
+            "localhost:19092",
+            "--listener",
+            "SECURE=SASL_PLAINTEXT://localhost:19093",
+            "--advertised-listener",
+            "SECURE=broker-1.example.com:9093",
+        ])
+        .expect("parses");
+        let config = cli.serve.into_config().expect("config");
+        assert_eq!(
+            config.kafka_listen,
+            SocketAddr::from(([127, 0, 0, 1], 19092))
+        );
+        assert_eq!(config.listeners[0].listen.port(), 19093);
+        assert_eq!(
+            config.listeners[0].advertised.as_deref(),
+            Some("broker-1.example.com:9093")
+        );
+        let unknown = Cli::try_parse_from(["serve", "--advertised-listener", "NOPE=h:1"])
+            .expect("parses")
+            .serve
+            .into_config()
+            .expect_err("no such listener");
+        assert!(
+            unknown.to_string().contains("no listener named NOPE"),
+            "{unknown}"
+        );
+    }
+}
