@@ -20,6 +20,9 @@
 #   SPATE_BENCH_DATA_DIR=bench/build/data   where the broker's data and dd's file go
 #   SPATE_BENCH_KEEP_DATA=0          keep the broker's data directory afterwards
 #   SPATE_BENCH_CLIENT_TIMEOUT_S=900 a client run taking longer is killed and reported as a stall
+#   SPATE_BENCH_BIN=                 measure this spate binary instead of building one (side-by-side
+#                                    runs of two commits); SPATE_BENCH_COMMIT names its commit
+#                                    when its --version does not
 set -euo pipefail
 
 bench_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -111,12 +114,20 @@ fi
 
 rp=$("$bench_dir/build-client.sh" | tail -n 1)
 log "client: $rp"
-log "building spate (release) in $CARGO_TARGET_DIR"
-(cd "$repo" && cargo build --release -p spate-cli)
-spate=$CARGO_TARGET_DIR/release/spate
-git_commit=$(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo unknown)
-if [[ -n $(git -C "$repo" status --porcelain --untracked-files=no 2>/dev/null) ]]; then
-    git_commit="$git_commit (with uncommitted changes)"
+if [[ -n ${SPATE_BENCH_BIN:-} ]]; then
+    # A side-by-side comparison runs the same script on two builds (say, before and after a
+    # change): the binary says which commit it is.
+    spate=$SPATE_BENCH_BIN
+    git_commit=${SPATE_BENCH_COMMIT:-$("$spate" --version | sed -n 's/.*(commit \([^)]*\)).*/\1/p')}
+    log "measuring $spate (commit $git_commit)"
+else
+    log "building spate (release) in $CARGO_TARGET_DIR"
+    (cd "$repo" && cargo build --release -p spate-cli)
+    spate=$CARGO_TARGET_DIR/release/spate
+    git_commit=$(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo unknown)
+    if [[ -n $(git -C "$repo" status --porcelain --untracked-files=no 2>/dev/null) ]]; then
+        git_commit="$git_commit (with uncommitted changes)"
+    fi
 fi
 
 # --- machine ---------------------------------------------------------------------------------

@@ -7,14 +7,14 @@
 
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::process::{Command, ExitStatus, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
 use serde_json::Value;
 
 mod common;
-use common::{Serve, run_to_end};
+use common::{Run, Serve, run_to_end};
 
 /// How long one command may take.
 const COMMAND_DEADLINE: Duration = Duration::from_secs(120);
@@ -69,12 +69,7 @@ impl Server {
                 self.serve.log_text()
             )
         });
-        Run {
-            args: args.join(" "),
-            status: output.status,
-            stdout: output.stdout,
-            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-        }
+        Run::finished(args, output)
     }
 
     /// Runs a command that must succeed.
@@ -105,34 +100,6 @@ impl Server {
             b"",
         );
         run.json_lines()
-    }
-}
-
-struct Run {
-    args: String,
-    status: ExitStatus,
-    stdout: Vec<u8>,
-    stderr: String,
-}
-
-impl Run {
-    fn stdout(&self) -> String {
-        String::from_utf8(self.stdout.clone()).expect("utf-8 stdout")
-    }
-
-    fn lines(&self) -> Vec<String> {
-        self.stdout().lines().map(str::to_string).collect()
-    }
-
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.stdout).expect("one JSON document")
-    }
-
-    fn json_lines(&self) -> Vec<Value> {
-        self.lines()
-            .iter()
-            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad JSON line {l:?}: {e}")))
-            .collect()
     }
 }
 

@@ -10,13 +10,13 @@
 
 use std::collections::BTreeSet;
 use std::path::Path;
-use std::process::{Command, ExitStatus};
+use std::process::Command;
 use std::time::Duration;
 
 use serde_json::Value;
 
 mod common;
-use common::{Serve, run_to_end};
+use common::{Run, Serve, run_to_end};
 
 /// How long one command may take.
 const COMMAND_DEADLINE: Duration = Duration::from_secs(120);
@@ -27,34 +27,6 @@ struct Server {
     serve: Serve,
     /// XDG_CONFIG_HOME of every command: where profiles are kept.
     config_home: tempfile::TempDir,
-}
-
-struct Run {
-    args: String,
-    status: ExitStatus,
-    stdout: Vec<u8>,
-    stderr: String,
-}
-
-impl Run {
-    fn stdout(&self) -> String {
-        String::from_utf8(self.stdout.clone()).expect("utf-8 stdout")
-    }
-
-    fn lines(&self) -> Vec<String> {
-        self.stdout().lines().map(str::to_string).collect()
-    }
-
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.stdout).expect("one JSON document")
-    }
-
-    fn json_lines(&self) -> Vec<Value> {
-        self.lines()
-            .iter()
-            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad JSON line {l:?}: {e}")))
-            .collect()
-    }
 }
 
 impl Server {
@@ -93,12 +65,7 @@ impl Server {
                 self.serve.log_text()
             )
         });
-        Run {
-            args: args.join(" "),
-            status: output.status,
-            stdout: output.stdout,
-            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-        }
+        Run::finished(args, output)
     }
 
     fn run(&self, args: &[&str], stdin: &[u8]) -> Run {

@@ -169,3 +169,54 @@ pub fn run_to_end(mut command: Command, stdin: &[u8], limit: Duration) -> Result
         stderr: stderr.join().expect("stderr"),
     })
 }
+
+/// What a `spate` command did: its arguments (for messages), exit status and output.
+// Each test crate includes this module and uses part of it.
+#[allow(dead_code)]
+pub struct Run {
+    /// The arguments, space-separated.
+    pub args: String,
+    /// How it exited.
+    pub status: std::process::ExitStatus,
+    /// Its standard output.
+    pub stdout: Vec<u8>,
+    /// Its standard error.
+    pub stderr: String,
+}
+
+// Each test crate includes this module and uses part of it.
+#[allow(dead_code)]
+impl Run {
+    /// The run of `spate ARGS` that ended with `output`.
+    pub fn finished(args: &[&str], output: Output) -> Run {
+        Run {
+            args: args.join(" "),
+            status: output.status,
+            stdout: output.stdout,
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+
+    /// Standard output as text.
+    pub fn stdout(&self) -> String {
+        String::from_utf8(self.stdout.clone()).expect("utf-8 stdout")
+    }
+
+    /// Standard output's lines.
+    pub fn lines(&self) -> Vec<String> {
+        self.stdout().lines().map(str::to_string).collect()
+    }
+
+    /// Standard output as one JSON document.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.stdout).expect("one JSON document")
+    }
+
+    /// Standard output as one JSON document per line.
+    pub fn json_lines(&self) -> Vec<serde_json::Value> {
+        self.lines()
+            .iter()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad JSON line {l:?}: {e}")))
+            .collect()
+    }
+}
