@@ -34,7 +34,8 @@ logf=$data.log
 trap 'pkill -KILL -f -- "--data-dir $data " 2>/dev/null || true; rm -rf "$data" "$logf"' EXIT
 
 now() { date +%s.%N; }
-start() { # prints seconds from exec to ready
+# Both set `elapsed` (not printed: the server must stay this shell's child).
+start() { # seconds from exec to the ready line
     : >"$logf"
     local t0
     t0=$(now)
@@ -45,40 +46,41 @@ start() { # prints seconds from exec to ready
         kill -0 "$pid" 2>/dev/null || { cat "$logf"; exit 1; }
         sleep 0.01
     done
-    echo "$(now) - $t0" | bc
+    elapsed=$(echo "$(now) - $t0" | bc)
 }
-stop() { # prints seconds from SIGTERM to exit
+stop() { # seconds from SIGTERM to exit
     local t0 code
     t0=$(now)
     kill -TERM "$pid"
     code=0; wait "$pid" || code=$?
     [[ $code -eq 0 ]] || { echo "spate exited with $code" >&2; cat "$logf" >&2; exit 1; }
-    echo "$(now) - $t0" | bc
+    elapsed=$(echo "$(now) - $t0" | bc)
 }
 python_run() { "$venv/bin/python" -c "$1" 127.0.0.1:19199 "$TOPICS"; }
 
 log "$spate: $("$spate" --version)"
-start >/dev/null
+start
 python_run '
 import sys
 from confluent_kafka.admin import AdminClient, NewTopic
 a = AdminClient({"bootstrap.servers": sys.argv[1]})
 fs = a.create_topics([NewTopic(f"t{i}", 1, 1) for i in range(int(sys.argv[2]))], request_timeout=300)
 for f in fs.values(): f.result()'
-stop >/dev/null
+stop
 log "$TOPICS topics created"
 
 printf '| run | clean start to ready (s) | stop, untouched (s) | stop after a write to every topic (s) |\n|---|---|---|---|\n'
 for rep in $(seq 1 "$REPS"); do
     wait_quiet "shutdown rep $rep"
-    up=$(start); untouched=$(stop)
-    start >/dev/null
+    start; up=$elapsed
+    stop; untouched=$elapsed
+    start
     python_run '
 import sys
 from confluent_kafka import Producer
 p = Producer({"bootstrap.servers": sys.argv[1], "linger.ms": 5})
 for i in range(int(sys.argv[2])): p.produce(f"t{i}", b"x")
 assert p.flush(60) == 0'
-    written=$(stop)
+    stop; written=$elapsed
     printf '| %s | %.3f | %.3f | %.3f |\n' "$rep" "$up" "$untouched" "$written"
 done
