@@ -488,12 +488,11 @@ impl Broker {
         caller: &Caller,
     ) -> AlterConfigsResponse {
         let mut response = AlterConfigsResponse::default();
-        let mut counts: BTreeMap<(i8, String), usize> = BTreeMap::new();
-        for resource in &req.resources {
-            *counts
-                .entry((resource.resource_type, resource.resource_name.to_string()))
-                .or_default() += 1;
-        }
+        let counts = resource_counts(
+            req.resources
+                .iter()
+                .map(|r| (r.resource_type, r.resource_name.as_str())),
+        );
         for resource in req.resources {
             // Kafka answers a null message for success.
             let mut result = AlterConfigsResourceResponse::default()
@@ -501,15 +500,10 @@ impl Broker {
                 .with_resource_type(resource.resource_type)
                 .with_resource_name(resource.resource_name.clone());
             let name = resource.resource_name.to_string();
-            let outcome = if !self.allows_configs(
-                caller,
-                Operation::AlterConfigs,
-                resource.resource_type,
-                &name,
-            ) {
-                Err(alter_denied(resource.resource_type, &name))
-            } else if counts[&(resource.resource_type, name.clone())] > 1 {
-                Err(Refusal::request("Each resource must appear at most once."))
+            let outcome = if let Err(refusal) =
+                self.may_alter(caller, &counts, resource.resource_type, &name)
+            {
+                Err(refusal)
             } else if let Some(null) = resource.configs.iter().find(|c| c.value.is_none()) {
                 Err(Refusal::request(format!(
                     "Null value not supported for : {}",
@@ -543,8 +537,8 @@ impl Broker {
                 .await
             };
             if let Err(refusal) = outcome {
-                result.error_code = refusal.code.code();
-                result.error_message = Some(s(refusal.message));
+                (result.error_code, result.error_message) =
+                    refusal.logged(resource.resource_type, &name);
             }
             response.responses.push(result);
         }
@@ -557,27 +551,21 @@ impl Broker {
         caller: &Caller,
     ) -> IncrementalAlterConfigsResponse {
         let mut response = IncrementalAlterConfigsResponse::default();
-        let mut counts: BTreeMap<(i8, String), usize> = BTreeMap::new();
-        for resource in &req.resources {
-            *counts
-                .entry((resource.resource_type, resource.resource_name.to_string()))
-                .or_default() += 1;
-        }
+        let counts = resource_counts(
+            req.resources
+                .iter()
+                .map(|r| (r.resource_type, r.resource_name.as_str())),
+        );
         for resource in req.resources {
             let mut result = IncrementalResourceResponse::default()
                 .with_error_message(None)
                 .with_resource_type(resource.resource_type)
                 .with_resource_name(resource.resource_name.clone());
             let name = resource.resource_name.to_string();
-            let outcome = if !self.allows_configs(
-                caller,
-                Operation::AlterConfigs,
-                resource.resource_type,
-                &name,
-            ) {
-                Err(alter_denied(resource.resource_type, &name))
-            } else if counts[&(resource.resource_type, name.clone())] > 1 {
-                Err(Refusal::request("Each resource must appear at most once."))
+            let outcome = if let Err(refusal) =
+                self.may_alter(caller, &counts, resource.resource_type, &name)
+            {
+                Err(refusal)
             } else {
                 let ops: Ops = resource
                     .configs
@@ -601,14 +589,8 @@ impl Broker {
                 .await
             };
             if let Err(refusal) = outcome {
-                tracing::info!(
-                    resource_type = resource.resource_type,
-                    resource = %name,
-                    error = %refusal.message,
-                    "refused a config change"
-                );
-                result.error_code = refusal.code.code();
-                result.error_message = Some(s(refusal.message));
+                (result.error_code, result.error_message) =
+                    refusal.logged(resource.resource_type, &name);
             }
             response.responses.push(result);
         }
@@ -617,6 +599,27 @@ impl Broker {
 }
 
 impl Broker {
+    /// The checks AlterConfigs and IncrementalAlterConfigs make before touching a resource:
+    /// ALTER_CONFIGS on it, and named once in the request.
+    fn may_alter(
+        &self,
+        caller: &Caller,
+        counts: &BTreeMap<(i8, String), usize>,
+        resource_type: i8,
+        name: &str,
+    ) -> Result<(), Refusal> {
+        if !self.allows_configs(caller, Operation::AlterConfigs, resource_type, name) {
+            Err(alter_denied(resource_type, name))
+        } else if counts
+            .get(&(resource_type, name.to_string()))
+            .is_some_and(|n| *n > 1)
+        {
+            Err(Refusal::request("Each resource must appear at most once."))
+        } else {
+            Ok(())
+        }
+    }
+
     /// May `caller` read (DESCRIBE_CONFIGS) or change (ALTER_CONFIGS) the configs of a
     /// resource: a topic's are the topic's, a group's the group's, a broker's and a broker
     /// logger's the cluster's.
@@ -633,6 +636,17 @@ impl Broker {
             _ => self.allows_cluster(caller, operation),
         }
     }
+}
+
+/// How often each (resource type, name) appears in a request.
+fn resource_counts<'a>(
+    resources: impl Iterator<Item = (i8, &'a str)>,
+) -> BTreeMap<(i8, String), usize> {
+    let mut counts = BTreeMap::new();
+    for (resource_type, name) in resources {
+        *counts.entry((resource_type, name.to_string())).or_default() += 1;
+    }
+    counts
 }
 
 /// The error of a config request denied on a resource of this type.

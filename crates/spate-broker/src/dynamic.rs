@@ -64,6 +64,26 @@ impl Refusal {
             message: message.into(),
         }
     }
+
+    /// The response's error code and message, logged once (an alter request refused).
+    pub(crate) fn logged(
+        self,
+        resource_type: i8,
+        name: &str,
+    ) -> (i16, Option<kafka_protocol::protocol::StrBytes>) {
+        tracing::info!(
+            resource_type,
+            resource = %name,
+            error = %self.message,
+            "refused a config change"
+        );
+        (
+            self.code.code(),
+            Some(kafka_protocol::protocol::StrBytes::from_string(
+                self.message,
+            )),
+        )
+    }
 }
 
 /// How a broker config may change at runtime (Kafka's `dynamicConfigUpdateModes`).

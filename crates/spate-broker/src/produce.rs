@@ -114,22 +114,6 @@ impl Broker {
                             format!("partition {} does not exist", partition_data.index),
                         )
                     }
-                    Some(Some(partition))
-                        if acks == -1 && partition.log.min_insync_replicas() > 1 =>
-                    {
-                        // One node is one in-sync replica: Kafka refuses acks=all below
-                        // min.insync.replicas before appending anything.
-                        slot.outcome = Outcome::Failed(
-                            ResponseError::NotEnoughReplicas.code(),
-                            format!(
-                                "The size of the current ISR : 1 is insufficient to satisfy the min.isr requirement of {} for partition {}-{}, live replica(s) broker.id are : Set({})",
-                                partition.log.min_insync_replicas(),
-                                partition.topic,
-                                partition.index,
-                                self.options.node_id
-                            ),
-                        )
-                    }
                     Some(Some(partition)) => {
                         slot.log = Some(Arc::clone(&partition.log));
                         slot.target = Some((partition.topic.clone(), partition.index));
@@ -159,7 +143,7 @@ impl Broker {
                     (&slot.outcome, &slot.log, &slot.target)
                 {
                     slot.outcome =
-                        broker.append_one(log, target, slot.records.take(), now, &principal);
+                        broker.append_one(log, target, slot.records.take(), acks, now, &principal);
                 }
             }
             slots
@@ -260,6 +244,7 @@ impl Broker {
         log: &Arc<Log>,
         target: &(String, i32),
         records: Option<Bytes>,
+        acks: i16,
         now_ms: i64,
         principal: &Arc<str>,
     ) -> Outcome {
@@ -270,6 +255,17 @@ impl Broker {
             );
         };
         let config = log.config();
+        if acks == -1 && config.min_insync_replicas > 1 {
+            // One node is one in-sync replica: Kafka refuses acks=all below
+            // min.insync.replicas before appending anything.
+            return Outcome::Failed(
+                ResponseError::NotEnoughReplicas.code(),
+                format!(
+                    "The size of the current ISR : 1 is insufficient to satisfy the min.isr requirement of {} for partition {}-{}, live replica(s) broker.id are : Set({})",
+                    config.min_insync_replicas, target.0, target.1, self.options.node_id
+                ),
+            );
+        }
         if records.len() > config.max_message_bytes {
             let err = BrokerError::from(spate_log::LogError::MessageTooLarge {
                 size_bytes: records.len(),

@@ -186,6 +186,48 @@ fn text(s: &str) -> StrBytes {
     StrBytes::from_string(s.to_string())
 }
 
+/// Sends one IncrementalAlterConfigs for one resource on `conn`: sets and deletes as `changes`
+/// say; `context` names the resource in an error.
+pub(crate) async fn incremental_alter_configs(
+    conn: &crate::Connection,
+    resource_type: i8,
+    resource_name: &str,
+    changes: &[ConfigChange],
+    context: impl Fn() -> String,
+) -> Result<()> {
+    const SET: i8 = 0;
+    const DELETE: i8 = 1;
+    let version = conn.version::<IncrementalAlterConfigsRequest>()?;
+    let configs = changes
+        .iter()
+        .map(|change| match change {
+            ConfigChange::Set { name, value } => AlterableConfig::default()
+                .with_name(text(name))
+                .with_config_operation(SET)
+                .with_value(Some(text(value))),
+            ConfigChange::Delete { name } => AlterableConfig::default()
+                .with_name(text(name))
+                .with_config_operation(DELETE)
+                .with_value(None),
+        })
+        .collect();
+    let request = IncrementalAlterConfigsRequest::default()
+        .with_resources(vec![
+            AlterConfigsResource::default()
+                .with_resource_type(resource_type)
+                .with_resource_name(text(resource_name))
+                .with_configs(configs),
+        ])
+        .with_validate_only(false);
+    let response = conn.send(&request, version).await?;
+    for result in response.responses {
+        if let Some(e) = kafka_error(context(), result.error_code, result.error_message.as_ref()) {
+            return Err(e);
+        }
+    }
+    Ok(())
+}
+
 fn kafka_error(context: String, code: i16, message: Option<&StrBytes>) -> Option<Error> {
     KafkaError::from_code(code, message.map(|m| m.as_str()))
         .map(|error| Error::Kafka { context, error })
@@ -365,42 +407,11 @@ impl Client {
 
     /// Applies config changes to a topic (IncrementalAlterConfigs).
     pub async fn alter_topic_configs(&self, topic: &str, changes: &[ConfigChange]) -> Result<()> {
-        const SET: i8 = 0;
-        const DELETE: i8 = 1;
         let conn = self.any_broker().await?;
-        let version = conn.version::<IncrementalAlterConfigsRequest>()?;
-        let configs = changes
-            .iter()
-            .map(|change| match change {
-                ConfigChange::Set { name, value } => AlterableConfig::default()
-                    .with_name(text(name))
-                    .with_config_operation(SET)
-                    .with_value(Some(text(value))),
-                ConfigChange::Delete { name } => AlterableConfig::default()
-                    .with_name(text(name))
-                    .with_config_operation(DELETE)
-                    .with_value(None),
-            })
-            .collect();
-        let request = IncrementalAlterConfigsRequest::default()
-            .with_resources(vec![
-                AlterConfigsResource::default()
-                    .with_resource_type(RESOURCE_TYPE_TOPIC)
-                    .with_resource_name(text(topic))
-                    .with_configs(configs),
-            ])
-            .with_validate_only(false);
-        let response = conn.send(&request, version).await?;
-        for result in response.responses {
-            if let Some(e) = kafka_error(
-                format!("cannot alter configs of topic {topic:?}"),
-                result.error_code,
-                result.error_message.as_ref(),
-            ) {
-                return Err(e);
-            }
-        }
-        Ok(())
+        incremental_alter_configs(&conn, RESOURCE_TYPE_TOPIC, topic, changes, || {
+            format!("cannot alter configs of topic {topic:?}")
+        })
+        .await
     }
 
     /// Looks up offsets of partitions of `topic` at their leaders. Partitions whose leader

@@ -22,13 +22,10 @@ use kafka_protocol::messages::delete_records_request::{
 use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
 use kafka_protocol::messages::describe_log_dirs_request::DescribableLogDirTopic;
 use kafka_protocol::messages::describe_producers_request::TopicRequest;
-use kafka_protocol::messages::incremental_alter_configs_request::{
-    AlterConfigsResource, AlterableConfig,
-};
 use kafka_protocol::messages::{
     ApiKey, DeleteRecordsRequest, DescribeConfigsRequest, DescribeLogDirsRequest,
-    DescribeProducersRequest, DescribeTransactionsRequest, IncrementalAlterConfigsRequest,
-    ListTransactionsRequest, ProducerId, TopicName, TransactionalId,
+    DescribeProducersRequest, DescribeTransactionsRequest, ListTransactionsRequest, ProducerId,
+    TopicName, TransactionalId,
 };
 use kafka_protocol::protocol::StrBytes;
 
@@ -220,43 +217,18 @@ impl Client {
         target: BrokerConfigTarget,
         changes: &[ConfigChange],
     ) -> Result<()> {
-        const SET: i8 = 0;
-        const DELETE: i8 = 1;
         let conn = match target {
             BrokerConfigTarget::ClusterDefault => self.any_broker().await?,
             BrokerConfigTarget::Broker(id) => self.broker(id).await?,
         };
-        let version = conn.version::<IncrementalAlterConfigsRequest>()?;
-        let configs = changes
-            .iter()
-            .map(|change| match change {
-                ConfigChange::Set { name, value } => AlterableConfig::default()
-                    .with_name(text(name))
-                    .with_config_operation(SET)
-                    .with_value(Some(text(value))),
-                ConfigChange::Delete { name } => AlterableConfig::default()
-                    .with_name(text(name))
-                    .with_config_operation(DELETE)
-                    .with_value(None),
-            })
-            .collect();
-        let request = IncrementalAlterConfigsRequest::default()
-            .with_resources(vec![
-                AlterConfigsResource::default()
-                    .with_resource_type(RESOURCE_TYPE_BROKER)
-                    .with_resource_name(text(&target.resource_name()))
-                    .with_configs(configs),
-            ])
-            .with_validate_only(false);
-        let response = conn.send(&request, version).await?;
-        for result in response.responses {
-            kafka_error(
-                || format!("cannot alter the configs of {}", target.describe()),
-                result.error_code,
-                result.error_message.as_deref(),
-            )?;
-        }
-        Ok(())
+        crate::admin::incremental_alter_configs(
+            &conn,
+            RESOURCE_TYPE_BROKER,
+            &target.resource_name(),
+            changes,
+            || format!("cannot alter the configs of {}", target.describe()),
+        )
+        .await
     }
 
     /// Deletes the records of partitions of `topic` below the given offsets (DeleteRecords at

@@ -229,6 +229,28 @@ fn group_id(s: &str) -> GroupId {
     GroupId(text(s))
 }
 
+/// OffsetCommit's topics for `(topic, partition, offset)` triples, grouped by topic.
+pub(crate) fn offset_commit_topics(
+    offsets: &[(String, i32, i64)],
+) -> Vec<OffsetCommitRequestTopic> {
+    let mut by_topic: BTreeMap<&str, Vec<OffsetCommitRequestPartition>> = BTreeMap::new();
+    for (topic, partition, offset) in offsets {
+        by_topic.entry(topic.as_str()).or_default().push(
+            OffsetCommitRequestPartition::default()
+                .with_partition_index(*partition)
+                .with_committed_offset(*offset),
+        );
+    }
+    by_topic
+        .into_iter()
+        .map(|(topic, partitions)| {
+            OffsetCommitRequestTopic::default()
+                .with_name(topic_name(topic))
+                .with_partitions(partitions)
+        })
+        .collect()
+}
+
 fn topic_name(s: &str) -> TopicName {
     TopicName(text(s))
 }
@@ -626,33 +648,9 @@ impl Client {
         group: &str,
         offsets: &[(String, i32, i64)],
     ) -> Result<()> {
-        let mut by_topic: BTreeMap<&str, Vec<(i32, i64)>> = BTreeMap::new();
-        for (topic, partition, offset) in offsets {
-            by_topic
-                .entry(topic.as_str())
-                .or_default()
-                .push((*partition, *offset));
-        }
-        let by_topic = &by_topic;
         self.with_group_coordinator(group, |conn, _| async move {
             let version = conn.version::<OffsetCommitRequest>()?;
-            let topics = by_topic
-                .iter()
-                .map(|(topic, parts)| {
-                    OffsetCommitRequestTopic::default()
-                        .with_name(topic_name(topic))
-                        .with_partitions(
-                            parts
-                                .iter()
-                                .map(|&(partition, offset)| {
-                                    OffsetCommitRequestPartition::default()
-                                        .with_partition_index(partition)
-                                        .with_committed_offset(offset)
-                                })
-                                .collect(),
-                        )
-                })
-                .collect();
+            let topics = offset_commit_topics(offsets);
             let request = OffsetCommitRequest::default()
                 .with_group_id(group_id(group))
                 .with_generation_id_or_member_epoch(-1)
@@ -675,7 +673,7 @@ impl Client {
                     )?;
                 }
             }
-            let asked: usize = by_topic.values().map(Vec::len).sum();
+            let asked = offsets.len();
             if answered < asked {
                 return Err(missing(
                     &conn,

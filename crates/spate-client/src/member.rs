@@ -21,9 +21,6 @@ use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::consumer_protocol_assignment::TopicPartition as AssignedPartition;
 use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
 use kafka_protocol::messages::leave_group_request::MemberIdentity;
-use kafka_protocol::messages::offset_commit_request::{
-    OffsetCommitRequestPartition, OffsetCommitRequestTopic,
-};
 use kafka_protocol::messages::sync_group_request::SyncGroupRequestAssignment;
 use kafka_protocol::messages::{
     ConsumerProtocolAssignment, ConsumerProtocolSubscription, GroupId, HeartbeatRequest,
@@ -575,35 +572,12 @@ impl Membership {
                 },
             });
         };
-        let mut by_topic: BTreeMap<&str, Vec<(i32, i64)>> = BTreeMap::new();
-        for (topic, partition, offset) in offsets {
-            by_topic
-                .entry(topic.as_str())
-                .or_default()
-                .push((*partition, *offset));
-        }
         let mut attempts = 0;
         loop {
             attempts += 1;
             let conn = self.coordinator().await?;
             let version = conn.version::<OffsetCommitRequest>()?;
-            let topics = by_topic
-                .iter()
-                .map(|(topic, parts)| {
-                    OffsetCommitRequestTopic::default()
-                        .with_name(TopicName(text(topic)))
-                        .with_partitions(
-                            parts
-                                .iter()
-                                .map(|&(partition, offset)| {
-                                    OffsetCommitRequestPartition::default()
-                                        .with_partition_index(partition)
-                                        .with_committed_offset(offset)
-                                })
-                                .collect(),
-                        )
-                })
-                .collect();
+            let topics = crate::groups::offset_commit_topics(offsets);
             let request = OffsetCommitRequest::default()
                 .with_group_id(GroupId(text(&self.group)))
                 .with_generation_id_or_member_epoch(generation.generation_id)

@@ -377,12 +377,6 @@ impl Log {
         self.inner.lock().config.clone()
     }
 
-    /// The topic's `min.insync.replicas`, read without copying the whole config (produce checks
-    /// it for every acks=all partition).
-    pub fn min_insync_replicas(&self) -> i32 {
-        self.inner.lock().config.min_insync_replicas
-    }
-
     /// Replaces the config; takes effect for the next append, read and retention pass.
     pub fn set_config(&self, config: LogConfig) {
         let mut inner = self.inner.lock();

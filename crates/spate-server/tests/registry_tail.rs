@@ -11,10 +11,12 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use spate_server::{Config, Server};
+use spate_server::Server;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::oneshot;
+
+mod common;
+use common::{Serving, local_config};
 
 const DEADLINE: Duration = Duration::from_secs(20);
 
@@ -82,25 +84,10 @@ fn schema_record(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn records_another_writer_appends_to_schemas_are_served_without_a_restart() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let config = Config {
-        data_dir: dir.path().to_path_buf(),
-        kafka_listen: "127.0.0.1:0".parse().expect("addr"),
-        http_listen: "127.0.0.1:0".parse().expect("addr"),
-        registry_listen: "127.0.0.1:0".parse().expect("addr"),
-        ..Config::default()
-    };
-    let server = Server::bind(config).await.expect("bind");
+    let server = Server::bind(local_config(dir.path())).await.expect("bind");
     let registry = server.registry_addr();
     let broker = std::sync::Arc::clone(server.broker());
-    let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(async move {
-        server
-            .serve(async move {
-                let _ = stopped.await;
-            })
-            .await
-            .expect("serve");
-    });
+    let serving = Serving::spawn(server);
 
     // The registry's own write: id 1, version 1, served at once.
     let (status, body) = http(
@@ -175,34 +162,19 @@ async fn records_another_writer_appends_to_schemas_are_served_without_a_restart(
     let (status, body) = http(registry, "GET", "/subjects/own/versions?deleted=true", None).await;
     assert_eq!((status, body), (200, json!([1, 2])));
 
-    let _ = stop.send(());
-    task.await.expect("server task");
+    serving.stop().await;
     // The broker holds its data directory until the last reference goes.
     drop(broker);
 
     // A restart replays the same records to the same state.
-    let config = Config {
-        data_dir: dir.path().to_path_buf(),
-        kafka_listen: "127.0.0.1:0".parse().expect("addr"),
-        http_listen: "127.0.0.1:0".parse().expect("addr"),
-        registry_listen: "127.0.0.1:0".parse().expect("addr"),
-        ..Config::default()
-    };
-    let server = Server::bind(config).await.expect("bind again");
+    let server = Server::bind(local_config(dir.path()))
+        .await
+        .expect("bind again");
     let registry = server.registry_addr();
-    let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(async move {
-        server
-            .serve(async move {
-                let _ = stopped.await;
-            })
-            .await
-            .expect("serve");
-    });
+    let serving = Serving::spawn(server);
     let (status, body) = http(registry, "GET", "/subjects/own/versions", None).await;
     assert_eq!((status, body), (200, json!([2])));
     let (status, body) = http(registry, "GET", "/subjects/other/versions/1", None).await;
     assert_eq!((status, body["id"].clone()), (200, json!(7)));
-    let _ = stop.send(());
-    task.await.expect("server task");
+    serving.stop().await;
 }

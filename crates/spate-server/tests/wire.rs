@@ -13,27 +13,22 @@ use spate_log::BatchBuilder;
 use spate_server::{Config, Server};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::oneshot;
+
+mod common;
+use common::{Serving, local_config};
 
 const DEADLINE: Duration = Duration::from_secs(20);
 
 struct TestServer {
     addr: SocketAddr,
-    stop: Option<oneshot::Sender<()>>,
-    task: Option<tokio::task::JoinHandle<()>>,
+    serving: Serving,
     _dir: Option<tempfile::TempDir>,
 }
 
 impl TestServer {
     async fn start(adjust: impl FnOnce(&mut Config)) -> TestServer {
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut config = Config {
-            data_dir: dir.path().to_path_buf(),
-            kafka_listen: "127.0.0.1:0".parse().expect("addr"),
-            http_listen: "127.0.0.1:0".parse().expect("addr"),
-            registry_listen: "127.0.0.1:0".parse().expect("addr"),
-            ..Config::default()
-        };
+        let mut config = local_config(dir.path());
         adjust(&mut config);
         let keep_dir = config.data_dir == dir.path();
         TestServer::start_with(config, keep_dir.then_some(dir)).await
@@ -41,31 +36,15 @@ impl TestServer {
 
     async fn start_with(config: Config, dir: Option<tempfile::TempDir>) -> TestServer {
         let server = Server::bind(config).await.expect("bind");
-        let addr = server.kafka_addr();
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            server
-                .serve(async move {
-                    let _ = stopped.await;
-                })
-                .await
-                .expect("serve");
-        });
         TestServer {
-            addr,
-            stop: Some(stop),
-            task: Some(task),
+            addr: server.kafka_addr(),
+            serving: Serving::spawn(server),
             _dir: dir,
         }
     }
 
-    async fn stop(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(task) = self.task.take() {
-            task.await.expect("server task");
-        }
+    async fn stop(self) {
+        self.serving.stop().await;
     }
 }
 
@@ -600,13 +579,7 @@ impl Drop for SmallDisk {
 #[tokio::test]
 async fn a_full_disk_refuses_writes_keeps_serving_and_loses_nothing_acknowledged() {
     let disk = SmallDisk::mount("2m");
-    let config = Config {
-        data_dir: disk.path.join("data"),
-        kafka_listen: "127.0.0.1:0".parse().expect("addr"),
-        http_listen: "127.0.0.1:0".parse().expect("addr"),
-        registry_listen: "127.0.0.1:0".parse().expect("addr"),
-        ..Config::default()
-    };
+    let config = local_config(&disk.path.join("data"));
     let server = TestServer::start_with(config, None).await;
     let mut raw = Raw::connect(server.addr).await;
     create_topic(&mut raw, "filling", &[]).await;
@@ -750,13 +723,7 @@ async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
 #[tokio::test]
 async fn health_says_starting_until_the_server_serves_and_liveness_holds_throughout() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let config = Config {
-        data_dir: dir.path().to_path_buf(),
-        kafka_listen: "127.0.0.1:0".parse().expect("addr"),
-        http_listen: "127.0.0.1:0".parse().expect("addr"),
-        registry_listen: "127.0.0.1:0".parse().expect("addr"),
-        ..Config::default()
-    };
+    let config = local_config(dir.path());
     // Bound and opened, not serving yet: what an orchestrator sees during a long recovery.
     let server = Server::bind(config).await.expect("bind");
     let http = server.http_addr();
@@ -772,10 +739,7 @@ async fn health_says_starting_until_the_server_serves_and_liveness_holds_through
     assert_eq!(http_get(http, "/health").await, (503, starting.clone()));
     assert_eq!(http_get(http, "/metrics").await, (503, starting));
 
-    let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(server.serve(async move {
-        let _ = stopped.await;
-    }));
+    let serving = Serving::spawn(server);
     let deadline = tokio::time::Instant::now() + DEADLINE;
     while http_get(http, "/health/ready").await.0 != 200 {
         assert!(tokio::time::Instant::now() < deadline, "never ready");
@@ -787,8 +751,7 @@ async fn health_says_starting_until_the_server_serves_and_liveness_holds_through
     assert!(metrics.contains("spate_uptime_seconds "), "{metrics}");
     assert_eq!(http_get(http, "/no-such-path").await.0, 404);
 
-    let _ = stop.send(());
-    task.await.expect("server task").expect("clean stop");
+    serving.stop().await;
     assert!(
         TcpStream::connect(http).await.is_err(),
         "the HTTP listener stops last, with the server"
