@@ -1,0 +1,17 @@
+//! Spate Connect: a Kafka Connect-compatible runtime with built-in connectors.
+//!
+//! The runtime is a Kafka client of the broker, as Kafka Connect is (DESIGN.md, "Pillars above
+//! the broker"): connector configs, source offsets and statuses live in the compacted topics
+//! Kafka Connect uses, sink tasks consume in consumer groups, and the same code runs in-process
+//! under `spate serve` or as `spate connect worker` against any Kafka-compatible cluster. This
+//! crate never depends on the broker's internals.
+//!
+//! - [`data`]: Connect's schemas, values and records.
+//! - [`config`]: connector and worker configuration values and the problems found in them.
+//! - [`convert`]: converters under Kafka's class names (`JsonConverter`, `StringConverter`, ...).
+//! - [`transforms`]: single message transforms and predicates under Kafka's class names.
+
+pub mod config;
+pub mod convert;
+pub mod data;
+pub mod transforms;
