@@ -33,6 +33,8 @@ enum Command {
     Cluster(commands::cluster::ClusterArgs),
     /// Create, use, list and delete connection profiles (brokers, registry, security).
     Profile(commands::profile::ProfileArgs),
+    /// Run a Connect worker (Kafka Connect's REST API and built-in connectors).
+    Connect(commands::connect::ConnectArgs),
     /// Create, delete and list SCRAM users (AlterUserScramCredentials).
     User(commands::user::UserArgs),
     /// Add, list and remove ACLs (like kafka-acls).
@@ -53,6 +55,7 @@ fn main() -> std::process::ExitCode {
         Command::Schema(args) => commands::schema::run(args),
         Command::Cluster(args) => commands::cluster::run(args),
         Command::Profile(args) => commands::profile::run(args),
+        Command::Connect(args) => commands::connect::run(args),
         Command::User(args) => commands::user::run(args),
         Command::Acl(args) => commands::acl::run(args),
         Command::Quota(args) => commands::quota::run(args),

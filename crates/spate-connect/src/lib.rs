@@ -11,7 +11,16 @@
 //! - [`convert`]: converters under Kafka's class names (`JsonConverter`, `StringConverter`, ...).
 //! - [`transforms`]: single message transforms and predicates under Kafka's class names.
 
+pub mod api;
 pub mod config;
+pub mod connectors;
 pub mod convert;
 pub mod data;
+pub mod herder;
+pub mod plugin;
+pub mod server;
+pub mod store;
+pub mod task;
 pub mod transforms;
+pub mod validate;
+pub mod worker_config;

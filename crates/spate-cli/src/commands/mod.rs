@@ -6,6 +6,7 @@
 pub mod acl;
 pub mod client_args;
 pub mod cluster;
+pub mod connect;
 pub mod consume;
 pub mod group;
 pub mod produce;

@@ -1,0 +1,3 @@
+//! The connectors built into Spate, one module each.
+
+pub mod file;

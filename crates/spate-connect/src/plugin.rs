@@ -1,0 +1,188 @@
+//! What a connector is to the runtime: a [`Connector`] validates its config and splits the work
+//! into task configs; its [`SourceTask`]s poll records from a system, its [`SinkTask`]s put
+//! records into one. Connectors are known by their Java class name (so existing Kafka Connect
+//! configs work unchanged) and by the short aliases Kafka Connect accepts: the simple class
+//! name and the simple name without `Connector`.
+
+use serde_json::Value as Json;
+
+use crate::config::{ConfigProblem, Props};
+use crate::data::ConnectRecord;
+
+/// Whether a connector reads from a system into topics or from topics into a system.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnectorKind {
+    /// Into topics.
+    Source,
+    /// Out of topics.
+    Sink,
+}
+
+impl ConnectorKind {
+    /// `source` or `sink`, as the REST API writes it.
+    pub fn name(self) -> &'static str {
+        match self {
+            ConnectorKind::Source => "source",
+            ConnectorKind::Sink => "sink",
+        }
+    }
+}
+
+/// A configuration key as `GET /connector-plugins/{p}/config` describes it (Kafka's ConfigDef).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConfigKey {
+    /// The key.
+    pub name: &'static str,
+    /// `STRING`, `INT`, `LONG`, `DOUBLE`, `BOOLEAN`, `LIST`, `CLASS`, `PASSWORD`.
+    pub kind: &'static str,
+    /// The default, if the key has one; keys without one are required.
+    pub default: Option<&'static str>,
+    /// `HIGH`, `MEDIUM`, `LOW`.
+    pub importance: &'static str,
+    /// What the key does.
+    pub documentation: &'static str,
+    /// The group the key is shown in.
+    pub group: &'static str,
+}
+
+impl ConfigKey {
+    /// A required key.
+    pub const fn required(
+        name: &'static str,
+        kind: &'static str,
+        documentation: &'static str,
+    ) -> ConfigKey {
+        ConfigKey {
+            name,
+            kind,
+            default: None,
+            importance: "HIGH",
+            documentation,
+            group: "Common",
+        }
+    }
+
+    /// A key with a default.
+    pub const fn optional(
+        name: &'static str,
+        kind: &'static str,
+        default: &'static str,
+        documentation: &'static str,
+    ) -> ConfigKey {
+        ConfigKey {
+            name,
+            kind,
+            default: Some(default),
+            importance: "MEDIUM",
+            documentation,
+            group: "Common",
+        }
+    }
+}
+
+/// A task failed; `retriable` failures are retried within `errors.retry.timeout`.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{message}")]
+pub struct TaskError {
+    /// What went wrong and what to do.
+    pub message: String,
+    /// Whether trying again may succeed.
+    pub retriable: bool,
+}
+
+impl TaskError {
+    /// A failure that retrying will not fix.
+    pub fn fatal(message: impl Into<String>) -> TaskError {
+        TaskError {
+            message: message.into(),
+            retriable: false,
+        }
+    }
+
+    /// A failure that may pass.
+    pub fn retriable(message: impl Into<String>) -> TaskError {
+        TaskError {
+            message: message.into(),
+            retriable: true,
+        }
+    }
+}
+
+/// The committed offsets of a source connector, as its tasks see them at start.
+pub trait OffsetReader {
+    /// The last committed offset of `partition`.
+    fn offset(&self, partition: &Json) -> Option<Json>;
+}
+
+/// A connector plugin.
+pub trait Connector: Send + Sync {
+    /// The Java class name (`org.apache.kafka.connect.file.FileStreamSourceConnector`).
+    fn class(&self) -> &'static str;
+    /// Source or sink.
+    fn kind(&self) -> ConnectorKind;
+    /// The version reported by `GET /connector-plugins`.
+    fn version(&self) -> &'static str {
+        env!("CARGO_PKG_VERSION")
+    }
+    /// The connector's own config keys (the runtime adds the common ones).
+    fn config_keys(&self) -> Vec<ConfigKey>;
+    /// Problems with the connector's own keys beyond required/type checks.
+    fn validate(&self, _props: &Props) -> Vec<ConfigProblem> {
+        Vec::new()
+    }
+    /// The configs of at most `max_tasks` tasks that share the work.
+    fn task_configs(&self, props: &Props, max_tasks: usize) -> Result<Vec<Props>, TaskError>;
+    /// A new source task (source connectors).
+    fn source_task(&self) -> Option<Box<dyn SourceTask>> {
+        None
+    }
+    /// A new sink task (sink connectors).
+    fn sink_task(&self) -> Option<Box<dyn SinkTask>> {
+        None
+    }
+}
+
+/// A source task: polled by the runtime, which converts, transforms and produces the records
+/// and commits their source offsets once the cluster has them.
+pub trait SourceTask: Send {
+    /// Starts with the task's config and the connector's committed offsets.
+    fn start(&mut self, props: &Props, offsets: &dyn OffsetReader) -> Result<(), TaskError>;
+    /// The next records; empty when there is nothing now (the runtime waits a little).
+    fn poll(&mut self) -> Result<Vec<ConnectRecord>, TaskError>;
+    /// Called after the offsets of everything polled so far are committed.
+    fn commit(&mut self) -> Result<(), TaskError> {
+        Ok(())
+    }
+    /// Releases what the task holds.
+    fn stop(&mut self) {}
+}
+
+/// A sink task: given records, it writes them; the runtime commits their offsets after a
+/// successful flush.
+pub trait SinkTask: Send {
+    /// Starts with the task's config.
+    fn start(&mut self, props: &Props) -> Result<(), TaskError>;
+    /// Writes (or buffers) records.
+    fn put(&mut self, records: Vec<ConnectRecord>) -> Result<(), TaskError>;
+    /// Makes everything put so far durable.
+    fn flush(&mut self) -> Result<(), TaskError>;
+    /// Releases what the task holds.
+    fn stop(&mut self) {}
+}
+
+/// The connectors built in.
+pub fn connectors() -> Vec<Box<dyn Connector>> {
+    vec![
+        Box::new(crate::connectors::file::FileStreamSource),
+        Box::new(crate::connectors::file::FileStreamSink),
+    ]
+}
+
+/// The connector `class`: its full name or an alias Kafka Connect accepts.
+pub fn find_connector(class: &str) -> Option<Box<dyn Connector>> {
+    connectors().into_iter().find(|c| {
+        let full = c.class();
+        let simple = full.rsplit('.').next().unwrap_or(full);
+        class == full || class == simple || Some(class) == simple.strip_suffix("Connector")
+    })
+}

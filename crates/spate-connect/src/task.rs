@@ -1,0 +1,563 @@
+//! Running one task on its own thread, as Kafka Connect's `WorkerSourceTask` and
+//! `WorkerSinkTask` do: a source task's records are transformed, converted and produced, and
+//! its source offsets are written to the offsets topic only after the producer has flushed them
+//! (so an offset never runs ahead of its records); a sink task's records are consumed in the
+//! connector's consumer group `connect-<name>`, converted, transformed and put, and their
+//! offsets are committed to the group only after the task's flush succeeded. Either way a crash
+//! replays from the last commit: at least once. Status changes go to the status topic.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use parking_lot::{Condvar, Mutex};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
+use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use serde_json::Value as Json;
+
+use crate::config::{Props, sub_props};
+use crate::convert::{self, Converter};
+use crate::data::ConnectRecord;
+use crate::herder::Shared;
+use crate::plugin::{self, OffsetReader, TaskError};
+use crate::store::{canonical_json, records};
+use crate::transforms::{self, Chain};
+
+/// How long a source task's idle poll waits before polling again.
+const IDLE_WAIT: Duration = Duration::from_millis(100);
+/// Records a sink task is given per put at most.
+const SINK_BATCH_RECORDS: usize = 500;
+
+/// Start/stop/pause control of a running task, shared with its thread.
+#[derive(Default)]
+pub struct Control {
+    stop: AtomicBool,
+    paused: AtomicBool,
+    finished: AtomicBool,
+    wake: Condvar,
+    lock: Mutex<()>,
+}
+
+impl Control {
+    /// Asks the task to stop.
+    pub fn stop(&self) {
+        self.stop.store(true, Ordering::SeqCst);
+        self.wake.notify_all();
+    }
+
+    /// Pauses or resumes the task.
+    pub fn set_paused(&self, paused: bool) {
+        self.paused.store(paused, Ordering::SeqCst);
+        self.wake.notify_all();
+    }
+
+    /// Whether the task's thread has ended (stopped or failed).
+    pub fn finished(&self) -> bool {
+        self.finished.load(Ordering::SeqCst)
+    }
+
+    fn stopping(&self) -> bool {
+        self.stop.load(Ordering::SeqCst)
+    }
+
+    fn paused(&self) -> bool {
+        self.paused.load(Ordering::SeqCst)
+    }
+
+    /// Waits up to `timeout` or until stopped, paused or resumed.
+    fn wait(&self, timeout: Duration) {
+        let mut guard = self.lock.lock();
+        if !self.stopping() {
+            self.wake.wait_for(&mut guard, timeout);
+        }
+    }
+}
+
+/// A task's thread and its control.
+pub struct RunningTask {
+    /// The task config it runs with.
+    pub props: Props,
+    /// Its control.
+    pub control: Arc<Control>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl RunningTask {
+    /// Stops the task and waits for its thread.
+    pub fn stop(mut self) {
+        self.control.stop();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// What a task needs to know about itself.
+#[derive(Clone)]
+pub struct TaskId {
+    /// The connector.
+    pub connector: String,
+    /// The task number.
+    pub task: usize,
+}
+
+/// Starts task `id` of a connector configured with `connector_props`, running `props`.
+pub fn start(
+    shared: Arc<Shared>,
+    id: TaskId,
+    connector_props: Props,
+    props: Props,
+    paused: bool,
+) -> RunningTask {
+    let control = Arc::new(Control::default());
+    control.set_paused(paused);
+    let thread_control = Arc::clone(&control);
+    let thread_props = props.clone();
+    let name = format!("task-{}-{}", id.connector, id.task);
+    let thread = std::thread::Builder::new()
+        .name(name.chars().take(15).collect())
+        .spawn(move || {
+            let result = run(&shared, &id, &connector_props, &thread_props, &thread_control);
+            match result {
+                Ok(()) => {}
+                Err(error) => {
+                    tracing::error!(connector = %id.connector, task = id.task, "task failed: {}", error.message);
+                    shared.write_task_status(&id, "FAILED", Some(&error.message));
+                }
+            }
+            thread_control.finished.store(true, Ordering::SeqCst);
+        })
+        .expect("spawning a task thread");
+    RunningTask {
+        props,
+        control,
+        thread: Some(thread),
+    }
+}
+
+fn run(
+    shared: &Arc<Shared>,
+    id: &TaskId,
+    connector_props: &Props,
+    props: &Props,
+    control: &Control,
+) -> Result<(), TaskError> {
+    let class = connector_props
+        .get("connector.class")
+        .cloned()
+        .unwrap_or_default();
+    let plugin = plugin::find_connector(&class)
+        .ok_or_else(|| TaskError::fatal(format!("no connector class {class}")))?;
+    let converters = Converters::of(shared, connector_props)?;
+    let chain = transforms::chain(connector_props).map_err(|problems| {
+        TaskError::fatal(
+            problems
+                .iter()
+                .map(|p| format!("{}: {}", p.name, p.message))
+                .collect::<Vec<_>>()
+                .join("; "),
+        )
+    })?;
+    if let Some(task) = plugin.source_task() {
+        run_source(shared, id, props, task, converters, chain, control)
+    } else if let Some(task) = plugin.sink_task() {
+        run_sink(
+            shared,
+            id,
+            connector_props,
+            props,
+            task,
+            converters,
+            chain,
+            control,
+        )
+    } else {
+        Err(TaskError::fatal(format!("{class} has no tasks")))
+    }
+}
+
+/// A connector's key and value converters: its own settings, else the worker's.
+struct Converters {
+    key: Box<dyn Converter>,
+    value: Box<dyn Converter>,
+}
+
+impl Converters {
+    fn of(shared: &Shared, props: &Props) -> Result<Converters, TaskError> {
+        let one = |name: &str, is_key: bool| -> Result<Box<dyn Converter>, TaskError> {
+            let (class, settings) = match props.get(name) {
+                Some(class) => (class.clone(), sub_props(props, &format!("{name}."))),
+                None => (
+                    shared
+                        .config
+                        .connector_default(name)
+                        .unwrap_or(crate::worker_config::defaults::CONVERTER)
+                        .to_string(),
+                    sub_props(&shared.config.props, &format!("{name}.")),
+                ),
+            };
+            convert::converter(&class, &settings, is_key).map_err(|problems| {
+                TaskError::fatal(
+                    problems
+                        .iter()
+                        .map(|p| format!("{name}.{}: {}", p.name, p.message))
+                        .collect::<Vec<_>>()
+                        .join("; "),
+                )
+            })
+        };
+        Ok(Converters {
+            key: one("key.converter", true)?,
+            value: one("value.converter", false)?,
+        })
+    }
+}
+
+/// The first delivery failure of a task's producer.
+#[derive(Default)]
+struct DeliveryErrors(Mutex<Option<String>>);
+
+impl ClientContext for DeliveryErrors {}
+
+impl ProducerContext for DeliveryErrors {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        if let Err((error, message)) = result {
+            let mut first = self.0.lock();
+            if first.is_none() {
+                *first = Some(format!(
+                    "producing to {}-{} failed: {error}",
+                    message.topic(),
+                    message.partition()
+                ));
+            }
+        }
+    }
+}
+
+struct Offsets<'a>(Option<&'a BTreeMap<String, (Json, Json)>>);
+
+impl OffsetReader for Offsets<'_> {
+    fn offset(&self, partition: &Json) -> Option<Json> {
+        self.0?
+            .get(&canonical_json(partition))
+            .map(|(_, o)| o.clone())
+    }
+}
+
+fn fatal(context: &str) -> impl FnOnce(String) -> TaskError + '_ {
+    move |e| TaskError::fatal(format!("{context}: {e}"))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run_source(
+    shared: &Arc<Shared>,
+    id: &TaskId,
+    props: &Props,
+    mut task: Box<dyn crate::plugin::SourceTask>,
+    converters: Converters,
+    mut chain: Chain,
+    control: &Control,
+) -> Result<(), TaskError> {
+    let producer: BaseProducer<DeliveryErrors> = shared
+        .config
+        .client("producer.")
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("linger.ms", "5")
+        .set(
+            "client.id",
+            format!("connector-producer-{}-{}", id.connector, id.task),
+        )
+        .create_with_context(DeliveryErrors::default())
+        .map_err(|e| TaskError::fatal(format!("creating the producer: {e}")))?;
+    {
+        let state = shared.state.lock();
+        task.start(props, &Offsets(state.source_offsets.get(&id.connector)))?;
+    }
+    shared.write_task_status(id, "RUNNING", None);
+    let mut pending: BTreeMap<String, (Json, Json)> = BTreeMap::new();
+    let mut last_commit = Instant::now();
+    let mut was_paused = false;
+    let result = (|| -> Result<(), TaskError> {
+        while !control.stopping() {
+            if control.paused() {
+                if !was_paused {
+                    commit_source(shared, id, &producer, &mut pending, task.as_mut())?;
+                    shared.write_task_status(id, "PAUSED", None);
+                    was_paused = true;
+                }
+                control.wait(Duration::from_secs(1));
+                continue;
+            } else if was_paused {
+                shared.write_task_status(id, "RUNNING", None);
+                was_paused = false;
+            }
+            let polled = task.poll()?;
+            if polled.is_empty() {
+                control.wait(IDLE_WAIT);
+            }
+            for record in polled {
+                let offset = record
+                    .source_partition
+                    .clone()
+                    .zip(record.source_offset.clone());
+                if let Some(record) = chain
+                    .apply(record)
+                    .map_err(|e| TaskError::fatal(format!("transform failed: {e}")))?
+                {
+                    send(shared, id, &producer, &converters, record)?;
+                }
+                if let Some((partition, offset)) = offset {
+                    pending.insert(canonical_json(&partition), (partition, offset));
+                }
+            }
+            producer.poll(Duration::ZERO);
+            if last_commit.elapsed() >= shared.config.offset_flush_interval {
+                commit_source(shared, id, &producer, &mut pending, task.as_mut())?;
+                last_commit = Instant::now();
+            }
+        }
+        commit_source(shared, id, &producer, &mut pending, task.as_mut())
+    })();
+    task.stop();
+    result
+}
+
+fn send(
+    shared: &Shared,
+    id: &TaskId,
+    producer: &BaseProducer<DeliveryErrors>,
+    converters: &Converters,
+    record: ConnectRecord,
+) -> Result<(), TaskError> {
+    let topic = record.topic.clone();
+    let key = converters
+        .key
+        .from_connect(&topic, record.key_schema.as_ref(), &record.key)
+        .map_err(|e| TaskError::fatal(format!("converting a key for {topic}: {e}")))?;
+    let value = converters
+        .value
+        .from_connect(&topic, record.value_schema.as_ref(), &record.value)
+        .map_err(|e| TaskError::fatal(format!("converting a value for {topic}: {e}")))?;
+    shared.note_active_topic(&id.connector, &topic, id.task);
+    let mut headers = OwnedHeaders::new();
+    for (name, value) in &record.headers {
+        headers = headers.insert(Header {
+            key: name,
+            value: value.as_deref(),
+        });
+    }
+    let mut out: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(&topic).headers(headers);
+    if let Some(key) = key.as_deref() {
+        out = out.key(key);
+    }
+    if let Some(value) = value.as_deref() {
+        out = out.payload(value);
+    }
+    if let Some(partition) = record.partition {
+        out = out.partition(partition);
+    }
+    if let Some(timestamp) = record.timestamp_ms {
+        out = out.timestamp(timestamp);
+    }
+    loop {
+        match producer.send(out) {
+            Ok(()) => return Ok(()),
+            Err((
+                rdkafka::error::KafkaError::MessageProduction(
+                    rdkafka::types::RDKafkaErrorCode::QueueFull,
+                ),
+                back,
+            )) => {
+                out = back;
+                producer.poll(Duration::from_millis(10));
+            }
+            Err((error, _)) => {
+                return Err(TaskError::fatal(format!("producing to {topic}: {error}")));
+            }
+        }
+    }
+}
+
+/// Flushes the producer, then writes the offsets of everything it delivered.
+fn commit_source(
+    shared: &Shared,
+    id: &TaskId,
+    producer: &BaseProducer<DeliveryErrors>,
+    pending: &mut BTreeMap<String, (Json, Json)>,
+    task: &mut dyn crate::plugin::SourceTask,
+) -> Result<(), TaskError> {
+    producer
+        .flush(Duration::from_secs(60))
+        .map_err(|e| TaskError::retriable(format!("flushing the producer: {e}")))?;
+    if let Some(error) = producer.context().0.lock().take() {
+        return Err(TaskError::fatal(error));
+    }
+    for (partition, offset) in std::mem::take(pending).into_values() {
+        let key = records::offset_key(&id.connector, &partition);
+        shared
+            .log
+            .send(
+                &shared.config.offset_topic,
+                &key,
+                Some(offset.to_string().as_bytes()),
+            )
+            .map_err(|e| TaskError::retriable(format!("writing source offsets: {e}")))?;
+    }
+    task.commit()
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run_sink(
+    shared: &Arc<Shared>,
+    id: &TaskId,
+    connector_props: &Props,
+    props: &Props,
+    mut task: Box<dyn crate::plugin::SinkTask>,
+    converters: Converters,
+    mut chain: Chain,
+    control: &Control,
+) -> Result<(), TaskError> {
+    let consumer: BaseConsumer = shared
+        .config
+        .client("consumer.")
+        .set("group.id", format!("connect-{}", id.connector))
+        .set(
+            "client.id",
+            format!("connector-consumer-{}-{}", id.connector, id.task),
+        )
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .map_err(|e| TaskError::fatal(format!("creating the consumer: {e}")))?;
+    let topics: Vec<String> = match connector_props.get("topics.regex") {
+        Some(regex) if !regex.is_empty() => vec![format!("^{}", regex.trim_start_matches('^'))],
+        _ => connector_props
+            .get("topics")
+            .map(|t| {
+                t.split(',')
+                    .map(|s| s.trim().to_string())
+                    .filter(|s| !s.is_empty())
+                    .collect()
+            })
+            .unwrap_or_default(),
+    };
+    let names: Vec<&str> = topics.iter().map(String::as_str).collect();
+    consumer
+        .subscribe(&names)
+        .map_err(|e| TaskError::fatal(format!("subscribing to {}: {e}", topics.join(","))))?;
+    task.start(props)?;
+    shared.write_task_status(id, "RUNNING", None);
+    let mut offsets: BTreeMap<(String, i32), i64> = BTreeMap::new();
+    let mut last_commit = Instant::now();
+    let mut was_paused = false;
+    let result = (|| -> Result<(), TaskError> {
+        while !control.stopping() {
+            if control.paused() != was_paused {
+                let assignment = consumer
+                    .assignment()
+                    .map_err(|e| fatal("reading the assignment")(e.to_string()))?;
+                if control.paused() {
+                    let _ = consumer.pause(&assignment);
+                    shared.write_task_status(id, "PAUSED", None);
+                } else {
+                    let _ = consumer.resume(&assignment);
+                    shared.write_task_status(id, "RUNNING", None);
+                }
+                was_paused = control.paused();
+            }
+            let mut batch = Vec::new();
+            let mut wait = Duration::from_millis(100);
+            while batch.len() < SINK_BATCH_RECORDS {
+                let Some(message) = consumer.poll(wait) else {
+                    break;
+                };
+                wait = Duration::ZERO;
+                let message =
+                    message.map_err(|e| TaskError::retriable(format!("consuming: {e}")))?;
+                let topic = message.topic().to_string();
+                let (partition, offset) = (message.partition(), message.offset());
+                let context = || format!("topic {topic} partition {partition} offset {offset}");
+                let (key_schema, key) =
+                    converters
+                        .key
+                        .to_connect(&topic, message.key())
+                        .map_err(|e| {
+                            TaskError::fatal(format!("converting the key at {}: {e}", context()))
+                        })?;
+                let (value_schema, value) = converters
+                    .value
+                    .to_connect(&topic, message.payload())
+                    .map_err(|e| {
+                        TaskError::fatal(format!("converting the value at {}: {e}", context()))
+                    })?;
+                let mut record = ConnectRecord::new(&topic, value_schema, value);
+                record.partition = Some(partition);
+                record.key_schema = key_schema;
+                record.key = key;
+                record.kafka_offset = Some(offset);
+                record.timestamp_ms = message.timestamp().to_millis();
+                if let Some(headers) = message.headers() {
+                    record.headers = headers
+                        .iter()
+                        .map(|h| (h.key.to_string(), h.value.map(Bytes::copy_from_slice)))
+                        .collect();
+                }
+                offsets.insert((topic.clone(), partition), offset + 1);
+                if let Some(record) = chain.apply(record).map_err(|e| {
+                    TaskError::fatal(format!("transform failed at {}: {e}", context()))
+                })? {
+                    batch.push(record);
+                }
+            }
+            if !batch.is_empty() {
+                task.put(batch)?;
+            }
+            if last_commit.elapsed() >= shared.config.offset_flush_interval {
+                commit_sink(&consumer, &mut offsets, task.as_mut())?;
+                last_commit = Instant::now();
+            }
+        }
+        commit_sink(&consumer, &mut offsets, task.as_mut())
+    })();
+    task.stop();
+    result
+}
+
+/// Flushes the task, then commits the offsets of everything it was given.
+fn commit_sink(
+    consumer: &BaseConsumer,
+    offsets: &mut BTreeMap<(String, i32), i64>,
+    task: &mut dyn crate::plugin::SinkTask,
+) -> Result<(), TaskError> {
+    task.flush()?;
+    if offsets.is_empty() {
+        return Ok(());
+    }
+    let mut list = TopicPartitionList::new();
+    for ((topic, partition), next) in offsets.iter() {
+        list.add_partition_offset(topic, *partition, Offset::Offset(*next))
+            .map_err(|e| TaskError::fatal(format!("committing offsets: {e}")))?;
+    }
+    match consumer.commit(&list, CommitMode::Sync) {
+        Ok(()) => {
+            offsets.clear();
+            Ok(())
+        }
+        // A rebalance took the partitions: the new owner replays from the last commit.
+        Err(e) => {
+            tracing::warn!(
+                "committing sink offsets failed, records since the last commit will be delivered again: {e}"
+            );
+            offsets.clear();
+            Ok(())
+        }
+    }
+}
