@@ -633,6 +633,9 @@ fn java_long_value(text: &str) -> i64 {
     }
 }
 
+/// What Jackson's default base64 variant reads, for messages.
+const BASE64_FORM: &str = "base64 (standard alphabet, padded)";
+
 fn decode_base64(text: &str) -> Result<Vec<u8>, base64::DecodeError> {
     // Jackson skips white space between base64 quads.
     if text.bytes().any(|b| b <= b' ') {
@@ -690,8 +693,8 @@ pub(crate) fn json_to_value(
                     decimal::from_text(text, scale).map_err(bad)?,
                 ))),
                 Json::String(text) => {
-                    let raw = decode_base64(text).map_err(|e| {
-                        value_error(path, format!("invalid base64 for a Decimal: {e}"))
+                    let raw = decode_base64(text).map_err(|_| {
+                        value_error(path, format!("a Decimal string must be {BASE64_FORM}"))
                     })?;
                     Ok(Value::Bytes(Bytes::from(
                         decimal::minimal(&raw).map_err(bad)?,
@@ -734,9 +737,11 @@ pub(crate) fn json_to_value(
             Value::Float64(n.parse().map_err(|_| mismatch("a number"))?)
         }
         (SchemaType::String, Json::String(s)) => Value::String(s.clone()),
-        (SchemaType::Bytes, Json::String(s)) => Value::Bytes(Bytes::from(
-            decode_base64(s).map_err(|e| value_error(path, format!("invalid base64: {e}")))?,
-        )),
+        (SchemaType::Bytes, Json::String(s)) => {
+            Value::Bytes(Bytes::from(decode_base64(s).map_err(|_| {
+                value_error(path, format!("bytes must be {BASE64_FORM}"))
+            })?))
+        }
         (SchemaType::Array, Json::Array(items)) => {
             let items_schema = schema.key_or_items.as_deref();
             let mut out = Vec::with_capacity(items.len());
@@ -893,5 +898,600 @@ pub(crate) fn from_serde(value: &serde_json::Value) -> Json {
                 .map(|(k, v)| (k.clone(), from_serde(v)))
                 .collect(),
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::config::Props;
+    use crate::convert::{Converter, converter};
+
+    fn json_converter(props: &[(&str, &str)]) -> Box<dyn Converter> {
+        let props: Props = props
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        converter("org.apache.kafka.connect.json.JsonConverter", &props, false)
+            .expect("valid config")
+    }
+
+    /// Connect's `Timestamp.SCHEMA`: `SchemaBuilder.int64().name(LOGICAL_NAME).version(1)`.
+    fn timestamp() -> Schema {
+        Schema {
+            version: Some(1),
+            ..Schema::new(SchemaType::Int64).with_name(logical::TIMESTAMP)
+        }
+    }
+
+    /// Connect's `Date.SCHEMA`.
+    fn date() -> Schema {
+        Schema {
+            version: Some(1),
+            ..Schema::new(SchemaType::Int32).with_name(logical::DATE)
+        }
+    }
+
+    /// Connect's `Decimal.schema(scale)`: bytes, named, version 1, a `scale` parameter.
+    fn decimal(scale: i32) -> Schema {
+        Schema {
+            version: Some(1),
+            parameters: BTreeMap::from([("scale".to_string(), scale.to_string())]),
+            ..Schema::new(SchemaType::Bytes).with_name(logical::DECIMAL)
+        }
+    }
+
+    fn order_schema() -> Schema {
+        Schema::structure(
+            Some("com.example.Order"),
+            vec![
+                ("note", Schema::optional(SchemaType::String)),
+                ("ts", timestamp()),
+                ("price", decimal(2)),
+                ("tags", Schema::array(Schema::new(SchemaType::String))),
+                (
+                    "counts",
+                    Schema::map(
+                        Schema::new(SchemaType::Int32),
+                        Schema::new(SchemaType::Int64),
+                    ),
+                ),
+            ],
+        )
+    }
+
+    fn order() -> Value {
+        let mut order = Struct::new(order_schema());
+        order.put("ts", Value::Int64(1_700_000_000_000));
+        // 123.45 at scale 2: unscaled 12345 = 0x3039.
+        order.put("price", Value::Bytes(Bytes::from_static(&[0x30, 0x39])));
+        order.put(
+            "tags",
+            Value::Array(vec![Value::String("a".into()), Value::String("b".into())]),
+        );
+        order.put(
+            "counts",
+            Value::Map(vec![
+                (Value::Int32(1), Value::Int64(10)),
+                (Value::Int32(2), Value::Int64(20)),
+            ]),
+        );
+        Value::Struct(order)
+    }
+
+    const ORDER_SCHEMA_JSON: &str = concat!(
+        r#"{"type":"struct","fields":["#,
+        r#"{"type":"string","optional":true,"field":"note"},"#,
+        r#"{"type":"int64","optional":false,"name":"org.apache.kafka.connect.data.Timestamp","version":1,"field":"ts"},"#,
+        r#"{"type":"bytes","optional":false,"name":"org.apache.kafka.connect.data.Decimal","version":1,"parameters":{"scale":"2"},"field":"price"},"#,
+        r#"{"type":"array","items":{"type":"string","optional":false},"optional":false,"field":"tags"},"#,
+        r#"{"type":"map","keys":{"type":"int32","optional":false},"values":{"type":"int64","optional":false},"optional":false,"field":"counts"}"#,
+        r#"],"optional":false,"name":"com.example.Order"}"#
+    );
+
+    /// Golden cases: (config, schema, value, the bytes Java's JsonConverter writes). Each is
+    /// also read back and must give the schema and value again.
+    /// A golden case: converter config, schema, value, the JSON Java writes.
+    type Golden = (
+        &'static [(&'static str, &'static str)],
+        Option<Schema>,
+        Value,
+        String,
+    );
+
+    fn golden() -> Vec<Golden> {
+        let opt_int_default = Schema {
+            default: Some(Box::new(Value::Int32(42))),
+            ..Schema::optional(SchemaType::Int32)
+        };
+        vec![
+            (
+                &[],
+                Some(order_schema()),
+                order(),
+                format!(
+                    r#"{{"schema":{ORDER_SCHEMA_JSON},"payload":{{"note":null,"ts":1700000000000,"price":"MDk=","tags":["a","b"],"counts":[[1,10],[2,20]]}}}}"#
+                ),
+            ),
+            (
+                &[("schemas.enable", "false")],
+                Some(order_schema()),
+                order(),
+                r#"{"note":null,"ts":1700000000000,"price":"MDk=","tags":["a","b"],"counts":[[1,10],[2,20]]}"#
+                    .to_string(),
+            ),
+            (
+                &[("schemas.enable", "false"), ("decimal.format", "NUMERIC")],
+                Some(order_schema()),
+                order(),
+                r#"{"note":null,"ts":1700000000000,"price":123.45,"tags":["a","b"],"counts":[[1,10],[2,20]]}"#
+                    .to_string(),
+            ),
+            // JsonConverterTest.booleanToJson
+            (
+                &[],
+                Some(Schema::new(SchemaType::Boolean)),
+                Value::Boolean(true),
+                r#"{"schema":{"type":"boolean","optional":false},"payload":true}"#.to_string(),
+            ),
+            // JsonConverterTest.decimalToJson: 1.56 at scale 2 is "AJw=".
+            (
+                &[],
+                Some(decimal(2)),
+                Value::Bytes(Bytes::from_static(&[0x00, 0x9C])),
+                r#"{"schema":{"type":"bytes","optional":false,"name":"org.apache.kafka.connect.data.Decimal","version":1,"parameters":{"scale":"2"}},"payload":"AJw="}"#
+                    .to_string(),
+            ),
+            (
+                &[("decimal.format", "numeric")],
+                Some(decimal(2)),
+                Value::Bytes(Bytes::from_static(&[0x00, 0x9C])),
+                r#"{"schema":{"type":"bytes","optional":false,"name":"org.apache.kafka.connect.data.Decimal","version":1,"parameters":{"scale":"2"}},"payload":1.56}"#
+                    .to_string(),
+            ),
+            (
+                &[],
+                Some(date()),
+                Value::Int32(19_000),
+                r#"{"schema":{"type":"int32","optional":false,"name":"org.apache.kafka.connect.data.Date","version":1},"payload":19000}"#
+                    .to_string(),
+            ),
+            // Java names the float types `float` and `double`, and prints with
+            // Float.toString / Double.toString.
+            (
+                &[],
+                Some(Schema::new(SchemaType::Float32)),
+                Value::Float32(1.1),
+                r#"{"schema":{"type":"float","optional":false},"payload":1.1}"#.to_string(),
+            ),
+            (
+                &[],
+                Some(Schema::new(SchemaType::Float64)),
+                Value::Float64(1e7),
+                r#"{"schema":{"type":"double","optional":false},"payload":1.0E7}"#.to_string(),
+            ),
+            // A schema with a null value is written, not turned into a tombstone (Java only
+            // returns null when the schema is null too).
+            (
+                &[],
+                Some(Schema::optional(SchemaType::String)),
+                Value::Null,
+                r#"{"schema":{"type":"string","optional":true},"payload":null}"#.to_string(),
+            ),
+            (
+                &[],
+                Some(Schema {
+                    doc: Some("a \"doc\"".into()),
+                    ..Schema::optional(SchemaType::Int8)
+                }),
+                Value::Int8(-5),
+                r#"{"schema":{"type":"int8","optional":true,"doc":"a \"doc\""},"payload":-5}"#.to_string(),
+            ),
+            (
+                &[],
+                Some(opt_int_default.clone()),
+                Value::Int32(7),
+                r#"{"schema":{"type":"int32","optional":true,"default":42},"payload":7}"#.to_string(),
+            ),
+            (
+                &[],
+                Some(Schema::map(
+                    Schema::new(SchemaType::String),
+                    Schema::optional(SchemaType::Bytes),
+                )),
+                Value::Map(vec![
+                    (Value::String("k".into()), Value::Bytes(Bytes::from_static(b"hi"))),
+                    (Value::String("z".into()), Value::Null),
+                ]),
+                r#"{"schema":{"type":"map","keys":{"type":"string","optional":false},"values":{"type":"bytes","optional":true},"optional":false},"payload":{"k":"aGk=","z":null}}"#
+                    .to_string(),
+            ),
+            (
+                &[],
+                None,
+                Value::map_of([
+                    ("a", Value::Int64(1)),
+                    (
+                        "b",
+                        Value::Array(vec![
+                            Value::Float64(1.5),
+                            Value::String("x".into()),
+                            Value::Null,
+                            Value::Boolean(true),
+                        ]),
+                    ),
+                ]),
+                r#"{"schema":null,"payload":{"a":1,"b":[1.5,"x",null,true]}}"#.to_string(),
+            ),
+        ]
+    }
+
+    #[test]
+    fn writes_golden_json_and_reads_it_back() {
+        for (props, schema, value, want) in golden() {
+            let conv = json_converter(props);
+            let bytes = conv
+                .from_connect("t", schema.as_ref(), &value)
+                .expect("converts")
+                .expect("not null");
+            assert_eq!(String::from_utf8_lossy(&bytes), want, "{props:?}");
+            let (read_schema, read_value) = conv.to_connect("t", Some(&bytes)).expect("reads back");
+            if props.contains(&("schemas.enable", "false")) {
+                // Without the envelope the schema is gone: the value reads as plain JSON.
+                assert_eq!(read_schema, None);
+                assert_eq!(
+                    read_value,
+                    schemaless_value(&json::parse(&bytes).expect("json").expect("some"))
+                );
+            } else {
+                assert_eq!(read_schema, schema, "{want}");
+                assert_eq!(read_value, value, "{want}");
+            }
+        }
+    }
+
+    #[test]
+    fn null_without_schema_is_a_tombstone_both_ways() {
+        let conv = json_converter(&[]);
+        assert_eq!(
+            conv.from_connect("t", None, &Value::Null).expect("ok"),
+            None
+        );
+        assert_eq!(conv.to_connect("t", None).expect("ok"), (None, Value::Null));
+    }
+
+    #[test]
+    fn replace_null_with_default_controls_nulls_both_ways() {
+        let schema = Schema::structure(
+            None,
+            vec![(
+                "n",
+                Schema {
+                    default: Some(Box::new(Value::Int32(42))),
+                    ..Schema::optional(SchemaType::Int32)
+                },
+            )],
+        );
+        let value = Value::Struct(Struct::new(schema.clone()));
+        let on = json_converter(&[("schemas.enable", "false")]);
+        let off = json_converter(&[
+            ("schemas.enable", "false"),
+            ("replace.null.with.default", "false"),
+        ]);
+        let write = |c: &dyn Converter| {
+            let b = c
+                .from_connect("t", Some(&schema), &value)
+                .expect("ok")
+                .expect("some");
+            String::from_utf8_lossy(&b).into_owned()
+        };
+        assert_eq!(write(on.as_ref()), r#"{"n":42}"#);
+        assert_eq!(write(off.as_ref()), r#"{"n":null}"#);
+
+        let envelope = format!(
+            r#"{{"schema":{},"payload":{{"n":null}}}}"#,
+            String::from_utf8_lossy(&schema_to_json(&schema, &JsonOptions::default()).to_bytes())
+        );
+        let read = |props: &[(&str, &str)]| {
+            json_converter(props)
+                .to_connect("t", Some(envelope.as_bytes()))
+                .expect("reads")
+                .1
+        };
+        assert_eq!(read(&[]).get("n"), Some(&Value::Int32(42)));
+        assert_eq!(
+            read(&[("replace.null.with.default", "false")]).get("n"),
+            Some(&Value::Null)
+        );
+    }
+
+    #[test]
+    fn schemaless_json_reads_as_java_does() {
+        let conv = json_converter(&[("schemas.enable", "false")]);
+        let (schema, value) = conv
+            .to_connect(
+                "t",
+                Some(br#"{"i":3,"f":3.0,"e":1e2,"big":18446744073709551617,"s":"x","n":null,"a":[true]}"#),
+            )
+            .expect("reads");
+        assert_eq!(schema, None);
+        assert_eq!(
+            value,
+            Value::map_of([
+                ("i", Value::Int64(3)),
+                ("f", Value::Float64(3.0)),
+                ("e", Value::Float64(100.0)),
+                // BigInteger.longValue(): the low 64 bits of 2^64 + 1.
+                ("big", Value::Int64(1)),
+                ("s", Value::String("x".into())),
+                ("n", Value::Null),
+                ("a", Value::Array(vec![Value::Boolean(true)])),
+            ])
+        );
+        // Empty bytes are Jackson's MissingNode, which reads as null.
+        assert_eq!(
+            conv.to_connect("t", Some(b"")).expect("ok"),
+            (None, Value::Null)
+        );
+    }
+
+    #[test]
+    fn decimals_read_from_numbers_keep_every_digit() {
+        let conv = json_converter(&[]);
+        let schema = String::from_utf8_lossy(
+            &schema_to_json(&decimal(2), &JsonOptions::default()).to_bytes(),
+        )
+        .into_owned();
+        let read = |payload: &str| {
+            conv.to_connect(
+                "t",
+                Some(format!(r#"{{"schema":{schema},"payload":{payload}}}"#).as_bytes()),
+            )
+            .map(|(_, v)| v)
+        };
+        // 12345678901234567890.12 has more digits than a double keeps.
+        let value = read("12345678901234567890.12").expect("reads");
+        let Value::Bytes(unscaled) = &value else {
+            panic!("bytes expected, got {value:?}");
+        };
+        assert_eq!(
+            decimal::to_text(unscaled, 2).expect("valid"),
+            "12345678901234567890.12"
+        );
+        assert_eq!(
+            read("\"AJw=\"").expect("reads"),
+            Value::Bytes(Bytes::from_static(&[0x00, 0x9C]))
+        );
+        let err = read("1.234").expect_err("too many digits for scale 2");
+        assert!(err.to_string().contains("scale 2"), "{err}");
+    }
+
+    #[test]
+    fn missing_envelope_gives_javas_message() {
+        let conv = json_converter(&[]);
+        for input in [
+            &br#"{"a":1}"#[..],
+            br#"{"schema":null}"#,
+            br#"{"schema":null,"payload":1,"extra":2}"#,
+            b"[1]",
+            b"42",
+            b"",
+        ] {
+            let err = conv.to_connect("t", Some(input)).expect_err("no envelope");
+            assert_eq!(err, ConvertError::MissingEnvelope);
+            assert_eq!(
+                err.to_string(),
+                "JsonConverter with schemas.enable requires \"schema\" and \"payload\" fields and may not contain additional fields. If you are trying to deserialize plain JSON data, set schemas.enable=false in your converter configuration."
+            );
+        }
+    }
+
+    #[test]
+    fn read_errors_say_where_and_why() {
+        let conv = json_converter(&[]);
+        for (input, want) in [
+            (&b"{\"schema\":"[..], "the data is not JSON: unexpected end of input at byte 10"),
+            (
+                br#"{"schema":{"type":"int32","optional":false},"payload":null}"#,
+                "cannot convert the value at $: null or missing value for a required int32 with no default",
+            ),
+            (
+                br#"{"schema":{"type":"struct","fields":[{"type":"int64","optional":false,"field":"id"}],"optional":false},"payload":{}}"#,
+                "cannot convert the value at $.id: null or missing value for a required int64 with no default",
+            ),
+            (
+                br#"{"schema":{"type":"array","items":{"type":"int32","optional":false},"optional":false},"payload":[1,"two"]}"#,
+                "cannot convert the value at $[1]: expected a number for the schema's int32 but found STRING",
+            ),
+            (
+                br#"{"schema":{"type":"map","keys":{"type":"int32","optional":false},"values":{"type":"int32","optional":false},"optional":false},"payload":{"1":2}}"#,
+                "cannot convert the value at $: expected a JSON array of [key, value] pairs (a map with non-string keys) for the schema's map but found OBJECT",
+            ),
+            (
+                br#"{"schema":{"type":"map","keys":{"type":"int32","optional":false},"values":{"type":"int32","optional":false},"optional":false},"payload":[[1,2,3]]}"#,
+                "cannot convert the value at $[0]: a map entry must have 2 elements, found 3",
+            ),
+            (
+                br#"{"schema":{"optional":false},"payload":1}"#,
+                "invalid schema at $: a schema needs a string \"type\" field",
+            ),
+            (
+                br#"{"schema":{"type":"float64"},"payload":1}"#,
+                "invalid schema at $: unknown schema type \"float64\"; JSON schemas name it \"float\" or \"double\"",
+            ),
+            (
+                br#"{"schema":{"type":"struct","fields":[{"type":"array","field":"a"}]},"payload":{}}"#,
+                "invalid schema at $.fields[0]: an array schema needs \"items\"",
+            ),
+            (
+                br#"{"schema":{"type":"string","parameters":{"n":1}},"payload":"x"}"#,
+                "invalid schema at $.parameters: parameter \"n\" must be a string",
+            ),
+            (
+                br#"{"schema":{"type":"int32","name":"org.apache.kafka.connect.data.Date"},"payload":3000000000}"#,
+                "cannot convert the value at $: expected an integer of 32 bits for the schema's org.apache.kafka.connect.data.Date but found NUMBER",
+            ),
+            (
+                br#"{"schema":{"type":"bytes"},"payload":"not base64!"}"#,
+                "cannot convert the value at $: bytes must be base64 (standard alphabet, padded)",
+            ),
+        ] {
+            let err = conv.to_connect("t", Some(input)).expect_err("refused");
+            assert_eq!(err.to_string(), want, "{}", String::from_utf8_lossy(input));
+        }
+    }
+
+    #[test]
+    fn write_errors_say_where_and_why() {
+        let conv = json_converter(&[]);
+        let schema = Schema::structure(None, vec![("id", Schema::new(SchemaType::Int64))]);
+        let mut bad_type = Struct::new(schema.clone());
+        bad_type.put("id", Value::Int32(1));
+        for (schema, value, want) in [
+            (
+                schema.clone(),
+                Value::Struct(Struct::new(schema.clone())),
+                "cannot convert the value at $.id: null for a required int64 with no default; make the schema optional or give it a default",
+            ),
+            (
+                schema.clone(),
+                Value::Struct(bad_type),
+                "cannot convert the value at $.id: expected a int64 value for the schema but found int32",
+            ),
+            (
+                Schema::structure(None, vec![]),
+                Value::Struct(Struct::new(schema.clone())),
+                "cannot convert the value at $: the struct's own schema differs from the schema it is written with (Java: \"Mismatching schema.\")",
+            ),
+            (
+                Schema::new(SchemaType::Bytes).with_name(logical::DECIMAL),
+                Value::Bytes(Bytes::from_static(&[1])),
+                "cannot convert the value at $: the Decimal schema has no integer \"scale\" parameter; add one",
+            ),
+        ] {
+            let err = conv
+                .from_connect("t", Some(&schema), &value)
+                .expect_err("refused");
+            assert_eq!(err.to_string(), want);
+        }
+    }
+
+    #[test]
+    fn schema_defaults_and_metadata_round_trip() {
+        let schema = Schema {
+            version: Some(3),
+            doc: Some("an order".into()),
+            parameters: BTreeMap::from([("a".into(), "1".into()), ("b".into(), "2".into())]),
+            default: None,
+            ..Schema::structure(
+                Some("x.Y"),
+                vec![
+                    (
+                        "d",
+                        Schema {
+                            default: Some(Box::new(Value::Bytes(Bytes::from_static(&[
+                                0x04, 0xD2,
+                            ])))),
+                            ..decimal(1)
+                        },
+                    ),
+                    (
+                        "m",
+                        Schema {
+                            default: Some(Box::new(Value::Map(vec![(
+                                Value::Int64(1),
+                                Value::String("one".into()),
+                            )]))),
+                            ..Schema::map(
+                                Schema::new(SchemaType::Int64),
+                                Schema::new(SchemaType::String),
+                            )
+                            .into_optional()
+                        },
+                    ),
+                ],
+            )
+            .into_optional()
+        };
+        let json = schema_to_json(&schema, &JsonOptions::default());
+        assert_eq!(
+            String::from_utf8_lossy(&json.to_bytes()),
+            concat!(
+                r#"{"type":"struct","fields":["#,
+                r#"{"type":"bytes","optional":false,"name":"org.apache.kafka.connect.data.Decimal","version":1,"parameters":{"scale":"1"},"default":"BNI=","field":"d"},"#,
+                r#"{"type":"map","keys":{"type":"int64","optional":false},"values":{"type":"string","optional":false},"optional":true,"default":[[1,"one"]],"field":"m"}"#,
+                r#"],"optional":true,"name":"x.Y","version":3,"doc":"an order","parameters":{"a":"1","b":"2"}}"#
+            )
+        );
+        assert_eq!(
+            json_to_schema(&json, &JsonOptions::default(), &Path::Root).expect("reads"),
+            schema
+        );
+    }
+
+    #[test]
+    fn public_helpers_speak_plain_json() {
+        let value = order();
+        let json = crate::convert::connect_to_json(Some(&order_schema()), &value);
+        assert_eq!(
+            json.to_string(),
+            r#"{"note":null,"ts":1700000000000,"price":"MDk=","tags":["a","b"],"counts":[[1,10],[2,20]]}"#
+        );
+        // A struct without a schema is written with its own.
+        assert_eq!(crate::convert::connect_to_json(None, &value), json);
+        // A value that does not fit the schema is written by its own type.
+        assert_eq!(
+            crate::convert::connect_to_json(
+                Some(&Schema::new(SchemaType::String)),
+                &Value::Int32(5)
+            ),
+            serde_json::json!(5)
+        );
+        assert_eq!(
+            crate::convert::json_value_to_connect(
+                &serde_json::json!({"a": [1, 2.5, "x", null], "b": u64::MAX})
+            ),
+            Value::map_of([
+                (
+                    "a",
+                    Value::Array(vec![
+                        Value::Int64(1),
+                        Value::Float64(2.5),
+                        Value::String("x".into()),
+                        Value::Null
+                    ])
+                ),
+                ("b", Value::Int64(-1)),
+            ])
+        );
+        let schema_json = crate::convert::schema_to_json(&order_schema());
+        assert_eq!(schema_json.to_string(), ORDER_SCHEMA_JSON);
+        assert_eq!(
+            crate::convert::schema_from_json(&schema_json).expect("reads"),
+            order_schema()
+        );
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_not_a_stack_overflow() {
+        let conv = json_converter(&[("schemas.enable", "false")]);
+        let ok = format!(
+            "{}{}",
+            "[".repeat(json::MAX_DEPTH),
+            "]".repeat(json::MAX_DEPTH)
+        );
+        let (_, value) = conv.to_connect("t", Some(ok.as_bytes())).expect("reads");
+        let back = conv
+            .from_connect("t", None, &value)
+            .expect("writes")
+            .expect("some");
+        assert_eq!(back, ok.as_bytes());
+        let deep = format!("[{ok}]");
+        assert!(matches!(
+            conv.to_connect("t", Some(deep.as_bytes())),
+            Err(ConvertError::InvalidJson { .. })
+        ));
     }
 }
