@@ -337,3 +337,106 @@ pub fn schema_from_json(json: &serde_json::Value) -> Result<Schema, ConvertError
         &Path::Root,
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn props(entries: &[(&str, &str)]) -> Props {
+        entries
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn every_plugin_builds_with_defaults() {
+        for class in plugins() {
+            for is_key in [true, false] {
+                assert!(converter(class, &Props::new(), is_key).is_ok(), "{class}");
+            }
+        }
+    }
+
+    #[test]
+    fn problems_name_the_full_key() {
+        let problems = converter(
+            JSON_CONVERTER,
+            &props(&[
+                ("schemas.enable", "yes"),
+                ("schemas.cache.size", "many"),
+                ("decimal.format", "HEX"),
+                ("replace.null.with.default", " TRUE "),
+                ("unknown.key", "ignored"),
+            ]),
+            false,
+        )
+        .err()
+        .expect("bad config");
+        assert_eq!(
+            problems,
+            vec![
+                ConfigProblem::new(
+                    "value.converter.schemas.enable",
+                    "invalid value \"yes\": expected true or false"
+                ),
+                ConfigProblem::new(
+                    "value.converter.schemas.cache.size",
+                    "invalid value \"many\": expected a 32-bit integer"
+                ),
+                ConfigProblem::new(
+                    "value.converter.decimal.format",
+                    "invalid value \"HEX\": expected one of BASE64, NUMERIC"
+                ),
+            ]
+        );
+        let problems = converter(
+            STRING_CONVERTER,
+            &props(&[("converter.encoding", "EBCDIC")]),
+            true,
+        )
+        .err()
+        .expect("bad encoding");
+        assert_eq!(problems.len(), 1);
+        assert_eq!(problems[0].name, "key.converter.converter.encoding");
+    }
+
+    #[test]
+    fn unknown_and_registry_classes_are_refused() {
+        let problems = converter("com.example.Nope", &Props::new(), true)
+            .err()
+            .expect("unknown");
+        assert_eq!(problems[0].name, "key.converter");
+        assert!(
+            problems[0]
+                .message
+                .starts_with("unknown converter class \"com.example.Nope\"")
+        );
+        let problems = converter(
+            "io.confluent.connect.avro.AvroConverter",
+            &Props::new(),
+            false,
+        )
+        .err()
+        .expect("registry");
+        assert_eq!(problems[0].name, "value.converter");
+        assert!(problems[0].message.contains("schema registry"));
+    }
+
+    #[test]
+    fn json_converter_config_takes_effect() {
+        let conv = match converter(
+            JSON_CONVERTER,
+            &props(&[("schemas.enable", "FALSE"), ("decimal.format", "numeric")]),
+            false,
+        ) {
+            Ok(conv) => conv,
+            Err(problems) => panic!("{problems:?}"),
+        };
+        let bytes = conv
+            .from_connect("t", None, &Value::map_of([("a", Value::Int32(1))]))
+            .expect("writes")
+            .expect("some");
+        assert_eq!(&bytes[..], br#"{"a":1}"#);
+    }
+}

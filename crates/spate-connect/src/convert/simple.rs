@@ -436,3 +436,252 @@ fn java_to_string(schema: Option<&Schema>, value: &Value) -> Result<String, Conv
         }
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::convert::{Converter, converter};
+    use crate::data::Struct;
+
+    fn build(class: &str, props: &[(&str, &str)]) -> Box<dyn Converter> {
+        let props = props
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        converter(class, &props, true).expect("valid config")
+    }
+
+    /// (class, value, the bytes Kafka's serializer writes).
+    #[test]
+    fn numbers_are_big_endian_as_kafkas_serializers() {
+        let p = "org.apache.kafka.connect.converters.";
+        for (class, value, bytes, schema_type) in [
+            (
+                "ShortConverter",
+                Value::Int16(-2),
+                &[0xFF, 0xFE][..],
+                SchemaType::Int16,
+            ),
+            (
+                "IntegerConverter",
+                Value::Int32(258),
+                &[0, 0, 1, 2],
+                SchemaType::Int32,
+            ),
+            (
+                "LongConverter",
+                Value::Int64(-1),
+                &[0xFF; 8],
+                SchemaType::Int64,
+            ),
+            (
+                "FloatConverter",
+                Value::Float32(1.5),
+                &[0x3F, 0xC0, 0, 0],
+                SchemaType::Float32,
+            ),
+            (
+                "DoubleConverter",
+                Value::Float64(-2.0),
+                &[0xC0, 0, 0, 0, 0, 0, 0, 0],
+                SchemaType::Float64,
+            ),
+            (
+                "BooleanConverter",
+                Value::Boolean(true),
+                &[1],
+                SchemaType::Boolean,
+            ),
+            (
+                "BooleanConverter",
+                Value::Boolean(false),
+                &[0],
+                SchemaType::Boolean,
+            ),
+        ] {
+            let conv = build(&format!("{p}{class}"), &[]);
+            let written = conv.from_connect("t", None, &value).expect("writes");
+            assert_eq!(written.as_deref(), Some(bytes), "{class}");
+            assert_eq!(
+                conv.to_connect("t", Some(bytes)).expect("reads"),
+                (Some(Schema::optional(schema_type)), value),
+                "{class}"
+            );
+            // Nulls both ways, with Java's optional schema on the way in.
+            assert_eq!(
+                conv.from_connect("t", None, &Value::Null).expect("ok"),
+                None
+            );
+            assert_eq!(
+                conv.to_connect("t", None).expect("ok"),
+                (Some(Schema::optional(schema_type)), Value::Null)
+            );
+        }
+    }
+
+    #[test]
+    fn number_converter_errors() {
+        let int = build("org.apache.kafka.connect.converters.IntegerConverter", &[]);
+        assert_eq!(
+            int.to_connect("t", Some(&[1, 2, 3]))
+                .expect_err("short")
+                .to_string(),
+            "IntegerConverter needs 4 bytes but the data has 3"
+        );
+        assert_eq!(
+            int.from_connect("t", None, &Value::Int64(1))
+                .expect_err("wrong type")
+                .to_string(),
+            "IntegerConverter cannot write a int64 value; it takes int32 values"
+        );
+        let boolean = build("org.apache.kafka.connect.converters.BooleanConverter", &[]);
+        assert_eq!(
+            boolean
+                .to_connect("t", Some(&[2]))
+                .expect_err("bad byte")
+                .to_string(),
+            "BooleanConverter needs byte 0 or 1 but the data has 2"
+        );
+        assert!(
+            boolean
+                .from_connect(
+                    "t",
+                    Some(&Schema::new(SchemaType::String)),
+                    &Value::Boolean(true)
+                )
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn byte_array_passes_bytes_through() {
+        let conv = build(
+            "org.apache.kafka.connect.converters.ByteArrayConverter",
+            &[],
+        );
+        let bytes = Bytes::from_static(b"\x00\xffraw");
+        assert_eq!(
+            conv.from_connect(
+                "t",
+                Some(&Schema::new(SchemaType::Bytes)),
+                &Value::Bytes(bytes.clone())
+            )
+            .expect("writes"),
+            Some(bytes.clone())
+        );
+        assert_eq!(
+            conv.to_connect("t", Some(&bytes)).expect("reads"),
+            (
+                Some(Schema::optional(SchemaType::Bytes)),
+                Value::Bytes(bytes)
+            )
+        );
+        assert_eq!(
+            conv.from_connect("t", None, &Value::String("x".into()))
+                .expect_err("not bytes")
+                .to_string(),
+            "ByteArrayConverter cannot write a string value; it takes bytes; use another converter for other types"
+        );
+        assert!(
+            conv.from_connect("t", Some(&Schema::new(SchemaType::String)), &Value::Null)
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn string_converter_writes_javas_to_string() {
+        let conv = build("org.apache.kafka.connect.storage.StringConverter", &[]);
+        let inner = Schema::structure(
+            None,
+            vec![
+                ("a", Schema::new(SchemaType::Int32)),
+                ("b", Schema::optional(SchemaType::String)),
+                ("c", Schema::new(SchemaType::Float64)),
+            ],
+        );
+        let mut st = Struct::new(inner);
+        st.put("a", Value::Int32(1));
+        st.put("c", Value::Float64(1e-5));
+        let decimal = Schema {
+            parameters: [("scale".to_string(), "2".to_string())].into(),
+            ..Schema::new(SchemaType::Bytes).with_name(logical::DECIMAL)
+        };
+        for (schema, value, want) in [
+            (None, Value::String("héllo".into()), "héllo"),
+            (None, Value::Int64(-7), "-7"),
+            (None, Value::Float32(0.1), "0.1"),
+            (None, Value::Boolean(false), "false"),
+            (None, Value::Struct(st), "Struct{a=1,c=1.0E-5}"),
+            (
+                None,
+                Value::Array(vec![
+                    Value::Int32(1),
+                    Value::Null,
+                    Value::String("x".into()),
+                ]),
+                "[1, null, x]",
+            ),
+            (
+                None,
+                Value::map_of([("k", Value::Int32(1)), ("j", Value::Boolean(true))]),
+                "{k=1, j=true}",
+            ),
+            (
+                Some(decimal),
+                Value::Bytes(Bytes::from_static(&[0x30, 0x39])),
+                "123.45",
+            ),
+        ] {
+            let bytes = conv
+                .from_connect("t", schema.as_ref(), &value)
+                .expect("writes")
+                .expect("some");
+            assert_eq!(String::from_utf8_lossy(&bytes), want);
+        }
+        assert!(
+            conv.from_connect("t", None, &Value::Bytes(Bytes::from_static(b"x")))
+                .is_err()
+        );
+        assert_eq!(
+            conv.to_connect("t", Some(b"ok \xff")).expect("reads"),
+            (
+                Some(Schema::optional(SchemaType::String)),
+                Value::String("ok \u{FFFD}".into())
+            )
+        );
+    }
+
+    #[test]
+    fn string_converter_encodings() {
+        for (name, text, bytes) in [
+            ("UTF-8", "é", &[0xC3, 0xA9][..]),
+            ("utf8", "é", &[0xC3, 0xA9]),
+            ("ISO-8859-1", "é€", &[0xE9, b'?']),
+            ("latin1", "é", &[0xE9]),
+            ("US-ASCII", "aé", b"a?"),
+            ("UTF-16BE", "a€", &[0x00, 0x61, 0x20, 0xAC]),
+            ("UTF-16LE", "a", &[0x61, 0x00]),
+            ("UTF-16", "a", &[0xFE, 0xFF, 0x00, 0x61]),
+        ] {
+            let conv = build(
+                "org.apache.kafka.connect.storage.StringConverter",
+                &[("converter.encoding", name)],
+            );
+            let written = conv
+                .from_connect("t", None, &Value::String(text.into()))
+                .expect("writes");
+            assert_eq!(written.as_deref(), Some(bytes), "{name}");
+        }
+        let utf16 = build(
+            "org.apache.kafka.connect.storage.StringConverter",
+            &[("converter.encoding", "UTF-16")],
+        );
+        assert_eq!(
+            utf16
+                .to_connect("t", Some(&[0xFF, 0xFE, 0x61, 0x00]))
+                .expect("reads")
+                .1,
+            Value::String("a".into())
+        );
+    }
+}
