@@ -736,6 +736,14 @@ pub(crate) fn json_to_value(
         (SchemaType::Float64, Json::Number(n)) => {
             Value::Float64(n.parse().map_err(|_| mismatch("a number"))?)
         }
+        // Jackson writes non-finite doubles as the strings "NaN", "Infinity", "-Infinity";
+        // Java reads those back as 0.0 (`TextNode.doubleValue()`), Spate as what was written.
+        (SchemaType::Float32, Json::String(s)) => {
+            Value::Float32(non_finite(s).ok_or_else(|| mismatch("a number"))? as f32)
+        }
+        (SchemaType::Float64, Json::String(s)) => {
+            Value::Float64(non_finite(s).ok_or_else(|| mismatch("a number"))?)
+        }
         (SchemaType::String, Json::String(s)) => Value::String(s.clone()),
         (SchemaType::Bytes, Json::String(s)) => {
             Value::Bytes(Bytes::from(decode_base64(s).map_err(|_| {
@@ -824,6 +832,16 @@ pub(crate) fn json_to_value(
         (SchemaType::Array, _) => return Err(mismatch("an array")),
         (SchemaType::Struct, _) => return Err(mismatch("an object")),
     })
+}
+
+/// The non-finite double Jackson writes as `s`.
+fn non_finite(s: &str) -> Option<f64> {
+    match s {
+        "NaN" => Some(f64::NAN),
+        "Infinity" => Some(f64::INFINITY),
+        "-Infinity" => Some(f64::NEG_INFINITY),
+        _ => None,
+    }
 }
 
 /// Java's `convertToConnect(null, node)`: integers become int64 (the low 64 bits, as
@@ -1149,6 +1167,30 @@ mod tests {
                 assert_eq!(read_schema, schema, "{want}");
                 assert_eq!(read_value, value, "{want}");
             }
+        }
+    }
+
+    #[test]
+    fn non_finite_floats_are_written_as_jackson_quotes_them() {
+        let conv = json_converter(&[("schemas.enable", "false")]);
+        let schema = Schema::new(SchemaType::Float64);
+        for (v, text) in [
+            (f64::INFINITY, "\"Infinity\""),
+            (f64::NEG_INFINITY, "\"-Infinity\""),
+        ] {
+            let bytes = conv
+                .from_connect("t", Some(&schema), &Value::Float64(v))
+                .expect("writes")
+                .expect("some");
+            assert_eq!(String::from_utf8_lossy(&bytes), text);
+            let back = json_to_value(
+                Some(&schema),
+                json::parse(&bytes).expect("json").as_ref(),
+                &JsonOptions::default(),
+                &Path::Root,
+            )
+            .expect("reads");
+            assert_eq!(back, Value::Float64(v));
         }
     }
 
