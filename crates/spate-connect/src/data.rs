@@ -78,7 +78,10 @@ impl SchemaType {
 
     /// Whether the type is a number, boolean, string or bytes.
     pub fn is_primitive(self) -> bool {
-        !matches!(self, SchemaType::Array | SchemaType::Map | SchemaType::Struct)
+        !matches!(
+            self,
+            SchemaType::Array | SchemaType::Map | SchemaType::Struct
+        )
     }
 }
 

@@ -1,1 +1,0 @@
-//! Single message transforms and predicates under Kafka Connect's class names.
