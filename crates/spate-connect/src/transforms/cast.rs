@@ -467,6 +467,10 @@ pub(super) fn parse_decimal(s: &str, scale: u32) -> Option<i128> {
         None => (false, t.strip_prefix('+').unwrap_or(t)),
     };
     let (int, frac) = t.split_once('.').unwrap_or((t, ""));
+    // An i128 holds 38 digits; the bound also keeps a hostile scale from allocating.
+    if scale > 38 {
+        return None;
+    }
     if int.is_empty() && frac.is_empty() || frac.len() > scale as usize {
         return None;
     }
@@ -491,13 +495,21 @@ fn decimal_to_f64(unscaled: i128, scale: u32) -> f64 {
     s.parse().unwrap_or(f64::NAN)
 }
 
-/// `BigDecimal.toString` for the plain notation (scale ≥ 0 and small exponents).
+/// `BigDecimal.toString`: plain notation when the scale is not negative and the adjusted
+/// exponent is at least -6, scientific (`1.23E-10`) otherwise.
 pub(super) fn decimal_to_string(unscaled: i128, scale: u32) -> String {
     let digits = unscaled.unsigned_abs().to_string();
     let sign = if unscaled < 0 { "-" } else { "" };
     if scale == 0 {
         return format!("{sign}{digits}");
     }
+    let adjusted = digits.len() as i64 - 1 - i64::from(scale);
+    if adjusted < -6 {
+        let (first, rest) = digits.split_at(1);
+        let dot = if rest.is_empty() { "" } else { "." };
+        return format!("{sign}{first}{dot}{rest}E{adjusted}");
+    }
+    // adjusted >= -6 bounds the zeros added here to a few.
     let scale = scale as usize;
     let padded = if digits.len() <= scale {
         format!("{}{digits}", "0".repeat(scale + 1 - digits.len()))

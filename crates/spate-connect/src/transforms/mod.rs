@@ -9,6 +9,15 @@
 //! names. Transforms are pure functions of the record; no I/O, no clock (the one exception,
 //! `yy` years in `TimestampConverter` patterns, reads the clock once when configured, as
 //! Java's `SimpleDateFormat` does).
+//!
+//! Where Spate knowingly differs from Java:
+//! - regexes are Rust's `regex` (no look-around or back-references); a bad `$n` in a
+//!   `RegexRouter` replacement is a config problem rather than a failure at the first match;
+//! - date patterns cover `y M d D H h m s S a E Z X z` and quotes, not every letter;
+//! - `ExtractField` takes `field` whole (`field.syntax.version=V2` nested paths are refused);
+//! - a Decimal is cast or masked only when its unscaled value fits 16 bytes;
+//! - `ExtractNewRecordState` drops truncate (`op=t`) events and writes `add.headers` values as
+//!   text, since Spate headers are bytes.
 
 mod cast;
 mod debezium;

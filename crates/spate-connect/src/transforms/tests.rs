@@ -837,6 +837,37 @@ fn cast_spec_problems() {
 }
 
 #[test]
+fn cast_decimals_as_java_big_decimal() {
+    let decimal = |scale: &str| Schema {
+        parameters: [(logical::DECIMAL_SCALE.to_string(), scale.to_string())].into(),
+        ..Schema::new(SchemaType::Bytes).with_name(logical::DECIMAL)
+    };
+    // (unscaled, scale, target, expected)
+    let cases: &[(i128, &str, &str, Value)] = &[
+        (12345, "2", "string", s("123.45")),
+        (-5, "3", "string", s("-0.005")),
+        (1, "10", "string", s("1E-10")),
+        (12345, "2", "int32", Value::Int32(123)), // BigDecimal.intValue() truncates
+        (-12345, "2", "int64", Value::Int64(-123)),
+        (12345, "2", "float64", Value::Float64(123.45)),
+    ];
+    for (unscaled, scale, target, want) in cases {
+        let schema = Schema::structure(None, vec![("d", decimal(scale))]);
+        let value = Struct {
+            schema,
+            values: vec![Value::Bytes(decimal_bytes(*unscaled))],
+        };
+        let mut c = one("Cast$Value", &[("spec", &format!("d:{target}"))]);
+        let out = apply(&mut c, schemaful(value));
+        assert_eq!(
+            out.value.get("d"),
+            Some(want),
+            "{unscaled} scale {scale} -> {target}"
+        );
+    }
+}
+
+#[test]
 fn java_double_strings() {
     let cases: &[(f64, &str)] = &[
         (1.0, "1.0"),
