@@ -448,9 +448,13 @@ impl Smt for MaskField {
             }
             Some(schema) => {
                 let mut value = require_struct(value, MASK_PURPOSE)?;
-                for (i, field) in value.schema.fields.iter().enumerate() {
+                let Struct {
+                    schema: value_schema,
+                    values,
+                } = &mut value;
+                for (field, v) in value_schema.fields.iter().zip(values.iter_mut()) {
                     if self.fields.contains(&field.name) {
-                        value.values[i] = self.masked(&value.values[i], Some(&field.schema))?;
+                        *v = self.masked(v, Some(&field.schema))?;
                     }
                 }
                 self.part
