@@ -717,7 +717,7 @@ mod tests {
         }
         assert_eq!(state.connectors.get("c"), Some(&props));
         assert!(
-            state.tasks.get("c").is_none(),
+            !state.tasks.contains_key("c"),
             "uncommitted tasks are not visible"
         );
         log.send("connect-configs", b"commit-c", Some(&records::commit(1)))
