@@ -32,6 +32,7 @@ STOP_TIMEOUT_S = 60.0
 READY_LINE = re.compile(
     r"spate is ready.*?kafka_addr=(\S+).*?http_addr=(\S+).*?registry_addr=(\S+)"
 )
+CONNECT_READY_LINE = re.compile(r"connect worker is ready.*?connect_addr=(\S+)")
 ERROR_LINE = re.compile(r'^\S+\s+ERROR\b|^\{.*"level":"ERROR"|\bpanicked at\b')
 
 
@@ -86,10 +87,12 @@ class SpateBroker:
         self.kafka_addr = ""
         self.http_addr = ""
         self.registry_addr = ""
+        self.connect_addr = ""
         # What `spate serve` listens on; port 0 lets the kernel pick (see `keep_ports`).
         self.kafka_listen = "127.0.0.1:0"
         self.http_listen = "127.0.0.1:0"
         self.registry_listen = "127.0.0.1:0"
+        self.connect_listen = "127.0.0.1:0"
         self.starts = 0
         self._lock = threading.Lock()
         self._reader: threading.Thread | None = None
@@ -108,12 +111,15 @@ class SpateBroker:
             self.http_listen,
             "--registry-listen",
             self.registry_listen,
+            "--connect-listen",
+            self.connect_listen,
             *self.args,
         ]
 
     def start(self) -> SpateBroker:
         assert not self.running(), "broker is already running"
         self.starts += 1
+        self.connect_addr = ""
         ready = threading.Event()
         addrs: dict[str, str] = {}
         self._append(f"----- start #{self.starts}: {' '.join(self.command())}")
@@ -134,6 +140,9 @@ class SpateBroker:
             for raw in proc.stdout:
                 line = raw.decode("utf-8", "replace").rstrip("\n")
                 self._append(line)
+                connect = CONNECT_READY_LINE.search(line)
+                if connect:
+                    self.connect_addr = connect.group(1)
                 found = ready_addresses(line)
                 if found and not ready.is_set():
                     addrs["kafka"], addrs["http"], addrs["registry"] = found
@@ -195,6 +204,8 @@ class SpateBroker:
         self.kafka_listen = self.kafka_addr
         self.http_listen = self.http_addr
         self.registry_listen = self.registry_addr
+        if self.connect_addr:
+            self.connect_listen = self.connect_addr
 
     def restart(self) -> SpateBroker:
         """Starts again on the same data directory (after stop() or kill())."""
@@ -273,11 +284,16 @@ def pytest_runtest_makereport(item, call):
 
 @pytest.fixture
 def spate_factory(request, tmp_path):
-    """Makes started brokers: `spate_factory(args=[...], data_dir=None)`."""
+    """Makes started brokers: `spate_factory(args=[...], data_dir=None, connect_listen=...)`
+    (`connect_listen="off"` runs no in-process Connect worker)."""
     binary = spate_binary()
     brokers: list[SpateBroker] = []
 
-    def make(args: list[str] | None = None, data_dir: Path | None = None) -> SpateBroker:
+    def make(
+        args: list[str] | None = None,
+        data_dir: Path | None = None,
+        connect_listen: str = "127.0.0.1:0",
+    ) -> SpateBroker:
         n = len(brokers)
         broker = SpateBroker(
             binary,
@@ -285,6 +301,7 @@ def spate_factory(request, tmp_path):
             tmp_path / f"broker-{n}.log",
             args or [],
         )
+        broker.connect_listen = connect_listen
         brokers.append(broker)
         return broker.start()
 

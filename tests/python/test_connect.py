@@ -80,11 +80,17 @@ class Worker:
 
 
 @pytest.fixture
-def worker(spate, tmp_path):
+def broker(spate_factory):
+    """A broker without its in-process worker, so the `spate connect worker`s are the group."""
+    return spate_factory(connect_listen="off")
+
+
+@pytest.fixture
+def worker(broker, tmp_path):
     started: list[Worker] = []
 
     def start() -> Worker:
-        w = Worker(spate.kafka_addr, tmp_path / f"worker{len(started)}.log")
+        w = Worker(broker.kafka_addr, tmp_path / f"worker{len(started)}.log")
         started.append(w)
         return w
 
@@ -157,7 +163,8 @@ def test_an_invalid_config_gets_400_naming_every_bad_field_and_starts_nothing(wo
     assert tasks_max["value"]["errors"] and tasks_max["value"]["value"] == "many"
 
 
-def test_file_source_to_topic_to_file_sink_with_pause_resume_stop_and_offsets(spate, worker, tmp_path):
+def test_file_source_to_topic_to_file_sink_with_pause_resume_stop_and_offsets(broker, worker, tmp_path):
+    spate = broker
     w = worker()
     source_file, sink_file = tmp_path / "in.txt", tmp_path / "out.txt"
     source_file.write_text("".join(f"line {i}\n" for i in range(100)))
@@ -218,7 +225,8 @@ def test_file_source_to_topic_to_file_sink_with_pause_resume_stop_and_offsets(sp
     assert w.call("GET", "/connectors") == (200, ["file-out"])
 
 
-def test_a_restarted_worker_resumes_from_its_committed_offsets_without_rereading(spate, worker, tmp_path):
+def test_a_restarted_worker_resumes_from_its_committed_offsets_without_rereading(broker, worker, tmp_path):
+    spate = broker
     source_file = tmp_path / "in.txt"
     source_file.write_text("".join(f"a{i}\n" for i in range(50)))
     w = worker()
@@ -235,3 +243,33 @@ def test_a_restarted_worker_resumes_from_its_committed_offsets_without_rereading
     values = consume_values(spate.kafka_addr, "restart", 60)
     assert values == [f"a{i}".encode() for i in range(50)] + [f"b{i}".encode() for i in range(10)]
     wait_until(lambda: connector_state(w2, "src") == ("RUNNING", ["RUNNING"]), what="running again")
+
+
+class InProcess(Worker):
+    """The worker `spate serve` runs in-process, reached on its --connect-listen address."""
+
+    def __init__(self, broker):  # noqa: D107 - no process of its own
+        self.url = "http://" + wait_until(lambda: broker.connect_addr, what="connect worker is ready")
+        self.lines = []
+
+
+def test_spate_serve_runs_a_worker_in_process_and_stops_it_first(spate, tmp_path):
+    w = InProcess(spate)
+    code, root = w.call("GET", "/")
+    assert code == 200 and root["kafka_cluster_id"]
+    source_file = tmp_path / "in.txt"
+    source_file.write_text("one\ntwo\n")
+    assert w.call("POST", "/connectors", {"name": "inproc", "config": {
+        "connector.class": "FileStreamSource", "file": str(source_file), "topic": "inproc",
+        "value.converter": "org.apache.kafka.connect.storage.StringConverter"}})[0] == 201
+    assert consume_values(spate.kafka_addr, "inproc", 2) == [b"one", b"two"]
+    wait_until(lambda: connector_state(w, "inproc") == ("RUNNING", ["RUNNING"]), what="running")
+    # A clean stop stops the worker (committing its offsets) before the broker's listeners.
+    spate.stop()
+    spate.keep_ports()
+    spate.restart()
+    with open(source_file, "a") as f:
+        f.write("three\n")
+    w = InProcess(spate)
+    assert w.call("GET", "/connectors") == (200, ["inproc"])
+    assert consume_values(spate.kafka_addr, "inproc", 3) == [b"one", b"two", b"three"]

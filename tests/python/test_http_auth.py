@@ -233,7 +233,7 @@ def test_without_http_auth_everything_is_open(spate):
 def test_bearer_without_a_jwks_file_is_refused_at_start(tmp_path):
     result = subprocess.run(
         [str(spate_binary()), "serve", "--data-dir", str(tmp_path / "data"), "--http-auth", "bearer",
-         "--kafka-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0", "--registry-listen", "127.0.0.1:0"],
+         "--kafka-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0", "--registry-listen", "127.0.0.1:0", "--connect-listen", "off"],
         capture_output=True,
         timeout=60,
         stdin=subprocess.DEVNULL,

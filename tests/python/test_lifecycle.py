@@ -22,7 +22,7 @@ def test_a_second_serve_on_the_same_data_dir_is_refused_and_names_the_holder(spa
     second = [
         str(spate_binary()), "serve", "--data-dir", str(spate.data_dir),
         "--kafka-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0",
-        "--registry-listen", "127.0.0.1:0",
+        "--registry-listen", "127.0.0.1:0", "--connect-listen", "off",
     ]
     run = subprocess.run(
         second, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60

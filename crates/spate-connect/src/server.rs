@@ -47,8 +47,19 @@ pub async fn run(
             addr: listen,
             source,
         })?;
+    serve(listener, props, ready, shutdown).await
+}
+
+/// [`run`] on a bound listener: `spate serve` binds it with its other listeners.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    props: Props,
+    ready: impl FnOnce(SocketAddr),
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), RunError> {
+    let unbound = SocketAddr::from(([0, 0, 0, 0], 0));
     let addr = listener.local_addr().map_err(|source| RunError::Bind {
-        addr: listen,
+        addr: unbound,
         source,
     })?;
     let host = props

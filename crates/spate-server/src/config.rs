@@ -29,6 +29,14 @@ pub struct Config {
     /// port.
     #[serde(deserialize_with = "listen_addr")]
     pub registry_listen: SocketAddr,
+    /// Kafka Connect's REST API and the in-process Connect worker; `None` (`off`) runs no
+    /// worker.
+    #[serde(deserialize_with = "optional_listen_addr")]
+    pub connect_listen: Option<SocketAddr>,
+    /// A Kafka Connect worker properties file for the in-process worker (group.id, storage
+    /// topics, converters, security settings to reach this broker); `bootstrap.servers`
+    /// defaults to this broker.
+    pub connect_worker_config: Option<PathBuf>,
     /// The registry's compatibility level for subjects with none of their own and no global
     /// level set through the API (Confluent's `schema.compatibility.level`).
     pub registry_default_compatibility: String,
@@ -265,6 +273,21 @@ fn listen_addr<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Sock
     resolve_listen_addr(&text).map_err(serde::de::Error::custom)
 }
 
+/// A listen address, or `off` for a listener that is not wanted.
+pub fn resolve_optional_listen_addr(value: &str) -> Result<Option<SocketAddr>, String> {
+    match value.trim() {
+        "off" | "none" | "" => Ok(None),
+        other => resolve_listen_addr(other).map(Some),
+    }
+}
+
+fn optional_listen_addr<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<SocketAddr>, D::Error> {
+    let text = String::deserialize(deserializer)?;
+    resolve_optional_listen_addr(&text).map_err(serde::de::Error::custom)
+}
+
 /// One Kafka listener (Kafka's `listeners` entry with its `advertised.listeners` address).
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
@@ -390,6 +413,8 @@ impl Default for Config {
             advertised_kafka: None,
             http_listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
             registry_listen: SocketAddr::from(([0, 0, 0, 0], 8081)),
+            connect_listen: Some(SocketAddr::from(([0, 0, 0, 0], 8083))),
+            connect_worker_config: None,
             registry_default_compatibility: "BACKWARD".to_string(),
             http_auth: HttpAuthMethods::default(),
             node_id: 1,

@@ -86,6 +86,7 @@ pub struct Server {
     http_addr: SocketAddr,
     registry_listener: TcpListener,
     registry_addr: SocketAddr,
+    connect_listener: Option<TcpListener>,
     advertised: (String, u16),
     broker: Arc<Broker>,
     registry: Arc<Registry>,
@@ -181,6 +182,10 @@ impl Server {
         let registry_addr = registry_listener
             .local_addr()
             .map_err(bind_error(config.registry_listen))?;
+        let connect_listener = match config.connect_listen {
+            Some(addr) => Some(TcpListener::bind(addr).await.map_err(bind_error(addr))?),
+            None => None,
+        };
         let mut extra_listeners = Vec::new();
         let mut advertised_listeners = Vec::new();
         for listener in &config.listeners {
@@ -283,6 +288,7 @@ impl Server {
             http_addr,
             registry_listener,
             registry_addr,
+            connect_listener,
             advertised,
             broker,
             registry,
@@ -325,6 +331,7 @@ impl Server {
             http_addr,
             registry_listener,
             registry_addr,
+            connect_listener,
             advertised: (advertised_host, advertised_port),
             broker,
             registry,
@@ -466,6 +473,14 @@ impl Server {
             "spate is ready"
         );
 
+        let (connect_stop, connect_stopped) = tokio::sync::oneshot::channel::<()>();
+        let connect = match connect_listener {
+            Some(listener) => connect_worker(&config, kafka_addr, listener, async move {
+                let _ = connect_stopped.await;
+            })?,
+            None => None,
+        };
+
         shutdown.await;
         http.lifecycle.set(http::Phase::Stopping);
         tracing::info!("shutting down");
@@ -476,6 +491,12 @@ impl Server {
                 "shutdown: {what}"
             );
         };
+        // Connect's tasks commit what they hold through the Kafka listeners: stop them first.
+        let _ = connect_stop.send(());
+        if let Some(connect) = connect {
+            let _ = connect.await;
+            step("connect worker stopped");
+        }
         let _ = stop_tx.send(true);
         for accept in accepts {
             let _ = accept.await;
@@ -509,6 +530,44 @@ impl Server {
         tracing::info!("stopped");
         Ok(())
     }
+}
+
+/// Starts the in-process Connect worker (a Kafka client of this broker, as DESIGN.md's
+/// pillars are) serving Kafka Connect's REST API on `listener`. A worker that cannot start is
+/// logged; the broker keeps serving.
+fn connect_worker(
+    config: &Config,
+    kafka_addr: SocketAddr,
+    listener: TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<Option<tokio::task::JoinHandle<()>>, ServerError> {
+    let mut props = spate_connect::config::Props::new();
+    let host = if kafka_addr.ip().is_unspecified() {
+        SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), kafka_addr.port())
+    } else {
+        kafka_addr
+    };
+    props.insert("bootstrap.servers".into(), host.to_string());
+    // As connect-standalone.properties: offsets committed every 10 s, not Kafka's 60 s.
+    props.insert("offset.flush.interval.ms".into(), "10000".into());
+    if let Some(path) = &config.connect_worker_config {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ServerError::Security(format!("connect-worker-config {}: {e}", path.display()))
+        })?;
+        props.extend(spate_connect::server::parse_properties(&text));
+    }
+    Ok(Some(tokio::spawn(async move {
+        let served = spate_connect::server::serve(
+            listener,
+            props,
+            |addr| tracing::info!(connect_addr = %addr, "connect worker is ready"),
+            shutdown,
+        )
+        .await;
+        if let Err(e) = served {
+            tracing::error!("the connect worker could not start: {e}");
+        }
+    })))
 }
 
 /// The host and port clients are told to use.

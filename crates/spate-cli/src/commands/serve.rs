@@ -30,6 +30,14 @@ pub struct ServeArgs {
     /// [default: 0.0.0.0:8081].
     #[arg(long, env = "SPATE_REGISTRY_LISTEN", value_parser = spate_server::config::resolve_listen_addr)]
     pub registry_listen: Option<SocketAddr>,
+    /// Kafka Connect's REST API and the in-process Connect worker, HOST:PORT, or `off`
+    /// [default: 0.0.0.0:8083].
+    #[arg(long, env = "SPATE_CONNECT_LISTEN", value_name = "HOST:PORT|off")]
+    pub connect_listen: Option<String>,
+    /// Worker properties for the in-process Connect worker (as connect-distributed.properties;
+    /// `bootstrap.servers` defaults to this broker).
+    #[arg(long, env = "SPATE_CONNECT_WORKER_CONFIG", value_name = "FILE")]
+    pub connect_worker_config: Option<std::path::PathBuf>,
     /// Authentication on the registry and HTTP listeners: none, basic (users' SCRAM
     /// credentials), bearer (JWTs, needs --oauthbearer-jwks-file) or basic,bearer; /health
     /// stays open [default: none].
@@ -221,6 +229,13 @@ impl ServeArgs {
         }
         if let Some(v) = self.registry_listen {
             config.registry_listen = v;
+        }
+        if let Some(v) = self.connect_listen {
+            config.connect_listen = spate_server::config::resolve_optional_listen_addr(&v)
+                .map_err(|e| anyhow::anyhow!("--connect-listen: {e}"))?;
+        }
+        if let Some(v) = self.connect_worker_config {
+            config.connect_worker_config = Some(v);
         }
         if let Some(v) = self.http_auth {
             config.http_auth = v;

@@ -13,6 +13,7 @@ pub fn local_config(data_dir: &Path) -> Config {
         kafka_listen: "127.0.0.1:0".parse().expect("addr"),
         http_listen: "127.0.0.1:0".parse().expect("addr"),
         registry_listen: "127.0.0.1:0".parse().expect("addr"),
+        connect_listen: None,
         ..Config::default()
     }
 }
