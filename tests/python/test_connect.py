@@ -273,3 +273,54 @@ def test_spate_serve_runs_a_worker_in_process_and_stops_it_first(spate, tmp_path
     w = InProcess(spate)
     assert w.call("GET", "/connectors") == (200, ["inproc"])
     assert consume_values(spate.kafka_addr, "inproc", 3) == [b"one", b"two", b"three"]
+
+
+def task_worker(w: Worker, name: str) -> str | None:
+    code, status = w.call("GET", f"/connectors/{name}/status")
+    if code != 200 or not status["tasks"] or status["tasks"][0]["state"] != "RUNNING":
+        return None
+    return status["tasks"][0]["worker_id"]
+
+
+def test_two_workers_share_the_tasks_and_a_killed_workers_tasks_move_to_the_other(broker, worker, tmp_path):
+    w1, w2 = worker(), worker()
+    ids = {w.url.removeprefix("http://") for w in (w1, w2)}
+    files = {name: tmp_path / f"{name}.txt" for name in ("a", "b")}
+    for name, path in files.items():
+        path.write_text("".join(f"{name}{i}\n" for i in range(20)))
+        assert w1.call("POST", "/connectors", {"name": f"src-{name}", "config": {
+            "connector.class": "FileStreamSource", "file": str(path), "topic": f"t{name}",
+            "value.converter": "org.apache.kafka.connect.storage.StringConverter"}})[0] == 201
+    # Both workers answer for both connectors, and the two tasks run on different workers.
+    owners = wait_until(
+        lambda: (lambda o: o if None not in o.values() and set(o.values()) == ids else None)(
+            {name: task_worker(w2, f"src-{name}") for name in files}),
+        timeout_s=60, what="one task on each worker")
+    for name in files:
+        assert consume_values(broker.kafka_addr, f"t{name}", 20)[-1] == f"{name}19".encode()
+
+    # kill -9 the worker running src-a's task: the other takes it over and goes on.
+    victim = w1 if owners["a"] == w1.url.removeprefix("http://") else w2
+    survivor = w2 if victim is w1 else w1
+    victim.kill()
+    with open(files["a"], "a") as f:
+        f.write("".join(f"a{i}\n" for i in range(20, 30)))
+    survivor_id = survivor.url.removeprefix("http://")
+    wait_until(lambda: task_worker(survivor, "src-a") == survivor_id, timeout_s=90,
+               what="src-a's task running on the surviving worker")
+    consumer = Consumer({"bootstrap.servers": broker.kafka_addr, "group.id": "check-moved",
+                         "auto.offset.reset": "earliest"})
+    consumer.subscribe(["ta"])
+    seen: set[bytes] = set()
+
+    def all_lines() -> bool:
+        message = consumer.poll(0.5)
+        if message is not None and message.error() is None:
+            seen.add(message.value())
+        return seen >= {f"a{i}".encode() for i in range(30)}
+
+    try:
+        wait_until(all_lines, timeout_s=60, what="every line of a.txt, none lost")
+    finally:
+        consumer.close()
+    assert seen == {f"a{i}".encode() for i in range(30)}

@@ -43,7 +43,7 @@ pub use groups::{
     MemberAssignment,
 };
 pub use kafka_protocol::records::{Compression, TimestampType};
-pub use member::{Assignor, Generation, Membership, MembershipConfig};
+pub use member::{Assignor, Generation, GroupProtocol, Membership, MembershipConfig};
 pub use producer::{AckedPartition, Acks, ProduceFailure, Producer, ProducerConfig};
 pub use records::{ConsumedRecord, ProducerRecord};
 pub use security::{

@@ -133,6 +133,18 @@ impl Assignor {
     }
 }
 
+/// A group protocol other than the consumer one (Kafka Connect's workers use `connect`):
+/// what a member says of itself when it joins, and, when it leads, everyone's assignment.
+pub trait GroupProtocol: Send + Sync {
+    /// The group's protocol type (`connect`).
+    fn protocol_type(&self) -> &str;
+    /// The protocols this member offers, by preference: (name, metadata).
+    fn protocols(&self) -> Vec<(String, Bytes)>;
+    /// The leader's work: each member's assignment from every member's metadata
+    /// (member id, metadata), under the protocol the group chose.
+    fn assign(&self, protocol: &str, members: &[(String, Bytes)]) -> BTreeMap<String, Bytes>;
+}
+
 /// Timeouts and assignors of a member.
 #[derive(Debug, Clone)]
 pub struct MembershipConfig {
@@ -173,8 +185,10 @@ pub struct Generation {
     pub is_leader: bool,
     /// The assignor the group agreed on.
     pub protocol: String,
-    /// The partitions assigned to this member, by topic.
+    /// The partitions assigned to this member, by topic (consumer groups).
     pub assignment: Vec<(String, Vec<i32>)>,
+    /// The assignment as the leader wrote it (groups of a custom [`GroupProtocol`]).
+    pub data: Bytes,
 }
 
 /// A member of a classic consumer group.
@@ -187,6 +201,7 @@ pub struct Membership {
     generation: Option<Generation>,
     coordinator: Option<Arc<Connection>>,
     last_heartbeat: Instant,
+    custom: Option<Arc<dyn GroupProtocol>>,
 }
 
 impl std::fmt::Debug for Membership {
@@ -295,7 +310,34 @@ impl Membership {
             generation: None,
             coordinator: None,
             last_heartbeat: Instant::now(),
+            custom: None,
         })
+    }
+
+    /// A member of `group` under a protocol of its own (not a consumer).
+    pub fn with_protocol(
+        client: Client,
+        group: &str,
+        protocol: Arc<dyn GroupProtocol>,
+        config: MembershipConfig,
+    ) -> Membership {
+        Membership {
+            client,
+            group: group.to_string(),
+            topics: Vec::new(),
+            config,
+            member_id: String::new(),
+            generation: None,
+            coordinator: None,
+            last_heartbeat: Instant::now(),
+            custom: Some(protocol),
+        }
+    }
+
+    fn protocol_type(&self) -> String {
+        self.custom
+            .as_ref()
+            .map_or(PROTOCOL_TYPE.to_string(), |p| p.protocol_type().to_string())
     }
 
     /// The current generation, if the member has joined.
@@ -356,23 +398,36 @@ impl Membership {
     /// One JoinGroup/SyncGroup round: the generation, or `None` to go round again.
     async fn join_once(&mut self) -> Result<Option<Generation>> {
         let conn = self.coordinator().await?;
-        let metadata = encode_subscription(&self.topics)?;
-        let protocols = self
-            .config
-            .assignors
-            .iter()
-            .map(|a| {
-                JoinGroupRequestProtocol::default()
-                    .with_name(text(a.name()))
-                    .with_metadata(metadata.clone())
-            })
-            .collect();
+        let protocol_type = self.protocol_type();
+        let protocols = match &self.custom {
+            Some(custom) => custom
+                .protocols()
+                .into_iter()
+                .map(|(name, metadata)| {
+                    JoinGroupRequestProtocol::default()
+                        .with_name(text(&name))
+                        .with_metadata(metadata)
+                })
+                .collect(),
+            None => {
+                let metadata = encode_subscription(&self.topics)?;
+                self.config
+                    .assignors
+                    .iter()
+                    .map(|a| {
+                        JoinGroupRequestProtocol::default()
+                            .with_name(text(a.name()))
+                            .with_metadata(metadata.clone())
+                    })
+                    .collect()
+            }
+        };
         let version = conn.version::<JoinGroupRequest>()?;
         let mut request = JoinGroupRequest::default()
             .with_group_id(GroupId(text(&self.group)))
             .with_session_timeout_ms(millis(self.config.session_timeout))
             .with_member_id(text(&self.member_id))
-            .with_protocol_type(text(PROTOCOL_TYPE))
+            .with_protocol_type(text(&protocol_type))
             .with_protocols(protocols);
         if version >= 1 {
             request.rebalance_timeout_ms = millis(self.config.rebalance_timeout);
@@ -404,7 +459,22 @@ impl Membership {
             .map(|p| p.to_string())
             .unwrap_or_default();
         let is_leader = response.leader.as_str() == self.member_id;
-        let assignments = if is_leader && !response.skip_assignment {
+        let assignments = if let Some(custom) = self.custom.as_ref().filter(|_| is_leader) {
+            let members: Vec<(String, Bytes)> = response
+                .members
+                .iter()
+                .map(|m| (m.member_id.to_string(), m.metadata.clone()))
+                .collect();
+            custom
+                .assign(&protocol, &members)
+                .into_iter()
+                .map(|(member, assignment)| {
+                    SyncGroupRequestAssignment::default()
+                        .with_member_id(text(&member))
+                        .with_assignment(assignment)
+                })
+                .collect()
+        } else if is_leader && !response.skip_assignment {
             let assignor = Assignor::from_name(&protocol).ok_or_else(|| {
                 Error::InvalidArgument(format!(
                     "group {:?} chose assignor {protocol:?}, which this member does not offer",
@@ -423,7 +493,7 @@ impl Membership {
             .with_member_id(text(&self.member_id))
             .with_assignments(assignments);
         if version >= 5 {
-            request.protocol_type = Some(text(PROTOCOL_TYPE));
+            request.protocol_type = Some(text(&protocol_type));
             request.protocol_name = Some(text(&protocol));
         }
         let response = conn.send_with_timeout(&request, version, wait).await?;
@@ -439,7 +509,8 @@ impl Membership {
                     .map(|()| None);
             }
         }
-        let assignment = match MemberAssignment::decode(PROTOCOL_TYPE, &response.assignment) {
+        let data = response.assignment.clone();
+        let assignment = match MemberAssignment::decode(&protocol_type, &response.assignment) {
             MemberAssignment::Partitions(partitions) => partitions,
             MemberAssignment::Malformed { reason } => {
                 return Err(Error::Decode {
@@ -457,6 +528,7 @@ impl Membership {
             is_leader,
             protocol,
             assignment,
+            data,
         }))
     }
 

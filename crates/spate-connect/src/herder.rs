@@ -4,8 +4,9 @@
 //! computes task configs, and runs, pauses, restarts and stops task threads so that what runs
 //! matches what the config topic says.
 //!
-//! One worker owns every connector and task for now; spreading them over a group of workers
-//! comes with `spate connect worker`'s group membership.
+//! Which connectors and tasks run here is the worker group's decision ([`group`]): the herder
+//! computes task configs only for the connectors assigned to this worker and runs only the
+//! tasks assigned to it; with no assignment (while rebalancing) it runs nothing.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -19,6 +20,7 @@ use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use serde_json::Value as Json;
 
 use crate::config::{ConfigProblem, Props};
+use crate::group::{self, Assignment};
 use crate::plugin::{self, ConnectorKind};
 use crate::store::{self, ClusterState, StateLog, StoreError, TargetState, records};
 use crate::task::{self, RunningTask, TaskId};
@@ -56,16 +58,60 @@ pub struct Shared {
     pub log: Arc<dyn StateLog>,
     /// What they say.
     pub state: Mutex<ClusterState>,
-    changed: Condvar,
-    stopping: AtomicBool,
+    pub(crate) changed: Condvar,
+    pub(crate) stopping: AtomicBool,
     active_topics: Mutex<BTreeSet<(String, String)>>,
+    /// The tasks running on this worker.
+    tasks: Mutex<BTreeMap<(String, usize), RunningTask>>,
+    /// What the worker group gave this worker; `None` while (re)joining.
+    assignment: Mutex<Option<Assignment>>,
+    /// Held while reconciling and while giving up an assignment, so no task starts after
+    /// a rebalance began.
+    reconciling: Mutex<()>,
 }
 
 impl Shared {
+    /// This worker's current assignment.
+    pub fn assignment(&self) -> Option<Assignment> {
+        self.assignment.lock().clone()
+    }
+
+    /// Takes a new assignment and wakes the herder.
+    pub(crate) fn set_assignment(&self, assignment: Assignment) {
+        *self.assignment.lock() = Some(assignment);
+        let _state = self.state.lock();
+        self.changed.notify_all();
+    }
+
+    /// Gives up the assignment before a rebalance: every task stops (committing what it
+    /// has) before this returns.
+    pub(crate) fn release_assignment(&self) {
+        let _guard = self.reconciling.lock();
+        if self.assignment.lock().take().is_none() && self.tasks.lock().is_empty() {
+            return;
+        }
+        let tasks = std::mem::take(&mut *self.tasks.lock());
+        for (_, task) in tasks {
+            task.stop();
+        }
+    }
+
+    /// Waits up to `timeout` for the state to change.
+    pub(crate) fn wait_for_change(&self, timeout: Duration) {
+        let mut state = self.state.lock();
+        if !self.stopping.load(Ordering::SeqCst) {
+            self.changed.wait_for(&mut state, timeout);
+        }
+    }
+
+    fn generation(&self) -> i32 {
+        self.assignment.lock().as_ref().map_or(-1, |a| a.generation)
+    }
+
     /// Writes a task's status.
     pub fn write_task_status(&self, id: &TaskId, state: &str, trace: Option<&str>) {
         let key = format!("status-task-{}-{}", id.connector, id.task);
-        let value = records::status(state, trace, &self.config.worker_id, 0);
+        let value = records::status(state, trace, &self.config.worker_id, self.generation());
         if let Err(e) = self
             .log
             .send(&self.config.status_topic, key.as_bytes(), Some(&value))
@@ -76,7 +122,7 @@ impl Shared {
 
     fn write_connector_status(&self, connector: &str, state: &str, trace: Option<&str>) {
         let key = format!("status-connector-{connector}");
-        let value = records::status(state, trace, &self.config.worker_id, 0);
+        let value = records::status(state, trace, &self.config.worker_id, self.generation());
         if let Err(e) = self
             .log
             .send(&self.config.status_topic, key.as_bytes(), Some(&value))
@@ -142,7 +188,6 @@ impl Shared {
 pub struct Worker {
     shared: Arc<Shared>,
     threads: Mutex<Vec<JoinHandle<()>>>,
-    tasks: Arc<Mutex<BTreeMap<(String, usize), RunningTask>>>,
 }
 
 /// A connector as `GET /connectors/{c}` shows it.
@@ -160,7 +205,11 @@ pub struct ConnectorInfo {
 
 impl Worker {
     /// Reads the state topics to their end and starts the worker's threads.
-    pub fn start(config: WorkerConfig, log: Arc<dyn StateLog>) -> Result<Worker, StoreError> {
+    pub fn start(
+        config: WorkerConfig,
+        log: Arc<dyn StateLog>,
+        url: String,
+    ) -> Result<Worker, StoreError> {
         let shared = Arc::new(Shared {
             config,
             log,
@@ -168,6 +217,9 @@ impl Worker {
             changed: Condvar::new(),
             stopping: AtomicBool::new(false),
             active_topics: Mutex::new(BTreeSet::new()),
+            tasks: Mutex::new(BTreeMap::new()),
+            assignment: Mutex::new(None),
+            reconciling: Mutex::new(()),
         });
         store::read_to_end(
             shared.log.as_ref(),
@@ -175,7 +227,6 @@ impl Worker {
             &shared.state,
             Duration::from_secs(60),
         )?;
-        let tasks = Arc::new(Mutex::new(BTreeMap::new()));
         let tailer = {
             let shared = Arc::clone(&shared);
             std::thread::Builder::new()
@@ -185,16 +236,21 @@ impl Worker {
         };
         let herder = {
             let shared = Arc::clone(&shared);
-            let tasks = Arc::clone(&tasks);
             std::thread::Builder::new()
                 .name("connect-herder".into())
-                .spawn(move || herd(&shared, &tasks))
+                .spawn(move || herd(&shared))
                 .expect("spawning the herder")
+        };
+        let group = {
+            let shared = Arc::clone(&shared);
+            std::thread::Builder::new()
+                .name("connect-group".into())
+                .spawn(move || group::run(shared, url))
+                .expect("spawning the group member")
         };
         Ok(Worker {
             shared,
-            threads: Mutex::new(vec![tailer, herder]),
-            tasks,
+            threads: Mutex::new(vec![group, herder, tailer]),
         })
     }
 
@@ -211,10 +267,7 @@ impl Worker {
         for thread in threads {
             let _ = thread.join();
         }
-        let tasks = std::mem::take(&mut *self.tasks.lock());
-        for (_, task) in tasks {
-            task.stop();
-        }
+        self.shared.release_assignment();
     }
 
     /// The names of all connectors.
@@ -324,9 +377,21 @@ impl Worker {
         if state.tasks.get(name).is_none_or(|t| task >= t.len()) {
             return Err(HerderError::TaskNotFound(format!("{name}-{task}")));
         }
-        if let Some(running) = self.tasks.lock().remove(&(name.to_string(), task)) {
-            running.stop();
+        let running = self.shared.tasks.lock().remove(&(name.to_string(), task));
+        match running {
+            Some(running) => running.stop(),
+            None => {
+                let owner = state
+                    .task_status
+                    .get(&(name.to_string(), task))
+                    .map(|s| s.worker_id.clone())
+                    .unwrap_or_default();
+                return Err(HerderError::Conflict(format!(
+                    "Task {name}-{task} does not run on this worker; send the request to the worker that runs it ({owner})"
+                )));
+            }
         }
+        let _state = self.shared.state.lock();
         self.shared.changed.notify_all();
         Ok(())
     }
@@ -505,7 +570,7 @@ impl Worker {
         self.info(name)?;
         let state = self.shared.state.lock();
         Ok(state.target_state(name) == TargetState::Stopped
-            && self.tasks.lock().keys().all(|(c, _)| c != name))
+            && state.tasks.get(name).is_none_or(Vec::is_empty))
     }
 }
 
@@ -546,7 +611,7 @@ fn tail(shared: &Shared) {
 
 /// The herder's loop: reconcile whenever the state changes, and at least every second (to
 /// notice finished tasks).
-fn herd(shared: &Arc<Shared>, tasks: &Mutex<BTreeMap<(String, usize), RunningTask>>) {
+fn herd(shared: &Arc<Shared>) {
     let mut generated: BTreeMap<String, Props> = BTreeMap::new();
     let mut statuses: BTreeMap<String, String> = BTreeMap::new();
     let mut restarts_done = 0;
@@ -563,9 +628,13 @@ fn herd(shared: &Arc<Shared>, tasks: &Mutex<BTreeMap<(String, usize), RunningTas
         if shared.stopping.load(Ordering::SeqCst) {
             break;
         }
+        let _guard = shared.reconciling.lock();
+        let Some(assignment) = shared.assignment() else {
+            continue;
+        };
         reconcile(
             shared,
-            tasks,
+            &assignment,
             &snapshot,
             &mut generated,
             &mut statuses,
@@ -576,7 +645,7 @@ fn herd(shared: &Arc<Shared>, tasks: &Mutex<BTreeMap<(String, usize), RunningTas
 
 fn reconcile(
     shared: &Arc<Shared>,
-    tasks: &Mutex<BTreeMap<(String, usize), RunningTask>>,
+    assignment: &Assignment,
     snapshot: &ClusterState,
     generated: &mut BTreeMap<String, Props>,
     statuses: &mut BTreeMap<String, String>,
@@ -586,7 +655,7 @@ fn reconcile(
     for restart in snapshot.restarts.iter().skip(*restarts_done) {
         statuses.remove(&restart.connector);
         if restart.include_tasks {
-            let mut running = tasks.lock();
+            let mut running = shared.tasks.lock();
             let ids: Vec<_> = running
                 .keys()
                 .filter(|(c, _)| *c == restart.connector)
@@ -610,6 +679,26 @@ fn reconcile(
     // Connectors: task configs and connector statuses.
     let mut desired: BTreeMap<(String, usize), (Props, Props, bool)> = BTreeMap::new();
     for (name, props) in &snapshot.connectors {
+        if !assignment.connectors.contains(name) {
+            statuses.remove(name);
+            generated.remove(name);
+            // Tasks may still be this worker's even when the connector is another's.
+            if snapshot.target_state(name) != TargetState::Stopped {
+                for (i, task_props) in snapshot.tasks.get(name).into_iter().flatten().enumerate() {
+                    if assignment.tasks.contains(&(name.clone(), i)) {
+                        desired.insert(
+                            (name.clone(), i),
+                            (
+                                props.clone(),
+                                task_props.clone(),
+                                snapshot.target_state(name) == TargetState::Paused,
+                            ),
+                        );
+                    }
+                }
+            }
+            continue;
+        }
         let target = snapshot.target_state(name);
         let committed = snapshot.tasks.get(name).cloned().unwrap_or_default();
         let (status, trace) = if target == TargetState::Stopped {
@@ -644,6 +733,9 @@ fn reconcile(
                         }
                     }
                     for (i, task_props) in committed.iter().enumerate() {
+                        if !assignment.tasks.contains(&(name.clone(), i)) {
+                            continue;
+                        }
                         desired.insert(
                             (name.clone(), i),
                             (
@@ -671,7 +763,7 @@ fn reconcile(
     }
 
     // Tasks: stop what is no longer wanted or has a new config, start what is missing.
-    let mut running = tasks.lock();
+    let mut running = shared.tasks.lock();
     let stale: Vec<_> = running
         .iter()
         .filter(|(id, task)| {

@@ -73,6 +73,7 @@ pub async fn serve(
             }
         });
     let worker_id = format!("{host}:{}", addr.port());
+    let url = format!("http://{worker_id}/");
     let config = WorkerConfig::from_props(props, &worker_id).map_err(|problems| {
         RunError::Config(
             problems
@@ -90,7 +91,7 @@ pub async fn serve(
                 .ok()
                 .and_then(|c| c.client().fetch_cluster_id(Duration::from_secs(10)))
                 .unwrap_or_default();
-            Ok((Worker::start(config, Arc::new(log))?, cluster_id))
+            Ok((Worker::start(config, Arc::new(log), url)?, cluster_id))
         })
         .await
         .map_err(|e| RunError::Config(format!("worker start failed: {e}")))??;
