@@ -16,6 +16,7 @@ pub mod config;
 pub mod connectors;
 pub mod convert;
 pub mod data;
+pub mod errors;
 pub mod group;
 pub mod herder;
 pub mod plugin;

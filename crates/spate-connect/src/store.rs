@@ -166,6 +166,16 @@ pub fn create_compacted_topics(
     config: &WorkerConfig,
     topics: &[(String, i32)],
 ) -> Result<(), StoreError> {
+    create_topics(config, topics, true)
+}
+
+/// Creates `topics` (name, partitions) unless they exist, compacted if `compact`, with the
+/// config's replication factor.
+pub fn create_topics(
+    config: &WorkerConfig,
+    topics: &[(String, i32)],
+    compact: bool,
+) -> Result<(), StoreError> {
     let admin: AdminClient<DefaultClientContext> = config
         .client("admin.")
         .create()
@@ -178,12 +188,12 @@ pub fn create_compacted_topics(
                 *partitions,
                 TopicReplication::Fixed(config.replication_factor),
             )
-            .set("cleanup.policy", "compact")
+            .set("cleanup.policy", if compact { "compact" } else { "delete" })
         })
         .collect();
     let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
     let results = futures::executor::block_on(admin.create_topics(&new, &options))
-        .map_err(kafka("creating the state topics"))?;
+        .map_err(kafka("creating topics"))?;
     for result in results {
         match result {
             Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}

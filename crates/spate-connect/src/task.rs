@@ -23,6 +23,7 @@ use serde_json::Value as Json;
 use crate::config::{Props, sub_props};
 use crate::convert::{self, Converter};
 use crate::data::ConnectRecord;
+use crate::errors::{ErrorHandler, Failed, Stage};
 use crate::herder::Shared;
 use crate::plugin::{self, OffsetReader, TaskError};
 use crate::store::{canonical_json, records};
@@ -453,6 +454,8 @@ fn run_sink(
     consumer
         .subscribe(&names)
         .map_err(|e| TaskError::fatal(format!("subscribing to {}: {e}", topics.join(","))))?;
+    let mut errors = ErrorHandler::new(shared, &id.connector, id.task, connector_props, true)?;
+    let retry = Retry::of(connector_props);
     task.start(props)?;
     shared.write_task_status(id, "RUNNING", None);
     let mut offsets: BTreeMap<(String, i32), i64> = BTreeMap::new();
@@ -484,51 +487,136 @@ fn run_sink(
                     message.map_err(|e| TaskError::retriable(format!("consuming: {e}")))?;
                 let topic = message.topic().to_string();
                 let (partition, offset) = (message.partition(), message.offset());
-                let context = || format!("topic {topic} partition {partition} offset {offset}");
-                let (key_schema, key) =
-                    converters
-                        .key
-                        .to_connect(&topic, message.key())
-                        .map_err(|e| {
-                            TaskError::fatal(format!("converting the key at {}: {e}", context()))
-                        })?;
-                let (value_schema, value) = converters
-                    .value
-                    .to_connect(&topic, message.payload())
-                    .map_err(|e| {
-                        TaskError::fatal(format!("converting the value at {}: {e}", context()))
-                    })?;
+                offsets.insert((topic.clone(), partition), offset + 1);
+                let headers: Vec<(String, Option<Vec<u8>>)> = message
+                    .headers()
+                    .map(|hs| {
+                        hs.iter()
+                            .map(|h| (h.key.to_string(), h.value.map(<[u8]>::to_vec)))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                let failed = |stage: Stage, error: String, errors: &mut ErrorHandler| {
+                    let record = Failed {
+                        topic: &topic,
+                        partition,
+                        offset,
+                        key: message.key(),
+                        value: message.payload(),
+                        headers: headers.clone(),
+                    };
+                    errors.failed(stage, &record, &error)
+                };
+                let (key_schema, key) = match converters.key.to_connect(&topic, message.key()) {
+                    Ok(converted) => converted,
+                    Err(e) => {
+                        failed(
+                            Stage::KeyConverter,
+                            format!("converting the key: {e}"),
+                            &mut errors,
+                        )?;
+                        continue;
+                    }
+                };
+                let (value_schema, value) =
+                    match converters.value.to_connect(&topic, message.payload()) {
+                        Ok(converted) => converted,
+                        Err(e) => {
+                            failed(
+                                Stage::ValueConverter,
+                                format!("converting the value: {e}"),
+                                &mut errors,
+                            )?;
+                            continue;
+                        }
+                    };
                 let mut record = ConnectRecord::new(&topic, value_schema, value);
                 record.partition = Some(partition);
                 record.key_schema = key_schema;
                 record.key = key;
                 record.kafka_offset = Some(offset);
                 record.timestamp_ms = message.timestamp().to_millis();
-                if let Some(headers) = message.headers() {
-                    record.headers = headers
-                        .iter()
-                        .map(|h| (h.key.to_string(), h.value.map(Bytes::copy_from_slice)))
-                        .collect();
-                }
-                offsets.insert((topic.clone(), partition), offset + 1);
-                if let Some(record) = chain.apply(record).map_err(|e| {
-                    TaskError::fatal(format!("transform failed at {}: {e}", context()))
-                })? {
-                    batch.push(record);
+                record.headers = headers
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.as_deref().map(Bytes::copy_from_slice)))
+                    .collect();
+                match chain.apply(record) {
+                    Ok(Some(record)) => batch.push(record),
+                    Ok(None) => {}
+                    Err(e) => failed(
+                        Stage::Transformation,
+                        format!("transform failed: {e}"),
+                        &mut errors,
+                    )?,
                 }
             }
             if !batch.is_empty() {
-                task.put(batch)?;
+                put_with_retries(task.as_mut(), batch, control, &retry)?;
             }
             if last_commit.elapsed() >= shared.config.offset_flush_interval {
-                commit_sink(&consumer, &mut offsets, task.as_mut())?;
+                commit_sink(&consumer, &mut offsets, task.as_mut(), &errors)?;
                 last_commit = Instant::now();
             }
         }
-        commit_sink(&consumer, &mut offsets, task.as_mut())
+        commit_sink(&consumer, &mut offsets, task.as_mut(), &errors)
     })();
     task.stop();
     result
+}
+
+/// How long retriable failures are retried (`errors.retry.timeout`, `-1` forever) and the
+/// longest wait between tries (`errors.retry.delay.max.ms`).
+struct Retry {
+    timeout: Option<Duration>,
+    max_delay: Duration,
+}
+
+impl Retry {
+    fn of(props: &Props) -> Retry {
+        let number = |key: &str, default: i64| {
+            props
+                .get(key)
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(default)
+        };
+        let timeout_ms: i64 = number("errors.retry.timeout", 0);
+        Retry {
+            timeout: (timeout_ms >= 0).then(|| Duration::from_millis(timeout_ms as u64)),
+            max_delay: Duration::from_millis(
+                number("errors.retry.delay.max.ms", 60_000).max(1) as u64
+            ),
+        }
+    }
+}
+
+/// Puts a batch; a retriable failure is retried with backoff within `errors.retry.timeout`
+/// (as Kafka's sink tasks redeliver a batch after a RetriableException), while the task runs.
+fn put_with_retries(
+    task: &mut dyn crate::plugin::SinkTask,
+    batch: Vec<ConnectRecord>,
+    control: &Control,
+    retry: &Retry,
+) -> Result<(), TaskError> {
+    let started = Instant::now();
+    let mut delay = Duration::from_millis(300);
+    loop {
+        match task.put(batch.clone()) {
+            Ok(()) => return Ok(()),
+            Err(e)
+                if e.retriable
+                    && !control.stopping()
+                    && retry.timeout.is_none_or(|t| started.elapsed() < t) =>
+            {
+                tracing::warn!(
+                    "a sink task's put failed and will be retried in {delay:?}: {}",
+                    e.message
+                );
+                control.wait(delay);
+                delay = (delay * 2).min(retry.max_delay);
+            }
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 /// Flushes the task, then commits the offsets of everything it was given.
@@ -536,8 +624,10 @@ fn commit_sink(
     consumer: &BaseConsumer,
     offsets: &mut BTreeMap<(String, i32), i64>,
     task: &mut dyn crate::plugin::SinkTask,
+    errors: &ErrorHandler,
 ) -> Result<(), TaskError> {
     task.flush()?;
+    errors.flush()?;
     if offsets.is_empty() {
         return Ok(());
     }
