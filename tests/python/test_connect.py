@@ -393,3 +393,45 @@ def test_bad_records_fail_the_task_naming_where_or_go_to_the_dead_letter_queue_w
     strict = tmp_path / "strict.txt"
     wait_until(lambda: strict.exists() and len(strict.read_text().splitlines()) == 3, what="the rest")
     assert [json.loads(line) for line in strict.read_text().splitlines()] == [{"n": i} for i in (2, 3, 4)]
+
+
+def spate_connect(url: str, *args: str, ok: bool = True) -> subprocess.CompletedProcess:
+    run = subprocess.run([str(spate_binary()), "connect", *args, "--url", url],
+                         capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+    assert (run.returncode == 0) == ok, f"spate connect {' '.join(args)}: {run.returncode}\n{run.stdout}\n{run.stderr}"
+    return run
+
+
+def test_spate_connect_manages_connectors_as_kcctl_does(spate, tmp_path):
+    url = "http://" + wait_until(lambda: spate.connect_addr, what="connect worker is ready")
+    source_file = tmp_path / "in.txt"
+    source_file.write_text("x\ny\n")
+    config = tmp_path / "src.json"
+    config.write_text(json.dumps({"name": "cli-src", "config": {
+        "connector.class": SOURCE, "file": str(source_file), "topic": "cli",
+        "value.converter": "org.apache.kafka.connect.storage.StringConverter"}}))
+    assert "the config is valid" in spate_connect(url, "validate", "-f", str(config)).stdout
+    assert "created connector cli-src" in spate_connect(url, "create", "-f", str(config)).stdout
+    assert consume_values(spate.kafka_addr, "cli", 2) == [b"x", b"y"]
+    wait_until(lambda: "RUNNING" in spate_connect(url, "list").stdout.splitlines()[1], what="listed RUNNING")
+    listed = spate_connect(url, "list").stdout.splitlines()
+    assert listed[1].split()[:3] == ["cli-src", "source", "RUNNING"], listed
+    assert "task 0: RUNNING" in spate_connect(url, "status", "cli-src").stdout
+    described = spate_connect(url, "describe", "cli-src").stdout
+    assert f"file = {source_file}" in described
+    assert "paused connector cli-src" in spate_connect(url, "pause", "cli-src").stdout
+    wait_until(lambda: "task 0: PAUSED" in spate_connect(url, "status", "cli-src").stdout, what="paused")
+    spate_connect(url, "stop", "cli-src")
+    wait_until(lambda: "STOPPED" in spate_connect(url, "status", "cli-src").stdout, what="stopped")
+    offsets = json.loads(spate_connect(url, "offsets", "cli-src", "--json").stdout)
+    assert offsets == {"offsets": [{"partition": {"filename": str(source_file)}, "offset": {"position": 4}}]}
+    assert "reset successfully" in spate_connect(url, "offsets", "cli-src", "--reset").stdout
+    plugins = spate_connect(url, "plugins", "--all").stdout
+    assert SINK in plugins and "org.apache.kafka.connect.transforms.Cast$Value" in plugins
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"name": "bad", "connector.class": SINK, "file": "f"}))
+    failed = spate_connect(url, "create", "-f", str(bad), ok=False)
+    assert "Must configure one of topics or topics.regex" in failed.stderr and "HTTP 400" in failed.stderr
+    assert "deleted connector cli-src" in spate_connect(url, "delete", "cli-src").stdout
+    failed = spate_connect(url, "status", "cli-src", ok=False)
+    assert "Connector cli-src not found (HTTP 404)" in failed.stderr

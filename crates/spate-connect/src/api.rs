@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, Query, RawQuery, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
@@ -216,12 +216,15 @@ fn status_json(state: &ClusterState, info: &ConnectorInfo) -> Json {
     })
 }
 
-async fn list(State(api): Shared, Query(params): Params) -> Answer {
+async fn list(State(api): Shared, RawQuery(query): RawQuery) -> Answer {
     let names = api.worker.connectors();
-    let expand: Vec<String> = params
-        .get("expand")
-        .map(|e| e.split(',').map(str::to_string).collect())
-        .unwrap_or_default();
+    // `expand` may repeat (`?expand=status&expand=info`), as Kafka Connect allows.
+    let expand: Vec<String> = query
+        .unwrap_or_default()
+        .split('&')
+        .filter_map(|pair| pair.strip_prefix("expand="))
+        .flat_map(|v| v.split(',').map(str::to_string).collect::<Vec<_>>())
+        .collect();
     if expand.is_empty() {
         return answer(StatusCode::OK, json!(names));
     }
