@@ -57,7 +57,7 @@ SERVE = re.compile(r"(^|[\s/])(spate|--)\s+serve(\s|$)")
 READY = "spate is ready"
 ERROR_LINE = re.compile(r"^\S+\s+ERROR\b|\bpanicked at\b")
 # Kafka, SASL_SSL (the README's SECURE listener), HTTP, schema registry.
-README_PORTS = (9092, 9093, 8080, 8081)
+README_PORTS = (9092, 9093, 8080, 8081, 8083)
 COMMAND_TIMEOUT_S = 300.0
 # `cargo install` / `cargo run --release` may build Spate from nothing.
 BUILD_TIMEOUT_S = float(os.environ.get("SPATE_README_BUILD_TIMEOUT_S", "3600"))
