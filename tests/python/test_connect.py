@@ -266,6 +266,11 @@ def test_spate_serve_runs_a_worker_in_process_and_stops_it_first(spate, tmp_path
         "value.converter": "org.apache.kafka.connect.storage.StringConverter"}})[0] == 201
     assert consume_values(spate.kafka_addr, "inproc", 2) == [b"one", b"two"]
     wait_until(lambda: connector_state(w, "inproc") == ("RUNNING", ["RUNNING"]), what="running")
+    # The worker's metrics are on the server's /metrics.
+    with urllib.request.urlopen(f"http://{spate.http_addr}/metrics", timeout=30) as response:
+        metrics = response.read().decode()
+    assert 'spate_connect_task_records_total{connector="inproc",task="0",type="source"} 2' in metrics
+    assert 'spate_connect_task_running{connector="inproc",task="0",type="source",state="RUNNING"} 1' in metrics
     # A clean stop stops the worker (committing its offsets) before the broker's listeners.
     spate.stop()
     spate.keep_ports()
@@ -381,6 +386,11 @@ def test_bad_records_fail_the_task_naming_where_or_go_to_the_dead_letter_queue_w
     assert headers["__connect.errors.stage"] == "VALUE_CONVERTER"
     assert headers["__connect.errors.exception.message"]
     assert connector_state(w, "tolerant") == ("RUNNING", ["RUNNING"])
+    with urllib.request.urlopen(w.url + "/metrics", timeout=30) as response:
+        metrics = response.read().decode()
+    assert 'spate_connect_task_dlq_records_total{connector="tolerant",task="0",type="sink"} 1' in metrics
+    assert 'spate_connect_task_errors_total{connector="tolerant",task="0",type="sink"} 1' in metrics
+    assert 'spate_connect_task_records_total{connector="tolerant",task="0",type="sink"} 5' in metrics
     assert any("error encountered at topic mixed partition 0 offset 2" in line for line in w.lines)
 
     # The failed task resumes past the bad record once its group's offset is moved on (KIP-875).

@@ -158,6 +158,7 @@ pub fn router(api: Arc<Api>) -> Router {
         .route("/connectors/{c}/topics", get(topics))
         .route("/connectors/{c}/topics/reset", put(reset_topics))
         .route("/connector-plugins", get(plugins))
+        .route("/metrics", get(metrics))
         .route("/connector-plugins/{p}/config", get(plugin_config))
         .route(
             "/connector-plugins/{p}/config/validate",
@@ -556,6 +557,17 @@ async fn reset_topics(State(api): Shared, Path(name): Path<String>) -> Answer {
     let worker = Arc::clone(&api.worker);
     blocking(move || worker.reset_active_topics(&name)).await?;
     empty(StatusCode::ACCEPTED)
+}
+
+async fn metrics(State(api): Shared) -> Response {
+    let mut out = String::new();
+    api.worker.shared().metrics.render(&mut out);
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        out,
+    )
+        .into_response()
 }
 
 async fn plugins(Query(params): Params) -> Answer {

@@ -5,6 +5,8 @@
 //! consumed to `errors.deadletterqueue.topic.name`, with Kafka's `__connect.errors.*` headers
 //! when `errors.deadletterqueue.context.headers.enable` is set.
 
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use rdkafka::message::{Header, OwnedHeaders};
@@ -12,6 +14,7 @@ use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 
 use crate::config::Props;
 use crate::herder::Shared;
+use crate::metrics::TaskMetrics;
 use crate::plugin::TaskError;
 use crate::store;
 
@@ -71,6 +74,7 @@ pub struct ErrorHandler {
     log_messages: bool,
     dlq: Option<(String, bool, BaseProducer)>,
     class: String,
+    metrics: Arc<TaskMetrics>,
 }
 
 impl ErrorHandler {
@@ -82,6 +86,7 @@ impl ErrorHandler {
         task: usize,
         props: &Props,
         sink: bool,
+        metrics: Arc<TaskMetrics>,
     ) -> Result<ErrorHandler, TaskError> {
         let flag = |key: &str| {
             props
@@ -133,6 +138,7 @@ impl ErrorHandler {
             log_messages: flag("errors.log.include.messages"),
             dlq,
             class: props.get("connector.class").cloned().unwrap_or_default(),
+            metrics,
         })
     }
 
@@ -144,6 +150,7 @@ impl ErrorHandler {
         record: &Failed<'_>,
         error: &str,
     ) -> Result<(), TaskError> {
+        self.metrics.errors.fetch_add(1, Ordering::Relaxed);
         let context = format!(
             "topic {} partition {} offset {}",
             record.topic, record.partition, record.offset
@@ -206,6 +213,7 @@ impl ErrorHandler {
                 TaskError::retriable(format!("writing to the dead letter queue {topic}: {e}"))
             })?;
             producer.poll(Duration::ZERO);
+            self.metrics.dlq_records.fetch_add(1, Ordering::Relaxed);
         }
         Ok(())
     }

@@ -253,6 +253,7 @@ pub fn run(shared: Arc<Shared>, url: String) {
                         tasks = assignment.tasks.len(),
                         "joined the connect worker group"
                     );
+                    shared.metrics.rebalances.fetch_add(1, Ordering::Relaxed);
                     shared.set_assignment(assignment);
                     member = Some(m);
                     backoff = Duration::from_millis(100);
@@ -302,6 +303,7 @@ pub fn run(shared: Arc<Shared>, url: String) {
                             tasks = assignment.tasks.len(),
                             "joined the connect worker group"
                         );
+                        shared.metrics.rebalances.fetch_add(1, Ordering::Relaxed);
                         shared.set_assignment(assignment);
                         member = old;
                     }

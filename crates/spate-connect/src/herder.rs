@@ -21,6 +21,7 @@ use serde_json::Value as Json;
 
 use crate::config::{ConfigProblem, Props};
 use crate::group::{self, Assignment};
+use crate::metrics::ConnectMetrics;
 use crate::plugin::{self, ConnectorKind};
 use crate::store::{self, ClusterState, StateLog, StoreError, TargetState, records};
 use crate::task::{self, RunningTask, TaskId};
@@ -56,6 +57,8 @@ pub struct Shared {
     pub config: WorkerConfig,
     /// The state topics.
     pub log: Arc<dyn StateLog>,
+    /// The worker's metrics.
+    pub metrics: Arc<ConnectMetrics>,
     /// What they say.
     pub state: Mutex<ClusterState>,
     pub(crate) changed: Condvar,
@@ -109,7 +112,8 @@ impl Shared {
     }
 
     /// Writes a task's status.
-    pub fn write_task_status(&self, id: &TaskId, state: &str, trace: Option<&str>) {
+    pub fn write_task_status(&self, id: &TaskId, state: &'static str, trace: Option<&str>) {
+        self.metrics.set_state(&id.connector, id.task, state);
         let key = format!("status-task-{}-{}", id.connector, id.task);
         let value = records::status(state, trace, &self.config.worker_id, self.generation());
         if let Err(e) = self
@@ -209,10 +213,12 @@ impl Worker {
         config: WorkerConfig,
         log: Arc<dyn StateLog>,
         url: String,
+        metrics: Arc<ConnectMetrics>,
     ) -> Result<Worker, StoreError> {
         let shared = Arc::new(Shared {
             config,
             log,
+            metrics,
             state: Mutex::new(ClusterState::default()),
             changed: Condvar::new(),
             stopping: AtomicBool::new(false),
@@ -776,6 +782,9 @@ fn reconcile(
     for id in stale {
         if let Some(task) = running.remove(&id) {
             task.stop();
+        }
+        if !desired.contains_key(&id) {
+            shared.metrics.remove(&id.0, id.1);
         }
         if !snapshot.connectors.contains_key(&id.0) {
             let key = format!("status-task-{}-{}", id.0, id.1);

@@ -19,6 +19,7 @@ pub mod data;
 pub mod errors;
 pub mod group;
 pub mod herder;
+pub mod metrics;
 pub mod plugin;
 pub mod server;
 pub mod store;

@@ -11,6 +11,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use crate::api::{self, Api};
 use crate::config::Props;
 use crate::herder::Worker;
+use crate::metrics::ConnectMetrics;
 use crate::store::{KafkaStateLog, StoreError};
 use crate::worker_config::WorkerConfig;
 
@@ -47,13 +48,21 @@ pub async fn run(
             addr: listen,
             source,
         })?;
-    serve(listener, props, ready, shutdown).await
+    serve(
+        listener,
+        props,
+        Arc::new(ConnectMetrics::default()),
+        ready,
+        shutdown,
+    )
+    .await
 }
 
 /// [`run`] on a bound listener: `spate serve` binds it with its other listeners.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     props: Props,
+    metrics: Arc<ConnectMetrics>,
     ready: impl FnOnce(SocketAddr),
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), RunError> {
@@ -91,7 +100,10 @@ pub async fn serve(
                 .ok()
                 .and_then(|c| c.client().fetch_cluster_id(Duration::from_secs(10)))
                 .unwrap_or_default();
-            Ok((Worker::start(config, Arc::new(log), url)?, cluster_id))
+            Ok((
+                Worker::start(config, Arc::new(log), url, metrics)?,
+                cluster_id,
+            ))
         })
         .await
         .map_err(|e| RunError::Config(format!("worker start failed: {e}")))??;

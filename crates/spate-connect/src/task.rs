@@ -25,6 +25,7 @@ use crate::convert::{self, Converter};
 use crate::data::ConnectRecord;
 use crate::errors::{ErrorHandler, Failed, Stage};
 use crate::herder::Shared;
+use crate::metrics::TaskMetrics;
 use crate::plugin::{self, OffsetReader, TaskError};
 use crate::store::{canonical_json, records};
 use crate::transforms::{self, Chain};
@@ -278,6 +279,7 @@ fn run_source(
         )
         .create_with_context(DeliveryErrors::default())
         .map_err(|e| TaskError::fatal(format!("creating the producer: {e}")))?;
+    let metrics = shared.metrics.task(&id.connector, id.task, "source");
     {
         let state = shared.state.lock();
         task.start(props, &Offsets(state.source_offsets.get(&id.connector)))?;
@@ -313,7 +315,7 @@ fn run_source(
                     .apply(record)
                     .map_err(|e| TaskError::fatal(format!("transform failed: {e}")))?
                 {
-                    send(shared, id, &producer, &converters, record)?;
+                    send(shared, id, &producer, &converters, record, &metrics)?;
                 }
                 if let Some((partition, offset)) = offset {
                     pending.insert(canonical_json(&partition), (partition, offset));
@@ -337,6 +339,7 @@ fn send(
     producer: &BaseProducer<DeliveryErrors>,
     converters: &Converters,
     record: ConnectRecord,
+    metrics: &TaskMetrics,
 ) -> Result<(), TaskError> {
     let topic = record.topic.clone();
     let key = converters
@@ -348,6 +351,10 @@ fn send(
         .from_connect(&topic, record.value_schema.as_ref(), &record.value)
         .map_err(|e| TaskError::fatal(format!("converting a value for {topic}: {e}")))?;
     shared.note_active_topic(&id.connector, &topic, id.task);
+    metrics.moved(
+        1,
+        (key.as_ref().map_or(0, Bytes::len) + value.as_ref().map_or(0, Bytes::len)) as u64,
+    );
     let mut headers = OwnedHeaders::new();
     for (name, value) in &record.headers {
         headers = headers.insert(Header {
@@ -454,7 +461,15 @@ fn run_sink(
     consumer
         .subscribe(&names)
         .map_err(|e| TaskError::fatal(format!("subscribing to {}: {e}", topics.join(","))))?;
-    let mut errors = ErrorHandler::new(shared, &id.connector, id.task, connector_props, true)?;
+    let metrics = shared.metrics.task(&id.connector, id.task, "sink");
+    let mut errors = ErrorHandler::new(
+        shared,
+        &id.connector,
+        id.task,
+        connector_props,
+        true,
+        Arc::clone(&metrics),
+    )?;
     let retry = Retry::of(connector_props);
     task.start(props)?;
     shared.write_task_status(id, "RUNNING", None);
@@ -477,6 +492,7 @@ fn run_sink(
                 was_paused = control.paused();
             }
             let mut batch = Vec::new();
+            let mut batch_bytes = 0u64;
             let mut wait = Duration::from_millis(100);
             while batch.len() < SINK_BATCH_RECORDS {
                 let Some(message) = consumer.poll(wait) else {
@@ -485,6 +501,9 @@ fn run_sink(
                 wait = Duration::ZERO;
                 let message =
                     message.map_err(|e| TaskError::retriable(format!("consuming: {e}")))?;
+                batch_bytes += (message.key().map_or(0, <[u8]>::len)
+                    + message.payload().map_or(0, <[u8]>::len))
+                    as u64;
                 let topic = message.topic().to_string();
                 let (partition, offset) = (message.partition(), message.offset());
                 offsets.insert((topic.clone(), partition), offset + 1);
@@ -551,7 +570,9 @@ fn run_sink(
                 }
             }
             if !batch.is_empty() {
+                let count = batch.len() as u64;
                 put_with_retries(task.as_mut(), batch, control, &retry)?;
+                metrics.moved(count, batch_bytes);
             }
             if last_commit.elapsed() >= shared.config.offset_flush_interval {
                 commit_sink(&consumer, &mut offsets, task.as_mut(), &errors)?;

@@ -112,6 +112,8 @@ pub(crate) struct HttpState {
     pub started: Instant,
     /// The data directory, whose filesystem's space `/metrics` reports.
     pub data_dir: PathBuf,
+    /// The in-process Connect worker's metrics, when it runs.
+    pub connect: Option<Arc<spate_connect::metrics::ConnectMetrics>>,
 }
 
 /// The routes served once the broker is open (behind `http-auth` when it is on).
@@ -129,6 +131,9 @@ pub(crate) fn router(state: HttpState) -> Router {
 async fn metrics(State(state): State<HttpState>) -> impl IntoResponse {
     let mut out = String::with_capacity(4096);
     state.broker.render_metrics(&mut out);
+    if let Some(connect) = &state.connect {
+        connect.render(&mut out);
+    }
     let c = &state.connections;
     for (name, kind, help, value) in [
         (

@@ -403,7 +403,11 @@ impl Server {
             broker.credential_store(),
             tokens,
         ));
+        let connect_metrics = connect_listener
+            .is_some()
+            .then(|| Arc::new(spate_connect::metrics::ConnectMetrics::default()));
         let router = http::router(http::HttpState {
+            connect: connect_metrics.clone(),
             broker: Arc::clone(&broker),
             connections: connection_metrics,
             auth: Arc::clone(&http_auth),
@@ -474,11 +478,13 @@ impl Server {
         );
 
         let (connect_stop, connect_stopped) = tokio::sync::oneshot::channel::<()>();
-        let connect = match connect_listener {
-            Some(listener) => connect_worker(&config, kafka_addr, listener, async move {
-                let _ = connect_stopped.await;
-            })?,
-            None => None,
+        let connect = match (connect_listener, connect_metrics) {
+            (Some(listener), Some(metrics)) => {
+                connect_worker(&config, kafka_addr, listener, metrics, async move {
+                    let _ = connect_stopped.await;
+                })?
+            }
+            _ => None,
         };
 
         shutdown.await;
@@ -539,6 +545,7 @@ fn connect_worker(
     config: &Config,
     kafka_addr: SocketAddr,
     listener: TcpListener,
+    metrics: Arc<spate_connect::metrics::ConnectMetrics>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<Option<tokio::task::JoinHandle<()>>, ServerError> {
     let mut props = spate_connect::config::Props::new();
@@ -560,6 +567,7 @@ fn connect_worker(
         let served = spate_connect::server::serve(
             listener,
             props,
+            metrics,
             |addr| tracing::info!(connect_addr = %addr, "connect worker is ready"),
             shutdown,
         )
