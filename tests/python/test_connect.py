@@ -445,3 +445,20 @@ def test_spate_connect_manages_connectors_as_kcctl_does(spate, tmp_path):
     assert "deleted connector cli-src" in spate_connect(url, "delete", "cli-src").stdout
     failed = spate_connect(url, "status", "cli-src", ok=False)
     assert "Connector cli-src not found (HTTP 404)" in failed.stderr
+
+    # A sink's progress is its consumer group's: `spate group describe connect-<name>`.
+    sink = tmp_path / "sink.json"
+    sink.write_text(json.dumps({"name": "cli-sink", "connector.class": SINK, "topics": "cli",
+                                "file": str(tmp_path / "out.txt"),
+                                "value.converter": "org.apache.kafka.connect.storage.StringConverter"}))
+    spate_connect(url, "apply", "-f", str(sink))
+
+    def described() -> dict:
+        run = subprocess.run([str(spate_binary()), "group", "describe", "connect-cli-sink", "--format", "json",
+                              "--brokers", spate.kafka_addr], capture_output=True, text=True, timeout=60)
+        return json.loads(run.stdout) if run.returncode == 0 else {}
+    group = wait_until(
+        lambda: (lambda d: d if any(o["topic"] == "cli" and o["lag"] == 0 for o in d.get("offsets", [])) else None)(
+            described()), timeout_s=60, what="the sink's group committed to the end")
+    assert [(o["topic"], o["partition"], o["current_offset"], o["lag"]) for o in group["offsets"]] == [("cli", 0, 2, 0)], json.dumps(group)
+    assert group["offsets"][0]["client_id"] == "connector-consumer-cli-sink-0", group
