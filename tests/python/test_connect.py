@@ -14,7 +14,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from confluent_kafka import Consumer
+from confluent_kafka import Consumer, TopicPartition
 
 from conftest import _die_with_parent, spate_binary
 from helpers import wait_until
@@ -90,8 +90,8 @@ def broker(spate_factory):
 def worker(broker, tmp_path):
     started: list[Worker] = []
 
-    def start() -> Worker:
-        w = Worker(broker.kafka_addr, tmp_path / f"worker{len(started)}.log")
+    def start(*extra: str) -> Worker:
+        w = Worker(broker.kafka_addr, tmp_path / f"worker{len(started)}.log", list(extra))
         started.append(w)
         return w
 
@@ -462,3 +462,46 @@ def test_spate_connect_manages_connectors_as_kcctl_does(spate, tmp_path):
             described()), timeout_s=60, what="the sink's group committed to the end")
     assert [(o["topic"], o["partition"], o["current_offset"], o["lag"]) for o in group["offsets"]] == [("cli", 0, 2, 0)], json.dumps(group)
     assert group["offsets"][0]["client_id"] == "connector-consumer-cli-sink-0", group
+
+
+def test_exactly_once_source_survives_kill_9_without_losing_or_duplicating_a_record(broker, worker, tmp_path):
+    eos = ("--set", "exactly.once.source.support=enabled")
+    source_file = tmp_path / "in.txt"
+    lines = [f"r{i}" for i in range(1000)]
+    source_file.write_text("".join(line + "\n" for line in lines))
+    w = worker(*eos)
+    assert w.call("POST", "/connectors", {"name": "eos", "config": {
+        "connector.class": SOURCE, "file": str(source_file), "topic": "eos", "batch.size": "25",
+        "exactly.once.support": "required",
+        "value.converter": "org.apache.kafka.connect.storage.StringConverter"}})[0] == 201
+    consumer = Consumer({"bootstrap.servers": broker.kafka_addr, "group.id": "eos-check",
+                         "auto.offset.reset": "earliest", "isolation.level": "read_committed"})
+    consumer.subscribe(["eos"])
+    seen: list[bytes] = []
+
+    def read_until(count: int) -> bool:
+        message = consumer.poll(0.5)
+        if message is not None and message.error() is None:
+            seen.append(message.value())
+        return len(seen) >= count
+
+    try:
+        wait_until(lambda: read_until(200), timeout_s=60, what="the first transactions")
+        w.kill()  # mid-stream: a transaction may be open
+        worker(*eos)
+        try:
+            wait_until(lambda: read_until(len(lines)), timeout_s=240, what="every line")
+        except AssertionError:
+            raise AssertionError(f"seen {len(seen)} ({len(set(seen))} distinct), position "
+                                 f"{consumer.position([TopicPartition('eos', 0)])}") from None
+        extra = consumer.poll(2.0)
+        assert extra is None or extra.error() is not None, f"a record beyond the file: {extra.value()!r}"
+    finally:
+        consumer.close()
+    assert seen == [line.encode() for line in lines], "records lost, duplicated or out of order"
+
+    # A connector that requires exactly once is refused by a worker without it.
+    plain = worker()
+    code, error = plain.call("PUT", "/connector-plugins/FileStreamSource/config/validate", {
+        "name": "x", "connector.class": SOURCE, "file": "f", "topic": "t", "exactly.once.support": "required"})
+    assert code == 200 and error["error_count"] == 1

@@ -123,6 +123,8 @@ impl KafkaStateLog {
             .set("acks", "all")
             .set("enable.idempotence", "true")
             .set("linger.ms", "0")
+            // Java's partitioner, so offsets and statuses land where Kafka Connect puts them.
+            .set("partitioner", "murmur2_random")
             .create_with_context(AckContext)
             .map_err(kafka("creating the state producer"))?;
         let consumer: BaseConsumer = config

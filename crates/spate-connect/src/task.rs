@@ -267,18 +267,38 @@ fn run_source(
     mut chain: Chain,
     control: &Control,
 ) -> Result<(), TaskError> {
-    let producer: BaseProducer<DeliveryErrors> = shared
+    // KIP-618: with `exactly.once.source.support=enabled` each poll's records and their source
+    // offsets are written in one transaction, under Kafka Connect's transactional id; a new
+    // instance of the task fences any zombie of it.
+    let eos = shared
         .config
-        .client("producer.")
+        .props
+        .get("exactly.once.source.support")
+        .is_some_and(|v| v.eq_ignore_ascii_case("enabled"));
+    let mut producer_config = shared.config.client("producer.");
+    producer_config
         .set("enable.idempotence", "true")
         .set("acks", "all")
         .set("linger.ms", "5")
+        .set("partitioner", "murmur2_random")
         .set(
             "client.id",
             format!("connector-producer-{}-{}", id.connector, id.task),
-        )
+        );
+    if eos {
+        producer_config.set(
+            "transactional.id",
+            format!("{}-{}-{}", shared.config.group_id, id.connector, id.task),
+        );
+    }
+    let producer: BaseProducer<DeliveryErrors> = producer_config
         .create_with_context(DeliveryErrors::default())
         .map_err(|e| TaskError::fatal(format!("creating the producer: {e}")))?;
+    if eos {
+        producer
+            .init_transactions(Duration::from_secs(60))
+            .map_err(|e| TaskError::fatal(format!("initialising the task's transactions: {e}")))?;
+    }
     let metrics = shared.metrics.task(&id.connector, id.task, "source");
     {
         let state = shared.state.lock();
@@ -305,7 +325,12 @@ fn run_source(
             let polled = task.poll()?;
             if polled.is_empty() {
                 control.wait(IDLE_WAIT);
+            } else if eos {
+                producer
+                    .begin_transaction()
+                    .map_err(|e| TaskError::fatal(format!("beginning a transaction: {e}")))?;
             }
+            let in_transaction = eos && !polled.is_empty();
             for record in polled {
                 let offset = record
                     .source_partition
@@ -322,7 +347,9 @@ fn run_source(
                 }
             }
             producer.poll(Duration::ZERO);
-            if last_commit.elapsed() >= shared.config.offset_flush_interval {
+            if in_transaction {
+                commit_transaction(shared, id, &producer, &mut pending, task.as_mut())?;
+            } else if last_commit.elapsed() >= shared.config.offset_flush_interval {
                 commit_source(shared, id, &producer, &mut pending, task.as_mut())?;
                 last_commit = Instant::now();
             }
@@ -392,6 +419,41 @@ fn send(
             }
         }
     }
+}
+
+/// Writes the offsets of a poll's records with them and commits the transaction; a failure
+/// aborts it (nothing of it is visible to read_committed readers) and fails the task.
+fn commit_transaction(
+    shared: &Shared,
+    id: &TaskId,
+    producer: &BaseProducer<DeliveryErrors>,
+    pending: &mut BTreeMap<String, (Json, Json)>,
+    task: &mut dyn crate::plugin::SourceTask,
+) -> Result<(), TaskError> {
+    let result = (|| -> Result<(), TaskError> {
+        for (partition, offset) in std::mem::take(pending).into_values() {
+            let key = records::offset_key(&id.connector, &partition);
+            let value = offset.to_string();
+            let record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(&shared.config.offset_topic)
+                .key(key.as_slice())
+                .payload(value.as_bytes());
+            producer.send(record).map_err(|(e, _)| {
+                TaskError::fatal(format!("writing source offsets in the transaction: {e}"))
+            })?;
+        }
+        producer
+            .commit_transaction(Duration::from_secs(60))
+            .map_err(|e| TaskError::fatal(format!("committing the transaction: {e}")))?;
+        if let Some(error) = producer.context().0.lock().take() {
+            return Err(TaskError::fatal(error));
+        }
+        Ok(())
+    })();
+    if let Err(e) = result {
+        let _ = producer.abort_transaction(Duration::from_secs(30));
+        return Err(e);
+    }
+    task.commit()
 }
 
 /// Flushes the producer, then writes the offsets of everything it delivered.

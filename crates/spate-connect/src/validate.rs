@@ -186,6 +186,25 @@ pub fn problems(worker: &WorkerConfig, props: &Props) -> Vec<ConfigProblem> {
             format!("Invalid value {tasks} for configuration tasks.max: Value must be at least 1"),
         ));
     }
+    if let Some(boundary) = props.get("transaction.boundary")
+        && boundary != "poll"
+    {
+        problems.push(ConfigProblem::new(
+            "transaction.boundary",
+            format!("Spate supports transaction.boundary=poll only, not {boundary}"),
+        ));
+    }
+    let eos = worker
+        .props
+        .get("exactly.once.source.support")
+        .is_some_and(|v| v.eq_ignore_ascii_case("enabled"));
+    if props
+        .get("exactly.once.support")
+        .is_some_and(|v| v == "required")
+        && !eos
+    {
+        problems.push(ConfigProblem::new("exactly.once.support", "This connector requires exactly-once support, but the worker's exactly.once.source.support is not enabled"));
+    }
     if let Some(tolerance) = props.get("errors.tolerance")
         && !matches!(tolerance.as_str(), "none" | "all")
     {
