@@ -166,6 +166,11 @@ impl Batcher {
     pub fn len(&self) -> usize {
         self.open.iter().map(|b| b.texts.len()).sum()
     }
+
+    /// Whether no record is waiting.
+    pub fn is_empty(&self) -> bool {
+        self.open.is_empty()
+    }
 }
 
 #[cfg(test)]
@@ -182,11 +187,13 @@ mod tests {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         props.retain(|_, v| !v.is_empty());
-        config::confluent(&props).unwrap()
+        config::confluent(&props).expect("valid in this test")
     }
 
     fn schemaless(json: &str) -> ConnectRecord {
-        let value = convert::json_value_to_connect(&serde_json::from_str(json).unwrap());
+        let value = convert::json_value_to_connect(
+            &serde_json::from_str(json).expect("valid in this test"),
+        );
         ConnectRecord::new("t", None, value)
     }
 

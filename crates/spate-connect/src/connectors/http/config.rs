@@ -625,7 +625,8 @@ mod tests {
 
     #[test]
     fn confluent_defaults_are_confluents() {
-        let s = confluent(&props(&[("http.api.url", "http://localhost:8080/api")])).unwrap();
+        let s = confluent(&props(&[("http.api.url", "http://localhost:8080/api")]))
+            .expect("valid in this test");
         assert_eq!(s.method, Method::Post);
         assert_eq!(s.auth, Auth::None);
         assert_eq!(s.batch_max_size, 1);
@@ -729,7 +730,7 @@ mod tests {
             ("connection.user", "u"),
             ("connection.password", "p"),
         ])
-        .unwrap();
+        .expect("valid in this test");
         assert_eq!(
             s.auth,
             Auth::Basic {
@@ -737,7 +738,8 @@ mod tests {
                 password: "p".into()
             }
         );
-        let s = with(&[("auth.type", "BEARER"), ("bearer.token", "t0k")]).unwrap();
+        let s =
+            with(&[("auth.type", "BEARER"), ("bearer.token", "t0k")]).expect("valid in this test");
         assert_eq!(s.auth, Auth::Header("Bearer t0k".into()));
     }
 
@@ -751,7 +753,7 @@ mod tests {
             ),
             ("header.separator", ";"),
         ]))
-        .unwrap();
+        .expect("valid in this test");
         assert_eq!(
             s.headers,
             [
@@ -763,12 +765,16 @@ mod tests {
 
     #[test]
     fn status_ranges_parse_as_confluent_writes_them() {
-        let r = StatusRanges::parse("404, 408,500-").unwrap();
+        let r = StatusRanges::parse("404, 408,500-").expect("valid in this test");
         assert!(r.contains(404) && r.contains(408) && r.contains(500) && r.contains(599));
         assert!(!r.contains(400) && !r.contains(499));
-        let r = StatusRanges::parse("400-499").unwrap();
+        let r = StatusRanges::parse("400-499").expect("valid in this test");
         assert!(r.contains(400) && r.contains(499) && !r.contains(500));
-        assert!(!StatusRanges::parse("").unwrap().contains(500));
+        assert!(
+            !StatusRanges::parse("")
+                .expect("valid in this test")
+                .contains(500)
+        );
         for bad in ["abc", "99", "600-", "500-400", "4x0"] {
             assert!(StatusRanges::parse(bad).is_err(), "{bad}");
         }
@@ -784,7 +790,7 @@ mod tests {
             ("batching.enabled", "true"),
             ("batch.max.size", "50"),
         ]))
-        .unwrap();
+        .expect("valid in this test");
         assert_eq!(s.url, "http://h/hook");
         assert_eq!(s.auth, Auth::Header("Bearer abc".into()));
         assert_eq!(
@@ -801,7 +807,7 @@ mod tests {
             ("http.authorization.type", "none"),
             ("batch.max.size", "50"),
         ]))
-        .unwrap();
+        .expect("valid in this test");
         assert_eq!(s.batch_max_size, 1, "batching is off unless enabled");
         assert_eq!(
             problem_keys(aiven(&props(&[
