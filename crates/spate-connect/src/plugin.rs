@@ -175,6 +175,9 @@ pub fn connectors() -> Vec<Box<dyn Connector>> {
     vec![
         Box::new(crate::connectors::file::FileStreamSource),
         Box::new(crate::connectors::file::FileStreamSink),
+        // First of the two HTTP sinks, so the alias `HttpSinkConnector` means Confluent's.
+        Box::new(crate::connectors::http::ConfluentHttpSink),
+        Box::new(crate::connectors::http::AivenHttpSink),
     ]
 }
 
