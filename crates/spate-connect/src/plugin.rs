@@ -175,6 +175,7 @@ pub fn connectors() -> Vec<Box<dyn Connector>> {
     vec![
         Box::new(crate::connectors::file::FileStreamSource),
         Box::new(crate::connectors::file::FileStreamSink),
+        Box::new(crate::connectors::datagen::Datagen),
     ]
 }
 

@@ -1,3 +1,4 @@
 //! The connectors built into Spate, one module each.
 
+pub mod datagen;
 pub mod file;
