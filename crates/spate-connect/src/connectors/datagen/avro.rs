@@ -472,7 +472,7 @@ impl Node {
     pub fn generate<R: rand::Rng + ?Sized>(&self, rng: &mut R, generation: u64) -> Value {
         if let Some(options) = &self.hints.options {
             let picked = &options[rng.random_range(0..options.len())];
-            return self.from_json(picked);
+            return self.value_of_json(picked);
         }
         match &self.kind {
             Kind::Null => Value::Null,
@@ -594,7 +594,7 @@ impl Node {
     }
 
     /// The value of this type given as JSON in an `options` list.
-    fn from_json(&self, json: &Json) -> Value {
+    fn value_of_json(&self, json: &Json) -> Value {
         match (&self.kind, json) {
             (_, Json::Null) => Value::Null,
             (Kind::Boolean, Json::Bool(b)) => Value::Boolean(*b),
@@ -611,16 +611,20 @@ impl Node {
                 schema: self.connect_schema(),
                 values: fields
                     .iter()
-                    .map(|(name, node)| object.get(name).map_or(Value::Null, |v| node.from_json(v)))
+                    .map(|(name, node)| {
+                        object
+                            .get(name)
+                            .map_or(Value::Null, |v| node.value_of_json(v))
+                    })
                     .collect(),
             }),
             (Kind::Array(items), Json::Array(list)) => {
-                Value::Array(list.iter().map(|v| items.from_json(v)).collect())
+                Value::Array(list.iter().map(|v| items.value_of_json(v)).collect())
             }
             (Kind::Map(values), Json::Object(object)) => Value::Map(
                 object
                     .iter()
-                    .map(|(k, v)| (Value::String(k.clone()), values.from_json(v)))
+                    .map(|(k, v)| (Value::String(k.clone()), values.value_of_json(v)))
                     .collect(),
             ),
             (Kind::Union(branches), _) => {
@@ -628,7 +632,7 @@ impl Node {
                     .iter()
                     .find(|b| !matches!(b.kind, Kind::Null))
                     .unwrap_or(&branches[0]);
-                let value = branch.from_json(json);
+                let value = branch.value_of_json(json);
                 self.wrap_union(branch, value)
             }
             _ => Value::Null,
