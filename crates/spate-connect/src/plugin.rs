@@ -178,6 +178,7 @@ pub fn connectors() -> Vec<Box<dyn Connector>> {
         // First of the two HTTP sinks, so the alias `HttpSinkConnector` means Confluent's.
         Box::new(crate::connectors::http::ConfluentHttpSink),
         Box::new(crate::connectors::http::AivenHttpSink),
+        Box::new(crate::connectors::datagen::Datagen),
     ]
 }
 

@@ -1,4 +1,5 @@
 //! The connectors built into Spate, one module each.
 
+pub mod datagen;
 pub mod file;
 pub mod http;
