@@ -617,7 +617,6 @@ impl Parser {
     }
 
     fn parse(&mut self, json: &Json, ns: Option<&str>) -> Result<AvroType, ConvertError> {
-        let before = self.nodes;
         self.count(1)?;
         let parsed = match json {
             Json::String(name) => match primitive(name) {
@@ -652,7 +651,6 @@ impl Parser {
             Json::Object(object) => self.parse_object(object, ns)?,
             other => return Err(schema_error(format!("{other} is not an Avro schema"))),
         };
-        let _ = before;
         Ok(parsed)
     }
 
@@ -866,11 +864,10 @@ fn to_connect(
                 let mut s = logical_schema(SchemaType::Bytes, logical::DECIMAL);
                 s.parameters
                     .insert(logical::DECIMAL_SCALE.into(), scale.to_string());
-                if let Some(precision) = avro.props.get("precision").and_then(Json::as_i64) {
-                    if precision != DEFAULT_PRECISION {
-                        s.parameters
-                            .insert(PRECISION_PARAMETER.into(), precision.to_string());
-                    }
+                let precision = avro.props.get("precision").and_then(Json::as_i64);
+                if let Some(precision) = precision.filter(|&p| p != DEFAULT_PRECISION) {
+                    s.parameters
+                        .insert(PRECISION_PARAMETER.into(), precision.to_string());
                 }
                 s
             } else if let AvroKind::Fixed { name, size } = &avro.kind {
@@ -947,10 +944,12 @@ fn to_connect(
             }
         }
     }
-    if let Some(name) = avro.prop_str(CONNECT_NAME) {
-        if !name.starts_with(&format!("{NAMESPACE}.{DEFAULT_NAME}")) {
-            schema.name = Some(name.to_string());
-        }
+    let default_prefix = format!("{NAMESPACE}.{DEFAULT_NAME}");
+    if let Some(name) = avro
+        .prop_str(CONNECT_NAME)
+        .filter(|n| !n.starts_with(&default_prefix))
+    {
+        schema.name = Some(name.to_string());
     }
     let default = avro.props.get(CONNECT_DEFAULT).or(field_default);
     if let Some(default) = default.filter(|d| !d.is_null()) {

@@ -138,10 +138,12 @@ fn with_index(schema: &Schema, index: Option<usize>) -> Json {
             .collect();
         base.insert(CONNECT_PARAMETERS.into(), Json::Object(parameters));
     }
-    if let Some(default) = &schema.default {
-        if let Ok(json) = value_to_json(Some(schema), default, "$") {
-            base.insert("default".into(), json);
-        }
+    if let Some(Ok(json)) = schema
+        .default
+        .as_deref()
+        .map(|d| value_to_json(Some(schema), d, "$"))
+    {
+        base.insert("default".into(), json);
     }
     let mut out = if schema.optional {
         let mut wrapper = Map::new();

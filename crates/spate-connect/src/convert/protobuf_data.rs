@@ -226,7 +226,6 @@ fn field_value(value: &PValue, schema: &Schema) -> Value {
             )
         }
         PValue::Map(entries) => {
-            let key_schema = schema.key_or_items.as_deref();
             let value_schema = schema.map_value.as_deref();
             Value::Map(
                 entries
@@ -240,7 +239,6 @@ fn field_value(value: &PValue, schema: &Schema) -> Value {
                             prost_reflect::MapKey::U64(v) => Value::Int64(*v as i64),
                             prost_reflect::MapKey::String(s) => Value::String(s.clone()),
                         };
-                        let _ = key_schema;
                         (key, value_schema.map_or(Value::Null, |s| field_value(v, s)))
                     })
                     .collect(),
@@ -304,5 +302,63 @@ pub(crate) fn name_enums(value: &mut Value, message: &MessageDescriptor) {
             },
             _ => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use prost_reflect::prost::Message as _;
+
+    use super::*;
+
+    #[test]
+    fn a_registered_message_reads_as_a_struct() {
+        let schema = spate_schema::protobuf::ProtobufSchema::parse(
+            r#"syntax = "proto3";
+package shop;
+enum Kind { A = 0; B = 1; }
+message Other { int32 x = 1; }
+message Order {
+  string id = 1;
+  uint32 qty = 2;
+  Kind kind = 3;
+  repeated string tags = 4;
+  map<string, int64> counts = 5;
+  Other other = 6;
+}"#,
+            &[],
+            false,
+        )
+        .expect("parses");
+        let file = schema.file();
+        let order = file.get_message_by_name("shop.Order").expect("Order");
+        let mut message = DynamicMessage::new(order.clone());
+        message.set_field_by_name("id", PValue::String("o-1".into()));
+        message.set_field_by_name("qty", PValue::U32(7));
+        message.set_field_by_name("kind", PValue::EnumNumber(1));
+        message.set_field_by_name("tags", PValue::List(vec![PValue::String("a".into())]));
+        let mut payload = vec![2, 2]; // one index: message 1 of the file
+        message.encode(&mut payload).expect("encodes");
+
+        let (found, body) = split_payload(file, &payload).expect("splits");
+        assert_eq!(found.full_name(), "shop.Order");
+        let connect = message_schema(&found).expect("maps");
+        assert_eq!(connect.name.as_deref(), Some("shop.Order"));
+        assert!(connect.fields.iter().all(|f| f.schema.optional));
+        let mut value = decode(&found, &connect, body).expect("decodes");
+        name_enums(&mut value, &found);
+        assert_eq!(value.get("id"), Some(&Value::String("o-1".into())));
+        assert_eq!(value.get("qty"), Some(&Value::Int64(7)));
+        assert_eq!(value.get("kind"), Some(&Value::String("B".into())));
+        assert_eq!(
+            value.get("tags"),
+            Some(&Value::Array(vec![Value::String("a".into())]))
+        );
+        assert_eq!(value.get("counts"), Some(&Value::Map(Vec::new())));
+        assert_eq!(value.get("other"), Some(&Value::Null));
+        assert!(
+            split_payload(file, &[4, 2]).is_err(),
+            "index 2 is out of range"
+        );
     }
 }
