@@ -331,7 +331,10 @@ message Order {
         )
         .expect("parses");
         let file = schema.file();
-        let order = file.get_message_by_name("shop.Order").expect("Order");
+        let order = file
+            .parent_pool()
+            .get_message_by_name("shop.Order")
+            .expect("Order");
         let mut message = DynamicMessage::new(order.clone());
         message.set_field_by_name("id", PValue::String("o-1".into()));
         message.set_field_by_name("qty", PValue::U32(7));

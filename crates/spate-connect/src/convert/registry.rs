@@ -55,20 +55,20 @@ pub(crate) fn unframe(bytes: &[u8]) -> Result<(i32, &[u8]), ConvertError> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum SubjectStrategy {
     /// `<topic>-key` / `<topic>-value` (the default).
-    TopicName,
+    Topic,
     /// The record's full name.
-    RecordName,
+    Record,
     /// `<topic>-<record full name>`.
-    TopicRecordName,
+    TopicRecord,
 }
 
 impl SubjectStrategy {
     fn parse(class: &str) -> Option<SubjectStrategy> {
         let simple = class.trim().rsplit('.').next().unwrap_or_default();
         Some(match simple {
-            "TopicNameStrategy" => SubjectStrategy::TopicName,
-            "RecordNameStrategy" => SubjectStrategy::RecordName,
-            "TopicRecordNameStrategy" => SubjectStrategy::TopicRecordName,
+            "TopicNameStrategy" => SubjectStrategy::Topic,
+            "RecordNameStrategy" => SubjectStrategy::Record,
+            "TopicRecordNameStrategy" => SubjectStrategy::TopicRecord,
             _ => return None,
         })
     }
@@ -88,11 +88,11 @@ impl SubjectStrategy {
             })
         };
         Ok(match self {
-            SubjectStrategy::TopicName => {
+            SubjectStrategy::Topic => {
                 format!("{topic}-{}", if is_key { "key" } else { "value" })
             }
-            SubjectStrategy::RecordName => record()?.to_string(),
-            SubjectStrategy::TopicRecordName => format!("{topic}-{}", record()?),
+            SubjectStrategy::Record => record()?.to_string(),
+            SubjectStrategy::TopicRecord => format!("{topic}-{}", record()?),
         })
     }
 }
@@ -148,7 +148,7 @@ impl RegistryConfig {
             "value.subject.name.strategy"
         };
         let strategy = match config.props.get(strategy_key) {
-            None => SubjectStrategy::TopicName,
+            None => SubjectStrategy::Topic,
             Some(class) => SubjectStrategy::parse(class).unwrap_or_else(|| {
                 config.problem(
                     strategy_key,
@@ -156,7 +156,7 @@ impl RegistryConfig {
                         "unknown subject name strategy {class:?}; use io.confluent.kafka.serializers.subject.TopicNameStrategy, RecordNameStrategy or TopicRecordNameStrategy"
                     ),
                 );
-                SubjectStrategy::TopicName
+                SubjectStrategy::Topic
             }),
         };
         let cache_size = config.int("schemas.cache.config", 1000);
@@ -608,27 +608,27 @@ mod tests {
     #[test]
     fn subjects_follow_the_strategies() {
         let s = SubjectStrategy::parse("io.confluent.kafka.serializers.subject.TopicNameStrategy");
-        assert_eq!(s, Some(SubjectStrategy::TopicName));
+        assert_eq!(s, Some(SubjectStrategy::Topic));
         assert_eq!(
-            SubjectStrategy::TopicName
+            SubjectStrategy::Topic
                 .subject("orders", true, None)
                 .expect("subject"),
             "orders-key"
         );
         assert_eq!(
-            SubjectStrategy::RecordName
+            SubjectStrategy::Record
                 .subject("orders", false, Some("com.example.Order"))
                 .expect("subject"),
             "com.example.Order"
         );
         assert_eq!(
-            SubjectStrategy::TopicRecordName
+            SubjectStrategy::TopicRecord
                 .subject("orders", false, Some("com.example.Order"))
                 .expect("subject"),
             "orders-com.example.Order"
         );
         assert!(
-            SubjectStrategy::RecordName
+            SubjectStrategy::Record
                 .subject("orders", false, None)
                 .is_err()
         );
