@@ -11,12 +11,21 @@
 //! Also the JSON helpers the REST API and the connectors use: [`connect_to_json`],
 //! [`json_value_to_connect`], [`schema_to_json`] and [`schema_from_json`].
 //!
-//! Pure functions over bytes and values: no I/O, no schema registry (the Avro, JSON Schema and
-//! Protobuf converters that need one are not here).
+//! And Confluent's registry-backed converters ([`confluent`]):
+//! `io.confluent.connect.avro.AvroConverter`, `io.confluent.connect.json.JsonSchemaConverter`
+//! and `io.confluent.connect.protobuf.ProtobufConverter` (reading only).
+//!
+//! Everything but [`registry`] is pure functions over bytes and values; [`registry`] makes
+//! the schema registry's HTTP calls, blocking, on the task thread that converts.
 
+mod avro_data;
+mod confluent;
 mod decimal;
 mod json;
 pub mod json_converter;
+mod json_schema_data;
+mod protobuf_data;
+mod registry;
 pub mod simple;
 
 use bytes::Bytes;
@@ -96,6 +105,22 @@ pub enum ConvertError {
         /// What to do.
         hint: &'static str,
     },
+    /// A registry converter's bytes are not in Confluent's wire format.
+    #[error("the data is not in the schema registry's wire format: {reason}")]
+    WireFormat {
+        /// What is wrong.
+        reason: String,
+    },
+    /// The schema registry refused a request or could not be reached.
+    #[error("schema registry {url}: {message}{}", error_code.map(|c| format!(" (error code {c})")).unwrap_or_default())]
+    Registry {
+        /// The registry's URL.
+        url: String,
+        /// The registry's `error_code` (or the HTTP status when it sent none).
+        error_code: Option<i64>,
+        /// The registry's `message`, or why it could not be reached.
+        message: String,
+    },
     /// `BooleanConverter` read a byte other than 0 or 1.
     #[error("BooleanConverter needs byte 0 or 1 but the data has {byte}")]
     InvalidBoolean {
@@ -123,10 +148,20 @@ pub const FLOAT_CONVERTER: &str = "org.apache.kafka.connect.converters.FloatConv
 /// `org.apache.kafka.connect.converters.DoubleConverter`.
 pub const DOUBLE_CONVERTER: &str = "org.apache.kafka.connect.converters.DoubleConverter";
 
+/// `io.confluent.connect.avro.AvroConverter`.
+pub const AVRO_CONVERTER: &str = "io.confluent.connect.avro.AvroConverter";
+/// `io.confluent.connect.json.JsonSchemaConverter`.
+pub const JSON_SCHEMA_CONVERTER: &str = "io.confluent.connect.json.JsonSchemaConverter";
+/// `io.confluent.connect.protobuf.ProtobufConverter` (reading only).
+pub const PROTOBUF_CONVERTER: &str = "io.confluent.connect.protobuf.ProtobufConverter";
+
 /// The converter class names known (for GET /connector-plugins?connectorsOnly=false, type
 /// "converter").
 pub fn plugins() -> Vec<&'static str> {
     vec![
+        AVRO_CONVERTER,
+        JSON_SCHEMA_CONVERTER,
+        PROTOBUF_CONVERTER,
         BOOLEAN_CONVERTER,
         BYTE_ARRAY_CONVERTER,
         DOUBLE_CONVERTER,
@@ -138,13 +173,6 @@ pub fn plugins() -> Vec<&'static str> {
         STRING_CONVERTER,
     ]
 }
-
-/// Converters that need a schema registry, which Spate does not offer to converters yet.
-const REGISTRY_CONVERTERS: [&str; 3] = [
-    "io.confluent.connect.avro.AvroConverter",
-    "io.confluent.connect.json.JsonSchemaConverter",
-    "io.confluent.connect.protobuf.ProtobufConverter",
-];
 
 /// Builds the converter `class` with its config (the keys after `key.converter.`/
 /// `value.converter.`), `is_key` as Kafka's `configure(configs, isKey)`. Unknown class or bad
@@ -204,13 +232,30 @@ pub fn converter(
         LONG_CONVERTER => Box::new(NumberConverter(NumberKind::Long)),
         FLOAT_CONVERTER => Box::new(NumberConverter(NumberKind::Float)),
         DOUBLE_CONVERTER => Box::new(NumberConverter(NumberKind::Double)),
-        other if REGISTRY_CONVERTERS.contains(&other) => {
-            return Err(vec![ConfigProblem::new(
-                prefix,
-                format!(
-                    "converter {other} needs a schema registry, which Spate's converters do not support yet; use {JSON_CONVERTER}"
-                ),
-            )]);
+        AVRO_CONVERTER => {
+            let registry = registry::RegistryConfig::read(&mut config, is_key);
+            let options = avro_data::AvroOptions {
+                connect_meta_data: config.boolean("connect.meta.data", true),
+                enhanced: config.boolean("enhanced.avro.schema.support", false),
+            };
+            Box::new(confluent::RegistryConverter::new(
+                confluent::Format::Avro(options),
+                registry,
+            ))
+        }
+        JSON_SCHEMA_CONVERTER => {
+            let registry = registry::RegistryConfig::read(&mut config, is_key);
+            Box::new(confluent::RegistryConverter::new(
+                confluent::Format::JsonSchema,
+                registry,
+            ))
+        }
+        PROTOBUF_CONVERTER => {
+            let registry = registry::RegistryConfig::read(&mut config, is_key);
+            Box::new(confluent::RegistryConverter::new(
+                confluent::Format::Protobuf,
+                registry,
+            ))
         }
         other => {
             return Err(vec![ConfigProblem::new(
@@ -351,9 +396,11 @@ mod tests {
 
     #[test]
     fn every_plugin_builds_with_defaults() {
+        // The registry converters need only the registry's URL, and call it only to convert.
+        let registry = props(&[("schema.registry.url", "http://127.0.0.1:1")]);
         for class in plugins() {
             for is_key in [true, false] {
-                assert!(converter(class, &Props::new(), is_key).is_ok(), "{class}");
+                assert!(converter(class, &registry, is_key).is_ok(), "{class}");
             }
         }
     }
@@ -402,7 +449,7 @@ mod tests {
     }
 
     #[test]
-    fn unknown_and_registry_classes_are_refused() {
+    fn unknown_classes_and_registry_converters_without_a_url_are_refused() {
         let problems = converter("com.example.Nope", &Props::new(), true)
             .err()
             .expect("unknown");
@@ -419,8 +466,31 @@ mod tests {
         )
         .err()
         .expect("registry");
-        assert_eq!(problems[0].name, "value.converter");
-        assert!(problems[0].message.contains("schema registry"));
+        assert_eq!(problems[0].name, "value.converter.schema.registry.url");
+        assert!(
+            problems[0]
+                .message
+                .contains("Missing required configuration")
+        );
+        let problems = converter(
+            AVRO_CONVERTER,
+            &props(&[
+                ("schema.registry.url", "http://r:8081"),
+                ("basic.auth.credentials.source", "USER_INFO"),
+                ("value.subject.name.strategy", "com.example.Mine"),
+            ]),
+            false,
+        )
+        .err()
+        .expect("bad registry config");
+        let names: Vec<&str> = problems.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "value.converter.basic.auth.user.info",
+                "value.converter.value.subject.name.strategy"
+            ]
+        );
     }
 
     #[test]
