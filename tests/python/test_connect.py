@@ -505,3 +505,15 @@ def test_exactly_once_source_survives_kill_9_without_losing_or_duplicating_a_rec
     code, error = plain.call("PUT", "/connector-plugins/FileStreamSource/config/validate", {
         "name": "x", "connector.class": SOURCE, "file": "f", "topic": "t", "exactly.once.support": "required"})
     assert code == 200 and error["error_count"] == 1
+
+
+def test_a_sink_waits_for_a_topic_that_does_not_exist_yet(broker, worker, tmp_path):
+    w = worker()
+    out = tmp_path / "later.txt"
+    assert w.call("POST", "/connectors", {"name": "later", "config": {
+        "connector.class": SINK, "topics": "later", "file": str(out),
+        "value.converter": "org.apache.kafka.connect.storage.StringConverter"}})[0] == 201
+    wait_until(lambda: connector_state(w, "later") == ("RUNNING", ["RUNNING"]), what="running")
+    produce(broker.kafka_addr, "later", [b"finally"])
+    wait_until(lambda: out.exists() and out.read_text() == "finally\n", timeout_s=60, what="the record")
+    assert connector_state(w, "later") == ("RUNNING", ["RUNNING"])

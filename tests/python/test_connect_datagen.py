@@ -4,13 +4,21 @@ uses, the generated records read back with confluent-kafka."""
 
 from __future__ import annotations
 
+import pytest
+
 import json
 import re
 
 from confluent_kafka import Consumer
 
 from helpers import wait_until
-from test_connect import connector_state, worker  # noqa: F401  (the `worker` fixture)
+from test_connect import connector_state, broker, worker  # noqa: F401  (the `worker` fixture)
+
+
+@pytest.fixture
+def spate(broker):
+    """The workers' broker (run without its in-process worker, which would join their group)."""
+    return broker
 
 DATAGEN = "io.confluent.kafka.connect.datagen.DatagenConnector"
 

@@ -4,6 +4,8 @@ with confluent-kafka's own serializers and deserializers on the other side of th
 
 from __future__ import annotations
 
+import pytest
+
 import json
 
 from confluent_kafka import Consumer, Producer
@@ -13,7 +15,13 @@ from confluent_kafka.schema_registry.json_schema import JSONDeserializer, JSONSe
 from confluent_kafka.serialization import MessageField, SerializationContext
 
 from helpers import wait_until
-from test_connect import SINK, SOURCE, connector_state, worker  # noqa: F401  (fixture)
+from test_connect import SINK, SOURCE, connector_state, broker, worker  # noqa: F401  (fixture)
+
+
+@pytest.fixture
+def spate(broker):
+    """The workers' broker (run without its in-process worker, which would join their group)."""
+    return broker
 
 AVRO = "io.confluent.connect.avro.AvroConverter"
 JSON_SCHEMA = "io.confluent.connect.json.JsonSchemaConverter"

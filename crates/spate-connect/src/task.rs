@@ -524,6 +524,7 @@ fn run_sink(
         .subscribe(&names)
         .map_err(|e| TaskError::fatal(format!("subscribing to {}: {e}", topics.join(","))))?;
     let metrics = shared.metrics.task(&id.connector, id.task, "sink");
+    let mut waiting_for_topic = false;
     let mut errors = ErrorHandler::new(
         shared,
         &id.connector,
@@ -561,8 +562,22 @@ fn run_sink(
                     break;
                 };
                 wait = Duration::ZERO;
-                let message =
-                    message.map_err(|e| TaskError::retriable(format!("consuming: {e}")))?;
+                let message = match message {
+                    Ok(message) => message,
+                    // A topic the connector names may not exist yet; Kafka Connect's sinks
+                    // wait for it, and so does this one (the consumer picks it up once made).
+                    Err(rdkafka::error::KafkaError::MessageConsumption(
+                        rdkafka::types::RDKafkaErrorCode::UnknownTopicOrPartition
+                        | rdkafka::types::RDKafkaErrorCode::UnknownTopic,
+                    )) => {
+                        if !waiting_for_topic {
+                            tracing::info!(connector = %id.connector, task = id.task, "a topic to consume does not exist yet; waiting for it");
+                            waiting_for_topic = true;
+                        }
+                        break;
+                    }
+                    Err(e) => return Err(TaskError::retriable(format!("consuming: {e}"))),
+                };
                 batch_bytes += (message.key().map_or(0, <[u8]>::len)
                     + message.payload().map_or(0, <[u8]>::len))
                     as u64;

@@ -227,6 +227,8 @@ pub fn problems(worker: &WorkerConfig, props: &Props) -> Vec<ConfigProblem> {
             problems.extend(found.into_iter().map(|p| {
                 let field = if p.name == "converter" || p.name.is_empty() {
                     name.to_string()
+                } else if p.name.starts_with(name) {
+                    p.name.clone()
                 } else {
                     format!("{name}.{}", p.name)
                 };
