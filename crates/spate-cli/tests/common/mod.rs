@@ -36,6 +36,9 @@ impl Serve {
                 "127.0.0.1:0",
                 "--http-listen",
                 "127.0.0.1:0",
+                // Tests run in parallel; the in-process Connect worker has its own tests.
+                "--connect-listen",
+                "off",
             ])
             .args(flags)
             // No SPATE_* setting of the machine may leak in: every test says what it uses.
