@@ -119,6 +119,8 @@ async function startBroker({ args = [] } = {}) {
     '--kafka-listen', '127.0.0.1:0',
     '--http-listen', '127.0.0.1:0',
     '--registry-listen', '127.0.0.1:0',
+    // Test files run in parallel; Connect has its own tests (tests/python/test_connect.py).
+    '--connect-listen', 'off',
     ...args,
   ]
   const [cmd, argv] = SETPRIV
