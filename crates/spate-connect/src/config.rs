@@ -26,6 +26,15 @@ impl ConfigProblem {
     }
 }
 
+/// Problems as one line, `name: message; name: message`, for a task's or worker's failure.
+pub fn describe(problems: &[ConfigProblem]) -> String {
+    problems
+        .iter()
+        .map(|p| format!("{}: {}", p.name, p.message))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
 /// The entries of `props` under `prefix`, with the prefix removed (`transforms.x.` → the
 /// transform `x`'s own keys).
 pub fn sub_props(props: &Props, prefix: &str) -> Props {

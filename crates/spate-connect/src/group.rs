@@ -244,17 +244,7 @@ pub fn run(shared: Arc<Shared>, url: String) {
             });
             match result {
                 Ok(m) => {
-                    let assignment = m.generation().map(decode).unwrap_or_default();
-                    tracing::info!(
-                        group = %shared.config.group_id,
-                        generation = assignment.generation,
-                        leader = assignment.is_leader,
-                        connectors = assignment.connectors.len(),
-                        tasks = assignment.tasks.len(),
-                        "joined the connect worker group"
-                    );
-                    shared.metrics.rebalances.fetch_add(1, Ordering::Relaxed);
-                    shared.set_assignment(assignment);
+                    take_assignment(&shared, &m);
                     member = Some(m);
                     backoff = Duration::from_millis(100);
                 }
@@ -294,17 +284,7 @@ pub fn run(shared: Arc<Shared>, url: String) {
                 let result = runtime.block_on(m.join());
                 match result {
                     Ok(_) => {
-                        let assignment = m.generation().map(decode).unwrap_or_default();
-                        tracing::info!(
-                            group = %shared.config.group_id,
-                            generation = assignment.generation,
-                            leader = assignment.is_leader,
-                            connectors = assignment.connectors.len(),
-                            tasks = assignment.tasks.len(),
-                            "joined the connect worker group"
-                        );
-                        shared.metrics.rebalances.fetch_add(1, Ordering::Relaxed);
-                        shared.set_assignment(assignment);
+                        take_assignment(&shared, m);
                         member = old;
                     }
                     Err(e) => {
@@ -320,6 +300,21 @@ pub fn run(shared: Arc<Shared>, url: String) {
     if let Some(mut m) = member {
         let _ = runtime.block_on(m.leave());
     }
+}
+
+/// Takes the assignment of the generation `m` just joined.
+fn take_assignment(shared: &Shared, m: &Membership) {
+    let assignment = m.generation().map(decode).unwrap_or_default();
+    tracing::info!(
+        group = %shared.config.group_id,
+        generation = assignment.generation,
+        leader = assignment.is_leader,
+        connectors = assignment.connectors.len(),
+        tasks = assignment.tasks.len(),
+        "joined the connect worker group"
+    );
+    shared.metrics.rebalances.fetch_add(1, Ordering::Relaxed);
+    shared.set_assignment(assignment);
 }
 
 fn number(shared: &Shared, key: &str, default: u64) -> u64 {

@@ -83,15 +83,8 @@ pub async fn serve(
         });
     let worker_id = format!("{host}:{}", addr.port());
     let url = format!("http://{worker_id}/");
-    let config = WorkerConfig::from_props(props, &worker_id).map_err(|problems| {
-        RunError::Config(
-            problems
-                .iter()
-                .map(|p| format!("{}: {}", p.name, p.message))
-                .collect::<Vec<_>>()
-                .join("; "),
-        )
-    })?;
+    let config = WorkerConfig::from_props(props, &worker_id)
+        .map_err(|problems| RunError::Config(crate::config::describe(&problems)))?;
     let (worker, cluster_id) =
         tokio::task::spawn_blocking(move || -> Result<(Worker, String), StoreError> {
             let log = KafkaStateLog::open(&config)?;

@@ -156,15 +156,8 @@ fn run(
     let plugin = plugin::find_connector(&class)
         .ok_or_else(|| TaskError::fatal(format!("no connector class {class}")))?;
     let converters = Converters::of(shared, connector_props)?;
-    let chain = transforms::chain(connector_props).map_err(|problems| {
-        TaskError::fatal(
-            problems
-                .iter()
-                .map(|p| format!("{}: {}", p.name, p.message))
-                .collect::<Vec<_>>()
-                .join("; "),
-        )
-    })?;
+    let chain = transforms::chain(connector_props)
+        .map_err(|problems| TaskError::fatal(crate::config::describe(&problems)))?;
     if let Some(task) = plugin.source_task() {
         run_source(shared, id, props, task, converters, chain, control)
     } else if let Some(task) = plugin.sink_task() {
@@ -203,15 +196,9 @@ impl Converters {
                     sub_props(&shared.config.props, &format!("{name}.")),
                 ),
             };
-            convert::converter(&class, &settings, is_key).map_err(|problems| {
-                TaskError::fatal(
-                    problems
-                        .iter()
-                        .map(|p| format!("{name}.{}: {}", p.name, p.message))
-                        .collect::<Vec<_>>()
-                        .join("; "),
-                )
-            })
+            // The converter's problems name their full keys (`value.converter.…`).
+            convert::converter(&class, &settings, is_key)
+                .map_err(|problems| TaskError::fatal(crate::config::describe(&problems)))
         };
         Ok(Converters {
             key: one("key.converter", true)?,

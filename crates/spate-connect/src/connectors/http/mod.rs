@@ -430,15 +430,8 @@ fn undelivered(on_error: OnError, what: String) -> Result<(), TaskError> {
 
 impl SinkTask for HttpSinkTask {
     fn start(&mut self, props: &Props) -> Result<(), TaskError> {
-        let settings = (self.parse)(props).map_err(|problems| {
-            TaskError::fatal(
-                problems
-                    .iter()
-                    .map(|p| format!("{}: {}", p.name, p.message))
-                    .collect::<Vec<_>>()
-                    .join("; "),
-            )
-        })?;
+        let settings = (self.parse)(props)
+            .map_err(|problems| TaskError::fatal(crate::config::describe(&problems)))?;
         let ignored: Vec<&str> = props
             .keys()
             .filter(|k| k.starts_with("reporter.") || *k == "report.errors.as")
