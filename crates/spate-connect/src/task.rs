@@ -482,7 +482,7 @@ fn run_sink(
     mut chain: Chain,
     control: &Control,
 ) -> Result<(), TaskError> {
-    let consumer: BaseConsumer = shared
+    let consumer: BaseConsumer<SinkContext> = shared
         .config
         .client("consumer.")
         .set("group.id", format!("connect-{}", id.connector))
@@ -492,7 +492,7 @@ fn run_sink(
         )
         .set("enable.auto.commit", "false")
         .set("auto.offset.reset", "earliest")
-        .create()
+        .create_with_context(SinkContext)
         .map_err(|e| TaskError::fatal(format!("creating the consumer: {e}")))?;
     let topics: Vec<String> = match connector_props.get("topics.regex") {
         Some(regex) if !regex.is_empty() => vec![format!("^{}", regex.trim_start_matches('^'))],
@@ -649,6 +649,24 @@ fn run_sink(
     result
 }
 
+/// A sink consumer's librdkafka context: a subscribed topic that does not exist yet is a
+/// wait, not an error (the task says so once, at INFO); other client errors log as usual.
+struct SinkContext;
+
+impl ClientContext for SinkContext {
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        match error.rdkafka_error_code() {
+            Some(
+                rdkafka::types::RDKafkaErrorCode::UnknownTopicOrPartition
+                | rdkafka::types::RDKafkaErrorCode::UnknownTopic,
+            ) => tracing::debug!("librdkafka: {error}: {reason}"),
+            _ => tracing::error!("librdkafka: {error}: {reason}"),
+        }
+    }
+}
+
+impl rdkafka::consumer::ConsumerContext for SinkContext {}
+
 /// How long retriable failures are retried (`errors.retry.timeout`, `-1` forever) and the
 /// longest wait between tries (`errors.retry.delay.max.ms`).
 struct Retry {
@@ -706,7 +724,7 @@ fn put_with_retries(
 
 /// Flushes the task, then commits the offsets of everything it was given.
 fn commit_sink(
-    consumer: &BaseConsumer,
+    consumer: &BaseConsumer<SinkContext>,
     offsets: &mut BTreeMap<(String, i32), i64>,
     task: &mut dyn crate::plugin::SinkTask,
     errors: &ErrorHandler,
