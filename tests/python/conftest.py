@@ -7,6 +7,9 @@ and a data directory under the test's tmp_path; `restart()` starts it again on t
 At teardown every broker is killed, and the test fails if a broker logged an ERROR line (or a
 panic) that the test did not allow with `broker.allow_errors(regex)`, as Neon's test suite does.
 Brokers may log text (the default) or JSON lines (`--log-format json`); both are understood.
+
+`postgres` (and `postgres_factory`) run a private PostgreSQL 15 cluster for the change data
+capture tests (see postgres.py), removed at teardown.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from pathlib import Path
 import pytest
 
 from helpers import forget_clients, wait_until
+from postgres import Postgres
 
 READY_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 60.0
@@ -327,3 +331,34 @@ def spate_factory(request, tmp_path):
 def spate(spate_factory) -> SpateBroker:
     """A broker with the default settings."""
     return spate_factory()
+
+
+@pytest.fixture
+def postgres_factory(request, tmp_path):
+    """Makes started PostgreSQL clusters: `postgres_factory(wal_level="logical", settings=None)`.
+    Their logs stay in tmp_path; at teardown each is shut down in immediate mode and its data
+    removed, whatever the test did."""
+    clusters: list[Postgres] = []
+
+    def make(wal_level: str = "logical", settings: dict[str, str] | None = None) -> Postgres:
+        cluster = Postgres(
+            log_path=tmp_path / f"postgres-{len(clusters)}.log",
+            wal_level=wal_level,
+            settings=settings,
+        )
+        clusters.append(cluster)
+        return cluster.start()
+
+    yield make
+
+    failed = getattr(request.node, "rep_call", None)
+    for cluster in clusters:
+        if failed is not None and failed.failed:
+            print(cluster.log_tail(200))
+        cluster.cleanup()
+
+
+@pytest.fixture
+def postgres(postgres_factory) -> Postgres:
+    """A started cluster with wal_level=logical, user `spate` owning database `inventory`."""
+    return postgres_factory()
