@@ -20,7 +20,7 @@
 
 mod avro_data;
 mod confluent;
-mod decimal;
+pub(crate) mod decimal;
 mod json;
 pub mod json_converter;
 mod json_schema_data;

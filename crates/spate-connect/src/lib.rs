@@ -27,3 +27,15 @@ pub mod task;
 pub mod transforms;
 pub mod validate;
 pub mod worker_config;
+
+/// `directives` (a tracing filter) plus what silences libraries that log what Connect already
+/// reports: `pgwire-replication` logs an ERROR of its own whenever a replication session ends
+/// with an error, which the PostgreSQL task reports (one WARN line, and it connects again). A
+/// filter that names the library keeps the user's choice.
+pub fn log_directives(directives: &str) -> String {
+    if directives.contains("pgwire_replication") {
+        directives.to_string()
+    } else {
+        format!("{directives},pgwire_replication::client::tokio_client=off")
+    }
+}

@@ -23,6 +23,8 @@ pub struct TaskMetrics {
     pub errors: AtomicU64,
     /// Records written to the dead letter queue.
     pub dlq_records: AtomicU64,
+    /// A source's lag behind its system in bytes, plus one (0: not reported).
+    source_lag: AtomicU64,
     state: Mutex<&'static str>,
 }
 
@@ -31,6 +33,12 @@ impl TaskMetrics {
     pub fn moved(&self, records: u64, bytes: u64) {
         self.records.fetch_add(records, Ordering::Relaxed);
         self.bytes.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    /// Sets how far a source is behind its system, in bytes.
+    pub fn set_source_lag(&self, bytes: u64) {
+        self.source_lag
+            .store(bytes.saturating_add(1), Ordering::Relaxed);
     }
 
     /// Sets the task's state as its status reports it.
@@ -123,6 +131,22 @@ impl ConnectMetrics {
                 escape(connector),
                 u8::from(state == "RUNNING")
             );
+        }
+        let name = "spate_connect_source_lag_bytes";
+        let _ = writeln!(
+            out,
+            "# HELP {name} How far a source task is behind its system, in bytes (PostgreSQL CDC: WAL not yet confirmed).\n# TYPE {name} gauge"
+        );
+        for ((connector, task), (_, metrics)) in tasks.iter() {
+            let lag = metrics.source_lag.load(Ordering::Relaxed);
+            if lag > 0 {
+                let _ = writeln!(
+                    out,
+                    "{name}{{connector=\"{}\",task=\"{task}\"}} {}",
+                    escape(connector),
+                    lag - 1
+                );
+            }
         }
         let name = "spate_connect_rebalances_total";
         let _ = writeln!(

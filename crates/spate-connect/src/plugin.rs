@@ -153,6 +153,16 @@ pub trait SourceTask: Send {
     fn commit(&mut self) -> Result<(), TaskError> {
         Ok(())
     }
+    /// How long the runtime waits after a poll that returned nothing (zero for a task whose
+    /// poll waits for data itself).
+    fn idle_wait(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(100)
+    }
+    /// How far the task is behind its system, in bytes (a CDC task's WAL not yet confirmed),
+    /// if it knows.
+    fn lag_bytes(&self) -> Option<u64> {
+        None
+    }
     /// Releases what the task holds.
     fn stop(&mut self) {}
 }
@@ -179,6 +189,7 @@ pub fn connectors() -> Vec<Box<dyn Connector>> {
         Box::new(crate::connectors::http::ConfluentHttpSink),
         Box::new(crate::connectors::http::AivenHttpSink),
         Box::new(crate::connectors::datagen::Datagen),
+        Box::new(crate::connectors::postgres::PostgresConnector),
     ]
 }
 

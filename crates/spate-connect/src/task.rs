@@ -30,8 +30,6 @@ use crate::plugin::{self, OffsetReader, TaskError};
 use crate::store::{canonical_json, records};
 use crate::transforms::{self, Chain};
 
-/// How long a source task's idle poll waits before polling again.
-const IDLE_WAIT: Duration = Duration::from_millis(100);
 /// Records a sink task is given per put at most.
 const SINK_BATCH_RECORDS: usize = 500;
 
@@ -310,8 +308,14 @@ fn run_source(
                 was_paused = false;
             }
             let polled = task.poll()?;
+            if let Some(lag) = task.lag_bytes() {
+                metrics.set_source_lag(lag);
+            }
             if polled.is_empty() {
-                control.wait(IDLE_WAIT);
+                let idle = task.idle_wait();
+                if !idle.is_zero() {
+                    control.wait(idle);
+                }
             } else if eos {
                 producer
                     .begin_transaction()

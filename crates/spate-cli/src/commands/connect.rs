@@ -460,7 +460,7 @@ fn worker(args: WorkerArgs) -> Result<()> {
     if let Some(brokers) = &args.brokers {
         props.insert("bootstrap.servers".into(), brokers.clone());
     }
-    let filter = tracing_subscriber::EnvFilter::try_new(&args.log)
+    let filter = tracing_subscriber::EnvFilter::try_new(spate_connect::log_directives(&args.log))
         .with_context(|| format!("--log {}: not a log filter", args.log))?;
     tracing_subscriber::fmt()
         .with_env_filter(filter)

@@ -351,7 +351,7 @@ impl ServeArgs {
 
 /// Runs the server until SIGTERM or SIGINT.
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
-    let filter = tracing_subscriber::EnvFilter::try_new(&args.log)
+    let filter = tracing_subscriber::EnvFilter::try_new(spate_connect::log_directives(&args.log))
         .with_context(|| format!("invalid log filter {:?}", args.log))?;
     // The format may come from the config file, so the config is read first; nothing logs
     // while it is.
@@ -389,8 +389,9 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     spate_server::log_levels::install(
         &directives,
         Box::new(move |directives: &str| {
-            let filter = tracing_subscriber::EnvFilter::try_new(directives)
-                .map_err(|e| format!("invalid log filter {directives:?}: {e}"))?;
+            let filter =
+                tracing_subscriber::EnvFilter::try_new(spate_connect::log_directives(directives))
+                    .map_err(|e| format!("invalid log filter {directives:?}: {e}"))?;
             reload(filter)
         }),
     );

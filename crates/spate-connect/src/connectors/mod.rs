@@ -3,3 +3,4 @@
 pub mod datagen;
 pub mod file;
 pub mod http;
+pub mod postgres;

@@ -23,7 +23,7 @@ mod cast;
 mod debezium;
 mod fields;
 mod route;
-mod timefmt;
+pub(crate) mod timefmt;
 mod timestamp;
 
 use crate::config::{ConfigProblem, Props, sub_props};
