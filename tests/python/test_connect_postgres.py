@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import threading
+from decimal import Decimal
 import urllib.request
 
 import psycopg
@@ -266,3 +267,56 @@ def test_deleting_a_connector_drops_its_temporary_slot(spate, postgres):
     wait_until(lambda: postgres.sql(slots)[0][0] == 1, what="slot made")
     assert w.call("DELETE", "/connectors/temp")[0] == 204
     wait_until(lambda: postgres.sql(slots)[0][0] == 0, what="slot dropped")
+
+
+def test_debezium_to_jdbc_sink_replicates_a_table_with_upserts_deletes_and_a_new_column(spate, postgres):
+    """The pipeline Debezium's tutorial builds: CDC from one table, ExtractNewRecordState, and
+    Confluent's JDBC sink upserting by the key into another (auto.create, auto.evolve, deletes
+    from tombstones)."""
+    postgres.sql("""
+        CREATE SCHEMA inventory; CREATE SCHEMA replica;
+        CREATE TABLE inventory.customers (id int PRIMARY KEY, email text NOT NULL,
+                                          balance numeric(10, 2));
+        INSERT INTO inventory.customers VALUES (1, 'sally@example.com', 10.50),
+                                               (2, 'george@example.com', NULL);
+    """)
+    w = InProcess(spate)
+    create(w, "cdc", cdc_config(postgres))
+    create(w, "replica", {
+        "connector.class": "io.confluent.connect.jdbc.JdbcSinkConnector",
+        "topics": "dbserver1.inventory.customers",
+        "connection.url": f"jdbc:postgresql://{postgres.host}:{postgres.port}/{postgres.dbname}",
+        "connection.user": postgres.user, "connection.password": postgres.password,
+        "insert.mode": "upsert", "pk.mode": "record_key", "delete.enabled": "true",
+        "auto.create": "true", "auto.evolve": "true",
+        "table.name.format": "replica.customers",
+        "transforms": "unwrap",
+        "transforms.unwrap.type": "io.debezium.transforms.ExtractNewRecordState",
+        "transforms.unwrap.drop.tombstones": "false",
+    })
+    source = "SELECT id, email, balance FROM inventory.customers ORDER BY id"
+    replica = "SELECT id, email, balance FROM replica.customers ORDER BY id"
+
+    def same(query_source: str = source, query_replica: str = replica) -> bool:
+        try:
+            return postgres.sql(query_replica) == postgres.sql(query_source)
+        except (psycopg.errors.UndefinedTable, psycopg.errors.UndefinedColumn):
+            return False
+    wait_until(same, what="the snapshot replicated")
+    with postgres.connect() as conn:
+        conn.execute("INSERT INTO inventory.customers VALUES (3, 'anne@example.com', 1.25)")
+        conn.execute("UPDATE inventory.customers SET balance = 99.99 WHERE id = 1")
+        conn.execute("DELETE FROM inventory.customers WHERE id = 2")
+        conn.commit()
+    wait_until(same, what="insert, update and delete replicated")
+    assert postgres.sql(replica) == [(1, "sally@example.com", Decimal("99.99")),
+                                     (3, "anne@example.com", Decimal("1.25"))]
+    with postgres.connect() as conn:
+        conn.execute("ALTER TABLE inventory.customers ADD COLUMN vip boolean")
+        conn.execute("UPDATE inventory.customers SET vip = true WHERE id = 3")
+        conn.commit()
+    wait_until(lambda: same("SELECT id, vip FROM inventory.customers ORDER BY id",
+                            "SELECT id, vip FROM replica.customers ORDER BY id"),
+               what="the new column added and filled")
+    # The sink's consumer group is Kafka Connect's, with its lag.
+    assert connector_state(w, "replica") == ("RUNNING", ["RUNNING"])

@@ -190,6 +190,7 @@ pub fn connectors() -> Vec<Box<dyn Connector>> {
         Box::new(crate::connectors::http::AivenHttpSink),
         Box::new(crate::connectors::datagen::Datagen),
         Box::new(crate::connectors::postgres::PostgresConnector),
+        Box::new(crate::connectors::jdbc::JdbcSink),
     ]
 }
 

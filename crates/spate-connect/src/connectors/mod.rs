@@ -3,4 +3,5 @@
 pub mod datagen;
 pub mod file;
 pub mod http;
+pub mod jdbc;
 pub mod postgres;
