@@ -196,19 +196,19 @@ pub fn converter(
     let converter: Box<dyn Converter> = match class.trim() {
         JSON_CONVERTER => {
             let schemas_enable = config.boolean("schemas.enable", true);
-            // Accepted for compatibility: Spate does not cache schema translations.
+            // Accepted for compatibility: Spate keeps the text of the last few schemas.
             let _ = config.int("schemas.cache.size", 1000);
             let decimal_numeric = config
                 .choice("decimal.format", &["BASE64", "NUMERIC"], "BASE64")
                 .is_some_and(|f| f == "NUMERIC");
             let replace_null_with_default = config.boolean("replace.null.with.default", true);
-            Box::new(JsonConverter {
+            Box::new(JsonConverter::new(
                 schemas_enable,
-                options: JsonOptions {
+                JsonOptions {
                     decimal_numeric,
                     replace_null_with_default,
                 },
-            })
+            ))
         }
         STRING_CONVERTER => match config.props.get("converter.encoding") {
             None => Box::new(StringConverter::default()),

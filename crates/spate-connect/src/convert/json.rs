@@ -84,6 +84,11 @@ impl Json {
         }
     }
 
+    /// Appends the JSON text, compact, to `out`.
+    pub(crate) fn write_to(&self, out: &mut String) {
+        write(self, out);
+    }
+
     /// The JSON text, compact, as Jackson's `ObjectMapper.writeValueAsBytes`.
     pub(crate) fn to_bytes(&self) -> Vec<u8> {
         let mut out = String::new();
