@@ -12,6 +12,7 @@ credentials.
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 
@@ -277,3 +278,45 @@ def test_with_acls_the_registry_needs_read_or_write_on_schemas_and_metrics_needs
     grant("User:reader", AclOperation.DESCRIBE, ResourceType.BROKER, "kafka-cluster")
     assert requests.get(metrics, auth=("reader", "reader-secret"), timeout=10).status_code == 200
     assert "authorization denied" in broker.log_text()
+
+
+def test_kafka_connects_api_takes_the_same_authentication_and_acls(spate_factory, tmp_path):
+    """The in-process Connect worker's REST API (port 8083): credentials as the registry's, and
+    with ACLs DESCRIBE on the cluster to look, ALTER on the cluster to change connectors."""
+    from confluent_kafka.admin import AclBinding, AclOperation, AclPermissionType, ResourcePatternType, ResourceType
+
+    broker = spate_factory(args=["--http-auth", "basic", "--authorizer", "acl", "--super-user", "User:ANONYMOUS"])
+    create_user(broker.bootstrap, "ops", "ops-secret")
+    url = "http://" + wait_until(lambda: broker.connect_addr, what="connect worker is ready")
+    assert requests.get(f"{url}/connectors", timeout=10).status_code == 401
+    wrong = requests.get(f"{url}/connectors", auth=("ops", "wrong"), timeout=10)
+    assert (wrong.status_code, wrong.json()) == (401, UNAUTHORIZED)
+    assert wrong.headers["WWW-Authenticate"] == BASIC_CHALLENGE
+    denied = requests.get(f"{url}/connectors", auth=("ops", "ops-secret"), timeout=10)
+    assert denied.status_code == 403
+    assert denied.json() == {"error_code": 403, "message": "User is denied operation DESCRIBE on CLUSTER: kafka-cluster"}
+
+    admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+
+    def grant(operation: AclOperation) -> None:
+        binding = AclBinding(ResourceType.BROKER, "kafka-cluster", ResourcePatternType.LITERAL, "User:ops", "*",
+                             operation, AclPermissionType.ALLOW)
+        for future in admin.create_acls([binding]).values():
+            future.result(timeout=30)
+
+    grant(AclOperation.DESCRIBE)
+    assert requests.get(f"{url}/connectors", auth=("ops", "ops-secret"), timeout=10).json() == []
+    config = {"connector.class": "FileStreamSink", "topics": "t", "file": str(tmp_path / "out.txt")}
+    create = lambda: requests.post(f"{url}/connectors", json={"name": "sink", "config": config},  # noqa: E731
+                                   auth=("ops", "ops-secret"), timeout=30)
+    assert create().status_code == 403
+    grant(AclOperation.ALTER)
+    assert create().status_code == 201
+    # `spate connect` takes the credentials from the environment (or the URL).
+    command = [str(spate_binary()), "connect", "list", "--url", url, "--json"]
+    env = dict(os.environ, SPATE_CONNECT_USER="ops", SPATE_CONNECT_PASSWORD="ops-secret")
+    listed = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
+    assert listed.returncode == 0 and list(json.loads(listed.stdout)) == ["sink"], listed.stderr
+    refused_cli = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    assert refused_cli.returncode != 0 and "Unauthorized (HTTP 401)" in refused_cli.stderr
+    assert "ops-secret" not in broker.log_text()

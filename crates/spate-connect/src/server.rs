@@ -52,17 +52,20 @@ pub async fn run(
         listener,
         props,
         Arc::new(ConnectMetrics::default()),
+        |router| router,
         ready,
         shutdown,
     )
     .await
 }
 
-/// [`run`] on a bound listener: `spate serve` binds it with its other listeners.
+/// [`run`] on a bound listener: `spate serve` binds it with its other listeners, and `wrap`s
+/// the REST API in its HTTP authentication and ACLs.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     props: Props,
     metrics: Arc<ConnectMetrics>,
+    wrap: impl FnOnce(axum::Router) -> axum::Router,
     ready: impl FnOnce(SocketAddr),
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), RunError> {
@@ -101,14 +104,17 @@ pub async fn serve(
         .await
         .map_err(|e| RunError::Config(format!("worker start failed: {e}")))??;
     let worker = Arc::new(worker);
-    let router = api::router(Arc::new(Api {
+    let router = wrap(api::router(Arc::new(Api {
         worker: Arc::clone(&worker),
         cluster_id,
-    }));
+    })));
     ready(addr);
-    let served = axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await;
+    let served = axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await;
     if let Err(e) = served {
         tracing::error!("connect REST listener failed: {e}");
     }

@@ -1,4 +1,5 @@
-//! Authentication on the HTTP listeners: the schema registry's and the admin API's.
+//! Authentication on the HTTP listeners: the schema registry's, the admin API's and the
+//! in-process Connect worker's (Kafka Connect's REST API).
 //!
 //! With `http-auth` set, every request but `/health` must carry `Authorization: Basic` (a user
 //! and password, checked against the users' SCRAM credentials as SASL/PLAIN checks them) or
@@ -59,6 +60,9 @@ pub(crate) enum Listener {
     Registry,
     /// The HTTP admin listener (`/metrics`).
     Admin,
+    /// Kafka Connect's REST API of the in-process worker: Kafka Connect's error body, as the
+    /// admin listener's.
+    Connect,
 }
 
 impl Listener {
@@ -66,6 +70,7 @@ impl Listener {
         match self {
             Listener::Registry => "registry",
             Listener::Admin => "http",
+            Listener::Connect => "connect",
         }
     }
 }
@@ -255,7 +260,7 @@ impl HttpAuth {
         }
         let mut response = match listener {
             Listener::Registry => spate_registry::RegistryError::unauthorized().into_response(),
-            Listener::Admin => (
+            Listener::Admin | Listener::Connect => (
                 StatusCode::UNAUTHORIZED,
                 [(header::CONTENT_TYPE, "application/json")],
                 "{\"error_code\":401,\"message\":\"Unauthorized\"}",
@@ -288,7 +293,7 @@ fn busy(listener: Listener) -> Response {
     };
     let mut response = match listener {
         Listener::Registry => error.into_response(),
-        Listener::Admin => (
+        Listener::Admin | Listener::Connect => (
             error.status,
             [(header::CONTENT_TYPE, "application/json")],
             serde_json::json!({"error_code": error.code, "message": error.message}).to_string(),
@@ -722,7 +727,8 @@ mod tests {
 }
 
 /// With the ACL authorizer on, checks each authenticated request against the ACLs: the admin
-/// API needs DESCRIBE on the cluster; the schema registry, a view over the `_schemas` topic,
+/// API needs DESCRIBE on the cluster; Kafka Connect's API DESCRIBE on the cluster to read and
+/// ALTER to change anything; the schema registry, a view over the `_schemas` topic,
 /// needs READ on that topic to read (GET, and the POST lookups and compatibility checks) and
 /// WRITE to change anything. Apply it before [`protect`], which must run first.
 pub(crate) fn authorize(router: Router, broker: Arc<Broker>, listener: Listener) -> Router {
@@ -766,6 +772,14 @@ async fn check_acls(
             (Operation::Read, ResourceType::Topic, SCHEMAS_TOPIC)
         }
         Listener::Registry => (Operation::Write, ResourceType::Topic, SCHEMAS_TOPIC),
+        // Connect: DESCRIBE on the cluster to look, ALTER to change connectors.
+        Listener::Connect
+            if request.method() == axum::http::Method::GET
+                || request.method() == axum::http::Method::HEAD =>
+        {
+            (Operation::Describe, ResourceType::Cluster, CLUSTER_NAME)
+        }
+        Listener::Connect => (Operation::Alter, ResourceType::Cluster, CLUSTER_NAME),
     };
     if broker.allows_http(&principal, ip, route, operation, resource_type, name) {
         return next.run(request).await;
@@ -773,7 +787,7 @@ async fn check_acls(
     let message = format!("User is denied operation {operation} on {resource_type}: {name}");
     match listener {
         Listener::Registry => spate_registry::RegistryError::forbidden(message).into_response(),
-        Listener::Admin => (
+        Listener::Admin | Listener::Connect => (
             StatusCode::FORBIDDEN,
             [(header::CONTENT_TYPE, "application/json")],
             serde_json::json!({ "error_code": 403, "message": message }).to_string(),

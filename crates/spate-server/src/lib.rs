@@ -423,6 +423,7 @@ impl Server {
             let _ = tail_stop.wait_for(|s| *s).await;
         }));
         let mut registry_stop = stop_rx.clone();
+        let connect_auth = Arc::clone(&http_auth);
         let registry_router = http_auth::protect(
             http_auth::authorize(
                 spate_registry::router(registry),
@@ -480,7 +481,17 @@ impl Server {
         let (connect_stop, connect_stopped) = tokio::sync::oneshot::channel::<()>();
         let connect = match (connect_listener, connect_metrics) {
             (Some(listener), Some(metrics)) => {
-                connect_worker(&config, kafka_addr, listener, metrics, async move {
+                // The registry's authentication and ACLs guard Kafka Connect's API too.
+                let auth = Arc::clone(&connect_auth);
+                let acl_broker = Arc::clone(&broker);
+                let wrap = move |router: axum::Router| {
+                    http_auth::protect(
+                        http_auth::authorize(router, acl_broker, http_auth::Listener::Connect),
+                        auth,
+                        http_auth::Listener::Connect,
+                    )
+                };
+                connect_worker(&config, kafka_addr, listener, metrics, wrap, async move {
                     let _ = connect_stopped.await;
                 })?
             }
@@ -546,6 +557,7 @@ fn connect_worker(
     kafka_addr: SocketAddr,
     listener: TcpListener,
     metrics: Arc<spate_connect::metrics::ConnectMetrics>,
+    wrap: impl FnOnce(axum::Router) -> axum::Router + Send + 'static,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<Option<tokio::task::JoinHandle<()>>, ServerError> {
     let mut props = spate_connect::config::Props::new();
@@ -568,6 +580,7 @@ fn connect_worker(
             listener,
             props,
             metrics,
+            wrap,
             |addr| tracing::info!(connect_addr = %addr, "connect worker is ready"),
             shutdown,
         )

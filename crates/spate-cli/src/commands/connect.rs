@@ -52,7 +52,9 @@ enum ConnectCommand {
 /// Where the Connect REST API is.
 #[derive(Debug, Args)]
 struct Rest {
-    /// The Connect REST API [default: http://localhost:8083].
+    /// The Connect REST API [default: http://localhost:8083]; a worker that authenticates
+    /// takes `user:password@` in the URL, or SPATE_CONNECT_USER with SPATE_CONNECT_PASSWORD,
+    /// or a bearer token in SPATE_CONNECT_TOKEN.
     #[arg(
         long,
         env = "SPATE_CONNECT_URL",
@@ -282,6 +284,39 @@ fn segment(text: &str) -> String {
     super::registry::segment(text)
 }
 
+/// Where the REST API's user, password and bearer token come from (secrets from the
+/// environment, not flags, so they stay out of process listings), besides the URL's
+/// `user:password@`.
+const USER_ENV: &str = "SPATE_CONNECT_USER";
+const PASSWORD_ENV: &str = "SPATE_CONNECT_PASSWORD";
+const TOKEN_ENV: &str = "SPATE_CONNECT_TOKEN";
+
+/// The `Authorization` header for a worker that authenticates (`spate serve --http-auth`).
+fn authorization(from_url: Option<(String, String)>) -> Result<Option<String>> {
+    use base64::Engine as _;
+    let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    let basic = match (env(USER_ENV), from_url) {
+        (Some(user), _) => {
+            let Some(password) = env(PASSWORD_ENV) else {
+                anyhow::bail!("{USER_ENV}={user} needs the password in {PASSWORD_ENV}");
+            };
+            Some((user, password))
+        }
+        (None, from_url) => from_url,
+    };
+    Ok(match (basic, env(TOKEN_ENV)) {
+        (Some(_), Some(_)) => anyhow::bail!(
+            "give the Connect API either basic credentials ({USER_ENV} or user:password@ in the URL) or {TOKEN_ENV}, not both"
+        ),
+        (Some((user, password)), None) => Some(format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+        )),
+        (None, Some(token)) => Some(format!("Bearer {}", token.trim())),
+        (None, None) => None,
+    })
+}
+
 /// Calls the REST API; an error answer becomes an error with Kafka Connect's message.
 fn call(
     rest: &Rest,
@@ -289,22 +324,27 @@ fn call(
     path: &str,
     body: Option<&serde_json::Value>,
 ) -> Result<serde_json::Value> {
-    let url = format!("{}{path}", rest.url.trim_end_matches('/'));
+    let (base, from_url) = super::registry::split_user_info(&rest.url)?;
+    let url = format!("{}{path}", base.trim_end_matches('/'));
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .timeout_global(Some(std::time::Duration::from_secs(60)))
         .build()
         .into();
-    let request = ureq::http::Request::builder()
+    let mut request = ureq::http::Request::builder()
         .method(method)
         .uri(&url)
         .header("Accept", "application/json")
-        .header("Content-Type", "application/json")
+        .header("Content-Type", "application/json");
+    if let Some(authorization) = authorization(from_url)? {
+        request = request.header("Authorization", authorization);
+    }
+    let request = request
         .body(body.map(|b| b.to_string()).unwrap_or_default())
         .context("building the request")?;
     let mut response = agent
         .run(request)
-        .with_context(|| format!("cannot reach the Connect REST API at {}", rest.url))?;
+        .with_context(|| format!("cannot reach the Connect REST API at {base}"))?;
     let status = response.status().as_u16();
     let text = response.body_mut().read_to_string().unwrap_or_default();
     let json: serde_json::Value = if text.trim().is_empty() {

@@ -33,7 +33,7 @@ pub fn segment(text: &str) -> String {
 
 /// Splits `scheme://user:password@host...` into the URL without the user info and the
 /// percent-decoded user and password; a URL without user info comes back as it is.
-fn split_user_info(url: &str) -> anyhow::Result<(String, Option<(String, String)>)> {
+pub(crate) fn split_user_info(url: &str) -> anyhow::Result<(String, Option<(String, String)>)> {
     let Some((scheme, rest)) = url.split_once("://") else {
         return Ok((url.to_string(), None));
     };
