@@ -320,3 +320,27 @@ def test_debezium_to_jdbc_sink_replicates_a_table_with_upserts_deletes_and_a_new
                what="the new column added and filled")
     # The sink's consumer group is Kafka Connect's, with its lag.
     assert connector_state(w, "replica") == ("RUNNING", ["RUNNING"])
+
+
+def test_heartbeats_and_snapshot_mode_no_data(spate, postgres):
+    """`heartbeat.interval.ms` writes Debezium's heartbeat records (and so commits offsets while
+    captured tables are quiet); `snapshot.mode=no_data` streams from now, without the rows that
+    were there."""
+    postgres.sql("""
+        CREATE SCHEMA inventory;
+        CREATE TABLE inventory.customers (id int PRIMARY KEY);
+        INSERT INTO inventory.customers VALUES (1);
+    """)
+    w = InProcess(spate)
+    create(w, "beat", cdc_config(postgres, **{"heartbeat.interval.ms": "200", "snapshot.mode": "no_data"}))
+    wait_until(lambda: postgres.sql("SELECT count(*) FROM pg_replication_slots WHERE active")[0][0] == 1,
+               what="streaming")
+    postgres.sql("INSERT INTO inventory.customers VALUES (2)")
+    changes = Events(spate.kafka_addr, "dbserver1.inventory.customers").until(1)
+    assert [v["payload"]["after"]["id"] for _, v in changes] == [2]
+    beats = Events(spate.kafka_addr, "__debezium-heartbeat.dbserver1").until(2)
+    key, value = beats[0]
+    assert key["payload"] == {"serverName": "dbserver1"}
+    assert key["schema"]["name"] == "io.debezium.connector.common.ServerNameKey"
+    assert value["schema"]["name"] == "io.debezium.connector.common.Heartbeat"
+    assert value["payload"]["ts_ms"] > 0

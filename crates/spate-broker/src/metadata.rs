@@ -157,10 +157,10 @@ impl Broker {
         if validate_topic_name(name).is_err() {
             return failed(ResponseError::InvalidTopicException);
         }
-        if !allow_auto_create
-            || name.starts_with("__")
-            || crate::topics::INTERNAL_TOPICS.contains(&name)
-        {
+        // Spate's own topics are made when first needed, never by a client's Metadata; other
+        // names with `__` are created as Kafka creates them (Debezium's
+        // `__debezium-heartbeat.<prefix>`).
+        if !allow_auto_create || crate::topics::INTERNAL_TOPICS.contains(&name) {
             return failed(ResponseError::UnknownTopicOrPartition);
         }
         if !self.allows_topic_creation(caller, name) {
