@@ -291,6 +291,7 @@ fn run_source(
     }
     shared.write_task_status(id, "RUNNING", None);
     let mut pending: BTreeMap<String, (Json, Json)> = BTreeMap::new();
+    let mut last_partition: Option<(Json, String)> = None;
     let mut last_commit = Instant::now();
     let mut was_paused = false;
     let result = (|| -> Result<(), TaskError> {
@@ -334,7 +335,17 @@ fn run_source(
                     send(shared, id, &producer, &converters, record, &metrics)?;
                 }
                 if let Some((partition, offset)) = offset {
-                    pending.insert(canonical_json(&partition), (partition, offset));
+                    // A task's records mostly share one source partition: its canonical key
+                    // is computed once, not per record.
+                    let key = match &last_partition {
+                        Some((known, key)) if *known == partition => key.clone(),
+                        _ => {
+                            let key = canonical_json(&partition);
+                            last_partition = Some((partition.clone(), key.clone()));
+                            key
+                        }
+                    };
+                    pending.insert(key, (partition, offset));
                 }
             }
             producer.poll(Duration::ZERO);
