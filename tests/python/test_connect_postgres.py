@@ -255,8 +255,11 @@ def test_a_misconfigured_server_or_login_fails_the_task_saying_what_to_fix(spate
         "connector.class": CONNECTOR, "topic.prefix": "x", "snapshot.mode": "sometimes",
         "plugin.name": "decoderbufs"})
     assert code == 200
-    bad = {c["value"]["name"] for c in error["configs"] if c["value"]["errors"]}
-    assert {"database.hostname", "database.user", "database.dbname", "snapshot.mode", "plugin.name"} <= bad
+    errors = {c["value"]["name"]: c["value"]["errors"] for c in error["configs"] if c["value"]["errors"]}
+    assert {"database.hostname", "database.user", "database.dbname", "snapshot.mode", "plugin.name"} <= set(errors)
+    # One problem per bad field: the runtime reports missing keys, the connector its own checks.
+    assert all(len(e) == 1 for e in errors.values()), errors
+    assert error["error_count"] == len(errors)
 
 
 def test_deleting_a_connector_drops_its_temporary_slot(spate, postgres):

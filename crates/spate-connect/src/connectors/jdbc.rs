@@ -19,7 +19,7 @@ use std::time::Duration;
 use tokio::runtime::Runtime;
 use tokio_postgres::{Client, NoTls, Statement};
 
-use crate::config::{ConfigProblem, Props, describe};
+use crate::config::{ConfigProblem, Props, Reader, describe};
 use crate::convert::decimal;
 use crate::data::{ConnectRecord, Schema, SchemaType, Value};
 use crate::plugin::{ConfigKey, Connector, ConnectorKind, SinkTask, TaskError};
@@ -61,18 +61,6 @@ struct Settings {
     batch_size: usize,
 }
 
-fn list(props: &Props, key: &str) -> Vec<String> {
-    props
-        .get(key)
-        .map(|v| {
-            v.split(',')
-                .map(|s| s.trim().to_string())
-                .filter(|s| !s.is_empty())
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 /// `jdbc:postgresql://host[:port]/db[?user=..&password=..]` into (host, port, db, params).
 fn parse_url(url: &str) -> Option<(String, u16, String, HashMap<String, String>)> {
     let rest = url.strip_prefix("jdbc:postgresql://")?;
@@ -90,132 +78,78 @@ fn parse_url(url: &str) -> Option<(String, u16, String, HashMap<String, String>)
     (!host.is_empty() && !db.is_empty()).then(|| (host, port, db.to_string(), params))
 }
 
+/// Reads the config; every problem the runtime's type checks cannot see is named.
 fn parse(props: &Props) -> Result<Settings, Vec<ConfigProblem>> {
-    let mut problems = Vec::new();
-    let text = |key: &str, default: &str| {
-        props
-            .get(key)
-            .map_or(default, String::as_str)
-            .trim()
-            .to_string()
-    };
-    let url = text("connection.url", "");
+    let mut r = Reader::new(props);
+    let url = r.required("connection.url");
     let parsed = parse_url(&url);
-    if parsed.is_none() {
-        problems.push(ConfigProblem::new(
+    if parsed.is_none() && !url.is_empty() {
+        r.problem(
             "connection.url",
-            if url.is_empty() {
-                "Missing required configuration \"connection.url\" which has no default value."
-                    .to_string()
-            } else {
-                format!(
-                    "{url:?} is not a PostgreSQL JDBC URL (jdbc:postgresql://host:port/database): Spate's JDBC sink writes to PostgreSQL"
-                )
-            },
-        ));
+            format!(
+                "{url:?} is not a PostgreSQL JDBC URL (jdbc:postgresql://host:port/database): Spate's JDBC sink writes to PostgreSQL"
+            ),
+        );
     }
     let (host, port, dbname, params) = parsed.unwrap_or_default();
     if let Some(mode) = params.get("sslmode")
         && !["disable", "allow", "prefer"].contains(&mode.as_str())
     {
-        problems.push(ConfigProblem::new(
+        r.problem(
             "connection.url",
             format!("sslmode={mode}: Spate's JDBC sink does not encrypt its connections yet; use disable, allow or prefer"),
-        ));
+        );
     }
-    let insert_mode = match text("insert.mode", "insert").to_ascii_lowercase().as_str() {
-        "insert" => InsertMode::Insert,
-        "upsert" => InsertMode::Upsert,
-        "update" => InsertMode::Update,
-        other => {
-            problems.push(ConfigProblem::new(
-                "insert.mode",
-                format!("Invalid value {other} for configuration insert.mode: one of insert, upsert, update"),
-            ));
-            InsertMode::Insert
-        }
-    };
-    let pk_mode = match text("pk.mode", "none").to_ascii_lowercase().as_str() {
-        "none" => PkMode::None,
-        "kafka" => PkMode::Kafka,
-        "record_key" => PkMode::RecordKey,
-        "record_value" => PkMode::RecordValue,
-        other => {
-            problems.push(ConfigProblem::new(
-                "pk.mode",
-                format!("Invalid value {other} for configuration pk.mode: one of none, kafka, record_key, record_value"),
-            ));
-            PkMode::None
-        }
-    };
-    let boolean = |key: &str, problems: &mut Vec<ConfigProblem>| match text(key, "false")
-        .to_ascii_lowercase()
-        .as_str()
-    {
-        "true" => true,
-        "false" => false,
-        other => {
-            problems.push(ConfigProblem::new(
-                key,
-                format!("Invalid value {other} for configuration {key}: Expected value to be either true or false"),
-            ));
-            false
-        }
-    };
-    let auto_create = boolean("auto.create", &mut problems);
-    let auto_evolve = boolean("auto.evolve", &mut problems);
-    let delete_enabled = boolean("delete.enabled", &mut problems);
+    let insert_mode = [InsertMode::Insert, InsertMode::Upsert, InsertMode::Update]
+        [r.choice("insert.mode", 0, &["insert", "upsert", "update"])];
+    let pk_mode = [
+        PkMode::None,
+        PkMode::Kafka,
+        PkMode::RecordKey,
+        PkMode::RecordValue,
+    ][r.choice(
+        "pk.mode",
+        0,
+        &["none", "kafka", "record_key", "record_value"],
+    )];
+    let delete_enabled = r.boolean("delete.enabled", false);
     if delete_enabled && pk_mode != PkMode::RecordKey {
-        problems.push(ConfigProblem::new(
+        r.problem(
             "delete.enabled",
             "Deletes are only supported for pk.mode record_key",
-        ));
+        );
     }
     if insert_mode != InsertMode::Insert && pk_mode == PkMode::None {
-        problems.push(ConfigProblem::new(
+        r.problem(
             "pk.mode",
             "insert.mode upsert and update need a primary key: set pk.mode to record_key, record_value or kafka",
-        ));
+        );
     }
-    let batch_size = match text("batch.size", "3000").parse::<usize>() {
-        Ok(n) if n > 0 => n,
-        _ => {
-            problems.push(ConfigProblem::new(
-                "batch.size",
-                "Invalid value for configuration batch.size: must be an integer at least 1",
-            ));
-            3000
-        }
-    };
-    let user = props
-        .get("connection.user")
-        .cloned()
-        .or_else(|| params.get("user").cloned())
-        .unwrap_or_default();
-    let password = props
-        .get("connection.password")
-        .cloned()
-        .or_else(|| params.get("password").cloned())
-        .unwrap_or_default();
-    if !problems.is_empty() {
-        return Err(problems);
-    }
-    Ok(Settings {
+    let settings = Settings {
         host,
         port,
         dbname,
-        user,
-        password,
+        user: props
+            .get("connection.user")
+            .or_else(|| params.get("user"))
+            .cloned()
+            .unwrap_or_default(),
+        password: props
+            .get("connection.password")
+            .or_else(|| params.get("password"))
+            .cloned()
+            .unwrap_or_default(),
         insert_mode,
         pk_mode,
-        pk_fields: list(props, "pk.fields"),
-        fields_whitelist: list(props, "fields.whitelist"),
-        auto_create,
-        auto_evolve,
+        pk_fields: r.list("pk.fields"),
+        fields_whitelist: r.list("fields.whitelist"),
+        auto_create: r.boolean("auto.create", false),
+        auto_evolve: r.boolean("auto.evolve", false),
         delete_enabled,
-        table_format: text("table.name.format", "${topic}"),
-        batch_size,
-    })
+        table_format: r.string("table.name.format", "${topic}").trim().to_string(),
+        batch_size: r.unsigned("batch.size", 3000, 1..=1_000_000) as usize,
+    };
+    r.finish(settings)
 }
 
 impl Connector for JdbcSink {

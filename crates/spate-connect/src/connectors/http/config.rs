@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use crate::config::{ConfigProblem, Props};
+use crate::config::{ConfigProblem, Props, Reader};
 
 /// Records per request at most, whatever `batch.max.size` says: a batch is held in memory
 /// until it is delivered.
@@ -197,117 +197,33 @@ pub struct Settings {
     pub proxy: Option<String>,
 }
 
-/// Reads the keys of `props` and notes the problems.
-struct Reader<'a> {
-    props: &'a Props,
-    problems: Vec<ConfigProblem>,
+/// A required URL that `check_url` accepts.
+fn url(r: &mut Reader, key: &str) -> String {
+    let url = r.required(key);
+    if !url.is_empty()
+        && let Err(why) = check_url(&url)
+    {
+        r.problem(
+            key,
+            format!("Invalid value {url} for configuration {key}: {why}"),
+        );
+    }
+    url
 }
 
-impl<'a> Reader<'a> {
-    fn new(props: &'a Props) -> Reader<'a> {
-        Reader {
-            props,
-            problems: Vec::new(),
-        }
+/// `Name:Value` pairs split by `separator`.
+fn read_headers(r: &mut Reader, key: &str, separator: &str) -> Vec<(String, String)> {
+    let text = r.string(key, "");
+    if text.trim().is_empty() {
+        return Vec::new();
     }
-
-    fn problem(&mut self, key: &str, message: impl Into<String>) {
-        self.problems.push(ConfigProblem::new(key, message));
-    }
-
-    fn string(&self, key: &str, default: &str) -> String {
-        self.props
-            .get(key)
-            .cloned()
-            .unwrap_or_else(|| default.to_string())
-    }
-
-    /// A required non-empty string; the runtime reports a missing one, this an empty one.
-    fn required(&mut self, key: &str) -> String {
-        let value = self.string(key, "");
-        if self.props.contains_key(key) && value.trim().is_empty() {
-            self.problem(key, format!("{key} must not be empty"));
-        }
-        value.trim().to_string()
-    }
-
-    /// A number in `range`; a value that is not a number is the runtime's to report.
-    fn number(&mut self, key: &str, default: u64, range: std::ops::RangeInclusive<u64>) -> u64 {
-        let Some(text) = self.props.get(key) else {
-            return default;
-        };
-        match text.trim().parse::<i64>() {
-            Ok(n) if n >= 0 && range.contains(&n.unsigned_abs()) => n.unsigned_abs(),
-            Ok(n) => {
-                self.problem(
-                    key,
-                    format!(
-                        "Invalid value {n} for configuration {key}: must be between {} and {}",
-                        range.start(),
-                        range.end()
-                    ),
-                );
-                default
-            }
-            Err(_) => default,
-        }
-    }
-
-    fn boolean(&self, key: &str, default: bool) -> bool {
-        self.props
-            .get(key)
-            .map_or(default, |v| v.trim().eq_ignore_ascii_case("true"))
-    }
-
-    /// One of `choices` (case-insensitive); the index of the one chosen.
-    fn choice(&mut self, key: &str, default: usize, choices: &[&str]) -> usize {
-        let Some(text) = self.props.get(key) else {
-            return default;
-        };
-        match choices
-            .iter()
-            .position(|c| c.eq_ignore_ascii_case(text.trim()))
-        {
-            Some(i) => i,
-            None => {
-                self.problem(
-                    key,
-                    format!(
-                        "Invalid value {text} for configuration {key}: must be one of {}",
-                        choices.join(", ")
-                    ),
-                );
-                default
-            }
-        }
-    }
-
-    fn url(&mut self, key: &str) -> String {
-        let url = self.required(key);
-        if !url.is_empty()
-            && let Err(why) = check_url(&url)
-        {
-            self.problem(
-                key,
-                format!("Invalid value {url} for configuration {key}: {why}"),
-            );
-        }
-        url
-    }
-
-    /// `Name:Value` pairs split by `separator`.
-    fn headers(&mut self, key: &str, separator: &str) -> Vec<(String, String)> {
-        let text = self.string(key, "");
-        if text.trim().is_empty() {
-            return Vec::new();
-        }
-        let mut headers = Vec::new();
-        for entry in text.split(separator).filter(|e| !e.trim().is_empty()) {
-            match entry.split_once(':') {
+    let mut headers = Vec::new();
+    for entry in text.split(separator).filter(|e| !e.trim().is_empty()) {
+        match entry.split_once(':') {
                 Some((name, value)) if is_header_name(name.trim()) => {
                     headers.push((name.trim().to_string(), value.trim().to_string()))
                 }
-                _ => self.problem(
+                _ => r.problem(
                     key,
                     format!(
                         "Invalid header {:?} in {key}: write headers as Name:Value, separated by {separator:?}",
@@ -315,17 +231,8 @@ impl<'a> Reader<'a> {
                     ),
                 ),
             }
-        }
-        headers
     }
-
-    fn done(self, settings: Settings) -> Result<Settings, Vec<ConfigProblem>> {
-        if self.problems.is_empty() {
-            Ok(settings)
-        } else {
-            Err(self.problems)
-        }
-    }
+    headers
 }
 
 fn is_header_name(name: &str) -> bool {
@@ -356,7 +263,7 @@ pub fn check_url(url: &str) -> Result<(), String> {
 /// Confluent's keys (`io.confluent.connect.http.HttpSinkConnector`).
 pub fn confluent(props: &Props) -> Result<Settings, Vec<ConfigProblem>> {
     let mut r = Reader::new(props);
-    let url = r.url("http.api.url");
+    let url = url(&mut r, "http.api.url");
     let method = [Method::Post, Method::Put, Method::Patch, Method::Delete]
         [r.choice("request.method", 0, &["POST", "PUT", "PATCH", "DELETE"])];
     let separator = r.string("header.separator", "|");
@@ -366,7 +273,7 @@ pub fn confluent(props: &Props) -> Result<Settings, Vec<ConfigProblem>> {
     let headers = if separator.is_empty() {
         Vec::new()
     } else {
-        r.headers("headers", &separator)
+        read_headers(&mut r, "headers", &separator)
     };
     let auth = match r.choice(
         "auth.type",
@@ -432,11 +339,11 @@ pub fn confluent(props: &Props) -> Result<Settings, Vec<ConfigProblem>> {
         }
         _ => Auth::None,
     };
-    let batch_max_size = r.number("batch.max.size", 1, 1..=MAX_BATCH_RECORDS as u64) as usize;
+    let batch_max_size = r.unsigned("batch.max.size", 1, 1..=MAX_BATCH_RECORDS as u64) as usize;
     let body_format = [BodyFormat::String, BodyFormat::Json]
         [r.choice("request.body.format", 0, &["string", "json"])];
-    let max_retries = r.number("max.retries", 10, 0..=u64::from(MAX_RETRIES)) as u32;
-    let retry_backoff = Duration::from_millis(r.number(
+    let max_retries = r.unsigned("max.retries", 10, 0..=u64::from(MAX_RETRIES)) as u32;
+    let retry_backoff = Duration::from_millis(r.unsigned(
         "retry.backoff.ms",
         3000,
         0..=MAX_BACKOFF.as_millis() as u64,
@@ -460,9 +367,9 @@ pub fn confluent(props: &Props) -> Result<Settings, Vec<ConfigProblem>> {
         }
     };
     let connect_timeout =
-        Duration::from_millis(r.number("http.connect.timeout.ms", 30_000, 1..=3_600_000));
+        Duration::from_millis(r.unsigned("http.connect.timeout.ms", 30_000, 1..=3_600_000));
     let request_timeout =
-        Duration::from_millis(r.number("http.request.timeout.ms", 30_000, 1..=3_600_000));
+        Duration::from_millis(r.unsigned("http.request.timeout.ms", 30_000, 1..=3_600_000));
     let on_null = [OnNull::Ignore, OnNull::Delete, OnNull::Log, OnNull::Fail][r.choice(
         "behavior.on.null.values",
         0,
@@ -503,7 +410,7 @@ pub fn confluent(props: &Props) -> Result<Settings, Vec<ConfigProblem>> {
         on_error,
         proxy,
     };
-    r.done(settings)
+    r.finish(settings)
 }
 
 fn proxy(r: &mut Reader<'_>) -> Option<String> {
@@ -511,7 +418,7 @@ fn proxy(r: &mut Reader<'_>) -> Option<String> {
     if host.trim().is_empty() {
         return None;
     }
-    let port = r.number("http.proxy.port", 0, 1..=65_535);
+    let port = r.unsigned("http.proxy.port", 0, 1..=65_535);
     let user = r.string("http.proxy.user", "");
     let password = r.string("http.proxy.password", "");
     let credentials = if user.is_empty() {
@@ -525,14 +432,14 @@ fn proxy(r: &mut Reader<'_>) -> Option<String> {
 /// Aiven's keys (`io.aiven.kafka.connect.http.HttpSinkConnector`).
 pub fn aiven(props: &Props) -> Result<Settings, Vec<ConfigProblem>> {
     let mut r = Reader::new(props);
-    let url = r.url("http.url");
+    let url = url(&mut r, "http.url");
     let mut headers = Vec::new();
     if let Some(content_type) = props.get("http.headers.content.type")
         && !content_type.trim().is_empty()
     {
         headers.push(("Content-Type".to_string(), content_type.trim().to_string()));
     }
-    headers.extend(r.headers("http.headers.additional", ","));
+    headers.extend(read_headers(&mut r, "http.headers.additional", ","));
     let auth = match r.choice("http.authorization.type", 0, &["none", "static", "oauth2"]) {
         1 => {
             let value = r.string("http.headers.authorization", "");
@@ -572,14 +479,14 @@ pub fn aiven(props: &Props) -> Result<Settings, Vec<ConfigProblem>> {
         _ => Auth::None,
     };
     let batching = r.boolean("batching.enabled", false);
-    let batch_max_size = r.number("batch.max.size", 500, 1..=MAX_BATCH_RECORDS as u64) as usize;
-    let max_retries = r.number("max.retries", 1, 0..=u64::from(MAX_RETRIES)) as u32;
-    let retry_backoff = Duration::from_millis(r.number(
+    let batch_max_size = r.unsigned("batch.max.size", 500, 1..=MAX_BATCH_RECORDS as u64) as usize;
+    let max_retries = r.unsigned("max.retries", 1, 0..=u64::from(MAX_RETRIES)) as u32;
+    let retry_backoff = Duration::from_millis(r.unsigned(
         "retry.backoff.ms",
         3000,
         0..=MAX_BACKOFF.as_millis() as u64,
     ));
-    let timeout = Duration::from_secs(r.number("http.timeout", 30, 1..=3600));
+    let timeout = Duration::from_secs(r.unsigned("http.timeout", 30, 1..=3600));
     let settings = Settings {
         url,
         method: Method::Post,
@@ -601,7 +508,7 @@ pub fn aiven(props: &Props) -> Result<Settings, Vec<ConfigProblem>> {
         on_error: OnError::Fail,
         proxy: None,
     };
-    r.done(settings)
+    r.finish(settings)
 }
 
 #[cfg(test)]
