@@ -18,7 +18,7 @@
 //! Everything but [`registry`] is pure functions over bytes and values; [`registry`] makes
 //! the schema registry's HTTP calls, blocking, on the task thread that converts.
 
-mod avro_data;
+pub(crate) mod avro_data;
 mod confluent;
 pub(crate) mod decimal;
 mod json;

@@ -80,7 +80,8 @@ impl ConfigKey {
     }
 }
 
-/// A task failed; `retriable` failures are retried within `errors.retry.timeout`.
+/// A task failed; `retriable` failures are retried within `errors.retry.timeout`, and a sink's
+/// `redeliver` failures until they pass or the task stops.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{message}")]
 pub struct TaskError {
@@ -88,6 +89,9 @@ pub struct TaskError {
     pub message: String,
     /// Whether trying again may succeed.
     pub retriable: bool,
+    /// Kafka Connect's `RetriableException` from a sink's `put`: the runtime gives the same
+    /// records again, with backoff, for as long as it takes (a store that is down).
+    pub redeliver: bool,
 }
 
 impl TaskError {
@@ -96,6 +100,7 @@ impl TaskError {
         TaskError {
             message: message.into(),
             retriable: false,
+            redeliver: false,
         }
     }
 
@@ -104,6 +109,18 @@ impl TaskError {
         TaskError {
             message: message.into(),
             retriable: true,
+            redeliver: false,
+        }
+    }
+
+    /// A sink's failure that passes when the system it writes to is back: the runtime puts
+    /// the same records again until it does (or the task stops), as Kafka Connect does after a
+    /// `RetriableException`.
+    pub fn redeliver(message: impl Into<String>) -> TaskError {
+        TaskError {
+            message: message.into(),
+            retriable: true,
+            redeliver: true,
         }
     }
 }
@@ -172,13 +189,28 @@ pub trait SourceTask: Send {
 pub trait SinkTask: Send {
     /// Starts with the task's config.
     fn start(&mut self, props: &Props) -> Result<(), TaskError>;
-    /// Writes (or buffers) records.
+    /// Writes (or buffers) records. Called with no records too when none came for a while,
+    /// so a task can act on time (rotate a file on schedule).
     fn put(&mut self, records: Vec<ConnectRecord>) -> Result<(), TaskError>;
     /// Makes everything put so far durable.
     fn flush(&mut self) -> Result<(), TaskError>;
+    /// The offsets the runtime may commit, given the next offset of each partition after
+    /// everything put so far: Kafka Connect's `preCommit`. The default flushes and returns them
+    /// all; a task that writes whole files returns, per partition, where its oldest file not yet
+    /// written begins.
+    fn pre_commit(&mut self, offsets: &SinkOffsets) -> Result<SinkOffsets, TaskError> {
+        self.flush()?;
+        Ok(offsets.clone())
+    }
+    /// Partitions a rebalance took from this task: what the task holds for them is dropped
+    /// (their new owner reads them again from the last commit). Kafka Connect's `close`.
+    fn close(&mut self, _partitions: &[(String, i32)]) {}
     /// Releases what the task holds.
     fn stop(&mut self) {}
 }
+
+/// Next offsets of topic partitions, as a sink commits them.
+pub type SinkOffsets = std::collections::BTreeMap<(String, i32), i64>;
 
 /// The connectors built in.
 pub fn connectors() -> Vec<Box<dyn Connector>> {
@@ -191,6 +223,7 @@ pub fn connectors() -> Vec<Box<dyn Connector>> {
         Box::new(crate::connectors::datagen::Datagen),
         Box::new(crate::connectors::postgres::PostgresConnector),
         Box::new(crate::connectors::jdbc::JdbcSink),
+        Box::new(crate::connectors::storage::S3Sink),
     ]
 }
 

@@ -507,7 +507,7 @@ fn run_sink(
         )
         .set("enable.auto.commit", "false")
         .set("auto.offset.reset", "earliest")
-        .create_with_context(SinkContext)
+        .create_with_context(SinkContext::default())
         .map_err(|e| TaskError::fatal(format!("creating the consumer: {e}")))?;
     let topics: Vec<String> = match connector_props.get("topics.regex") {
         Some(regex) if !regex.is_empty() => vec![format!("^{}", regex.trim_start_matches('^'))],
@@ -538,7 +538,9 @@ fn run_sink(
     let retry = Retry::of(connector_props);
     task.start(props)?;
     shared.write_task_status(id, "RUNNING", None);
-    let mut offsets: BTreeMap<(String, i32), i64> = BTreeMap::new();
+    // The next offset of each partition after everything put, and what was last committed.
+    let mut offsets = plugin::SinkOffsets::new();
+    let mut committed = plugin::SinkOffsets::new();
     let mut last_commit = Instant::now();
     let mut was_paused = false;
     let result = (|| -> Result<(), TaskError> {
@@ -560,7 +562,24 @@ fn run_sink(
             let mut batch_bytes = 0u64;
             let mut wait = Duration::from_millis(100);
             while batch.len() < SINK_BATCH_RECORDS {
-                let Some(message) = consumer.poll(wait) else {
+                let polled = consumer.poll(wait);
+                // A rebalance (run inside poll) took partitions: what was taken from them
+                // and not committed is dropped, here and in the task; their new owner reads it
+                // again from the last commit.
+                let revoked = std::mem::take(&mut *consumer.context().revoked.lock());
+                if !revoked.is_empty() {
+                    batch.retain(|r: &ConnectRecord| {
+                        !revoked
+                            .iter()
+                            .any(|(t, p)| *t == r.topic && Some(*p) == r.partition)
+                    });
+                    for partition in &revoked {
+                        offsets.remove(partition);
+                        committed.remove(partition);
+                    }
+                    task.close(&revoked);
+                }
+                let Some(message) = polled else {
                     break;
                 };
                 wait = Duration::ZERO;
@@ -648,17 +667,18 @@ fn run_sink(
                     )?,
                 }
             }
-            if !batch.is_empty() {
-                let count = batch.len() as u64;
-                put_with_retries(task.as_mut(), batch, control, &retry)?;
+            // An empty put too, as Kafka Connect's: a task may act on time (rotate a file).
+            let count = batch.len() as u64;
+            put_with_retries(task.as_mut(), batch, control, &retry)?;
+            if count > 0 {
                 metrics.moved(count, batch_bytes);
             }
             if last_commit.elapsed() >= shared.config.offset_flush_interval {
-                commit_sink(&consumer, &mut offsets, task.as_mut(), &errors)?;
+                commit_sink(&consumer, &offsets, &mut committed, task.as_mut(), &errors)?;
                 last_commit = Instant::now();
             }
         }
-        commit_sink(&consumer, &mut offsets, task.as_mut(), &errors)
+        commit_sink(&consumer, &offsets, &mut committed, task.as_mut(), &errors)
     })();
     task.stop();
     result
@@ -666,7 +686,11 @@ fn run_sink(
 
 /// A sink consumer's librdkafka context: a subscribed topic that does not exist yet is a
 /// wait, not an error (the task says so once, at INFO); other client errors log as usual.
-struct SinkContext;
+/// Partitions a rebalance revokes are noted for the task's loop.
+#[derive(Default)]
+struct SinkContext {
+    revoked: Mutex<Vec<(String, i32)>>,
+}
 
 impl ClientContext for SinkContext {
     fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
@@ -680,7 +704,22 @@ impl ClientContext for SinkContext {
     }
 }
 
-impl rdkafka::consumer::ConsumerContext for SinkContext {}
+impl rdkafka::consumer::ConsumerContext for SinkContext {
+    fn pre_rebalance(
+        &self,
+        _consumer: &BaseConsumer<SinkContext>,
+        rebalance: &rdkafka::consumer::Rebalance<'_>,
+    ) {
+        if let rdkafka::consumer::Rebalance::Revoke(partitions) = rebalance {
+            self.revoked.lock().extend(
+                partitions
+                    .elements()
+                    .iter()
+                    .map(|e| (e.topic().to_string(), e.partition())),
+            );
+        }
+    }
+}
 
 /// How long retriable failures are retried (`errors.retry.timeout`, `-1` forever) and the
 /// longest wait between tries (`errors.retry.delay.max.ms`).
@@ -723,7 +762,7 @@ fn put_with_retries(
             Err(e)
                 if e.retriable
                     && !control.stopping()
-                    && retry.timeout.is_none_or(|t| started.elapsed() < t) =>
+                    && (e.redeliver || retry.timeout.is_none_or(|t| started.elapsed() < t)) =>
             {
                 tracing::warn!(
                     "a sink task's put failed and will be retried in {delay:?}: {}",
@@ -737,26 +776,33 @@ fn put_with_retries(
     }
 }
 
-/// Flushes the task, then commits the offsets of everything it was given.
+/// Commits the offsets the task says are durable (`pre_commit`) and not yet committed.
 fn commit_sink(
     consumer: &BaseConsumer<SinkContext>,
-    offsets: &mut BTreeMap<(String, i32), i64>,
+    offsets: &plugin::SinkOffsets,
+    committed: &mut plugin::SinkOffsets,
     task: &mut dyn crate::plugin::SinkTask,
     errors: &ErrorHandler,
 ) -> Result<(), TaskError> {
-    task.flush()?;
+    let ready = task.pre_commit(offsets)?;
     errors.flush()?;
-    if offsets.is_empty() {
+    let changed: plugin::SinkOffsets = ready
+        .into_iter()
+        .filter(|(partition, next)| {
+            offsets.contains_key(partition) && committed.get(partition) != Some(next)
+        })
+        .collect();
+    if changed.is_empty() {
         return Ok(());
     }
     let mut list = TopicPartitionList::new();
-    for ((topic, partition), next) in offsets.iter() {
+    for ((topic, partition), next) in &changed {
         list.add_partition_offset(topic, *partition, Offset::Offset(*next))
             .map_err(|e| TaskError::fatal(format!("committing offsets: {e}")))?;
     }
     match consumer.commit(&list, CommitMode::Sync) {
         Ok(()) => {
-            offsets.clear();
+            committed.extend(changed);
             Ok(())
         }
         // A rebalance took the partitions: the new owner replays from the last commit.
@@ -764,7 +810,6 @@ fn commit_sink(
             tracing::warn!(
                 "committing sink offsets failed, records since the last commit will be delivered again: {e}"
             );
-            offsets.clear();
             Ok(())
         }
     }

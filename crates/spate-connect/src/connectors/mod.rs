@@ -5,3 +5,4 @@ pub mod file;
 pub mod http;
 pub mod jdbc;
 pub mod postgres;
+pub mod storage;
