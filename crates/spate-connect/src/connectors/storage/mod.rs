@@ -169,7 +169,10 @@ fn parse(props: &Props) -> Result<Settings, Vec<ConfigProblem>> {
         match partitioner::zone_offset(&timezone) {
             Ok(offset) => offset,
             Err(e) => {
-                r.problem("timezone", e);
+                r.problem(
+                    "timezone",
+                    format!("Invalid value {timezone} for configuration timezone: {e}"),
+                );
                 0
             }
         }
@@ -218,7 +221,7 @@ fn parse(props: &Props) -> Result<Settings, Vec<ConfigProblem>> {
             if timezone.trim().is_empty() {
                 r.problem(
                     "timezone",
-                    "Timezone cannot be empty when using a time-based partitioner",
+                    "timezone cannot be empty when using a time-based partitioner",
                 );
             }
             let format = match partitioner::path_format(&path_format) {
@@ -254,7 +257,7 @@ fn parse(props: &Props) -> Result<Settings, Vec<ConfigProblem>> {
     if rotate_schedule_interval_ms > 0 && timezone.trim().is_empty() {
         r.problem(
             "timezone",
-            "Timezone cannot be empty when using scheduled file rotation",
+            "timezone cannot be empty when using scheduled file rotation",
         );
     }
     let settings = Settings {
@@ -577,6 +580,9 @@ fn open_store(settings: &Settings) -> Result<Arc<dyn ObjectStore>, String> {
             .map_err(|e| format!("opening directory {dir}: {e}"))?;
         return Ok(Arc::new(store));
     }
+    // reqwest is built without a provider of its own (its default would build aws-lc-rs):
+    // ring, as everywhere in Spate, is made the process's provider.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let retry = object_store::RetryConfig {
         backoff: object_store::BackoffConfig {
             init_backoff: settings.retry_backoff.max(Duration::from_millis(1)),
