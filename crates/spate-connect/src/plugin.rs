@@ -224,6 +224,7 @@ pub fn connectors() -> Vec<Box<dyn Connector>> {
         Box::new(crate::connectors::postgres::PostgresConnector),
         Box::new(crate::connectors::jdbc::JdbcSink),
         Box::new(crate::connectors::storage::S3Sink),
+        Box::new(crate::connectors::iceberg::IcebergSink),
     ]
 }
 

@@ -62,7 +62,7 @@ struct Settings {
 }
 
 /// `jdbc:postgresql://host[:port]/db[?user=..&password=..]` into (host, port, db, params).
-fn parse_url(url: &str) -> Option<(String, u16, String, HashMap<String, String>)> {
+pub(crate) fn parse_url(url: &str) -> Option<(String, u16, String, HashMap<String, String>)> {
     let rest = url.strip_prefix("jdbc:postgresql://")?;
     let (address, rest) = rest.split_once('/')?;
     let (db, query) = rest.split_once('?').unwrap_or((rest, ""));

@@ -3,6 +3,7 @@
 pub mod datagen;
 pub mod file;
 pub mod http;
+pub mod iceberg;
 pub mod jdbc;
 pub mod postgres;
 pub mod storage;

@@ -1049,6 +1049,22 @@ pub(crate) fn decode(
     decode_value(&mut reader, avro, schema, "$")
 }
 
+/// Decodes `count` Avro datums of `avro` written one after another (a container file's block).
+pub(crate) fn decode_many(
+    payload: &[u8],
+    count: usize,
+    avro: &AvroType,
+    schema: &Schema,
+) -> Result<Vec<Value>, ConvertError> {
+    let mut reader = Reader {
+        bytes: payload,
+        pos: 0,
+    };
+    (0..count)
+        .map(|_| decode_value(&mut reader, avro, schema, "$"))
+        .collect()
+}
+
 struct Reader<'a> {
     bytes: &'a [u8],
     pos: usize,

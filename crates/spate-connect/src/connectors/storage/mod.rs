@@ -12,8 +12,8 @@
 //! completed). Rotation on a wall-clock schedule (`rotate.schedule.interval.ms`) cuts files at
 //! times that differ between runs, so it is at-least-once, as Confluent documents.
 
-mod format;
-mod parquet;
+pub(crate) mod format;
+pub(crate) mod parquet;
 mod partitioner;
 
 use std::collections::{BTreeMap, HashMap};

@@ -10,12 +10,17 @@
 //! `connect.decimal.precision`, else 64 as AvroData); Date → INT32 DATE; Time → INT32
 //! TIME(MILLIS); Timestamp → INT64 TIMESTAMP(MILLIS, UTC); array → LIST; map → MAP. Optional
 //! Connect schemas are OPTIONAL columns, the others REQUIRED.
+//!
+//! For Iceberg data files ([`ParquetWriter::for_iceberg`]) every node carries its Iceberg field
+//! id, and the types follow Iceberg's spec: times and timestamps in microseconds, decimals as
+//! 16-byte FIXED_LEN_BYTE_ARRAY of precision 38.
 
 use std::sync::Arc;
 
 use parquet::basic::{Compression, LogicalType, Repetition, TimeUnit, Type as Physical};
 use parquet::data_type::{
-    BoolType, ByteArray, ByteArrayType, DoubleType, FloatType, Int32Type, Int64Type,
+    BoolType, ByteArray, ByteArrayType, DoubleType, FixedLenByteArray, FixedLenByteArrayType,
+    FloatType, Int32Type, Int64Type,
 };
 use parquet::file::properties::WriterProperties;
 use parquet::file::writer::SerializedFileWriter;
@@ -28,6 +33,14 @@ const PRECISION_PARAMETER: &str = "connect.decimal.precision";
 /// A decimal's precision when the schema does not say (AvroData's default).
 const DEFAULT_PRECISION: i32 = 64;
 
+/// Iceberg field ids of a schema's nodes, parallel to it: a field's id, and the ids of its
+/// type's children (a struct's fields, a list's element, a map's key and value).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct FieldIds {
+    pub id: i32,
+    pub children: Vec<FieldIds>,
+}
+
 /// A leaf column's values.
 #[derive(Debug)]
 enum Values {
@@ -37,6 +50,17 @@ enum Values {
     Float(Vec<f32>),
     Double(Vec<f64>),
     Bytes(Vec<ByteArray>),
+    Fixed(Vec<FixedLenByteArray>),
+}
+
+/// How a Connect value becomes a column's value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Convert {
+    AsIs,
+    /// Milliseconds (Connect's Time and Timestamp) to microseconds (Iceberg's).
+    MillisToMicros,
+    /// A decimal's unscaled big-endian bytes, sign-extended to 16.
+    Fixed16,
 }
 
 /// A leaf column being filled.
@@ -53,6 +77,7 @@ enum Node {
     Leaf {
         column: usize,
         optional: bool,
+        convert: Convert,
     },
     Group {
         optional: bool,
@@ -88,6 +113,23 @@ impl std::fmt::Debug for ParquetWriter {
 impl ParquetWriter {
     /// A writer for records whose values have `schema`, which must be a struct.
     pub(crate) fn new(schema: &Schema, compression: Compression) -> Result<ParquetWriter, String> {
+        Self::build_writer(schema, compression, None)
+    }
+
+    /// A writer of an Iceberg data file: `ids` holds the field ids of `schema`'s fields.
+    pub(crate) fn for_iceberg(
+        schema: &Schema,
+        compression: Compression,
+        ids: &FieldIds,
+    ) -> Result<ParquetWriter, String> {
+        Self::build_writer(schema, compression, Some(ids))
+    }
+
+    fn build_writer(
+        schema: &Schema,
+        compression: Compression,
+        ids: Option<&FieldIds>,
+    ) -> Result<ParquetWriter, String> {
         if schema.kind != SchemaType::Struct {
             return Err(format!(
                 "Parquet files hold records whose value is a struct; this value's schema is {}",
@@ -97,8 +139,9 @@ impl ParquetWriter {
         let mut columns = Vec::new();
         let mut fields = Vec::new();
         let mut root = Vec::new();
-        for field in &schema.fields {
-            let (ty, node) = build(&field.name, &field.schema, &mut columns, 0)?;
+        for (i, field) in schema.fields.iter().enumerate() {
+            let field_ids = child_ids(ids, i, &field.name)?;
+            let (ty, node) = build(&field.name, &field.schema, &mut columns, 0, field_ids)?;
             fields.push(ty);
             root.push(node);
         }
@@ -188,6 +231,10 @@ impl ParquetWriter {
                     .typed::<ByteArrayType>()
                     .write_batch(v, defs, reps)
                     .map(drop),
+                Values::Fixed(v) => column_writer
+                    .typed::<FixedLenByteArrayType>()
+                    .write_batch(v, defs, reps)
+                    .map(drop),
             }
             .map_err(error)?;
             column_writer.close().map_err(error)?;
@@ -206,6 +253,7 @@ fn values_len(values: &Values) -> usize {
         Values::Float(v) => v.len(),
         Values::Double(v) => v.len(),
         Values::Bytes(v) => v.len(),
+        Values::Fixed(v) => v.len(),
     }
 }
 
@@ -217,6 +265,23 @@ fn truncate_values(values: &mut Values, len: usize) {
         Values::Float(v) => v.truncate(len),
         Values::Double(v) => v.truncate(len),
         Values::Bytes(v) => v.truncate(len),
+        Values::Fixed(v) => v.truncate(len),
+    }
+}
+
+/// The ids of child `index` (named `name`) of a node, when writing for Iceberg.
+fn child_ids<'a>(
+    ids: Option<&'a FieldIds>,
+    index: usize,
+    name: &str,
+) -> Result<Option<&'a FieldIds>, String> {
+    match ids {
+        None => Ok(None),
+        Some(ids) => ids
+            .children
+            .get(index)
+            .map(Some)
+            .ok_or_else(|| format!("field {name} has no Iceberg field id")),
     }
 }
 
@@ -234,6 +299,7 @@ fn build(
     schema: &Schema,
     columns: &mut Vec<Column>,
     depth: usize,
+    ids: Option<&FieldIds>,
 ) -> Result<(TypePtr, Node), String> {
     if depth > 64 {
         return Err("the schema nests deeper than 64 levels".to_string());
@@ -245,8 +311,9 @@ fn build(
         SchemaType::Struct => {
             let mut fields = Vec::new();
             let mut nodes = Vec::new();
-            for field in &schema.fields {
-                let (ty, node) = build(&field.name, &field.schema, columns, depth + 1)?;
+            for (i, field) in schema.fields.iter().enumerate() {
+                let field_ids = child_ids(ids, i, &field.name)?;
+                let (ty, node) = build(&field.name, &field.schema, columns, depth + 1, field_ids)?;
                 fields.push(ty);
                 nodes.push(node);
             }
@@ -258,6 +325,7 @@ fn build(
             let ty = Type::group_type_builder(name)
                 .with_repetition(repetition(optional))
                 .with_fields(fields)
+                .with_id(ids.map(|i| i.id))
                 .build()
                 .map_err(error)?;
             (
@@ -274,7 +342,8 @@ fn build(
                 .key_or_items
                 .as_deref()
                 .ok_or_else(|| format!("the array schema of field {name} has no item schema"))?;
-            let (element, node) = build("element", items, columns, depth + 1)?;
+            let element_ids = child_ids(ids, 0, "element")?;
+            let (element, node) = build("element", items, columns, depth + 1, element_ids)?;
             let list = Type::group_type_builder("list")
                 .with_repetition(Repetition::REPEATED)
                 .with_fields(vec![element])
@@ -284,6 +353,7 @@ fn build(
                 .with_repetition(repetition(optional))
                 .with_logical_type(Some(LogicalType::List))
                 .with_fields(vec![Arc::new(list)])
+                .with_id(ids.map(|i| i.id))
                 .build()
                 .map_err(error)?;
             (
@@ -308,8 +378,9 @@ fn build(
                 optional: false,
                 ..key.clone()
             };
-            let (key_type, key_node) = build("key", &required_key, columns, depth + 1)?;
-            let (value_type, value_node) = build("value", value, columns, depth + 1)?;
+            let (key_ids, value_ids) = (child_ids(ids, 0, "key")?, child_ids(ids, 1, "value")?);
+            let (key_type, key_node) = build("key", &required_key, columns, depth + 1, key_ids)?;
+            let (value_type, value_node) = build("value", value, columns, depth + 1, value_ids)?;
             let entries = Type::group_type_builder("key_value")
                 .with_repetition(Repetition::REPEATED)
                 .with_fields(vec![key_type, value_type])
@@ -319,6 +390,7 @@ fn build(
                 .with_repetition(repetition(optional))
                 .with_logical_type(Some(LogicalType::Map))
                 .with_fields(vec![Arc::new(entries)])
+                .with_id(ids.map(|i| i.id))
                 .build()
                 .map_err(error)?;
             (
@@ -331,11 +403,15 @@ fn build(
             )
         }
         _ => {
-            let (physical, logical_type, values) = primitive(schema)?;
-            let mut builder =
-                Type::primitive_type_builder(name, physical).with_repetition(repetition(optional));
+            let (physical, logical_type, values, convert) = primitive(schema, ids.is_some())?;
+            let mut builder = Type::primitive_type_builder(name, physical)
+                .with_repetition(repetition(optional))
+                .with_id(ids.map(|i| i.id));
             if let Some(LogicalType::Decimal(d)) = &logical_type {
                 builder = builder.with_precision(d.precision).with_scale(d.scale);
+            }
+            if convert == Convert::Fixed16 {
+                builder = builder.with_length(16);
             }
             let ty = builder
                 .with_logical_type(logical_type)
@@ -351,6 +427,7 @@ fn build(
                 Node::Leaf {
                     column: first,
                     optional,
+                    convert,
                 },
             )
         }
@@ -358,67 +435,98 @@ fn build(
     Ok((Arc::new(built.0), built.1))
 }
 
-/// A primitive schema's physical type, annotation and empty column.
-fn primitive(schema: &Schema) -> Result<(Physical, Option<LogicalType>, Values), String> {
+/// A primitive schema's physical type, annotation, empty column and conversion; `iceberg`
+/// follows Iceberg's spec (microseconds, 16-byte decimals).
+fn primitive(
+    schema: &Schema,
+    iceberg: bool,
+) -> Result<(Physical, Option<LogicalType>, Values, Convert), String> {
     let name = schema.name.as_deref().unwrap_or("");
-    Ok(match (schema.kind, name) {
-        (SchemaType::Int32, logical::DATE) => (
+    let unit = if iceberg {
+        TimeUnit::MICROS
+    } else {
+        TimeUnit::MILLIS
+    };
+    let micros = if iceberg {
+        Convert::MillisToMicros
+    } else {
+        Convert::AsIs
+    };
+    let as_is = |physical, logical, values| Ok((physical, logical, values, Convert::AsIs));
+    match (schema.kind, name) {
+        (SchemaType::Int32, logical::DATE) => as_is(
             Physical::INT32,
             Some(LogicalType::Date),
             Values::Int32(Vec::new()),
         ),
-        (SchemaType::Int32, logical::TIME) => (
+        (SchemaType::Int32, logical::TIME) if iceberg => Ok((
+            Physical::INT64,
+            Some(LogicalType::time(false, unit)),
+            Values::Int64(Vec::new()),
+            micros,
+        )),
+        (SchemaType::Int32, logical::TIME) => as_is(
             Physical::INT32,
-            Some(LogicalType::time(true, TimeUnit::MILLIS)),
+            Some(LogicalType::time(true, unit)),
             Values::Int32(Vec::new()),
         ),
-        (SchemaType::Int64, logical::TIMESTAMP) => (
+        (SchemaType::Int64, logical::TIMESTAMP) => Ok((
             Physical::INT64,
-            Some(LogicalType::timestamp(true, TimeUnit::MILLIS)),
+            Some(LogicalType::timestamp(true, unit)),
             Values::Int64(Vec::new()),
-        ),
+            micros,
+        )),
         (SchemaType::Bytes, logical::DECIMAL) => {
             let scale = schema
                 .parameters
                 .get(logical::DECIMAL_SCALE)
                 .and_then(|s| s.parse::<i32>().ok())
                 .ok_or("a Decimal schema has no integer scale parameter")?;
-            let precision = schema
+            let declared = schema
                 .parameters
                 .get(PRECISION_PARAMETER)
-                .and_then(|s| s.parse::<i32>().ok())
-                .unwrap_or(DEFAULT_PRECISION)
-                .max(scale)
-                .max(1);
-            (
-                Physical::BYTE_ARRAY,
-                Some(LogicalType::decimal(scale, precision)),
-                Values::Bytes(Vec::new()),
-            )
+                .and_then(|s| s.parse::<i32>().ok());
+            if iceberg {
+                Ok((
+                    Physical::FIXED_LEN_BYTE_ARRAY,
+                    Some(LogicalType::decimal(scale, 38)),
+                    Values::Fixed(Vec::new()),
+                    Convert::Fixed16,
+                ))
+            } else {
+                let precision = declared.unwrap_or(DEFAULT_PRECISION).max(scale).max(1);
+                as_is(
+                    Physical::BYTE_ARRAY,
+                    Some(LogicalType::decimal(scale, precision)),
+                    Values::Bytes(Vec::new()),
+                )
+            }
         }
-        (SchemaType::Int8, _) => (
+        (SchemaType::Int8, _) if !iceberg => as_is(
             Physical::INT32,
             Some(LogicalType::integer(8, true)),
             Values::Int32(Vec::new()),
         ),
-        (SchemaType::Int16, _) => (
+        (SchemaType::Int16, _) if !iceberg => as_is(
             Physical::INT32,
             Some(LogicalType::integer(16, true)),
             Values::Int32(Vec::new()),
         ),
-        (SchemaType::Int32, _) => (Physical::INT32, None, Values::Int32(Vec::new())),
-        (SchemaType::Int64, _) => (Physical::INT64, None, Values::Int64(Vec::new())),
-        (SchemaType::Float32, _) => (Physical::FLOAT, None, Values::Float(Vec::new())),
-        (SchemaType::Float64, _) => (Physical::DOUBLE, None, Values::Double(Vec::new())),
-        (SchemaType::Boolean, _) => (Physical::BOOLEAN, None, Values::Bool(Vec::new())),
-        (SchemaType::String, _) => (
+        (SchemaType::Int8 | SchemaType::Int16 | SchemaType::Int32, _) => {
+            as_is(Physical::INT32, None, Values::Int32(Vec::new()))
+        }
+        (SchemaType::Int64, _) => as_is(Physical::INT64, None, Values::Int64(Vec::new())),
+        (SchemaType::Float32, _) => as_is(Physical::FLOAT, None, Values::Float(Vec::new())),
+        (SchemaType::Float64, _) => as_is(Physical::DOUBLE, None, Values::Double(Vec::new())),
+        (SchemaType::Boolean, _) => as_is(Physical::BOOLEAN, None, Values::Bool(Vec::new())),
+        (SchemaType::String, _) => as_is(
             Physical::BYTE_ARRAY,
             Some(LogicalType::String),
             Values::Bytes(Vec::new()),
         ),
-        (SchemaType::Bytes, _) => (Physical::BYTE_ARRAY, None, Values::Bytes(Vec::new())),
-        (kind, _) => return Err(format!("{} is not a primitive type", kind.name())),
-    })
+        (SchemaType::Bytes, _) => as_is(Physical::BYTE_ARRAY, None, Values::Bytes(Vec::new())),
+        (kind, _) => Err(format!("{} is not a primitive type", kind.name())),
+    }
 }
 
 /// Writes `value` of `node` into the columns: `def` is the definition level of the node's
@@ -439,7 +547,11 @@ fn shred(
         }
     };
     match node {
-        Node::Leaf { column, optional } => {
+        Node::Leaf {
+            column,
+            optional,
+            convert,
+        } => {
             let column = &mut columns[*column];
             if value.is_null() {
                 if !optional {
@@ -449,7 +561,7 @@ fn shred(
                 column.reps.push(rep);
                 return Ok(());
             }
-            push_value(&mut column.values, value)?;
+            push_value(&mut column.values, value, *convert)?;
             column.defs.push(def + i16::from(*optional));
             column.reps.push(rep);
         }
@@ -539,18 +651,37 @@ fn value_kind(value: &Value) -> &'static str {
     }
 }
 
-fn push_value(values: &mut Values, value: &Value) -> Result<(), String> {
-    match (values, value) {
-        (Values::Bool(v), Value::Boolean(b)) => v.push(*b),
-        (Values::Int32(v), Value::Int8(n)) => v.push(i32::from(*n)),
-        (Values::Int32(v), Value::Int16(n)) => v.push(i32::from(*n)),
-        (Values::Int32(v), Value::Int32(n)) => v.push(*n),
-        (Values::Int64(v), Value::Int64(n)) => v.push(*n),
-        (Values::Float(v), Value::Float32(n)) => v.push(*n),
-        (Values::Double(v), Value::Float64(n)) => v.push(*n),
-        (Values::Bytes(v), Value::String(s)) => v.push(ByteArray::from(s.as_bytes().to_vec())),
-        (Values::Bytes(v), Value::Bytes(b)) => v.push(ByteArray::from(b.to_vec())),
-        (_, other) => {
+fn push_value(values: &mut Values, value: &Value, convert: Convert) -> Result<(), String> {
+    match (values, value, convert) {
+        (Values::Int64(v), Value::Int32(n), Convert::MillisToMicros) => {
+            v.push(i64::from(*n) * 1000)
+        }
+        (Values::Int64(v), Value::Int64(n), Convert::MillisToMicros) => {
+            v.push(n.saturating_mul(1000))
+        }
+        (Values::Fixed(v), Value::Bytes(b), Convert::Fixed16) => {
+            if b.len() > 16 {
+                return Err("a decimal does not fit in 38 digits".to_string());
+            }
+            let fill = if b.first().is_some_and(|x| x & 0x80 != 0) {
+                0xFF
+            } else {
+                0
+            };
+            let mut bytes = vec![fill; 16 - b.len()];
+            bytes.extend_from_slice(b);
+            v.push(FixedLenByteArray::from(bytes));
+        }
+        (Values::Bool(v), Value::Boolean(b), _) => v.push(*b),
+        (Values::Int32(v), Value::Int8(n), _) => v.push(i32::from(*n)),
+        (Values::Int32(v), Value::Int16(n), _) => v.push(i32::from(*n)),
+        (Values::Int32(v), Value::Int32(n), _) => v.push(*n),
+        (Values::Int64(v), Value::Int64(n), _) => v.push(*n),
+        (Values::Float(v), Value::Float32(n), _) => v.push(*n),
+        (Values::Double(v), Value::Float64(n), _) => v.push(*n),
+        (Values::Bytes(v), Value::String(s), _) => v.push(ByteArray::from(s.as_bytes().to_vec())),
+        (Values::Bytes(v), Value::Bytes(b), _) => v.push(ByteArray::from(b.to_vec())),
+        (_, other, _) => {
             return Err(format!(
                 "a {} value does not fit its column",
                 value_kind(other)
