@@ -472,3 +472,89 @@ pub(crate) fn read_manifest_list(bytes: &[u8]) -> Result<Vec<ManifestFile>, Stri
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn order(extra: bool) -> Schema {
+        let mut fields = vec![
+            ("id", Schema::new(SchemaType::Int64)),
+            (
+                "address",
+                Schema::structure(
+                    None,
+                    vec![
+                        ("city", Schema::new(SchemaType::String)),
+                        ("zip", Schema::optional(SchemaType::Int32)),
+                    ],
+                ),
+            ),
+            ("tags", Schema::array(Schema::new(SchemaType::String)).into_optional()),
+        ];
+        if extra {
+            fields.push(("channel", Schema::optional(SchemaType::String)));
+        }
+        Schema::structure(None, fields)
+    }
+
+    #[test]
+    fn fresh_ids_go_breadth_first_per_struct_as_icebergs() {
+        let metadata = new_table("s3://b/w/ns/t", &order(false), 1).unwrap();
+        let schema = current_schema(&metadata).unwrap();
+        let ids: Vec<i64> = schema["fields"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["id"].as_i64().unwrap())
+            .collect();
+        assert_eq!(ids, [1, 2, 3]);
+        assert_eq!(schema["fields"][1]["type"]["fields"][0]["id"], 4);
+        assert_eq!(schema["fields"][1]["type"]["fields"][1]["id"], 5);
+        assert_eq!(schema["fields"][2]["type"]["element-id"], 6);
+        assert_eq!(metadata["last-column-id"], 6);
+        assert_eq!(schema["fields"][1]["type"]["fields"][1]["required"], false);
+    }
+
+    #[test]
+    fn records_match_columns_by_name_and_evolve_with_new_optional_columns() {
+        let metadata = new_table("s3://b/w/ns/t", &order(false), 1).unwrap();
+        let mut table = current_schema(&metadata).unwrap().clone();
+        let (mut last, mut changed) = (6, false);
+        let refused = match_struct(&order(true), &mut table.clone(), false, &mut last, &mut changed, "");
+        assert!(refused.unwrap_err().contains("evolve-schema-enabled"));
+        let ids = match_struct(&order(true), &mut table, true, &mut last, &mut changed, "").unwrap();
+        assert!(changed);
+        assert_eq!(ids.iter().map(|i| i.id).collect::<Vec<_>>(), [1, 2, 3, 7]);
+        assert_eq!(ids[1].children.iter().map(|i| i.id).collect::<Vec<_>>(), [4, 5]);
+        assert_eq!(table["fields"][3]["required"], false);
+        // A record without a required column cannot be written.
+        let no_id = Schema::structure(None, vec![("channel", Schema::optional(SchemaType::String))]);
+        let error = match_struct(&no_id, &mut table, true, &mut last, &mut changed, "").unwrap_err();
+        assert!(error.contains("column id is required"), "{error}");
+        // Nor one whose field changed type.
+        let wrong = Schema::structure(None, vec![("id", Schema::new(SchemaType::String))]);
+        assert!(match_struct(&wrong, &mut table, true, &mut last, &mut changed, "").is_err());
+    }
+
+    #[test]
+    fn manifest_lists_read_back() {
+        let manifest = ManifestFile {
+            path: "s3://b/m.avro".into(),
+            length: 1234,
+            spec_id: 0,
+            content: 0,
+            sequence_number: 3,
+            min_sequence_number: 3,
+            added_snapshot_id: 77,
+            added_files: 2,
+            existing_files: 0,
+            deleted_files: 0,
+            added_rows: 40,
+            existing_rows: 0,
+            deleted_rows: 0,
+        };
+        let bytes = manifest_list(std::slice::from_ref(&manifest), 77, Some(5), 3, "x").unwrap();
+        assert_eq!(read_manifest_list(&bytes).unwrap(), vec![manifest]);
+    }
+}
