@@ -728,6 +728,7 @@ impl IcebergTask {
                 return Err(TaskError::fatal("the task was not started"));
             };
             let connector = self.connector.clone();
+            let started = Instant::now();
             let result: Result<(Json, String), String> = runtime.block_on(async {
                 let (metadata, _) = Self::load(catalog, warehouse, namespace, name)
                     .await?
@@ -774,7 +775,13 @@ impl IcebergTask {
                     state.committed = table_offsets(&loaded.0, &self.connector);
                     state.metadata = Some(loaded);
                     state.pending.clear();
-                    tracing::debug!(table = %table_name, files = files.len(), "the Iceberg sink committed a snapshot");
+                    tracing::debug!(
+                        table = %table_name,
+                        files = files.len(),
+                        records = files.iter().map(|f| f.1).sum::<i64>(),
+                        millis = started.elapsed().as_millis() as u64,
+                        "the Iceberg sink committed a snapshot"
+                    );
                 }
                 Err(e) => {
                     // The files are kept to commit again (the data files are written again

@@ -490,7 +490,10 @@ mod tests {
                     ],
                 ),
             ),
-            ("tags", Schema::array(Schema::new(SchemaType::String)).into_optional()),
+            (
+                "tags",
+                Schema::array(Schema::new(SchemaType::String)).into_optional(),
+            ),
         ];
         if extra {
             fields.push(("channel", Schema::optional(SchemaType::String)));
@@ -521,16 +524,31 @@ mod tests {
         let metadata = new_table("s3://b/w/ns/t", &order(false), 1).unwrap();
         let mut table = current_schema(&metadata).unwrap().clone();
         let (mut last, mut changed) = (6, false);
-        let refused = match_struct(&order(true), &mut table.clone(), false, &mut last, &mut changed, "");
+        let refused = match_struct(
+            &order(true),
+            &mut table.clone(),
+            false,
+            &mut last,
+            &mut changed,
+            "",
+        );
         assert!(refused.unwrap_err().contains("evolve-schema-enabled"));
-        let ids = match_struct(&order(true), &mut table, true, &mut last, &mut changed, "").unwrap();
+        let ids =
+            match_struct(&order(true), &mut table, true, &mut last, &mut changed, "").unwrap();
         assert!(changed);
         assert_eq!(ids.iter().map(|i| i.id).collect::<Vec<_>>(), [1, 2, 3, 7]);
-        assert_eq!(ids[1].children.iter().map(|i| i.id).collect::<Vec<_>>(), [4, 5]);
+        assert_eq!(
+            ids[1].children.iter().map(|i| i.id).collect::<Vec<_>>(),
+            [4, 5]
+        );
         assert_eq!(table["fields"][3]["required"], false);
         // A record without a required column cannot be written.
-        let no_id = Schema::structure(None, vec![("channel", Schema::optional(SchemaType::String))]);
-        let error = match_struct(&no_id, &mut table, true, &mut last, &mut changed, "").unwrap_err();
+        let no_id = Schema::structure(
+            None,
+            vec![("channel", Schema::optional(SchemaType::String))],
+        );
+        let error =
+            match_struct(&no_id, &mut table, true, &mut last, &mut changed, "").unwrap_err();
         assert!(error.contains("column id is required"), "{error}");
         // Nor one whose field changed type.
         let wrong = Schema::structure(None, vec![("id", Schema::new(SchemaType::String))]);
