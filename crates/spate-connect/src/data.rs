@@ -244,18 +244,28 @@ pub enum Value {
     Struct(Struct),
 }
 
-/// A struct value: its schema and one value per field, in the schema's order.
-#[derive(Debug, Clone, PartialEq)]
+/// A struct value: its schema and one value per field, in the schema's order. The schema is
+/// shared: a source makes the same few schemas for every record (Debezium's envelope has ~45
+/// nodes), and a struct of one holds it by reference, not by copy.
+#[derive(Debug, Clone)]
 pub struct Struct {
     /// The struct's schema ([`SchemaType::Struct`]).
-    pub schema: Schema,
+    pub schema: std::sync::Arc<Schema>,
     /// One value per field of `schema`.
     pub values: Vec<Value>,
 }
 
+impl PartialEq for Struct {
+    fn eq(&self, other: &Struct) -> bool {
+        (std::sync::Arc::ptr_eq(&self.schema, &other.schema) || self.schema == other.schema)
+            && self.values == other.values
+    }
+}
+
 impl Struct {
     /// A struct of `schema` with every field null.
-    pub fn new(schema: Schema) -> Struct {
+    pub fn new(schema: impl Into<std::sync::Arc<Schema>>) -> Struct {
+        let schema = schema.into();
         let values = vec![Value::Null; schema.fields.len()];
         Struct { schema, values }
     }

@@ -386,7 +386,7 @@ pub(crate) fn value_to_json(
             )?
         }
         (SchemaType::Struct, Value::Struct(st)) => {
-            if st.schema != *schema {
+            if *st.schema != *schema {
                 return Err(value_error(
                     path,
                     "the struct's own schema differs from the schema it is written with (Java: \"Mismatching schema.\")",
@@ -855,7 +855,7 @@ pub(crate) fn json_to_value(
                 )?);
             }
             Value::Struct(Struct {
-                schema: schema.clone(),
+                schema: schema.clone().into(),
                 values,
             })
         }

@@ -158,7 +158,7 @@ impl Smt for Cast {
                             });
                         }
                         updated.default = Some(Box::new(Value::Struct(Struct {
-                            schema: updated.clone(),
+                            schema: updated.clone().into(),
                             values: dv,
                         })));
                     }
@@ -167,7 +167,7 @@ impl Smt for Cast {
                     &mut record,
                     Some(updated.clone()),
                     Value::Struct(Struct {
-                        schema: updated,
+                        schema: updated.into(),
                         values,
                     }),
                 );

@@ -209,7 +209,7 @@ impl Smt for ExtractNewRecordState {
                         "envelope field `{state_field}` is not a struct"
                     )));
                 };
-                let mut updated = state.schema.clone();
+                let mut updated = (*state.schema).clone();
                 let mut values = state.values;
                 for name in &self.add_fields {
                     let field_schema = lookup_schema(&schema, name)
@@ -231,7 +231,7 @@ impl Smt for ExtractNewRecordState {
                 }
                 record.value_schema = Some(updated.clone());
                 record.value = Value::Struct(Struct {
-                    schema: updated,
+                    schema: updated.into(),
                     values,
                 });
             }

@@ -171,7 +171,7 @@ impl Smt for InsertField {
                     &mut record,
                     Some(updated.clone()),
                     Value::Struct(Struct {
-                        schema: updated,
+                        schema: updated.into(),
                         values,
                     }),
                 );
@@ -291,7 +291,7 @@ impl Smt for ReplaceField {
                     &mut record,
                     Some(updated.clone()),
                     Value::Struct(Struct {
-                        schema: updated,
+                        schema: updated.into(),
                         values,
                     }),
                 );
@@ -511,7 +511,7 @@ impl Smt for ValueToKey {
                     .collect();
                 record.key_schema = Some(key_schema.clone());
                 record.key = Value::Struct(Struct {
-                    schema: key_schema,
+                    schema: key_schema.into(),
                     values,
                 });
             }
@@ -604,7 +604,7 @@ impl Smt for HoistField {
             Some(schema) => {
                 let updated = Schema::structure(None, vec![(self.field.as_str(), schema)]);
                 let out = Struct {
-                    schema: updated.clone(),
+                    schema: updated.clone().into(),
                     values: vec![value],
                 };
                 self.part
@@ -732,7 +732,7 @@ impl Smt for Flatten {
                         let mut values = Vec::new();
                         Self::flatten_struct(Some(&value), &schema, &mut values);
                         Value::Struct(Struct {
-                            schema: updated.clone(),
+                            schema: updated.clone().into(),
                             values,
                         })
                     }

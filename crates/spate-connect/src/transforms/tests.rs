@@ -82,13 +82,13 @@ fn person_schema() -> Schema {
 
 fn person(name: &str, age: i32) -> Struct {
     Struct {
-        schema: person_schema(),
+        schema: person_schema().into(),
         values: vec![s(name), Value::Int32(age)],
     }
 }
 
 fn schemaful(value: Struct) -> ConnectRecord {
-    ConnectRecord::new("orders", Some(value.schema.clone()), Value::Struct(value))
+    ConnectRecord::new("orders", Some((*value.schema).clone()), Value::Struct(value))
 }
 
 fn field_names(schema: &Schema) -> Vec<&str> {
@@ -467,7 +467,7 @@ fn replace_field_schemaful_renames_and_drops() {
     assert_eq!(field_names(&v.schema), vec!["full_name"]);
     assert_eq!(v.schema.name.as_deref(), Some("com.example.Person"));
     assert_eq!(v.values, vec![s("ann")]);
-    assert_eq!(out.value_schema, Some(v.schema));
+    assert_eq!(out.value_schema, Some((*v.schema).clone()));
 }
 
 #[test]
@@ -555,7 +555,7 @@ fn mask_field_schemaful_keeps_the_schema() {
     assert_eq!(
         out.value,
         Value::Struct(Struct {
-            schema: person_schema(),
+            schema: person_schema().into(),
             values: vec![s(""), Value::Int32(0)]
         })
     );
@@ -565,7 +565,7 @@ fn mask_field_schemaful_keeps_the_schema() {
     };
     let schema = Schema::structure(None, vec![("price", decimal)]);
     let rec = schemaful(Struct {
-        schema: schema.clone(),
+        schema: schema.clone().into(),
         values: vec![Value::Bytes(decimal_bytes(12345))],
     });
     let mut c = one(
@@ -590,7 +590,7 @@ fn value_to_key_schemaful_and_schemaless() {
     assert_eq!(
         out.key,
         Value::Struct(Struct {
-            schema: key_schema,
+            schema: key_schema.into(),
             values: vec![Value::Int32(3)]
         })
     );
@@ -641,7 +641,7 @@ fn hoist_field() {
     assert_eq!(
         out.value,
         Value::Struct(Struct {
-            schema,
+            schema: schema.into(),
             values: vec![s("hi")]
         })
     );
@@ -663,11 +663,11 @@ fn flatten_schemaful_and_schemaless() {
         ],
     );
     let value = Struct {
-        schema: schema.clone(),
+        schema: schema.clone().into(),
         values: vec![
             Value::Int32(1),
             Value::Struct(Struct {
-                schema: inner,
+                schema: inner.into(),
                 values: vec![s("Oslo")],
             }),
         ],
@@ -773,7 +773,7 @@ fn cast_fields_schemaful() {
         ],
     );
     let value = Struct {
-        schema: schema.clone(),
+        schema: schema.clone().into(),
         values: vec![
             Value::Int32(7),
             s("x"),
@@ -854,7 +854,7 @@ fn cast_decimals_as_java_big_decimal() {
     for (unscaled, scale, target, want) in cases {
         let schema = Schema::structure(None, vec![("d", decimal(scale))]);
         let value = Struct {
-            schema,
+            schema: schema.into(),
             values: vec![Value::Bytes(decimal_bytes(*unscaled))],
         };
         let mut c = one("Cast$Value", &[("spec", &format!("d:{target}"))]);
@@ -1050,7 +1050,7 @@ fn timestamp_converter_field_and_errors() {
     let out = apply(
         &mut c,
         schemaful(Struct {
-            schema,
+            schema: schema.into(),
             values: vec![s("1970-01-02")],
         }),
     );
@@ -1193,17 +1193,17 @@ fn envelope(op: &str, before: Option<(i32, &str)>, after: Option<(i32, &str)>) -
     );
     let row = |r: Option<(i32, &str)>| match r {
         Some((id, name)) => Value::Struct(Struct {
-            schema: row_schema(),
+            schema: row_schema().into(),
             values: vec![Value::Int32(id), s(name)],
         }),
         None => Value::Null,
     };
     let source_value = Struct {
-        schema: source,
+        schema: source.into(),
         values: vec![s("customers"), Value::Int64(33), Value::Int64(1000)],
     };
     let value = Struct {
-        schema,
+        schema: schema.into(),
         values: vec![
             row(before),
             row(after),
@@ -1223,7 +1223,7 @@ fn extract_new_record_state_unwraps_after() {
     assert_eq!(
         out.value,
         Value::Struct(Struct {
-            schema: row_schema(),
+            schema: row_schema().into(),
             values: vec![Value::Int32(1), s("b")]
         })
     );

@@ -270,7 +270,7 @@ impl Smt for Converter {
                             });
                         }
                         Value::Struct(Struct {
-                            schema: updated.clone(),
+                            schema: updated.clone().into(),
                             values,
                         })
                     }

@@ -505,7 +505,7 @@ impl Node {
                     .map(|(_, node)| node.generate(rng, generation))
                     .collect();
                 Value::Struct(Struct {
-                    schema: self.connect_schema(),
+                    schema: self.connect_schema().into(),
                     values,
                 })
             }
@@ -608,7 +608,7 @@ impl Node {
                 Value::Bytes(Bytes::from(s.clone().into_bytes()))
             }
             (Kind::Record { fields, .. }, Json::Object(object)) => Value::Struct(Struct {
-                schema: self.connect_schema(),
+                schema: self.connect_schema().into(),
                 values: fields
                     .iter()
                     .map(|(name, node)| {

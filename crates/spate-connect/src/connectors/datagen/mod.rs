@@ -543,7 +543,7 @@ mod tests {
             let mut task = started(&[("quickstart", name), ("random.seed", "1")], &NoOffsets);
             for record in generate(&mut task, 50) {
                 let value = structure(&record);
-                assert_eq!(Some(&value.schema), record.value_schema.as_ref(), "{name}");
+                assert_eq!(Some(&*value.schema), record.value_schema.as_ref(), "{name}");
                 assert_eq!(value.values.len(), value.schema.fields.len(), "{name}");
                 for (field, v) in value.schema.fields.iter().zip(&value.values) {
                     assert!(

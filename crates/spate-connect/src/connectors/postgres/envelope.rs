@@ -37,8 +37,11 @@ pub struct Table {
     pub topic: String,
     columns: Vec<(Column, Schema)>,
     key_schema: Option<Schema>,
-    row_schema: Schema,
-    envelope: Schema,
+    /// The schemas every event's structs share (made once per table, not per event).
+    key_shared: Option<Arc<Schema>>,
+    row_schema: Arc<Schema>,
+    source_schema: Arc<Schema>,
+    envelope: Arc<Schema>,
 }
 
 /// The `source` block's schema.
@@ -143,16 +146,18 @@ impl Table {
             table: table.to_string(),
             topic,
             columns,
+            key_shared: key_schema.clone().map(Arc::new),
             key_schema,
-            row_schema,
-            envelope,
+            row_schema: Arc::new(row_schema),
+            source_schema: Arc::new(envelope.fields[2].schema.clone()),
+            envelope: Arc::new(envelope),
         }
     }
 
     /// A row from its cells (a tuple of `pgoutput` or a snapshot row); `partial` rows (a
     /// delete's old key) give required columns that were not sent their type's zero.
     pub fn row(&self, cells: &[Cell], modes: Modes, partial: bool) -> Result<Struct, String> {
-        let mut row = Struct::new(self.row_schema.clone());
+        let mut row = Struct::new(Arc::clone(&self.row_schema));
         for (i, (column, schema)) in self.columns.iter().enumerate() {
             row.values[i] = match cells.get(i) {
                 Some(Cell::Text(bytes)) => {
@@ -171,10 +176,10 @@ impl Table {
 
     /// The key of `row`: its key columns, or null for a table without a primary key.
     pub fn key(&self, row: &Struct) -> Value {
-        let Some(schema) = &self.key_schema else {
+        let Some(schema) = &self.key_shared else {
             return Value::Null;
         };
-        let mut key = Struct::new(schema.clone());
+        let mut key = Struct::new(Arc::clone(schema));
         for (i, field) in schema.fields.iter().enumerate() {
             key.values[i] = row.get(&field.name).cloned().unwrap_or(Value::Null);
         }
@@ -220,7 +225,7 @@ pub fn event(
     partition: &Json,
     offset: Json,
 ) -> ConnectRecord {
-    let mut src = Struct::new(table.envelope.fields[2].schema.clone());
+    let mut src = Struct::new(Arc::clone(&table.source_schema));
     src.put("version", Value::String(env!("CARGO_PKG_VERSION").into()));
     src.put("connector", Value::String("postgresql".into()));
     src.put("name", Value::String(source.server.to_string()));
@@ -247,7 +252,7 @@ pub fn event(
         src.put("lsn", Value::Int64(lsn as i64));
     }
     let now = now_us();
-    let mut envelope = Struct::new(table.envelope.clone());
+    let mut envelope = Struct::new(Arc::clone(&table.envelope));
     envelope.values[0] = before.map_or(Value::Null, Value::Struct);
     envelope.values[1] = after.map_or(Value::Null, Value::Struct);
     envelope.values[2] = Value::Struct(src);
@@ -257,7 +262,7 @@ pub fn event(
     envelope.values[7] = Value::Int64(now.saturating_mul(1000));
     let mut record = ConnectRecord::new(
         &table.topic,
-        Some(table.envelope.clone()),
+        Some((*table.envelope).clone()),
         Value::Struct(envelope),
     );
     // A truncate (and a table without a primary key) has no key, and no key schema.
