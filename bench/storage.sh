@@ -8,7 +8,7 @@
 #   bench/storage.sh
 #
 # Knobs (environment):
-#   SPATE_BENCH_STORAGE_RECORDS=300000   records in the topic
+#   SPATE_BENCH_STORAGE_RECORDS=600000   records in the topic
 #   SPATE_BENCH_STORAGE_FLUSH=10000      flush.size
 #   SPATE_VENV=~/.cache/spate/venv       the venv with confluent-kafka and fastavro
 set -euo pipefail
@@ -22,6 +22,6 @@ cargo build --release --locked --manifest-path "$repo/Cargo.toml" -p spate-cli >
 mkdir -p "$bench_dir/results"
 out="$bench_dir/results/storage-$(date -u +%Y%m%dT%H%M%SZ).jsonl"
 "$SPATE_VENV/bin/python" "$bench_dir/storage.py" --spate "$CARGO_TARGET_DIR/release/spate" \
-    --records "${SPATE_BENCH_STORAGE_RECORDS:-300000}" \
+    --records "${SPATE_BENCH_STORAGE_RECORDS:-600000}" \
     --flush-size "${SPATE_BENCH_STORAGE_FLUSH:-10000}" --out "$out"
 echo "results: $out" >&2

@@ -191,7 +191,7 @@ pub trait SinkTask: Send {
     fn start(&mut self, props: &Props) -> Result<(), TaskError>;
     /// Writes (or buffers) records. Called with no records too when none came for a while,
     /// so a task can act on time (rotate a file on schedule).
-    fn put(&mut self, records: Vec<ConnectRecord>) -> Result<(), TaskError>;
+    fn put(&mut self, records: &[ConnectRecord]) -> Result<(), TaskError>;
     /// Makes everything put so far durable.
     fn flush(&mut self) -> Result<(), TaskError>;
     /// The offsets the runtime may commit, given the next offset of each partition after

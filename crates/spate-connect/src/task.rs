@@ -539,7 +539,7 @@ fn run_sink(
     task.start(props)?;
     shared.write_task_status(id, "RUNNING", None);
     // The next offset of each partition after everything put, and what was last committed.
-    let mut offsets = plugin::SinkOffsets::new();
+    let mut offsets = Positions::default();
     let mut committed = plugin::SinkOffsets::new();
     let mut last_commit = Instant::now();
     let mut was_paused = false;
@@ -602,29 +602,28 @@ fn run_sink(
                 batch_bytes += (message.key().map_or(0, <[u8]>::len)
                     + message.payload().map_or(0, <[u8]>::len))
                     as u64;
-                let topic = message.topic().to_string();
+                let topic = message.topic();
                 let (partition, offset) = (message.partition(), message.offset());
-                offsets.insert((topic.clone(), partition), offset + 1);
-                let headers: Vec<(String, Option<Vec<u8>>)> = message
-                    .headers()
-                    .map(|hs| {
-                        hs.iter()
-                            .map(|h| (h.key.to_string(), h.value.map(<[u8]>::to_vec)))
-                            .collect()
-                    })
-                    .unwrap_or_default();
+                offsets.note(topic, partition, offset + 1);
                 let failed = |stage: Stage, error: String, errors: &mut ErrorHandler| {
                     let record = Failed {
-                        topic: &topic,
+                        topic,
                         partition,
                         offset,
                         key: message.key(),
                         value: message.payload(),
-                        headers: headers.clone(),
+                        headers: message
+                            .headers()
+                            .map(|hs| {
+                                hs.iter()
+                                    .map(|h| (h.key.to_string(), h.value.map(<[u8]>::to_vec)))
+                                    .collect()
+                            })
+                            .unwrap_or_default(),
                     };
                     errors.failed(stage, &record, &error)
                 };
-                let (key_schema, key) = match converters.key.to_connect(&topic, message.key()) {
+                let (key_schema, key) = match converters.key.to_connect(topic, message.key()) {
                     Ok(converted) => converted,
                     Err(e) => {
                         failed(
@@ -636,7 +635,7 @@ fn run_sink(
                     }
                 };
                 let (value_schema, value) =
-                    match converters.value.to_connect(&topic, message.payload()) {
+                    match converters.value.to_connect(topic, message.payload()) {
                         Ok(converted) => converted,
                         Err(e) => {
                             failed(
@@ -647,16 +646,18 @@ fn run_sink(
                             continue;
                         }
                     };
-                let mut record = ConnectRecord::new(&topic, value_schema, value);
+                let mut record = ConnectRecord::new(topic, value_schema, value);
                 record.partition = Some(partition);
                 record.key_schema = key_schema;
                 record.key = key;
                 record.kafka_offset = Some(offset);
                 record.timestamp_ms = message.timestamp().to_millis();
-                record.headers = headers
-                    .iter()
-                    .map(|(k, v)| (k.clone(), v.as_deref().map(Bytes::copy_from_slice)))
-                    .collect();
+                if let Some(headers) = message.headers() {
+                    record.headers = headers
+                        .iter()
+                        .map(|h| (h.key.to_string(), h.value.map(Bytes::copy_from_slice)))
+                        .collect();
+                }
                 match chain.apply(record) {
                     Ok(Some(record)) => batch.push(record),
                     Ok(None) => {}
@@ -674,14 +675,64 @@ fn run_sink(
                 metrics.moved(count, batch_bytes);
             }
             if last_commit.elapsed() >= shared.config.offset_flush_interval {
-                commit_sink(&consumer, &offsets, &mut committed, task.as_mut(), &errors)?;
+                commit_sink(
+                    &consumer,
+                    &offsets.to_sink_offsets(),
+                    &mut committed,
+                    task.as_mut(),
+                    &errors,
+                )?;
                 last_commit = Instant::now();
             }
         }
-        commit_sink(&consumer, &offsets, &mut committed, task.as_mut(), &errors)
+        commit_sink(
+            &consumer,
+            &offsets.to_sink_offsets(),
+            &mut committed,
+            task.as_mut(),
+            &errors,
+        )
     })();
     task.stop();
     result
+}
+
+/// The next offset of each partition a sink was given records of, noted per record with the
+/// topic borrowed from the message (no allocation once the partition is known).
+#[derive(Default)]
+struct Positions {
+    by_topic: std::collections::HashMap<String, BTreeMap<i32, i64>>,
+}
+
+impl Positions {
+    fn note(&mut self, topic: &str, partition: i32, next: i64) {
+        match self.by_topic.get_mut(topic) {
+            Some(partitions) => {
+                partitions.insert(partition, next);
+            }
+            None => {
+                self.by_topic
+                    .insert(topic.to_string(), BTreeMap::from([(partition, next)]));
+            }
+        }
+    }
+
+    fn remove(&mut self, (topic, partition): &(String, i32)) {
+        if let Some(partitions) = self.by_topic.get_mut(topic) {
+            partitions.remove(partition);
+        }
+    }
+
+    fn to_sink_offsets(&self) -> plugin::SinkOffsets {
+        self.by_topic
+            .iter()
+            .flat_map(|(topic, partitions)| {
+                partitions
+                    .iter()
+                    .map(move |(p, next)| ((topic.clone(), *p), *next))
+            })
+            .collect()
+    }
 }
 
 /// A sink consumer's librdkafka context: a subscribed topic that does not exist yet is a
@@ -757,7 +808,7 @@ fn put_with_retries(
     let started = Instant::now();
     let mut delay = Duration::from_millis(300);
     loop {
-        match task.put(batch.clone()) {
+        match task.put(&batch) {
             Ok(()) => return Ok(()),
             Err(e)
                 if e.retriable

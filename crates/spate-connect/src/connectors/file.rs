@@ -236,7 +236,7 @@ impl SinkTask for FileSinkTask {
         Ok(())
     }
 
-    fn put(&mut self, records: Vec<ConnectRecord>) -> Result<(), TaskError> {
+    fn put(&mut self, records: &[ConnectRecord]) -> Result<(), TaskError> {
         let Some((path, out)) = self.out.as_mut() else {
             return Err(TaskError::fatal("the sink task was not started"));
         };

@@ -820,7 +820,7 @@ impl SinkTask for JdbcTask {
         Ok(())
     }
 
-    fn put(&mut self, records: Vec<ConnectRecord>) -> Result<(), TaskError> {
+    fn put(&mut self, records: &[ConnectRecord]) -> Result<(), TaskError> {
         let Some(runtime) = self.runtime.take() else {
             return Err(TaskError::fatal("not started"));
         };

@@ -88,7 +88,11 @@ fn person(name: &str, age: i32) -> Struct {
 }
 
 fn schemaful(value: Struct) -> ConnectRecord {
-    ConnectRecord::new("orders", Some((*value.schema).clone()), Value::Struct(value))
+    ConnectRecord::new(
+        "orders",
+        Some((*value.schema).clone()),
+        Value::Struct(value),
+    )
 }
 
 fn field_names(schema: &Schema) -> Vec<&str> {

@@ -448,7 +448,7 @@ impl SinkTask for HttpSinkTask {
         Ok(())
     }
 
-    fn put(&mut self, records: Vec<ConnectRecord>) -> Result<(), TaskError> {
+    fn put(&mut self, records: &[ConnectRecord]) -> Result<(), TaskError> {
         for record in records {
             let (settings, _) = self.running()?;
             let url = batch::record_url(&settings.url, &record);

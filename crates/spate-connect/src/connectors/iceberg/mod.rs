@@ -951,8 +951,8 @@ impl SinkTask for IcebergTask {
         Ok(())
     }
 
-    fn put(&mut self, records: Vec<ConnectRecord>) -> Result<(), TaskError> {
-        for record in &records {
+    fn put(&mut self, records: &[ConnectRecord]) -> Result<(), TaskError> {
+        for record in records {
             self.take(record)?;
         }
         let interval = self.settings()?.commit_interval;

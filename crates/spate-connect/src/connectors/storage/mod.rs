@@ -857,9 +857,9 @@ impl SinkTask for StorageTask {
         Ok(())
     }
 
-    fn put(&mut self, records: Vec<ConnectRecord>) -> Result<(), TaskError> {
+    fn put(&mut self, records: &[ConnectRecord]) -> Result<(), TaskError> {
         let now = now_ms();
-        for record in &records {
+        for record in records {
             self.take(record, now)?;
         }
         // Files due on the wall clock rotate without new records too.

@@ -57,7 +57,7 @@ fn files(dir: &std::path::Path) -> Vec<String> {
 fn files_rotate_at_flush_size_and_offsets_commit_after_them() {
     let dir = tempfile::tempdir().unwrap();
     let mut task = started(dir.path(), &[]);
-    task.put((0..7).map(|o| json_record(0, o, o)).collect())
+    task.put(&(0..7).map(|o| json_record(0, o, o)).collect::<Vec<_>>())
         .unwrap();
     assert_eq!(
         files(dir.path()),
@@ -75,7 +75,7 @@ fn files_rotate_at_flush_size_and_offsets_commit_after_them() {
     assert_eq!(task.pre_commit(&given).unwrap()[&("t".to_string(), 0)], 6);
 
     // A put given again (redelivered) does not write its records twice.
-    task.put((5..9).map(|o| json_record(0, o, o)).collect())
+    task.put(&(5..9).map(|o| json_record(0, o, o)).collect::<Vec<_>>())
         .unwrap();
     let third =
         std::fs::read_to_string(dir.path().join("topics/t/partition=0/t+0+0000000006.json"))
@@ -86,9 +86,9 @@ fn files_rotate_at_flush_size_and_offsets_commit_after_them() {
 
     // A partition taken by a rebalance drops its half-filled file; its next owner starts it
     // again from the last commit, under the same name.
-    task.put(vec![json_record(1, 40, 40)]).unwrap();
+    task.put(&[json_record(1, 40, 40)]).unwrap();
     task.close(&[("t".to_string(), 1)]);
-    task.put((40..43).map(|o| json_record(1, o, o)).collect())
+    task.put(&(40..43).map(|o| json_record(1, o, o)).collect::<Vec<_>>())
         .unwrap();
     let p1 = std::fs::read_to_string(dir.path().join("topics/t/partition=1/t+1+0000000040.json"))
         .unwrap();
@@ -128,7 +128,7 @@ fn time_based_partitioning_cuts_files_per_hour_and_on_schema_change() {
     with_schema.kafka_offset = Some(4);
     with_schema.timestamp_ms = Some(1_714_557_600_000 + 3 * hour / 2 + 1);
     records.push(with_schema);
-    task.put(records).unwrap();
+    task.put(&records).unwrap();
     assert_eq!(
         files(dir.path()),
         [
@@ -337,7 +337,7 @@ fn avro_files_are_containers_with_the_connect_schema() {
             r
         })
         .collect();
-    task.put(records).unwrap();
+    task.put(&records).unwrap();
     let bytes = std::fs::read(dir.path().join("topics/t/partition=0/t+0+0000000000.avro")).unwrap();
     assert_eq!(&bytes[..4], b"Obj\x01");
     let text = String::from_utf8_lossy(&bytes);
@@ -345,7 +345,7 @@ fn avro_files_are_containers_with_the_connect_schema() {
     assert!(text.contains("deflate"));
 
     // Schemaless records cannot be Avro: the task fails naming where.
-    let error = task.put(vec![json_record(0, 2, 2)]).unwrap_err();
+    let error = task.put(&[json_record(0, 2, 2)]).unwrap_err();
     assert!(error.message.contains("value schema"), "{}", error.message);
     assert!(error.message.contains("offset 2"), "{}", error.message);
 }
