@@ -4,4 +4,5 @@ pub mod datagen;
 pub mod file;
 pub mod http;
 pub mod jdbc;
+pub mod mirror;
 pub mod postgres;
