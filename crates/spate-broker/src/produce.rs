@@ -288,6 +288,18 @@ impl Broker {
             &rules,
             MAX_VALIDATION_DECOMPRESSED_BYTES,
         ) {
+            Ok(header) if header.is_transactional() && config.mirror_offsets => {
+                // Its offsets are the source's: a transaction marker would take an offset a
+                // source record may need (the mirror copies only committed records, without
+                // transactions).
+                return Outcome::Failed(
+                    ResponseError::InvalidRequest.code(),
+                    format!(
+                        "cannot append transactional records to mirror topic {}: a mirror topic's offsets are its source's, and a transaction marker would take one",
+                        target.0
+                    ),
+                );
+            }
             Ok(header) if header.is_transactional() => {
                 // KIP-890 part 1: only a transaction that added this partition may write to it.
                 if let Err(error) = self.transactions.allows(
@@ -326,17 +338,6 @@ impl Broker {
                     vec![(index, reason)],
                 );
             }
-        }
-        if config.mirror_offsets && header.is_transactional() {
-            // Its offsets are the source's: a transaction marker would take an offset a source
-            // record may need (the mirror copies only committed records, without transactions).
-            return Outcome::Failed(
-                ResponseError::InvalidRequest.code(),
-                format!(
-                    "cannot append transactional records to mirror topic {}: a mirror topic's offsets are its source's, and a transaction marker would take one",
-                    target.0
-                ),
-            );
         }
         let started = std::time::Instant::now();
         let appended = if config.mirror_offsets {
