@@ -34,7 +34,7 @@ use crate::plugin::{OffsetReader, SourceTask, TaskError};
 const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 /// Groups whose clients are kept between passes at most (one librdkafka client per group and
 /// side); past it the cache starts over.
-const MAX_CACHED_GROUPS: usize = 256;
+const MAX_CACHED_GROUPS: usize = 64;
 
 /// One group's translated offset for one partition.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -403,7 +403,20 @@ impl SourceTask for MirrorCheckpointTask {
             config.emit_checkpoints_interval,
             config.sync_group_offsets_interval,
         );
-        let checkpoints = self.checkpoints()?;
+        let checkpoints = match self.checkpoints() {
+            Ok(checkpoints) => checkpoints,
+            // A cluster that is away now may be back by the next interval.
+            Err(e) if e.retriable => {
+                tracing::warn!(
+                    "translating group offsets failed, trying again: {}",
+                    e.message
+                );
+                self.next_emit = Some(now + emit_every);
+                self.next_sync = Some(now + sync_every);
+                return Ok(Vec::new());
+            }
+            Err(e) => return Err(e),
+        };
         if sync_due {
             self.sync(&checkpoints)?;
             self.next_sync = Some(now + sync_every);
@@ -443,9 +456,8 @@ mod tests {
         );
         assert_eq!(
             checkpoint.value().as_ref(),
-            [
-                0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 7, 0, 0, 0, 0, 0, 0, 0, 6, 0, 0
-            ]
+            // Version 0, upstream 7, downstream 6, empty metadata.
+            [0, 0, 0, 0, 0, 0, 0, 0, 0, 7, 0, 0, 0, 0, 0, 0, 0, 6, 0, 0]
         );
     }
 }

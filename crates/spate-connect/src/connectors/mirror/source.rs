@@ -86,6 +86,7 @@ impl MirrorSourceTask {
             .collect();
         topics.sort();
         let mut assignment = TopicPartitionList::new();
+        let mut added = Vec::new();
         for (topic, partitions) in topics {
             if partitions == 0 {
                 continue;
@@ -108,7 +109,7 @@ impl MirrorSourceTask {
                 assignment
                     .add_partition_offset(&topic, partition, start)
                     .map_err(fatal("assigning source partitions"))?;
-                self.assigned.insert((topic.clone(), partition));
+                added.push((topic.clone(), partition));
             }
         }
         if assignment.count() > 0 {
@@ -119,6 +120,8 @@ impl MirrorSourceTask {
             consumer
                 .incremental_assign(&assignment)
                 .map_err(fatal("assigning source partitions"))?;
+            // Only now: a refresh that failed half-way assigns its partitions next time.
+            self.assigned.extend(added);
         }
         Ok(())
     }
@@ -281,6 +284,18 @@ impl MirrorSourceTask {
     /// state lock and must not wait on the network).
     fn connect(&mut self) -> Result<(), TaskError> {
         let config = self.config().clone();
+        if self.consumer.is_none() {
+            self.make_clients(&config)?;
+        }
+        self.refresh()?;
+        self.next_refresh = config
+            .refresh_topics
+            .then(|| Instant::now() + config.refresh_interval);
+        self.connected = true;
+        Ok(())
+    }
+
+    fn make_clients(&mut self, config: &MirrorConfig) -> Result<(), TaskError> {
         let mut source = config.source_client();
         source
             .set("enable.auto.commit", "false")
@@ -325,11 +340,6 @@ impl MirrorSourceTask {
                 .create_with_context(super::Remote("target"))
                 .map_err(fatal("creating the target client"))?,
         );
-        self.refresh()?;
-        self.next_refresh = config
-            .refresh_topics
-            .then(|| Instant::now() + config.refresh_interval);
-        self.connected = true;
         Ok(())
     }
 
@@ -427,13 +437,30 @@ impl SourceTask for MirrorSourceTask {
 
     fn poll(&mut self) -> Result<Vec<ConnectRecord>, TaskError> {
         if !self.connected {
-            self.connect()?;
+            match self.connect() {
+                Ok(()) => {}
+                // A cluster that is away now may be back soon: try again at the next poll
+                // (the calls wait up to their timeout, so this does not spin).
+                Err(e) if e.retriable => {
+                    tracing::warn!("the mirror cannot start yet, trying again: {}", e.message);
+                    return Ok(Vec::new());
+                }
+                Err(e) => return Err(e),
+            }
         }
         if let Some(due) = self.next_refresh
             && Instant::now() >= due
         {
-            self.refresh()?;
             self.next_refresh = Some(Instant::now() + self.config().refresh_interval);
+            if let Err(e) = self.refresh() {
+                if !e.retriable {
+                    return Err(e);
+                }
+                tracing::warn!(
+                    "refreshing the mirrored topics failed, trying again later: {}",
+                    e.message
+                );
+            }
         }
         if self.next_lag.is_none_or(|due| Instant::now() >= due) {
             self.measure_lag();
