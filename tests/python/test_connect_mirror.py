@@ -172,8 +172,7 @@ def test_mirror_preserves_offsets_and_a_consumer_group_moves_to_the_mirror(clust
         "connector.class": CHECKPOINT, "source.cluster.alias": "A", "target.cluster.alias": "B",
         "source.cluster.bootstrap.servers": a.kafka_addr, "topics": "orders.*", "groups": "app",
         "sync.group.offsets.enabled": "true", "sync.group.offsets.interval.seconds": "1",
-        "emit.checkpoints.interval.seconds": "1", "checkpoints.topic.replication.factor": "1",
-        "spate.offset.preserving.enabled": "true"})
+        "emit.checkpoints.interval.seconds": "1", "checkpoints.topic.replication.factor": "1"})
     expected_on_b = {0: committed_on_a[0], 1: committed_on_a[1], 2: b_end}
     probe = Consumer({"bootstrap.servers": b.kafka_addr, "group.id": "app"})
 
@@ -297,6 +296,10 @@ def test_bad_mirror_configs_get_400_naming_the_field_and_a_non_mirror_target_fai
     code, _ = w.call("PUT", "/connector-plugins/MirrorSourceConnector/config/validate",
                      {"name": "v", **mirror_config(a, **{"connector.class": "MirrorSourceConnector"})})
     assert code == 200
+    code, error = w.call("POST", "/connectors", {"name": "bad", "config": {
+        "connector.class": CHECKPOINT, "source.cluster.bootstrap.servers": a.kafka_addr,
+        "sync.group.offsets.enabled": "true", "spate.offset.preserving.enabled": "false"}})
+    assert code == 400 and "spate.offset.preserving.enabled" in error["message"], error
     assert w.call("GET", "/connectors") == (200, [])
 
     # A target topic that exists and is not a mirror topic cannot take preserved offsets.

@@ -411,12 +411,6 @@ fn common_keys() -> Vec<ConfigKey> {
             ".",
             "Separator used in remote topic naming convention.",
         ),
-        ConfigKey::optional(
-            OFFSET_PRESERVING,
-            "BOOLEAN",
-            "false",
-            "Spate: write every record at its source offset (the target must be Spate), so consumer group offsets carry over unchanged",
-        ),
     ]
 }
 
@@ -455,6 +449,12 @@ impl Connector for MirrorSource {
                 "INT",
                 "2",
                 "Replication factor for newly created remote topics.",
+            ),
+            ConfigKey::optional(
+                OFFSET_PRESERVING,
+                "BOOLEAN",
+                "false",
+                "Spate: write every record at its source offset, in a read-only mirror topic (the target must be Spate), so consumer group offsets carry over unchanged",
             ),
         ]);
         keys
@@ -546,7 +546,17 @@ impl Connector for MirrorCheckpoint {
     }
 
     fn validate(&self, props: &Props) -> Vec<ConfigProblem> {
-        parse(props).err().unwrap_or_default()
+        let mut problems = parse(props).err().unwrap_or_default();
+        if props
+            .get(OFFSET_PRESERVING)
+            .is_some_and(|v| v.trim().eq_ignore_ascii_case("false"))
+        {
+            problems.push(ConfigProblem::new(
+                OFFSET_PRESERVING,
+                "Spate translates group offsets only for topics mirrored with spate.offset.preserving.enabled=true (it writes no MM2 offset-sync topic to translate others); remove the key",
+            ));
+        }
+        problems
     }
 
     fn task_configs(&self, props: &Props, max_tasks: usize) -> Result<Vec<Props>, TaskError> {
