@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
-from confluent_kafka.admin import AlterConfigOpType, ConfigEntry, ConfigResource, ResourceType
+from confluent_kafka.admin import AlterConfigOpType, ConfigEntry, ConfigResource, NewPartitions, ResourceType
 
 from helpers import admin, consumer, create_topic, describe, produce_all, producer, unique, wait_until
 from test_connect import InProcess, connector_state
@@ -223,6 +223,11 @@ def test_mirror_preserves_offsets_and_a_consumer_group_moves_to_the_mirror(clust
     produce_all(producer(a.kafka_addr), "orders-late", [{"partition": p, "value": b"late"} for p in range(2)])
     for p in range(2):
         assert read_committed(b.kafka_addr, "A.orders-late", p, 1) == read_committed(a.kafka_addr, "orders-late", p, 1)
+
+    # So are partitions added to a mirrored topic: the target topic grows to match.
+    admin(a.kafka_addr).create_partitions([NewPartitions("orders-late", 3)])["orders-late"].result(30)
+    produce_all(producer(a.kafka_addr), "orders-late", [{"partition": 2, "value": b"grown"}])
+    assert read_committed(b.kafka_addr, "A.orders-late", 2, 1) == read_committed(a.kafka_addr, "orders-late", 2, 1)
 
     text = metrics(b)
     assert 'spate_connect_task_records_total{connector="mirror"' in text

@@ -432,6 +432,7 @@ fn send(
     if let Some(timestamp) = record.timestamp_ms {
         out = out.timestamp(timestamp);
     }
+    let mut metadata_deadline: Option<Instant> = None;
     loop {
         match producer.send(out) {
             Ok(()) => return Ok(()),
@@ -443,6 +444,24 @@ fn send(
             )) => {
                 out = back;
                 producer.poll(Duration::from_millis(10));
+            }
+            // A partition added since the producer last read the topic's metadata (a mirror
+            // grows its target topic to the source's count): read it again, for a while.
+            Err((
+                rdkafka::error::KafkaError::MessageProduction(
+                    rdkafka::types::RDKafkaErrorCode::UnknownPartition,
+                ),
+                back,
+            )) if metadata_deadline.is_none_or(|deadline| Instant::now() < deadline) => {
+                metadata_deadline.get_or_insert_with(|| Instant::now() + Duration::from_secs(30));
+                out = back;
+                if let Err(e) = producer
+                    .client()
+                    .fetch_metadata(Some(&topic), Duration::from_secs(5))
+                {
+                    tracing::debug!(%topic, "reading the topic's metadata: {e}");
+                }
+                producer.poll(Duration::from_millis(100));
             }
             Err((error, _)) => {
                 return Err(TaskError::fatal(format!("producing to {topic}: {error}")));

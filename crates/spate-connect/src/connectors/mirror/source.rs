@@ -222,13 +222,31 @@ impl MirrorSourceTask {
             let grow = NewPartitions::new(&target, partitions as usize);
             let results = super::block_on(admin.create_partitions([&grow], &options))
                 .map_err(fatal(format!("adding partitions to {target}")))?;
-            for result in results {
-                if let Err((_, code)) = result {
+            // Another task may have grown it first (INVALID_PARTITIONS then): what counts is
+            // that the target has them, and that this task's clients know it.
+            let refused = results
+                .into_iter()
+                .find_map(Result::err)
+                .map(|(_, code)| code);
+            let deadline = Instant::now() + CALL_TIMEOUT;
+            loop {
+                let seen = probe
+                    .fetch_metadata(Some(&target), CALL_TIMEOUT)
+                    .ok()
+                    .and_then(|m| m.topics().first().map(|t| t.partitions().len() as i32))
+                    .unwrap_or(0);
+                if seen >= partitions {
+                    break;
+                }
+                if Instant::now() >= deadline {
                     return Err(TaskError::retriable(format!(
-                        "adding partitions to {target} on the target: {code}"
+                        "adding partitions to {target} on the target: it has {seen} of {partitions}{}",
+                        refused.map(|c| format!(" ({c})")).unwrap_or_default()
                     )));
                 }
+                std::thread::sleep(Duration::from_millis(100));
             }
+            tracing::info!(topic = %target, partitions, "grew the mirror's target topic");
         }
         if config.offset_preserving {
             tracing::debug!(topic = %target, "checking the target topic is a mirror topic");
