@@ -859,6 +859,24 @@ mod tests {
     }
 
     #[test]
+    fn mirror_offsets_is_preserve_or_none() {
+        let none = BTreeMap::new();
+        assert!(
+            !LogConfig::resolve(&none, &none)
+                .expect("valid")
+                .mirror_offsets
+        );
+        let preserve = map(&[("spate.mirror.offsets", "preserve")]);
+        assert!(
+            LogConfig::resolve(&none, &preserve)
+                .expect("valid")
+                .mirror_offsets
+        );
+        let err = validate("spate.mirror.offsets", "yes").expect_err("refused");
+        assert!(err.to_string().contains("none, preserve"), "{err}");
+    }
+
+    #[test]
     fn every_default_is_valid_and_inert_configs_say_so() {
         for def in TOPIC_CONFIGS {
             if !def.internal {
