@@ -229,6 +229,12 @@ def test_mirror_preserves_offsets_and_a_consumer_group_moves_to_the_mirror(clust
     produce_all(producer(a.kafka_addr), "orders-late", [{"partition": 2, "value": b"grown"}])
     assert read_committed(b.kafka_addr, "A.orders-late", 2, 1) == read_committed(a.kafka_addr, "orders-late", 2, 1)
 
+    # A topic deleted on A stops being copied; its copy on B stays, as MM2 leaves it.
+    admin(a.kafka_addr).delete_topics(["orders-late"])["orders-late"].result(30)
+    wait_until(lambda: "stopped mirroring partitions of topics gone from the source" in b.log_text(),
+               what="the mirror to drop the deleted topic")
+    assert read_committed(b.kafka_addr, "A.orders-late", 2, 1)[0][2] == b"grown"
+
     text = metrics(b)
     assert 'spate_connect_task_records_total{connector="mirror"' in text
     assert "spate_connect_source_lag_records{connector=\"mirror\"" in text

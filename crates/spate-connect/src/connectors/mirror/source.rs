@@ -85,6 +85,35 @@ impl MirrorSourceTask {
             .map(|t| (t.name().to_string(), t.partitions().len() as i32))
             .collect();
         topics.sort();
+        // Topics deleted on the source stop being copied (a topic listed with an error may be
+        // passing trouble, and stays); their target topics stay, as MM2 leaves them.
+        let listed: BTreeSet<&str> = metadata.topics().iter().map(|t| t.name()).collect();
+        let gone: Vec<(String, i32)> = self
+            .assigned
+            .iter()
+            .filter(|(t, _)| !listed.contains(t.as_str()))
+            .cloned()
+            .collect();
+        if !gone.is_empty() {
+            let mut list = TopicPartitionList::new();
+            for (topic, partition) in &gone {
+                list.add_partition(topic, *partition);
+            }
+            consumer
+                .incremental_unassign(&list)
+                .map_err(fatal("unassigning source partitions"))?;
+            tracing::info!(
+                partitions = gone.len(),
+                "stopped mirroring partitions of topics gone from the source"
+            );
+            for key in &gone {
+                self.assigned.remove(key);
+                self.ready.remove(&key.0);
+                // A topic made again under the name is a new topic: it starts from its
+                // beginning (or, preserving offsets, from the target's end).
+                self.committed.remove(key);
+            }
+        }
         let mut assignment = TopicPartitionList::new();
         let mut added = Vec::new();
         for (topic, partitions) in topics {
