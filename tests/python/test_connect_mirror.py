@@ -43,6 +43,7 @@ def mirror_config(a, **extra: str) -> dict[str, str]:
         "topics": "orders.*",
         "replication.factor": "1",
         "refresh.topics.interval.seconds": "1",
+        "sync.topic.configs.interval.seconds": "1",
         "spate.offset.preserving.enabled": "true",
         "tasks.max": "2",
     }
@@ -217,6 +218,14 @@ def test_mirror_preserves_offsets_and_a_consumer_group_moves_to_the_mirror(clust
     moved.close()
     assert got == rest
     assert rest[2] and rest[2][0][2] == b"after-2", "the record after the marker is read, not skipped"
+
+    # Topic configs changed on A follow (sync.topic.configs.interval.seconds=1).
+    resource = ConfigResource(ResourceType.TOPIC, "orders", incremental_configs=[
+        ConfigEntry("retention.ms", "172800000", incremental_operation=AlterConfigOpType.SET)])
+    admin(a.kafka_addr).incremental_alter_configs([resource])[resource].result(30)
+    wait_until(lambda: describe(b.kafka_addr, "A.orders")["retention.ms"].value == "172800000",
+               what="retention.ms synced to B")
+    assert describe(b.kafka_addr, "A.orders")["spate.mirror.offsets"].value == "preserve"
 
     # A topic made on A later is picked up by the refresh (refresh.topics.interval.seconds=1).
     create_topic(a.kafka_addr, "orders-late", partitions=2)

@@ -114,6 +114,7 @@ pub(crate) struct MirrorConfig {
     pub refresh_topics: bool,
     pub refresh_interval: Duration,
     pub sync_topic_configs: bool,
+    pub sync_topic_configs_interval: Duration,
     pub replication_factor: i32,
     pub offset_preserving: bool,
     pub sync_group_offsets: bool,
@@ -283,6 +284,7 @@ pub(crate) fn parse(props: &Props) -> Result<MirrorConfig, Vec<ConfigProblem>> {
     let refresh_topics = r.boolean("refresh.topics.enabled", true);
     let refresh_interval = seconds(&mut r, "refresh.topics.interval.seconds", 600);
     let sync_topic_configs = r.boolean("sync.topic.configs.enabled", true);
+    let sync_topic_configs_interval = seconds(&mut r, "sync.topic.configs.interval.seconds", 600);
     let replication_factor = r.number("replication.factor", 2, -1..=i64::from(i16::MAX)) as i32;
     let offset_preserving = r.boolean(OFFSET_PRESERVING, false);
     let sync_group_offsets = r.boolean("sync.group.offsets.enabled", false);
@@ -317,6 +319,7 @@ pub(crate) fn parse(props: &Props) -> Result<MirrorConfig, Vec<ConfigProblem>> {
         refresh_topics,
         refresh_interval,
         sync_topic_configs,
+        sync_topic_configs_interval,
         replication_factor,
         offset_preserving,
         sync_group_offsets,
@@ -442,7 +445,13 @@ impl Connector for MirrorSource {
                 "sync.topic.configs.enabled",
                 "BOOLEAN",
                 "true",
-                "Whether to copy topic configurations from the source cluster (when a target topic is created).",
+                "Whether to periodically configure remote topics to match their corresponding upstream topics.",
+            ),
+            ConfigKey::optional(
+                "sync.topic.configs.interval.seconds",
+                "LONG",
+                "600",
+                "Frequency of topic config sync.",
             ),
             ConfigKey::optional(
                 "replication.factor",

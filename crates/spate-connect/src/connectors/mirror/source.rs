@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use rdkafka::admin::{
-    AdminOptions, ConfigSource, NewPartitions, NewTopic, ResourceSpecifier, TopicReplication,
+    AdminOptions, AlterConfig, ConfigSource, NewPartitions, NewTopic, ResourceSpecifier,
+    TopicReplication,
 };
 use rdkafka::consumer::Consumer;
 use rdkafka::error::KafkaError;
@@ -54,6 +55,7 @@ pub(crate) struct MirrorSourceTask {
     /// Whether the clients are made and the first refresh done.
     connected: bool,
     next_refresh: Option<Instant>,
+    next_config_sync: Option<Instant>,
     next_lag: Option<Instant>,
     lag_records: Option<u64>,
 }
@@ -305,6 +307,53 @@ impl MirrorSourceTask {
         Ok(())
     }
 
+    /// Sets each mirrored topic's configs on the target to the source's where they differ
+    /// (MM2's `sync.topic.configs.*`); task 0 does it for all. AlterConfigs replaces a topic's
+    /// whole set, so the mirror marker goes with it.
+    fn sync_topic_configs(&self) -> Result<(), TaskError> {
+        let config = self.config();
+        let admin = self.target_admin.as_ref().expect("connected");
+        let options = AdminOptions::new().operation_timeout(Some(CALL_TIMEOUT));
+        for topic in self.ready.keys() {
+            let mut wanted = self.source_topic_configs(topic)?;
+            if config.offset_preserving {
+                wanted.push((MIRROR_TOPIC_CONFIG.to_string(), "preserve".to_string()));
+            }
+            wanted.sort();
+            let target = config.policy.target_topic(topic);
+            let described = super::block_on(
+                admin.describe_configs([&ResourceSpecifier::Topic(&target)], &options),
+            )
+            .map_err(|e| TaskError::retriable(format!("describing {target}'s configs: {e}")))?;
+            let Some(Ok(resource)) = described.into_iter().next() else {
+                continue;
+            };
+            let mut current: Vec<(String, String)> = resource
+                .entries
+                .into_iter()
+                .filter(|e| e.source == ConfigSource::DynamicTopic)
+                .filter_map(|e| e.value.map(|v| (e.name, v)))
+                .collect();
+            current.sort();
+            if current == wanted {
+                continue;
+            }
+            let mut alter = AlterConfig::new(ResourceSpecifier::Topic(&target));
+            for (name, value) in &wanted {
+                alter = alter.set(name, value);
+            }
+            let results = super::block_on(admin.alter_configs([&alter], &options))
+                .map_err(|e| TaskError::retriable(format!("configuring {target}: {e}")))?;
+            match results.into_iter().next() {
+                Some(Err((_, code))) => {
+                    tracing::warn!(topic = %target, "syncing the topic's configs failed: {code}");
+                }
+                _ => tracing::info!(topic = %target, "synced the topic's configs from the source"),
+            }
+        }
+        Ok(())
+    }
+
     /// The source topic's configs set on the topic itself, minus those MM2 never copies.
     fn source_topic_configs(&self, topic: &str) -> Result<Vec<(String, String)>, TaskError> {
         let admin = self.source_admin.as_ref().expect("started");
@@ -505,6 +554,21 @@ impl SourceTask for MirrorSourceTask {
                 }
                 tracing::warn!(
                     "refreshing the mirrored topics failed, trying again later: {}",
+                    e.message
+                );
+            }
+        }
+        if self.config().sync_topic_configs
+            && self.index == 0
+            && self
+                .next_config_sync
+                .is_none_or(|due| Instant::now() >= due)
+        {
+            self.next_config_sync =
+                Some(Instant::now() + self.config().sync_topic_configs_interval);
+            if let Err(e) = self.sync_topic_configs() {
+                tracing::warn!(
+                    "syncing topic configs failed, trying again later: {}",
                     e.message
                 );
             }
