@@ -141,6 +141,9 @@ pub fn log_error_code(err: &LogError) -> ResponseError {
         LogError::Offline { .. } => ResponseError::KafkaStorageError,
         LogError::InvalidProducerEpoch { .. } => ResponseError::InvalidProducerEpoch,
         LogError::OutOfOrderSequence { .. } => ResponseError::OutOfOrderSequenceNumber,
+        // Confluent's mirror topics refuse produces too; no Kafka code says "read-only topic".
+        LogError::MissingSourceOffset { .. } => ResponseError::InvalidRequest,
+        LogError::InvalidSourceOffset { .. } => ResponseError::InvalidRecord,
         // The log went away under the request: the topic was deleted.
         LogError::Closed => ResponseError::UnknownTopicOrPartition,
     }

@@ -288,6 +288,18 @@ impl Broker {
             &rules,
             MAX_VALIDATION_DECOMPRESSED_BYTES,
         ) {
+            Ok(header) if header.is_transactional() && config.mirror_offsets => {
+                // Its offsets are the source's: a transaction marker would take an offset a
+                // source record may need (the mirror copies only committed records, without
+                // transactions).
+                return Outcome::Failed(
+                    ResponseError::InvalidRequest.code(),
+                    format!(
+                        "cannot append transactional records to mirror topic {}: a mirror topic's offsets are its source's, and a transaction marker would take one",
+                        target.0
+                    ),
+                );
+            }
             Ok(header) if header.is_transactional() => {
                 // KIP-890 part 1: only a transaction that added this partition may write to it.
                 if let Err(error) = self.transactions.allows(
@@ -328,7 +340,18 @@ impl Broker {
             }
         }
         let started = std::time::Instant::now();
-        let appended = log.append(&records, &header, now_ms);
+        let appended = if config.mirror_offsets {
+            // A mirror topic: each record goes to its source offset, and only a mirror writer
+            // (records carrying the offset) may append (see `spate_log::mirror`).
+            log.append_at_source_offsets(
+                &records,
+                &header,
+                now_ms,
+                MAX_VALIDATION_DECOMPRESSED_BYTES,
+            )
+        } else {
+            log.append(&records, &header, now_ms)
+        };
         self.metrics.produce_append.observe_since(started);
         match appended {
             Ok(info) => {
@@ -356,6 +379,15 @@ impl Broker {
                     u64::try_from(header.record_count).unwrap_or(0),
                 );
                 Outcome::Appended(info)
+            }
+            Err(
+                err @ (spate_log::LogError::MissingSourceOffset { .. }
+                | spate_log::LogError::InvalidSourceOffset { .. }),
+            ) => {
+                // Clients show only the code (librdkafka drops the message): say it here.
+                tracing::warn!(log = log.name(), error = %err, "refused a record batch for a mirror topic");
+                let err = BrokerError::from(&err);
+                Outcome::Failed(err.code(), err.to_string())
             }
             Err(err) => {
                 if err.is_disk_full()

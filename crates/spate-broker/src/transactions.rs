@@ -431,6 +431,11 @@ impl Broker {
             let Some(partition) = self.topics.get(topic).and_then(|t| t.partition(*index)) else {
                 continue; // deleted since: nothing left to mark
             };
+            if partition.log.config().mirror_offsets {
+                // A mirror topic refuses transactional records, so the transaction wrote
+                // nothing there; a marker would take an offset that is its source's.
+                continue;
+            }
             let (pid, epoch) = (meta.producer_id, meta.producer_epoch);
             let info = self
                 .append_blocking(&partition.log, move |log| {

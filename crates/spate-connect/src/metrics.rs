@@ -1,5 +1,6 @@
 //! Connect's metrics in Prometheus' text format (`spate_connect_*`): per task, records and
-//! bytes moved, records that failed and records dead-lettered, and the task's state; per
+//! bytes moved, records that failed and records dead-lettered, a source's lag (bytes or
+//! records, where the task knows it), and the task's state; per
 //! worker, rebalances. Served on the worker's REST listener at `/metrics` and, for the worker
 //! `spate serve` runs, on the server's `/metrics` too. A sink's lag is its consumer group's
 //! (`connect-<name>`), which the broker already reports per group. Recording is a relaxed
@@ -25,6 +26,8 @@ pub struct TaskMetrics {
     pub dlq_records: AtomicU64,
     /// A source's lag behind its system in bytes, plus one (0: not reported).
     source_lag: AtomicU64,
+    /// A source's lag behind its system in records, plus one (0: not reported).
+    source_lag_records: AtomicU64,
     state: Mutex<&'static str>,
 }
 
@@ -39,6 +42,12 @@ impl TaskMetrics {
     pub fn set_source_lag(&self, bytes: u64) {
         self.source_lag
             .store(bytes.saturating_add(1), Ordering::Relaxed);
+    }
+
+    /// Sets how far a source is behind its system, in records.
+    pub fn set_source_lag_records(&self, records: u64) {
+        self.source_lag_records
+            .store(records.saturating_add(1), Ordering::Relaxed);
     }
 
     /// Sets the task's state as its status reports it.
@@ -139,6 +148,22 @@ impl ConnectMetrics {
         );
         for ((connector, task), (_, metrics)) in tasks.iter() {
             let lag = metrics.source_lag.load(Ordering::Relaxed);
+            if lag > 0 {
+                let _ = writeln!(
+                    out,
+                    "{name}{{connector=\"{}\",task=\"{task}\"}} {}",
+                    escape(connector),
+                    lag - 1
+                );
+            }
+        }
+        let name = "spate_connect_source_lag_records";
+        let _ = writeln!(
+            out,
+            "# HELP {name} How far a source task is behind its system, in records (Mirror source: the source partitions' ends minus the next offsets to copy).\n# TYPE {name} gauge"
+        );
+        for ((connector, task), (_, metrics)) in tasks.iter() {
+            let lag = metrics.source_lag_records.load(Ordering::Relaxed);
             if lag > 0 {
                 let _ = writeln!(
                     out,

@@ -129,6 +129,11 @@ impl TaskError {
 pub trait OffsetReader {
     /// The last committed offset of `partition`.
     fn offset(&self, partition: &Json) -> Option<Json>;
+    /// Every committed (partition, offset) of the connector, for tasks that find their
+    /// partitions only later (a mirror lists its source's topics after `start`).
+    fn all(&self) -> Vec<(Json, Json)> {
+        Vec::new()
+    }
 }
 
 /// A connector plugin.
@@ -149,6 +154,18 @@ pub trait Connector: Send + Sync {
     }
     /// The configs of at most `max_tasks` tasks that share the work.
     fn task_configs(&self, props: &Props, max_tasks: usize) -> Result<Vec<Props>, TaskError>;
+    /// The converter for keys and values when neither the connector nor the worker names one
+    /// (MirrorMaker 2's connectors copy bytes: `ByteArrayConverter`); `None` for the worker's.
+    fn default_converter(&self) -> Option<&'static str> {
+        None
+    }
+    /// Whether the connector's records are exactly-once without the runtime's transactions (a
+    /// mirror that places each record at its source offset, where the broker drops re-sends):
+    /// its producer is then idempotent, never transactional, whatever
+    /// `exactly.once.source.support` says.
+    fn exactly_once_by_offsets(&self, _props: &Props) -> bool {
+        false
+    }
     /// A new source task (source connectors).
     fn source_task(&self) -> Option<Box<dyn SourceTask>> {
         None
@@ -160,7 +177,9 @@ pub trait Connector: Send + Sync {
 }
 
 /// A source task: polled by the runtime, which converts, transforms and produces the records
-/// and commits their source offsets once the cluster has them.
+/// and commits their source offsets once the cluster has them. `start` runs while the worker's
+/// state is locked: a task that talks to other systems before its first record does it in
+/// `poll`.
 pub trait SourceTask: Send {
     /// Starts with the task's config and the connector's committed offsets.
     fn start(&mut self, props: &Props, offsets: &dyn OffsetReader) -> Result<(), TaskError>;
@@ -180,6 +199,14 @@ pub trait SourceTask: Send {
     fn lag_bytes(&self) -> Option<u64> {
         None
     }
+    /// How far the task is behind its system, in records (a mirror's source partitions), if
+    /// it knows.
+    fn lag_records(&self) -> Option<u64> {
+        None
+    }
+    /// The client settings of the cluster the runtime produces the task's records to, given
+    /// before `start`, for tasks that manage topics or groups there (a mirror).
+    fn target_cluster(&mut self, _client: rdkafka::ClientConfig) {}
     /// Releases what the task holds.
     fn stop(&mut self) {}
 }
@@ -225,6 +252,8 @@ pub fn connectors() -> Vec<Box<dyn Connector>> {
         Box::new(crate::connectors::jdbc::JdbcSink),
         Box::new(crate::connectors::storage::S3Sink),
         Box::new(crate::connectors::iceberg::IcebergSink),
+        Box::new(crate::connectors::mirror::MirrorSource),
+        Box::new(crate::connectors::mirror::MirrorCheckpoint),
     ]
 }
 

@@ -153,11 +153,21 @@ fn run(
         .unwrap_or_default();
     let plugin = plugin::find_connector(&class)
         .ok_or_else(|| TaskError::fatal(format!("no connector class {class}")))?;
-    let converters = Converters::of(shared, connector_props)?;
+    let converters = Converters::of(shared, connector_props, plugin.default_converter())?;
     let chain = transforms::chain(connector_props)
         .map_err(|problems| TaskError::fatal(crate::config::describe(&problems)))?;
     if let Some(task) = plugin.source_task() {
-        run_source(shared, id, props, task, converters, chain, control)
+        let transactions = !plugin.exactly_once_by_offsets(connector_props);
+        run_source(
+            shared,
+            id,
+            props,
+            task,
+            converters,
+            chain,
+            control,
+            transactions,
+        )
     } else if let Some(task) = plugin.sink_task() {
         run_sink(
             shared,
@@ -181,11 +191,16 @@ struct Converters {
 }
 
 impl Converters {
-    fn of(shared: &Shared, props: &Props) -> Result<Converters, TaskError> {
+    fn of(
+        shared: &Shared,
+        props: &Props,
+        connector_default: Option<&str>,
+    ) -> Result<Converters, TaskError> {
         let one = |name: &str, is_key: bool| -> Result<Box<dyn Converter>, TaskError> {
-            let (class, settings) = match props.get(name) {
-                Some(class) => (class.clone(), sub_props(props, &format!("{name}."))),
-                None => (
+            let (class, settings) = match (props.get(name), connector_default) {
+                (Some(class), _) => (class.clone(), sub_props(props, &format!("{name}."))),
+                (None, Some(class)) => (class.to_string(), Props::new()),
+                (None, None) => (
                     shared
                         .config
                         .connector_default(name)
@@ -236,6 +251,12 @@ impl OffsetReader for Offsets<'_> {
             .get(&canonical_json(partition))
             .map(|(_, o)| o.clone())
     }
+
+    fn all(&self) -> Vec<(Json, Json)> {
+        self.0
+            .map(|m| m.values().cloned().collect())
+            .unwrap_or_default()
+    }
 }
 
 fn fatal(context: &str) -> impl FnOnce(String) -> TaskError + '_ {
@@ -251,15 +272,18 @@ fn run_source(
     converters: Converters,
     mut chain: Chain,
     control: &Control,
+    transactions: bool,
 ) -> Result<(), TaskError> {
     // KIP-618: with `exactly.once.source.support=enabled` each poll's records and their source
     // offsets are written in one transaction, under Kafka Connect's transactional id; a new
-    // instance of the task fences any zombie of it.
-    let eos = shared
-        .config
-        .props
-        .get("exactly.once.source.support")
-        .is_some_and(|v| v.eq_ignore_ascii_case("enabled"));
+    // instance of the task fences any zombie of it. A connector exactly-once by offsets (a
+    // mirror placing records at their source offsets) needs none.
+    let eos = transactions
+        && shared
+            .config
+            .props
+            .get("exactly.once.source.support")
+            .is_some_and(|v| v.eq_ignore_ascii_case("enabled"));
     let mut producer_config = shared.config.client("producer.");
     producer_config
         .set("enable.idempotence", "true")
@@ -285,6 +309,7 @@ fn run_source(
             .map_err(|e| TaskError::fatal(format!("initialising the task's transactions: {e}")))?;
     }
     let metrics = shared.metrics.task(&id.connector, id.task, "source");
+    task.target_cluster(shared.config.client("producer."));
     {
         let state = shared.state.lock();
         task.start(props, &Offsets(state.source_offsets.get(&id.connector)))?;
@@ -311,6 +336,9 @@ fn run_source(
             let polled = task.poll()?;
             if let Some(lag) = task.lag_bytes() {
                 metrics.set_source_lag(lag);
+            }
+            if let Some(lag) = task.lag_records() {
+                metrics.set_source_lag_records(lag);
             }
             if polled.is_empty() {
                 let idle = task.idle_wait();
@@ -404,6 +432,7 @@ fn send(
     if let Some(timestamp) = record.timestamp_ms {
         out = out.timestamp(timestamp);
     }
+    let mut metadata_deadline: Option<Instant> = None;
     loop {
         match producer.send(out) {
             Ok(()) => return Ok(()),
@@ -415,6 +444,24 @@ fn send(
             )) => {
                 out = back;
                 producer.poll(Duration::from_millis(10));
+            }
+            // A partition added since the producer last read the topic's metadata (a mirror
+            // grows its target topic to the source's count): read it again, for a while.
+            Err((
+                rdkafka::error::KafkaError::MessageProduction(
+                    rdkafka::types::RDKafkaErrorCode::UnknownPartition,
+                ),
+                back,
+            )) if metadata_deadline.is_none_or(|deadline| Instant::now() < deadline) => {
+                metadata_deadline.get_or_insert_with(|| Instant::now() + Duration::from_secs(30));
+                out = back;
+                if let Err(e) = producer
+                    .client()
+                    .fetch_metadata(Some(&topic), Duration::from_secs(5))
+                {
+                    tracing::debug!(%topic, "reading the topic's metadata: {e}");
+                }
+                producer.poll(Duration::from_millis(100));
             }
             Err((error, _)) => {
                 return Err(TaskError::fatal(format!("producing to {topic}: {error}")));

@@ -59,7 +59,7 @@ const WORKER_KEYS: &[&str] = &[
 ];
 
 /// Client settings librdkafka knows under the same name as Java's clients.
-const CLIENT_KEYS: &[&str] = &[
+pub(crate) const CLIENT_KEYS: &[&str] = &[
     "bootstrap.servers",
     "client.id",
     "security.protocol",

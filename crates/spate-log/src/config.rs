@@ -372,6 +372,13 @@ pub const TOPIC_CONFIGS: &[ConfigDef] = &[
         "age at which a new segment is started",
     ),
     def(
+        "spate.mirror.offsets",
+        Str,
+        "none",
+        "",
+        "preserve makes the topic a read-only mirror: only records carrying their source offset (the spate.source.offset header, as the mirror connector sends them) are appended, each at that offset; none (the default) is a normal topic, and setting it promotes a mirror",
+    ),
+    def(
         "spate.schema.validation.decode",
         Boolean,
         "false",
@@ -489,6 +496,9 @@ pub struct LogConfig {
     pub min_insync_replicas: i32,
     /// Schema validation on produce (`confluent.*.schema.validation`).
     pub schema_validation: SchemaValidation,
+    /// A read-only mirror topic (`spate.mirror.offsets=preserve`): records are appended at the
+    /// source offsets they carry, and records without one are refused.
+    pub mirror_offsets: bool,
 }
 
 /// How a record's key or value subject is named (Confluent's subject name strategies).
@@ -637,6 +647,7 @@ impl LogConfig {
                     .trim()
                     .eq_ignore_ascii_case("true"),
             },
+            mirror_offsets: get("spate.mirror.offsets").trim() == "preserve",
         })
     }
 }
@@ -768,6 +779,7 @@ pub fn validate(name: &str, value: &str) -> Result<(), ConfigError> {
         ConfigType::String => {
             let allowed: &[&str] = match name {
                 "message.timestamp.type" => &["CreateTime", "LogAppendTime"],
+                "spate.mirror.offsets" => &["none", "preserve"],
                 "compression.type" => {
                     &["uncompressed", "zstd", "lz4", "snappy", "gzip", "producer"]
                 }
@@ -844,6 +856,24 @@ mod tests {
             validate("no.such.config", "1"),
             Err(ConfigError::UnknownConfig { .. })
         ));
+    }
+
+    #[test]
+    fn mirror_offsets_is_preserve_or_none() {
+        let none = BTreeMap::new();
+        assert!(
+            !LogConfig::resolve(&none, &none)
+                .expect("valid")
+                .mirror_offsets
+        );
+        let preserve = map(&[("spate.mirror.offsets", "preserve")]);
+        assert!(
+            LogConfig::resolve(&none, &preserve)
+                .expect("valid")
+                .mirror_offsets
+        );
+        let err = validate("spate.mirror.offsets", "yes").expect_err("refused");
+        assert!(err.to_string().contains("none, preserve"), "{err}");
     }
 
     #[test]

@@ -82,6 +82,23 @@ pub enum LogError {
         /// The failure that took it offline.
         reason: String,
     },
+    /// A record for a mirror topic (`spate.mirror.offsets=preserve`) without its source offset:
+    /// only a mirror writer may append to a mirror topic.
+    #[error(
+        "cannot append records to read-only mirror topic: record {index} has no spate.source.offset header; only the Mirror source connector writes to a mirror topic (set spate.mirror.offsets=none to promote it to a normal topic)"
+    )]
+    MissingSourceOffset {
+        /// The record's index in its batch.
+        index: i32,
+    },
+    /// A mirror topic's record with a source offset that cannot be placed.
+    #[error("record {index} cannot be placed at its source offset: {reason}")]
+    InvalidSourceOffset {
+        /// The record's index in its batch.
+        index: i32,
+        /// What is wrong.
+        reason: String,
+    },
     /// The log was deleted or closed.
     #[error("log is closed")]
     Closed,

@@ -17,6 +17,7 @@ pub mod config;
 mod dir_lock;
 mod error;
 mod log;
+pub mod mirror;
 pub mod producer_state;
 mod segment;
 mod sync;

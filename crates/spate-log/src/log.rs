@@ -474,11 +474,98 @@ impl Log {
                 available_bytes: batch.len(),
             }));
         }
+        let mut inner = self.inner.lock();
+        inner.check_writable()?;
+        self.append_locked(&mut inner, batch, header, marker, None, now_ms)
+    }
+
+    /// Appends a batch of a mirror topic (`spate.mirror.offsets=preserve`): each record goes to
+    /// the source offset its `spate.source.offset` header gives (see [`crate::mirror`]), records
+    /// the log already holds (below the log end) are skipped, and a record without the header is
+    /// refused. Offsets between are a gap, as compaction leaves them. An idempotent producer's
+    /// retry is answered as for any topic.
+    pub fn append_at_source_offsets(
+        &self,
+        batch: &[u8],
+        header: &BatchHeader,
+        now_ms: i64,
+        limit_bytes: usize,
+    ) -> Result<AppendInfo, LogError> {
+        let mut inner = self.inner.lock();
+        inner.check_writable()?;
+        if let Admission::Duplicate(original) = inner.producers.check(header)? {
+            let sync = inner.config.sync_every_write();
+            return Ok(AppendInfo {
+                base_offset: original.base_offset,
+                last_offset: original.last_offset,
+                log_append_time_ms: -1,
+                log_start_offset: inner.log_start_offset,
+                needs_sync: sync,
+                wait_for_durable: sync,
+                duplicate: true,
+            });
+        }
+        let log_end = inner.active().meta.next_offset;
+        let placed =
+            match crate::mirror::place_at_source_offsets(batch, header, log_end, limit_bytes)? {
+                crate::mirror::Placement::Placed(placed) => placed,
+                crate::mirror::Placement::AlreadyHeld {
+                    first_offset,
+                    last_offset,
+                } => {
+                    // The producer's sequence still moves on, so its next batch follows.
+                    let mut sequenced = *header;
+                    sequenced.base_offset = first_offset;
+                    inner.producers.record(&sequenced, now_ms);
+                    let sync = inner.config.sync_every_write();
+                    return Ok(AppendInfo {
+                        base_offset: first_offset,
+                        last_offset: last_offset.min(log_end - 1),
+                        log_append_time_ms: -1,
+                        log_start_offset: inner.log_start_offset,
+                        needs_sync: sync,
+                        wait_for_durable: sync,
+                        duplicate: true,
+                    });
+                }
+            };
+        let placed_header = BatchHeader::parse(&placed)?;
+        let info = self.append_locked(
+            &mut inner,
+            &placed,
+            &placed_header,
+            None,
+            Some(placed_header.base_offset),
+            now_ms,
+        )?;
+        // The stored batch carries no sequence (its offset deltas count source offsets); the
+        // producer's sequence is remembered from the batch as sent.
+        let mut sequenced = *header;
+        sequenced.base_offset = info.base_offset;
+        inner.producers.record(&sequenced, now_ms);
+        Ok(info)
+    }
+
+    /// Appends under the lock: at the log end, or at `at` (a mirror's source offset, at or past
+    /// the log end).
+    fn append_locked(
+        &self,
+        inner: &mut Inner,
+        batch: &[u8],
+        header: &BatchHeader,
+        marker: Option<bool>,
+        at: Option<i64>,
+        now_ms: i64,
+    ) -> Result<AppendInfo, LogError> {
+        if batch.len() < HEADER_LEN || batch.len() != header.total_len() {
+            return Err(LogError::Batch(crate::BatchError::Truncated {
+                needed_bytes: header.total_len().max(HEADER_LEN),
+                available_bytes: batch.len(),
+            }));
+        }
         let mut prefix = [0u8; HEADER_LEN];
         prefix.copy_from_slice(&batch[..HEADER_LEN]);
         let records = &batch[HEADER_LEN..];
-        let mut inner = self.inner.lock();
-        inner.check_writable()?;
         let config = &inner.config;
         if batch.len() > config.max_message_bytes {
             return Err(LogError::MessageTooLarge {
@@ -527,12 +614,23 @@ impl Log {
             }
         };
         self.maybe_roll(
-            &mut inner,
+            inner,
             batch.len() as u64,
+            at,
             header.last_offset_delta,
             now_ms,
         )?;
-        let base_offset = inner.active().meta.next_offset;
+        let log_end = inner.active().meta.next_offset;
+        let base_offset = match at {
+            Some(at) => {
+                assert!(
+                    at >= log_end,
+                    "a placed batch starts at or past the log end"
+                );
+                at
+            }
+            None => log_end,
+        };
         batch::set_base_offset(&mut prefix, base_offset);
         batch::set_partition_leader_epoch(&mut prefix, inner.leader_epoch);
         header.base_offset = base_offset;
@@ -573,14 +671,24 @@ impl Log {
         })
     }
 
+    /// Rolls the active segment when the incoming batch (at the log end, or at `at`) would make
+    /// it too big, too old, or overflow its 32-bit relative offsets.
     fn maybe_roll(
         &self,
         inner: &mut Inner,
         incoming_bytes: u64,
+        at: Option<i64>,
         last_offset_delta: i32,
         now_ms: i64,
     ) -> Result<(), LogError> {
         let active = inner.active();
+        let base = at.unwrap_or(active.meta.next_offset);
+        let offsets_overflow = !active.fits_offset(base + i64::from(last_offset_delta));
+        if offsets_overflow && at.is_some() {
+            // A mirrored batch far past the segment's base (the source's log starts late, or
+            // a long gap) starts a segment of its own.
+            return self.roll_at(inner, base);
+        }
         if active.meta.size == 0 {
             return Ok(());
         }
@@ -588,8 +696,6 @@ impl Log {
         let too_old = inner
             .active_since_ms
             .is_some_and(|since| now_ms.saturating_sub(since) >= inner.config.segment_ms);
-        let offsets_overflow =
-            !active.fits_offset(active.meta.next_offset + i64::from(last_offset_delta));
         if too_big || too_old || offsets_overflow {
             self.roll(inner)?;
         }
@@ -599,13 +705,24 @@ impl Log {
     /// Seals the active segment (fsync + index) and starts a new one at the log end.
     fn roll(&self, inner: &mut Inner) -> Result<(), LogError> {
         let next_offset = inner.active().meta.next_offset;
+        self.roll_at(inner, next_offset)
+    }
+
+    /// Seals the active segment and starts a new one at `new_base` (at or past the log end);
+    /// offsets between are a gap.
+    fn roll_at(&self, inner: &mut Inner, new_base: i64) -> Result<(), LogError> {
+        let next_offset = inner.active().meta.next_offset;
+        assert!(
+            new_base >= next_offset,
+            "a new segment starts at or past the log end"
+        );
         if let Err(err) = inner.active().seal(&self.dir) {
             inner.offline = Some(err.to_string());
             self.durable_tx.send_modify(|_| {});
             return Err(err);
         }
         write_snapshot(&self.dir, next_offset, &inner.producers)?;
-        let segment = Segment::create(&self.dir, next_offset)?;
+        let segment = Segment::create(&self.dir, new_base)?;
         sync_dir(&self.dir)?;
         let new_base = segment.base_offset;
         inner.segments.push(segment);

@@ -5,5 +5,6 @@ pub mod file;
 pub mod http;
 pub mod iceberg;
 pub mod jdbc;
+pub mod mirror;
 pub mod postgres;
 pub mod storage;
