@@ -451,15 +451,15 @@ impl SinkTask for HttpSinkTask {
     fn put(&mut self, records: &[ConnectRecord]) -> Result<(), TaskError> {
         for record in records {
             let (settings, _) = self.running()?;
-            let url = batch::record_url(&settings.url, &record);
+            let url = batch::record_url(&settings.url, record);
             let (max, format, on_null, on_error) = (
                 settings.batch_max_size,
                 settings.body_format,
                 settings.on_null,
                 settings.on_error,
             );
-            let Some(text) = batch::record_text(format, &record) else {
-                let at = batch::coordinates(&record);
+            let Some(text) = batch::record_text(format, record) else {
+                let at = batch::coordinates(record);
                 match on_null {
                     OnNull::Ignore => {}
                     OnNull::Log => tracing::info!("the HTTP sink skips the null value at {at}"),
@@ -485,10 +485,7 @@ impl SinkTask for HttpSinkTask {
                 }
                 continue;
             };
-            for ready in self
-                .batcher
-                .add(max, url, text, batch::coordinates(&record))
-            {
+            for ready in self.batcher.add(max, url, text, batch::coordinates(record)) {
                 self.deliver(ready)?;
             }
         }

@@ -142,9 +142,8 @@ fn parse(props: &Props) -> Result<Settings, Vec<ConfigProblem>> {
     }
     let warehouse = r.required("iceberg.catalog.warehouse");
     let warehouse = warehouse.trim_end_matches('/').to_string();
-    if !warehouse.is_empty()
-        && !(warehouse.starts_with("s3://") || warehouse.starts_with("file:///"))
-    {
+    let known = warehouse.starts_with("s3://") || warehouse.starts_with("file:///");
+    if !warehouse.is_empty() && !known {
         r.problem(
             "iceberg.catalog.warehouse",
             "the warehouse must be an s3://bucket/path or file:///dir location",

@@ -503,13 +503,13 @@ mod tests {
 
     #[test]
     fn fresh_ids_go_breadth_first_per_struct_as_icebergs() {
-        let metadata = new_table("s3://b/w/ns/t", &order(false), 1).unwrap();
-        let schema = current_schema(&metadata).unwrap();
+        let metadata = new_table("s3://b/w/ns/t", &order(false), 1).expect("it succeeds");
+        let schema = current_schema(&metadata).expect("it succeeds");
         let ids: Vec<i64> = schema["fields"]
             .as_array()
-            .unwrap()
+            .expect("it succeeds")
             .iter()
-            .map(|f| f["id"].as_i64().unwrap())
+            .map(|f| f["id"].as_i64().expect("it succeeds"))
             .collect();
         assert_eq!(ids, [1, 2, 3]);
         assert_eq!(schema["fields"][1]["type"]["fields"][0]["id"], 4);
@@ -521,8 +521,8 @@ mod tests {
 
     #[test]
     fn records_match_columns_by_name_and_evolve_with_new_optional_columns() {
-        let metadata = new_table("s3://b/w/ns/t", &order(false), 1).unwrap();
-        let mut table = current_schema(&metadata).unwrap().clone();
+        let metadata = new_table("s3://b/w/ns/t", &order(false), 1).expect("it succeeds");
+        let mut table = current_schema(&metadata).expect("it succeeds").clone();
         let (mut last, mut changed) = (6, false);
         let refused = match_struct(
             &order(true),
@@ -532,9 +532,13 @@ mod tests {
             &mut changed,
             "",
         );
-        assert!(refused.unwrap_err().contains("evolve-schema-enabled"));
-        let ids =
-            match_struct(&order(true), &mut table, true, &mut last, &mut changed, "").unwrap();
+        assert!(
+            refused
+                .expect_err("it fails")
+                .contains("evolve-schema-enabled")
+        );
+        let ids = match_struct(&order(true), &mut table, true, &mut last, &mut changed, "")
+            .expect("it succeeds");
         assert!(changed);
         assert_eq!(ids.iter().map(|i| i.id).collect::<Vec<_>>(), [1, 2, 3, 7]);
         assert_eq!(
@@ -547,8 +551,8 @@ mod tests {
             None,
             vec![("channel", Schema::optional(SchemaType::String))],
         );
-        let error =
-            match_struct(&no_id, &mut table, true, &mut last, &mut changed, "").unwrap_err();
+        let error = match_struct(&no_id, &mut table, true, &mut last, &mut changed, "")
+            .expect_err("it fails");
         assert!(error.contains("column id is required"), "{error}");
         // Nor one whose field changed type.
         let wrong = Schema::structure(None, vec![("id", Schema::new(SchemaType::String))]);
@@ -572,7 +576,11 @@ mod tests {
             existing_rows: 0,
             deleted_rows: 0,
         };
-        let bytes = manifest_list(std::slice::from_ref(&manifest), 77, Some(5), 3, "x").unwrap();
-        assert_eq!(read_manifest_list(&bytes).unwrap(), vec![manifest]);
+        let bytes = manifest_list(std::slice::from_ref(&manifest), 77, Some(5), 3, "x")
+            .expect("it succeeds");
+        assert_eq!(
+            read_manifest_list(&bytes).expect("it succeeds"),
+            vec![manifest]
+        );
     }
 }

@@ -236,36 +236,38 @@ mod tests {
         value.put("f", Value::Float64(1.5));
         let record = record_with(Value::Struct(value), 3, 1_714_557_600_000);
         assert_eq!(
-            Partitioner::Default.encode(&record, None, "/").unwrap(),
+            Partitioner::Default
+                .encode(&record, None, "/")
+                .expect("it succeeds"),
             "partition=3"
         );
         let by_fields = Partitioner::Field(vec!["region".into(), "n".into()]);
         assert_eq!(
-            by_fields.encode(&record, None, "/").unwrap(),
+            by_fields.encode(&record, None, "/").expect("it succeeds"),
             "region=eu/n=7"
         );
         let float = Partitioner::Field(vec!["f".into()]).encode(&record, None, "/");
-        assert!(float.unwrap_err().contains("cannot partition"));
+        assert!(float.expect_err("it fails").contains("cannot partition"));
         let missing = Partitioner::Field(vec!["nope".into()]).encode(&record, None, "/");
-        assert!(missing.unwrap_err().contains("no field nope"));
+        assert!(missing.expect_err("it fails").contains("no field nope"));
 
         // 2024-05-01T10:00:00Z, hourly, in UTC and at +02:00.
         let hourly = |offset_ms| Partitioner::Time {
-            format: path_format("'year'=YYYY/'month'=MM/'day'=dd/'hour'=HH").unwrap(),
+            format: path_format("'year'=YYYY/'month'=MM/'day'=dd/'hour'=HH").expect("it succeeds"),
             duration_ms: 3_600_000,
             offset_ms,
             extractor: Extractor::Record,
         };
-        let ts = hourly(0).timestamp(&record, 0).unwrap();
+        let ts = hourly(0).timestamp(&record, 0).expect("it succeeds");
         assert_eq!(ts, Some(1_714_557_600_000));
         assert_eq!(
-            hourly(0).encode(&record, ts, "/").unwrap(),
+            hourly(0).encode(&record, ts, "/").expect("it succeeds"),
             "year=2024/month=05/day=01/hour=10"
         );
         assert_eq!(
-            hourly(zone_offset("+02:00").unwrap())
+            hourly(zone_offset("+02:00").expect("it succeeds"))
                 .encode(&record, Some(1_714_557_600_000 + 59 * 60_000), "/")
-                .unwrap(),
+                .expect("it succeeds"),
             "year=2024/month=05/day=01/hour=12"
         );
     }
@@ -278,18 +280,20 @@ mod tests {
         assert_eq!(zone_offset("GMT+01:00"), Ok(3_600_000));
         assert!(
             zone_offset("America/Los_Angeles")
-                .unwrap_err()
+                .expect_err("it fails")
                 .contains("fixed offset")
         );
         let value = Value::map_of([("ts", Value::String("2024-05-01T10:00:00Z".into()))]);
         let by_field = Partitioner::Time {
-            format: path_format("YYYY").unwrap(),
+            format: path_format("YYYY").expect("it succeeds"),
             duration_ms: 1,
             offset_ms: 0,
             extractor: Extractor::RecordField(vec!["ts".into()]),
         };
         assert_eq!(
-            by_field.timestamp(&record_with(value, 0, 0), 0).unwrap(),
+            by_field
+                .timestamp(&record_with(value, 0, 0), 0)
+                .expect("it succeeds"),
             Some(1_714_557_600_000)
         );
     }

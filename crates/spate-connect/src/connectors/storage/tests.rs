@@ -38,12 +38,17 @@ fn json_record(partition: i32, offset: i64, n: i64) -> ConnectRecord {
 
 fn files(dir: &std::path::Path) -> Vec<String> {
     fn walk(dir: &std::path::Path, base: &std::path::Path, out: &mut Vec<String>) {
-        for entry in std::fs::read_dir(dir).unwrap() {
-            let path = entry.unwrap().path();
+        for entry in std::fs::read_dir(dir).expect("it succeeds") {
+            let path = entry.expect("it succeeds").path();
             if path.is_dir() {
                 walk(&path, base, out);
             } else {
-                out.push(path.strip_prefix(base).unwrap().display().to_string());
+                out.push(
+                    path.strip_prefix(base)
+                        .expect("it succeeds")
+                        .display()
+                        .to_string(),
+                );
             }
         }
     }
@@ -55,10 +60,10 @@ fn files(dir: &std::path::Path) -> Vec<String> {
 
 #[test]
 fn files_rotate_at_flush_size_and_offsets_commit_after_them() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().expect("it succeeds");
     let mut task = started(dir.path(), &[]);
     task.put(&(0..7).map(|o| json_record(0, o, o)).collect::<Vec<_>>())
-        .unwrap();
+        .expect("it succeeds");
     assert_eq!(
         files(dir.path()),
         [
@@ -68,36 +73,42 @@ fn files_rotate_at_flush_size_and_offsets_commit_after_them() {
     );
     let first =
         std::fs::read_to_string(dir.path().join("topics/t/partition=0/t+0+0000000000.json"))
-            .unwrap();
+            .expect("it succeeds");
     assert_eq!(first, "{\"n\":0}\n{\"n\":1}\n{\"n\":2}\n");
     // Offset 6 is in a file not yet written: the commit stops before it.
     let given: SinkOffsets = [(("t".to_string(), 0), 7)].into_iter().collect();
-    assert_eq!(task.pre_commit(&given).unwrap()[&("t".to_string(), 0)], 6);
+    assert_eq!(
+        task.pre_commit(&given).expect("it succeeds")[&("t".to_string(), 0)],
+        6
+    );
 
     // A put given again (redelivered) does not write its records twice.
     task.put(&(5..9).map(|o| json_record(0, o, o)).collect::<Vec<_>>())
-        .unwrap();
+        .expect("it succeeds");
     let third =
         std::fs::read_to_string(dir.path().join("topics/t/partition=0/t+0+0000000006.json"))
-            .unwrap();
+            .expect("it succeeds");
     assert_eq!(third, "{\"n\":6}\n{\"n\":7}\n{\"n\":8}\n");
     let given: SinkOffsets = [(("t".to_string(), 0), 9)].into_iter().collect();
-    assert_eq!(task.pre_commit(&given).unwrap()[&("t".to_string(), 0)], 9);
+    assert_eq!(
+        task.pre_commit(&given).expect("it succeeds")[&("t".to_string(), 0)],
+        9
+    );
 
     // A partition taken by a rebalance drops its half-filled file; its next owner starts it
     // again from the last commit, under the same name.
-    task.put(&[json_record(1, 40, 40)]).unwrap();
+    task.put(&[json_record(1, 40, 40)]).expect("it succeeds");
     task.close(&[("t".to_string(), 1)]);
     task.put(&(40..43).map(|o| json_record(1, o, o)).collect::<Vec<_>>())
-        .unwrap();
+        .expect("it succeeds");
     let p1 = std::fs::read_to_string(dir.path().join("topics/t/partition=1/t+1+0000000040.json"))
-        .unwrap();
+        .expect("it succeeds");
     assert_eq!(p1.lines().count(), 3);
 }
 
 #[test]
 fn time_based_partitioning_cuts_files_per_hour_and_on_schema_change() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().expect("it succeeds");
     let mut task = started(
         dir.path(),
         &[
@@ -128,7 +139,7 @@ fn time_based_partitioning_cuts_files_per_hour_and_on_schema_change() {
     with_schema.kafka_offset = Some(4);
     with_schema.timestamp_ms = Some(1_714_557_600_000 + 3 * hour / 2 + 1);
     records.push(with_schema);
-    task.put(&records).unwrap();
+    task.put(&records).expect("it succeeds");
     assert_eq!(
         files(dir.path()),
         [
@@ -137,7 +148,10 @@ fn time_based_partitioning_cuts_files_per_hour_and_on_schema_change() {
         ]
     );
     let given: SinkOffsets = [(("t".to_string(), 0), 5)].into_iter().collect();
-    assert_eq!(task.pre_commit(&given).unwrap()[&("t".to_string(), 0)], 4);
+    assert_eq!(
+        task.pre_commit(&given).expect("it succeeds")[&("t".to_string(), 0)],
+        4
+    );
 }
 
 #[test]
@@ -157,7 +171,7 @@ fn bad_configs_name_their_fields() {
         ("parquet.codec", "lzo"),
         ("store.url", "ftp://x"),
     ]))
-    .unwrap_err();
+    .expect_err("it fails");
     let names: Vec<&str> = problems.iter().map(|p| p.name.as_str()).collect();
     for field in [
         "flush.size",
@@ -233,7 +247,7 @@ fn nested_value(schema: &Schema, id: i64) -> Value {
         Value::Map(vec![(Value::String("x".into()), Value::Int32(id as i32))]),
     );
     if id != 1 {
-        let address_schema = schema.field("address").unwrap().schema.clone();
+        let address_schema = schema.field("address").expect("it succeeds").schema.clone();
         let mut address = Struct::new(address_schema);
         address.put("city", Value::String("Oslo".into()));
         s.put("address", Value::Struct(address));
@@ -244,28 +258,30 @@ fn nested_value(schema: &Schema, id: i64) -> Value {
 #[test]
 fn parquet_files_hold_nested_values_readers_understand() {
     let schema = nested_schema();
-    let mut writer =
-        parquet::ParquetWriter::new(&schema, ::parquet::basic::Compression::SNAPPY).unwrap();
+    let mut writer = parquet::ParquetWriter::new(&schema, ::parquet::basic::Compression::SNAPPY)
+        .expect("it succeeds");
     for id in 0..3 {
-        writer.write(&nested_value(&schema, id)).unwrap();
+        writer
+            .write(&nested_value(&schema, id))
+            .expect("it succeeds");
     }
     // A value that breaks the schema is refused and leaves the file as it was.
     let mut broken = Struct::new(schema.clone());
     broken.put("id", Value::Null);
     assert!(writer.write(&Value::Struct(broken)).is_err());
-    let bytes = writer.finish().unwrap();
-    let reader = SerializedFileReader::new(bytes::Bytes::from(bytes)).unwrap();
+    let bytes = writer.finish().expect("it succeeds");
+    let reader = SerializedFileReader::new(bytes::Bytes::from(bytes)).expect("it succeeds");
     assert_eq!(reader.metadata().file_metadata().num_rows(), 3);
     let rows: Vec<_> = reader
         .get_row_iter(None)
-        .unwrap()
-        .map(|r| r.unwrap())
+        .expect("it succeeds")
+        .map(|r| r.expect("it succeeds"))
         .collect();
     let field = |row: &::parquet::record::Row, name: &str| -> PqField {
         row.get_column_iter()
             .find(|(n, _)| n.as_str() == name)
             .map(|(_, f)| f.clone())
-            .unwrap()
+            .expect("it succeeds")
     };
     assert_eq!(field(&rows[2], "id"), PqField::Long(2));
     assert_eq!(field(&rows[2], "small"), PqField::Byte(-3));
@@ -314,7 +330,7 @@ fn parquet_files_hold_nested_values_readers_understand() {
 
 #[test]
 fn avro_files_are_containers_with_the_connect_schema() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().expect("it succeeds");
     let mut task = started(
         dir.path(),
         &[
@@ -337,15 +353,16 @@ fn avro_files_are_containers_with_the_connect_schema() {
             r
         })
         .collect();
-    task.put(&records).unwrap();
-    let bytes = std::fs::read(dir.path().join("topics/t/partition=0/t+0+0000000000.avro")).unwrap();
+    task.put(&records).expect("it succeeds");
+    let bytes = std::fs::read(dir.path().join("topics/t/partition=0/t+0+0000000000.avro"))
+        .expect("it succeeds");
     assert_eq!(&bytes[..4], b"Obj\x01");
     let text = String::from_utf8_lossy(&bytes);
     assert!(text.contains("\"name\":\"ConnectDefault\""), "{text}");
     assert!(text.contains("deflate"));
 
     // Schemaless records cannot be Avro: the task fails naming where.
-    let error = task.put(&[json_record(0, 2, 2)]).unwrap_err();
+    let error = task.put(&[json_record(0, 2, 2)]).expect_err("it fails");
     assert!(error.message.contains("value schema"), "{}", error.message);
     assert!(error.message.contains("offset 2"), "{}", error.message);
 }
