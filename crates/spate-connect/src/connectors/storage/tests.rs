@@ -1,3 +1,7 @@
+//! The S3 sink's tests: files rotated and named as Confluent's, offsets committed after them,
+//! redelivered puts written once, partitions closed by a rebalance dropped; Parquet and Avro files
+//! read back.
+
 use super::*;
 use crate::data::{SchemaType, Struct, Value};
 
