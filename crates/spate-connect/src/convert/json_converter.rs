@@ -187,7 +187,8 @@ fn schema_error(path: &Path<'_>, reason: impl Into<String>) -> ConvertError {
 }
 
 /// The Connect type a value has, for messages.
-fn value_type(value: &Value) -> &'static str {
+/// A value's Connect type name, for messages.
+pub(crate) fn value_type(value: &Value) -> &'static str {
     match value {
         Value::Null => "null",
         Value::Boolean(_) => "boolean",

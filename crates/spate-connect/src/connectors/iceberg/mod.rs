@@ -325,26 +325,18 @@ impl Warehouse {
         }
         let rest = &settings.warehouse["s3://".len()..];
         let bucket = rest.split('/').next().unwrap_or_default();
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let mut builder = object_store::aws::AmazonS3Builder::from_env()
-            .with_bucket_name(bucket)
-            .with_region(&settings.s3_region)
-            .with_virtual_hosted_style_request(!settings.s3_path_style);
-        if !settings.s3_endpoint.is_empty() {
-            builder = builder
-                .with_endpoint(&settings.s3_endpoint)
-                .with_allow_http(settings.s3_endpoint.starts_with("http://"));
-        }
-        if !settings.s3_access_key.is_empty() {
-            builder = builder
-                .with_access_key_id(&settings.s3_access_key)
-                .with_secret_access_key(&settings.s3_secret_key);
-        }
-        let store = builder
-            .build()
-            .map_err(|e| format!("configuring the warehouse bucket {bucket}: {e}"))?;
+        let store = crate::connectors::storage::s3_store(&crate::connectors::storage::S3Options {
+            bucket,
+            region: &settings.s3_region,
+            endpoint: &settings.s3_endpoint,
+            path_style: settings.s3_path_style,
+            access_key: &settings.s3_access_key,
+            secret_key: &settings.s3_secret_key,
+            retries: 10,
+            retry_backoff: Duration::from_millis(100),
+        })?;
         Ok(Warehouse {
-            store: Arc::new(store),
+            store,
             root: format!("s3://{bucket}"),
         })
     }

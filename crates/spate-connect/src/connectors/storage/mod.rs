@@ -580,36 +580,65 @@ fn open_store(settings: &Settings) -> Result<Arc<dyn ObjectStore>, String> {
             .map_err(|e| format!("opening directory {dir}: {e}"))?;
         return Ok(Arc::new(store));
     }
+    let store = s3_store(&S3Options {
+        bucket: &settings.bucket,
+        region: &settings.region,
+        endpoint: &settings.store_url,
+        path_style: settings.path_style,
+        access_key: &settings.access_key,
+        secret_key: &settings.secret_key,
+        retries: settings.retries,
+        retry_backoff: settings.retry_backoff,
+    })?;
+    Ok(store)
+}
+
+/// Where an S3 bucket is and how to reach it.
+pub(crate) struct S3Options<'a> {
+    pub bucket: &'a str,
+    pub region: &'a str,
+    /// An S3-compatible endpoint, or empty for AWS.
+    pub endpoint: &'a str,
+    pub path_style: bool,
+    /// Empty: the `AWS_*` environment, then the instance's credentials.
+    pub access_key: &'a str,
+    pub secret_key: &'a str,
+    pub retries: usize,
+    pub retry_backoff: Duration,
+}
+
+/// An S3 bucket as an object store (the S3 and Iceberg sinks').
+pub(crate) fn s3_store(options: &S3Options<'_>) -> Result<Arc<dyn ObjectStore>, String> {
     // reqwest is built without a provider of its own (its default would build aws-lc-rs):
     // ring, as everywhere in Spate, is made the process's provider.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let retry = object_store::RetryConfig {
         backoff: object_store::BackoffConfig {
-            init_backoff: settings.retry_backoff.max(Duration::from_millis(1)),
+            init_backoff: options.retry_backoff.max(Duration::from_millis(1)),
             max_backoff: Duration::from_secs(10),
             base: 2.0,
         },
-        max_retries: settings.retries,
+        max_retries: options.retries,
         retry_timeout: Duration::from_secs(60),
     };
     let mut builder = object_store::aws::AmazonS3Builder::from_env()
-        .with_bucket_name(&settings.bucket)
-        .with_region(&settings.region)
-        .with_virtual_hosted_style_request(!settings.path_style)
+        .with_bucket_name(options.bucket)
+        .with_region(options.region)
+        .with_virtual_hosted_style_request(!options.path_style)
         .with_retry(retry);
-    if !settings.store_url.is_empty() {
+    if !options.endpoint.is_empty() {
         builder = builder
-            .with_endpoint(&settings.store_url)
-            .with_allow_http(settings.store_url.starts_with("http://"));
+            .with_endpoint(options.endpoint)
+            .with_allow_http(options.endpoint.starts_with("http://"));
     }
-    if !settings.access_key.is_empty() {
+    if !options.access_key.is_empty() {
         builder = builder
-            .with_access_key_id(&settings.access_key)
-            .with_secret_access_key(&settings.secret_key);
+            .with_access_key_id(options.access_key)
+            .with_secret_access_key(options.secret_key);
     }
     let store = builder
         .build()
-        .map_err(|e| format!("configuring S3 bucket {}: {e}", settings.bucket))?;
+        .map_err(|e| format!("configuring S3 bucket {}: {e}", options.bucket))?;
     Ok(Arc::new(store))
 }
 

@@ -26,6 +26,7 @@ use parquet::file::properties::WriterProperties;
 use parquet::file::writer::SerializedFileWriter;
 use parquet::schema::types::{Type, TypePtr};
 
+use crate::convert::json_converter::value_type;
 use crate::data::{Schema, SchemaType, Value, logical};
 
 /// The Connect parameter holding a decimal's precision (AvroData's).
@@ -578,7 +579,7 @@ fn shred(
                 return Ok(());
             }
             let Value::Struct(record) = value else {
-                return Err(format!("expected a struct, got {}", value_kind(value)));
+                return Err(format!("expected a struct, got {}", value_type(value)));
             };
             let def = def + i16::from(*optional);
             for (index, field) in fields.iter().enumerate() {
@@ -624,31 +625,13 @@ fn shred(
                     return Err(format!(
                         "expected an {}, got {}",
                         if children.len() == 1 { "array" } else { "map" },
-                        value_kind(other)
+                        value_type(other)
                     ));
                 }
             }
         }
     }
     Ok(())
-}
-
-fn value_kind(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Boolean(_) => "boolean",
-        Value::Int8(_) => "int8",
-        Value::Int16(_) => "int16",
-        Value::Int32(_) => "int32",
-        Value::Int64(_) => "int64",
-        Value::Float32(_) => "float32",
-        Value::Float64(_) => "float64",
-        Value::String(_) => "string",
-        Value::Bytes(_) => "bytes",
-        Value::Array(_) => "array",
-        Value::Map(_) => "map",
-        Value::Struct(_) => "struct",
-    }
 }
 
 fn push_value(values: &mut Values, value: &Value, convert: Convert) -> Result<(), String> {
@@ -684,7 +667,7 @@ fn push_value(values: &mut Values, value: &Value, convert: Convert) -> Result<()
         (_, other, _) => {
             return Err(format!(
                 "a {} value does not fit its column",
-                value_kind(other)
+                value_type(other)
             ));
         }
     }
