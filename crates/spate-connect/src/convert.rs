@@ -46,12 +46,23 @@ pub trait Converter: Send + Sync {
         schema: Option<&Schema>,
         value: &Value,
     ) -> Result<Option<Bytes>, ConvertError>;
+    /// As [`Converter::from_connect`], with the schema as the record shares it: a converter
+    /// that caches per schema can recognise it by reference instead of comparing it whole.
+    #[allow(clippy::wrong_self_convention)]
+    fn from_connect_shared(
+        &self,
+        topic: &str,
+        schema: Option<&std::sync::Arc<Schema>>,
+        value: &Value,
+    ) -> Result<Option<Bytes>, ConvertError> {
+        self.from_connect(topic, schema.map(|s| &**s), value)
+    }
     /// Bytes (None = null) to Connect data.
     fn to_connect(
         &self,
         topic: &str,
         bytes: Option<&[u8]>,
-    ) -> Result<(Option<Schema>, Value), ConvertError>;
+    ) -> Result<(Option<std::sync::Arc<Schema>>, Value), ConvertError>;
 }
 
 /// Why data could not be converted.

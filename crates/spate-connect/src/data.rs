@@ -6,6 +6,7 @@
 //! string keys where Java has a `java.util.Map`. Pure data; no I/O.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use bytes::Bytes;
 
@@ -250,21 +251,21 @@ pub enum Value {
 #[derive(Debug, Clone)]
 pub struct Struct {
     /// The struct's schema ([`SchemaType::Struct`]).
-    pub schema: std::sync::Arc<Schema>,
+    pub schema: Arc<Schema>,
     /// One value per field of `schema`.
     pub values: Vec<Value>,
 }
 
 impl PartialEq for Struct {
     fn eq(&self, other: &Struct) -> bool {
-        (std::sync::Arc::ptr_eq(&self.schema, &other.schema) || self.schema == other.schema)
+        (Arc::ptr_eq(&self.schema, &other.schema) || self.schema == other.schema)
             && self.values == other.values
     }
 }
 
 impl Struct {
     /// A struct of `schema` with every field null.
-    pub fn new(schema: impl Into<std::sync::Arc<Schema>>) -> Struct {
+    pub fn new(schema: impl Into<Arc<Schema>>) -> Struct {
         let schema = schema.into();
         let values = vec![Value::Null; schema.fields.len()];
         Struct { schema, values }
@@ -345,6 +346,15 @@ impl Value {
     }
 }
 
+/// Whether two shared schemas are equal: the same one, or equal field by field.
+pub fn same_schema(a: Option<&Arc<Schema>>, b: Option<&Arc<Schema>>) -> bool {
+    match (a, b) {
+        (Some(a), Some(b)) => Arc::ptr_eq(a, b) || a == b,
+        (None, None) => true,
+        _ => false,
+    }
+}
+
 /// A header of a record: Connect headers carry values; Spate keeps their bytes as written.
 pub type Header = (String, Option<Bytes>);
 
@@ -355,12 +365,13 @@ pub struct ConnectRecord {
     pub topic: String,
     /// The partition, when known or chosen.
     pub partition: Option<i32>,
-    /// The key's schema; `None` for schemaless keys.
-    pub key_schema: Option<Schema>,
+    /// The key's schema; `None` for schemaless keys. Shared: a source writes the same few
+    /// schemas with every record.
+    pub key_schema: Option<Arc<Schema>>,
     /// The key.
     pub key: Value,
-    /// The value's schema; `None` for schemaless values.
-    pub value_schema: Option<Schema>,
+    /// The value's schema; `None` for schemaless values. Shared, as the key's.
+    pub value_schema: Option<Arc<Schema>>,
     /// The value; [`Value::Null`] is a tombstone.
     pub value: Value,
     /// Milliseconds since the epoch.
@@ -378,7 +389,7 @@ pub struct ConnectRecord {
 
 impl ConnectRecord {
     /// A record for `topic` with a schemaless null key and the given value.
-    pub fn new(topic: &str, value_schema: Option<Schema>, value: Value) -> ConnectRecord {
+    pub fn new(topic: &str, value_schema: Option<Arc<Schema>>, value: Value) -> ConnectRecord {
         ConnectRecord {
             topic: topic.to_string(),
             partition: None,

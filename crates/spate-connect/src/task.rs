@@ -285,15 +285,21 @@ fn run_source(
             .get("exactly.once.source.support")
             .is_some_and(|v| v.eq_ignore_ascii_case("enabled"));
     let mut producer_config = shared.config.client("producer.");
-    producer_config
-        .set("enable.idempotence", "true")
-        .set("acks", "all")
-        .set("linger.ms", "5")
-        .set("partitioner", "murmur2_random")
-        .set(
-            "client.id",
-            format!("connector-producer-{}-{}", id.connector, id.task),
-        );
+    // Kafka Connect's producer defaults; the worker's `producer.*` properties win.
+    for (key, value) in [
+        ("enable.idempotence", "true"),
+        ("acks", "all"),
+        ("linger.ms", "5"),
+        ("partitioner", "murmur2_random"),
+    ] {
+        if producer_config.get(key).is_none() {
+            producer_config.set(key, value);
+        }
+    }
+    producer_config.set(
+        "client.id",
+        format!("connector-producer-{}-{}", id.connector, id.task),
+    );
     if eos {
         producer_config.set(
             "transactional.id",
@@ -351,11 +357,13 @@ fn run_source(
                     .map_err(|e| TaskError::fatal(format!("beginning a transaction: {e}")))?;
             }
             let in_transaction = eos && !polled.is_empty();
-            for record in polled {
+            for mut record in polled {
+                // Transforms and converters never read a record's source offset: it is moved
+                // out, not copied.
                 let offset = record
                     .source_partition
-                    .clone()
-                    .zip(record.source_offset.clone());
+                    .take()
+                    .zip(record.source_offset.take());
                 if let Some(record) = chain
                     .apply(record)
                     .map_err(|e| TaskError::fatal(format!("transform failed: {e}")))?
@@ -401,11 +409,11 @@ fn send(
     let topic = record.topic.clone();
     let key = converters
         .key
-        .from_connect(&topic, record.key_schema.as_ref(), &record.key)
+        .from_connect_shared(&topic, record.key_schema.as_ref(), &record.key)
         .map_err(|e| TaskError::fatal(format!("converting a key for {topic}: {e}")))?;
     let value = converters
         .value
-        .from_connect(&topic, record.value_schema.as_ref(), &record.value)
+        .from_connect_shared(&topic, record.value_schema.as_ref(), &record.value)
         .map_err(|e| TaskError::fatal(format!("converting a value for {topic}: {e}")))?;
     shared.note_active_topic(&id.connector, &topic, id.task);
     metrics.moved(

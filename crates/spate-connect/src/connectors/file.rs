@@ -167,7 +167,7 @@ impl SourceTask for FileSourceTask {
             }
             let mut record = ConnectRecord::new(
                 &self.topic,
-                Some(Schema::new(SchemaType::String)),
+                Some(Schema::new(SchemaType::String).into()),
                 Value::String(String::from_utf8_lossy(&line).into_owned()),
             );
             record.source_partition = Some(json!({ "filename": self.file }));
@@ -244,7 +244,9 @@ impl SinkTask for FileSinkTask {
             let line = match &record.value {
                 Value::String(s) => s.clone(),
                 Value::Null => "null".to_string(),
-                value => convert::connect_to_json(record.value_schema.as_ref(), value).to_string(),
+                value => {
+                    convert::connect_to_json(record.value_schema.as_deref(), value).to_string()
+                }
             };
             writeln!(out, "{line}")
                 .map_err(|e| TaskError::retriable(format!("cannot write to {path}: {e}")))?;

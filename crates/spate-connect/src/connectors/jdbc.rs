@@ -439,7 +439,7 @@ impl Settings {
                 }
             }
             PkMode::RecordKey => {
-                let schema = record.key_schema.as_ref().ok_or(
+                let schema = record.key_schema.as_deref().ok_or(
                     "pk.mode record_key needs a key with a schema (a converter with schemas, or a primitive key)",
                 )?;
                 if schema.kind == SchemaType::Struct {
@@ -473,7 +473,7 @@ impl Settings {
                 delete: true,
             });
         }
-        let schema = record.value_schema.as_ref().filter(|s| s.kind == SchemaType::Struct).ok_or(
+        let schema = record.value_schema.as_deref().filter(|s| s.kind == SchemaType::Struct).ok_or(
             "the JDBC sink needs a struct value with a schema: use a converter with schemas (JsonConverter with schemas.enable=true, AvroConverter, ...)",
         )?;
         let Value::Struct(value) = &record.value else {
@@ -909,10 +909,10 @@ mod tests {
         value.put("name", Value::String("x".into()));
         let mut record = ConnectRecord::new(
             "dbserver1.inventory.customers",
-            Some(value_schema),
+            Some(value_schema.into()),
             Value::Struct(value),
         );
-        record.key_schema = Some(key_schema);
+        record.key_schema = Some(key_schema.into());
         record.key = Value::Struct(key);
         let row = settings.row(&record).expect("row");
         assert_eq!(row.table, (Some("inventory".into()), "customers".into()));

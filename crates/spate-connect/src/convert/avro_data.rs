@@ -20,11 +20,13 @@
 //! allocation.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use serde_json::{Map, Value as Json};
 
 use super::ConvertError;
+use super::json_converter::Path;
 use crate::data::{Field, Schema, SchemaType, Struct, Value, logical};
 
 /// The namespace of the records Connect names.
@@ -81,7 +83,7 @@ fn schema_error(reason: impl Into<String>) -> ConvertError {
     }
 }
 
-fn value_error(path: &str, reason: impl Into<String>) -> ConvertError {
+fn value_error(path: impl std::fmt::Display, reason: impl Into<String>) -> ConvertError {
     ConvertError::InvalidValue {
         path: path.to_string(),
         reason: reason.into(),
@@ -1040,13 +1042,13 @@ fn default_value(schema: &Schema, json: &Json) -> Option<Value> {
 pub(crate) fn decode(
     payload: &[u8],
     avro: &AvroType,
-    schema: &Schema,
+    schema: &Arc<Schema>,
 ) -> Result<Value, ConvertError> {
     let mut reader = Reader {
         bytes: payload,
         pos: 0,
     };
-    decode_value(&mut reader, avro, schema, "$")
+    decode_value(&mut reader, avro, schema, Some(schema), &Path::Root)
 }
 
 /// Decodes `count` Avro datums of `avro` written one after another (a container file's block).
@@ -1054,14 +1056,14 @@ pub(crate) fn decode_many(
     payload: &[u8],
     count: usize,
     avro: &AvroType,
-    schema: &Schema,
+    schema: &Arc<Schema>,
 ) -> Result<Vec<Value>, ConvertError> {
     let mut reader = Reader {
         bytes: payload,
         pos: 0,
     };
     (0..count)
-        .map(|_| decode_value(&mut reader, avro, schema, "$"))
+        .map(|_| decode_value(&mut reader, avro, schema, Some(schema), &Path::Root))
         .collect()
 }
 
@@ -1071,7 +1073,7 @@ struct Reader<'a> {
 }
 
 impl Reader<'_> {
-    fn error(&self, path: &str, reason: impl Into<String>) -> ConvertError {
+    fn error(&self, path: &Path<'_>, reason: impl Into<String>) -> ConvertError {
         value_error(path, format!("{} (at byte {})", reason.into(), self.pos))
     }
 
@@ -1079,7 +1081,7 @@ impl Reader<'_> {
         self.bytes.len() - self.pos
     }
 
-    fn take(&mut self, n: usize, path: &str) -> Result<&[u8], ConvertError> {
+    fn take(&mut self, n: usize, path: &Path<'_>) -> Result<&[u8], ConvertError> {
         if n > self.remaining() {
             return Err(self.error(
                 path,
@@ -1094,7 +1096,7 @@ impl Reader<'_> {
         Ok(out)
     }
 
-    fn long(&mut self, path: &str) -> Result<i64, ConvertError> {
+    fn long(&mut self, path: &Path<'_>) -> Result<i64, ConvertError> {
         let mut raw: u64 = 0;
         for shift in (0..70).step_by(7) {
             let byte = self.take(1, path)?[0];
@@ -1106,18 +1108,18 @@ impl Reader<'_> {
         Err(self.error(path, "a varint is longer than 10 bytes"))
     }
 
-    fn int(&mut self, path: &str) -> Result<i32, ConvertError> {
+    fn int(&mut self, path: &Path<'_>) -> Result<i32, ConvertError> {
         let v = self.long(path)?;
         i32::try_from(v).map_err(|_| self.error(path, format!("{v} is out of range for an int")))
     }
 
-    fn length(&mut self, path: &str) -> Result<usize, ConvertError> {
+    fn length(&mut self, path: &Path<'_>) -> Result<usize, ConvertError> {
         let n = self.long(path)?;
         usize::try_from(n).map_err(|_| self.error(path, format!("negative length {n}")))
     }
 
     /// The item count of the next array or map block (0 ends the array or map).
-    fn block(&mut self, path: &str, total: &mut u64) -> Result<u64, ConvertError> {
+    fn block(&mut self, path: &Path<'_>, total: &mut u64) -> Result<u64, ConvertError> {
         let count = self.long(path)?;
         let count = if count < 0 {
             let _size = self.long(path)?;
@@ -1139,11 +1141,14 @@ impl Reader<'_> {
     }
 }
 
+/// `shared` is `schema` held by reference, when the caller has it so (the top-level schema):
+/// a record decoded with it shares it rather than copying it.
 fn decode_value(
     r: &mut Reader<'_>,
     avro: &AvroType,
     schema: &Schema,
-    path: &str,
+    shared: Option<&Arc<Schema>>,
+    path: &Path<'_>,
 ) -> Result<Value, ConvertError> {
     Ok(match &avro.kind {
         AvroKind::Null => Value::Null,
@@ -1205,10 +1210,10 @@ fn decode_value(
                     "the Connect schema does not match the record",
                 ));
             }
-            let mut s = Struct::new(schema.clone());
+            let mut s = Struct::new(shared.map_or_else(|| Arc::new(schema.clone()), Arc::clone));
             for (i, (field, connect)) in fields.iter().zip(&schema.fields).enumerate() {
-                let field_path = format!("{path}.{}", field.name);
-                s.values[i] = decode_value(r, &field.schema, &connect.schema, &field_path)?;
+                let field_path = Path::Field(path, &field.name);
+                s.values[i] = decode_value(r, &field.schema, &connect.schema, None, &field_path)?;
             }
             Value::Struct(s)
         }
@@ -1235,8 +1240,8 @@ fn decode_value(
                         break;
                     }
                     for _ in 0..count {
-                        let k = decode_value(r, key_schema.1, key_schema.0, path)?;
-                        let v = decode_value(r, value_schema.1, value_schema.0, path)?;
+                        let k = decode_value(r, key_schema.1, key_schema.0, None, path)?;
+                        let v = decode_value(r, value_schema.1, value_schema.0, None, path)?;
                         entries.push((k, v));
                     }
                 }
@@ -1253,8 +1258,8 @@ fn decode_value(
                         break;
                     }
                     for _ in 0..count {
-                        let item_path = format!("{path}[{}]", out.len());
-                        out.push(decode_value(r, items, item_schema, &item_path)?);
+                        let item_path = Path::Index(path, out.len());
+                        out.push(decode_value(r, items, item_schema, None, &item_path)?);
                     }
                 }
                 Value::Array(out)
@@ -1277,8 +1282,8 @@ fn decode_value(
                     let key = std::str::from_utf8(r.take(n, path)?)
                         .map_err(|_| value_error(path, "a map key is not UTF-8"))?
                         .to_string();
-                    let entry_path = format!("{path}.{key}");
-                    let v = decode_value(r, values, value_schema, &entry_path)?;
+                    let entry_path = Path::Field(path, &key);
+                    let v = decode_value(r, values, value_schema, None, &entry_path)?;
                     entries.push((Value::String(key), v));
                 }
             }
@@ -1303,12 +1308,12 @@ fn decode_value(
                     .fields
                     .get(position)
                     .ok_or_else(|| value_error(path, "the union struct has too few fields"))?;
-                let v = decode_value(r, branch, &field.schema, path)?;
+                let v = decode_value(r, branch, &field.schema, None, path)?;
                 let mut s = Struct::new(schema.clone());
                 s.values[position] = v;
                 Value::Struct(s)
             } else {
-                decode_value(r, branch, schema, path)?
+                decode_value(r, branch, schema, shared, path)?
             }
         }
     })
@@ -1320,7 +1325,7 @@ fn decode_value(
 /// Encodes a Connect value as Avro binary of `avro`.
 pub(crate) fn encode(avro: &AvroType, value: &Value) -> Result<Vec<u8>, ConvertError> {
     let mut out = Vec::new();
-    encode_value(&mut out, avro, value, "$")?;
+    encode_value(&mut out, avro, value, &Path::Root)?;
     Ok(out)
 }
 
@@ -1385,7 +1390,7 @@ fn encode_value(
     out: &mut Vec<u8>,
     avro: &AvroType,
     value: &Value,
-    path: &str,
+    path: &Path<'_>,
 ) -> Result<(), ConvertError> {
     let mismatch = || {
         value_error(
@@ -1431,7 +1436,7 @@ fn encode_value(
         }
         (AvroKind::Record { fields, .. }, Value::Struct(s)) => {
             for field in fields {
-                let field_path = format!("{path}.{}", field.name);
+                let field_path = Path::Field(path, &field.name);
                 let v = s.get(&field.name).unwrap_or(&Value::Null);
                 encode_value(out, &field.schema, v, &field_path)?;
             }
@@ -1440,7 +1445,7 @@ fn encode_value(
             if !values.is_empty() {
                 write_long(out, values.len() as i64);
                 for (i, v) in values.iter().enumerate() {
-                    encode_value(out, items, v, &format!("{path}[{i}]"))?;
+                    encode_value(out, items, v, &Path::Index(path, i))?;
                 }
             }
             out.push(0);
@@ -1450,7 +1455,7 @@ fn encode_value(
             if !entries.is_empty() {
                 write_long(out, entries.len() as i64);
                 for (i, (k, v)) in entries.iter().enumerate() {
-                    let entry_path = format!("{path}[{i}]");
+                    let entry_path = Path::Index(path, i);
                     encode_value(out, &key.schema, k, &entry_path)?;
                     encode_value(out, &val.schema, v, &entry_path)?;
                 }
@@ -1465,7 +1470,7 @@ fn encode_value(
                         .as_str()
                         .ok_or_else(|| value_error(path, "an Avro map needs string keys"))?;
                     write_bytes(out, key.as_bytes());
-                    encode_value(out, values, v, &format!("{path}.{key}"))?;
+                    encode_value(out, values, v, &Path::Field(path, key))?;
                 }
             }
             out.push(0);
@@ -1660,7 +1665,7 @@ mod tests {
         assert_eq!(&bytes[..6], &[0x05, 0x02, 0x04, b'h', b'i', 0x0e]);
         let schema = to_connect_schema(&avro, AvroOptions::default()).expect("maps back");
         assert_eq!(schema, order_schema());
-        let value = decode(&bytes, &avro, &schema).expect("decodes");
+        let value = decode(&bytes, &avro, &std::sync::Arc::new(schema.clone())).expect("decodes");
         assert_eq!(value, order_value());
     }
 
@@ -1684,7 +1689,7 @@ mod tests {
         assert!(schema.fields[4].schema.is_logical(logical::DATE));
         // name null, n 5, kind B, either branch 1 "x", day 3
         let payload = [0x00, 0x0a, 0x02, 0x02, 0x02, b'x', 0x06];
-        let value = decode(&payload, &avro, &schema).expect("decodes");
+        let value = decode(&payload, &avro, &std::sync::Arc::new(schema.clone())).expect("decodes");
         assert_eq!(value.get("name"), Some(&Value::Null));
         assert_eq!(value.get("n"), Some(&Value::Int64(5)));
         assert_eq!(value.get("kind"), Some(&Value::String("B".into())));
@@ -1706,11 +1711,11 @@ mod tests {
         // A block claiming 2^62 items.
         let mut payload = Vec::new();
         write_long(&mut payload, 1 << 62);
-        assert!(decode(&payload, &avro, &schema).is_err());
-        assert!(decode(&[0x80; 20], &avro, &schema).is_err());
+        assert!(decode(&payload, &avro, &std::sync::Arc::new(schema.clone())).is_err());
+        assert!(decode(&[0x80; 20], &avro, &std::sync::Arc::new(schema.clone())).is_err());
         let avro = parse(r#""string""#, &[]).expect("parses");
         let schema = to_connect_schema(&avro, AvroOptions::default()).expect("maps");
-        assert!(decode(&[0x7e, b'a'], &avro, &schema).is_err());
+        assert!(decode(&[0x7e, b'a'], &avro, &std::sync::Arc::new(schema.clone())).is_err());
         assert!(
             parse(
                 r#"{"type":"record","name":"R","fields":[{"name":"r","type":"R"}]}"#,

@@ -55,8 +55,13 @@ impl Format {
 
 /// A registered schema, parsed for reading and writing.
 enum Parsed {
-    Avro { avro: AvroType, connect: Schema },
-    Json { connect: Schema },
+    Avro {
+        avro: AvroType,
+        connect: Arc<Schema>,
+    },
+    Json {
+        connect: Arc<Schema>,
+    },
     Protobuf(spate_schema::protobuf::ProtobufSchema),
 }
 
@@ -104,7 +109,7 @@ impl RegistryConverter {
                     .map(|d| d.text.as_str())
                     .collect();
                 let avro = avro_data::parse(&fetched.text, &dependencies)?;
-                let connect = avro_data::to_connect_schema(&avro, options)?;
+                let connect = Arc::new(avro_data::to_connect_schema(&avro, options)?);
                 Ok(Parsed::Avro { avro, connect })
             }
             Format::JsonSchema => {
@@ -115,7 +120,7 @@ impl RegistryConverter {
                     }
                 })?;
                 Ok(Parsed::Json {
-                    connect: json_schema_data::to_connect_schema(&json)?,
+                    connect: Arc::new(json_schema_data::to_connect_schema(&json)?),
                 })
             }
             Format::Protobuf => {
@@ -216,7 +221,7 @@ impl Converter for RegistryConverter {
         &self,
         _topic: &str,
         bytes: Option<&[u8]>,
-    ) -> Result<(Option<Schema>, Value), ConvertError> {
+    ) -> Result<(Option<std::sync::Arc<Schema>>, Value), ConvertError> {
         let Some(bytes) = bytes else {
             return Ok((None, Value::Null));
         };
@@ -227,7 +232,7 @@ impl Converter for RegistryConverter {
         match &*parsed {
             Parsed::Avro { avro, connect } => {
                 let value = avro_data::decode(payload, avro, connect)?;
-                Ok((Some(connect.clone()), value))
+                Ok((Some(Arc::clone(connect)), value))
             }
             Parsed::Json { connect } => {
                 let json: Json =
@@ -236,14 +241,14 @@ impl Converter for RegistryConverter {
                         reason: e.to_string(),
                     })?;
                 let value = json_schema_data::json_to_value(connect, &json, "$")?;
-                Ok((Some(connect.clone()), value))
+                Ok((Some(Arc::clone(connect)), value))
             }
             Parsed::Protobuf(schema) => {
                 let (message, body) = protobuf_data::split_payload(schema.file(), payload)?;
                 let connect = protobuf_data::message_schema(&message)?;
                 let mut value = protobuf_data::decode(&message, &connect, body)?;
                 protobuf_data::name_enums(&mut value, &message);
-                Ok((Some(connect), value))
+                Ok((Some(Arc::new(connect)), value))
             }
         }
     }

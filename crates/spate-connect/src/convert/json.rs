@@ -136,25 +136,49 @@ fn write(json: &Json, out: &mut String) {
 
 /// Jackson's default escaping: `"` and `\`, the short forms for backspace, tab, newline, form
 /// feed and carriage return, `\u00XX` with upper-case hex for the other control characters;
-/// everything else (including non-ASCII and `/`) as UTF-8.
-fn write_string(s: &str, out: &mut String) {
+/// everything else (including non-ASCII and `/`) as UTF-8. Runs that need no escape are
+/// copied whole.
+pub(crate) fn write_string(s: &str, out: &mut String) {
     out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\u{08}' => out.push_str("\\b"),
-            '\t' => out.push_str("\\t"),
-            '\n' => out.push_str("\\n"),
-            '\u{0C}' => out.push_str("\\f"),
-            '\r' => out.push_str("\\r"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(out, "\\u{:04X}", c as u32);
+    let mut rest = s;
+    while let Some(i) = rest.bytes().position(|b| ESCAPED[usize::from(b)]) {
+        // Every byte escaped is ASCII, so `i` and `i + 1` are on char boundaries.
+        out.push_str(&rest[..i]);
+        let b = rest.as_bytes()[i];
+        match b {
+            b'"' => out.push_str("\\\""),
+            b'\\' => out.push_str("\\\\"),
+            0x08 => out.push_str("\\b"),
+            b'\t' => out.push_str("\\t"),
+            b'\n' => out.push_str("\\n"),
+            0x0C => out.push_str("\\f"),
+            b'\r' => out.push_str("\\r"),
+            _ => {
+                let _ = write!(out, "\\u{:04X}", b);
             }
-            c => out.push(c),
         }
+        rest = &rest[i + 1..];
     }
+    out.push_str(rest);
     out.push('"');
+}
+
+/// The bytes [`write_string`] escapes: control characters, `"` and `\`.
+static ESCAPED: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 0x20 {
+        table[b] = true;
+        b += 1;
+    }
+    table[b'"' as usize] = true;
+    table[b'\\' as usize] = true;
+    table
+};
+
+/// Appends an integer's decimal text.
+pub(crate) fn write_int(v: impl Into<i64>, out: &mut String) {
+    let _ = write!(out, "{}", v.into());
 }
 
 /// `Double.toString(v)` as JDK 19+ prints it (the shortest digits that read back as `v`):

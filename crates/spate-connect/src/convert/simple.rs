@@ -43,9 +43,9 @@ impl super::Converter for ByteArrayConverter {
         &self,
         _topic: &str,
         bytes: Option<&[u8]>,
-    ) -> Result<(Option<Schema>, Value), ConvertError> {
+    ) -> Result<(Option<std::sync::Arc<Schema>>, Value), ConvertError> {
         let value = bytes.map_or(Value::Null, |b| Value::Bytes(Bytes::copy_from_slice(b)));
-        Ok((Some(Schema::optional(SchemaType::Bytes)), value))
+        Ok((Some(Schema::optional(SchemaType::Bytes).into()), value))
     }
 }
 
@@ -82,8 +82,8 @@ impl super::Converter for BooleanConverter {
         &self,
         _topic: &str,
         bytes: Option<&[u8]>,
-    ) -> Result<(Option<Schema>, Value), ConvertError> {
-        let schema = Some(Schema::optional(SchemaType::Boolean));
+    ) -> Result<(Option<std::sync::Arc<Schema>>, Value), ConvertError> {
+        let schema = Some(Schema::optional(SchemaType::Boolean).into());
         let value = match bytes {
             None => Value::Null,
             Some([0]) => Value::Boolean(false),
@@ -183,8 +183,8 @@ impl super::Converter for NumberConverter {
         &self,
         _topic: &str,
         bytes: Option<&[u8]>,
-    ) -> Result<(Option<Schema>, Value), ConvertError> {
-        let schema = Some(Schema::optional(self.0.schema_type()));
+    ) -> Result<(Option<std::sync::Arc<Schema>>, Value), ConvertError> {
+        let schema = Some(Schema::optional(self.0.schema_type()).into());
         let Some(bytes) = bytes else {
             return Ok((schema, Value::Null));
         };
@@ -341,9 +341,9 @@ impl super::Converter for StringConverter {
         &self,
         _topic: &str,
         bytes: Option<&[u8]>,
-    ) -> Result<(Option<Schema>, Value), ConvertError> {
+    ) -> Result<(Option<std::sync::Arc<Schema>>, Value), ConvertError> {
         let value = bytes.map_or(Value::Null, |b| Value::String(self.encoding.decode(b)));
-        Ok((Some(Schema::optional(SchemaType::String)), value))
+        Ok((Some(Schema::optional(SchemaType::String).into()), value))
     }
 }
 
@@ -504,7 +504,10 @@ mod tests {
             assert_eq!(written.as_deref(), Some(bytes), "{class}");
             assert_eq!(
                 conv.to_connect("t", Some(bytes)).expect("reads"),
-                (Some(Schema::optional(schema_type)), value),
+                (
+                    Some(std::sync::Arc::new(Schema::optional(schema_type))),
+                    value
+                ),
                 "{class}"
             );
             // Nulls both ways, with Java's optional schema on the way in.
@@ -514,7 +517,10 @@ mod tests {
             );
             assert_eq!(
                 conv.to_connect("t", None).expect("ok"),
-                (Some(Schema::optional(schema_type)), Value::Null)
+                (
+                    Some(std::sync::Arc::new(Schema::optional(schema_type))),
+                    Value::Null
+                )
             );
         }
     }
@@ -572,7 +578,7 @@ mod tests {
         assert_eq!(
             conv.to_connect("t", Some(&bytes)).expect("reads"),
             (
-                Some(Schema::optional(SchemaType::Bytes)),
+                Some(std::sync::Arc::new(Schema::optional(SchemaType::Bytes))),
                 Value::Bytes(bytes)
             )
         );
@@ -645,7 +651,7 @@ mod tests {
         assert_eq!(
             conv.to_connect("t", Some(b"ok \xff")).expect("reads"),
             (
-                Some(Schema::optional(SchemaType::String)),
+                Some(std::sync::Arc::new(Schema::optional(SchemaType::String))),
                 Value::String("ok \u{FFFD}".into())
             )
         );

@@ -6,6 +6,8 @@
 //! (a map with `op` and `after` or `before`); other records pass unchanged, as Debezium passes
 //! heartbeats and schema changes.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 
 use super::{Cfg, Fail, Smt, map_get, map_put};
@@ -155,7 +157,7 @@ impl Smt for ExtractNewRecordState {
                 Some(record)
             });
         }
-        if !is_envelope(record.value_schema.as_ref(), &record.value) {
+        if !is_envelope(record.value_schema.as_deref(), &record.value) {
             return Ok(Some(record));
         }
         let envelope = std::mem::replace(&mut record.value, Value::Null);
@@ -200,7 +202,11 @@ impl Smt for ExtractNewRecordState {
                     )));
                 };
                 if state.is_null() || (self.add_fields.is_empty() && !rewrite) {
-                    record.value_schema = Some(state_schema);
+                    // The row's struct holds the same schema, shared.
+                    record.value_schema = Some(match &state {
+                        Value::Struct(row) => Arc::clone(&row.schema),
+                        _ => Arc::new(state_schema),
+                    });
                     record.value = state;
                     return Ok(Some(record));
                 }
@@ -229,9 +235,10 @@ impl Smt for ExtractNewRecordState {
                     });
                     values.push(deleted);
                 }
-                record.value_schema = Some(updated.clone());
+                let updated = Arc::new(updated);
+                record.value_schema = Some(Arc::clone(&updated));
                 record.value = Value::Struct(Struct {
-                    schema: updated.into(),
+                    schema: updated,
                     values,
                 });
             }

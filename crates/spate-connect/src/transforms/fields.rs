@@ -509,9 +509,10 @@ impl Smt for ValueToKey {
                     .iter()
                     .map(|f| value.get(f).cloned().unwrap_or(Value::Null))
                     .collect();
-                record.key_schema = Some(key_schema.clone());
+                let key_schema = std::sync::Arc::new(key_schema);
+                record.key_schema = Some(std::sync::Arc::clone(&key_schema));
                 record.key = Value::Struct(Struct {
-                    schema: key_schema.into(),
+                    schema: key_schema,
                     values,
                 });
             }

@@ -26,6 +26,8 @@ mod route;
 pub(crate) mod timefmt;
 mod timestamp;
 
+use std::sync::Arc;
+
 use crate::config::{ConfigProblem, Props, sub_props};
 use crate::data::{ConnectRecord, Schema, SchemaType, Struct, Value};
 
@@ -150,15 +152,16 @@ pub(crate) enum Part {
 }
 
 impl Part {
-    /// Moves the schema and value out of the record (leaving null).
+    /// Moves the schema and value out of the record (leaving null); a schema the record shares
+    /// is copied, for the transform to change.
     pub(crate) fn take(self, record: &mut ConnectRecord) -> (Option<Schema>, Value) {
         match self {
             Part::Key => (
-                record.key_schema.take(),
+                record.key_schema.take().map(Arc::unwrap_or_clone),
                 std::mem::replace(&mut record.key, Value::Null),
             ),
             Part::Value => (
-                record.value_schema.take(),
+                record.value_schema.take().map(Arc::unwrap_or_clone),
                 std::mem::replace(&mut record.value, Value::Null),
             ),
         }
@@ -168,11 +171,11 @@ impl Part {
     pub(crate) fn put(self, record: &mut ConnectRecord, schema: Option<Schema>, value: Value) {
         match self {
             Part::Key => {
-                record.key_schema = schema;
+                record.key_schema = schema.map(Arc::new);
                 record.key = value;
             }
             Part::Value => {
-                record.value_schema = schema;
+                record.value_schema = schema.map(Arc::new);
                 record.value = value;
             }
         }

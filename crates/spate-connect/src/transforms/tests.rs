@@ -90,7 +90,7 @@ fn person(name: &str, age: i32) -> Struct {
 fn schemaful(value: Struct) -> ConnectRecord {
     ConnectRecord::new(
         "orders",
-        Some((*value.schema).clone()),
+        Some(std::sync::Arc::clone(&value.schema)),
         Value::Struct(value),
     )
 }
@@ -377,7 +377,8 @@ fn insert_field_schemaful_builds_the_schema_as_java() {
     let out = apply(&mut c, r);
     let schema = out
         .value_schema
-        .clone()
+        .as_deref()
+        .cloned()
         .unwrap_or_else(|| Schema::new(SchemaType::Int8));
     assert_eq!(field_names(&schema), vec!["name", "age", "t", "p", "ts"]);
     assert_eq!(schema.name.as_deref(), Some("com.example.Person"));
@@ -471,7 +472,7 @@ fn replace_field_schemaful_renames_and_drops() {
     assert_eq!(field_names(&v.schema), vec!["full_name"]);
     assert_eq!(v.schema.name.as_deref(), Some("com.example.Person"));
     assert_eq!(v.values, vec![s("ann")]);
-    assert_eq!(out.value_schema, Some((*v.schema).clone()));
+    assert_eq!(out.value_schema.as_deref(), Some(&*v.schema));
 }
 
 #[test]
@@ -590,7 +591,7 @@ fn value_to_key_schemaful_and_schemaless() {
     let mut c = one("ValueToKey", &[("fields", "age")]);
     let out = apply(&mut c, schemaful(person("ann", 3)));
     let key_schema = Schema::structure(None, vec![("age", Schema::optional(SchemaType::Int32))]);
-    assert_eq!(out.key_schema, Some(key_schema.clone()));
+    assert_eq!(out.key_schema.as_deref(), Some(&key_schema));
     assert_eq!(
         out.key,
         Value::Struct(Struct {
@@ -620,7 +621,7 @@ fn extract_field() {
     let mut c = one("ExtractField$Value", &[("field", "name")]);
     let out = apply(&mut c, schemaful(person("ann", 3)));
     assert_eq!(
-        (out.value_schema, out.value),
+        (out.value_schema.as_deref().cloned(), out.value),
         (Some(Schema::new(SchemaType::String)), s("ann"))
     );
     let out = apply(&mut c, schemaless(Value::map_of([("name", s("bob"))])));
@@ -638,10 +639,14 @@ fn hoist_field() {
     let mut c = one("HoistField$Value", &[("field", "line")]);
     let out = apply(
         &mut c,
-        ConnectRecord::new("t", Some(Schema::new(SchemaType::String)), s("hi")),
+        ConnectRecord::new(
+            "t",
+            Some(std::sync::Arc::new(Schema::new(SchemaType::String))),
+            s("hi"),
+        ),
     );
     let schema = Schema::structure(None, vec![("line", Schema::new(SchemaType::String))]);
-    assert_eq!(out.value_schema, Some(schema.clone()));
+    assert_eq!(out.value_schema.as_deref(), Some(&schema));
     assert_eq!(
         out.value,
         Value::Struct(Struct {
@@ -1011,9 +1016,12 @@ fn timestamp_converter_cases() {
     ];
     for (keys, schema, value, out_schema, out_value) in cases {
         let mut c = one("TimestampConverter$Value", &keys);
-        let out = apply(&mut c, ConnectRecord::new("t", schema, value));
+        let out = apply(
+            &mut c,
+            ConnectRecord::new("t", schema.map(std::sync::Arc::new), value),
+        );
         assert_eq!(
-            (out.value_schema, out.value),
+            (out.value_schema.as_deref().cloned(), out.value),
             (out_schema, out_value),
             "{keys:?}"
         );
@@ -1223,7 +1231,7 @@ fn envelope(op: &str, before: Option<(i32, &str)>, after: Option<(i32, &str)>) -
 fn extract_new_record_state_unwraps_after() {
     let mut c = one(ENR, &[]);
     let out = apply(&mut c, envelope("u", Some((1, "a")), Some((1, "b"))));
-    assert_eq!(out.value_schema, Some(row_schema()));
+    assert_eq!(out.value_schema.as_deref(), Some(&row_schema()));
     assert_eq!(
         out.value,
         Value::Struct(Struct {

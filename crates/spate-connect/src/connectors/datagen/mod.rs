@@ -295,7 +295,7 @@ struct DatagenTask {
     /// Records to generate in all (`iterations`), or none for no limit.
     max_records: Option<u64>,
     schema: Option<avro::Node>,
-    value_schema: Option<Schema>,
+    value_schema: Option<std::sync::Arc<Schema>>,
     keyfield: String,
     task_id: u32,
     generation: i64,
@@ -359,7 +359,7 @@ impl DatagenTask {
         let seed = self.rng.next_u64();
         self.rng = StdRng::seed_from_u64(seed);
         let mut record = ConnectRecord::new(&self.topic, self.value_schema.clone(), value);
-        record.key_schema = Some(key_schema);
+        record.key_schema = Some(key_schema.into());
         record.key = key;
         record.source_partition = Some(self.partition());
         record.source_offset = Some(json!({
@@ -408,7 +408,7 @@ impl SourceTask for DatagenTask {
         self.max_records = parse(ITERATIONS)?.filter(|&n| n > 0).map(|n| n as u64);
         self.task_id = parse(TASK_ID)?.unwrap_or(0).clamp(0, i64::from(u32::MAX)) as u32;
         let (schema, keyfield) = schema_of(props).map_err(config_error)?;
-        self.value_schema = Some(schema.connect_schema());
+        self.value_schema = Some(schema.connect_schema().into());
         self.schema = Some(schema);
         self.keyfield = keyfield;
 
@@ -543,7 +543,11 @@ mod tests {
             let mut task = started(&[("quickstart", name), ("random.seed", "1")], &NoOffsets);
             for record in generate(&mut task, 50) {
                 let value = structure(&record);
-                assert_eq!(Some(&*value.schema), record.value_schema.as_ref(), "{name}");
+                assert_eq!(
+                    Some(&*value.schema),
+                    record.value_schema.as_deref(),
+                    "{name}"
+                );
                 assert_eq!(value.values.len(), value.schema.fields.len(), "{name}");
                 for (field, v) in value.schema.fields.iter().zip(&value.values) {
                     assert!(
@@ -716,7 +720,10 @@ mod tests {
         let mut task = started(&[("quickstart", "users"), ("task.id", "2")], &NoOffsets);
         let records = generate(&mut task, 3);
         for (i, record) in records.iter().enumerate() {
-            assert_eq!(record.key_schema, Some(Schema::new(SchemaType::String)));
+            assert_eq!(
+                record.key_schema,
+                Some(std::sync::Arc::new(Schema::new(SchemaType::String)))
+            );
             assert_eq!(
                 record.key.as_str(),
                 structure(record).get("userid").and_then(Value::as_str)
@@ -743,7 +750,7 @@ mod tests {
         assert_eq!(record.key, Value::Null);
         assert_eq!(
             record.key_schema,
-            Some(Schema::optional(SchemaType::String))
+            Some(std::sync::Arc::new(Schema::optional(SchemaType::String)))
         );
     }
 

@@ -79,7 +79,7 @@ pub fn record_text(format: BodyFormat, record: &ConnectRecord) -> Option<String>
         (Value::String(s), BodyFormat::String) => Some(s.clone()),
         (Value::Bytes(b), BodyFormat::String) => Some(String::from_utf8_lossy(b).into_owned()),
         (value, _) => {
-            Some(convert::connect_to_json(record.value_schema.as_ref(), value).to_string())
+            Some(convert::connect_to_json(record.value_schema.as_deref(), value).to_string())
         }
     }
 }
@@ -93,7 +93,7 @@ pub fn record_url(template: &str, record: &ConnectRecord) -> String {
         Value::Null => String::new(),
         Value::String(s) => s.clone(),
         Value::Bytes(b) => String::from_utf8_lossy(b).into_owned(),
-        key => convert::connect_to_json(record.key_schema.as_ref(), key).to_string(),
+        key => convert::connect_to_json(record.key_schema.as_deref(), key).to_string(),
     };
     template
         .replace("${topic}", &encode(&record.topic))
@@ -209,7 +209,7 @@ mod tests {
     fn values_become_text_as_the_body_format_says() {
         let string = ConnectRecord::new(
             "t",
-            Some(Schema::new(SchemaType::String)),
+            Some(std::sync::Arc::new(Schema::new(SchemaType::String))),
             Value::String("plain \"text\"".into()),
         );
         let map = schemaless(r#"{"id": 1, "name": "a"}"#);

@@ -26,7 +26,7 @@ use tokio::runtime::Runtime;
 
 use crate::config::{ConfigProblem, Props, Reader};
 use crate::connectors::storage::parquet::{FieldIds, ParquetWriter};
-use crate::data::{ConnectRecord, Schema, SchemaType};
+use crate::data::{ConnectRecord, Schema, SchemaType, same_schema};
 use crate::plugin::{ConfigKey, Connector, ConnectorKind, SinkOffsets, SinkTask, TaskError};
 
 use catalog::JdbcCatalog;
@@ -380,7 +380,7 @@ struct TableState {
     /// Finished data files not yet committed: bytes and record count.
     files: Vec<(Vec<u8>, i64)>,
     /// The file being filled, for records of one value schema.
-    writer: Option<(Schema, ParquetWriter, i64)>,
+    writer: Option<(Arc<Schema>, ParquetWriter, i64)>,
     /// Next offsets of the records in `files` and `writer`.
     pending: BTreeMap<(String, i32), i64>,
 }
@@ -658,7 +658,7 @@ impl IcebergTask {
             let needs_writer = self.tables[&table_name]
                 .writer
                 .as_ref()
-                .is_none_or(|(s, _, _)| *s != schema);
+                .is_none_or(|(s, _, _)| !same_schema(Some(s), Some(&schema)));
             if needs_writer {
                 let ids = self.field_ids(&table_name, &schema)?;
                 let writer = ParquetWriter::for_iceberg(
@@ -675,7 +675,7 @@ impl IcebergTask {
                     let bytes = old.finish().map_err(TaskError::fatal)?;
                     state.files.push((bytes, count));
                 }
-                state.writer = Some((schema.clone(), writer, 0));
+                state.writer = Some((Arc::clone(&schema), writer, 0));
             }
             let state = self
                 .tables

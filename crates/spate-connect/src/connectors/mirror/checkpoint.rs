@@ -356,7 +356,7 @@ impl MirrorCheckpointTask {
     }
 
     fn record(&self, checkpoint: &Checkpoint) -> ConnectRecord {
-        let bytes_schema = Some(Schema::optional(SchemaType::Bytes));
+        let bytes_schema = Some(std::sync::Arc::new(Schema::optional(SchemaType::Bytes)));
         let mut record = ConnectRecord::new(
             &self.config().checkpoints_topic(),
             bytes_schema.clone(),

@@ -446,10 +446,10 @@ impl MirrorSourceTask {
             |b: Option<&[u8]>| b.map_or(Value::Null, |b| Value::Bytes(Bytes::copy_from_slice(b)));
         let mut record = ConnectRecord::new(
             &config.policy.target_topic(topic),
-            Some(Schema::optional(SchemaType::Bytes)),
+            Some(Schema::optional(SchemaType::Bytes).into()),
             bytes(message.payload()),
         );
-        record.key_schema = Some(Schema::optional(SchemaType::Bytes));
+        record.key_schema = Some(Schema::optional(SchemaType::Bytes).into());
         record.key = bytes(message.key());
         record.partition = Some(message.partition());
         record.timestamp_ms = message.timestamp().to_millis();

@@ -36,9 +36,8 @@ pub struct Table {
     /// The topic its events go to.
     pub topic: String,
     columns: Vec<(Column, Schema)>,
-    key_schema: Option<Schema>,
-    /// The schemas every event's structs share (made once per table, not per event).
-    key_shared: Option<Arc<Schema>>,
+    /// The schemas every event and its structs share (made once per table, not per event).
+    key_schema: Option<Arc<Schema>>,
     row_schema: Arc<Schema>,
     source_schema: Arc<Schema>,
     envelope: Arc<Schema>,
@@ -146,8 +145,7 @@ impl Table {
             table: table.to_string(),
             topic,
             columns,
-            key_shared: key_schema.clone().map(Arc::new),
-            key_schema,
+            key_schema: key_schema.map(Arc::new),
             row_schema: Arc::new(row_schema),
             source_schema: Arc::new(envelope.fields[2].schema.clone()),
             envelope: Arc::new(envelope),
@@ -176,7 +174,7 @@ impl Table {
 
     /// The key of `row`: its key columns, or null for a table without a primary key.
     pub fn key(&self, row: &Struct) -> Value {
-        let Some(schema) = &self.key_shared else {
+        let Some(schema) = &self.key_schema else {
             return Value::Null;
         };
         let mut key = Struct::new(Arc::clone(schema));
@@ -213,8 +211,8 @@ pub fn now_us() -> i64 {
         .map_or(0, |d| d.as_micros() as i64)
 }
 
-/// One change event: `op` with the rows before and after, or a truncate (neither row).
-#[allow(clippy::too_many_arguments)]
+/// One change event: `op` with the rows before and after, or a truncate (neither row); with
+/// its source partition and offset when given.
 pub fn event(
     table: &Table,
     op: &'static str,
@@ -222,8 +220,7 @@ pub fn event(
     before: Option<Struct>,
     after: Option<Struct>,
     source: &Source,
-    partition: &Json,
-    offset: Json,
+    offset: Option<(&Json, Json)>,
 ) -> ConnectRecord {
     let mut src = Struct::new(Arc::clone(&table.source_schema));
     src.put("version", Value::String(env!("CARGO_PKG_VERSION").into()));
@@ -262,7 +259,7 @@ pub fn event(
     envelope.values[7] = Value::Int64(now.saturating_mul(1000));
     let mut record = ConnectRecord::new(
         &table.topic,
-        Some((*table.envelope).clone()),
+        Some(Arc::clone(&table.envelope)),
         Value::Struct(envelope),
     );
     // A truncate (and a table without a primary key) has no key, and no key schema.
@@ -270,8 +267,10 @@ pub fn event(
         record.key_schema = table.key_schema.clone();
     }
     record.key = key;
-    record.source_partition = Some(partition.clone());
-    record.source_offset = Some(offset);
+    if let Some((partition, offset)) = offset {
+        record.source_partition = Some(partition.clone());
+        record.source_offset = Some(offset);
+    }
     record
 }
 
@@ -349,8 +348,7 @@ mod tests {
             None,
             Some(row),
             &source,
-            &partition,
-            json!({"lsn": 33_000_000}),
+            Some((&partition, json!({"lsn": 33_000_000}))),
         );
         assert_eq!(record.topic, "dbserver1.inventory.customers");
         let key_schema = record.key_schema.as_ref().expect("present");

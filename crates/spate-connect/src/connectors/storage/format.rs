@@ -7,7 +7,7 @@ use std::hash::{Hash, Hasher};
 use std::io::Write;
 
 use crate::convert::avro_data::{self, AvroOptions, AvroType};
-use crate::convert::json_converter::{JsonOptions, Path, value_to_json};
+use crate::convert::json_converter::{JsonOptions, Path, write_value};
 use crate::data::{ConnectRecord, Schema, Value};
 
 use super::parquet::ParquetWriter;
@@ -144,15 +144,15 @@ impl FileWriter {
                     decimal_numeric: *decimal_numeric,
                     ..JsonOptions::default()
                 };
-                let json = value_to_json(
-                    record.value_schema.as_ref(),
+                let mut text = String::with_capacity(256);
+                write_value(
+                    record.value_schema.as_deref(),
                     &record.value,
                     &options,
                     &Path::Root,
+                    &mut text,
                 )
                 .map_err(|e| format!("converting the value to JSON: {e}"))?;
-                let mut text = String::new();
-                json.write_to(&mut text);
                 out.extend_from_slice(text.as_bytes());
                 out.push(b'\n');
             }
@@ -386,8 +386,9 @@ pub(crate) fn read_container(bytes: &[u8]) -> Result<(String, Vec<Value>), Strin
     }
     let sync = r.take(16)?.to_vec();
     let avro = avro_data::parse(&schema_text, &[]).map_err(|e| e.to_string())?;
-    let schema =
-        avro_data::to_connect_schema(&avro, AvroOptions::default()).map_err(|e| e.to_string())?;
+    let schema = std::sync::Arc::new(
+        avro_data::to_connect_schema(&avro, AvroOptions::default()).map_err(|e| e.to_string())?,
+    );
     let mut values = Vec::new();
     while r.pos < bytes.len() {
         let count = usize::try_from(r.long()?).map_err(|_| "a negative block count")?;

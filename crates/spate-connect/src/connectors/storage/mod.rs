@@ -25,7 +25,7 @@ use object_store::{ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
 use tokio::runtime::Runtime;
 
 use crate::config::{ConfigProblem, Props, Reader};
-use crate::data::{ConnectRecord, Schema};
+use crate::data::{ConnectRecord, Schema, same_schema};
 use crate::plugin::{ConfigKey, Connector, ConnectorKind, SinkOffsets, SinkTask, TaskError};
 
 use format::{AvroCodec, FileWriter, Format};
@@ -522,7 +522,7 @@ impl Connector for S3Sink {
 #[derive(Debug)]
 struct OpenFile {
     key: String,
-    schema: Option<Schema>,
+    schema: Option<std::sync::Arc<Schema>>,
     writer: Option<FileWriter>,
     /// The finished bytes, kept until written (a failed write is tried again with them).
     bytes: Option<Vec<u8>>,
@@ -803,7 +803,7 @@ impl StorageTask {
         let schema_changed = state
             .files
             .get(&encoded)
-            .is_some_and(|f| f.schema != record.value_schema);
+            .is_some_and(|f| !same_schema(f.schema.as_ref(), record.value_schema.as_ref()));
         if schema_changed || Self::rotates_on_time(&settings, state, Some(&encoded), timestamp, now)
         {
             if settings.rotate_schedule_interval_ms > 0
@@ -829,7 +829,7 @@ impl StorageTask {
                 pad = settings.zero_pad,
                 ext = settings.format.extension(),
             );
-            let writer = FileWriter::new(&settings.format, record.value_schema.as_ref(), &key)
+            let writer = FileWriter::new(&settings.format, record.value_schema.as_deref(), &key)
                 .map_err(|e| TaskError::fatal(format!("{e} (at {})", at())))?;
             state.files.insert(
                 encoded.clone(),

@@ -138,7 +138,7 @@ fn time_based_partitioning_cuts_files_per_hour_and_on_schema_change() {
     let schema = Schema::structure(None, vec![("n", Schema::new(SchemaType::Int64))]);
     let mut value = Struct::new(schema.clone());
     value.put("n", Value::Int64(4));
-    let mut with_schema = ConnectRecord::new("t", Some(schema), Value::Struct(value));
+    let mut with_schema = ConnectRecord::new("t", Some(schema.into()), Value::Struct(value));
     with_schema.partition = Some(0);
     with_schema.kafka_offset = Some(4);
     with_schema.timestamp_ms = Some(1_714_557_600_000 + 3 * hour / 2 + 1);
@@ -351,7 +351,7 @@ fn avro_files_are_containers_with_the_connect_schema() {
         .map(|o| {
             let mut value = Struct::new(schema.clone());
             value.put("n", Value::Int64(o));
-            let mut r = ConnectRecord::new("t", Some(schema.clone()), Value::Struct(value));
+            let mut r = ConnectRecord::new("t", Some(schema.clone().into()), Value::Struct(value));
             r.partition = Some(0);
             r.kafka_offset = Some(o);
             r
