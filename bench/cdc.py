@@ -41,12 +41,14 @@ from confluent_kafka import Consumer  # noqa: E402
 from postgres import PG_BINDIR, Postgres  # noqa: E402
 
 
-def start_spate(binary: str, work: Path) -> tuple[subprocess.Popen, str, str]:
+def start_spate(binary: str, work: Path,
+                worker_config: str | None = None) -> tuple[subprocess.Popen, str, str]:
     log = open(work / "serve.log", "w")
+    extra = ["--connect-worker-config", worker_config] if worker_config else []
     proc = subprocess.Popen(
         [binary, "serve", "--data-dir", str(work / "data"), "--kafka-listen", "127.0.0.1:0",
          "--http-listen", "127.0.0.1:0", "--registry-listen", "127.0.0.1:0",
-         "--connect-listen", "127.0.0.1:0"],
+         "--connect-listen", "127.0.0.1:0", *extra],
         stdout=log, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 60
     kafka = connect = ""
@@ -229,12 +231,14 @@ def main() -> None:
     parser.add_argument("--out", required=True)
     parser.add_argument("--only", choices=["bulk", "pgbench", "latency"], help="run one part")
     parser.add_argument("--perf", help="record `perf record -g` of spate during the run into this file")
+    parser.add_argument("--worker-config",
+                        help="the in-process Connect worker's properties file (producer.* tuning)")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="spate-bench-cdc-"))
     pg = Postgres(log_path=work / "postgres.log",
                   settings={"fsync": "on", "synchronous_commit": "on", "max_wal_size": "4GB"})
     pg.start()
-    proc, kafka, connect = start_spate(args.spate, work)
+    proc, kafka, connect = start_spate(args.spate, work, args.worker_config)
     results: list[dict] = []
     perf = None
     if args.perf:
