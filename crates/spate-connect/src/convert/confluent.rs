@@ -74,7 +74,21 @@ pub(crate) struct RegistryConverter {
     /// `use.latest.version`: each subject's latest schema, fetched once (Confluent's
     /// `latest.cache.ttl.sec` defaults to never expiring too).
     latest: Mutex<BoundedCache<String, (i32, Arc<Parsed>)>>,
+    /// The registry schemas of the Connect schemas last written (a source writes the same few
+    /// with every record): found by pointer when the record shares its schema, else compared.
+    written: Mutex<Vec<(Arc<Schema>, Arc<Written>)>>,
 }
+
+/// A Connect schema as this converter writes it: its registry schema text, record name and
+/// (Avro) parsed schema, derived once instead of per record.
+struct Written {
+    text: String,
+    record: Option<String>,
+    avro: Option<AvroType>,
+}
+
+/// Connect schemas whose registry form a converter keeps.
+const WRITTEN_CACHE: usize = 16;
 
 impl RegistryConverter {
     pub(crate) fn new(format: Format, config: RegistryConfig) -> RegistryConverter {
@@ -82,6 +96,7 @@ impl RegistryConverter {
             client: RegistryClient::new(&config),
             by_id: ById::new(config.cache_size),
             latest: Mutex::new(BoundedCache::new(config.cache_size)),
+            written: Mutex::new(Vec::new()),
             format,
             config,
         }
@@ -139,11 +154,63 @@ impl RegistryConverter {
     }
 }
 
-impl Converter for RegistryConverter {
-    fn from_connect(
+impl RegistryConverter {
+    /// `schema`'s registry form, from the cache when it was written before.
+    fn written(
+        &self,
+        schema: &Schema,
+        shared: Option<&Arc<Schema>>,
+    ) -> Result<Arc<Written>, ConvertError> {
+        {
+            let cache = self.written.lock();
+            let found = shared
+                .and_then(|shared| cache.iter().find(|(s, _)| Arc::ptr_eq(s, shared)))
+                .or_else(|| cache.iter().find(|(s, _)| **s == *schema));
+            if let Some((_, written)) = found {
+                return Ok(Arc::clone(written));
+            }
+        }
+        let written = Arc::new(match self.format {
+            Format::Avro(options) => {
+                let json = avro_data::from_connect_schema(schema, options)?;
+                let text = avro_data::schema_text(&json);
+                let avro = avro_data::parse(&text, &[])?;
+                Written {
+                    record: avro_data::record_name(&json),
+                    avro: Some(avro),
+                    text,
+                }
+            }
+            Format::JsonSchema => {
+                let json = json_schema_data::from_connect_schema(schema);
+                Written {
+                    text: json.to_string(),
+                    record: json_schema_data::record_name(&json),
+                    avro: None,
+                }
+            }
+            Format::Protobuf => {
+                return Err(ConvertError::Unsupported {
+                    converter: "ProtobufConverter",
+                    found: "a record to write".to_string(),
+                    hint: "Spate's ProtobufConverter reads only; write with AvroConverter or JsonSchemaConverter",
+                });
+            }
+        });
+        let mut cache = self.written.lock();
+        if cache.len() >= WRITTEN_CACHE {
+            cache.remove(0);
+        }
+        let held = shared.map_or_else(|| Arc::new(schema.clone()), Arc::clone);
+        cache.push((held, Arc::clone(&written)));
+        Ok(written)
+    }
+
+    fn write(
         &self,
         topic: &str,
         schema: Option<&Schema>,
+        shared: Option<&Arc<Schema>>,
         value: &Value,
     ) -> Result<Option<Bytes>, ConvertError> {
         if value.is_null() {
@@ -156,23 +223,8 @@ impl Converter for RegistryConverter {
                 hint: "it writes data with a schema; use JsonConverter with schemas.enable=false for schemaless data",
             });
         };
-        let (text, record) = match self.format {
-            Format::Avro(options) => {
-                let json = avro_data::from_connect_schema(schema, options)?;
-                (avro_data::schema_text(&json), avro_data::record_name(&json))
-            }
-            Format::JsonSchema => {
-                let json = json_schema_data::from_connect_schema(schema);
-                (json.to_string(), json_schema_data::record_name(&json))
-            }
-            Format::Protobuf => {
-                return Err(ConvertError::Unsupported {
-                    converter: "ProtobufConverter",
-                    found: "a record to write".to_string(),
-                    hint: "Spate's ProtobufConverter reads only; write with AvroConverter or JsonSchemaConverter",
-                });
-            }
-        };
+        let written = self.written(schema, shared)?;
+        let (text, record) = (&written.text, &written.record);
         let subject = self
             .config
             .strategy
@@ -197,7 +249,7 @@ impl Converter for RegistryConverter {
             let id = self.client.id_for(
                 &subject,
                 schema_type,
-                &text,
+                text,
                 self.config.auto_register,
                 self.config.normalize,
             )?;
@@ -205,16 +257,36 @@ impl Converter for RegistryConverter {
         };
         let payload = match (self.format, parsed.as_deref()) {
             (Format::Avro(_), Some(Parsed::Avro { avro, .. })) => avro_data::encode(avro, value)?,
-            (Format::Avro(_), _) => {
-                let avro = avro_data::parse(&text, &[])?;
-                avro_data::encode(&avro, value)?
-            }
+            (Format::Avro(_), _) => match &written.avro {
+                Some(avro) => avro_data::encode(avro, value)?,
+                None => avro_data::encode(&avro_data::parse(text, &[])?, value)?,
+            },
             _ => {
                 let json = json_schema_data::value_to_json(Some(schema), value, "$")?;
                 json.to_string().into_bytes()
             }
         };
         Ok(Some(Bytes::from(frame(id, &payload))))
+    }
+}
+
+impl Converter for RegistryConverter {
+    fn from_connect(
+        &self,
+        topic: &str,
+        schema: Option<&Schema>,
+        value: &Value,
+    ) -> Result<Option<Bytes>, ConvertError> {
+        self.write(topic, schema, None, value)
+    }
+
+    fn from_connect_shared(
+        &self,
+        topic: &str,
+        schema: Option<&Arc<Schema>>,
+        value: &Value,
+    ) -> Result<Option<Bytes>, ConvertError> {
+        self.write(topic, schema.map(|s| &**s), schema, value)
     }
 
     fn to_connect(
