@@ -65,6 +65,78 @@ pub trait Converter: Send + Sync {
     ) -> Result<(Option<std::sync::Arc<Schema>>, Value), ConvertError>;
 }
 
+/// What a converter derives from each Connect schema it writes (`JsonConverter`'s schema text,
+/// a registry converter's registry schema), kept for the last [`SCHEMA_CACHE`] schemas: a source
+/// writes the same few schemas with every record. A record's shared schema is found by pointer
+/// (the cache holds it, so the pointer stays its), another by comparing. Clones share entries.
+pub(crate) struct SchemaCache<T> {
+    entries: std::sync::Arc<parking_lot::Mutex<Vec<CachedSchema<T>>>>,
+}
+
+type CachedSchema<T> = (std::sync::Arc<Schema>, std::sync::Arc<T>);
+
+/// Schemas a [`SchemaCache`] keeps.
+const SCHEMA_CACHE: usize = 16;
+
+impl<T> Default for SchemaCache<T> {
+    fn default() -> SchemaCache<T> {
+        SchemaCache {
+            entries: Default::default(),
+        }
+    }
+}
+
+impl<T> Clone for SchemaCache<T> {
+    fn clone(&self) -> SchemaCache<T> {
+        SchemaCache {
+            entries: std::sync::Arc::clone(&self.entries),
+        }
+    }
+}
+
+impl<T> std::fmt::Debug for SchemaCache<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SchemaCache")
+            .field("schemas", &self.entries.lock().len())
+            .finish()
+    }
+}
+
+impl<T> SchemaCache<T> {
+    /// What was made for `schema` (`shared` when the record holds it so), or `make`'s.
+    pub(crate) fn get_or_make<E>(
+        &self,
+        schema: &Schema,
+        shared: Option<&std::sync::Arc<Schema>>,
+        make: impl FnOnce() -> Result<T, E>,
+    ) -> Result<std::sync::Arc<T>, E> {
+        {
+            let entries = self.entries.lock();
+            let found = shared
+                .and_then(|shared| {
+                    entries
+                        .iter()
+                        .find(|(s, _)| std::sync::Arc::ptr_eq(s, shared))
+                })
+                .or_else(|| entries.iter().find(|(s, _)| **s == *schema));
+            if let Some((_, made)) = found {
+                return Ok(std::sync::Arc::clone(made));
+            }
+        }
+        let made = std::sync::Arc::new(make()?);
+        let held = shared.map_or_else(
+            || std::sync::Arc::new(schema.clone()),
+            std::sync::Arc::clone,
+        );
+        let mut entries = self.entries.lock();
+        if entries.len() >= SCHEMA_CACHE {
+            entries.remove(0);
+        }
+        entries.push((held, std::sync::Arc::clone(&made)));
+        Ok(made)
+    }
+}
+
 /// Why data could not be converted.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConvertError {

@@ -24,7 +24,7 @@ use super::protobuf_data;
 use super::registry::{
     BoundedCache, ById, RegistryClient, RegistryConfig, RegistrySchema, frame, unframe,
 };
-use super::{ConvertError, Converter};
+use super::{ConvertError, Converter, SchemaCache};
 use crate::data::{Schema, Value};
 
 /// The formats, with their registry `schemaType`.
@@ -74,9 +74,8 @@ pub(crate) struct RegistryConverter {
     /// `use.latest.version`: each subject's latest schema, fetched once (Confluent's
     /// `latest.cache.ttl.sec` defaults to never expiring too).
     latest: Mutex<BoundedCache<String, (i32, Arc<Parsed>)>>,
-    /// The registry schemas of the Connect schemas last written (a source writes the same few
-    /// with every record): found by pointer when the record shares its schema, else compared.
-    written: Mutex<Vec<(Arc<Schema>, Arc<Written>)>>,
+    /// The registry form of the Connect schemas last written.
+    written: SchemaCache<Written>,
 }
 
 /// A Connect schema as this converter writes it: its registry schema text, record name and
@@ -87,16 +86,13 @@ struct Written {
     avro: Option<AvroType>,
 }
 
-/// Connect schemas whose registry form a converter keeps.
-const WRITTEN_CACHE: usize = 16;
-
 impl RegistryConverter {
     pub(crate) fn new(format: Format, config: RegistryConfig) -> RegistryConverter {
         RegistryConverter {
             client: RegistryClient::new(&config),
             by_id: ById::new(config.cache_size),
             latest: Mutex::new(BoundedCache::new(config.cache_size)),
-            written: Mutex::new(Vec::new()),
+            written: SchemaCache::default(),
             format,
             config,
         }
@@ -161,49 +157,31 @@ impl RegistryConverter {
         schema: &Schema,
         shared: Option<&Arc<Schema>>,
     ) -> Result<Arc<Written>, ConvertError> {
-        {
-            let cache = self.written.lock();
-            let found = shared
-                .and_then(|shared| cache.iter().find(|(s, _)| Arc::ptr_eq(s, shared)))
-                .or_else(|| cache.iter().find(|(s, _)| **s == *schema));
-            if let Some((_, written)) = found {
-                return Ok(Arc::clone(written));
-            }
-        }
-        let written = Arc::new(match self.format {
+        self.written.get_or_make(schema, shared, || match self.format {
             Format::Avro(options) => {
                 let json = avro_data::from_connect_schema(schema, options)?;
                 let text = avro_data::schema_text(&json);
                 let avro = avro_data::parse(&text, &[])?;
-                Written {
+                Ok(Written {
                     record: avro_data::record_name(&json),
                     avro: Some(avro),
                     text,
-                }
+                })
             }
             Format::JsonSchema => {
                 let json = json_schema_data::from_connect_schema(schema);
-                Written {
+                Ok(Written {
                     text: json.to_string(),
                     record: json_schema_data::record_name(&json),
                     avro: None,
-                }
+                })
             }
-            Format::Protobuf => {
-                return Err(ConvertError::Unsupported {
-                    converter: "ProtobufConverter",
-                    found: "a record to write".to_string(),
-                    hint: "Spate's ProtobufConverter reads only; write with AvroConverter or JsonSchemaConverter",
-                });
-            }
-        });
-        let mut cache = self.written.lock();
-        if cache.len() >= WRITTEN_CACHE {
-            cache.remove(0);
-        }
-        let held = shared.map_or_else(|| Arc::new(schema.clone()), Arc::clone);
-        cache.push((held, Arc::clone(&written)));
-        Ok(written)
+            Format::Protobuf => Err(ConvertError::Unsupported {
+                converter: "ProtobufConverter",
+                found: "a record to write".to_string(),
+                hint: "Spate's ProtobufConverter reads only; write with AvroConverter or JsonSchemaConverter",
+            }),
+        })
     }
 
     fn write(
@@ -255,12 +233,14 @@ impl RegistryConverter {
             )?;
             (id, None)
         };
-        let payload = match (self.format, parsed.as_deref()) {
-            (Format::Avro(_), Some(Parsed::Avro { avro, .. })) => avro_data::encode(avro, value)?,
-            (Format::Avro(_), _) => match &written.avro {
-                Some(avro) => avro_data::encode(avro, value)?,
-                None => avro_data::encode(&avro_data::parse(text, &[])?, value)?,
-            },
+        // The registry's latest schema when writing with it, else the record's own (Avro
+        // formats always derive one).
+        let avro = match parsed.as_deref() {
+            Some(Parsed::Avro { avro, .. }) => Some(avro),
+            _ => written.avro.as_ref(),
+        };
+        let payload = match (self.format, avro) {
+            (Format::Avro(_), Some(avro)) => avro_data::encode(avro, value)?,
             _ => {
                 let json = json_schema_data::value_to_json(Some(schema), value, "$")?;
                 json.to_string().into_bytes()

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use super::json::{self, Json};
-use super::{ConvertError, decimal};
+use super::{ConvertError, SchemaCache, decimal};
 use crate::data::{Field, Schema, SchemaType, Struct, Value, logical};
 
 /// The `JsonConverter` config that changes conversions.
@@ -41,18 +41,11 @@ impl Default for JsonOptions {
 pub(crate) struct JsonConverter {
     pub schemas_enable: bool,
     pub options: JsonOptions,
-    /// The schemas last written and their JSON text (Java caches them too,
-    /// `schemas.cache.size`): a source writes the same few schemas with every record, and
+    /// The JSON text of the schemas last written (Java caches them too, `schemas.cache.size`):
     /// their text is most of an event's bytes (Debezium's envelope: ~3 KB of schema, ~0.3 KB
-    /// of payload). Held by reference, a record's shared schema is found by pointer.
-    pub schema_cache: Arc<parking_lot::Mutex<Vec<CachedSchema>>>,
+    /// of payload).
+    pub schema_cache: SchemaCache<String>,
 }
-
-/// A schema a `JsonConverter` wrote, and its JSON text.
-type CachedSchema = (Arc<Schema>, Arc<str>);
-
-/// Schemas a `JsonConverter` keeps the text of.
-const SCHEMA_CACHE: usize = 16;
 
 impl JsonConverter {
     /// A converter with `schemas.enable` and `options`.
@@ -64,25 +57,18 @@ impl JsonConverter {
         }
     }
 
-    /// `schema`'s JSON text, from the cache when it was written before: found by pointer when
-    /// `shared` is the record's own, else by comparing.
-    fn schema_text(&self, schema: &Schema, shared: Option<&Arc<Schema>>) -> Arc<str> {
-        let mut cache = self.schema_cache.lock();
-        let found = shared
-            .and_then(|shared| cache.iter().find(|(s, _)| Arc::ptr_eq(s, shared)))
-            .or_else(|| cache.iter().find(|(s, _)| **s == *schema));
-        if let Some((_, text)) = found {
-            return Arc::clone(text);
+    /// `schema`'s JSON text, from the cache when it was written before.
+    fn schema_text(&self, schema: &Schema, shared: Option<&Arc<Schema>>) -> Arc<String> {
+        let made = self.schema_cache.get_or_make(schema, shared, || {
+            Ok::<_, std::convert::Infallible>(
+                String::from_utf8(schema_to_json(schema, &self.options).to_bytes())
+                    .unwrap_or_default(),
+            )
+        });
+        match made {
+            Ok(text) => text,
+            Err(never) => match never {},
         }
-        let text: Arc<str> = String::from_utf8(schema_to_json(schema, &self.options).to_bytes())
-            .unwrap_or_default()
-            .into();
-        if cache.len() >= SCHEMA_CACHE {
-            cache.remove(0);
-        }
-        let held = shared.map_or_else(|| Arc::new(schema.clone()), Arc::clone);
-        cache.push((held, Arc::clone(&text)));
-        text
     }
 
     fn write(
@@ -104,7 +90,7 @@ impl JsonConverter {
         let text = schema.map(|s| self.schema_text(s, shared));
         let mut out = String::with_capacity(text.as_ref().map_or(0, |t| t.len()) + 1024);
         out.push_str("{\"schema\":");
-        out.push_str(text.as_deref().unwrap_or("null"));
+        out.push_str(text.as_deref().map_or("null", String::as_str));
         out.push_str(",\"payload\":");
         write_value(schema, value, &self.options, &Path::Root, &mut out)?;
         out.push('}');
