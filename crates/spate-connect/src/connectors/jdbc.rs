@@ -9,15 +9,20 @@
 //! before it returns, so the offsets the runtime commits after `flush` are of rows already
 //! committed. A redelivered record (after a crash) is written again: idempotent with `upsert`.
 //!
-//! What differs: PostgreSQL only (`jdbc:postgresql://` URLs); no TLS yet (`sslmode` disable,
-//! allow, prefer); a topic with dots names `schema.table` (its last two parts), as Confluent's
-//! `TableId` reads `catalog.schema.table`.
+//! TLS as pgjdbc's URL parameters say: `sslmode` (disable, allow, prefer — the default —,
+//! require, verify-ca, verify-full; `ssl=true` alone is verify-full), `sslrootcert`, `sslcert`,
+//! `sslkey` (PEM files; see [`tls`]).
+//!
+//! What differs: PostgreSQL only (`jdbc:postgresql://` URLs); a topic with dots names
+//! `schema.table` (its last two parts), as Confluent's `TableId` reads `catalog.schema.table`.
 
 use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
 use tokio::runtime::Runtime;
-use tokio_postgres::{Client, NoTls, Statement};
+use tokio_postgres::{Client, Statement};
+
+use super::postgres::tls;
 
 use crate::config::{ConfigProblem, Props, Reader, describe};
 use crate::convert::decimal;
@@ -59,6 +64,7 @@ struct Settings {
     delete_enabled: bool,
     table_format: String,
     batch_size: usize,
+    tls: tls::PgTls,
 }
 
 /// `jdbc:postgresql://host[:port]/db[?user=..&password=..]` into (host, port, db, params).
@@ -92,14 +98,25 @@ fn parse(props: &Props) -> Result<Settings, Vec<ConfigProblem>> {
         );
     }
     let (host, port, dbname, params) = parsed.unwrap_or_default();
-    if let Some(mode) = params.get("sslmode")
-        && !["disable", "allow", "prefer"].contains(&mode.as_str())
-    {
-        r.problem(
-            "connection.url",
-            format!("sslmode={mode}: Spate's JDBC sink does not encrypt its connections yet; use disable, allow or prefer"),
-        );
-    }
+    // pgjdbc: `ssl=true` without `sslmode` verifies the certificate and the host name.
+    let ssl_mode = match (params.get("sslmode"), params.get("ssl").map(String::as_str)) {
+        (Some(mode), _) => mode.as_str(),
+        (None, Some("true")) => "verify-full",
+        (None, _) => "prefer",
+    };
+    let file = |name: &str| params.get(name).map(String::as_str);
+    let tls = match tls::PgTls::new(
+        ssl_mode,
+        file("sslrootcert"),
+        file("sslcert"),
+        file("sslkey"),
+    ) {
+        Ok(tls) => tls,
+        Err(e) => {
+            r.problem("connection.url", e);
+            tls::PgTls::disabled()
+        }
+    };
     let insert_mode = [InsertMode::Insert, InsertMode::Upsert, InsertMode::Update]
         [r.choice("insert.mode", 0, &["insert", "upsert", "update"])];
     let pk_mode = [
@@ -148,6 +165,7 @@ fn parse(props: &Props) -> Result<Settings, Vec<ConfigProblem>> {
         delete_enabled,
         table_format: r.string("table.name.format", "${topic}").trim().to_string(),
         batch_size: r.unsigned("batch.size", 3000, 1..=1_000_000) as usize,
+        tls,
     };
     r.finish(settings)
 }
@@ -541,20 +559,28 @@ impl JdbcTask {
             .options("-c TimeZone=UTC -c DateStyle=ISO")
             .application_name("spate-connect-jdbc")
             .connect_timeout(Duration::from_secs(10));
-        let (client, connection) = config.connect(NoTls).await.map_err(|e| {
-            let mut error = Self::db_error("connecting to PostgreSQL", &e);
-            if e.as_db_error().is_some_and(|d| d.code().code() == "28P01") {
-                error.message = format!(
-                    "password authentication failed for user {:?}: check connection.user and connection.password",
-                    settings.user
-                );
+        let timeout = Duration::from_secs(10);
+        let connected = tls::sql_connect(
+            &mut config,
+            &settings.tls,
+            &settings.host,
+            settings.port,
+            timeout,
+        )
+        .await;
+        connected.map_err(|e| match e {
+            tls::ConnectError::Open(e) => e,
+            tls::ConnectError::Postgres(e) => {
+                let mut error = Self::db_error("connecting to PostgreSQL", &e);
+                if e.as_db_error().is_some_and(|d| d.code().code() == "28P01") {
+                    error.message = format!(
+                        "password authentication failed for user {:?}: check connection.user and connection.password",
+                        settings.user
+                    );
+                }
+                error
             }
-            error
-        })?;
-        tokio::spawn(async move {
-            let _ = connection.await;
-        });
-        Ok(client)
+        })
     }
 
     /// Makes sure `row`'s table has its columns (creating or altering it as allowed).

@@ -13,6 +13,7 @@
 mod envelope;
 mod pgoutput;
 mod source;
+pub(crate) mod tls;
 mod types;
 
 use regex::Regex;
@@ -33,8 +34,6 @@ const SNAPSHOT_MODES: &[&str] = &[
     "always",
 ];
 const AUTOCREATE_MODES: &[&str] = &["all_tables", "filtered", "disabled", "no_tables"];
-/// `database.sslmode`'s values Spate takes (its connections are not encrypted yet).
-const SSL_MODES: &[&str] = &["disable", "allow", "prefer"];
 const OPERATIONS: &[&str] = &["c", "u", "d", "t", "none"];
 
 /// A connector's config, checked.
@@ -64,6 +63,7 @@ pub(crate) struct PgConfig {
     pub max_batch: usize,
     pub max_retries: i64,
     pub retry_wait_ms: u64,
+    pub tls: tls::PgTls,
 }
 
 impl PgConfig {
@@ -111,9 +111,9 @@ pub(crate) fn parse(props: &Props) -> Result<PgConfig, Vec<ConfigProblem>> {
     let snapshot_mode = SNAPSHOT_MODES[r.choice("snapshot.mode", 0, SNAPSHOT_MODES)].to_string();
     let autocreate =
         AUTOCREATE_MODES[r.choice("publication.autocreate.mode", 0, AUTOCREATE_MODES)].to_string();
-    // Spate's connections are unencrypted yet, and it decodes pgoutput only: the other values
-    // are refused by name.
-    r.choice("database.sslmode", 2, SSL_MODES);
+    let ssl_mode = tls::MODES[r.choice("database.sslmode", 2, tls::MODES)];
+    let tls = ssl_settings(&mut r, "database.", ssl_mode);
+    // Spate decodes pgoutput only: the other plugins are refused by name.
     r.choice("plugin.name", 0, &["pgoutput"]);
     let decimal = [
         DecimalMode::Precise,
@@ -201,8 +201,31 @@ pub(crate) fn parse(props: &Props) -> Result<PgConfig, Vec<ConfigProblem>> {
         max_batch,
         max_retries,
         retry_wait_ms,
+        tls,
     };
     r.finish(config)
+}
+
+/// The TLS settings from `{prefix}sslrootcert`, `sslcert` and `sslkey` (files, read now) for
+/// `mode`; a file that cannot be used is a problem named by its key.
+pub(crate) fn ssl_settings(r: &mut Reader, prefix: &str, mode: &str) -> tls::PgTls {
+    let file = |name: &str| {
+        let path = r.string(&format!("{prefix}{name}"), "");
+        (!path.trim().is_empty()).then(|| path.trim().to_string())
+    };
+    let (root, cert, key) = (file("sslrootcert"), file("sslcert"), file("sslkey"));
+    match tls::PgTls::new(mode, root.as_deref(), cert.as_deref(), key.as_deref()) {
+        Ok(settings) => settings,
+        Err(e) => {
+            // The message starts with the key it is about, without the prefix.
+            let key = ["sslrootcert", "sslcert", "sslkey"]
+                .into_iter()
+                .find(|k| e.starts_with(k))
+                .unwrap_or("sslmode");
+            r.problem(&format!("{prefix}{key}"), format!("{prefix}{e}"));
+            tls::PgTls::disabled()
+        }
+    }
 }
 
 impl Connector for PostgresConnector {
@@ -256,7 +279,25 @@ impl Connector for PostgresConnector {
                 "database.sslmode",
                 "STRING",
                 "prefer",
-                "Whether to use an encrypted connection to Postgres. Spate connects unencrypted: disable, allow or prefer.",
+                "Whether to use an encrypted connection to Postgres. Options include: 'disable' to use an unencrypted connection; 'allow' to connect unencrypted (Spate does not retry with TLS); 'prefer' (the default) to use a secure (encrypted) connection if the server supports it and an unencrypted one otherwise; 'require' to use a secure (encrypted) connection, and fail if one cannot be established; 'verify-ca' like 'require' but also verify the server TLS certificate against the configured Certificate Authority (CA) certificates, or fail if no valid matching CA certificates are found; or 'verify-full' like 'verify-ca' but also verify that the server certificate matches the host to which the connection is attempted.",
+            ),
+            ConfigKey::optional(
+                "database.sslrootcert",
+                "STRING",
+                "",
+                "The path to the file that contains the root certificate(s) against which the server is validated (PEM). Without it, verify-ca and verify-full use the system's root certificates.",
+            ),
+            ConfigKey::optional(
+                "database.sslcert",
+                "STRING",
+                "",
+                "The path to the file that contains the SSL certificate for the client (PEM).",
+            ),
+            ConfigKey::optional(
+                "database.sslkey",
+                "STRING",
+                "",
+                "The path to the file that contains the SSL private key of the client (unencrypted PEM).",
             ),
             ConfigKey::optional(
                 "plugin.name",
@@ -420,7 +461,7 @@ mod tests {
             ("database.port", "70000"),
             ("snapshot.mode", "sometimes"),
             ("plugin.name", "decoderbufs"),
-            ("database.sslmode", "require"),
+            ("database.sslmode", "required"),
             ("table.include.list", "a(b"),
             ("slot.name", "Bad-Slot"),
         ] {

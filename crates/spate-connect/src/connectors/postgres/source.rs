@@ -19,12 +19,13 @@ use pgwire_replication::{
 };
 use serde_json::{Value as Json, json};
 use tokio::runtime::Runtime;
-use tokio_postgres::{Client, NoTls, SimpleQueryMessage};
+use tokio_postgres::{Client, SimpleQueryMessage};
+use tokio_util::either::Either;
 
 use super::envelope::{self, Column, Source, Table};
 use super::pgoutput::{self, Cell, Message, OldKind, Relation};
 use super::types::ColumnType;
-use super::{PgConfig, parse};
+use super::{PgConfig, parse, tls};
 use crate::config::{Props, describe};
 use crate::data::{ConnectRecord, Schema, SchemaType, Struct, Value};
 use crate::plugin::{OffsetReader, SourceTask, TaskError};
@@ -34,6 +35,8 @@ const SESSION_OPTIONS: &str =
     "-c DateStyle=ISO -c TimeZone=UTC -c IntervalStyle=iso_8601 -c extra_float_digits=3";
 /// Microseconds from the Unix epoch to PostgreSQL's (2000-01-01).
 const PG_EPOCH_US: i64 = 946_684_800_000_000;
+/// How long connecting to PostgreSQL may take (TCP, TLS and the login).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a poll waits for the first change before returning none.
 const POLL_WAIT: Duration = Duration::from_millis(100);
 /// The snapshot's cursor.
@@ -197,15 +200,19 @@ impl Inner {
             .dbname(&self.config.dbname)
             .options(SESSION_OPTIONS)
             .application_name("spate-connect")
-            .connect_timeout(Duration::from_secs(10));
-        let (client, connection) = config
-            .connect(NoTls)
-            .await
-            .map_err(|e| self.error("connecting", &e))?;
-        tokio::spawn(async move {
-            let _ = connection.await;
-        });
-        Ok(client)
+            .connect_timeout(CONNECT_TIMEOUT);
+        tls::sql_connect(
+            &mut config,
+            &self.config.tls,
+            &self.config.host,
+            self.config.port,
+            CONNECT_TIMEOUT,
+        )
+        .await
+        .map_err(|e| match e {
+            tls::ConnectError::Postgres(e) => self.error("connecting", &e),
+            tls::ConnectError::Open(e) => e,
+        })
     }
 
     async fn query(
@@ -221,21 +228,38 @@ impl Inner {
             .map_err(|e| self.error(context, &e))
     }
 
-    fn replication_config(&self) -> ReplicationConfig {
-        ReplicationConfig::new(
-            self.config.host.clone(),
+    /// The replication connection's settings. When it may be encrypted, Spate opens it (see
+    /// [`tls`]) and pgwire-replication reaches it through a Unix socket.
+    async fn replication_config(&self) -> Result<ReplicationConfig, TaskError> {
+        let direct = (self.config.host.clone(), self.config.port);
+        let (host, port) = if self.config.tls.may_encrypt() && !self.config.host.starts_with('/') {
+            match self
+                .config
+                .tls
+                .open(&self.config.host, self.config.port, CONNECT_TIMEOUT)
+                .await?
+            {
+                tls @ Either::Right(_) => (tls::bridge(tls)?, tls::BRIDGE_PORT),
+                // `prefer`, and the server has no TLS: pgwire-replication connects itself.
+                Either::Left(_) => direct,
+            }
+        } else {
+            direct
+        };
+        Ok(ReplicationConfig::new(
+            host,
             self.config.user.clone(),
             self.config.password.clone(),
             self.config.dbname.clone(),
             self.config.slot.clone(),
             self.config.publication.clone(),
         )
-        .with_port(self.config.port)
+        .with_port(port)
         .with_options(SESSION_OPTIONS)
         .with_application_name(format!("spate-connect-{}", self.config.prefix))
         .with_status_interval(Duration::from_secs(1))
         .with_wakeup_interval(Duration::from_secs(1))
-        .with_start_lsn(Lsn(0))
+        .with_start_lsn(Lsn(0)))
     }
 
     /// The catalog's view of a table's columns: name, type, key, nullable.
@@ -466,7 +490,7 @@ impl Inner {
                     self.confirmed_lsn = self.confirmed_lsn.max(lsn);
                 }
             }
-            let repl = ReplicationClient::connect(self.replication_config())
+            let repl = ReplicationClient::connect(self.replication_config().await?)
                 .await
                 .map_err(|e| self.wire_error("starting replication", &e))?;
             self.sql = Some(client);
@@ -480,7 +504,7 @@ impl Inner {
         if slot.is_some() {
             self.drop_slot(&client).await?;
         }
-        let mut repl = ReplicationClient::connect_gated(self.replication_config())
+        let mut repl = ReplicationClient::connect_gated(self.replication_config().await?)
             .await
             .map_err(|e| self.wire_error("opening a replication session", &e))?;
         let created = repl
