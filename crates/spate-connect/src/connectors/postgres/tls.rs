@@ -465,20 +465,15 @@ mod tests {
                 .expect("require")
                 .may_encrypt()
         );
-        let wrong = PgTls::new("required", None, None, None)
-            .err()
-            .expect("refused");
+        let wrong = PgTls::new("required", None, None, None).expect_err("refused");
         assert!(wrong.contains("verify-full"), "{wrong}");
         let missing = PgTls::new("verify-full", Some("/nonexistent/ca.pem"), None, None)
-            .err()
-            .expect("refused");
+            .expect_err("refused");
         assert!(
             missing.contains("sslrootcert /nonexistent/ca.pem"),
             "{missing}"
         );
-        let half = PgTls::new("require", None, Some("/x.pem"), None)
-            .err()
-            .expect("refused");
+        let half = PgTls::new("require", None, Some("/x.pem"), None).expect_err("refused");
         assert!(half.contains("together"), "{half}");
     }
 }
