@@ -250,7 +250,15 @@ pub fn connectors() -> Vec<Box<dyn Connector>> {
         Box::new(crate::connectors::datagen::Datagen),
         Box::new(crate::connectors::postgres::PostgresConnector),
         Box::new(crate::connectors::jdbc::JdbcSink),
-        Box::new(crate::connectors::storage::S3Sink),
+        Box::new(crate::connectors::storage::StorageSink(
+            crate::connectors::storage::Cloud::S3,
+        )),
+        Box::new(crate::connectors::storage::StorageSink(
+            crate::connectors::storage::Cloud::Gcs,
+        )),
+        Box::new(crate::connectors::storage::StorageSink(
+            crate::connectors::storage::Cloud::Azure,
+        )),
         Box::new(crate::connectors::iceberg::IcebergSink),
         Box::new(crate::connectors::mirror::MirrorSource),
         Box::new(crate::connectors::mirror::MirrorCheckpoint),

@@ -160,21 +160,24 @@ fn time_based_partitioning_cuts_files_per_hour_and_on_schema_change() {
 
 #[test]
 fn bad_configs_name_their_fields() {
-    let problems = parse(&props(&[
-        ("s3.bucket.name", "b"),
-        ("flush.size", "0"),
-        (
-            "format.class",
-            "io.confluent.connect.s3.format.csv.CsvFormat",
-        ),
-        (
-            "partitioner.class",
-            "io.confluent.connect.storage.partitioner.TimeBasedPartitioner",
-        ),
-        ("timezone", "Mars/Olympus"),
-        ("parquet.codec", "lzo"),
-        ("store.url", "ftp://x"),
-    ]))
+    let problems = parse(
+        &props(&[
+            ("s3.bucket.name", "b"),
+            ("flush.size", "0"),
+            (
+                "format.class",
+                "io.confluent.connect.s3.format.csv.CsvFormat",
+            ),
+            (
+                "partitioner.class",
+                "io.confluent.connect.storage.partitioner.TimeBasedPartitioner",
+            ),
+            ("timezone", "Mars/Olympus"),
+            ("parquet.codec", "lzo"),
+            ("store.url", "ftp://x"),
+        ]),
+        Cloud::S3,
+    )
     .expect_err("it fails");
     let names: Vec<&str> = problems.iter().map(|p| p.name.as_str()).collect();
     for field in [
@@ -369,4 +372,46 @@ fn avro_files_are_containers_with_the_connect_schema() {
     let error = task.put(&[json_record(0, 2, 2)]).expect_err("it fails");
     assert!(error.message.contains("value schema"), "{}", error.message);
     assert!(error.message.contains("offset 2"), "{}", error.message);
+}
+
+#[test]
+fn each_sink_reads_its_own_keys_and_takes_any_sinks_format_class() {
+    let gcs = parse(
+        &props(&[
+            ("gcs.bucket.name", "b"),
+            ("flush.size", "3"),
+            (
+                "format.class",
+                "io.confluent.connect.s3.format.avro.AvroFormat",
+            ),
+            ("gcs.part.size", "6000000"),
+            ("gcs.compression.type", "gzip"),
+        ]),
+        Cloud::Gcs,
+    );
+    let problems = gcs.expect_err("gzip does not apply to Avro");
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert_eq!(problems[0].name, "gcs.compression.type");
+    let azure = parse(
+        &props(&[
+            ("azblob.account.name", "acct"),
+            ("flush.size", "3"),
+            (
+                "format.class",
+                "io.confluent.connect.azure.blob.format.bytearray.ByteArrayFormat",
+            ),
+            ("azblob.block.size", "6000000"),
+        ]),
+        Cloud::Azure,
+    )
+    .expect("valid");
+    assert_eq!(
+        (
+            azure.bucket.as_str(),
+            azure.azure_account.as_str(),
+            azure.part_size
+        ),
+        ("default", "acct", 6_000_000)
+    );
+    assert!(matches!(azure.format, Format::ByteArray { .. }));
 }
