@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka.admin import AdminClient, ConfigResource
 
 from conftest import _die_with_parent, spate_binary
 from helpers import wait_until
@@ -517,3 +518,44 @@ def test_a_sink_waits_for_a_topic_that_does_not_exist_yet(broker, worker, tmp_pa
     produce(broker.kafka_addr, "later", [b"finally"])
     wait_until(lambda: out.exists() and out.read_text() == "finally\n", timeout_s=60, what="the record")
     assert connector_state(w, "later") == ("RUNNING", ["RUNNING"])
+
+
+def test_source_topics_are_made_by_the_connectors_topic_creation_groups(spate, tmp_path):
+    """KIP-158: `topic.creation.default.*` and named groups (`include`/`exclude` regexes, their
+    own partitions and topic configs) make a source's topics before its first record."""
+    w = InProcess(spate)
+    creation = {
+        "topic.creation.groups": "short",
+        "topic.creation.default.replication.factor": "-1",
+        "topic.creation.default.partitions": "3",
+        "topic.creation.default.retention.ms": "3600000",
+        "topic.creation.short.include": "tmp-.*",
+        "topic.creation.short.partitions": "1",
+        "topic.creation.short.retention.ms": "60000",
+        "topic.creation.short.compression.type": "zstd",
+    }
+    for topic in ("events", "tmp-users"):
+        path = tmp_path / f"{topic}.txt"
+        path.write_text("a\nb\n")
+        assert w.call("POST", "/connectors", {"name": topic, "config": {
+            "connector.class": "FileStreamSource", "file": str(path), "topic": topic,
+            "value.converter": "org.apache.kafka.connect.storage.StringConverter", **creation}})[0] == 201
+        assert sorted(consume_values(spate.kafka_addr, topic, 2)) == [b"a", b"b"]
+    admin = AdminClient({"bootstrap.servers": spate.kafka_addr})
+    topics = admin.list_topics(timeout=30).topics
+    assert (len(topics["events"].partitions), len(topics["tmp-users"].partitions)) == (3, 1)
+    configs = {}
+    for resource, future in admin.describe_configs([
+            ConfigResource("topic", "events"), ConfigResource("topic", "tmp-users")]).items():
+        entries = future.result(timeout=30)
+        configs[resource.name] = (entries["retention.ms"].value, entries["compression.type"].value)
+    assert configs == {"events": ("3600000", "producer"), "tmp-users": ("60000", "zstd")}
+
+    # Half a default group, a group without its include list: refused, each key named.
+    code, body = w.call("POST", "/connectors", {"name": "bad", "config": {
+        "connector.class": "FileStreamSource", "file": str(tmp_path / "x"), "topic": "x",
+        "topic.creation.default.partitions": "0", "topic.creation.groups": "g"}})
+    assert code == 400, body
+    for key in ("topic.creation.default.replication.factor", "topic.creation.default.partitions",
+                "topic.creation.g.include"):
+        assert key in body["message"], (key, body)

@@ -24,6 +24,7 @@ pub mod plugin;
 pub mod server;
 pub mod store;
 pub mod task;
+pub mod topic_creation;
 pub mod transforms;
 pub mod validate;
 pub mod worker_config;

@@ -314,6 +314,11 @@ fn run_source(
             .init_transactions(Duration::from_secs(60))
             .map_err(|e| TaskError::fatal(format!("initialising the task's transactions: {e}")))?;
     }
+    let mut topics = crate::topic_creation::TopicCreation::new(
+        props,
+        &shared.config.props,
+        &shared.config.client("admin."),
+    )?;
     let metrics = shared.metrics.task(&id.connector, id.task, "source");
     task.target_cluster(shared.config.client("producer."));
     {
@@ -368,6 +373,9 @@ fn run_source(
                     .apply(record)
                     .map_err(|e| TaskError::fatal(format!("transform failed: {e}")))?
                 {
+                    if let Some(topics) = &mut topics {
+                        topics.ensure(&record.topic)?;
+                    }
                     send(shared, id, &producer, &converters, record, &metrics)?;
                 }
                 if let Some((partition, offset)) = offset {

@@ -239,6 +239,12 @@ pub fn problems(worker: &WorkerConfig, props: &Props) -> Vec<ConfigProblem> {
     if let Err(found) = transforms::chain(props) {
         problems.extend(found);
     }
+    if connector
+        .as_ref()
+        .is_some_and(|c| c.kind() == ConnectorKind::Source)
+    {
+        problems.extend(crate::topic_creation::problems(props));
+    }
     if let Some(connector) = &connector {
         if connector.kind() == ConnectorKind::Sink {
             let topics = props.get("topics").is_some_and(|t| !t.trim().is_empty());
