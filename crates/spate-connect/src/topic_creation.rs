@@ -34,6 +34,9 @@ struct Group {
 
 impl Group {
     fn matches(&self, topic: &str) -> bool {
+        if self.name == "default" {
+            return true;
+        }
         self.include.iter().any(|r| r.is_match(topic))
             && !self.exclude.iter().any(|r| r.is_match(topic))
     }
@@ -111,10 +114,8 @@ fn groups(props: &Props) -> Result<Option<Vec<Group>>, Vec<ConfigProblem>> {
             list
         };
         let (include, exclude) = if name == "default" {
-            (
-                vec![Regex::new(".*").unwrap_or_else(|_| unreachable!())],
-                Vec::new(),
-            )
+            // Takes every topic (see `Group::matches`).
+            (Vec::new(), Vec::new())
         } else {
             let (include, exclude) = (regexes("include"), regexes("exclude"));
             if include.is_empty() {
