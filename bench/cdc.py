@@ -73,8 +73,15 @@ def rest(connect: str, method: str, path: str, body: object | None = None) -> ob
         return json.loads(text) if text else None
 
 
+# Partitions of each table's topic (`--partitions`): Debezium's configs set them through KIP-158's
+# topic.creation.default.partitions; 0 leaves the topics to the broker's auto-creation (one).
+PARTITIONS = 0
+
+
 def connector(pg: Postgres, name: str, tables: str) -> dict:
-    return {"name": name, "config": {
+    creation = {"topic.creation.default.partitions": str(PARTITIONS),
+                "topic.creation.default.replication.factor": "-1"} if PARTITIONS else {}
+    return {"name": name, "config": {**creation,
         "connector.class": "io.debezium.connector.postgresql.PostgresConnector",
         "database.hostname": pg.host, "database.port": str(pg.port),
         "database.user": pg.user, "database.password": pg.password,
@@ -97,7 +104,11 @@ def wait_streaming(pg: Postgres, slot: str) -> None:
 def consumer(kafka: str, topics: list[str]) -> Consumer:
     c = Consumer({"bootstrap.servers": kafka, "group.id": f"bench-{time.monotonic_ns()}",
                   "auto.offset.reset": "earliest", "enable.auto.commit": False,
-                  "fetch.wait.max.ms": 10})
+                  "fetch.wait.max.ms": 10,
+                  # Topics a connector has not written yet are looked for again every second,
+                  # not every 5 minutes (librdkafka's default): a subscription made before the
+                  # first change would otherwise wait that long for its topics.
+                  "topic.metadata.refresh.interval.ms": 1000})
     c.subscribe(topics)
     return c
 
@@ -233,7 +244,11 @@ def main() -> None:
     parser.add_argument("--perf", help="record `perf record -g` of spate during the run into this file")
     parser.add_argument("--worker-config",
                         help="the in-process Connect worker's properties file (producer.* tuning)")
+    parser.add_argument("--partitions", type=int, default=0,
+                        help="partitions per table topic, through topic.creation (default: the broker's one)")
     args = parser.parse_args()
+    global PARTITIONS
+    PARTITIONS = args.partitions
     work = Path(tempfile.mkdtemp(prefix="spate-bench-cdc-"))
     pg = Postgres(log_path=work / "postgres.log",
                   settings={"fsync": "on", "synchronous_commit": "on", "max_wal_size": "4GB"})
@@ -258,6 +273,8 @@ def main() -> None:
         proc.send_signal(signal.SIGTERM)
         proc.wait(60)
         pg.cleanup()
+    for r in results:
+        r["partitions"] = PARTITIONS or 1
     with open(args.out, "a") as f:
         for r in results:
             f.write(json.dumps(r) + "\n")

@@ -1,17 +1,22 @@
 """Confluent's registry-backed converters end to end: a `spate connect worker` whose FileStream
-connectors use AvroConverter / JsonSchemaConverter against the registry of a real `spate serve`,
-with confluent-kafka's own serializers and deserializers on the other side of the topic."""
+(and Datagen) connectors use AvroConverter / JsonSchemaConverter / ProtobufConverter against the
+registry of a real `spate serve`, with confluent-kafka's own serializers and deserializers on the
+other side of the topic."""
 
 from __future__ import annotations
 
-import pytest
-
+import base64
 import json
+import urllib.request
+
+import pytest
 
 from confluent_kafka import Consumer, Producer
 from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.schema_registry.avro import AvroDeserializer, AvroSerializer
 from confluent_kafka.schema_registry.json_schema import JSONDeserializer, JSONSerializer
+from confluent_kafka.schema_registry.protobuf import ProtobufDeserializer
+from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from confluent_kafka.serialization import MessageField, SerializationContext
 
 from helpers import wait_until
@@ -25,6 +30,7 @@ def spate(broker):
 
 AVRO = "io.confluent.connect.avro.AvroConverter"
 JSON_SCHEMA = "io.confluent.connect.json.JsonSchemaConverter"
+PROTOBUF = "io.confluent.connect.protobuf.ProtobufConverter"
 
 USER_AVRO = json.dumps({
     "type": "record", "name": "User", "namespace": "app",
@@ -157,3 +163,36 @@ def test_json_schema_converter_both_ways_with_confluents_serializers(spate, work
                what="the sink file")
     assert [json.loads(line) for line in sink_file.read_text().splitlines()] == [
         {"name": "ada", "visits": 3}, {"name": None, "visits": 4}]
+
+
+def test_protobuf_converter_writes_what_confluents_deserializer_reads(spate, worker):
+    """Datagen's users as Protobuf: the record's Connect schema registered as a proto3 schema,
+    each value in Confluent's wire format (header, message indexes, message), read by
+    confluent-kafka's ProtobufDeserializer with a message class built from the registered
+    schema by the protobuf package itself."""
+    w = worker()
+    code, created = w.call("POST", "/connectors", {"name": "proto-users", "config": {
+        "connector.class": "io.confluent.kafka.connect.datagen.DatagenConnector",
+        "quickstart": "users", "kafka.topic": "proto-users", "max.interval": "1",
+        "iterations": "5", **registry_config(spate, PROTOBUF)}})
+    assert code == 201, created
+    values = consume_raw(spate.kafka_addr, "proto-users", 5)
+
+    sr = SchemaRegistryClient({"url": f"http://{spate.registry_addr}"})
+    registered = sr.get_latest_version("proto-users-value")
+    assert registered.schema.schema_type == "PROTOBUF"
+    assert "message users" in registered.schema.schema_str, registered.schema.schema_str
+    # The FileDescriptorProto, as the REST API serves it (the client caches the text form).
+    url = f"http://{spate.registry_addr}/subjects/proto-users-value/versions/latest?format=serialized"
+    with urllib.request.urlopen(url, timeout=30) as response:
+        serialized = json.loads(response.read())["schema"]
+    pool = descriptor_pool.DescriptorPool()
+    pool.Add(descriptor_pb2.FileDescriptorProto.FromString(base64.b64decode(serialized)))
+    users = message_factory.GetMessageClass(pool.FindMessageTypeByName("ksql.users"))
+    deserialize = ProtobufDeserializer(users, {"use.deprecated.format": False})
+    ctx = SerializationContext("proto-users", MessageField.VALUE)
+    for value in values:
+        assert value[0] == 0 and int.from_bytes(value[1:5], "big") == registered.schema_id
+        user = deserialize(value, ctx)
+        assert user.userid.startswith("User_") and user.regionid.startswith("Region_"), user
+        assert user.gender in {"MALE", "FEMALE", "OTHER"} and user.registertime > 0, user

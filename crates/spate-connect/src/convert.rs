@@ -13,7 +13,7 @@
 //!
 //! And Confluent's registry-backed converters ([`confluent`]):
 //! `io.confluent.connect.avro.AvroConverter`, `io.confluent.connect.json.JsonSchemaConverter`
-//! and `io.confluent.connect.protobuf.ProtobufConverter` (reading only).
+//! and `io.confluent.connect.protobuf.ProtobufConverter`.
 //!
 //! Everything but [`registry`] is pure functions over bytes and values; [`registry`] makes
 //! the schema registry's HTTP calls, blocking, on the task thread that converts.
@@ -235,7 +235,7 @@ pub const DOUBLE_CONVERTER: &str = "org.apache.kafka.connect.converters.DoubleCo
 pub const AVRO_CONVERTER: &str = "io.confluent.connect.avro.AvroConverter";
 /// `io.confluent.connect.json.JsonSchemaConverter`.
 pub const JSON_SCHEMA_CONVERTER: &str = "io.confluent.connect.json.JsonSchemaConverter";
-/// `io.confluent.connect.protobuf.ProtobufConverter` (reading only).
+/// `io.confluent.connect.protobuf.ProtobufConverter`.
 pub const PROTOBUF_CONVERTER: &str = "io.confluent.connect.protobuf.ProtobufConverter";
 
 /// The converter class names known (for GET /connector-plugins?connectorsOnly=false, type

@@ -2,8 +2,8 @@
 //! `io.confluent.connect.avro.AvroConverter` ([`avro_data`](super::avro_data)),
 //! `io.confluent.connect.json.JsonSchemaConverter`
 //! ([`json_schema_data`](super::json_schema_data)) and
-//! `io.confluent.connect.protobuf.ProtobufConverter` (reading only,
-//! [`protobuf_data`](super::protobuf_data)).
+//! `io.confluent.connect.protobuf.ProtobufConverter` ([`protobuf_data`](super::protobuf_data):
+//! structs, as one proto3 message per record schema).
 //!
 //! Writing: the Connect schema becomes the format's schema, which is registered under the
 //! subject the strategy names (`auto.register.schemas`, the default), or looked up there, or
@@ -84,6 +84,8 @@ struct Written {
     text: String,
     record: Option<String>,
     avro: Option<AvroType>,
+    /// Protobuf: the message the text declares.
+    proto: Option<prost_reflect::MessageDescriptor>,
 }
 
 impl RegistryConverter {
@@ -157,31 +159,45 @@ impl RegistryConverter {
         schema: &Schema,
         shared: Option<&Arc<Schema>>,
     ) -> Result<Arc<Written>, ConvertError> {
-        self.written.get_or_make(schema, shared, || match self.format {
-            Format::Avro(options) => {
-                let json = avro_data::from_connect_schema(schema, options)?;
-                let text = avro_data::schema_text(&json);
-                let avro = avro_data::parse(&text, &[])?;
-                Ok(Written {
-                    record: avro_data::record_name(&json),
-                    avro: Some(avro),
-                    text,
-                })
-            }
-            Format::JsonSchema => {
-                let json = json_schema_data::from_connect_schema(schema);
-                Ok(Written {
-                    text: json.to_string(),
-                    record: json_schema_data::record_name(&json),
-                    avro: None,
-                })
-            }
-            Format::Protobuf => Err(ConvertError::Unsupported {
-                converter: "ProtobufConverter",
-                found: "a record to write".to_string(),
-                hint: "Spate's ProtobufConverter reads only; write with AvroConverter or JsonSchemaConverter",
-            }),
-        })
+        self.written
+            .get_or_make(schema, shared, || match self.format {
+                Format::Avro(options) => {
+                    let json = avro_data::from_connect_schema(schema, options)?;
+                    let text = avro_data::schema_text(&json);
+                    let avro = avro_data::parse(&text, &[])?;
+                    Ok(Written {
+                        record: avro_data::record_name(&json),
+                        avro: Some(avro),
+                        proto: None,
+                        text,
+                    })
+                }
+                Format::JsonSchema => {
+                    let json = json_schema_data::from_connect_schema(schema);
+                    Ok(Written {
+                        text: json.to_string(),
+                        record: json_schema_data::record_name(&json),
+                        avro: None,
+                        proto: None,
+                    })
+                }
+                Format::Protobuf => {
+                    let (text, record) = protobuf_data::from_connect_schema(schema)?;
+                    let compiled = spate_schema::protobuf::ProtobufSchema::parse(&text, &[], false)
+                        .map_err(|e| ConvertError::InvalidSchema {
+                            path: "$".to_string(),
+                            reason: format!(
+                                "the Protobuf schema made for this record does not compile: {e}"
+                            ),
+                        })?;
+                    Ok(Written {
+                        proto: Some(protobuf_data::first_message(compiled.file())?),
+                        text,
+                        record: Some(record),
+                        avro: None,
+                    })
+                }
+            })
     }
 
     fn write(
@@ -241,6 +257,21 @@ impl RegistryConverter {
         };
         let payload = match (self.format, avro) {
             (Format::Avro(_), Some(avro)) => avro_data::encode(avro, value)?,
+            (Format::Protobuf, _) => {
+                // The registry's latest schema when writing with it (its first message),
+                // else the one made from the record's.
+                let message = match parsed.as_deref() {
+                    Some(Parsed::Protobuf(latest)) => protobuf_data::first_message(latest.file())?,
+                    _ => written
+                        .proto
+                        .clone()
+                        .ok_or_else(|| ConvertError::InvalidSchema {
+                            path: "$".to_string(),
+                            reason: "no Protobuf message for this record".to_string(),
+                        })?,
+                };
+                protobuf_data::encode(&message, value)?
+            }
             _ => {
                 let json = json_schema_data::value_to_json(Some(schema), value, "$")?;
                 json.to_string().into_bytes()

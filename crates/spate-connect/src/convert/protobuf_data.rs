@@ -1,5 +1,6 @@
-//! Confluent's `ProtobufData`, read side: a Protobuf message of a registered schema to a
-//! Connect struct. Each message is a struct named by the message's full name with its fields
+//! Confluent's `ProtobufData`: a Protobuf message of a registered schema to a Connect struct
+//! (read), and a Connect struct to a proto3 schema and message (write, [`from_connect_schema`],
+//! [`encode`]). Each message is a struct named by the message's full name with its fields
 //! in declaration order, all optional (proto3 has no required fields); `uint32`, `fixed32`
 //! and the 64-bit integers are int64, enums strings, `repeated` an array, `map` a map,
 //! `google.protobuf.Timestamp` Connect's Timestamp, the wrapper types optional primitives.
@@ -305,6 +306,382 @@ pub(crate) fn name_enums(value: &mut Value, message: &MessageDescriptor) {
     }
 }
 
+// --- The write side: Confluent's `ProtobufData.fromConnectSchema` / `fromConnectData`. ---
+
+fn write_error(path: &str, reason: impl Into<String>) -> ConvertError {
+    ConvertError::InvalidSchema {
+        path: path.to_string(),
+        reason: reason.into(),
+    }
+}
+
+/// A Connect struct schema as a proto3 file: the package from its name's namespace, one
+/// message named by its last part (`ConnectDefault1` when unnamed), nested structs as nested
+/// messages, field numbers in field order. Returns the text and the message's full name.
+pub(crate) fn from_connect_schema(schema: &Schema) -> Result<(String, String), ConvertError> {
+    if schema.kind != SchemaType::Struct {
+        return Err(write_error(
+            "$",
+            "ProtobufConverter writes structs: a Protobuf schema is a message",
+        ));
+    }
+    let (package, name) = match schema.name.as_deref().and_then(|n| n.rsplit_once('.')) {
+        Some((package, name)) => (Some(package), name.to_string()),
+        None => (
+            None,
+            schema.name.clone().unwrap_or("ConnectDefault1".into()),
+        ),
+    };
+    let mut body = String::new();
+    let mut imports = false;
+    write_message(&mut body, &name, schema, 0, "$", &mut imports)?;
+    let mut text = String::from("syntax = \"proto3\";\n");
+    if let Some(package) = package {
+        text.push_str(&format!("package {package};\n"));
+    }
+    if imports {
+        text.push_str("import \"google/protobuf/timestamp.proto\";\n");
+    }
+    text.push('\n');
+    text.push_str(&body);
+    let full = package.map_or(name.clone(), |p| format!("{p}.{name}"));
+    Ok((text, full))
+}
+
+fn valid_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+fn camel(name: &str) -> String {
+    let mut out = String::new();
+    let mut upper = true;
+    for c in name.chars() {
+        if c == '_' || !c.is_ascii_alphanumeric() {
+            upper = true;
+        } else if upper {
+            out.push(c.to_ascii_uppercase());
+            upper = false;
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+fn write_message(
+    out: &mut String,
+    name: &str,
+    schema: &Schema,
+    depth: usize,
+    path: &str,
+    imports: &mut bool,
+) -> Result<(), ConvertError> {
+    if depth > MAX_DEPTH {
+        return Err(write_error(path, "structs nest too deep"));
+    }
+    if !valid_name(name) {
+        return Err(write_error(
+            path,
+            format!("{name:?} is not a Protobuf message name"),
+        ));
+    }
+    let indent = "  ".repeat(depth);
+    out.push_str(&format!("{indent}message {name} {{\n"));
+    let mut nested = String::new();
+    for (i, field) in schema.fields.iter().enumerate() {
+        let field_path = format!("{path}.{}", field.name);
+        if !valid_name(&field.name) {
+            return Err(write_error(
+                &field_path,
+                format!("{:?} is not a Protobuf field name", field.name),
+            ));
+        }
+        let mut type_of = |s: &Schema, suffix: &str, nested: &mut String| {
+            scalar_or_message(
+                s,
+                &field.name,
+                suffix,
+                depth + 1,
+                &field_path,
+                nested,
+                imports,
+            )
+        };
+        let declared = match field.schema.kind {
+            SchemaType::Array => {
+                let items =
+                    field.schema.key_or_items.as_deref().ok_or_else(|| {
+                        write_error(&field_path, "an array schema without its items")
+                    })?;
+                if matches!(items.kind, SchemaType::Array | SchemaType::Map) {
+                    return Err(write_error(
+                        &field_path,
+                        "Protobuf has no arrays of arrays or of maps",
+                    ));
+                }
+                format!("repeated {}", type_of(items, "", &mut nested)?)
+            }
+            SchemaType::Map => {
+                let (Some(key), Some(value)) = (
+                    field.schema.key_or_items.as_deref(),
+                    field.schema.map_value.as_deref(),
+                ) else {
+                    return Err(write_error(
+                        &field_path,
+                        "a map schema without its key and value",
+                    ));
+                };
+                if !matches!(
+                    key.kind,
+                    SchemaType::String
+                        | SchemaType::Int8
+                        | SchemaType::Int16
+                        | SchemaType::Int32
+                        | SchemaType::Int64
+                        | SchemaType::Boolean
+                ) || key.name.is_some()
+                {
+                    return Err(write_error(
+                        &field_path,
+                        "a Protobuf map's keys are strings, integers or booleans",
+                    ));
+                }
+                if matches!(value.kind, SchemaType::Array | SchemaType::Map) {
+                    return Err(write_error(
+                        &field_path,
+                        "a Protobuf map's values cannot be arrays or maps",
+                    ));
+                }
+                let key = type_of(key, "", &mut nested)?;
+                format!("map<{key}, {}>", type_of(value, "Entry", &mut nested)?)
+            }
+            _ => type_of(&field.schema, "", &mut nested)?,
+        };
+        out.push_str(&format!(
+            "{indent}  {declared} {} = {};\n",
+            field.name,
+            i + 1
+        ));
+    }
+    out.push_str(&nested);
+    out.push_str(&format!("{indent}}}\n"));
+    Ok(())
+}
+
+/// The Protobuf type of a non-repeated value; structs become a nested message in `nested`.
+fn scalar_or_message(
+    schema: &Schema,
+    field: &str,
+    suffix: &str,
+    depth: usize,
+    path: &str,
+    nested: &mut String,
+    imports: &mut bool,
+) -> Result<String, ConvertError> {
+    match schema.name.as_deref() {
+        Some(logical::TIMESTAMP) => {
+            *imports = true;
+            return Ok("google.protobuf.Timestamp".to_string());
+        }
+        Some(logical::DECIMAL) => {
+            return Err(ConvertError::Unsupported {
+                converter: "ProtobufConverter",
+                found: format!("a Decimal at {path}"),
+                hint: "Spate's ProtobufConverter writes no decimals yet; use decimal.handling.mode=string or double, or AvroConverter",
+            });
+        }
+        _ => {}
+    }
+    Ok(match schema.kind {
+        SchemaType::Int8 | SchemaType::Int16 | SchemaType::Int32 => "int32".to_string(),
+        SchemaType::Int64 => "int64".to_string(),
+        SchemaType::Float32 => "float".to_string(),
+        SchemaType::Float64 => "double".to_string(),
+        SchemaType::Boolean => "bool".to_string(),
+        SchemaType::String => "string".to_string(),
+        SchemaType::Bytes => "bytes".to_string(),
+        SchemaType::Struct => {
+            let name = match schema.name.as_deref() {
+                Some(n) => n.rsplit('.').next().unwrap_or(n).to_string(),
+                None => format!("{}{suffix}", camel(field)),
+            };
+            write_message(nested, &name, schema, depth, path, imports)?;
+            name
+        }
+        SchemaType::Array | SchemaType::Map => {
+            return Err(write_error(
+                path,
+                "Protobuf cannot nest this collection here",
+            ));
+        }
+    })
+}
+
+/// The message a written file declares first, from its compiled `file`.
+pub(crate) fn first_message(
+    file: &prost_reflect::FileDescriptor,
+) -> Result<MessageDescriptor, ConvertError> {
+    file.messages()
+        .next()
+        .ok_or_else(|| write_error("$", "the Protobuf schema declares no message"))
+}
+
+/// Encodes a Connect struct as `message`, preceded by Confluent's message-index list (the
+/// single byte 0: the file's first message).
+pub(crate) fn encode(message: &MessageDescriptor, value: &Value) -> Result<Vec<u8>, ConvertError> {
+    let dynamic = to_message(message, value, "$", 0)?;
+    let mut out = vec![0u8];
+    prost_reflect::prost::Message::encode(&dynamic, &mut out).map_err(|e| {
+        ConvertError::InvalidValue {
+            path: "$".to_string(),
+            reason: format!("encoding {}: {e}", message.full_name()),
+        }
+    })?;
+    Ok(out)
+}
+
+fn value_error(path: &str, reason: impl Into<String>) -> ConvertError {
+    ConvertError::InvalidValue {
+        path: path.to_string(),
+        reason: reason.into(),
+    }
+}
+
+fn to_message(
+    message: &MessageDescriptor,
+    value: &Value,
+    path: &str,
+    depth: usize,
+) -> Result<DynamicMessage, ConvertError> {
+    let Value::Struct(s) = value else {
+        return Err(value_error(
+            path,
+            format!("{} needs a struct", message.full_name()),
+        ));
+    };
+    if depth > MAX_DEPTH {
+        return Err(value_error(path, "structs nest too deep"));
+    }
+    let mut out = DynamicMessage::new(message.clone());
+    for (field, value) in s.schema.fields.iter().zip(&s.values) {
+        if value.is_null() {
+            continue;
+        }
+        let field_path = format!("{path}.{}", field.name);
+        let Some(descriptor) = message.get_field_by_name(&field.name) else {
+            return Err(value_error(
+                &field_path,
+                format!("{} has no field {}", message.full_name(), field.name),
+            ));
+        };
+        let converted = field_to_proto(&descriptor, value, &field_path, depth)?;
+        out.set_field(&descriptor, converted);
+    }
+    Ok(out)
+}
+
+fn field_to_proto(
+    field: &FieldDescriptor,
+    value: &Value,
+    path: &str,
+    depth: usize,
+) -> Result<PValue, ConvertError> {
+    if field.is_map() {
+        let Value::Map(entries) = value else {
+            return Err(value_error(path, "a map field needs a map"));
+        };
+        let Kind::Message(entry) = field.kind() else {
+            return Err(value_error(path, "a map field is not a message"));
+        };
+        let (key_field, value_field) = (entry.map_entry_key_field(), entry.map_entry_value_field());
+        let mut map = std::collections::HashMap::with_capacity(entries.len());
+        for (k, v) in entries {
+            let key = match kind_to_proto(&key_field.kind(), k, path, depth)? {
+                PValue::String(s) => prost_reflect::MapKey::String(s),
+                PValue::I32(n) => prost_reflect::MapKey::I32(n),
+                PValue::I64(n) => prost_reflect::MapKey::I64(n),
+                PValue::Bool(b) => prost_reflect::MapKey::Bool(b),
+                _ => return Err(value_error(path, "a map key of an unsupported type")),
+            };
+            if v.is_null() {
+                return Err(value_error(path, "Protobuf maps hold no null values"));
+            }
+            map.insert(key, kind_to_proto(&value_field.kind(), v, path, depth)?);
+        }
+        return Ok(PValue::Map(map));
+    }
+    if field.is_list() {
+        let Value::Array(items) = value else {
+            return Err(value_error(path, "a repeated field needs an array"));
+        };
+        let mut list = Vec::with_capacity(items.len());
+        for (i, item) in items.iter().enumerate() {
+            if item.is_null() {
+                return Err(value_error(
+                    &format!("{path}[{i}]"),
+                    "Protobuf repeated fields hold no nulls",
+                ));
+            }
+            list.push(kind_to_proto(&field.kind(), item, path, depth)?);
+        }
+        return Ok(PValue::List(list));
+    }
+    kind_to_proto(&field.kind(), value, path, depth)
+}
+
+fn kind_to_proto(
+    kind: &Kind,
+    value: &Value,
+    path: &str,
+    depth: usize,
+) -> Result<PValue, ConvertError> {
+    let int = |value: &Value| -> Option<i64> {
+        match value {
+            Value::Int8(v) => Some(i64::from(*v)),
+            Value::Int16(v) => Some(i64::from(*v)),
+            Value::Int32(v) => Some(i64::from(*v)),
+            Value::Int64(v) => Some(*v),
+            _ => None,
+        }
+    };
+    let mismatch = || value_error(path, format!("{value:?} does not fit {kind:?}"));
+    Ok(match (kind, value) {
+        (Kind::Int32 | Kind::Sint32 | Kind::Sfixed32, v) => PValue::I32(
+            int(v)
+                .and_then(|n| i32::try_from(n).ok())
+                .ok_or_else(mismatch)?,
+        ),
+        (Kind::Int64 | Kind::Sint64 | Kind::Sfixed64, v) => {
+            PValue::I64(int(v).ok_or_else(mismatch)?)
+        }
+        (Kind::Float, Value::Float32(f)) => PValue::F32(*f),
+        (Kind::Double, Value::Float64(f)) => PValue::F64(*f),
+        (Kind::Double, Value::Float32(f)) => PValue::F64(f64::from(*f)),
+        (Kind::Bool, Value::Boolean(b)) => PValue::Bool(*b),
+        (Kind::String, Value::String(s)) => PValue::String(s.clone()),
+        (Kind::Bytes, Value::Bytes(b)) => PValue::Bytes(b.clone()),
+        (Kind::Message(m), Value::Int64(millis))
+            if m.full_name() == "google.protobuf.Timestamp" =>
+        {
+            let mut ts = DynamicMessage::new(m.clone());
+            ts.set_field_by_name("seconds", PValue::I64(millis.div_euclid(1000)));
+            ts.set_field_by_name(
+                "nanos",
+                PValue::I32((millis.rem_euclid(1000) * 1_000_000) as i32),
+            );
+            PValue::Message(ts)
+        }
+        (Kind::Message(m), v @ Value::Struct(_)) => {
+            PValue::Message(to_message(m, v, path, depth + 1)?)
+        }
+        _ => return Err(mismatch()),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use prost_reflect::prost::Message as _;
@@ -362,6 +739,82 @@ message Order {
         assert!(
             split_payload(file, &[4, 2]).is_err(),
             "index 2 is out of range"
+        );
+    }
+
+    #[test]
+    fn a_struct_writes_as_a_proto3_message_that_reads_back() {
+        let mut address = Schema::new(SchemaType::Struct).with_name("shop.Address");
+        address.fields.push(Field {
+            name: "city".into(),
+            schema: Schema::new(SchemaType::String),
+        });
+        let mut at = Schema::new(SchemaType::Int64).with_name(logical::TIMESTAMP);
+        at.optional = true;
+        let mut order = Schema::new(SchemaType::Struct).with_name("shop.Order");
+        for (name, schema) in [
+            ("id", Schema::new(SchemaType::Int64)),
+            ("note", Schema::optional(SchemaType::String)),
+            ("tags", Schema::array(Schema::new(SchemaType::String))),
+            (
+                "counts",
+                Schema::map(
+                    Schema::new(SchemaType::String),
+                    Schema::new(SchemaType::Int32),
+                ),
+            ),
+            ("address", address.clone()),
+            ("at", at),
+        ] {
+            order.fields.push(Field {
+                name: name.into(),
+                schema,
+            });
+        }
+        let (text, name) = from_connect_schema(&order).expect("writes");
+        assert_eq!(name, "shop.Order");
+        assert!(text.contains("package shop;"), "{text}");
+        assert!(text.contains("google.protobuf.Timestamp at = 6;"), "{text}");
+        let compiled =
+            spate_schema::protobuf::ProtobufSchema::parse(&text, &[], false).expect("compiles");
+        let message = first_message(compiled.file()).expect("a message");
+        assert_eq!(message.full_name(), "shop.Order");
+
+        let mut addr = Struct::new(address);
+        addr.put("city", Value::String("Oslo".into()));
+        let mut value = Struct::new(order);
+        value.put("id", Value::Int64(7));
+        value.put(
+            "tags",
+            Value::Array(vec![Value::String("a".into()), Value::String("b".into())]),
+        );
+        value.put(
+            "counts",
+            Value::Map(vec![(Value::String("x".into()), Value::Int32(3))]),
+        );
+        value.put("address", Value::Struct(addr));
+        value.put("at", Value::Int64(1_700_000_000_123));
+        let bytes = encode(&message, &Value::Struct(value)).expect("encodes");
+        let (read, body) = split_payload(compiled.file(), &bytes).expect("indexes");
+        let schema = message_schema(&read).expect("schema");
+        let back = decode(&read, &schema, body).expect("decodes");
+        let Value::Struct(back) = back else {
+            panic!("a struct")
+        };
+        assert_eq!(back.get("id"), Some(&Value::Int64(7)));
+        // proto3 has no null strings: an absent one reads as empty.
+        assert_eq!(back.get("note"), Some(&Value::String(String::new())));
+        assert_eq!(back.get("at"), Some(&Value::Int64(1_700_000_000_123)));
+        let Some(Value::Struct(city)) = back.get("address") else {
+            panic!("the nested message")
+        };
+        assert_eq!(city.get("city"), Some(&Value::String("Oslo".into())));
+        assert_eq!(
+            back.get("counts"),
+            Some(&Value::Map(vec![(
+                Value::String("x".into()),
+                Value::Int32(3)
+            )]))
         );
     }
 }
