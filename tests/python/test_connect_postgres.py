@@ -230,6 +230,40 @@ def test_kill_9_spate_and_restart_postgres_mid_stream_lose_and_duplicate_nothing
     )[0][0], what="slot confirmed near the end of the WAL")
 
 
+def test_replication_connections_cut_mid_transaction_lose_nothing(spate, postgres):
+    """The walsender is terminated again and again while a large transaction streams: each
+    poll that fails part-way must leave the task where it was (the changes it had decoded are
+    not yet written), so the reconnected stream re-reads them. Every row arrives; at-least-once
+    may repeat some."""
+    postgres.sql("CREATE SCHEMA inventory; CREATE TABLE inventory.customers (id int PRIMARY KEY)")
+    w = InProcess(spate)
+    create(w, "cdc", cdc_config(postgres, **{"retriable.restart.connector.wait.ms": "100"}))
+    active = "SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'debezium' AND active"
+    wait_until(lambda: postgres.sql(active)[0][0] == 1, what="streaming")
+    total = 40_000
+    events = Events(spate.kafka_addr, "dbserver1.inventory.customers")
+    postgres.sql(f"INSERT INTO inventory.customers SELECT generate_series(1, {total})")
+    cuts = 0
+
+    def all_arrived() -> bool:
+        nonlocal cuts
+        # Cut the stream while it is still behind: the connector reconnects after each cut.
+        if cuts < 5 and len(events.by_offset) < total:
+            cuts += postgres.sql(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_replication "
+                "WHERE application_name LIKE 'spate-connect%'", as_superuser=True)[0][0]
+        for message in events.consumer.consume(5000, 0.5):
+            if message.error() is None and message.value():
+                events.by_offset[(message.partition(), message.offset())] = (
+                    None, json.loads(message.value()))
+        ids = {v["payload"]["after"]["id"] for _, v in events.by_offset.values() if v}
+        return len(ids) == total
+    wait_until(all_arrived, timeout_s=240, what=f"all {total} rows after cuts")
+    assert cuts >= 1, "the stream was never cut"
+    events.close()
+    spate.allow_errors("terminating connection", "replication", "connection")
+
+
 def test_a_misconfigured_server_or_login_fails_the_task_saying_what_to_fix(spate, postgres_factory):
     w = InProcess(spate)
     replica = postgres_factory(wal_level="replica")
