@@ -133,7 +133,10 @@ def test_s3_sink_writes_json_avro_and_parquet_under_confluents_object_names(brok
 
 def test_s3_down_then_back_and_a_killed_worker_lose_nothing_and_write_nothing_twice(broker, worker, s3):  # noqa: F811
     s3.create_bucket("events")
-    w = worker()
+    # A short max.poll.interval.ms, which the outage below outlasts: the worker keeps polling
+    # (its partitions paused) while it retries, so it stays in its group, as Kafka Connect's.
+    w = worker("--set", "consumer.max.poll.interval.ms=6000",
+               "--set", "consumer.session.timeout.ms=6000")
     w.allowed.append("put failed")
     config = sink_config(s3, "events", "clicks", "json", **{
         "flush.size": "5", "s3.part.retries": "1", "s3.retry.backoff.ms": "50",
@@ -145,8 +148,10 @@ def test_s3_down_then_back_and_a_killed_worker_lose_nothing_and_write_nothing_tw
     # The store goes away: the task keeps its records, retries, stays RUNNING, commits nothing.
     s3.relay.cut()
     produce_orders(broker.kafka_addr, "clicks", range(10, 20))
-    wait_until(lambda: any("put failed and will be retried" in line for line in w.lines),
-               timeout_s=60, what="a failed write retried")
+    # Retries 0.5 s apart at most: twenty of them outlast max.poll.interval.ms.
+    wait_until(lambda: sum("put failed and will be retried" in line for line in w.lines) >= 20,
+               timeout_s=60, what="failed writes retried for longer than max.poll.interval.ms")
+    assert not [line for line in w.lines if "poll interval" in line], "the worker stopped polling"
     assert task_state(w, "clicks-s3")["state"] == "RUNNING"
     assert committed(w, "clicks-s3") == 10
     assert len(s3.keys("events")) == 2

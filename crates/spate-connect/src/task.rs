@@ -733,7 +733,7 @@ fn run_sink(
             }
             // An empty put too, as Kafka Connect's: a task may act on time (rotate a file).
             let count = batch.len() as u64;
-            put_with_retries(task.as_mut(), batch, control, &retry)?;
+            put_with_retries(task.as_mut(), batch, control, &retry, &consumer)?;
             if count > 0 {
                 metrics.moved(count, batch_bytes);
             }
@@ -862,17 +862,23 @@ impl Retry {
 
 /// Puts a batch; a retriable failure is retried with backoff within `errors.retry.timeout`
 /// (as Kafka's sink tasks redeliver a batch after a RetriableException), while the task runs.
+/// Meanwhile, as Kafka Connect's `WorkerSinkTask`, the partitions are paused and the consumer
+/// is polled, so a store that is down for longer than `max.poll.interval.ms` does not cost the
+/// worker its place in the group. A rebalance during the wait takes its partitions' records out
+/// of the batch (the caller closes them in the task; their next owner reads them again).
 fn put_with_retries(
     task: &mut dyn crate::plugin::SinkTask,
-    batch: Vec<ConnectRecord>,
+    mut batch: Vec<ConnectRecord>,
     control: &Control,
     retry: &Retry,
+    consumer: &BaseConsumer<SinkContext>,
 ) -> Result<(), TaskError> {
     let started = Instant::now();
     let mut delay = Duration::from_millis(300);
-    loop {
+    let mut paused = false;
+    let result = loop {
         match task.put(&batch) {
-            Ok(()) => return Ok(()),
+            Ok(()) => break Ok(()),
             Err(e)
                 if e.retriable
                     && !control.stopping()
@@ -882,10 +888,66 @@ fn put_with_retries(
                     "a sink task's put failed and will be retried in {delay:?}: {}",
                     e.message
                 );
-                control.wait(delay);
+                if !paused && let Ok(assignment) = consumer.assignment() {
+                    let _ = consumer.pause(&assignment);
+                    paused = true;
+                }
+                wait_polling(consumer, control, delay, &mut batch);
                 delay = (delay * 2).min(retry.max_delay);
             }
-            Err(e) => return Err(e),
+            Err(e) => break Err(e),
+        }
+    };
+    // The connector may have been paused meanwhile: then its partitions stay paused.
+    if paused
+        && !control.paused()
+        && let Ok(assignment) = consumer.assignment()
+    {
+        let _ = consumer.resume(&assignment);
+    }
+    result
+}
+
+/// Waits `delay` polling the paused consumer (which keeps its group membership). A message
+/// it still returns (fetched before the pause, or from partitions a rebalance assigned since)
+/// is not taken: its partition is rewound to it, to be read after the retry.
+fn wait_polling(
+    consumer: &BaseConsumer<SinkContext>,
+    control: &Control,
+    delay: Duration,
+    batch: &mut Vec<ConnectRecord>,
+) {
+    let until = Instant::now() + delay;
+    while !control.stopping() {
+        let left = until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        if let Some(Ok(message)) = consumer.poll(left.min(Duration::from_millis(100))) {
+            let (topic, partition, offset) =
+                (message.topic().to_string(), message.partition(), message.offset());
+            drop(message);
+            if let Err(e) = consumer.seek(
+                &topic,
+                partition,
+                Offset::Offset(offset),
+                Duration::from_secs(10),
+            ) {
+                tracing::warn!(%topic, partition, offset, "rewinding a partition during a retry failed: {e}");
+            }
+            let _ = consumer.pause(&{
+                let mut list = TopicPartitionList::new();
+                list.add_partition(&topic, partition);
+                list
+            });
+        }
+        let revoked = consumer.context().revoked.lock();
+        if !revoked.is_empty() {
+            batch.retain(|r| {
+                !revoked
+                    .iter()
+                    .any(|(t, p)| *t == r.topic && Some(*p) == r.partition)
+            });
         }
     }
 }
