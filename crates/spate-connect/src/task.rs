@@ -924,8 +924,11 @@ fn wait_polling(
             break;
         }
         if let Some(Ok(message)) = consumer.poll(left.min(Duration::from_millis(100))) {
-            let (topic, partition, offset) =
-                (message.topic().to_string(), message.partition(), message.offset());
+            let (topic, partition, offset) = (
+                message.topic().to_string(),
+                message.partition(),
+                message.offset(),
+            );
             drop(message);
             if let Err(e) = consumer.seek(
                 &topic,

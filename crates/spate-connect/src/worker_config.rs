@@ -28,36 +28,6 @@ pub mod defaults {
     pub const OFFSET_FLUSH_INTERVAL_MS: u64 = 60_000;
 }
 
-/// Worker settings that are not passed through to the client.
-const WORKER_KEYS: &[&str] = &[
-    "group.id",
-    "config.storage.topic",
-    "offset.storage.topic",
-    "status.storage.topic",
-    "config.storage.replication.factor",
-    "offset.storage.replication.factor",
-    "status.storage.replication.factor",
-    "offset.storage.partitions",
-    "status.storage.partitions",
-    "key.converter",
-    "value.converter",
-    "header.converter",
-    "offset.flush.interval.ms",
-    "offset.flush.timeout.ms",
-    "listeners",
-    "rest.advertised.host.name",
-    "rest.advertised.port",
-    "rest.advertised.listener",
-    "plugin.path",
-    "exactly.once.source.support",
-    "connector.client.config.override.policy",
-    "session.timeout.ms",
-    "heartbeat.interval.ms",
-    "rebalance.timeout.ms",
-    "scheduled.rebalance.max.delay.ms",
-    "task.shutdown.graceful.timeout.ms",
-];
-
 /// Client settings librdkafka knows under the same name as Java's clients.
 pub(crate) const CLIENT_KEYS: &[&str] = &[
     "bootstrap.servers",
@@ -191,9 +161,12 @@ impl WorkerConfig {
             config.set("sasl.username", user);
             config.set("sasl.password", password);
         }
+        // Prefixed, the worker group's own names are the clients' settings (Kafka Connect's
+        // `consumer.session.timeout.ms` is its sink consumers'); only `group.id` is the
+        // runtime's to set.
         for (key, value) in &self.props {
             if let Some(key) = key.strip_prefix(prefix)
-                && !WORKER_KEYS.contains(&key)
+                && key != "group.id"
             {
                 config.set(key, value);
             }
