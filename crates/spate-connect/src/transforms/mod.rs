@@ -23,7 +23,7 @@ mod cast;
 mod debezium;
 mod fields;
 mod route;
-pub(crate) mod timefmt;
+pub mod timefmt;
 mod timestamp;
 
 use std::sync::Arc;

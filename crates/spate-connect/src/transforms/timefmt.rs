@@ -35,7 +35,7 @@ enum Tok {
 
 /// A parsed pattern.
 #[derive(Debug, Clone)]
-pub(crate) struct Pattern {
+pub struct Pattern {
     text: String,
     toks: Vec<Tok>,
     /// The start of the 100-year window for two-digit years (Java: 80 years before now).
@@ -43,7 +43,7 @@ pub(crate) struct Pattern {
 }
 
 /// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
-pub(crate) fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+pub fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
     let y = if m <= 2 { y - 1 } else { y };
     let era = y.div_euclid(400);
     let yoe = y - era * 400;
@@ -54,7 +54,7 @@ pub(crate) fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
 }
 
 /// (year, month, day) of days since 1970-01-01.
-pub(crate) fn civil_from_days(z: i64) -> (i64, i64, i64) {
+pub fn civil_from_days(z: i64) -> (i64, i64, i64) {
     let z = z + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z - era * 146_097;
@@ -76,7 +76,7 @@ pub(crate) fn civil_from_days(z: i64) -> (i64, i64, i64) {
 
 impl Pattern {
     /// Parses a pattern; Err names the first letter Spate does not support.
-    pub(crate) fn parse(text: &str) -> Result<Pattern, String> {
+    pub fn parse(text: &str) -> Result<Pattern, String> {
         let chars: Vec<char> = text.chars().collect();
         let mut toks = Vec::new();
         let mut lit = String::new();
@@ -141,12 +141,12 @@ impl Pattern {
     }
 
     /// The pattern as given.
-    pub(crate) fn text(&self) -> &str {
+    pub fn text(&self) -> &str {
         &self.text
     }
 
     /// Formats milliseconds since the epoch, in UTC.
-    pub(crate) fn format(&self, ms: i64) -> String {
+    pub fn format(&self, ms: i64) -> String {
         let days = ms.div_euclid(86_400_000);
         let in_day = ms.rem_euclid(86_400_000);
         let (y, mo, d) = civil_from_days(days);
@@ -190,7 +190,7 @@ impl Pattern {
     }
 
     /// Parses text to milliseconds since the epoch, in UTC; None when it does not match.
-    pub(crate) fn parse_ms(&self, text: &str) -> Option<i64> {
+    pub fn parse_ms(&self, text: &str) -> Option<i64> {
         let b = text.as_bytes();
         let mut pos = 0;
         let (mut y, mut mo, mut d, mut h, mut mi, mut s, mut milli) =

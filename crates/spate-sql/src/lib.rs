@@ -1,0 +1,11 @@
+//! Spate SQL, the process pillar: continuous Flink SQL over topics. Statements are parsed in
+//! Flink's dialect ([`parse`]), planned against the tables of the [`catalog`] into a dataflow
+//! ([`plan`]) whose operators ([`exec`]) run as jobs ([`job`]) — Kafka clients of the
+//! cluster, exactly once through its transactions — behind an HTTP API on port 8088 ([`api`]).
+//! It depends on no broker crate (../shared/DESIGN.md, "Pillars above the broker").
+
+pub mod errors;
+pub mod expr;
+pub mod functions;
+pub mod parse;
+pub mod types;
