@@ -63,6 +63,12 @@ pub trait Converter: Send + Sync {
         topic: &str,
         bytes: Option<&[u8]>,
     ) -> Result<(Option<std::sync::Arc<Schema>>, Value), ConvertError>;
+    /// The Connect schema of the latest version registered for `topic`'s subject (Confluent's
+    /// registry converters); None for converters without a registry or a subject without a
+    /// schema. Spate SQL reads a topic's columns from it.
+    fn latest_schema(&self, _topic: &str) -> Result<Option<std::sync::Arc<Schema>>, ConvertError> {
+        Ok(None)
+    }
 }
 
 /// What a converter derives from each Connect schema it writes (`JsonConverter`'s schema text,

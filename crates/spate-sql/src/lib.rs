@@ -4,8 +4,12 @@
 //! cluster, exactly once through its transactions — behind an HTTP API on port 8088 ([`api`]).
 //! It depends on no broker crate (../shared/DESIGN.md, "Pillars above the broker").
 
+pub mod catalog;
 pub mod errors;
+pub mod exec;
 pub mod expr;
+pub mod format;
 pub mod functions;
 pub mod parse;
+pub mod plan;
 pub mod types;

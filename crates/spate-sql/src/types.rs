@@ -417,6 +417,86 @@ impl PartialEq for Value {
 
 impl Eq for Value {}
 
+impl PartialOrd for Value {
+    fn partial_cmp(&self, other: &Value) -> Option<Ordering> {
+        Some(self.total_cmp(other))
+    }
+}
+
+impl Ord for Value {
+    fn cmp(&self, other: &Value) -> Ordering {
+        self.total_cmp(other)
+    }
+}
+
+/// A value as state JSON: tagged so it reads back as the same variant (`{"i": 1}`,
+/// `{"f": 1.5}`, `{"s": "x"}`, `{"t": ms}`, ...). Not a user-facing format.
+pub fn encode_state(v: &Value) -> serde_json::Value {
+    use serde_json::json;
+    match v {
+        Value::Null => serde_json::Value::Null,
+        Value::Bool(b) => json!(b),
+        Value::Int(i) => json!({"i": i}),
+        Value::Float(f) => json!({"f": f}),
+        Value::Str(s) => json!({"s": &**s}),
+        Value::Bytes(b) => json!({"b": &**b}),
+        Value::Timestamp(t) => json!({"t": t}),
+        Value::Date(d) => json!({"d": d}),
+        Value::Interval(i) => json!({"v": i}),
+        Value::Row(r) => json!({"r": r.iter().map(encode_state).collect::<Vec<_>>()}),
+        Value::Array(a) => json!({"a": a.iter().map(encode_state).collect::<Vec<_>>()}),
+        Value::Map(m) => json!({"m": m.iter().map(|(k, v)| json!([encode_state(k), encode_state(v)])).collect::<Vec<_>>()}),
+    }
+}
+
+/// The value [`encode_state`] wrote; None for JSON it did not write.
+pub fn decode_state(json: &serde_json::Value) -> Option<Value> {
+    use serde_json::Value as J;
+    Some(match json {
+        J::Null => Value::Null,
+        J::Bool(b) => Value::Bool(*b),
+        J::Object(map) => {
+            let (tag, v) = map.iter().next()?;
+            match tag.as_str() {
+                "i" => Value::Int(v.as_i64()?),
+                "f" => Value::Float(v.as_f64()?),
+                "s" => Value::str(v.as_str()?),
+                "b" => Value::Bytes(
+                    v.as_array()?
+                        .iter()
+                        .map(|x| x.as_u64().and_then(|x| u8::try_from(x).ok()))
+                        .collect::<Option<Vec<u8>>>()?
+                        .into(),
+                ),
+                "t" => Value::Timestamp(v.as_i64()?),
+                "d" => Value::Date(i32::try_from(v.as_i64()?).ok()?),
+                "v" => Value::Interval(v.as_i64()?),
+                "r" | "a" => {
+                    let items = v
+                        .as_array()?
+                        .iter()
+                        .map(decode_state)
+                        .collect::<Option<Vec<_>>>()?;
+                    if tag == "r" {
+                        Value::Row(items.into())
+                    } else {
+                        Value::Array(items.into())
+                    }
+                }
+                "m" => Value::Map(
+                    v.as_array()?
+                        .iter()
+                        .map(|pair| Some((decode_state(pair.get(0)?)?, decode_state(pair.get(1)?)?)))
+                        .collect::<Option<Vec<_>>>()?
+                        .into(),
+                ),
+                _ => return None,
+            }
+        }
+        _ => return None,
+    })
+}
+
 impl Hash for Value {
     fn hash<H: Hasher>(&self, state: &mut H) {
         match self {

@@ -300,6 +300,28 @@ impl Converter for RegistryConverter {
         self.write(topic, schema.map(|s| &**s), schema, value)
     }
 
+    fn latest_schema(&self, topic: &str) -> Result<Option<Arc<Schema>>, ConvertError> {
+        let subject = self
+            .config
+            .strategy
+            .subject(topic, self.config.is_key, None)?;
+        let latest = match self.client.latest(&subject) {
+            Ok(latest) => latest,
+            Err(ConvertError::Registry {
+                error_code: Some(40401 | 404),
+                ..
+            }) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        match self.parse(&latest)? {
+            Parsed::Avro { connect, .. } | Parsed::Json { connect } => Ok(Some(connect)),
+            Parsed::Protobuf(schema) => {
+                let message = protobuf_data::first_message(schema.file())?;
+                Ok(Some(Arc::new(protobuf_data::message_schema(&message)?)))
+            }
+        }
+    }
+
     fn to_connect(
         &self,
         _topic: &str,

@@ -1,0 +1,1195 @@
+//! Operators: each takes a batch of [`Change`]s (a row with its kind: insert, update before,
+//! update after, delete — Flink's changelog row kinds) and gives the changes it produces;
+//! watermarks pass through [`Operator::on_watermark`], which is where window results become
+//! final. A stateful operator keeps its state in memory and reports what changed since its
+//! last [`Operator::snapshot`] — the job writes that to the job's changelog topic in the same
+//! transaction as its outputs and input offsets, and [`Operator::restore`] reads it back.
+//! No I/O here.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use serde_json::{Value as Json, json};
+
+use crate::errors::SqlError;
+use crate::expr::{Context, Expr};
+use crate::types::{DataType, Value, decode_state, encode_state};
+
+/// Flink's row kinds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// +I
+    Insert,
+    /// -U
+    UpdateBefore,
+    /// +U
+    UpdateAfter,
+    /// -D
+    Delete,
+}
+
+impl Kind {
+    /// Whether the row is added (+I, +U) rather than retracted (-U, -D).
+    pub fn adds(self) -> bool {
+        matches!(self, Kind::Insert | Kind::UpdateAfter)
+    }
+
+    /// Flink's short name: `+I`, `-U`, `+U`, `-D`.
+    pub fn short(self) -> &'static str {
+        match self {
+            Kind::Insert => "+I",
+            Kind::UpdateBefore => "-U",
+            Kind::UpdateAfter => "+U",
+            Kind::Delete => "-D",
+        }
+    }
+}
+
+/// A row with its kind.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Change {
+    /// The kind.
+    pub kind: Kind,
+    /// The row.
+    pub row: Vec<Value>,
+}
+
+impl Change {
+    /// An inserted row.
+    pub fn insert(row: Vec<Value>) -> Change {
+        Change {
+            kind: Kind::Insert,
+            row,
+        }
+    }
+}
+
+/// What operators share while a batch runs.
+#[derive(Debug, Default)]
+pub struct OpCtx {
+    /// The watermark the operators have seen (None before the first).
+    pub watermark: Option<i64>,
+    /// Records dropped because their window had closed.
+    pub late_dropped: u64,
+    /// Rows skipped because an expression failed (error policy `skip`).
+    pub skipped: u64,
+    /// Skip rows whose expressions fail instead of failing the job.
+    pub skip_errors: bool,
+}
+
+impl OpCtx {
+    fn eval_context(&self) -> Context {
+        Context {
+            watermark: self.watermark,
+        }
+    }
+
+    /// An expression failed on a row: skip it (and count) or fail.
+    fn failed(&mut self, e: SqlError) -> Result<(), SqlError> {
+        if self.skip_errors {
+            self.skipped += 1;
+            Ok(())
+        } else {
+            Err(e)
+        }
+    }
+}
+
+/// One step of a dataflow.
+pub trait Operator: Send {
+    /// One line for EXPLAIN.
+    fn describe(&self) -> String;
+    /// The changes `input` causes.
+    fn process(&mut self, input: Vec<Change>, ctx: &mut OpCtx) -> Result<Vec<Change>, SqlError>;
+    /// The watermark advanced to `watermark`: what becomes final.
+    fn on_watermark(&mut self, _watermark: i64, _ctx: &mut OpCtx) -> Result<Vec<Change>, SqlError> {
+        Ok(Vec::new())
+    }
+    /// State entries changed since the last snapshot: (key, new value or None if deleted).
+    fn snapshot(&mut self) -> Vec<(String, Option<Json>)> {
+        Vec::new()
+    }
+    /// Puts back one state entry a snapshot wrote.
+    fn restore(&mut self, _key: &str, _value: &Json) -> Result<(), SqlError> {
+        Ok(())
+    }
+    /// How many state entries it holds.
+    fn state_entries(&self) -> usize {
+        0
+    }
+}
+
+/// WHERE and HAVING.
+pub struct Filter {
+    predicate: Expr,
+    clause: &'static str,
+}
+
+impl Filter {
+    /// A filter keeping rows where `predicate` is TRUE.
+    pub fn new(predicate: Expr, clause: &'static str) -> Filter {
+        Filter { predicate, clause }
+    }
+}
+
+impl Operator for Filter {
+    fn describe(&self) -> String {
+        format!("Filter({})", self.clause)
+    }
+
+    fn process(&mut self, input: Vec<Change>, ctx: &mut OpCtx) -> Result<Vec<Change>, SqlError> {
+        let eval = ctx.eval_context();
+        let mut out = Vec::with_capacity(input.len());
+        for change in input {
+            match self.predicate.eval(&change.row, &eval) {
+                Ok(v) if v.is_true() => out.push(change),
+                Ok(_) => {}
+                Err(e) => ctx.failed(e)?,
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// SELECT's expressions.
+pub struct Project {
+    exprs: Vec<Expr>,
+}
+
+impl Project {
+    /// A projection.
+    pub fn new(exprs: Vec<Expr>) -> Project {
+        Project { exprs }
+    }
+}
+
+impl Operator for Project {
+    fn describe(&self) -> String {
+        format!("Project({} columns)", self.exprs.len())
+    }
+
+    fn process(&mut self, input: Vec<Change>, ctx: &mut OpCtx) -> Result<Vec<Change>, SqlError> {
+        let eval = ctx.eval_context();
+        let mut out = Vec::with_capacity(input.len());
+        'rows: for change in input {
+            let mut row = Vec::with_capacity(self.exprs.len());
+            for e in &self.exprs {
+                match e.eval(&change.row, &eval) {
+                    Ok(v) => row.push(v),
+                    Err(e) => {
+                        ctx.failed(e)?;
+                        continue 'rows;
+                    }
+                }
+            }
+            out.push(Change {
+                kind: change.kind,
+                row,
+            });
+        }
+        Ok(out)
+    }
+}
+
+/// A window table function's windows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WindowKind {
+    /// TUMBLE(size)
+    Tumble {
+        /// ms
+        size: i64,
+    },
+    /// HOP(slide, size)
+    Hop {
+        /// ms
+        slide: i64,
+        /// ms
+        size: i64,
+    },
+    /// CUMULATE(step, size)
+    Cumulate {
+        /// ms
+        step: i64,
+        /// ms
+        size: i64,
+    },
+    /// SESSION(gap): merged in the aggregate
+    Session {
+        /// ms
+        gap: i64,
+    },
+}
+
+/// Appends `window_start`, `window_end` and `window_time` to each row, once per window the
+/// row's time falls in.
+pub struct WindowAssigner {
+    kind: Option<WindowKind>,
+    time: usize,
+}
+
+impl WindowAssigner {
+    /// Assigns windows of `kind` by the timestamp in column `time`.
+    pub fn new(kind: WindowKind, time: usize) -> WindowAssigner {
+        WindowAssigner {
+            kind: Some(kind),
+            time,
+        }
+    }
+
+    /// For SESSION: appends NULL window columns (the aggregate assigns sessions).
+    pub fn placeholder(time: usize) -> WindowAssigner {
+        WindowAssigner { kind: None, time }
+    }
+
+    /// The windows `[start, end)` holding time `t`.
+    pub fn windows(kind: WindowKind, t: i64) -> Vec<(i64, i64)> {
+        match kind {
+            WindowKind::Tumble { size } => {
+                let start = t - t.rem_euclid(size);
+                vec![(start, start + size)]
+            }
+            WindowKind::Hop { slide, size } => {
+                let last = t - t.rem_euclid(slide);
+                let mut out = Vec::new();
+                let mut start = last;
+                while start > t - size {
+                    out.push((start, start + size));
+                    start -= slide;
+                }
+                out.reverse();
+                out
+            }
+            WindowKind::Cumulate { step, size } => {
+                let start = t - t.rem_euclid(size);
+                let first_end = t - t.rem_euclid(step) + step;
+                let mut out = Vec::new();
+                let mut end = first_end;
+                while end <= start + size {
+                    out.push((start, end));
+                    end += step;
+                }
+                out
+            }
+            WindowKind::Session { gap } => vec![(t, t + gap)],
+        }
+    }
+}
+
+impl Operator for WindowAssigner {
+    fn describe(&self) -> String {
+        match self.kind {
+            Some(kind) => format!("WindowTableFunction({kind:?}, time=${})", self.time),
+            None => format!("WindowTableFunction(Session, time=${})", self.time),
+        }
+    }
+
+    fn process(&mut self, input: Vec<Change>, _ctx: &mut OpCtx) -> Result<Vec<Change>, SqlError> {
+        let mut out = Vec::with_capacity(input.len());
+        for change in input {
+            let Some(kind) = self.kind else {
+                let mut row = change.row;
+                row.extend([Value::Null, Value::Null, Value::Null]);
+                out.push(Change {
+                    kind: change.kind,
+                    row,
+                });
+                continue;
+            };
+            let Value::Timestamp(t) = change.row.get(self.time).cloned().unwrap_or(Value::Null)
+            else {
+                continue; // a NULL time belongs to no window
+            };
+            for (start, end) in WindowAssigner::windows(kind, t) {
+                let mut row = change.row.clone();
+                row.extend([
+                    Value::Timestamp(start),
+                    Value::Timestamp(end),
+                    Value::Timestamp(end - 1),
+                ]);
+                out.push(Change {
+                    kind: change.kind,
+                    row,
+                });
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Aggregate functions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AggKind {
+    /// COUNT(*) / COUNT(x)
+    Count,
+    /// COUNT(DISTINCT x)
+    CountDistinct,
+    /// SUM
+    Sum,
+    /// AVG
+    Avg,
+    /// MIN
+    Min,
+    /// MAX
+    Max,
+    /// FIRST_VALUE
+    First,
+    /// LAST_VALUE
+    Last,
+}
+
+/// One aggregate call of a GROUP BY.
+#[derive(Debug, Clone)]
+pub struct AggCall {
+    /// The function.
+    pub kind: AggKind,
+    /// Its argument (None for COUNT(*)).
+    pub arg: Option<Expr>,
+    /// `FILTER (WHERE ...)`.
+    pub filter: Option<Expr>,
+    /// The result type.
+    pub data_type: DataType,
+}
+
+/// An accumulator.
+#[derive(Debug, Clone, PartialEq)]
+enum Acc {
+    Count(i64),
+    Sum { sum: Value, n: i64 },
+    Avg { sum: f64, n: i64 },
+    /// MIN/MAX/FIRST/LAST: every value with its count, so a retraction can remove one.
+    Values(BTreeMap<Value, i64>),
+    /// FIRST_VALUE/LAST_VALUE over an append-only input.
+    One(Value),
+    Distinct(HashMap<Value, i64>),
+}
+
+impl AggCall {
+    fn new_acc(&self) -> Acc {
+        match self.kind {
+            AggKind::Count => Acc::Count(0),
+            AggKind::CountDistinct => Acc::Distinct(HashMap::new()),
+            AggKind::Sum => Acc::Sum {
+                sum: Value::Null,
+                n: 0,
+            },
+            AggKind::Avg => Acc::Avg { sum: 0.0, n: 0 },
+            AggKind::Min | AggKind::Max => Acc::Values(BTreeMap::new()),
+            AggKind::First | AggKind::Last => Acc::One(Value::Null),
+        }
+    }
+
+    fn result(&self, acc: &Acc) -> Value {
+        match acc {
+            Acc::Count(n) => Value::Int(*n),
+            Acc::Distinct(values) => Value::Int(values.len() as i64),
+            Acc::Sum { sum, n } => {
+                if *n == 0 {
+                    Value::Null
+                } else {
+                    sum.clone()
+                }
+            }
+            Acc::Avg { sum, n } => {
+                if *n == 0 {
+                    Value::Null
+                } else if self.data_type.is_integer() {
+                    Value::Int((*sum / *n as f64) as i64)
+                } else {
+                    Value::Float(*sum / *n as f64)
+                }
+            }
+            Acc::Values(values) => match self.kind {
+                AggKind::Min => values.keys().next().cloned().unwrap_or(Value::Null),
+                _ => values.keys().next_back().cloned().unwrap_or(Value::Null),
+            },
+            Acc::One(v) => v.clone(),
+        }
+    }
+
+    /// Adds (or retracts) `v`.
+    fn update(&self, acc: &mut Acc, v: Option<Value>, adds: bool) {
+        let sign = if adds { 1 } else { -1 };
+        match acc {
+            Acc::Count(n) => {
+                if v.as_ref().is_none_or(|v| !v.is_null()) {
+                    *n += sign;
+                }
+            }
+            Acc::Distinct(values) => {
+                if let Some(v) = v.filter(|v| !v.is_null()) {
+                    let count = values.entry(v.clone()).or_insert(0);
+                    *count += sign;
+                    if *count <= 0 {
+                        values.remove(&v);
+                    }
+                }
+            }
+            Acc::Sum { sum, n } => {
+                if let Some(v) = v.filter(|v| !v.is_null()) {
+                    *n += sign;
+                    *sum = match (&*sum, &v) {
+                        (Value::Null, _) if adds => v,
+                        (Value::Null, Value::Int(i)) => Value::Int(-i),
+                        (Value::Null, other) => Value::Float(-other.as_f64().unwrap_or(0.0)),
+                        (Value::Int(a), Value::Int(b)) => Value::Int(a + sign * b),
+                        (a, b) => Value::Float(
+                            a.as_f64().unwrap_or(0.0) + sign as f64 * b.as_f64().unwrap_or(0.0),
+                        ),
+                    };
+                }
+            }
+            Acc::Avg { sum, n } => {
+                if let Some(x) = v.as_ref().and_then(Value::as_f64) {
+                    *n += sign;
+                    *sum += sign as f64 * x;
+                }
+            }
+            Acc::Values(values) => {
+                if let Some(v) = v.filter(|v| !v.is_null()) {
+                    let count = values.entry(v.clone()).or_insert(0);
+                    *count += sign;
+                    if *count <= 0 {
+                        values.remove(&v);
+                    }
+                }
+            }
+            Acc::One(current) => {
+                if let Some(v) = v.filter(|v| !v.is_null())
+                    && adds
+                    && (self.kind == AggKind::Last || current.is_null())
+                {
+                    *current = v;
+                }
+            }
+        }
+    }
+
+    /// Merges `other` into `acc` (session windows merging).
+    fn merge(&self, acc: &mut Acc, other: Acc) {
+        match (acc, other) {
+            (Acc::Count(a), Acc::Count(b)) => *a += b,
+            (Acc::Distinct(a), Acc::Distinct(b)) => {
+                for (v, n) in b {
+                    *a.entry(v).or_insert(0) += n;
+                }
+            }
+            (Acc::Sum { sum, n }, Acc::Sum { sum: s2, n: n2 }) => {
+                if n2 > 0 {
+                    *sum = match (&*sum, &s2) {
+                        (Value::Null, _) => s2,
+                        (Value::Int(a), Value::Int(b)) => Value::Int(a + b),
+                        (a, b) => Value::Float(a.as_f64().unwrap_or(0.0) + b.as_f64().unwrap_or(0.0)),
+                    };
+                    *n += n2;
+                }
+            }
+            (Acc::Avg { sum, n }, Acc::Avg { sum: s2, n: n2 }) => {
+                *sum += s2;
+                *n += n2;
+            }
+            (Acc::Values(a), Acc::Values(b)) => {
+                for (v, n) in b {
+                    *a.entry(v).or_insert(0) += n;
+                }
+            }
+            (Acc::One(a), Acc::One(b)) => {
+                if !b.is_null() && (self.kind == AggKind::Last || a.is_null()) {
+                    *a = b;
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+fn acc_json(acc: &Acc) -> Json {
+    match acc {
+        Acc::Count(n) => json!({"count": n}),
+        Acc::Distinct(values) => {
+            json!({"distinct": values.iter().map(|(v, n)| json!([encode_state(v), n])).collect::<Vec<_>>()})
+        }
+        Acc::Sum { sum, n } => json!({"sum": encode_state(sum), "n": n}),
+        Acc::Avg { sum, n } => json!({"avg": sum, "n": n}),
+        Acc::Values(values) => {
+            json!({"values": values.iter().map(|(v, n)| json!([encode_state(v), n])).collect::<Vec<_>>()})
+        }
+        Acc::One(v) => json!({"one": encode_state(v)}),
+    }
+}
+
+fn acc_from_json(json: &Json) -> Option<Acc> {
+    let pairs = |v: &Json| -> Option<Vec<(Value, i64)>> {
+        v.as_array()?
+            .iter()
+            .map(|p| Some((decode_state(p.get(0)?)?, p.get(1)?.as_i64()?)))
+            .collect()
+    };
+    if let Some(n) = json.get("count") {
+        return Some(Acc::Count(n.as_i64()?));
+    }
+    if let Some(v) = json.get("distinct") {
+        return Some(Acc::Distinct(pairs(v)?.into_iter().collect()));
+    }
+    if let Some(s) = json.get("sum") {
+        return Some(Acc::Sum {
+            sum: decode_state(s)?,
+            n: json.get("n")?.as_i64()?,
+        });
+    }
+    if let Some(s) = json.get("avg") {
+        return Some(Acc::Avg {
+            sum: s.as_f64()?,
+            n: json.get("n")?.as_i64()?,
+        });
+    }
+    if let Some(v) = json.get("values") {
+        return Some(Acc::Values(pairs(v)?.into_iter().collect()));
+    }
+    if let Some(v) = json.get("one") {
+        return Some(Acc::One(decode_state(v)?));
+    }
+    None
+}
+
+/// SESSION windows of an aggregate: sessions of `keys` by the time in column `time`.
+#[derive(Debug, Clone)]
+pub struct Session {
+    /// The time column.
+    pub time: usize,
+    /// The gap that closes a session.
+    pub gap_ms: i64,
+    /// PARTITION BY columns.
+    pub keys: Vec<usize>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+struct Group {
+    accs: Vec<Acc>,
+    /// Rows added minus rows retracted.
+    rows: i64,
+    /// The row last emitted (updating aggregates).
+    emitted: Option<Vec<Value>>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+struct SessionWindow {
+    start: i64,
+    end: i64,
+    group: Group,
+}
+
+/// GROUP BY: over windows (append-only results, final when the watermark passes the window's
+/// end; late rows dropped and counted), or not (an updating result, a change per group a batch
+/// touched).
+pub struct Aggregate {
+    keys: Vec<Expr>,
+    calls: Vec<AggCall>,
+    /// Positions of window_start and window_end among the keys.
+    window: Option<(usize, usize)>,
+    session: Option<Session>,
+    groups: HashMap<Vec<Value>, Group>,
+    /// Windowed: the keys of the groups of each window end.
+    by_end: BTreeMap<i64, HashSet<Vec<Value>>>,
+    /// Sessions by their key (the group key without the window columns).
+    sessions: HashMap<Vec<Value>, Vec<SessionWindow>>,
+    dirty: HashSet<Vec<Value>>,
+    input_updating: bool,
+}
+
+impl Aggregate {
+    /// An aggregate grouping by `keys` computing `calls`.
+    pub fn new(
+        keys: Vec<Expr>,
+        calls: Vec<AggCall>,
+        window: Option<(usize, usize)>,
+        session: Option<Session>,
+        input_updating: bool,
+    ) -> Aggregate {
+        Aggregate {
+            keys,
+            calls,
+            window,
+            session,
+            groups: HashMap::new(),
+            by_end: BTreeMap::new(),
+            sessions: HashMap::new(),
+            dirty: HashSet::new(),
+            input_updating,
+        }
+    }
+
+    fn new_group(&self) -> Group {
+        Group {
+            accs: self.calls.iter().map(AggCall::new_acc).collect(),
+            rows: 0,
+            emitted: None,
+        }
+    }
+
+    fn output(&self, key: &[Value], group: &Group) -> Vec<Value> {
+        let mut row = key.to_vec();
+        row.extend(
+            self.calls
+                .iter()
+                .zip(&group.accs)
+                .map(|(call, acc)| call.result(acc)),
+        );
+        row
+    }
+
+    /// Evaluates the arguments of each call on `row` (None: the call's FILTER excludes it).
+    fn args(&self, row: &[Value], eval: &Context) -> Result<Vec<Option<Option<Value>>>, SqlError> {
+        self.calls
+            .iter()
+            .map(|call| {
+                if let Some(filter) = &call.filter
+                    && !filter.eval(row, eval)?.is_true()
+                {
+                    return Ok(None);
+                }
+                Ok(Some(match &call.arg {
+                    Some(e) => Some(e.eval(row, eval)?),
+                    None => None,
+                }))
+            })
+            .collect()
+    }
+
+    fn accumulate(&self, group: &mut Group, args: Vec<Option<Option<Value>>>, adds: bool) {
+        group.rows += if adds { 1 } else { -1 };
+        for ((call, acc), arg) in self.calls.iter().zip(group.accs.iter_mut()).zip(args) {
+            if let Some(v) = arg {
+                call.update(acc, v, adds);
+            }
+        }
+    }
+
+    fn process_session(
+        &mut self,
+        input: Vec<Change>,
+        ctx: &mut OpCtx,
+    ) -> Result<Vec<Change>, SqlError> {
+        let Some(session) = self.session.clone() else {
+            return Ok(Vec::new());
+        };
+        let Some((ws, we)) = self.window else {
+            return Ok(Vec::new());
+        };
+        let eval = ctx.eval_context();
+        for change in input {
+            let Value::Timestamp(t) = change.row.get(session.time).cloned().unwrap_or(Value::Null)
+            else {
+                continue;
+            };
+            if ctx.watermark.is_some_and(|w| t + session.gap_ms - 1 <= w) {
+                ctx.late_dropped += 1;
+                continue;
+            }
+            let mut key = Vec::with_capacity(self.keys.len());
+            let mut failed = false;
+            for (i, k) in self.keys.iter().enumerate() {
+                if i == ws || i == we {
+                    key.push(Value::Null);
+                    continue;
+                }
+                match k.eval(&change.row, &eval) {
+                    Ok(v) => key.push(v),
+                    Err(e) => {
+                        ctx.failed(e)?;
+                        failed = true;
+                        break;
+                    }
+                }
+            }
+            if failed {
+                continue;
+            }
+            let args = match self.args(&change.row, &eval) {
+                Ok(a) => a,
+                Err(e) => {
+                    ctx.failed(e)?;
+                    continue;
+                }
+            };
+            let mut group = self.new_group();
+            self.accumulate(&mut group, args, true);
+            let mut merged = SessionWindow {
+                start: t,
+                end: t + session.gap_ms,
+                group,
+            };
+            let sessions = self.sessions.entry(key.clone()).or_default();
+            let mut kept = Vec::with_capacity(sessions.len() + 1);
+            for s in sessions.drain(..) {
+                if s.start < merged.end && merged.start < s.end {
+                    merged.start = merged.start.min(s.start);
+                    merged.end = merged.end.max(s.end);
+                    for ((call, acc), other) in
+                        self.calls.iter().zip(merged.group.accs.iter_mut()).zip(s.group.accs)
+                    {
+                        call.merge(acc, other);
+                    }
+                    merged.group.rows += s.group.rows;
+                } else {
+                    kept.push(s);
+                }
+            }
+            kept.push(merged);
+            kept.sort_by_key(|s| s.start);
+            *sessions = kept;
+            self.dirty.insert(key);
+        }
+        Ok(Vec::new())
+    }
+}
+
+impl Operator for Aggregate {
+    fn describe(&self) -> String {
+        let calls: Vec<String> = self.calls.iter().map(|c| format!("{:?}", c.kind)).collect();
+        match (&self.session, self.window) {
+            (Some(s), _) => format!(
+                "SessionWindowAggregate(gap={} ms, keys={}, aggs=[{}])",
+                s.gap_ms,
+                self.keys.len(),
+                calls.join(", ")
+            ),
+            (None, Some(_)) => format!(
+                "WindowAggregate(keys={}, aggs=[{}], emit=on window end)",
+                self.keys.len(),
+                calls.join(", ")
+            ),
+            (None, None) => format!(
+                "GroupAggregate(keys={}, aggs=[{}], changelog=upsert)",
+                self.keys.len(),
+                calls.join(", ")
+            ),
+        }
+    }
+
+    fn process(&mut self, input: Vec<Change>, ctx: &mut OpCtx) -> Result<Vec<Change>, SqlError> {
+        if self.session.is_some() {
+            return self.process_session(input, ctx);
+        }
+        let eval = ctx.eval_context();
+        let mut touched: Vec<Vec<Value>> = Vec::new();
+        for change in input {
+            let key = match self
+                .keys
+                .iter()
+                .map(|k| k.eval(&change.row, &eval))
+                .collect::<Result<Vec<_>, _>>()
+            {
+                Ok(k) => k,
+                Err(e) => {
+                    ctx.failed(e)?;
+                    continue;
+                }
+            };
+            let window_end = match self.window {
+                Some((_, end)) => match key.get(end) {
+                    Some(Value::Timestamp(e)) => Some(*e),
+                    _ => continue,
+                },
+                None => None,
+            };
+            if let (Some(end), Some(w)) = (window_end, ctx.watermark)
+                && end - 1 <= w
+            {
+                ctx.late_dropped += 1;
+                continue;
+            }
+            let args = match self.args(&change.row, &eval) {
+                Ok(a) => a,
+                Err(e) => {
+                    ctx.failed(e)?;
+                    continue;
+                }
+            };
+            let adds = change.kind.adds();
+            if !self.groups.contains_key(&key) {
+                if !adds {
+                    continue; // a retraction of a row never counted
+                }
+                let group = self.new_group();
+                self.groups.insert(key.clone(), group);
+                if let Some(end) = window_end {
+                    self.by_end.entry(end).or_default().insert(key.clone());
+                }
+            }
+            let mut group = self.groups.remove(&key).unwrap_or_else(|| self.new_group());
+            self.accumulate(&mut group, args, adds);
+            self.groups.insert(key.clone(), group);
+            if self.dirty.insert(key.clone()) || self.window.is_none() {
+                touched.push(key);
+            }
+        }
+        if self.window.is_some() {
+            return Ok(Vec::new());
+        }
+        // Updating: one change per group this batch touched.
+        let mut out = Vec::new();
+        let mut seen = HashSet::new();
+        for key in touched {
+            if !seen.insert(key.clone()) {
+                continue;
+            }
+            let Some(group) = self.groups.get(&key) else {
+                continue;
+            };
+            let now = (group.rows > 0).then(|| self.output(&key, group));
+            let before = group.emitted.clone();
+            match (&before, &now) {
+                (None, Some(row)) => out.push(Change::insert(row.clone())),
+                (Some(old), Some(row)) if old != row => {
+                    out.push(Change {
+                        kind: Kind::UpdateBefore,
+                        row: old.clone(),
+                    });
+                    out.push(Change {
+                        kind: Kind::UpdateAfter,
+                        row: row.clone(),
+                    });
+                }
+                (Some(old), None) => out.push(Change {
+                    kind: Kind::Delete,
+                    row: old.clone(),
+                }),
+                _ => {}
+            }
+            if now.is_none() {
+                self.groups.remove(&key);
+            } else if let Some(group) = self.groups.get_mut(&key) {
+                group.emitted = now;
+            }
+        }
+        let _ = self.input_updating;
+        Ok(out)
+    }
+
+    fn on_watermark(&mut self, watermark: i64, _ctx: &mut OpCtx) -> Result<Vec<Change>, SqlError> {
+        let mut out = Vec::new();
+        if let (Some(session), Some((ws, we))) = (&self.session, self.window) {
+            let _ = session;
+            let mut emptied = Vec::new();
+            for (key, sessions) in self.sessions.iter_mut() {
+                let mut fired = false;
+                sessions.retain(|s| {
+                    if s.end - 1 <= watermark {
+                        let mut k = key.clone();
+                        k[ws] = Value::Timestamp(s.start);
+                        k[we] = Value::Timestamp(s.end);
+                        let mut row = k;
+                        row.extend(
+                            self.calls
+                                .iter()
+                                .zip(&s.group.accs)
+                                .map(|(call, acc)| call.result(acc)),
+                        );
+                        out.push(Change::insert(row));
+                        fired = true;
+                        false
+                    } else {
+                        true
+                    }
+                });
+                if fired {
+                    self.dirty.insert(key.clone());
+                }
+                if sessions.is_empty() {
+                    emptied.push(key.clone());
+                }
+            }
+            for key in emptied {
+                self.sessions.remove(&key);
+            }
+            out.sort_by(|a, b| a.row.cmp(&b.row));
+            return Ok(out);
+        }
+        if self.window.is_none() {
+            return Ok(out);
+        }
+        // Windows whose end - 1 <= watermark are final.
+        let ends: Vec<i64> = self
+            .by_end
+            .range(..=watermark.saturating_add(1))
+            .map(|(e, _)| *e)
+            .filter(|e| e - 1 <= watermark)
+            .collect();
+        for end in ends {
+            let Some(keys) = self.by_end.remove(&end) else {
+                continue;
+            };
+            let mut keys: Vec<Vec<Value>> = keys.into_iter().collect();
+            keys.sort();
+            for key in keys {
+                if let Some(group) = self.groups.remove(&key) {
+                    if group.rows > 0 {
+                        out.push(Change::insert(self.output(&key, &group)));
+                    }
+                    self.dirty.insert(key);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn snapshot(&mut self) -> Vec<(String, Option<Json>)> {
+        let mut out = Vec::with_capacity(self.dirty.len());
+        for key in self.dirty.drain() {
+            let name = Json::Array(key.iter().map(encode_state).collect()).to_string();
+            let value = if self.session.is_some() {
+                self.sessions.get(&key).map(|sessions| {
+                    Json::Array(
+                        sessions
+                            .iter()
+                            .map(|s| {
+                                json!({"start": s.start, "end": s.end, "rows": s.group.rows,
+                                       "accs": s.group.accs.iter().map(acc_json).collect::<Vec<_>>()})
+                            })
+                            .collect(),
+                    )
+                })
+            } else {
+                self.groups.get(&key).map(|g| {
+                    json!({
+                        "rows": g.rows,
+                        "accs": g.accs.iter().map(acc_json).collect::<Vec<_>>(),
+                        "emitted": g.emitted.as_ref().map(|r| r.iter().map(encode_state).collect::<Vec<_>>()),
+                    })
+                })
+            };
+            out.push((name, value));
+        }
+        out
+    }
+
+    fn restore(&mut self, key: &str, value: &Json) -> Result<(), SqlError> {
+        let bad = || SqlError::Runtime(format!("unreadable aggregate state for key {key}"));
+        let key: Json = serde_json::from_str(key).map_err(|_| bad())?;
+        let key: Vec<Value> = key
+            .as_array()
+            .ok_or_else(bad)?
+            .iter()
+            .map(decode_state)
+            .collect::<Option<_>>()
+            .ok_or_else(bad)?;
+        let group_of = |v: &Json| -> Option<Group> {
+            Some(Group {
+                rows: v.get("rows")?.as_i64()?,
+                accs: v
+                    .get("accs")?
+                    .as_array()?
+                    .iter()
+                    .map(acc_from_json)
+                    .collect::<Option<_>>()?,
+                emitted: match v.get("emitted") {
+                    Some(Json::Array(row)) => {
+                        Some(row.iter().map(decode_state).collect::<Option<_>>()?)
+                    }
+                    _ => None,
+                },
+            })
+        };
+        if self.session.is_some() {
+            let sessions = value
+                .as_array()
+                .ok_or_else(bad)?
+                .iter()
+                .map(|s| {
+                    Some(SessionWindow {
+                        start: s.get("start")?.as_i64()?,
+                        end: s.get("end")?.as_i64()?,
+                        group: group_of(s)?,
+                    })
+                })
+                .collect::<Option<Vec<_>>>()
+                .ok_or_else(bad)?;
+            self.sessions.insert(key, sessions);
+            return Ok(());
+        }
+        let group = group_of(value).ok_or_else(bad)?;
+        if let Some((_, end)) = self.window
+            && let Some(Value::Timestamp(e)) = key.get(end)
+        {
+            self.by_end.entry(*e).or_default().insert(key.clone());
+        }
+        self.groups.insert(key, group);
+        Ok(())
+    }
+
+    fn state_entries(&self) -> usize {
+        self.groups.len() + self.sessions.values().map(Vec::len).sum::<usize>()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ts(s: i64) -> Value {
+        Value::Timestamp(s * 1000)
+    }
+
+    #[test]
+    fn windows_are_assigned_as_flink_assigns_them() {
+        assert_eq!(
+            WindowAssigner::windows(WindowKind::Tumble { size: 10 }, 13),
+            vec![(10, 20)]
+        );
+        assert_eq!(
+            WindowAssigner::windows(WindowKind::Tumble { size: 10 }, -1),
+            vec![(-10, 0)]
+        );
+        assert_eq!(
+            WindowAssigner::windows(WindowKind::Hop { slide: 5, size: 10 }, 13),
+            vec![(5, 15), (10, 20)]
+        );
+        assert_eq!(
+            WindowAssigner::windows(WindowKind::Cumulate { step: 5, size: 15 }, 7),
+            vec![(0, 10), (0, 15)]
+        );
+    }
+
+    fn tumbling_count() -> (WindowAssigner, Aggregate) {
+        // rows: (key, ts) → window columns at 2, 3, 4
+        let assigner = WindowAssigner::new(WindowKind::Tumble { size: 10_000 }, 1);
+        let aggregate = Aggregate::new(
+            vec![Expr::Column(0), Expr::Column(2), Expr::Column(3)],
+            vec![AggCall {
+                kind: AggKind::Count,
+                arg: None,
+                filter: None,
+                data_type: DataType::BigInt,
+            }],
+            Some((1, 2)),
+            None,
+            false,
+        );
+        (assigner, aggregate)
+    }
+
+    #[test]
+    fn window_results_come_when_the_watermark_passes_and_late_rows_are_dropped() {
+        let (mut assigner, mut aggregate) = tumbling_count();
+        let mut ctx = OpCtx::default();
+        let rows = vec![
+            Change::insert(vec![Value::str("a"), ts(1)]),
+            Change::insert(vec![Value::str("a"), ts(9)]),
+            Change::insert(vec![Value::str("b"), ts(12)]),
+        ];
+        let assigned = assigner.process(rows, &mut ctx).expect("assigns");
+        assert!(aggregate.process(assigned, &mut ctx).expect("ok").is_empty());
+        assert!(aggregate.on_watermark(9_998, &mut ctx).expect("ok").is_empty());
+        let fired = aggregate.on_watermark(9_999, &mut ctx).expect("ok");
+        assert_eq!(fired.len(), 1);
+        assert_eq!(fired[0].row, vec![Value::str("a"), ts(0), ts(10), Value::Int(2)]);
+        ctx.watermark = Some(9_999);
+        let late = assigner
+            .process(vec![Change::insert(vec![Value::str("a"), ts(5)])], &mut ctx)
+            .expect("assigns");
+        aggregate.process(late, &mut ctx).expect("ok");
+        assert_eq!(ctx.late_dropped, 1);
+    }
+
+    #[test]
+    fn state_survives_a_snapshot_and_restore() {
+        let (mut assigner, mut aggregate) = tumbling_count();
+        let mut ctx = OpCtx::default();
+        let assigned = assigner
+            .process(
+                vec![
+                    Change::insert(vec![Value::str("a"), ts(1)]),
+                    Change::insert(vec![Value::str("a"), ts(2)]),
+                ],
+                &mut ctx,
+            )
+            .expect("assigns");
+        aggregate.process(assigned, &mut ctx).expect("ok");
+        let (_, mut restored) = tumbling_count();
+        for (key, value) in aggregate.snapshot() {
+            restored
+                .restore(&key, &value.expect("present"))
+                .expect("restores");
+        }
+        let fired = restored.on_watermark(20_000, &mut ctx).expect("ok");
+        assert_eq!(fired[0].row[3], Value::Int(2));
+        // A fired window's state is deleted in the next snapshot.
+        aggregate.on_watermark(20_000, &mut ctx).expect("ok");
+        assert_eq!(aggregate.snapshot()[0].1, None);
+    }
+
+    #[test]
+    fn an_updating_aggregate_retracts_its_previous_row() {
+        let mut aggregate = Aggregate::new(
+            vec![Expr::Column(0)],
+            vec![AggCall {
+                kind: AggKind::Sum,
+                arg: Some(Expr::Column(1)),
+                filter: None,
+                data_type: DataType::BigInt,
+            }],
+            None,
+            None,
+            false,
+        );
+        let mut ctx = OpCtx::default();
+        let first = aggregate
+            .process(vec![Change::insert(vec![Value::str("a"), Value::Int(2)])], &mut ctx)
+            .expect("ok");
+        assert_eq!(first, vec![Change::insert(vec![Value::str("a"), Value::Int(2)])]);
+        let second = aggregate
+            .process(vec![Change::insert(vec![Value::str("a"), Value::Int(3)])], &mut ctx)
+            .expect("ok");
+        assert_eq!(second.len(), 2);
+        assert_eq!(second[0].kind, Kind::UpdateBefore);
+        assert_eq!(second[1].row, vec![Value::str("a"), Value::Int(5)]);
+        let gone = aggregate
+            .process(
+                vec![
+                    Change {
+                        kind: Kind::Delete,
+                        row: vec![Value::str("a"), Value::Int(2)],
+                    },
+                    Change {
+                        kind: Kind::Delete,
+                        row: vec![Value::str("a"), Value::Int(3)],
+                    },
+                ],
+                &mut ctx,
+            )
+            .expect("ok");
+        assert_eq!(gone.len(), 1);
+        assert_eq!(gone[0].kind, Kind::Delete);
+    }
+
+    #[test]
+    fn sessions_merge_and_close_after_the_gap() {
+        let mut aggregate = Aggregate::new(
+            vec![Expr::Column(0), Expr::Column(2), Expr::Column(3)],
+            vec![AggCall {
+                kind: AggKind::Count,
+                arg: None,
+                filter: None,
+                data_type: DataType::BigInt,
+            }],
+            Some((1, 2)),
+            Some(Session {
+                time: 1,
+                gap_ms: 5_000,
+                keys: vec![0],
+            }),
+            false,
+        );
+        let mut ctx = OpCtx::default();
+        let row = |k: &str, s: i64| {
+            Change::insert(vec![Value::str(k), ts(s), Value::Null, Value::Null, Value::Null])
+        };
+        aggregate
+            .process(vec![row("a", 1), row("a", 10), row("a", 4)], &mut ctx)
+            .expect("ok");
+        // 1 and 4 merge ([1, 9)), 10 is its own ([10, 15)).
+        let fired = aggregate.on_watermark(8_999, &mut ctx).expect("ok");
+        assert_eq!(fired.len(), 1);
+        assert_eq!(fired[0].row, vec![Value::str("a"), ts(1), ts(9), Value::Int(2)]);
+        assert_eq!(aggregate.state_entries(), 1);
+    }
+}

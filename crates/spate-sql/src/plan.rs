@@ -1,0 +1,792 @@
+//! Planning: a query's AST into a [`Flow`] — a tree of operators over source tables — with its
+//! output columns, whether it updates (`GROUP BY` without a window gives an updating table)
+//! and its upsert key. Flink's rules: window table functions (`TUMBLE`, `HOP`, `CUMULATE`,
+//! `SESSION`) add `window_start`, `window_end` and `window_time`; grouping by `window_start`
+//! and `window_end` makes a window aggregate whose rows are final when the watermark passes
+//! the window's end; anything else grouped updates its rows as input arrives.
+
+use std::sync::Arc;
+
+use sqlparser::ast::{self, GroupByExpr, SelectItem, SetExpr, TableFactor};
+
+use crate::catalog::Table;
+use crate::errors::SqlError;
+use crate::exec::{
+    AggCall, AggKind, Aggregate, Filter, Operator, Project, WindowAssigner, WindowKind,
+};
+use crate::expr::{self, Expr, Scope, ScopeColumn, Typed, function_args, function_name};
+use crate::parse::TABLE_ARG;
+use crate::types::{DataType, Field, Value};
+
+/// Looks tables up by name (declared, or found in the schema registry).
+pub trait Tables {
+    /// The table `name`.
+    fn table(&self, name: &str) -> Result<Arc<Table>, SqlError>;
+}
+
+/// A dataflow: operators over sources.
+pub enum Flow {
+    /// The rows of source `index` (see [`Planned::sources`]).
+    Source(usize),
+    /// An operator over one input.
+    Map(Box<Flow>, Box<dyn Operator>),
+}
+
+impl Flow {
+    /// The plan as EXPLAIN prints it, one operator per line, the root first.
+    pub fn explain(&self, sources: &[Source], depth: usize, out: &mut String) {
+        let pad = "  ".repeat(depth);
+        match self {
+            Flow::Source(i) => {
+                let s = &sources[*i];
+                out.push_str(&format!(
+                    "{pad}Scan(table=[{}], topic=[{}], format=[{}]{})\n",
+                    s.table.name,
+                    s.table.topic,
+                    s.table.value_format.name(),
+                    if s.table.watermark.is_some() {
+                        ", watermark"
+                    } else {
+                        ""
+                    }
+                ));
+            }
+            Flow::Map(input, op) => {
+                out.push_str(&format!("{pad}{}\n", op.describe()));
+                input.explain(sources, depth + 1, out);
+            }
+        }
+    }
+}
+
+/// A source of a flow: a table, read from its topic.
+#[derive(Debug, Clone)]
+pub struct Source {
+    /// The table.
+    pub table: Arc<Table>,
+}
+
+/// A planned query.
+pub struct Planned {
+    /// The dataflow.
+    pub flow: Flow,
+    /// The sources it reads, by index.
+    pub sources: Vec<Source>,
+    /// The output columns.
+    pub fields: Vec<Field>,
+    /// Whether rows are updated and deleted (else only inserted).
+    pub updating: bool,
+    /// Positions of the output columns that key an updating result.
+    pub upsert_key: Vec<usize>,
+    /// LIMIT, for queries whose results go to a caller.
+    pub limit: Option<u64>,
+}
+
+impl Planned {
+    /// EXPLAIN's text.
+    pub fn explain(&self) -> String {
+        let mut out = String::new();
+        out.push_str(&format!(
+            "== Physical plan ({}) ==\n",
+            if self.updating {
+                format!("updating, key {:?}", self.upsert_key_names())
+            } else {
+                "append-only".to_string()
+            }
+        ));
+        self.flow.explain(&self.sources, 0, &mut out);
+        out
+    }
+
+    fn upsert_key_names(&self) -> Vec<String> {
+        self.upsert_key
+            .iter()
+            .map(|i| self.fields[*i].name.clone())
+            .collect()
+    }
+}
+
+/// What a FROM clause produced: a flow with its scope.
+struct From {
+    flow: Flow,
+    scope: Scope,
+    updating: bool,
+    /// Positions of window_start and window_end when a window TVF was applied.
+    window: Option<(usize, usize)>,
+    /// The rowtime column, if the rows have one.
+    rowtime: Option<usize>,
+    /// Session windows are assigned in the aggregate, not per row.
+    session: Option<SessionSpec>,
+}
+
+struct SessionSpec {
+    time: usize,
+    gap_ms: i64,
+    keys: Vec<usize>,
+}
+
+/// Plans `query` against `tables`.
+pub fn plan_query(query: &ast::Query, tables: &dyn Tables) -> Result<Planned, SqlError> {
+    if query.with.is_some() {
+        return Err(SqlError::Unsupported("WITH (common table expressions)".into()));
+    }
+    let limit = match &query.limit_clause {
+        None => None,
+        Some(ast::LimitClause::LimitOffset { limit, offset, .. }) => {
+            if offset.is_some() {
+                return Err(SqlError::Unsupported("OFFSET in a streaming query".into()));
+            }
+            match limit {
+                None => None,
+                Some(e) => match expr::compile(e, &Scope::default())?.expr.constant() {
+                    Some(Value::Int(n)) if n >= 0 => Some(n as u64),
+                    _ => return Err(SqlError::Type("LIMIT takes a non-negative integer".into())),
+                },
+            }
+        }
+        Some(other) => return Err(SqlError::Unsupported(format!("{other}"))),
+    };
+    if query.order_by.is_some() {
+        return Err(SqlError::Unsupported(
+            "ORDER BY on a stream (use ROW_NUMBER() OVER (... ORDER BY ...) for top-N)".into(),
+        ));
+    }
+    let mut sources = Vec::new();
+    let (flow, scope, updating, upsert_key) = plan_set_expr(&query.body, tables, &mut sources)?;
+    Ok(Planned {
+        flow,
+        sources,
+        fields: scope.fields(),
+        updating,
+        upsert_key,
+        limit,
+    })
+}
+
+fn plan_set_expr(
+    body: &SetExpr,
+    tables: &dyn Tables,
+    sources: &mut Vec<Source>,
+) -> Result<(Flow, Scope, bool, Vec<usize>), SqlError> {
+    match body {
+        SetExpr::Select(select) => plan_select(select, tables, sources),
+        SetExpr::Query(q) => {
+            if q.limit_clause.is_some() || q.order_by.is_some() {
+                return Err(SqlError::Unsupported(
+                    "ORDER BY or LIMIT in a subquery".into(),
+                ));
+            }
+            plan_set_expr(&q.body, tables, sources)
+        }
+        other => Err(SqlError::Unsupported(format!(
+            "{}",
+            match other {
+                SetExpr::SetOperation { op, .. } => format!("{op}"),
+                SetExpr::Values(_) => "VALUES".to_string(),
+                _ => "this query form".to_string(),
+            }
+        ))),
+    }
+}
+
+fn plan_from(
+    factor: &TableFactor,
+    tables: &dyn Tables,
+    sources: &mut Vec<Source>,
+) -> Result<From, SqlError> {
+    match factor {
+        TableFactor::Table {
+            name,
+            alias,
+            args,
+            version,
+            ..
+        } => {
+            if version.is_some() {
+                return Err(SqlError::Unsupported(
+                    "FOR SYSTEM_TIME AS OF outside a temporal join".into(),
+                ));
+            }
+            if args.is_some() {
+                return Err(SqlError::Unsupported(format!("table function {name}")));
+            }
+            let name = object_name(name);
+            let table = tables.table(&name)?;
+            let qualifier = alias.as_ref().map_or(name.clone(), |a| a.name.value.clone());
+            let scope = Scope::of(Some(&qualifier), &table.fields());
+            let rowtime = table.watermark.as_ref().map(|(i, _)| *i);
+            let updating = table.upsert;
+            sources.push(Source { table });
+            Ok(From {
+                flow: Flow::Source(sources.len() - 1),
+                scope,
+                updating,
+                window: None,
+                rowtime,
+                session: None,
+            })
+        }
+        TableFactor::Derived {
+            subquery, alias, ..
+        } => {
+            if subquery.limit_clause.is_some() || subquery.order_by.is_some() {
+                return Err(SqlError::Unsupported(
+                    "ORDER BY or LIMIT in a subquery".into(),
+                ));
+            }
+            let (flow, mut scope, updating, _) = plan_set_expr(&subquery.body, tables, sources)?;
+            if let Some(alias) = alias {
+                for c in &mut scope.columns {
+                    c.qualifier = Some(alias.name.value.clone());
+                }
+            }
+            let rowtime = scope
+                .columns
+                .iter()
+                .position(|c| c.name.eq_ignore_ascii_case("window_time"));
+            Ok(From {
+                flow,
+                scope,
+                updating,
+                window: None,
+                rowtime,
+                session: None,
+            })
+        }
+        TableFactor::TableFunction { expr, alias } => {
+            let ast::Expr::Function(f) = expr else {
+                return Err(SqlError::Unsupported(format!("TABLE({expr})")));
+            };
+            window_tvf(f, alias.as_ref(), tables, sources)
+        }
+        TableFactor::NestedJoin { .. } => Err(SqlError::Unsupported("joins (coming next)".into())),
+        other => Err(SqlError::Unsupported(format!("FROM {other}"))),
+    }
+}
+
+fn object_name(name: &ast::ObjectName) -> String {
+    name.0
+        .iter()
+        .map(|p| p.as_ident().map_or(p.to_string(), |i| i.value.clone()))
+        .collect::<Vec<_>>()
+        .join(".")
+}
+
+/// A constant interval argument, in milliseconds.
+fn interval_ms(e: &ast::Expr, what: &str) -> Result<i64, SqlError> {
+    match expr::compile(e, &Scope::default())?.expr.constant() {
+        Some(Value::Interval(ms)) if ms > 0 => Ok(ms),
+        _ => Err(SqlError::Type(format!(
+            "{what} must be a positive INTERVAL constant, got {e}"
+        ))),
+    }
+}
+
+fn window_tvf(
+    f: &ast::Function,
+    alias: Option<&ast::TableAlias>,
+    tables: &dyn Tables,
+    sources: &mut Vec<Source>,
+) -> Result<From, SqlError> {
+    let name = function_name(f);
+    let args = function_args(f)?;
+    let expected = match name.as_str() {
+        "TUMBLE" => 3,
+        "HOP" | "CUMULATE" => 4,
+        "SESSION" => 3,
+        other => {
+            return Err(SqlError::Unsupported(format!(
+                "table function {other} (window functions are TUMBLE, HOP, CUMULATE, SESSION)"
+            )));
+        }
+    };
+    // An optional trailing offset is Flink's; Spate has none yet.
+    if args.len() != expected {
+        return Err(SqlError::Type(format!(
+            "{name} takes {expected} arguments (TABLE t, DESCRIPTOR(time_col), {}), got {}",
+            match name.as_str() {
+                "TUMBLE" => "size",
+                "HOP" => "slide, size",
+                "CUMULATE" => "step, size",
+                _ => "gap",
+            },
+            args.len()
+        )));
+    }
+    let ast::Expr::Function(table_arg) = args[0] else {
+        return Err(SqlError::Type(format!(
+            "{name}'s first argument must be TABLE t"
+        )));
+    };
+    if function_name(table_arg) != TABLE_ARG {
+        return Err(SqlError::Type(format!(
+            "{name}'s first argument must be TABLE t"
+        )));
+    }
+    let table_args = function_args(table_arg)?;
+    let table_name = table_args[0].to_string();
+    let input = plan_from(
+        &TableFactor::Table {
+            name: ast::ObjectName(vec![ast::ObjectNamePart::Identifier(ast::Ident::new(
+                table_name.trim_matches('`'),
+            ))]),
+            alias: None,
+            args: None,
+            with_hints: vec![],
+            version: None,
+            with_ordinality: false,
+            partitions: vec![],
+            json_path: None,
+            sample: None,
+            index_hints: vec![],
+        },
+        tables,
+        sources,
+    )?;
+    let ast::Expr::Function(descriptor) = args[1] else {
+        return Err(SqlError::Type(format!(
+            "{name}'s second argument must be DESCRIPTOR(time_col)"
+        )));
+    };
+    let descriptor_args = function_args(descriptor)?;
+    if function_name(descriptor) != "DESCRIPTOR" || descriptor_args.len() != 1 {
+        return Err(SqlError::Type(format!(
+            "{name}'s second argument must be DESCRIPTOR(time_col)"
+        )));
+    }
+    let time_name = descriptor_args[0].to_string();
+    let time = input.scope.resolve(None, time_name.trim_matches('`'))?;
+    let time_type = &input.scope.columns[time].data_type;
+    if !time_type.is_timestamp() {
+        return Err(SqlError::Type(format!(
+            "the window's time column {time_name} is {time_type}, not a TIMESTAMP"
+        )));
+    }
+    if input.rowtime != Some(time) {
+        return Err(SqlError::Type(format!(
+            "the window's time column {time_name} has no watermark: declare WATERMARK FOR {time_name} AS ... on table {table_name}"
+        )));
+    }
+    let kind = match name.as_str() {
+        "TUMBLE" => WindowKind::Tumble {
+            size: interval_ms(args[2], "TUMBLE's size")?,
+        },
+        "HOP" => {
+            let slide = interval_ms(args[2], "HOP's slide")?;
+            let size = interval_ms(args[3], "HOP's size")?;
+            if size % slide != 0 {
+                return Err(SqlError::Type(format!(
+                    "HOP's size ({size} ms) must be a multiple of its slide ({slide} ms)"
+                )));
+            }
+            WindowKind::Hop { slide, size }
+        }
+        "CUMULATE" => {
+            let step = interval_ms(args[2], "CUMULATE's step")?;
+            let size = interval_ms(args[3], "CUMULATE's size")?;
+            if size % step != 0 {
+                return Err(SqlError::Type(format!(
+                    "CUMULATE's size ({size} ms) must be a multiple of its step ({step} ms)"
+                )));
+            }
+            WindowKind::Cumulate { step, size }
+        }
+        _ => WindowKind::Session {
+            gap: interval_ms(args[2], "SESSION's gap")?,
+        },
+    };
+    let qualifier = alias.map(|a| a.name.value.clone());
+    let mut scope = input.scope;
+    if let Some(q) = &qualifier {
+        for c in &mut scope.columns {
+            c.qualifier = Some(q.clone());
+        }
+    }
+    let base = scope.columns.len();
+    for (column, data_type) in [
+        ("window_start", DataType::Timestamp(3)),
+        ("window_end", DataType::Timestamp(3)),
+        ("window_time", scope.columns[time].data_type.clone()),
+    ] {
+        scope.columns.push(ScopeColumn {
+            qualifier: qualifier.clone(),
+            name: column.to_string(),
+            data_type,
+        });
+    }
+    if let WindowKind::Session { gap } = kind {
+        let keys = table_args[1..]
+            .iter()
+            .map(|k| scope.resolve(None, k.to_string().trim_matches('`')))
+            .collect::<Result<Vec<_>, _>>()?;
+        return Ok(From {
+            flow: Flow::Map(
+                Box::new(input.flow),
+                Box::new(WindowAssigner::placeholder(time)),
+            ),
+            scope,
+            updating: input.updating,
+            window: Some((base, base + 1)),
+            rowtime: Some(base + 2),
+            session: Some(SessionSpec {
+                time,
+                gap_ms: gap,
+                keys,
+            }),
+        });
+    }
+    if input.updating {
+        return Err(SqlError::Unsupported(
+            "window functions over an updating table".into(),
+        ));
+    }
+    Ok(From {
+        flow: Flow::Map(
+            Box::new(input.flow),
+            Box::new(WindowAssigner::new(kind, time)),
+        ),
+        scope,
+        updating: false,
+        window: Some((base, base + 1)),
+        rowtime: Some(base + 2),
+        session: None,
+    })
+}
+
+/// Aggregate calls found in SELECT and HAVING, each once.
+fn collect_aggregates(e: &ast::Expr, out: &mut Vec<ast::Function>) {
+    use std::ops::ControlFlow;
+    let _ = ast::visit_expressions(e, |e: &ast::Expr| {
+        if let ast::Expr::Function(f) = e
+            && expr::is_aggregate(&function_name(f))
+            && f.over.is_none()
+            && !out.iter().any(|g| g.to_string() == f.to_string())
+        {
+            out.push(f.clone());
+        }
+        ControlFlow::<()>::Continue(())
+    });
+}
+
+fn plan_select(
+    select: &ast::Select,
+    tables: &dyn Tables,
+    sources: &mut Vec<Source>,
+) -> Result<(Flow, Scope, bool, Vec<usize>), SqlError> {
+    if select.from.len() != 1 || !select.from[0].joins.is_empty() {
+        return Err(SqlError::Unsupported(if select.from.is_empty() {
+            "a query without FROM".to_string()
+        } else {
+            "joins (coming next)".to_string()
+        }));
+    }
+    if select.distinct.is_some() {
+        return Err(SqlError::Unsupported("SELECT DISTINCT (use GROUP BY)".into()));
+    }
+    let from = plan_from(&select.from[0].relation, tables, sources)?;
+    let mut flow = from.flow;
+    let mut scope = from.scope;
+    let mut updating = from.updating;
+    if let Some(selection) = &select.selection {
+        let predicate = expr::compile(selection, &scope)?;
+        if !matches!(predicate.data_type, DataType::Boolean | DataType::Null) {
+            return Err(SqlError::Type(format!(
+                "WHERE needs a BOOLEAN condition, got {}",
+                predicate.data_type
+            )));
+        }
+        flow = Flow::Map(Box::new(flow), Box::new(Filter::new(predicate.expr, "WHERE")));
+    }
+
+    let group_exprs: Vec<ast::Expr> = match &select.group_by {
+        GroupByExpr::Expressions(exprs, modifiers) => {
+            if !modifiers.is_empty() {
+                return Err(SqlError::Unsupported("GROUP BY ROLLUP/CUBE/GROUPING SETS".into()));
+            }
+            exprs.clone()
+        }
+        GroupByExpr::All(_) => return Err(SqlError::Unsupported("GROUP BY ALL".into())),
+    };
+    let mut aggregates = Vec::new();
+    for item in &select.projection {
+        if let SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. } = item {
+            collect_aggregates(e, &mut aggregates);
+        }
+    }
+    if let Some(having) = &select.having {
+        collect_aggregates(having, &mut aggregates);
+    }
+    let mut upsert_key_inner: Vec<usize> = Vec::new();
+    if !group_exprs.is_empty() || !aggregates.is_empty() {
+        // The aggregate's output row: the keys, then the aggregates.
+        let mut keys = Vec::new();
+        let mut out = Scope::default();
+        for g in &group_exprs {
+            let typed = expr::compile(g, &scope)?;
+            let (qualifier, name) = match g {
+                ast::Expr::Identifier(i) => (None, i.value.clone()),
+                ast::Expr::CompoundIdentifier(parts) => (
+                    parts.first().map(|p| p.value.clone()),
+                    parts.last().map_or(String::new(), |p| p.value.clone()),
+                ),
+                other => (None, other.to_string()),
+            };
+            // A key that is a plain column keeps that column's qualifier.
+            let qualifier = match &typed.expr {
+                Expr::Column(i) => scope.columns[*i].qualifier.clone(),
+                _ => qualifier,
+            };
+            out.substitutions.push((g.to_string(), keys.len()));
+            out.columns.push(ScopeColumn {
+                qualifier,
+                name,
+                data_type: typed.data_type.clone(),
+            });
+            keys.push(typed);
+        }
+        let mut calls = Vec::new();
+        for f in &aggregates {
+            let call = aggregate_call(f, &scope)?;
+            out.substitutions.push((f.to_string(), keys.len() + calls.len()));
+            out.columns.push(ScopeColumn {
+                qualifier: None,
+                name: f.to_string(),
+                data_type: call.data_type.clone(),
+            });
+            calls.push(call);
+        }
+        let window_keys = from.window.and_then(|(start, end)| {
+            let position = |col: usize| {
+                keys.iter()
+                    .position(|k| matches!(k.expr, Expr::Column(c) if c == col))
+            };
+            Some((position(start)?, position(end)?))
+        });
+        if from.window.is_some() && window_keys.is_none() {
+            return Err(SqlError::Unsupported(
+                "grouping a window function's rows without both window_start and window_end"
+                    .into(),
+            ));
+        }
+        if from.session.is_some() && window_keys.is_none() {
+            return Err(SqlError::Unsupported(
+                "SESSION windows outside a GROUP BY window_start, window_end".into(),
+            ));
+        }
+        let session = from.session.map(|s| crate::exec::Session {
+            time: s.time,
+            gap_ms: s.gap_ms,
+            keys: s.keys,
+        });
+        let windowed = window_keys.is_some();
+        if windowed && updating {
+            return Err(SqlError::Unsupported("window aggregates of an updating table".into()));
+        }
+        let aggregate = Aggregate::new(
+            keys.into_iter().map(|k| k.expr).collect(),
+            calls,
+            window_keys,
+            session,
+            updating,
+        );
+        if !windowed {
+            upsert_key_inner = (0..group_exprs.len()).collect();
+            updating = true;
+        }
+        flow = Flow::Map(Box::new(flow), Box::new(aggregate));
+        scope = out;
+        if let Some(having) = &select.having {
+            let predicate = expr::compile(having, &scope)?;
+            flow = Flow::Map(Box::new(flow), Box::new(Filter::new(predicate.expr, "HAVING")));
+        }
+    } else if select.having.is_some() {
+        return Err(SqlError::Type("HAVING without GROUP BY or aggregates".into()));
+    }
+
+    // The projection.
+    let mut exprs: Vec<Typed> = Vec::new();
+    let mut columns = Vec::new();
+    for item in &select.projection {
+        match item {
+            SelectItem::Wildcard(_) => {
+                for (i, c) in scope.columns.iter().enumerate() {
+                    if c.name.starts_with('$') {
+                        continue; // system columns show only when named
+                    }
+                    exprs.push(Typed {
+                        expr: Expr::Column(i),
+                        data_type: c.data_type.clone(),
+                    });
+                    columns.push(c.clone());
+                }
+            }
+            SelectItem::QualifiedWildcard(kind, _) => {
+                let q = kind.to_string();
+                for (i, c) in scope.columns.iter().enumerate() {
+                    if c.qualifier
+                        .as_deref()
+                        .is_some_and(|cq| cq.eq_ignore_ascii_case(&q))
+                    {
+                        exprs.push(Typed {
+                            expr: Expr::Column(i),
+                            data_type: c.data_type.clone(),
+                        });
+                        columns.push(c.clone());
+                    }
+                }
+            }
+            SelectItem::UnnamedExpr(e) => {
+                let typed = expr::compile(e, &scope)?;
+                let name = match e {
+                    ast::Expr::Identifier(i) => i.value.clone(),
+                    ast::Expr::CompoundIdentifier(parts) => {
+                        parts.last().map_or(String::new(), |p| p.value.clone())
+                    }
+                    _ => match &typed.expr {
+                        Expr::Column(i) if !scope.columns[*i].name.contains('(') => {
+                            scope.columns[*i].name.clone()
+                        }
+                        _ => format!("EXPR${}", exprs.len()),
+                    },
+                };
+                columns.push(ScopeColumn {
+                    qualifier: None,
+                    name,
+                    data_type: typed.data_type.clone(),
+                });
+                exprs.push(typed);
+            }
+            SelectItem::ExprWithAlias { expr: e, alias } => {
+                let typed = expr::compile(e, &scope)?;
+                columns.push(ScopeColumn {
+                    qualifier: None,
+                    name: alias.value.clone(),
+                    data_type: typed.data_type.clone(),
+                });
+                exprs.push(typed);
+            }
+        }
+    }
+    let mut seen = std::collections::HashSet::new();
+    for c in &columns {
+        if !seen.insert(c.name.to_ascii_lowercase()) {
+            return Err(SqlError::Type(format!(
+                "the result has two columns named {}; give one an alias with AS",
+                c.name
+            )));
+        }
+    }
+    let upsert_key = if updating {
+        let mut key = Vec::new();
+        for k in &upsert_key_inner {
+            if let Some(p) = exprs
+                .iter()
+                .position(|e| matches!(e.expr, Expr::Column(c) if c == *k))
+            {
+                key.push(p);
+            }
+        }
+        key
+    } else {
+        Vec::new()
+    };
+    let identity = exprs.len() == scope.columns.len()
+        && exprs
+            .iter()
+            .enumerate()
+            .all(|(i, e)| matches!(e.expr, Expr::Column(c) if c == i));
+    if !identity {
+        flow = Flow::Map(
+            Box::new(flow),
+            Box::new(Project::new(exprs.into_iter().map(|e| e.expr).collect())),
+        );
+    }
+    Ok((
+        flow,
+        Scope {
+            columns,
+            substitutions: Vec::new(),
+        },
+        updating,
+        upsert_key,
+    ))
+}
+
+fn aggregate_call(f: &ast::Function, scope: &Scope) -> Result<AggCall, SqlError> {
+    let name = function_name(f);
+    let distinct = matches!(
+        &f.args,
+        ast::FunctionArguments::List(l) if l.duplicate_treatment == Some(ast::DuplicateTreatment::Distinct)
+    );
+    let star = matches!(
+        &f.args,
+        ast::FunctionArguments::List(l) if matches!(l.args.as_slice(), [ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Wildcard)])
+    );
+    let filter = f
+        .filter
+        .as_ref()
+        .map(|e| expr::compile(e, scope).map(|t| t.expr))
+        .transpose()?;
+    if star {
+        if name != "COUNT" {
+            return Err(SqlError::Type(format!("{name}(*) is not an aggregate; use COUNT(*)")));
+        }
+        return Ok(AggCall {
+            kind: AggKind::Count,
+            arg: None,
+            filter,
+            data_type: DataType::BigInt,
+        });
+    }
+    let args = function_args(f)?;
+    if args.len() != 1 {
+        return Err(SqlError::Type(format!(
+            "{name} takes one argument, got {}",
+            args.len()
+        )));
+    }
+    let arg = expr::compile(args[0], scope)?;
+    let numeric = |t: &DataType| {
+        if t.is_numeric() || *t == DataType::Null {
+            Ok(())
+        } else {
+            Err(SqlError::Type(format!("{name} needs a number, got {t}")))
+        }
+    };
+    let (kind, data_type) = match name.as_str() {
+        "COUNT" if distinct => (AggKind::CountDistinct, DataType::BigInt),
+        "COUNT" => (AggKind::Count, DataType::BigInt),
+        _ if distinct => {
+            return Err(SqlError::Unsupported(format!("{name}(DISTINCT ...)")));
+        }
+        "SUM" => {
+            numeric(&arg.data_type)?;
+            let t = if arg.data_type.is_integer() {
+                DataType::BigInt
+            } else {
+                DataType::Double
+            };
+            (AggKind::Sum, t)
+        }
+        "AVG" => {
+            numeric(&arg.data_type)?;
+            let t = if arg.data_type.is_integer() {
+                DataType::BigInt
+            } else {
+                DataType::Double
+            };
+            (AggKind::Avg, t)
+        }
+        "MIN" => (AggKind::Min, arg.data_type.clone()),
+        "MAX" => (AggKind::Max, arg.data_type.clone()),
+        "FIRST_VALUE" => (AggKind::First, arg.data_type.clone()),
+        "LAST_VALUE" => (AggKind::Last, arg.data_type.clone()),
+        other => return Err(SqlError::Unsupported(format!("the aggregate {other}"))),
+    };
+    Ok(AggCall {
+        kind,
+        arg: Some(arg.expr),
+        filter,
+        data_type,
+    })
+}
