@@ -35,6 +35,8 @@ enum Command {
     Profile(commands::profile::ProfileArgs),
     /// Run a Connect worker (Kafka Connect's REST API and built-in connectors).
     Connect(commands::connect::ConnectArgs),
+    /// Run Flink SQL: an interactive shell, `-e`/`-f`, or a SQL worker.
+    Sql(commands::sql::SqlArgs),
     /// Create, delete and list SCRAM users (AlterUserScramCredentials).
     User(commands::user::UserArgs),
     /// Add, list and remove ACLs (like kafka-acls).
@@ -56,6 +58,7 @@ fn main() -> std::process::ExitCode {
         Command::Cluster(args) => commands::cluster::run(args),
         Command::Profile(args) => commands::profile::run(args),
         Command::Connect(args) => commands::connect::run(args),
+        Command::Sql(args) => commands::sql::run(args),
         Command::User(args) => commands::user::run(args),
         Command::Acl(args) => commands::acl::run(args),
         Command::Quota(args) => commands::quota::run(args),

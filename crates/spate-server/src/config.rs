@@ -37,6 +37,12 @@ pub struct Config {
     /// topics, converters, security settings to reach this broker); `bootstrap.servers`
     /// defaults to this broker.
     pub connect_worker_config: Option<PathBuf>,
+    /// The SQL API and the in-process SQL worker; `None` (`off`) runs no worker.
+    #[serde(deserialize_with = "optional_listen_addr")]
+    pub sql_listen: Option<SocketAddr>,
+    /// How often SQL jobs commit a checkpoint (outputs, state and offsets in one transaction),
+    /// milliseconds.
+    pub sql_checkpoint_interval_ms: u64,
     /// The registry's compatibility level for subjects with none of their own and no global
     /// level set through the API (Confluent's `schema.compatibility.level`).
     pub registry_default_compatibility: String,
@@ -415,6 +421,8 @@ impl Default for Config {
             registry_listen: SocketAddr::from(([0, 0, 0, 0], 8081)),
             connect_listen: Some(SocketAddr::from(([0, 0, 0, 0], 8083))),
             connect_worker_config: None,
+            sql_listen: Some(SocketAddr::from(([0, 0, 0, 0], 8088))),
+            sql_checkpoint_interval_ms: 1000,
             registry_default_compatibility: "BACKWARD".to_string(),
             http_auth: HttpAuthMethods::default(),
             node_id: 1,

@@ -114,6 +114,8 @@ pub(crate) struct HttpState {
     pub data_dir: PathBuf,
     /// The in-process Connect worker's metrics, when it runs.
     pub connect: Option<Arc<spate_connect::metrics::ConnectMetrics>>,
+    /// The in-process SQL worker, once it runs.
+    pub sql: Arc<OnceLock<Arc<spate_sql::engine::Engine>>>,
 }
 
 /// The routes served once the broker is open (behind `http-auth` when it is on).
@@ -133,6 +135,9 @@ async fn metrics(State(state): State<HttpState>) -> impl IntoResponse {
     state.broker.render_metrics(&mut out);
     if let Some(connect) = &state.connect {
         connect.render(&mut out);
+    }
+    if let Some(sql) = state.sql.get() {
+        sql.render_metrics(&mut out);
     }
     let c = &state.connections;
     for (name, kind, help, value) in [

@@ -63,6 +63,8 @@ pub(crate) enum Listener {
     /// Kafka Connect's REST API of the in-process worker: Kafka Connect's error body, as the
     /// admin listener's.
     Connect,
+    /// The SQL API of the in-process SQL worker.
+    Sql,
 }
 
 impl Listener {
@@ -71,6 +73,7 @@ impl Listener {
             Listener::Registry => "registry",
             Listener::Admin => "http",
             Listener::Connect => "connect",
+            Listener::Sql => "sql",
         }
     }
 }
@@ -260,7 +263,7 @@ impl HttpAuth {
         }
         let mut response = match listener {
             Listener::Registry => spate_registry::RegistryError::unauthorized().into_response(),
-            Listener::Admin | Listener::Connect => (
+            Listener::Admin | Listener::Connect | Listener::Sql => (
                 StatusCode::UNAUTHORIZED,
                 [(header::CONTENT_TYPE, "application/json")],
                 "{\"error_code\":401,\"message\":\"Unauthorized\"}",
@@ -293,7 +296,7 @@ fn busy(listener: Listener) -> Response {
     };
     let mut response = match listener {
         Listener::Registry => error.into_response(),
-        Listener::Admin | Listener::Connect => (
+        Listener::Admin | Listener::Connect | Listener::Sql => (
             error.status,
             [(header::CONTENT_TYPE, "application/json")],
             serde_json::json!({"error_code": error.code, "message": error.message}).to_string(),
@@ -780,6 +783,15 @@ async fn check_acls(
             (Operation::Describe, ResourceType::Cluster, CLUSTER_NAME)
         }
         Listener::Connect => (Operation::Alter, ResourceType::Cluster, CLUSTER_NAME),
+        // SQL: DESCRIBE on the cluster to look (and query), ALTER to run statements.
+        Listener::Sql
+            if request.method() == axum::http::Method::GET
+                || request.uri().path() == "/query-stream"
+                || request.uri().path() == "/query" =>
+        {
+            (Operation::Describe, ResourceType::Cluster, CLUSTER_NAME)
+        }
+        Listener::Sql => (Operation::Alter, ResourceType::Cluster, CLUSTER_NAME),
     };
     if broker.allows_http(&principal, ip, route, operation, resource_type, name) {
         return next.run(request).await;
@@ -787,7 +799,7 @@ async fn check_acls(
     let message = format!("User is denied operation {operation} on {resource_type}: {name}");
     match listener {
         Listener::Registry => spate_registry::RegistryError::forbidden(message).into_response(),
-        Listener::Admin | Listener::Connect => (
+        Listener::Admin | Listener::Connect | Listener::Sql => (
             StatusCode::FORBIDDEN,
             [(header::CONTENT_TYPE, "application/json")],
             serde_json::json!({ "error_code": 403, "message": message }).to_string(),

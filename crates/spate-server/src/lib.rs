@@ -87,6 +87,7 @@ pub struct Server {
     registry_listener: TcpListener,
     registry_addr: SocketAddr,
     connect_listener: Option<TcpListener>,
+    sql_listener: Option<TcpListener>,
     advertised: (String, u16),
     broker: Arc<Broker>,
     registry: Arc<Registry>,
@@ -183,6 +184,10 @@ impl Server {
             .local_addr()
             .map_err(bind_error(config.registry_listen))?;
         let connect_listener = match config.connect_listen {
+            Some(addr) => Some(TcpListener::bind(addr).await.map_err(bind_error(addr))?),
+            None => None,
+        };
+        let sql_listener = match config.sql_listen {
             Some(addr) => Some(TcpListener::bind(addr).await.map_err(bind_error(addr))?),
             None => None,
         };
@@ -289,6 +294,7 @@ impl Server {
             registry_listener,
             registry_addr,
             connect_listener,
+            sql_listener,
             advertised,
             broker,
             registry,
@@ -332,6 +338,7 @@ impl Server {
             registry_listener,
             registry_addr,
             connect_listener,
+            sql_listener,
             advertised: (advertised_host, advertised_port),
             broker,
             registry,
@@ -406,7 +413,9 @@ impl Server {
         let connect_metrics = connect_listener
             .is_some()
             .then(|| Arc::new(spate_connect::metrics::ConnectMetrics::default()));
+        let sql_engine = Arc::new(OnceLock::new());
         let router = http::router(http::HttpState {
+            sql: Arc::clone(&sql_engine),
             connect: connect_metrics.clone(),
             broker: Arc::clone(&broker),
             connections: connection_metrics,
@@ -424,6 +433,7 @@ impl Server {
         }));
         let mut registry_stop = stop_rx.clone();
         let connect_auth = Arc::clone(&http_auth);
+        let sql_auth = Arc::clone(&http_auth);
         let registry_router = http_auth::protect(
             http_auth::authorize(
                 spate_registry::router(registry),
@@ -497,6 +507,21 @@ impl Server {
             }
             _ => None,
         };
+        let (sql_stop, sql_stopped) = tokio::sync::oneshot::channel::<()>();
+        let sql = sql_listener.map(|listener| {
+            let auth = Arc::clone(&sql_auth);
+            let acl_broker = Arc::clone(&broker);
+            let wrap = move |router: axum::Router| {
+                http_auth::protect(
+                    http_auth::authorize(router, acl_broker, http_auth::Listener::Sql),
+                    auth,
+                    http_auth::Listener::Sql,
+                )
+            };
+            sql_worker(&config, kafka_addr, registry_addr, listener, sql_engine, wrap, async move {
+                let _ = sql_stopped.await;
+            })
+        });
 
         shutdown.await;
         http.lifecycle.set(http::Phase::Stopping);
@@ -508,7 +533,13 @@ impl Server {
                 "shutdown: {what}"
             );
         };
-        // Connect's tasks commit what they hold through the Kafka listeners: stop them first.
+        // SQL jobs and Connect's tasks commit what they hold through the Kafka listeners: stop
+        // them first.
+        let _ = sql_stop.send(());
+        if let Some(sql) = sql {
+            let _ = sql.await;
+            step("sql worker stopped");
+        }
         let _ = connect_stop.send(());
         if let Some(connect) = connect {
             let _ = connect.await;
@@ -589,6 +620,48 @@ fn connect_worker(
             tracing::error!("the connect worker could not start: {e}");
         }
     })))
+}
+
+/// Starts the in-process SQL worker (a Kafka client of this broker) serving the SQL API on
+/// `listener`. A worker that cannot start is logged; the broker keeps serving.
+fn sql_worker(
+    config: &Config,
+    kafka_addr: SocketAddr,
+    registry_addr: SocketAddr,
+    listener: TcpListener,
+    engine: Arc<OnceLock<Arc<spate_sql::engine::Engine>>>,
+    wrap: impl FnOnce(axum::Router) -> axum::Router + Send + 'static,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> tokio::task::JoinHandle<()> {
+    let host = if kafka_addr.ip().is_unspecified() {
+        SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), kafka_addr.port())
+    } else {
+        kafka_addr
+    };
+    let mut sql_config = spate_sql::engine::SqlConfig::new(&host.to_string());
+    sql_config.checkpoint_interval = Duration::from_millis(config.sql_checkpoint_interval_ms);
+    let registry = if registry_addr.ip().is_unspecified() {
+        SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), registry_addr.port())
+    } else {
+        registry_addr
+    };
+    sql_config.registry_url = Some(format!("http://{registry}"));
+    tokio::spawn(async move {
+        let served = spate_sql::server::serve(
+            listener,
+            sql_config,
+            wrap,
+            move |started, addr| {
+                let _ = engine.set(started);
+                tracing::info!(sql_addr = %addr, "sql worker is ready");
+            },
+            shutdown,
+        )
+        .await;
+        if let Err(e) = served {
+            tracing::error!("the sql worker could not start: {e}");
+        }
+    })
 }
 
 /// The host and port clients are told to use.

@@ -4,12 +4,16 @@
 //! cluster, exactly once through its transactions — behind an HTTP API on port 8088 ([`api`]).
 //! It depends on no broker crate (../shared/DESIGN.md, "Pillars above the broker").
 
+pub mod api;
 pub mod catalog;
+pub mod engine;
 pub mod errors;
 pub mod exec;
 pub mod expr;
 pub mod format;
+pub mod job;
 pub mod functions;
 pub mod parse;
 pub mod plan;
+pub mod server;
 pub mod types;

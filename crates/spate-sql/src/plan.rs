@@ -12,7 +12,8 @@ use sqlparser::ast::{self, GroupByExpr, SelectItem, SetExpr, TableFactor};
 use crate::catalog::Table;
 use crate::errors::SqlError;
 use crate::exec::{
-    AggCall, AggKind, Aggregate, Filter, Operator, Project, WindowAssigner, WindowKind,
+    AggCall, AggKind, Aggregate, Change, Filter, OpCtx, Operator, Project, WindowAssigner,
+    WindowKind,
 };
 use crate::expr::{self, Expr, Scope, ScopeColumn, Typed, function_args, function_name};
 use crate::parse::TABLE_ARG;
@@ -76,7 +77,8 @@ pub struct Planned {
     pub fields: Vec<Field>,
     /// Whether rows are updated and deleted (else only inserted).
     pub updating: bool,
-    /// Positions of the output columns that key an updating result.
+    /// Positions of the output columns that are the GROUP BY keys (they key an updating
+    /// result; a window aggregate's rows are unique by them).
     pub upsert_key: Vec<usize>,
     /// LIMIT, for queries whose results go to a caller.
     pub limit: Option<u64>,
@@ -589,8 +591,8 @@ fn plan_select(
             session,
             updating,
         );
+        upsert_key_inner = (0..group_exprs.len()).collect();
         if !windowed {
-            upsert_key_inner = (0..group_exprs.len()).collect();
             updating = true;
         }
         flow = Flow::Map(Box::new(flow), Box::new(aggregate));
@@ -676,7 +678,7 @@ fn plan_select(
             )));
         }
     }
-    let upsert_key = if updating {
+    let upsert_key = if !upsert_key_inner.is_empty() {
         let mut key = Vec::new();
         for k in &upsert_key_inner {
             if let Some(p) = exprs
@@ -789,4 +791,54 @@ fn aggregate_call(f: &ast::Function, scope: &Scope) -> Result<AggCall, SqlError>
         filter,
         data_type,
     })
+}
+
+impl Flow {
+    /// Pushes changes of source `source` through the flow: what comes out at the root.
+    pub fn push(
+        &mut self,
+        source: usize,
+        changes: Vec<Change>,
+        ctx: &mut OpCtx,
+    ) -> Result<Vec<Change>, SqlError> {
+        match self {
+            Flow::Source(i) => Ok(if *i == source { changes } else { Vec::new() }),
+            Flow::Map(input, op) => {
+                let below = input.push(source, changes, ctx)?;
+                if below.is_empty() {
+                    return Ok(below);
+                }
+                op.process(below, ctx)
+            }
+        }
+    }
+
+    /// The watermark of `source` advanced to `watermark` (already in `ctx`): what the
+    /// operators emit.
+    pub fn advance(&mut self, watermark: i64, ctx: &mut OpCtx) -> Result<Vec<Change>, SqlError> {
+        match self {
+            Flow::Source(_) => Ok(Vec::new()),
+            Flow::Map(input, op) => {
+                let below = input.advance(watermark, ctx)?;
+                let mut out = if below.is_empty() {
+                    below
+                } else {
+                    op.process(below, ctx)?
+                };
+                out.extend(op.on_watermark(watermark, ctx)?);
+                Ok(out)
+            }
+        }
+    }
+
+    /// The operators, root first (their positions name their state in the changelog).
+    pub fn operators(&mut self) -> Vec<&mut Box<dyn Operator>> {
+        let mut out = Vec::new();
+        let mut node = self;
+        while let Flow::Map(input, op) = node {
+            out.push(op);
+            node = input;
+        }
+        out
+    }
 }

@@ -15,6 +15,7 @@ pub mod quota;
 pub mod registry;
 pub mod schema;
 pub mod serve;
+pub mod sql;
 pub mod topic;
 pub mod user;
 pub mod wire;

@@ -38,6 +38,12 @@ pub struct ServeArgs {
     /// `bootstrap.servers` defaults to this broker).
     #[arg(long, env = "SPATE_CONNECT_WORKER_CONFIG", value_name = "FILE")]
     pub connect_worker_config: Option<std::path::PathBuf>,
+    /// The SQL API and the in-process SQL worker, HOST:PORT, or `off` [default: 0.0.0.0:8088].
+    #[arg(long, env = "SPATE_SQL_LISTEN", value_name = "HOST:PORT|off")]
+    pub sql_listen: Option<String>,
+    /// How often SQL jobs commit a checkpoint, in milliseconds [default: 1000].
+    #[arg(long, env = "SPATE_SQL_CHECKPOINT_INTERVAL_MS", value_name = "MS")]
+    pub sql_checkpoint_interval_ms: Option<u64>,
     /// Authentication on the registry and HTTP listeners: none, basic (users' SCRAM
     /// credentials), bearer (JWTs, needs --oauthbearer-jwks-file) or basic,bearer; /health
     /// stays open [default: none].
@@ -236,6 +242,13 @@ impl ServeArgs {
         }
         if let Some(v) = self.connect_worker_config {
             config.connect_worker_config = Some(v);
+        }
+        if let Some(v) = self.sql_listen {
+            config.sql_listen = spate_server::config::resolve_optional_listen_addr(&v)
+                .map_err(|e| anyhow::anyhow!("--sql-listen: {e}"))?;
+        }
+        if let Some(v) = self.sql_checkpoint_interval_ms {
+            config.sql_checkpoint_interval_ms = v.max(10);
         }
         if let Some(v) = self.http_auth {
             config.http_auth = v;

@@ -1,0 +1,1137 @@
+//! The SQL worker: carries out statements and runs their jobs. Tables, jobs and views are
+//! records of the compacted topic `_spate-sql` (key `table:<name>`, `job:<id>`,
+//! `view:<name>`; value the statement's text and state as JSON; a tombstone drops), written
+//! before a statement is answered and replayed at start, so a restart brings back every table
+//! and every running job — which then resumes from its own checkpoint. A materialized view is
+//! a job writing an upsert topic (`spate-sql-view-<name>`) that the worker tails
+//! read_committed into memory for lookups.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use parking_lot::{Mutex, RwLock};
+use rdkafka::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::{Offset, TopicPartitionList};
+use serde_json::{Value as Json, json};
+
+use crate::catalog::{Catalog, Format, Startup, Table};
+use crate::errors::SqlError;
+use crate::exec::{Change, Kind};
+use crate::format::{Decoder, Encoder, Record};
+use crate::job::{self, Cluster, JobMetrics, JobOptions, Output};
+use crate::parse::{self, ColumnKind, DropKind, Statement};
+use crate::plan::{self, Planned, Tables};
+use crate::types::{DataType, Field, Value};
+
+/// The worker's settings.
+#[derive(Debug, Clone)]
+pub struct SqlConfig {
+    /// The cluster.
+    pub cluster: Cluster,
+    /// The schema registry for topics as tables and registry formats.
+    pub registry_url: Option<String>,
+    /// How often jobs commit a checkpoint (`execution.checkpointing.interval`).
+    pub checkpoint_interval: Duration,
+    /// The topic holding tables, jobs and views.
+    pub statements_topic: String,
+}
+
+impl SqlConfig {
+    /// Defaults for `bootstrap`.
+    pub fn new(bootstrap: &str) -> SqlConfig {
+        SqlConfig {
+            cluster: Cluster {
+                bootstrap: bootstrap.to_string(),
+                client: Vec::new(),
+            },
+            registry_url: None,
+            checkpoint_interval: Duration::from_secs(1),
+            statements_topic: "_spate-sql".to_string(),
+        }
+    }
+}
+
+/// A job's state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JobState {
+    /// Running.
+    Running,
+    /// Stopped by STOP JOB.
+    Stopped,
+    /// Failed, with why.
+    Failed(String),
+}
+
+impl JobState {
+    /// The name shown.
+    pub fn name(&self) -> &'static str {
+        match self {
+            JobState::Running => "RUNNING",
+            JobState::Stopped => "STOPPED",
+            JobState::Failed(_) => "FAILED",
+        }
+    }
+}
+
+struct JobEntry {
+    sql: String,
+    sink: String,
+    created_ms: i64,
+    state: Arc<Mutex<JobState>>,
+    stop: Arc<AtomicBool>,
+    metrics: Arc<JobMetrics>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// A materialized view's rows by key.
+pub struct View {
+    /// Its name.
+    pub name: String,
+    /// The query.
+    pub sql: String,
+    /// The job keeping it.
+    pub job: String,
+    /// The columns.
+    pub fields: Vec<Field>,
+    /// The key columns.
+    pub key: Vec<usize>,
+    rows: RwLock<BTreeMap<String, Vec<Value>>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl View {
+    /// The text a key is looked up by: a single key column's value as text, or the JSON array
+    /// of a composite key's values.
+    pub fn key_text(&self, row: &[Value]) -> String {
+        if self.key.len() == 1 {
+            row[self.key[0]].to_string()
+        } else {
+            Json::Array(
+                self.key
+                    .iter()
+                    .map(|i| row[*i].to_json(&self.fields[*i].data_type))
+                    .collect(),
+            )
+            .to_string()
+        }
+    }
+
+    /// The row of `key`.
+    pub fn get(&self, key: &str) -> Option<Json> {
+        self.rows.read().get(key).map(|row| self.row_json(row))
+    }
+
+    /// Up to `limit` rows in key order.
+    pub fn scan(&self, limit: usize) -> Vec<Json> {
+        self.rows
+            .read()
+            .values()
+            .take(limit)
+            .map(|row| self.row_json(row))
+            .collect()
+    }
+
+    /// How many rows it holds.
+    pub fn len(&self) -> usize {
+        self.rows.read().len()
+    }
+
+    /// Whether it holds no row.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn row_json(&self, row: &[Value]) -> Json {
+        let mut map = serde_json::Map::new();
+        for (f, v) in self.fields.iter().zip(row) {
+            map.insert(f.name.clone(), v.to_json(&f.data_type));
+        }
+        Json::Object(map)
+    }
+}
+
+/// What a statement did.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    /// Done; a message.
+    Done(String),
+    /// A job started.
+    Job {
+        /// Its id.
+        id: String,
+        /// What it does.
+        message: String,
+    },
+    /// Rows (SHOW, DESCRIBE).
+    Rows {
+        /// Column names.
+        columns: Vec<String>,
+        /// Rows.
+        rows: Vec<Vec<Json>>,
+    },
+    /// EXPLAIN's plan.
+    Plan(String),
+}
+
+impl Outcome {
+    /// The JSON answer.
+    pub fn to_json(&self, statement: &str) -> Json {
+        match self {
+            Outcome::Done(message) => json!({"statementText": statement, "type": "done", "message": message}),
+            Outcome::Job { id, message } => {
+                json!({"statementText": statement, "type": "job", "jobId": id, "message": message})
+            }
+            Outcome::Rows { columns, rows } => {
+                json!({"statementText": statement, "type": "rows", "columnNames": columns, "rows": rows})
+            }
+            Outcome::Plan(plan) => json!({"statementText": statement, "type": "explain", "plan": plan}),
+        }
+    }
+}
+
+/// A running ad-hoc query's result stream.
+pub struct QueryStream {
+    /// Its id.
+    pub id: String,
+    /// The columns.
+    pub fields: Vec<Field>,
+    /// Whether rows carry a changelog kind (`op` column first).
+    pub updating: bool,
+    /// The rows, in batches.
+    pub rows: tokio::sync::mpsc::Receiver<Vec<Change>>,
+    /// Set to stop the query.
+    pub stop: Arc<AtomicBool>,
+    /// The query's error, once it ended with one.
+    pub error: Arc<Mutex<Option<SqlError>>>,
+}
+
+/// The SQL worker.
+pub struct Engine {
+    config: SqlConfig,
+    catalog: RwLock<Catalog>,
+    jobs: Mutex<BTreeMap<String, JobEntry>>,
+    views: RwLock<BTreeMap<String, Arc<View>>>,
+    producer: BaseProducer,
+    /// Serialises statements that change the catalog.
+    ddl: Mutex<()>,
+}
+
+fn kafka_error(what: &str) -> impl Fn(rdkafka::error::KafkaError) -> SqlError + '_ {
+    move |e| SqlError::Io(format!("{what}: {e}"))
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+impl Engine {
+    /// Starts the worker: reads `_spate-sql` and starts the jobs it says run.
+    pub fn start(config: SqlConfig) -> Result<Arc<Engine>, SqlError> {
+        let mut producer_config = client_config(&config.cluster);
+        producer_config
+            .set("enable.idempotence", "true")
+            .set("acks", "all");
+        let producer: BaseProducer = producer_config
+            .create()
+            .map_err(kafka_error("creating the statements producer"))?;
+        let engine = Arc::new(Engine {
+            config,
+            catalog: RwLock::new(Catalog::default()),
+            jobs: Mutex::new(BTreeMap::new()),
+            views: RwLock::new(BTreeMap::new()),
+            producer,
+            ddl: Mutex::new(()),
+        });
+        engine.ensure_topic(&engine.config.statements_topic)?;
+        let records = engine.read_statements()?;
+        let mut jobs = Vec::new();
+        let mut views = Vec::new();
+        for (key, value) in records {
+            if let Some(name) = key.strip_prefix("table:") {
+                let Some(sql) = value.get("sql").and_then(Json::as_str) else {
+                    continue;
+                };
+                match engine.declare(sql) {
+                    Ok(table) => engine.catalog.write().put(table),
+                    Err(e) => tracing::warn!(table = name, "a stored table no longer plans: {e}"),
+                }
+            } else if let Some(id) = key.strip_prefix("job:") {
+                jobs.push((id.to_string(), value));
+            } else if key.starts_with("view:") {
+                views.push(value);
+            }
+        }
+        for value in views {
+            if let (Some(name), Some(sql), Some(job)) = (
+                value.get("name").and_then(Json::as_str),
+                value.get("sql").and_then(Json::as_str),
+                value.get("job").and_then(Json::as_str),
+            ) && let Err(e) = engine.open_view(name, sql, job)
+            {
+                tracing::warn!(view = name, "a stored view no longer plans: {e}");
+            }
+        }
+        for (id, value) in jobs {
+            let sql = value.get("sql").and_then(Json::as_str).unwrap_or_default().to_string();
+            let sink = value.get("sink").and_then(Json::as_str).unwrap_or_default().to_string();
+            let created_ms = value.get("created").and_then(Json::as_i64).unwrap_or(0);
+            let running = value.get("state").and_then(Json::as_str) == Some("RUNNING");
+            let entry = JobEntry {
+                sql: sql.clone(),
+                sink: sink.clone(),
+                created_ms,
+                state: Arc::new(Mutex::new(JobState::Stopped)),
+                stop: Arc::new(AtomicBool::new(false)),
+                metrics: Arc::new(JobMetrics::new()),
+                thread: None,
+            };
+            engine.jobs.lock().insert(id.clone(), entry);
+            if running && let Err(e) = engine.launch(&id, &sql, &sink) {
+                tracing::error!(job = %id, "a stored job could not start: {e}");
+                if let Some(j) = engine.jobs.lock().get(&id) {
+                    *j.state.lock() = JobState::Failed(e.to_string());
+                }
+            }
+        }
+        Ok(engine)
+    }
+
+    /// The worker's settings.
+    pub fn config(&self) -> &SqlConfig {
+        &self.config
+    }
+
+    fn ensure_topic(&self, topic: &str) -> Result<(), SqlError> {
+        use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+        let admin: AdminClient<rdkafka::client::DefaultClientContext> = client_config(&self.config.cluster)
+            .create()
+            .map_err(kafka_error("creating the admin client"))?;
+        let new = NewTopic::new(topic, 1, TopicReplication::Fixed(1)).set("cleanup.policy", "compact");
+        let results = futures::executor::block_on(admin.create_topics(
+            [&new],
+            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
+        ))
+        .map_err(kafka_error("creating a topic"))?;
+        for r in results {
+            match r {
+                Ok(_) | Err((_, rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                Err((t, code)) => return Err(SqlError::Io(format!("creating topic {t}: {code}"))),
+            }
+        }
+        Ok(())
+    }
+
+    /// `_spate-sql`'s records, the latest value per key, in first-write order.
+    fn read_statements(&self) -> Result<Vec<(String, Json)>, SqlError> {
+        let topic = &self.config.statements_topic;
+        let mut config = client_config(&self.config.cluster);
+        config
+            .set("group.id", "spate-sql-statements")
+            .set("enable.auto.commit", "false");
+        let consumer: BaseConsumer = config.create().map_err(kafka_error("reading statements"))?;
+        let (_, high) = consumer
+            .fetch_watermarks(topic, 0, Duration::from_secs(10))
+            .map_err(kafka_error("reading the statements topic's end"))?;
+        let mut latest: BTreeMap<String, (usize, Option<Json>)> = BTreeMap::new();
+        if high > 0 {
+            let mut tpl = TopicPartitionList::new();
+            tpl.add_partition_offset(topic, 0, Offset::Beginning)
+                .map_err(kafka_error("statements"))?;
+            consumer.assign(&tpl).map_err(kafka_error("statements"))?;
+            let deadline = Instant::now() + Duration::from_secs(60);
+            let mut seq = 0usize;
+            loop {
+                if Instant::now() > deadline {
+                    return Err(SqlError::Io("reading the statements topic timed out".into()));
+                }
+                match consumer.poll(Duration::from_millis(200)) {
+                    Some(Ok(m)) => {
+                        let offset = m.offset();
+                        if let Some(key) = m.key().and_then(|k| std::str::from_utf8(k).ok()) {
+                            let value = m.payload().and_then(|v| serde_json::from_slice(v).ok());
+                            seq += 1;
+                            let first = latest.get(key).map_or(seq, |(s, _)| *s);
+                            latest.insert(key.to_string(), (first, value));
+                        }
+                        if offset + 1 >= high {
+                            break;
+                        }
+                    }
+                    Some(Err(e)) => return Err(SqlError::Io(format!("reading statements: {e}"))),
+                    None => {
+                        let done = consumer
+                            .position()
+                            .ok()
+                            .and_then(|p| p.find_partition(topic, 0).map(|e| e.offset()))
+                            .is_some_and(|o| matches!(o, Offset::Offset(o) if o >= high));
+                        if done {
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+        let mut records: Vec<(usize, String, Json)> = latest
+            .into_iter()
+            .filter_map(|(k, (seq, v))| Some((seq, k, v?)))
+            .collect();
+        records.sort_by_key(|(seq, _, _)| *seq);
+        Ok(records.into_iter().map(|(_, k, v)| (k, v)).collect())
+    }
+
+    /// Writes a record of `_spate-sql` and waits until it is acknowledged.
+    fn write(&self, key: &str, value: Option<Json>) -> Result<(), SqlError> {
+        let payload = value.map(|v| v.to_string());
+        let mut record: BaseRecord<'_, str, str> = BaseRecord::to(&self.config.statements_topic).key(key);
+        if let Some(p) = &payload {
+            record = record.payload(p.as_str());
+        }
+        self.producer
+            .send(record)
+            .map_err(|(e, _)| SqlError::Io(format!("writing the statement: {e}")))?;
+        self.producer
+            .flush(Duration::from_secs(30))
+            .map_err(kafka_error("writing the statement"))
+    }
+
+    fn declare(&self, sql: &str) -> Result<Table, SqlError> {
+        let parsed = parse::parse(sql)?;
+        match parsed.first().map(|p| &p.statement) {
+            Some(Statement::CreateTable(create)) => {
+                Table::declare(create, sql, self.config.registry_url.as_deref())
+            }
+            _ => Err(SqlError::Option(format!("not a CREATE TABLE: {sql}"))),
+        }
+    }
+
+    /// Executes `sql` (one or more statements), each answered in order; stops at the first
+    /// error. Queries are refused here: they stream ([`Engine::query`]).
+    pub fn execute(&self, sql: &str) -> Result<Vec<(String, Outcome)>, SqlError> {
+        let parsed = parse::parse(sql)?;
+        let mut out = Vec::new();
+        for p in parsed {
+            let outcome = self.statement(&p.statement, &p.text)?;
+            out.push((p.text, outcome));
+        }
+        Ok(out)
+    }
+
+    fn statement(&self, statement: &Statement, text: &str) -> Result<Outcome, SqlError> {
+        match statement {
+            Statement::CreateTable(create) => {
+                let _guard = self.ddl.lock();
+                if self.catalog.read().table(&create.name).is_some() {
+                    if create.if_not_exists {
+                        return Ok(Outcome::Done(format!("table {} exists", create.name)));
+                    }
+                    return Err(SqlError::Exists {
+                        kind: "table",
+                        name: create.name.clone(),
+                    });
+                }
+                let table = Table::declare(create, text, self.config.registry_url.as_deref())?;
+                self.write(
+                    &format!("table:{}", table.name.to_ascii_lowercase()),
+                    Some(json!({"sql": text})),
+                )?;
+                let name = table.name.clone();
+                self.catalog.write().put(table);
+                Ok(Outcome::Done(format!("table {name} created")))
+            }
+            Statement::CreateTableAs {
+                name,
+                options,
+                query,
+            } => {
+                let _guard = self.ddl.lock();
+                if self.catalog.read().table(name).is_some() {
+                    return Err(SqlError::Exists {
+                        kind: "table",
+                        name: name.clone(),
+                    });
+                }
+                let planned = plan::plan_query(query, self)?;
+                let ddl = ctas_ddl(name, options, &planned);
+                let table = self.declare(&ddl)?;
+                self.ensure_sink_topic(&table.topic)?;
+                self.write(
+                    &format!("table:{}", name.to_ascii_lowercase()),
+                    Some(json!({"sql": ddl})),
+                )?;
+                self.catalog.write().put(table);
+                let insert = format!("INSERT INTO `{name}` {query}");
+                let id = self.submit_job(&insert, name)?;
+                Ok(Outcome::Job {
+                    id,
+                    message: format!("table {name} created; a job fills it"),
+                })
+            }
+            Statement::Insert { table, query } => {
+                let sink = self.table(table)?;
+                let planned = plan::plan_query(query, self)?;
+                check_sink(&sink, &planned)?;
+                let _ = planned;
+                let id = self.submit_job(text, &sink.name)?;
+                Ok(Outcome::Job {
+                    id,
+                    message: format!("a job writes into {}", sink.name),
+                })
+            }
+            Statement::CreateView { name, query } => {
+                let _guard = self.ddl.lock();
+                if self.views.read().contains_key(&name.to_ascii_lowercase()) {
+                    return Err(SqlError::Exists {
+                        kind: "view",
+                        name: name.clone(),
+                    });
+                }
+                let planned = plan::plan_query(query, self)?;
+                if planned.upsert_key.is_empty() {
+                    return Err(SqlError::Unsupported(
+                        "a materialized view without GROUP BY: its rows need a key (the GROUP BY columns, selected)"
+                            .into(),
+                    ));
+                }
+                let view_table = format!("spate-sql-view-{}", name.to_ascii_lowercase());
+                let ddl = ctas_ddl(
+                    &view_table,
+                    &[
+                        ("connector".to_string(), "upsert-kafka".to_string()),
+                        ("topic".to_string(), view_table.clone()),
+                    ],
+                    &planned,
+                );
+                let table = self.declare(&ddl)?;
+                self.ensure_topic(&view_table)?;
+                self.write(
+                    &format!("table:{}", view_table),
+                    Some(json!({"sql": ddl})),
+                )?;
+                self.catalog.write().put(table);
+                let insert = format!("INSERT INTO `{view_table}` {query}");
+                let id = self.submit_job(&insert, &view_table)?;
+                self.write(
+                    &format!("view:{}", name.to_ascii_lowercase()),
+                    Some(json!({"name": name, "sql": text, "job": id})),
+                )?;
+                self.open_view(name, text, &id)?;
+                Ok(Outcome::Job {
+                    id,
+                    message: format!("materialized view {name} created"),
+                })
+            }
+            Statement::Query(_) => Err(SqlError::Unsupported(
+                "a query here: SELECT streams its results from POST /query-stream (or `spate sql`)".into(),
+            )),
+            Statement::Explain(inner) => {
+                let query = match &**inner {
+                    Statement::Query(q)
+                    | Statement::Insert { query: q, .. }
+                    | Statement::CreateTableAs { query: q, .. }
+                    | Statement::CreateView { query: q, .. } => q,
+                    _ => return Err(SqlError::Unsupported("EXPLAIN of this statement".into())),
+                };
+                let planned = plan::plan_query(query, self)?;
+                Ok(Outcome::Plan(planned.explain()))
+            }
+            Statement::ShowTables => {
+                let mut names: Vec<String> = self
+                    .catalog
+                    .read()
+                    .tables()
+                    .filter(|t| !t.name.starts_with("spate-sql-view-"))
+                    .map(|t| t.name.clone())
+                    .collect();
+                names.sort();
+                Ok(Outcome::Rows {
+                    columns: vec!["table name".into()],
+                    rows: names.into_iter().map(|n| vec![json!(n)]).collect(),
+                })
+            }
+            Statement::ShowViews => Ok(Outcome::Rows {
+                columns: vec!["view name".into(), "job".into(), "rows".into()],
+                rows: self
+                    .views
+                    .read()
+                    .values()
+                    .map(|v| vec![json!(v.name), json!(v.job), json!(v.len())])
+                    .collect(),
+            }),
+            Statement::ShowJobs => Ok(Outcome::Rows {
+                columns: vec!["job id".into(), "status".into(), "sink".into(), "statement".into()],
+                rows: self
+                    .jobs()
+                    .into_iter()
+                    .map(|j| vec![j["id"].clone(), j["status"].clone(), j["sink"].clone(), j["statement"].clone()])
+                    .collect(),
+            }),
+            Statement::Describe(name) => {
+                let table = self.table(name)?;
+                Ok(Outcome::Rows {
+                    columns: vec!["name".into(), "type".into(), "extras".into()],
+                    rows: table
+                        .describe()
+                        .into_iter()
+                        .map(|(n, t, e)| vec![json!(n), json!(t), json!(e)])
+                        .collect(),
+                })
+            }
+            Statement::Drop {
+                kind,
+                name,
+                if_exists,
+            } => {
+                let _guard = self.ddl.lock();
+                match kind {
+                    DropKind::Table => {
+                        if self.catalog.read().table(name).is_none() {
+                            if *if_exists {
+                                return Ok(Outcome::Done(format!("table {name} does not exist")));
+                            }
+                            return Err(SqlError::NotFound {
+                                kind: "table",
+                                name: name.clone(),
+                            });
+                        }
+                        let users: Vec<String> = self
+                            .jobs
+                            .lock()
+                            .iter()
+                            .filter(|(_, j)| {
+                                *j.state.lock() == JobState::Running && j.sink.eq_ignore_ascii_case(name)
+                            })
+                            .map(|(id, _)| id.clone())
+                            .collect();
+                        if !users.is_empty() {
+                            return Err(SqlError::Option(format!(
+                                "table {name} is written by running job(s) {}; STOP JOB first",
+                                users.join(", ")
+                            )));
+                        }
+                        self.write(&format!("table:{}", name.to_ascii_lowercase()), None)?;
+                        self.catalog.write().remove(name);
+                        Ok(Outcome::Done(format!("table {name} dropped (its topic is kept)")))
+                    }
+                    DropKind::View => {
+                        let Some(view) = self.views.write().remove(&name.to_ascii_lowercase()) else {
+                            if *if_exists {
+                                return Ok(Outcome::Done(format!("view {name} does not exist")));
+                            }
+                            return Err(SqlError::NotFound {
+                                kind: "view",
+                                name: name.clone(),
+                            });
+                        };
+                        view.stop.store(true, Ordering::Relaxed);
+                        self.stop_job(&view.job)?;
+                        self.write(&format!("view:{}", name.to_ascii_lowercase()), None)?;
+                        Ok(Outcome::Done(format!("view {name} dropped")))
+                    }
+                }
+            }
+            Statement::StopJob(id) => {
+                self.stop_job(id)?;
+                Ok(Outcome::Done(format!("job {id} stopped")))
+            }
+        }
+    }
+
+    fn ensure_sink_topic(&self, topic: &str) -> Result<(), SqlError> {
+        use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+        let admin: AdminClient<rdkafka::client::DefaultClientContext> = client_config(&self.config.cluster)
+            .create()
+            .map_err(kafka_error("creating the admin client"))?;
+        let new = NewTopic::new(topic, 1, TopicReplication::Fixed(1));
+        let results = futures::executor::block_on(admin.create_topics(
+            [&new],
+            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
+        ))
+        .map_err(kafka_error("creating a topic"))?;
+        for r in results {
+            match r {
+                Ok(_) | Err((_, rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                Err((t, code)) => return Err(SqlError::Io(format!("creating topic {t}: {code}"))),
+            }
+        }
+        Ok(())
+    }
+
+    fn submit_job(&self, sql: &str, sink: &str) -> Result<String, SqlError> {
+        let id = uuid::Uuid::new_v4().simple().to_string()[..16].to_string();
+        let created_ms = now_ms();
+        self.write(
+            &format!("job:{id}"),
+            Some(json!({"sql": sql, "sink": sink, "state": "RUNNING", "created": created_ms})),
+        )?;
+        self.jobs.lock().insert(
+            id.clone(),
+            JobEntry {
+                sql: sql.to_string(),
+                sink: sink.to_string(),
+                created_ms,
+                state: Arc::new(Mutex::new(JobState::Running)),
+                stop: Arc::new(AtomicBool::new(false)),
+                metrics: Arc::new(JobMetrics::new()),
+                thread: None,
+            },
+        );
+        self.launch(&id, sql, sink)?;
+        Ok(id)
+    }
+
+    /// Starts job `id`'s thread.
+    fn launch(&self, id: &str, sql: &str, sink: &str) -> Result<(), SqlError> {
+        let parsed = parse::parse(sql)?;
+        let Some(Statement::Insert { query, .. }) = parsed.first().map(|p| &p.statement) else {
+            return Err(SqlError::Runtime(format!("job {id} has no INSERT INTO: {sql}")));
+        };
+        let sink_table = self.table(sink)?;
+        let planned = plan::plan_query(query, self)?;
+        check_sink(&sink_table, &planned)?;
+        let encoder = Encoder::new(Arc::clone(&sink_table))?;
+        let mut jobs = self.jobs.lock();
+        let entry = jobs
+            .get_mut(id)
+            .ok_or_else(|| SqlError::NotFound { kind: "job", name: id.to_string() })?;
+        entry.stop.store(false, Ordering::Relaxed);
+        *entry.state.lock() = JobState::Running;
+        let stop = Arc::clone(&entry.stop);
+        let state = Arc::clone(&entry.state);
+        let metrics = Arc::clone(&entry.metrics);
+        let cluster = self.config.cluster.clone();
+        let options = JobOptions {
+            id: id.to_string(),
+            checkpoint_interval: self.config.checkpoint_interval,
+            skip_errors: false,
+        };
+        let topic = sink_table.topic.clone();
+        let job_id = id.to_string();
+        let thread = std::thread::Builder::new()
+            .name(format!("sql-{id}"))
+            .spawn(move || {
+                let result = job::run(&cluster, planned, Output::Topic(encoder, topic), &options, &stop, &metrics);
+                match result {
+                    Ok(()) => *state.lock() = JobState::Stopped,
+                    Err(e) => {
+                        tracing::error!(job = %job_id, "the job failed: {e}");
+                        *state.lock() = JobState::Failed(e.to_string());
+                    }
+                }
+            })
+            .map_err(|e| SqlError::Io(format!("starting the job's thread: {e}")))?;
+        entry.thread = Some(thread);
+        Ok(())
+    }
+
+    /// Stops job `id` (its last checkpoint commits) and records it stopped.
+    pub fn stop_job(&self, id: &str) -> Result<(), SqlError> {
+        let thread = {
+            let mut jobs = self.jobs.lock();
+            let entry = jobs
+                .get_mut(id)
+                .ok_or_else(|| SqlError::NotFound { kind: "job", name: id.to_string() })?;
+            entry.stop.store(true, Ordering::Relaxed);
+            entry.thread.take()
+        };
+        if let Some(t) = thread {
+            let _ = t.join();
+        }
+        let (sql, sink, created) = {
+            let jobs = self.jobs.lock();
+            let entry = jobs
+                .get(id)
+                .ok_or_else(|| SqlError::NotFound { kind: "job", name: id.to_string() })?;
+            *entry.state.lock() = JobState::Stopped;
+            (entry.sql.clone(), entry.sink.clone(), entry.created_ms)
+        };
+        self.write(
+            &format!("job:{id}"),
+            Some(json!({"sql": sql, "sink": sink, "state": "STOPPED", "created": created})),
+        )
+    }
+
+    /// Stops every job's thread (for shutdown): each commits its last checkpoint.
+    pub fn shutdown(&self) {
+        let threads: Vec<_> = {
+            let mut jobs = self.jobs.lock();
+            jobs.values_mut()
+                .filter_map(|j| {
+                    j.stop.store(true, Ordering::Relaxed);
+                    j.thread.take()
+                })
+                .collect()
+        };
+        for t in threads {
+            let _ = t.join();
+        }
+        for view in self.views.read().values() {
+            view.stop.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// The jobs, as the API lists them.
+    pub fn jobs(&self) -> Vec<Json> {
+        self.jobs
+            .lock()
+            .iter()
+            .map(|(id, j)| job_json(id, j))
+            .collect()
+    }
+
+    /// One job.
+    pub fn job(&self, id: &str) -> Result<Json, SqlError> {
+        self.jobs
+            .lock()
+            .get(id)
+            .map(|j| job_json(id, j))
+            .ok_or_else(|| SqlError::NotFound { kind: "job", name: id.to_string() })
+    }
+
+    /// The view `name`.
+    pub fn view(&self, name: &str) -> Result<Arc<View>, SqlError> {
+        self.views
+            .read()
+            .get(&name.to_ascii_lowercase())
+            .cloned()
+            .ok_or_else(|| SqlError::NotFound { kind: "view", name: name.to_string() })
+    }
+
+    /// The names of the tables.
+    pub fn table_names(&self) -> Vec<String> {
+        self.catalog.read().tables().map(|t| t.name.clone()).collect()
+    }
+
+    /// Prometheus text for every job.
+    pub fn render_metrics(&self, out: &mut String) {
+        use std::fmt::Write as _;
+        type Read = fn(&JobMetrics) -> i64;
+        let series: [(&str, &str, &str, Read); 9] = [
+            ("spate_sql_job_records_in_total", "counter", "Records a job read.", |m| m.records_in.load(Ordering::Relaxed) as i64),
+            ("spate_sql_job_records_out_total", "counter", "Rows a job wrote.", |m| m.records_out.load(Ordering::Relaxed) as i64),
+            ("spate_sql_job_late_records_dropped_total", "counter", "Rows dropped because their window had closed.", |m| m.late_dropped.load(Ordering::Relaxed) as i64),
+            ("spate_sql_job_records_skipped_total", "counter", "Records skipped by the error policy.", |m| m.skipped.load(Ordering::Relaxed) as i64),
+            ("spate_sql_job_checkpoints_total", "counter", "Checkpoints committed.", |m| m.checkpoints.load(Ordering::Relaxed) as i64),
+            ("spate_sql_job_checkpoint_duration_us", "gauge", "The last checkpoint's duration.", |m| m.checkpoint_us.load(Ordering::Relaxed) as i64),
+            ("spate_sql_job_state_entries", "gauge", "Keyed state entries a job holds.", |m| m.state_entries.load(Ordering::Relaxed) as i64),
+            ("spate_sql_job_consumer_lag_records", "gauge", "Records between a job's position and its sources' ends.", |m| m.lag_records.load(Ordering::Relaxed) as i64),
+            ("spate_sql_job_watermark_lag_ms", "gauge", "How far the job's watermark is behind the wall clock.", |m| {
+                let wm = m.watermark_ms.load(Ordering::Relaxed);
+                if wm == i64::MIN { -1 } else { now_ms() - wm }
+            }),
+        ];
+        let jobs = self.jobs.lock();
+        for (name, kind, help, read) in series {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+            for (id, j) in jobs.iter() {
+                let _ = writeln!(out, "{name}{{job=\"{id}\"}} {}", read(&j.metrics));
+            }
+        }
+    }
+
+    fn open_view(&self, name: &str, sql: &str, job: &str) -> Result<(), SqlError> {
+        let parsed = parse::parse(sql)?;
+        let Some(Statement::CreateView { query, .. }) = parsed.first().map(|p| &p.statement) else {
+            return Err(SqlError::Runtime(format!("not a view: {sql}")));
+        };
+        let planned = plan::plan_query(query, self)?;
+        let table_name = format!("spate-sql-view-{}", name.to_ascii_lowercase());
+        let table = self.table(&table_name)?;
+        let view = Arc::new(View {
+            name: name.to_string(),
+            sql: sql.to_string(),
+            job: job.to_string(),
+            fields: planned.fields.clone(),
+            key: planned.upsert_key.clone(),
+            rows: RwLock::new(BTreeMap::new()),
+            stop: Arc::new(AtomicBool::new(false)),
+        });
+        self.views.write().insert(name.to_ascii_lowercase(), Arc::clone(&view));
+        let cluster = self.config.cluster.clone();
+        std::thread::Builder::new()
+            .name(format!("sql-view-{name}"))
+            .spawn(move || {
+                if let Err(e) = tail_view(&cluster, table, &view) {
+                    tracing::error!(view = %view.name, "the view's reader stopped: {e}");
+                }
+            })
+            .map_err(|e| SqlError::Io(format!("starting the view's reader: {e}")))?;
+        Ok(())
+    }
+
+    /// Starts an ad-hoc query: its rows stream until LIMIT, a stop, or the receiver is dropped.
+    pub fn query(&self, sql: &str) -> Result<QueryStream, SqlError> {
+        let parsed = parse::parse(sql)?;
+        if parsed.len() != 1 {
+            return Err(SqlError::Unsupported("more than one statement in a query".into()));
+        }
+        let Statement::Query(query) = &parsed[0].statement else {
+            return Err(SqlError::Unsupported(
+                "a statement that is not a query on /query-stream: use /statements".into(),
+            ));
+        };
+        let planned = plan::plan_query(query, self)?;
+        let id = uuid::Uuid::new_v4().simple().to_string()[..16].to_string();
+        let (tx, rx) = tokio::sync::mpsc::channel(16);
+        let stop = Arc::new(AtomicBool::new(false));
+        let error = Arc::new(Mutex::new(None));
+        let fields = planned.fields.clone();
+        let updating = planned.updating;
+        let cluster = self.config.cluster.clone();
+        let options = JobOptions {
+            id: id.clone(),
+            checkpoint_interval: Duration::from_secs(3600),
+            skip_errors: false,
+        };
+        let thread_stop = Arc::clone(&stop);
+        let thread_error = Arc::clone(&error);
+        std::thread::Builder::new()
+            .name(format!("sql-query-{id}"))
+            .spawn(move || {
+                let metrics = JobMetrics::new();
+                if let Err(e) = job::run(&cluster, planned, Output::Caller(tx), &options, &thread_stop, &metrics) {
+                    *thread_error.lock() = Some(e);
+                }
+            })
+            .map_err(|e| SqlError::Io(format!("starting the query: {e}")))?;
+        Ok(QueryStream {
+            id,
+            fields,
+            updating,
+            rows: rx,
+            stop,
+            error,
+        })
+    }
+
+    /// The table `name`: declared, or from the schema registry.
+    pub fn table(&self, name: &str) -> Result<Arc<Table>, SqlError> {
+        if let Some(t) = self.catalog.read().table(name) {
+            return Ok(t);
+        }
+        let not_found = || SqlError::NotFound { kind: "table", name: name.to_string() };
+        let Some(url) = &self.config.registry_url else {
+            return Err(not_found());
+        };
+        // A topic with a registered value schema is a table.
+        let subject = format!("{name}-value");
+        let answer = ureq::get(&format!("{}/subjects/{subject}/versions/latest", url.trim_end_matches('/')))
+            .call();
+        let schema_type = match answer {
+            Ok(mut response) => {
+                let body: Json = response
+                    .body_mut()
+                    .read_json()
+                    .map_err(|e| SqlError::Io(format!("the schema registry's answer for {subject}: {e}")))?;
+                body.get("schemaType").and_then(Json::as_str).unwrap_or("AVRO").to_string()
+            }
+            Err(ureq::Error::StatusCode(404)) => return Err(not_found()),
+            Err(e) => return Err(SqlError::Io(format!("the schema registry at {url}: {e}"))),
+        };
+        let format = match schema_type.as_str() {
+            "AVRO" => Format::Avro,
+            "JSON" => Format::JsonRegistry,
+            "PROTOBUF" => Format::Protobuf,
+            other => return Err(SqlError::Unsupported(format!("schema type {other}"))),
+        };
+        let converter = crate::format::registry_converter(&format, url, false)?;
+        let schema = converter
+            .latest_schema(name)
+            .map_err(|e| SqlError::Io(format!("the schema of {subject}: {e}")))?
+            .ok_or_else(not_found)?;
+        Ok(Arc::new(Table::from_schema(name, &schema, format, url)?))
+    }
+}
+
+impl Tables for Engine {
+    fn table(&self, name: &str) -> Result<Arc<Table>, SqlError> {
+        Engine::table(self, name)
+    }
+}
+
+fn job_json(id: &str, j: &JobEntry) -> Json {
+    let state = j.state.lock().clone();
+    let m = &j.metrics;
+    let wm = m.watermark_ms.load(Ordering::Relaxed);
+    json!({
+        "id": id,
+        "status": state.name(),
+        "error": match &state { JobState::Failed(e) => Json::String(e.clone()), _ => Json::Null },
+        "sink": j.sink,
+        "statement": j.sql,
+        "createdMs": j.created_ms,
+        "metrics": {
+            "recordsIn": m.records_in.load(Ordering::Relaxed),
+            "recordsOut": m.records_out.load(Ordering::Relaxed),
+            "lateRecordsDropped": m.late_dropped.load(Ordering::Relaxed),
+            "recordsSkipped": m.skipped.load(Ordering::Relaxed),
+            "checkpoints": m.checkpoints.load(Ordering::Relaxed),
+            "lastCheckpointUs": m.checkpoint_us.load(Ordering::Relaxed),
+            "stateEntries": m.state_entries.load(Ordering::Relaxed),
+            "lagRecords": m.lag_records.load(Ordering::Relaxed),
+            "watermark": if wm == i64::MIN { Json::Null } else { Json::String(crate::types::format_timestamp(wm)) },
+        },
+    })
+}
+
+fn client_config(cluster: &Cluster) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config.set("bootstrap.servers", &cluster.bootstrap);
+    for (k, v) in &cluster.client {
+        config.set(k, v);
+    }
+    config
+}
+
+/// The query's columns must be the sink's physical columns, in order, with types that fit.
+fn check_sink(sink: &Table, planned: &Planned) -> Result<(), SqlError> {
+    let physical: Vec<&Field> = sink
+        .columns
+        .iter()
+        .filter(|c| c.kind == ColumnKind::Physical)
+        .map(|c| &c.field)
+        .collect();
+    if physical.len() != planned.fields.len() {
+        return Err(SqlError::Type(format!(
+            "the query gives {} columns ({}), table {} takes {} ({})",
+            planned.fields.len(),
+            planned.fields.iter().map(|f| f.name.as_str()).collect::<Vec<_>>().join(", "),
+            sink.name,
+            physical.len(),
+            physical.iter().map(|f| f.name.as_str()).collect::<Vec<_>>().join(", "),
+        )));
+    }
+    for (q, s) in planned.fields.iter().zip(&physical) {
+        let fits = q.data_type == s.data_type
+            || q.data_type == DataType::Null
+            || (q.data_type.is_numeric() && s.data_type.is_numeric())
+            || (q.data_type.is_timestamp() && s.data_type.is_timestamp())
+            || s.data_type == DataType::String;
+        if !fits {
+            return Err(SqlError::Type(format!(
+                "column {} of the query is {}, column {} of table {} is {}",
+                q.name, q.data_type, s.name, sink.name, s.data_type
+            )));
+        }
+    }
+    if planned.updating && !sink.upsert {
+        return Err(SqlError::Unsupported(format!(
+            "table {} is append-only (a 'kafka' table) and this query updates its rows (GROUP BY without a window); \
+             write it to a table with 'connector' = 'upsert-kafka' and a PRIMARY KEY, or use a window",
+            sink.name
+        )));
+    }
+    Ok(())
+}
+
+/// The DDL of a table made by CREATE TABLE ... AS SELECT (or a view's topic): the query's
+/// columns; JSON; an upsert table keyed by the GROUP BY columns when the query updates.
+fn ctas_ddl(name: &str, options: &[(String, String)], planned: &Planned) -> String {
+    let mut columns: Vec<String> = planned
+        .fields
+        .iter()
+        .map(|f| format!("`{}` {}", f.name.replace('`', "``"), f.data_type))
+        .collect();
+    let mut options: Vec<(String, String)> = options.to_vec();
+    let has = |options: &[(String, String)], k: &str| options.iter().any(|(key, _)| key == k);
+    let updating = planned.updating
+        || options
+            .iter()
+            .any(|(k, v)| k == "connector" && v == "upsert-kafka");
+    if updating && !planned.upsert_key.is_empty() {
+        columns.push(format!(
+            "PRIMARY KEY ({}) NOT ENFORCED",
+            planned
+                .upsert_key
+                .iter()
+                .map(|i| format!("`{}`", planned.fields[*i].name))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+        if !has(&options, "connector") {
+            options.push(("connector".into(), "upsert-kafka".into()));
+        }
+        if !has(&options, "key.format") {
+            options.push(("key.format".into(), "json".into()));
+        }
+    }
+    if !has(&options, "topic") {
+        options.push(("topic".into(), name.to_string()));
+    }
+    if !has(&options, "value.format") && !has(&options, "format") {
+        options.push(("value.format".into(), "json".into()));
+    }
+    format!(
+        "CREATE TABLE `{name}` ({}) WITH ({})",
+        columns.join(", "),
+        options
+            .iter()
+            .map(|(k, v)| format!("'{}' = '{}'", k.replace('\'', "''"), v.replace('\'', "''")))
+            .collect::<Vec<_>>()
+            .join(", ")
+    )
+}
+
+/// Tails a view's upsert topic (read_committed) into its rows.
+fn tail_view(cluster: &Cluster, table: Arc<Table>, view: &View) -> Result<(), SqlError> {
+    let mut config = client_config(cluster);
+    config
+        .set("group.id", format!("spate-sql-view-reader-{}", view.name))
+        .set("enable.auto.commit", "false")
+        .set("isolation.level", "read_committed")
+        .set("fetch.wait.max.ms", "100");
+    let consumer: BaseConsumer = config.create().map_err(kafka_error("the view's reader"))?;
+    let metadata = consumer
+        .fetch_metadata(Some(&table.topic), Duration::from_secs(10))
+        .map_err(kafka_error("the view's topic"))?;
+    let mut tpl = TopicPartitionList::new();
+    for t in metadata.topics() {
+        for p in t.partitions() {
+            tpl.add_partition_offset(&table.topic, p.id(), Offset::Beginning)
+                .map_err(kafka_error("the view's topic"))?;
+        }
+    }
+    consumer.assign(&tpl).map_err(kafka_error("the view's topic"))?;
+    let decoder = Decoder::new(Arc::clone(&table))?;
+    while !view.stop.load(Ordering::Relaxed) {
+        let Some(result) = consumer.poll(Duration::from_millis(200)) else {
+            continue;
+        };
+        let Ok(m) = result else {
+            continue;
+        };
+        let record = Record {
+            topic: m.topic(),
+            partition: m.partition(),
+            offset: m.offset(),
+            timestamp: m.timestamp().to_millis(),
+            key: m.key(),
+            value: m.payload(),
+            headers: Vec::new(),
+        };
+        match decoder.decode(&record) {
+            Ok(Some(change)) => {
+                let key = view.key_text(&change.row);
+                let mut rows = view.rows.write();
+                match change.kind {
+                    Kind::Insert | Kind::UpdateAfter => {
+                        rows.insert(key, change.row);
+                    }
+                    Kind::Delete | Kind::UpdateBefore => {
+                        rows.remove(&key);
+                    }
+                }
+            }
+            Ok(None) => {}
+            Err(e) => tracing::warn!(view = %view.name, "a view record does not decode: {e}"),
+        }
+    }
+    let _ = Startup::Earliest;
+    Ok(())
+}
