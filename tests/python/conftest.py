@@ -37,6 +37,7 @@ READY_LINE = re.compile(
     r"spate is ready.*?kafka_addr=(\S+).*?http_addr=(\S+).*?registry_addr=(\S+)"
 )
 CONNECT_READY_LINE = re.compile(r"connect worker is ready.*?connect_addr=(\S+)")
+SQL_READY_LINE = re.compile(r"sql worker is ready.*?sql_addr=(\S+)")
 ERROR_LINE = re.compile(r'^\S+\s+ERROR\b|^\{.*"level":"ERROR"|\bpanicked at\b')
 
 
@@ -92,11 +93,14 @@ class SpateBroker:
         self.http_addr = ""
         self.registry_addr = ""
         self.connect_addr = ""
+        self.sql_addr = ""
         # What `spate serve` listens on; port 0 lets the kernel pick (see `keep_ports`).
         self.kafka_listen = "127.0.0.1:0"
         self.http_listen = "127.0.0.1:0"
         self.registry_listen = "127.0.0.1:0"
         self.connect_listen = "127.0.0.1:0"
+        # The SQL worker runs only where a test asks for it (`spate_factory(sql_listen=...)`).
+        self.sql_listen = "off"
         self.starts = 0
         self._lock = threading.Lock()
         self._reader: threading.Thread | None = None
@@ -117,6 +121,8 @@ class SpateBroker:
             self.registry_listen,
             "--connect-listen",
             self.connect_listen,
+            "--sql-listen",
+            self.sql_listen,
             *self.args,
         ]
 
@@ -124,6 +130,7 @@ class SpateBroker:
         assert not self.running(), "broker is already running"
         self.starts += 1
         self.connect_addr = ""
+        self.sql_addr = ""
         ready = threading.Event()
         addrs: dict[str, str] = {}
         self._append(f"----- start #{self.starts}: {' '.join(self.command())}")
@@ -147,6 +154,9 @@ class SpateBroker:
                 connect = CONNECT_READY_LINE.search(line)
                 if connect:
                     self.connect_addr = connect.group(1)
+                sql = SQL_READY_LINE.search(line)
+                if sql:
+                    self.sql_addr = sql.group(1)
                 found = ready_addresses(line)
                 if found and not ready.is_set():
                     addrs["kafka"], addrs["http"], addrs["registry"] = found
@@ -210,6 +220,8 @@ class SpateBroker:
         self.registry_listen = self.registry_addr
         if self.connect_addr:
             self.connect_listen = self.connect_addr
+        if self.sql_addr:
+            self.sql_listen = self.sql_addr
 
     def restart(self) -> SpateBroker:
         """Starts again on the same data directory (after stop() or kill())."""
@@ -289,7 +301,8 @@ def pytest_runtest_makereport(item, call):
 @pytest.fixture
 def spate_factory(request, tmp_path):
     """Makes started brokers: `spate_factory(args=[...], data_dir=None, connect_listen=...)`
-    (`connect_listen="off"` runs no in-process Connect worker)."""
+    (`connect_listen="off"` runs no in-process Connect worker; `sql_listen="127.0.0.1:0"` runs
+    the in-process SQL worker, whose address is then `broker.sql_addr`)."""
     binary = spate_binary()
     brokers: list[SpateBroker] = []
 
@@ -297,6 +310,7 @@ def spate_factory(request, tmp_path):
         args: list[str] | None = None,
         data_dir: Path | None = None,
         connect_listen: str = "127.0.0.1:0",
+        sql_listen: str = "off",
     ) -> SpateBroker:
         n = len(brokers)
         broker = SpateBroker(
@@ -306,6 +320,7 @@ def spate_factory(request, tmp_path):
             args or [],
         )
         broker.connect_listen = connect_listen
+        broker.sql_listen = sql_listen
         brokers.append(broker)
         return broker.start()
 

@@ -110,6 +110,9 @@ pub struct Table {
     pub startup: Startup,
     /// The consumer group of `group-offsets`.
     pub group_id: Option<String>,
+    /// How long a partition read to its end without new records takes to stop holding the
+    /// watermark back (`scan.watermark.idle-timeout`).
+    pub idle_timeout: std::time::Duration,
     /// The schema registry's URL for registry formats.
     pub registry_url: Option<String>,
     /// The options as written.
@@ -131,6 +134,7 @@ const OPTIONS: &[&str] = &[
     "value.fields-include",
     "scan.startup.mode",
     "scan.startup.timestamp-millis",
+    "scan.watermark.idle-timeout",
     "properties.group.id",
     "properties.bootstrap.servers",
     "sink.delivery-guarantee",
@@ -310,6 +314,14 @@ impl Table {
             value_except_key,
             startup,
             group_id: options.get("properties.group.id").cloned(),
+            idle_timeout: match options.get("scan.watermark.idle-timeout") {
+                Some(text) => parse_duration(text).ok_or_else(|| {
+                    SqlError::Option(format!(
+                        "'scan.watermark.idle-timeout' = '{text}': a duration such as '5 s' or '500 ms'"
+                    ))
+                })?,
+                None => DEFAULT_IDLE_TIMEOUT,
+            },
             registry_url,
             options,
             ddl: ddl.to_string(),
@@ -375,6 +387,7 @@ impl Table {
             value_except_key: false,
             startup: Startup::Earliest,
             group_id: None,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
             registry_url: Some(registry_url.to_string()),
             options: BTreeMap::new(),
             ddl: String::new(),
@@ -448,6 +461,24 @@ impl Table {
             })
             .collect()
     }
+}
+
+/// A partition's default idle timeout.
+pub const DEFAULT_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Flink's durations: `500 ms`, `5 s`, `5s`, `1 min`, `2 h`, or milliseconds alone.
+pub fn parse_duration(text: &str) -> Option<std::time::Duration> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let n: u64 = text[..split].parse().ok()?;
+    let ms = match text[split..].trim().to_ascii_lowercase().as_str() {
+        "" | "ms" | "milli" | "millis" | "millisecond" | "milliseconds" => n,
+        "s" | "sec" | "secs" | "second" | "seconds" => n * 1000,
+        "min" | "m" | "minute" | "minutes" => n * 60_000,
+        "h" | "hour" | "hours" => n * 3_600_000,
+        _ => return None,
+    };
+    Some(std::time::Duration::from_millis(ms))
 }
 
 /// The SQL type of a Connect schema.

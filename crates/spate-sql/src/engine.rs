@@ -458,6 +458,7 @@ impl Engine {
                     });
                 }
                 let planned = plan::plan_query(query, self)?;
+                self.check_sources(&planned)?;
                 let ddl = ctas_ddl(name, options, &planned);
                 let table = self.declare(&ddl)?;
                 self.ensure_sink_topic(&table.topic)?;
@@ -466,8 +467,7 @@ impl Engine {
                     Some(json!({"sql": ddl})),
                 )?;
                 self.catalog.write().put(table);
-                let insert = format!("INSERT INTO `{name}` {query}");
-                let id = self.submit_job(&insert, name)?;
+                let id = self.submit_job(text, name)?;
                 Ok(Outcome::Job {
                     id,
                     message: format!("table {name} created; a job fills it"),
@@ -477,7 +477,7 @@ impl Engine {
                 let sink = self.table(table)?;
                 let planned = plan::plan_query(query, self)?;
                 check_sink(&sink, &planned)?;
-                let _ = planned;
+                self.check_sources(&planned)?;
                 let id = self.submit_job(text, &sink.name)?;
                 Ok(Outcome::Job {
                     id,
@@ -493,6 +493,7 @@ impl Engine {
                     });
                 }
                 let planned = plan::plan_query(query, self)?;
+                self.check_sources(&planned)?;
                 if planned.upsert_key.is_empty() {
                     return Err(SqlError::Unsupported(
                         "a materialized view without GROUP BY: its rows need a key (the GROUP BY columns, selected)"
@@ -515,8 +516,7 @@ impl Engine {
                     Some(json!({"sql": ddl})),
                 )?;
                 self.catalog.write().put(table);
-                let insert = format!("INSERT INTO `{view_table}` {query}");
-                let id = self.submit_job(&insert, &view_table)?;
+                let id = self.submit_job(text, &view_table)?;
                 self.write(
                     &format!("view:{}", name.to_ascii_lowercase()),
                     Some(json!({"name": name, "sql": text, "job": id})),
@@ -689,8 +689,13 @@ impl Engine {
     /// Starts job `id`'s thread.
     fn launch(&self, id: &str, sql: &str, sink: &str) -> Result<(), SqlError> {
         let parsed = parse::parse(sql)?;
-        let Some(Statement::Insert { query, .. }) = parsed.first().map(|p| &p.statement) else {
-            return Err(SqlError::Runtime(format!("job {id} has no INSERT INTO: {sql}")));
+        let query = match parsed.first().map(|p| &p.statement) {
+            Some(
+                Statement::Insert { query, .. }
+                | Statement::CreateTableAs { query, .. }
+                | Statement::CreateView { query, .. },
+            ) => query,
+            _ => return Err(SqlError::Runtime(format!("job {id} runs no query: {sql}"))),
         };
         let sink_table = self.table(sink)?;
         let planned = plan::plan_query(query, self)?;
@@ -877,6 +882,7 @@ impl Engine {
             ));
         };
         let planned = plan::plan_query(query, self)?;
+        self.check_sources(&planned)?;
         let id = uuid::Uuid::new_v4().simple().to_string()[..16].to_string();
         let (tx, rx) = tokio::sync::mpsc::channel(16);
         let stop = Arc::new(AtomicBool::new(false));
@@ -908,6 +914,28 @@ impl Engine {
             stop,
             error,
         })
+    }
+
+    /// Every source topic of `planned` exists.
+    fn check_sources(&self, planned: &Planned) -> Result<(), SqlError> {
+        for source in &planned.sources {
+            let metadata = self
+                .producer
+                .client()
+                .fetch_metadata(Some(&source.table.topic), Duration::from_secs(10))
+                .map_err(kafka_error("reading the topics' metadata"))?;
+            let exists = metadata
+                .topics()
+                .iter()
+                .any(|t| t.error().is_none() && !t.partitions().is_empty());
+            if !exists {
+                return Err(SqlError::NotFound {
+                    kind: "topic",
+                    name: format!("{} (of table {})", source.table.topic, source.table.name),
+                });
+            }
+        }
+        Ok(())
     }
 
     /// The table `name`: declared, or from the schema registry.

@@ -1193,3 +1193,92 @@ mod tests {
         assert_eq!(aggregate.state_entries(), 1);
     }
 }
+
+/// An upsert table read as a changelog (Flink's ChangelogNormalize): each record of a key
+/// replaces the key's previous row — an insert the first time, an update after that — and a
+/// tombstone deletes it. Keeps the last row of every key.
+pub struct Normalize {
+    key: Vec<usize>,
+    rows: HashMap<Vec<Value>, Vec<Value>>,
+    dirty: HashSet<Vec<Value>>,
+}
+
+impl Normalize {
+    /// Normalizes by the key columns `key`.
+    pub fn new(key: Vec<usize>) -> Normalize {
+        Normalize {
+            key,
+            rows: HashMap::new(),
+            dirty: HashSet::new(),
+        }
+    }
+}
+
+impl Operator for Normalize {
+    fn describe(&self) -> String {
+        format!("ChangelogNormalize(key={:?})", self.key)
+    }
+
+    fn process(&mut self, input: Vec<Change>, _ctx: &mut OpCtx) -> Result<Vec<Change>, SqlError> {
+        let mut out = Vec::with_capacity(input.len());
+        for change in input {
+            let key: Vec<Value> = self.key.iter().map(|i| change.row[*i].clone()).collect();
+            let before = self.rows.get(&key).cloned();
+            if change.kind.adds() {
+                match before {
+                    Some(old) if old == change.row => continue,
+                    Some(old) => {
+                        out.push(Change {
+                            kind: Kind::UpdateBefore,
+                            row: old,
+                        });
+                        out.push(Change {
+                            kind: Kind::UpdateAfter,
+                            row: change.row.clone(),
+                        });
+                    }
+                    None => out.push(Change::insert(change.row.clone())),
+                }
+                self.rows.insert(key.clone(), change.row);
+            } else if let Some(old) = before {
+                out.push(Change {
+                    kind: Kind::Delete,
+                    row: old,
+                });
+                self.rows.remove(&key);
+            }
+            self.dirty.insert(key);
+        }
+        Ok(out)
+    }
+
+    fn snapshot(&mut self) -> Vec<(String, Option<Json>)> {
+        self.dirty
+            .drain()
+            .map(|key| {
+                let name = Json::Array(key.iter().map(encode_state).collect()).to_string();
+                let value = self
+                    .rows
+                    .get(&key)
+                    .map(|row| Json::Array(row.iter().map(encode_state).collect()));
+                (name, value)
+            })
+            .collect()
+    }
+
+    fn restore(&mut self, key: &str, value: &Json) -> Result<(), SqlError> {
+        let bad = || SqlError::Runtime(format!("unreadable normalize state for key {key}"));
+        let decode = |json: &Json| -> Option<Vec<Value>> {
+            json.as_array()?.iter().map(decode_state).collect()
+        };
+        let key: Json = serde_json::from_str(key).map_err(|_| bad())?;
+        let key = decode(&key).ok_or_else(bad)?;
+        let row = decode(value).ok_or_else(bad)?;
+        self.rows.insert(key, row);
+        Ok(())
+    }
+
+    fn state_entries(&self) -> usize {
+        self.rows.len()
+    }
+}

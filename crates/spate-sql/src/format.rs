@@ -56,18 +56,14 @@ pub fn registry_converter(
             )));
         }
     };
-    let prefix = if is_key {
-        "key.converter"
-    } else {
-        "value.converter"
-    };
+    // The converter's own keys (those after `value.converter.`).
     let mut props = Props::new();
-    props.insert(format!("{prefix}.schema.registry.url"), url.to_string());
+    props.insert("schema.registry.url".to_string(), url.to_string());
     convert::converter(class, &props, is_key).map_err(|problems| {
         SqlError::Option(
             problems
                 .iter()
-                .map(|p| format!("{p:?}"))
+                .map(|p| format!("{}: {}", p.name, p.message))
                 .collect::<Vec<_>>()
                 .join("; "),
         )

@@ -8,8 +8,11 @@
 //! checkpoint were never committed, so read_committed readers see each result once.
 //!
 //! Watermarks are per source partition (the largest watermark its rows gave); a source's is
-//! the smallest over its partitions that have had rows (an empty partition does not hold it
-//! back; one that stops receiving rows does, as in Flink without an idle timeout).
+//! the smallest over its active partitions. A partition is active until it is idle: read to
+//! its end and without a new record for the table's idle timeout (`scan.watermark.idle-timeout`,
+//! 5 s by default; Flink's `table.exec.source.idle-timeout`). An active partition without rows
+//! yet holds the watermark back; an idle one does not, and when every partition is idle the
+//! watermark stays where it is.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -115,17 +118,46 @@ pub fn job_names(id: &str) -> (String, String, String) {
     )
 }
 
+/// The jobs' consumer context: reaching a partition's end is news, not an error.
+pub struct JobContext;
+
+impl rdkafka::ClientContext for JobContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        match error {
+            KafkaError::PartitionEOF(_) => {}
+            e => tracing::warn!("librdkafka: {e}: {reason}"),
+        }
+    }
+}
+
+impl rdkafka::consumer::ConsumerContext for JobContext {}
+
 struct SourceRuntime {
     decoder: Decoder,
     watermark: Option<Expr>,
     /// Each partition's watermark, once it had a row.
     partitions: HashMap<i32, i64>,
+    /// Each assigned partition: whether the consumer is at its end, and when it last gave a
+    /// record (or was assigned).
+    activity: HashMap<i32, (bool, Instant)>,
+    idle_timeout: Duration,
     topic: String,
 }
 
 impl SourceRuntime {
-    fn watermark(&self) -> Option<i64> {
-        self.partitions.values().copied().min()
+    /// The smallest watermark of the active partitions; None while an active partition has
+    /// none, or when every partition is idle.
+    fn watermark(&self, now: Instant) -> Option<i64> {
+        let mut min: Option<i64> = None;
+        for (p, (at_end, last)) in &self.activity {
+            let idle = *at_end && now.duration_since(*last) >= self.idle_timeout;
+            if idle {
+                continue;
+            }
+            let wm = self.partitions.get(p).copied()?;
+            min = Some(min.map_or(wm, |m: i64| m.min(wm)));
+        }
+        min
     }
 }
 
@@ -151,10 +183,12 @@ pub fn run(
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("isolation.level", "read_committed")
-        .set("enable.partition.eof", "false")
+        .set("enable.partition.eof", "true")
         .set("auto.offset.reset", "earliest")
         .set("fetch.wait.max.ms", "100");
-    let consumer: BaseConsumer = consumer_config.create().map_err(kafka("creating the consumer"))?;
+    let consumer: BaseConsumer<JobContext> = consumer_config
+        .create_with_context(JobContext)
+        .map_err(kafka("creating the consumer"))?;
 
     let mut sources: Vec<SourceRuntime> = Vec::new();
     for source in &planned.sources {
@@ -162,6 +196,8 @@ pub fn run(
             decoder: Decoder::new(Arc::clone(&source.table))?,
             watermark: source.table.watermark.as_ref().map(|(_, e)| e.clone()),
             partitions: HashMap::new(),
+            activity: HashMap::new(),
+            idle_timeout: source.table.idle_timeout,
             topic: source.table.topic.clone(),
         });
     }
@@ -234,6 +270,12 @@ pub fn run(
         }
     }
     consumer.assign(&assignment).map_err(kafka("assigning partitions"))?;
+    let assigned_at = Instant::now();
+    for element in assignment.elements() {
+        for s in sources.iter_mut().filter(|s| s.topic == element.topic()) {
+            s.activity.insert(element.partition(), (false, assigned_at));
+        }
+    }
 
     let producer: Option<BaseProducer> = if continuous {
         let mut config = cluster.config();
@@ -275,9 +317,10 @@ pub fn run(
         }
         map
     };
-    let mut pending_wm: Vec<bool> = vec![false; sources.len()];
-    let mut source_wm: Vec<Option<i64>> = sources.iter().map(SourceRuntime::watermark).collect();
+    let mut source_wm: Vec<Option<i64>> = vec![None; sources.len()];
     let mut batch: Vec<Vec<Change>> = vec![Vec::new(); sources.len()];
+    // Whether anything was read since the last checkpoint (an idle job commits nothing).
+    let mut dirty = false;
     while !stop.load(Ordering::Relaxed) {
         // A batch: what arrives within ~50 ms, up to 1000 records.
         let started = Instant::now();
@@ -288,7 +331,16 @@ pub fn run(
             };
             let message = match result {
                 Ok(m) => m,
-                Err(KafkaError::PartitionEOF(_)) => continue,
+                Err(KafkaError::PartitionEOF(partition)) => {
+                    // rdkafka does not say the topic: every source with this partition is at
+                    // its end unless a record says otherwise.
+                    for s in sources.iter_mut() {
+                        if let Some(a) = s.activity.get_mut(&partition) {
+                            a.0 = true;
+                        }
+                    }
+                    continue;
+                }
                 Err(e) => {
                     tracing::warn!(job = %options.id, "consumer: {e}");
                     continue;
@@ -316,8 +368,10 @@ pub fn run(
             let Some(indices) = topic_sources.get(message.topic()) else {
                 continue;
             };
+            let now = Instant::now();
             for &i in indices {
                 let source = &mut sources[i];
+                source.activity.insert(record.partition, (false, now));
                 let change = match source.decoder.decode(&record) {
                     Ok(Some(change)) => change,
                     Ok(None) => continue,
@@ -340,7 +394,6 @@ pub fn run(
                             let entry = source.partitions.entry(record.partition).or_insert(i64::MIN);
                             if t > *entry {
                                 *entry = t;
-                                pending_wm[i] = true;
                             }
                         }
                         Ok(_) => {}
@@ -355,19 +408,18 @@ pub fn run(
                 batch[i].push(change);
             }
         }
+        dirty |= polled > 0;
         // Through the flow: each source's rows, then its watermark.
         let mut out = Vec::new();
+        let now = Instant::now();
         for i in 0..sources.len() {
             let changes = std::mem::take(&mut batch[i]);
             if !changes.is_empty() {
                 out.extend(planned.flow.push(i, changes, &mut ctx).inspect_err(|_| abort(producer.as_ref()))?);
             }
-            if pending_wm[i] {
-                pending_wm[i] = false;
-                let wm = sources[i].watermark();
-                if wm > source_wm[i] {
-                    source_wm[i] = wm;
-                }
+            let wm = sources[i].watermark(now);
+            if wm > source_wm[i] {
+                source_wm[i] = wm;
             }
         }
         let flow_wm = source_wm.iter().copied().collect::<Option<Vec<i64>>>().and_then(|w| w.into_iter().min());
@@ -407,14 +459,18 @@ pub fn run(
             break;
         }
         if let Some(producer) = &producer
+            && dirty
             && last_checkpoint.elapsed() >= options.checkpoint_interval
         {
             checkpoint(producer, &consumer, &changelog, &mut planned, &sources, &ctx, metrics)?;
             last_checkpoint = Instant::now();
+            dirty = false;
         }
     }
     if let Some(producer) = &producer {
-        checkpoint(producer, &consumer, &changelog, &mut planned, &sources, &ctx, metrics)?;
+        if dirty {
+            checkpoint(producer, &consumer, &changelog, &mut planned, &sources, &ctx, metrics)?;
+        }
         let _ = producer.abort_transaction(Duration::from_secs(10));
     }
     Ok(())
@@ -461,7 +517,7 @@ const WATERMARK_KEY: &str = "wm";
 /// One transaction: the state's changes, the input offsets, commit; then a new transaction.
 fn checkpoint(
     producer: &BaseProducer,
-    consumer: &BaseConsumer,
+    consumer: &BaseConsumer<JobContext>,
     changelog: &str,
     planned: &mut Planned,
     sources: &[SourceRuntime],

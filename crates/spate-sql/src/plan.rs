@@ -12,8 +12,8 @@ use sqlparser::ast::{self, GroupByExpr, SelectItem, SetExpr, TableFactor};
 use crate::catalog::Table;
 use crate::errors::SqlError;
 use crate::exec::{
-    AggCall, AggKind, Aggregate, Change, Filter, OpCtx, Operator, Project, WindowAssigner,
-    WindowKind,
+    AggCall, AggKind, Aggregate, Change, Filter, Normalize, OpCtx, Operator, Project,
+    WindowAssigner, WindowKind,
 };
 use crate::expr::{self, Expr, Scope, ScopeColumn, Typed, function_args, function_name};
 use crate::parse::TABLE_ARG;
@@ -218,9 +218,14 @@ fn plan_from(
             let scope = Scope::of(Some(&qualifier), &table.fields());
             let rowtime = table.watermark.as_ref().map(|(i, _)| *i);
             let updating = table.upsert;
+            let key = table.primary_key.clone();
             sources.push(Source { table });
+            let mut flow = Flow::Source(sources.len() - 1);
+            if updating {
+                flow = Flow::Map(Box::new(flow), Box::new(Normalize::new(key)));
+            }
             Ok(From {
-                flow: Flow::Source(sources.len() - 1),
+                flow,
                 scope,
                 updating,
                 window: None,

@@ -121,6 +121,7 @@ async function startBroker({ args = [] } = {}) {
     '--registry-listen', '127.0.0.1:0',
     // Test files run in parallel; Connect has its own tests (tests/python/test_connect.py).
     '--connect-listen', 'off',
+    '--sql-listen', 'off',
     ...args,
   ]
   const [cmd, argv] = SETPRIV

@@ -39,6 +39,8 @@ impl Serve {
                 // Tests run in parallel; the in-process Connect worker has its own tests.
                 "--connect-listen",
                 "off",
+                "--sql-listen",
+                "off",
             ])
             .args(flags)
             // No SPATE_* setting of the machine may leak in: every test says what it uses.

@@ -1,0 +1,578 @@
+"""Spate SQL end to end: statements through the HTTP API (port 8088 in production) and the
+`spate sql` shell, input produced with confluent-kafka (and the registry's Avro serializer),
+results read back read_committed and compared with the same query computed independently —
+by DuckDB where the query is SQL it also speaks, by plain Python otherwise."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import threading
+import time
+from datetime import datetime, timezone
+from typing import Any
+
+import duckdb
+import pytest
+import requests
+from confluent_kafka import TopicPartition
+from confluent_kafka.schema_registry import SchemaRegistryClient
+from confluent_kafka.schema_registry.avro import AvroDeserializer, AvroSerializer
+from confluent_kafka.serialization import MessageField, SerializationContext
+
+from conftest import spate_binary
+from helpers import consumer, create_topic, produce_all, producer, unique, wait_until
+
+pytestmark = pytest.mark.timeout(300)
+
+BASE_MS = 1_700_000_000_000  # 2023-11-14 22:13:20 UTC
+
+
+def ts_text(ms: int) -> str:
+    dt = datetime.fromtimestamp(ms / 1000, tz=timezone.utc)
+    return dt.strftime("%Y-%m-%d %H:%M:%S.") + f"{ms % 1000:03d}"
+
+
+class Sql:
+    """The SQL API of one spate serve."""
+
+    def __init__(self, broker: Any) -> None:
+        wait_until(lambda: broker.sql_addr, timeout_s=60, what="the sql worker's address")
+        self.url = f"http://{broker.sql_addr}"
+        self.bootstrap = broker.kafka_addr
+
+    def run(self, sql: str, expect_status: int = 200) -> Any:
+        r = requests.post(f"{self.url}/statements", json={"sql": sql}, timeout=60)
+        assert r.status_code == expect_status, f"{r.status_code}: {r.text}"
+        return r.json()
+
+    def query(self, sql: str) -> tuple[dict, list[list[Any]]]:
+        """A bounded query (LIMIT): its header and rows."""
+        r = requests.post(f"{self.url}/query-stream", json={"sql": sql}, timeout=60, stream=True)
+        assert r.status_code == 200, r.text
+        lines = [json.loads(line) for line in r.iter_lines() if line]
+        assert lines, "no header line"
+        for line in lines[1:]:
+            assert not isinstance(line, dict), f"the query failed: {line}"
+        return lines[0], lines[1:]
+
+    def job(self, job_id: str) -> dict:
+        r = requests.get(f"{self.url}/jobs/{job_id}", timeout=10)
+        assert r.status_code == 200, r.text
+        return r.json()
+
+
+def produce_json(bootstrap: str, topic: str, rows: list[dict], keys: list[Any] | None = None) -> None:
+    p = producer(bootstrap)
+    records = []
+    for i, row in enumerate(rows):
+        rec: dict[str, Any] = {"value": json.dumps(row).encode()}
+        if keys is not None:
+            rec["key"] = json.dumps(keys[i]).encode()
+        records.append(rec)
+    produce_all(p, topic, records)
+
+
+def read_committed(bootstrap: str, topic: str, partitions: int = 1) -> list[tuple[Any, Any]]:
+    """Every committed record of `topic` as (key, value) JSON (None for a tombstone)."""
+    c = consumer(bootstrap, **{"isolation.level": "read_committed"})
+    out = []
+    try:
+        ends = {}
+        for p in range(partitions):
+            _, high = c.get_watermark_offsets(TopicPartition(topic, p), timeout=10, cached=False)
+            ends[p] = high
+        c.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
+        deadline = time.monotonic() + 30
+        done = {p for p, h in ends.items() if h == 0}
+        while len(done) < partitions:
+            assert time.monotonic() < deadline, f"reading {topic} timed out"
+            for m in c.consume(num_messages=500, timeout=0.5):
+                assert not m.error(), m.error()
+                key = json.loads(m.key()) if m.key() else None
+                value = json.loads(m.value()) if m.value() is not None else None
+                out.append((key, value))
+            for p, high in ends.items():
+                pos = c.position([TopicPartition(topic, p)])[0].offset
+                # The last stable offset can stop short of the end by a transaction marker.
+                if pos >= high - 1 or pos >= high:
+                    if pos >= high or p in done or not c.consume(num_messages=1, timeout=0.2):
+                        done.add(p)
+    finally:
+        c.close()
+    return out
+
+
+BIDS_DDL = """CREATE TABLE {name} (
+  auction BIGINT,
+  bidder BIGINT,
+  price DOUBLE,
+  channel STRING,
+  ts TIMESTAMP(3),
+  WATERMARK FOR ts AS ts - INTERVAL '1' SECOND
+) WITH ('topic' = '{topic}', 'value.format' = 'json', 'scan.startup.mode' = 'earliest-offset')"""
+
+
+def bids(n: int, start_ms: int = BASE_MS, step_ms: int = 250) -> list[dict]:
+    channels = ["google", "facebook", "baidu", "apple"]
+    return [
+        {
+            "auction": 1000 + i % 7,
+            "bidder": i % 13,
+            "price": float((i * 37) % 500) + 0.5,
+            "channel": channels[i % 4],
+            "ts": ts_text(start_ms + i * step_ms),
+        }
+        for i in range(n)
+    ]
+
+
+@pytest.fixture
+def sql_broker(spate_factory):
+    return spate_factory(sql_listen="127.0.0.1:0", connect_listen="off")
+
+
+def test_filters_and_projections_stream_to_the_caller(sql_broker) -> None:
+    sql = Sql(sql_broker)
+    topic = unique("bids")
+    create_topic(sql.bootstrap, topic)
+    rows = bids(200)
+    produce_json(sql.bootstrap, topic, rows)
+    sql.run(BIDS_DDL.format(name="bids", topic=topic))
+    header, got = sql.query(
+        "SELECT auction, UPPER(channel) AS channel, price * 2 AS doubled, "
+        "CASE WHEN price > 250 THEN 'high' ELSE 'low' END AS band, DATE_FORMAT(ts, 'HH:mm:ss') AS t "
+        "FROM bids WHERE channel IN ('google', 'apple') AND price BETWEEN 10 AND 400 LIMIT 40"
+    )
+    assert header["columnNames"] == ["auction", "channel", "doubled", "band", "t"]
+    assert header["columnTypes"][0] == "BIGINT"
+    expected = [
+        [
+            r["auction"],
+            r["channel"].upper(),
+            r["price"] * 2,
+            "high" if r["price"] > 250 else "low",
+            r["ts"][11:19],
+        ]
+        for r in rows
+        if r["channel"] in ("google", "apple") and 10 <= r["price"] <= 400
+    ][:40]
+    assert got == expected
+
+
+def test_tumbling_windows_match_duckdb_and_late_rows_are_dropped_and_counted(sql_broker) -> None:
+    sql = Sql(sql_broker)
+    topic, sink = unique("bids"), unique("per-window")
+    create_topic(sql.bootstrap, topic)
+    rows = bids(400)
+    produce_json(sql.bootstrap, topic, rows)
+    sql.run(BIDS_DDL.format(name="bids", topic=topic))
+    sql.run(
+        f"CREATE TABLE per_window (window_start TIMESTAMP(3), window_end TIMESTAMP(3), channel STRING, "
+        f"n BIGINT, total DOUBLE, top DOUBLE, bidders BIGINT) WITH ('topic' = '{sink}', 'value.format' = 'json')"
+    )
+    create_topic(sql.bootstrap, sink)
+    [answer] = sql.run(
+        "INSERT INTO per_window SELECT window_start, window_end, channel, COUNT(*), SUM(price), "
+        "MAX(price), COUNT(DISTINCT bidder) "
+        "FROM TABLE(TUMBLE(TABLE bids, DESCRIPTOR(ts), INTERVAL '10' SECOND)) "
+        "GROUP BY window_start, window_end, channel"
+    )
+    job = answer["jobId"]
+    last_ms = BASE_MS + 399 * 250
+    # Wait until the watermark passed the input, then send rows for closed windows: late.
+    wait_until(
+        lambda: sql.job(job)["metrics"]["watermark"] == ts_text(last_ms - 1000),
+        timeout_s=60,
+        what="the job's watermark to reach the input's end",
+    )
+    late = bids(5, start_ms=BASE_MS, step_ms=1000)
+    produce_json(sql.bootstrap, topic, late)
+    wait_until(
+        lambda: sql.job(job)["metrics"]["lateRecordsDropped"] == 5,
+        timeout_s=60,
+        what="five late rows dropped",
+    )
+    # Windows that closed: end - 1 ms <= watermark.
+    watermark = last_ms - 1000
+    con = duckdb.connect()
+    con.execute("CREATE TABLE bids AS SELECT * FROM read_json_auto(?)", [json_file(rows)])
+    expected = con.execute(
+        f"""SELECT epoch_ms(time_bucket(INTERVAL 10 SECOND, ts::TIMESTAMP)) AS ws, channel,
+                   COUNT(*), SUM(price), MAX(price), COUNT(DISTINCT bidder)
+            FROM bids GROUP BY ws, channel
+            HAVING ws + 10000 - 1 <= {watermark} ORDER BY ws, channel"""
+    ).fetchall()
+    wait_until(
+        lambda: len(read_committed(sql.bootstrap, sink)) == len(expected),
+        timeout_s=60,
+        what=f"{len(expected)} windows in {sink}",
+    )
+    got = sorted(
+        (
+            to_ms(v["window_start"]), v["channel"], v["n"], v["total"], v["top"], v["bidders"]
+        )
+        for _, v in read_committed(sql.bootstrap, sink)
+    )
+    assert got == [tuple(r) for r in expected]
+    assert all(to_ms(v["window_end"]) - to_ms(v["window_start"]) == 10_000 for _, v in read_committed(sql.bootstrap, sink))
+
+
+def json_file(rows: list[dict]) -> str:
+    import tempfile
+
+    f = tempfile.NamedTemporaryFile("w", suffix=".json", delete=False)
+    for r in rows:
+        f.write(json.dumps(r) + "\n")
+    f.close()
+    return f.name
+
+
+def to_ms(text: str) -> int:
+    dt = datetime.strptime(text, "%Y-%m-%d %H:%M:%S.%f").replace(tzinfo=timezone.utc)
+    return int(dt.timestamp() * 1000)
+
+
+def python_windows(rows: list[dict], kind: str, size: int, step: int) -> dict[tuple[int, int], int]:
+    """Counts per window, as Flink assigns HOP and CUMULATE windows."""
+    counts: dict[tuple[int, int], int] = {}
+    for r in rows:
+        t = to_ms(r["ts"])
+        if kind == "hop":
+            start = t - t % step
+            while start > t - size:
+                counts[(start, start + size)] = counts.get((start, start + size), 0) + 1
+                start -= step
+        else:  # cumulate
+            start = t - t % size
+            end = t - t % step + step
+            while end <= start + size:
+                counts[(start, end)] = counts.get((start, end), 0) + 1
+                end += step
+    return counts
+
+
+@pytest.mark.parametrize(
+    "kind,tvf,size,step",
+    [
+        ("hop", "HOP(TABLE bids, DESCRIPTOR(ts), INTERVAL '5' SECOND, INTERVAL '20' SECOND)", 20_000, 5_000),
+        ("cumulate", "CUMULATE(TABLE bids, DESCRIPTOR(ts), INTERVAL '5' SECOND, INTERVAL '20' SECOND)", 20_000, 5_000),
+    ],
+)
+def test_hop_and_cumulate_windows(sql_broker, kind: str, tvf: str, size: int, step: int) -> None:
+    sql = Sql(sql_broker)
+    topic = unique("bids")
+    create_topic(sql.bootstrap, topic)
+    rows = bids(300)
+    produce_json(sql.bootstrap, topic, rows)
+    sql.run(BIDS_DDL.format(name="bids", topic=topic))
+    watermark = to_ms(rows[-1]["ts"]) - 1000
+    expected = {w: n for w, n in python_windows(rows, kind, size, step).items() if w[1] - 1 <= watermark}
+    header, got = sql.query(
+        f"SELECT window_start, window_end, COUNT(*) AS n FROM TABLE({tvf}) "
+        f"GROUP BY window_start, window_end LIMIT {len(expected)}"
+    )
+    assert header["columnNames"] == ["window_start", "window_end", "n"]
+    assert {(to_ms(s), to_ms(e)): n for s, e, n in got} == expected
+
+
+def test_session_windows_close_after_the_gap(sql_broker) -> None:
+    sql = Sql(sql_broker)
+    topic = unique("clicks")
+    create_topic(sql.bootstrap, topic)
+    # user a: a session of 3 clicks, a gap, then 2; user b: one session of 2; then time moves on.
+    clicks = [("a", 0), ("b", 1_000), ("a", 2_000), ("a", 5_000), ("b", 3_000), ("a", 30_000), ("a", 31_000), ("z", 100_000)]
+    produce_json(
+        sql.bootstrap, topic, [{"user": u, "ts": ts_text(BASE_MS + t)} for u, t in clicks]
+    )
+    sql.run(
+        f"CREATE TABLE clicks (`user` STRING, ts TIMESTAMP(3), WATERMARK FOR ts AS ts) "
+        f"WITH ('topic' = '{topic}', 'value.format' = 'json')"
+    )
+    _, got = sql.query(
+        "SELECT `user`, window_start, window_end, COUNT(*) AS n FROM TABLE(SESSION(TABLE clicks PARTITION BY `user`, "
+        "DESCRIPTOR(ts), INTERVAL '10' SECOND)) GROUP BY `user`, window_start, window_end LIMIT 3"
+    )
+    sessions = sorted((u, to_ms(s) - BASE_MS, to_ms(e) - BASE_MS, n) for u, s, e, n in got)
+    assert sessions == [("a", 0, 15_000, 3), ("a", 30_000, 41_000, 2), ("b", 1_000, 13_000, 2)]
+
+
+def test_updating_aggregates_are_upserts_and_read_back_as_a_table(sql_broker) -> None:
+    sql = Sql(sql_broker)
+    topic, sink = unique("bids"), unique("totals")
+    create_topic(sql.bootstrap, topic)
+    create_topic(sql.bootstrap, sink)
+    rows = bids(150)
+    produce_json(sql.bootstrap, topic, rows)
+    sql.run(BIDS_DDL.format(name="bids", topic=topic))
+    sql.run(
+        f"CREATE TABLE totals (channel STRING, n BIGINT, total DOUBLE, PRIMARY KEY (channel) NOT ENFORCED) "
+        f"WITH ('connector' = 'upsert-kafka', 'topic' = '{sink}', 'key.format' = 'json', 'value.format' = 'json')"
+    )
+    sql.run("INSERT INTO totals SELECT channel, COUNT(*), SUM(price) FROM bids GROUP BY channel")
+    expected: dict[str, tuple[int, float]] = {}
+    for r in rows:
+        n, total = expected.get(r["channel"], (0, 0.0))
+        expected[r["channel"]] = (n + 1, total + r["price"])
+
+    def latest() -> dict[str, tuple[int, float]]:
+        out: dict[str, tuple[int, float]] = {}
+        for key, value in read_committed(sql.bootstrap, sink):
+            assert key == {"channel": value["channel"]}, (key, value)
+            out[value["channel"]] = (value["n"], value["total"])
+        return out
+
+    wait_until(lambda: latest() == expected, timeout_s=60, what="the final totals per channel")
+    # Read back as a table: a changelog (op first), the latest row per key inserted once.
+    header, got = sql.query("SELECT channel, n FROM totals WHERE n > 0 LIMIT 4")
+    assert header["columnNames"] == ["op", "channel", "n"]
+    assert sorted(got) == sorted(["+I", c, n] for c, (n, _) in expected.items())
+    # An appending table cannot take updates: Flink's rule, said by name.
+    append = unique("append")
+    sql.run(f"CREATE TABLE appending (channel STRING, n BIGINT) WITH ('topic' = '{append}')")
+    [error] = [sql.run("INSERT INTO appending SELECT channel, COUNT(*) FROM bids GROUP BY channel", expect_status=400)]
+    assert "append-only" in error["message"] and "upsert-kafka" in error["message"]
+
+
+def test_materialized_views_are_looked_up_by_key(sql_broker) -> None:
+    sql = Sql(sql_broker)
+    topic = unique("bids")
+    create_topic(sql.bootstrap, topic)
+    produce_json(sql.bootstrap, topic, bids(70))
+    sql.run(BIDS_DDL.format(name="bids", topic=topic))
+    [answer] = sql.run(
+        "CREATE MATERIALIZED VIEW by_auction AS SELECT auction, COUNT(*) AS bids, MAX(price) AS top FROM bids GROUP BY auction"
+    )
+    assert answer["type"] == "job"
+
+    def lookup(key: int) -> dict | None:
+        r = requests.get(f"{sql.url}/views/by_auction/keys/{key}", timeout=10)
+        return r.json() if r.status_code == 200 else None
+
+    wait_until(lambda: lookup(1000) == {"auction": 1000, "bids": 10, "top": max(r["price"] for r in bids(70) if r["auction"] == 1000)}, timeout_s=60, what="auction 1000's row")
+    # New input updates the view.
+    produce_json(sql.bootstrap, topic, [dict(bids(1)[0], price=9999.0)])
+    wait_until(lambda: (lookup(1000) or {}).get("top") == 9999.0, timeout_s=60, what="the view to see the new bid")
+    scan = requests.get(f"{sql.url}/views/by_auction", timeout=10).json()
+    assert sorted(r["auction"] for r in scan["rows"]) == list(range(1000, 1007))
+    missing = requests.get(f"{sql.url}/views/by_auction/keys/42", timeout=10)
+    assert missing.status_code == 404 and "42" in missing.json()["message"]
+    views = sql.run("SHOW VIEWS")[0]
+    assert views["rows"][0][0] == "by_auction"
+
+
+def test_a_job_is_exactly_once_across_kill_9(spate_factory) -> None:
+    broker = spate_factory(sql_listen="127.0.0.1:0", connect_listen="off", args=["--sql-checkpoint-interval-ms", "300"])
+    sql = Sql(broker)
+    broker.keep_ports()
+    topic, sink = unique("events"), unique("counts")
+    create_topic(sql.bootstrap, topic, partitions=3)
+    create_topic(sql.bootstrap, sink)
+    sql.run(
+        f"CREATE TABLE events (k STRING, v BIGINT, ts TIMESTAMP(3), WATERMARK FOR ts AS ts) "
+        f"WITH ('topic' = '{topic}', 'value.format' = 'json')"
+    )
+    sql.run(
+        f"CREATE TABLE counts (window_start TIMESTAMP(3), k STRING, n BIGINT, total BIGINT) "
+        f"WITH ('topic' = '{sink}', 'value.format' = 'json')"
+    )
+    [answer] = sql.run(
+        "INSERT INTO counts SELECT window_start, k, COUNT(*), SUM(v) FROM TABLE(TUMBLE(TABLE events, "
+        "DESCRIPTOR(ts), INTERVAL '1' SECOND)) GROUP BY window_start, window_end, k"
+    )
+    job = answer["jobId"]
+    # A producer writes 30,000 events (in event-time order per partition) while Spate is killed.
+    total = 30_000
+    sent: list[dict] = []
+    delivered: list[int] = []
+    errors: list[str] = []
+    p = producer(sql.bootstrap, **{"enable.idempotence": True, "acks": "all", "message.timeout.ms": 120000})
+
+    def on_delivery(err: Any, _msg: Any) -> None:
+        if err is not None:
+            errors.append(str(err))
+        else:
+            delivered.append(1)
+
+    def produce() -> None:
+        for i in range(total):
+            row = {"k": f"k{i % 5}", "v": i, "ts": ts_text(BASE_MS + i * 10)}
+            sent.append(row)
+            while True:
+                try:
+                    p.produce(topic, key=str(i % 3).encode(), value=json.dumps(row).encode(), partition=i % 3, on_delivery=on_delivery)
+                    break
+                except BufferError:
+                    p.poll(0.05)
+            if i % 120 == 0:
+                p.poll(0)
+                time.sleep(0.03)
+        p.flush(120)
+
+    writer = threading.Thread(target=produce)
+    writer.start()
+    wait_until(lambda: sql.job(job)["metrics"]["checkpoints"] >= 2, timeout_s=120, what="two checkpoints")
+    assert len(sent) < total, "the input finished before the kill; the test would prove nothing"
+    broker.kill()
+    broker.start()
+    sql = Sql(broker)
+    writer.join(180)
+    assert not errors, errors[:3]
+    assert len(delivered) == total
+    # Close every window: one more event per partition far ahead.
+    produce_all(p, topic, [{"value": json.dumps({"k": "end", "v": 0, "ts": ts_text(BASE_MS + 10_000_000)}).encode(), "partition": q} for q in range(3)])
+
+    con = duckdb.connect()
+    con.execute("CREATE TABLE events AS SELECT * FROM read_json_auto(?)", [json_file(sent)])
+    expected = con.execute(
+        "SELECT epoch_ms(time_bucket(INTERVAL 1 SECOND, ts::TIMESTAMP)), k, COUNT(*), SUM(v)::BIGINT "
+        "FROM events GROUP BY ALL ORDER BY ALL"
+    ).fetchall()
+
+    def output() -> list[tuple]:
+        return sorted((to_ms(v["window_start"]), v["k"], v["n"], v["total"]) for _, v in read_committed(sql.bootstrap, sink))
+
+    wait_until(lambda: len(output()) >= len(expected), timeout_s=120, what=f"{len(expected)} windows")
+    assert output() == [tuple(r) for r in expected]
+    assert sql.job(job)["status"] == "RUNNING"
+
+
+def test_bad_statements_say_what_and_where(sql_broker) -> None:
+    sql = Sql(sql_broker)
+    topic = unique("bids")
+    create_topic(sql.bootstrap, topic)
+    sql.run(BIDS_DDL.format(name="bids", topic=topic))
+    e = sql.run("SELECT auction,\n  FROM bids", expect_status=400)
+    assert e["error_code"] == 40001 and "line 2" in e["message"] and "FROM" in e["message"]
+    e = sql.run("INSERT INTO bids SELECT nope FROM bids", expect_status=400)
+    assert "column nope not found" in e["message"] and "bids.auction" in e["message"]
+    e = sql.run("INSERT INTO missing SELECT * FROM bids", expect_status=404)
+    assert "table missing does not exist" in e["message"]
+    e = sql.run("CREATE TABLE t (a INT) WITH ('topik' = 'x')", expect_status=400)
+    assert "unsupported option 'topik'" in e["message"]
+    e = sql.run("SELECT * FROM bids", expect_status=400)
+    assert "/query-stream" in e["message"]
+    r = requests.post(f"{sql.url}/query-stream", json={"sql": "SELECT a.x FROM bids a JOIN bids b ON a.auction = b.auction"}, timeout=10)
+    assert r.status_code == 400 and "not supported: joins" in r.json()["message"]
+    r = requests.post(f"{sql.url}/query-stream", json={"sql": "SELECT price + channel FROM bids"}, timeout=10)
+    assert r.status_code == 400 and "type error" in r.json()["message"]
+    e = sql.run(BIDS_DDL.format(name="bids", topic=topic), expect_status=409)
+    assert "already exists" in e["message"]
+
+
+def test_a_record_that_does_not_decode_fails_the_job_with_the_reason(sql_broker) -> None:
+    sql_broker.allow_errors("the job failed", "does not decode")
+    sql = Sql(sql_broker)
+    topic, sink = unique("bids"), unique("out")
+    create_topic(sql.bootstrap, topic)
+    create_topic(sql.bootstrap, sink)
+    produce_all(producer(sql.bootstrap), topic, [{"value": b'{"auction": "not a number"}'}])
+    sql.run(BIDS_DDL.format(name="bids", topic=topic))
+    sql.run(f"CREATE TABLE out_t (auction BIGINT) WITH ('topic' = '{sink}')")
+    [answer] = sql.run("INSERT INTO out_t SELECT auction FROM bids")
+    job = wait_until(lambda: (j := sql.job(answer["jobId"]))["status"] == "FAILED" and j, timeout_s=60, what="the job to fail")
+    assert "column auction is BIGINT" in job["error"] and f"{topic}/0@0" in job["error"]
+
+
+def test_topics_with_registered_schemas_are_tables_and_avro_sinks_register(sql_broker) -> None:
+    sql = Sql(sql_broker)
+    registry = SchemaRegistryClient({"url": f"http://{sql_broker.registry_addr}"})
+    topic, sink = unique("orders"), unique("big-orders")
+    create_topic(sql.bootstrap, topic)
+    create_topic(sql.bootstrap, sink)
+    schema = json.dumps({
+        "type": "record", "name": "Order", "fields": [
+            {"name": "id", "type": "long"},
+            {"name": "customer", "type": {"type": "record", "name": "Customer", "fields": [{"name": "name", "type": "string"}]}},
+            {"name": "amount", "type": "double"},
+        ],
+    })
+    serializer = AvroSerializer(registry, schema)
+    p = producer(sql.bootstrap)
+    orders = [{"id": i, "customer": {"name": f"c{i % 3}"}, "amount": i * 1.5} for i in range(20)]
+    produce_all(p, topic, [{"value": serializer(o, SerializationContext(topic, MessageField.VALUE))} for o in orders])
+    # No DDL: the topic is a table with its schema's columns.
+    header, got = sql.query(f"SELECT id, customer.name AS who, amount FROM `{topic}` WHERE amount > 20 LIMIT 6")
+    assert header["columnTypes"] == ["BIGINT", "STRING", "DOUBLE"]
+    assert got == [[o["id"], o["customer"]["name"], o["amount"]] for o in orders if o["amount"] > 20][:6]
+    described = sql.run(f"DESCRIBE `{topic}`")[0]
+    assert ["$rowtime", "TIMESTAMP_LTZ(3)"] == described["rows"][-1][:2]
+    # An Avro sink: its schema is registered, readers deserialize it with the registry.
+    sql.run(
+        f"CREATE TABLE big (id BIGINT, who STRING) WITH ('topic' = '{sink}', 'value.format' = 'avro-confluent')"
+    )
+    sql.run(f"INSERT INTO big SELECT id, customer.name FROM `{topic}` WHERE amount > 20")
+    deserializer = AvroDeserializer(registry)
+    c = consumer(sql.bootstrap, **{"isolation.level": "read_committed"})
+    c.assign([TopicPartition(sink, 0, 0)])
+    out: list[dict] = []
+    deadline = time.monotonic() + 60
+    while len(out) < 6:
+        assert time.monotonic() < deadline, f"read {len(out)} of 6 Avro rows"
+        for m in c.consume(num_messages=10, timeout=0.5):
+            out.append(deserializer(m.value(), SerializationContext(sink, MessageField.VALUE)))
+    c.close()
+    assert out == [{"id": o["id"], "who": o["customer"]["name"]} for o in orders if o["amount"] > 20][:6]
+    assert registry.get_latest_version(f"{sink}-value").schema.schema_type == "AVRO"
+
+
+def test_the_shell_runs_files_and_statements(sql_broker, tmp_path) -> None:
+    sql = Sql(sql_broker)
+    topic = unique("bids")
+    create_topic(sql.bootstrap, topic)
+    produce_json(sql.bootstrap, topic, bids(10))
+    script = tmp_path / "setup.sql"
+    script.write_text(BIDS_DDL.format(name="bids", topic=topic) + ";\nSHOW TABLES;\n")
+    spate = str(spate_binary())
+    out = subprocess.run([spate, "sql", "--url", sql.url, "-f", str(script)], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert "[INFO] table bids created" in out.stdout and "| bids |" in out.stdout.replace("  ", "")
+    out = subprocess.run(
+        [spate, "sql", "--url", sql.url, "-e", "SELECT auction, channel FROM bids WHERE bidder < 3 LIMIT 3"],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    lines = [line for line in out.stdout.splitlines() if line.startswith("|")]
+    assert [c.strip() for c in lines[0].strip("|").split("|")] == ["auction", "channel"]
+    assert [c.strip() for c in lines[1].strip("|").split("|")] == ["1000", "google"]
+    assert "3 rows in set" in out.stdout
+    # The interactive shell reads statements ending with ';' from stdin.
+    out = subprocess.run(
+        [spate, "sql", "--url", sql.url], input="DESCRIBE\n bids;\nSELECT nope FROM bids;\nQUIT;\n",
+        capture_output=True, text=True, timeout=60, env={"HOME": str(tmp_path)},
+    )
+    assert "| auction | BIGINT |" in " ".join(out.stdout.split()).replace("| ", "| ").replace("  ", " ") or "auction" in out.stdout
+    assert "column nope not found" in out.stderr
+    assert out.returncode == 1
+    assert (tmp_path / ".local/state/spate/sql_history").read_text().count("bids") == 2
+    out = subprocess.run([spate, "sql", "--url", sql.url, "-e", "SELEC 1"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 1 and "syntax error at line 1, column 1" in out.stderr
+
+
+def test_jobs_are_listed_stopped_and_measured(sql_broker) -> None:
+    sql = Sql(sql_broker)
+    topic, sink = unique("bids"), unique("copy")
+    create_topic(sql.bootstrap, topic)
+    create_topic(sql.bootstrap, sink)
+    produce_json(sql.bootstrap, topic, bids(25))
+    sql.run(BIDS_DDL.format(name="bids", topic=topic))
+    sql.run(f"CREATE TABLE copy_t (auction BIGINT, price DOUBLE) WITH ('topic' = '{sink}')")
+    [answer] = sql.run("INSERT INTO copy_t SELECT auction, price FROM bids")
+    job = answer["jobId"]
+    wait_until(lambda: sql.job(job)["metrics"]["recordsOut"] == 25, timeout_s=60, what="25 rows out")
+    metrics = requests.get(f"http://{sql_broker.http_addr}/metrics", timeout=10).text
+    assert f'spate_sql_job_records_in_total{{job="{job}"}} 25' in metrics
+    assert f'spate_sql_job_records_out_total{{job="{job}"}} 25' in metrics
+    jobs = sql.run("SHOW JOBS")[0]["rows"]
+    assert [job, "RUNNING"] == jobs[0][:2]
+    explain = sql.run("EXPLAIN SELECT auction, COUNT(*) FROM bids GROUP BY auction")[0]["plan"]
+    assert "GroupAggregate" in explain and "Scan(table=[bids]" in explain
+    sql.run(f"STOP JOB '{job}'")
+    assert sql.job(job)["status"] == "STOPPED"
+    assert len(read_committed(sql.bootstrap, sink)) == 25
+    # A stopped job stays stopped across a restart; its table is still there.
+    sql_broker.stop()
+    sql_broker.start()
+    sql = Sql(sql_broker)
+    assert sql.job(job)["status"] == "STOPPED"
+    assert "copy_t" in [r[0] for r in sql.run("SHOW TABLES")[0]["rows"]]
