@@ -576,3 +576,135 @@ def test_jobs_are_listed_stopped_and_measured(sql_broker) -> None:
     sql = Sql(sql_broker)
     assert sql.job(job)["status"] == "STOPPED"
     assert "copy_t" in [r[0] for r in sql.run("SHOW TABLES")[0]["rows"]]
+
+
+def changelog_until(sql: Sql, query: str, want: list[tuple], timeout_s: float = 60) -> list[tuple]:
+    """Streams an updating (or appending) query and applies its changelog until the rows it
+    holds equal `want` (as a multiset); returns them."""
+    r = requests.post(f"{sql.url}/query-stream", json={"sql": query}, timeout=timeout_s, stream=True)
+    assert r.status_code == 200, r.text
+    rows: list[tuple] = []
+    target = sorted(want, key=repr)
+    deadline = time.monotonic() + timeout_s
+    lines = r.iter_lines()
+    header = json.loads(next(lines))
+    updating = header["columnNames"][0] == "op"
+    try:
+        for line in lines:
+            if not line:
+                continue
+            row = json.loads(line)
+            assert isinstance(row, list), row
+            if updating:
+                op, values = row[0], tuple(row[1:])
+                if op in ("+I", "+U"):
+                    rows.append(values)
+                else:
+                    rows.remove(values)
+            else:
+                rows.append(tuple(row))
+            if sorted(rows, key=repr) == target:
+                return rows
+            assert time.monotonic() < deadline, f"timed out: {sorted(rows, key=repr)} != {target}"
+    finally:
+        r.close()
+    raise AssertionError(f"the query ended with {rows}")
+
+
+@pytest.mark.parametrize("kind", ["INNER", "LEFT", "RIGHT", "FULL"])
+def test_regular_joins_match_duckdb(sql_broker, kind: str) -> None:
+    sql = Sql(sql_broker)
+    orders_topic, customers_topic = unique("orders"), unique("customers")
+    create_topic(sql.bootstrap, orders_topic)
+    create_topic(sql.bootstrap, customers_topic)
+    orders = [{"id": i, "customer": i % 6, "amount": i * 10} for i in range(12)]
+    customers = [{"id": c, "name": f"n{c}"} for c in (0, 1, 2, 3, 9)]
+    produce_json(sql.bootstrap, orders_topic, orders)
+    produce_json(sql.bootstrap, customers_topic, customers)
+    sql.run(f"CREATE TABLE orders (id BIGINT, customer BIGINT, amount BIGINT) WITH ('topic' = '{orders_topic}')")
+    sql.run(f"CREATE TABLE customers (id BIGINT, name STRING) WITH ('topic' = '{customers_topic}')")
+    con = duckdb.connect()
+    con.execute("CREATE TABLE orders AS SELECT * FROM read_json_auto(?)", [json_file(orders)])
+    con.execute("CREATE TABLE customers AS SELECT * FROM read_json_auto(?)", [json_file(customers)])
+    query = (
+        f"SELECT o.id, o.amount, c.name FROM orders o {kind} JOIN customers c ON o.customer = c.id "
+        "AND o.amount > 5"
+    )
+    expected = [tuple(r) for r in con.execute(query).fetchall()]
+    got = changelog_until(sql, query, expected)
+    assert sorted(got, key=repr) == sorted(expected, key=repr)
+
+
+def test_interval_and_window_joins_match_duckdb(sql_broker) -> None:
+    sql = Sql(sql_broker)
+    a_topic, b_topic = unique("impressions"), unique("clicks")
+    create_topic(sql.bootstrap, a_topic)
+    create_topic(sql.bootstrap, b_topic)
+    impressions = [{"ad": i % 4, "id": i, "ts": ts_text(BASE_MS + i * 1000)} for i in range(40)]
+    clicks = [{"ad": i % 4, "id": i, "ts": ts_text(BASE_MS + i * 1000 + (i % 7) * 700)} for i in range(0, 40, 3)]
+    produce_json(sql.bootstrap, a_topic, impressions)
+    produce_json(sql.bootstrap, b_topic, clicks)
+    for name, topic in (("impressions", a_topic), ("clicks", b_topic)):
+        sql.run(
+            f"CREATE TABLE {name} (ad BIGINT, id BIGINT, ts TIMESTAMP(3), WATERMARK FOR ts AS ts - INTERVAL '10' SECOND) "
+            f"WITH ('topic' = '{topic}')"
+        )
+    con = duckdb.connect()
+    con.execute("CREATE TABLE impressions AS SELECT ad, id, ts::TIMESTAMP AS ts FROM read_json_auto(?)", [json_file(impressions)])
+    con.execute("CREATE TABLE clicks AS SELECT ad, id, ts::TIMESTAMP AS ts FROM read_json_auto(?)", [json_file(clicks)])
+    interval = (
+        "SELECT i.id, c.id FROM impressions i JOIN clicks c ON i.ad = c.ad "
+        "AND c.ts BETWEEN i.ts AND i.ts + INTERVAL '3' SECOND"
+    )
+    expected = [tuple(r) for r in con.execute(interval).fetchall()]
+    assert expected, "the data makes no interval matches"
+    explain = sql.run("EXPLAIN " + interval)[0]["plan"]
+    assert "IntervalJoin" in explain, explain
+    assert sorted(changelog_until(sql, interval, expected)) == sorted(expected)
+    window = (
+        "SELECT i.window_start, i.ad, i.n, c.n FROM "
+        "(SELECT window_start, window_end, ad, COUNT(*) AS n FROM TABLE(TUMBLE(TABLE impressions, DESCRIPTOR(ts), INTERVAL '10' SECOND)) GROUP BY window_start, window_end, ad) i "
+        "JOIN "
+        "(SELECT window_start, window_end, ad, COUNT(*) AS n FROM TABLE(TUMBLE(TABLE clicks, DESCRIPTOR(ts), INTERVAL '10' SECOND)) GROUP BY window_start, window_end, ad) c "
+        "ON i.window_start = c.window_start AND i.window_end = c.window_end AND i.ad = c.ad"
+    )
+    duck = con.execute(
+        """SELECT epoch_ms(i.ws), i.ad, i.n, c.n FROM
+           (SELECT time_bucket(INTERVAL 10 SECOND, ts) ws, ad, COUNT(*) n FROM impressions GROUP BY ALL) i
+           JOIN (SELECT time_bucket(INTERVAL 10 SECOND, ts) ws, ad, COUNT(*) n FROM clicks GROUP BY ALL) c
+           ON i.ws = c.ws AND i.ad = c.ad"""
+    ).fetchall()
+    # Only windows the watermark closed (the last event minus the 10 s delay).
+    watermark = BASE_MS + 39 * 1000 - 10_000
+    expected = [tuple(r) for r in duck if r[0] + 10_000 - 1 <= watermark]
+    got = changelog_until(sql, window, [(ts_text(w), a, n, m) for w, a, n, m in expected])
+    assert len(got) == len(expected)
+
+
+def test_temporal_join_uses_the_version_valid_at_the_order_time(sql_broker) -> None:
+    sql = Sql(sql_broker)
+    rates_topic, orders_topic = unique("rates"), unique("orders")
+    create_topic(sql.bootstrap, rates_topic)
+    create_topic(sql.bootstrap, orders_topic)
+    rates = [("EUR", 1.10, 0), ("GBP", 1.30, 0), ("EUR", 1.20, 10_000), ("EUR", 1.25, 20_000), ("XXX", 0.0, 100_000)]
+    produce_json(
+        sql.bootstrap, rates_topic,
+        [{"currency": c, "rate": r, "ts": ts_text(BASE_MS + t)} for c, r, t in rates],
+        keys=[{"currency": c} for c, _, _ in rates],
+    )
+    orders = [(1, "EUR", 5_000), (2, "EUR", 15_000), (3, "GBP", 16_000), (4, "EUR", 25_000), (5, "USD", 26_000), (6, "EUR", 100_000)]
+    produce_json(sql.bootstrap, orders_topic, [{"id": i, "currency": c, "amount": 100, "ts": ts_text(BASE_MS + t)} for i, c, t in orders])
+    sql.run(
+        f"CREATE TABLE rates (currency STRING, rate DOUBLE, ts TIMESTAMP(3), WATERMARK FOR ts AS ts, "
+        f"PRIMARY KEY (currency) NOT ENFORCED) WITH ('connector' = 'upsert-kafka', 'topic' = '{rates_topic}', "
+        f"'key.format' = 'json', 'value.format' = 'json')"
+    )
+    sql.run(
+        f"CREATE TABLE orders (id BIGINT, currency STRING, amount BIGINT, ts TIMESTAMP(3), WATERMARK FOR ts AS ts) "
+        f"WITH ('topic' = '{orders_topic}')"
+    )
+    _, got = sql.query(
+        "SELECT o.id, o.amount * r.rate AS converted FROM orders AS o "
+        "LEFT JOIN rates FOR SYSTEM_TIME AS OF o.ts AS r ON o.currency = r.currency LIMIT 5"
+    )
+    assert sorted(got) == [[1, pytest.approx(110.0)], [2, pytest.approx(120.0)], [3, pytest.approx(130.0)], [4, pytest.approx(125.0)], [5, None]]

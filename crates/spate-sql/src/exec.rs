@@ -100,6 +100,17 @@ pub trait Operator: Send {
     fn describe(&self) -> String;
     /// The changes `input` causes.
     fn process(&mut self, input: Vec<Change>, ctx: &mut OpCtx) -> Result<Vec<Change>, SqlError>;
+    /// The changes the second input's `input` causes (joins); one-input operators have none.
+    fn process_right(
+        &mut self,
+        _input: Vec<Change>,
+        _ctx: &mut OpCtx,
+    ) -> Result<Vec<Change>, SqlError> {
+        Err(SqlError::Runtime(format!(
+            "{} has one input",
+            self.describe()
+        )))
+    }
     /// The watermark advanced to `watermark`: what becomes final.
     fn on_watermark(&mut self, _watermark: i64, _ctx: &mut OpCtx) -> Result<Vec<Change>, SqlError> {
         Ok(Vec::new())

@@ -12,6 +12,7 @@ pub mod exec;
 pub mod expr;
 pub mod format;
 pub mod job;
+pub mod join;
 pub mod functions;
 pub mod parse;
 pub mod plan;

@@ -16,6 +16,7 @@ use crate::exec::{
     WindowAssigner, WindowKind,
 };
 use crate::expr::{self, Expr, Scope, ScopeColumn, Typed, function_args, function_name};
+use crate::join::{Expiry, Join, JoinType, TemporalJoin};
 use crate::parse::TABLE_ARG;
 use crate::types::{DataType, Field, Value};
 
@@ -31,6 +32,8 @@ pub enum Flow {
     Source(usize),
     /// An operator over one input.
     Map(Box<Flow>, Box<dyn Operator>),
+    /// A join: an operator over two inputs.
+    Join(Box<Flow>, Box<Flow>, Box<dyn Operator>),
 }
 
 impl Flow {
@@ -56,6 +59,19 @@ impl Flow {
                 out.push_str(&format!("{pad}{}\n", op.describe()));
                 input.explain(sources, depth + 1, out);
             }
+            Flow::Join(left, right, op) => {
+                out.push_str(&format!("{pad}{}\n", op.describe()));
+                left.explain(sources, depth + 1, out);
+                right.explain(sources, depth + 1, out);
+            }
+        }
+    }
+
+    fn contains(&self, source: usize) -> bool {
+        match self {
+            Flow::Source(i) => *i == source,
+            Flow::Map(input, _) => input.contains(source),
+            Flow::Join(left, right, _) => left.contains(source) || right.contains(source),
         }
     }
 }
@@ -460,6 +476,312 @@ fn window_tvf(
     })
 }
 
+fn split_and(e: &ast::Expr, out: &mut Vec<ast::Expr>) {
+    match e {
+        ast::Expr::BinaryOp {
+            left,
+            op: ast::BinaryOperator::And,
+            right,
+        } => {
+            split_and(left, out);
+            split_and(right, out);
+        }
+        ast::Expr::Nested(inner) if matches!(**inner, ast::Expr::BinaryOp { op: ast::BinaryOperator::And, .. }) => {
+            split_and(inner, out)
+        }
+        other => out.push(other.clone()),
+    }
+}
+
+fn combined_scope(left: &Scope, right: &Scope) -> Scope {
+    let mut columns = left.columns.clone();
+    columns.extend(right.columns.iter().cloned());
+    Scope {
+        columns,
+        substitutions: Vec::new(),
+    }
+}
+
+/// A FROM item with its JOINs, left to right.
+fn plan_joins(
+    item: &ast::TableWithJoins,
+    tables: &dyn Tables,
+    sources: &mut Vec<Source>,
+) -> Result<From, SqlError> {
+    let mut from = plan_from(&item.relation, tables, sources)?;
+    for join in &item.joins {
+        let (kind, constraint) = match &join.join_operator {
+            ast::JoinOperator::Join(c) | ast::JoinOperator::Inner(c) => (JoinType::Inner, c),
+            ast::JoinOperator::Left(c) | ast::JoinOperator::LeftOuter(c) => (JoinType::Left, c),
+            ast::JoinOperator::Right(c) | ast::JoinOperator::RightOuter(c) => (JoinType::Right, c),
+            ast::JoinOperator::FullOuter(c) => (JoinType::Full, c),
+            other => {
+                return Err(SqlError::Unsupported(format!(
+                    "{} joins (INNER, LEFT, RIGHT and FULL joins run)",
+                    match other {
+                        ast::JoinOperator::CrossJoin(_) => "CROSS",
+                        ast::JoinOperator::Semi(_) | ast::JoinOperator::LeftSemi(_) | ast::JoinOperator::RightSemi(_) => "SEMI",
+                        ast::JoinOperator::Anti(_) | ast::JoinOperator::LeftAnti(_) | ast::JoinOperator::RightAnti(_) => "ANTI",
+                        _ => "these",
+                    }
+                )));
+            }
+        };
+        // `FOR SYSTEM_TIME AS OF`: a temporal join against a versioned table.
+        let (relation, as_of) = match &join.relation {
+            TableFactor::Table {
+                name,
+                alias,
+                version: Some(ast::TableVersion::ForSystemTimeAsOf(at)),
+                ..
+            } => (
+                TableFactor::Table {
+                    name: name.clone(),
+                    alias: alias.clone(),
+                    args: None,
+                    with_hints: vec![],
+                    version: None,
+                    with_ordinality: false,
+                    partitions: vec![],
+                    json_path: None,
+                    sample: None,
+                    index_hints: vec![],
+                },
+                Some(at.clone()),
+            ),
+            other => (other.clone(), None),
+        };
+        let right = plan_from(&relation, tables, sources)?;
+        let mut condition = Vec::new();
+        match constraint {
+            ast::JoinConstraint::On(e) => split_and(e, &mut condition),
+            ast::JoinConstraint::Using(columns) => {
+                for c in columns {
+                    let name = object_name(c);
+                    let l = from.scope.resolve(None, &name)?;
+                    let r = right.scope.resolve(None, &name)?;
+                    let qualified = |scope: &Scope, i: usize| {
+                        let c = &scope.columns[i];
+                        ast::Expr::CompoundIdentifier(vec![
+                            ast::Ident::new(c.qualifier.clone().unwrap_or_default()),
+                            ast::Ident::new(c.name.clone()),
+                        ])
+                    };
+                    condition.push(ast::Expr::BinaryOp {
+                        left: Box::new(qualified(&from.scope, l)),
+                        op: ast::BinaryOperator::Eq,
+                        right: Box::new(qualified(&right.scope, r)),
+                    });
+                }
+            }
+            ast::JoinConstraint::Natural => {
+                return Err(SqlError::Unsupported("NATURAL JOIN (name the columns with USING)".into()));
+            }
+            ast::JoinConstraint::None => {}
+        }
+        from = plan_join(from, right, kind, condition, as_of)?;
+    }
+    Ok(from)
+}
+
+/// Where a compiled expression reads a time: (column, offset ms) for `col`, `col + INTERVAL`,
+/// `col - INTERVAL`.
+fn time_term(e: &Expr) -> Option<(usize, i64)> {
+    match e {
+        Expr::Column(i) => Some((*i, 0)),
+        Expr::Binary(op @ (expr::BinOp::Add | expr::BinOp::Sub), a, b) => {
+            let (col, offset) = time_term(a)?;
+            let Some(Value::Interval(ms)) = b.constant() else {
+                return None;
+            };
+            Some((col, if *op == expr::BinOp::Add { offset + ms } else { offset - ms }))
+        }
+        _ => None,
+    }
+}
+
+/// Bounds on `left_time - right_time` a compiled condition sets: (lower, upper).
+fn time_bounds(e: &Expr, left_time: usize, right_time: usize, bounds: &mut (Option<i64>, Option<i64>)) {
+    match e {
+        Expr::And(a, b) => {
+            time_bounds(a, left_time, right_time, bounds);
+            time_bounds(b, left_time, right_time, bounds);
+        }
+        Expr::Binary(op, a, b) => {
+            let (Some((ca, oa)), Some((cb, ob))) = (time_term(a), time_term(b)) else {
+                return;
+            };
+            // a op b  with a = L + oa, b = R + ob  →  L - R op ob - oa (flipped when a is R).
+            let (flip, diff) = if ca == left_time && cb == right_time {
+                (false, ob - oa)
+            } else if ca == right_time && cb == left_time {
+                (true, oa - ob)
+            } else {
+                return;
+            };
+            use expr::BinOp::{Gt, GtEq, Lt, LtEq};
+            let lower_bound = matches!((op, flip), (Gt | GtEq, false) | (Lt | LtEq, true));
+            let upper_bound = matches!((op, flip), (Lt | LtEq, false) | (Gt | GtEq, true));
+            if lower_bound {
+                bounds.0 = Some(bounds.0.map_or(diff, |x: i64| x.max(diff)));
+            } else if upper_bound {
+                bounds.1 = Some(bounds.1.map_or(diff, |x: i64| x.min(diff)));
+            }
+        }
+        _ => {}
+    }
+}
+
+fn plan_join(
+    left: From,
+    right: From,
+    kind: JoinType,
+    condition: Vec<ast::Expr>,
+    as_of: Option<ast::Expr>,
+) -> Result<From, SqlError> {
+    let width = left.scope.columns.len();
+    let right_width = right.scope.columns.len();
+    let scope = combined_scope(&left.scope, &right.scope);
+    let mut left_keys = Vec::new();
+    let mut right_keys = Vec::new();
+    let mut key_columns: Vec<(usize, usize)> = Vec::new();
+    let mut residual: Vec<ast::Expr> = Vec::new();
+    for c in condition {
+        if let ast::Expr::BinaryOp {
+            left: a,
+            op: ast::BinaryOperator::Eq,
+            right: b,
+        } = &c
+        {
+            let pair = match (
+                expr::compile(a, &left.scope),
+                expr::compile(b, &right.scope),
+                expr::compile(b, &left.scope),
+                expr::compile(a, &right.scope),
+            ) {
+                (Ok(l), Ok(r), _, _) if expr::compile(a, &right.scope).is_err() || expr::compile(b, &left.scope).is_err() => Some((l, r)),
+                (_, _, Ok(l), Ok(r)) => Some((l, r)),
+                _ => None,
+            };
+            if let Some((l, r)) = pair {
+                if let (Expr::Column(lc), Expr::Column(rc)) = (&l.expr, &r.expr) {
+                    key_columns.push((*lc, *rc));
+                }
+                left_keys.push(l.expr);
+                right_keys.push(r.expr);
+                continue;
+            }
+        }
+        residual.push(c);
+    }
+    let residual_ast = residual.into_iter().reduce(|a, b| ast::Expr::BinaryOp {
+        left: Box::new(a),
+        op: ast::BinaryOperator::And,
+        right: Box::new(b),
+    });
+    let residual = residual_ast
+        .as_ref()
+        .map(|e| expr::compile(e, &scope))
+        .transpose()?;
+    if let Some(r) = &residual
+        && !matches!(r.data_type, DataType::Boolean | DataType::Null)
+    {
+        return Err(SqlError::Type(format!(
+            "a join condition must be BOOLEAN, got {}",
+            r.data_type
+        )));
+    }
+    if left_keys.is_empty() {
+        return Err(SqlError::Unsupported(
+            "a join without an equality between its two sides (a cross join)".into(),
+        ));
+    }
+    let residual = residual.map(|r| r.expr);
+    if let Some(at) = as_of {
+        if !matches!(kind, JoinType::Inner | JoinType::Left) {
+            return Err(SqlError::Unsupported("temporal joins other than INNER and LEFT".into()));
+        }
+        let at = expr::compile(&at, &left.scope)?;
+        let Expr::Column(left_time) = at.expr else {
+            return Err(SqlError::Type(
+                "FOR SYSTEM_TIME AS OF takes a time column of the left table".into(),
+            ));
+        };
+        let event_time = left.rowtime == Some(left_time) && right.rowtime.is_some();
+        let join = TemporalJoin::new(
+            kind == JoinType::Left,
+            left_keys,
+            right_keys,
+            residual,
+            left_time,
+            if event_time { right.rowtime } else { None },
+            width,
+            right_width,
+        );
+        return Ok(From {
+            flow: Flow::Join(Box::new(left.flow), Box::new(right.flow), Box::new(join)),
+            scope,
+            updating: left.updating,
+            window: left.window,
+            rowtime: left.rowtime,
+            session: None,
+        });
+    }
+    // A window join: both sides windowed, joined on window_start and window_end.
+    if let (Some((lws, lwe)), Some((rws, rwe))) = (left.window, right.window)
+        && key_columns.contains(&(lws, rws))
+        && key_columns.contains(&(lwe, rwe))
+    {
+        let expiry = (
+            Expiry { time: lwe, keep_ms: -1 },
+            Expiry { time: rwe, keep_ms: -1 },
+        );
+        let join = Join::new(kind, left_keys, right_keys, residual, width, right_width, Some(expiry), "WindowJoin");
+        return Ok(From {
+            flow: Flow::Join(Box::new(left.flow), Box::new(right.flow), Box::new(join)),
+            scope,
+            updating: false,
+            window: Some((lws, lwe)),
+            rowtime: left.rowtime,
+            session: None,
+        });
+    }
+    // An interval join: the condition bounds the left time against the right time both ways.
+    if let (Some(lt), Some(rt), Some(r)) = (left.rowtime, right.rowtime, &residual)
+        && !left.updating
+        && !right.updating
+    {
+        let mut bounds = (None, None);
+        time_bounds(r, lt, width + rt, &mut bounds);
+        if let (Some(lower), Some(upper)) = bounds {
+            // A left row meets right rows up to `-lower` later; a right row left rows up to
+            // `upper` later.
+            let expiry = (
+                Expiry { time: lt, keep_ms: (-lower).max(0) + 1 },
+                Expiry { time: rt, keep_ms: upper.max(0) + 1 },
+            );
+            let join = Join::new(kind, left_keys, right_keys, residual, width, right_width, Some(expiry), "IntervalJoin");
+            return Ok(From {
+                flow: Flow::Join(Box::new(left.flow), Box::new(right.flow), Box::new(join)),
+                scope,
+                updating: false,
+                window: None,
+                rowtime: left.rowtime,
+                session: None,
+            });
+        }
+    }
+    let join = Join::new(kind, left_keys, right_keys, residual, width, right_width, None, "Join");
+    Ok(From {
+        flow: Flow::Join(Box::new(left.flow), Box::new(right.flow), Box::new(join)),
+        scope,
+        updating: left.updating || right.updating || kind != JoinType::Inner,
+        window: None,
+        rowtime: None,
+        session: None,
+    })
+}
+
 /// Aggregate calls found in SELECT and HAVING, each once.
 fn collect_aggregates(e: &ast::Expr, out: &mut Vec<ast::Function>) {
     use std::ops::ControlFlow;
@@ -480,22 +802,48 @@ fn plan_select(
     tables: &dyn Tables,
     sources: &mut Vec<Source>,
 ) -> Result<(Flow, Scope, bool, Vec<usize>), SqlError> {
-    if select.from.len() != 1 || !select.from[0].joins.is_empty() {
-        return Err(SqlError::Unsupported(if select.from.is_empty() {
-            "a query without FROM".to_string()
-        } else {
-            "joins (coming next)".to_string()
-        }));
+    if select.from.is_empty() {
+        return Err(SqlError::Unsupported("a query without FROM".into()));
     }
     if select.distinct.is_some() {
         return Err(SqlError::Unsupported("SELECT DISTINCT (use GROUP BY)".into()));
     }
-    let from = plan_from(&select.from[0].relation, tables, sources)?;
+    // WHERE's conjuncts: those relating two tables of a comma join become its condition.
+    let mut conjuncts = Vec::new();
+    if let Some(selection) = &select.selection {
+        split_and(selection, &mut conjuncts);
+    }
+    let mut from = plan_joins(&select.from[0], tables, sources)?;
+    for next in &select.from[1..] {
+        let right = plan_joins(next, tables, sources)?;
+        let mut condition = Vec::new();
+        let mut rest = Vec::new();
+        for c in conjuncts {
+            let left_only = expr::compile(&c, &from.scope).is_ok();
+            let right_only = expr::compile(&c, &right.scope).is_ok();
+            let combined = expr::compile(&c, &combined_scope(&from.scope, &right.scope)).is_ok();
+            if combined && !left_only && !right_only {
+                condition.push(c);
+            } else {
+                rest.push(c);
+            }
+        }
+        conjuncts = rest;
+        from = plan_join(from, right, JoinType::Inner, condition, None)?;
+    }
     let mut flow = from.flow;
     let mut scope = from.scope;
     let mut updating = from.updating;
-    if let Some(selection) = &select.selection {
-        let predicate = expr::compile(selection, &scope)?;
+    if !conjuncts.is_empty() {
+        let selection = conjuncts
+            .into_iter()
+            .reduce(|a, b| ast::Expr::BinaryOp {
+                left: Box::new(a),
+                op: ast::BinaryOperator::And,
+                right: Box::new(b),
+            })
+            .ok_or_else(|| SqlError::Type("an empty WHERE".into()))?;
+        let predicate = expr::compile(&selection, &scope)?;
         if !matches!(predicate.data_type, DataType::Boolean | DataType::Null) {
             return Err(SqlError::Type(format!(
                 "WHERE needs a BOOLEAN condition, got {}",
@@ -674,13 +1022,16 @@ fn plan_select(
             }
         }
     }
+    // Two columns of one name: the later ones are renamed as Flink does (`id`, `id0`, `id1`).
     let mut seen = std::collections::HashSet::new();
-    for c in &columns {
+    for c in &mut columns {
         if !seen.insert(c.name.to_ascii_lowercase()) {
-            return Err(SqlError::Type(format!(
-                "the result has two columns named {}; give one an alias with AS",
-                c.name
-            )));
+            let base = c.name.clone();
+            let mut n = 0;
+            while !seen.insert(format!("{base}{n}").to_ascii_lowercase()) {
+                n += 1;
+            }
+            c.name = format!("{base}{n}");
         }
     }
     let upsert_key = if !upsert_key_inner.is_empty() {
@@ -815,6 +1166,21 @@ impl Flow {
                 }
                 op.process(below, ctx)
             }
+            Flow::Join(left, right, op) => {
+                if left.contains(source) {
+                    let below = left.push(source, changes, ctx)?;
+                    if below.is_empty() {
+                        return Ok(below);
+                    }
+                    op.process(below, ctx)
+                } else {
+                    let below = right.push(source, changes, ctx)?;
+                    if below.is_empty() {
+                        return Ok(below);
+                    }
+                    op.process_right(below, ctx)
+                }
+            }
         }
     }
 
@@ -833,17 +1199,42 @@ impl Flow {
                 out.extend(op.on_watermark(watermark, ctx)?);
                 Ok(out)
             }
+            Flow::Join(left, right, op) => {
+                let from_left = left.advance(watermark, ctx)?;
+                let from_right = right.advance(watermark, ctx)?;
+                let mut out = Vec::new();
+                if !from_left.is_empty() {
+                    out.extend(op.process(from_left, ctx)?);
+                }
+                if !from_right.is_empty() {
+                    out.extend(op.process_right(from_right, ctx)?);
+                }
+                out.extend(op.on_watermark(watermark, ctx)?);
+                Ok(out)
+            }
         }
     }
 
-    /// The operators, root first (their positions name their state in the changelog).
+    /// The operators, root first, depth first, left before right (their positions name their
+    /// state in the changelog).
     pub fn operators(&mut self) -> Vec<&mut Box<dyn Operator>> {
         let mut out = Vec::new();
-        let mut node = self;
-        while let Flow::Map(input, op) = node {
-            out.push(op);
-            node = input;
-        }
+        self.collect(&mut out);
         out
+    }
+
+    fn collect<'a>(&'a mut self, out: &mut Vec<&'a mut Box<dyn Operator>>) {
+        match self {
+            Flow::Source(_) => {}
+            Flow::Map(input, op) => {
+                out.push(op);
+                input.collect(out);
+            }
+            Flow::Join(left, right, op) => {
+                out.push(op);
+                left.collect(out);
+                right.collect(out);
+            }
+        }
     }
 }
