@@ -668,6 +668,7 @@ def test_interval_and_window_joins_match_duckdb(sql_broker) -> None:
         "(SELECT window_start, window_end, ad, COUNT(*) AS n FROM TABLE(TUMBLE(TABLE clicks, DESCRIPTOR(ts), INTERVAL '10' SECOND)) GROUP BY window_start, window_end, ad) c "
         "ON i.window_start = c.window_start AND i.window_end = c.window_end AND i.ad = c.ad"
     )
+    assert "WindowJoin" in sql.run("EXPLAIN " + window)[0]["plan"]
     duck = con.execute(
         """SELECT epoch_ms(i.ws), i.ad, i.n, c.n FROM
            (SELECT time_bucket(INTERVAL 10 SECOND, ts) ws, ad, COUNT(*) n FROM impressions GROUP BY ALL) i
@@ -708,3 +709,47 @@ def test_temporal_join_uses_the_version_valid_at_the_order_time(sql_broker) -> N
         "LEFT JOIN rates FOR SYSTEM_TIME AS OF o.ts AS r ON o.currency = r.currency LIMIT 5"
     )
     assert sorted(got) == [[1, pytest.approx(110.0)], [2, pytest.approx(120.0)], [3, pytest.approx(130.0)], [4, pytest.approx(125.0)], [5, None]]
+
+
+def test_top_n_and_deduplication_match_duckdb(sql_broker) -> None:
+    sql = Sql(sql_broker)
+    topic = unique("bids")
+    create_topic(sql.bootstrap, topic)
+    rows = bids(120)
+    produce_json(sql.bootstrap, topic, rows)
+    sql.run(BIDS_DDL.format(name="bids", topic=topic))
+    con = duckdb.connect()
+    con.execute("CREATE TABLE bids AS SELECT auction, bidder, price, channel, ts::TIMESTAMP AS ts FROM read_json_auto(?)", [json_file(rows)])
+    # Top 2 prices per auction: an updating result; its final rows are DuckDB's.
+    top = (
+        "SELECT auction, price, rn FROM (SELECT auction, price, bidder, "
+        "ROW_NUMBER() OVER (PARTITION BY auction ORDER BY price DESC) AS rn FROM bids) WHERE rn <= 2"
+    )
+    expected = [tuple(r) for r in con.execute(
+        "SELECT auction, price, rn FROM (SELECT auction, price, ROW_NUMBER() OVER (PARTITION BY auction ORDER BY price DESC, rowid) rn FROM bids) WHERE rn <= 2"
+    ).fetchall()]
+    assert sorted(changelog_until(sql, top, expected)) == sorted(expected)
+    # Deduplication: each bidder's first bid.
+    first = (
+        "SELECT bidder, auction FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY bidder ORDER BY ts ASC) AS rn FROM bids) WHERE rn = 1"
+    )
+    expected = [tuple(r) for r in con.execute(
+        "SELECT bidder, auction FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY bidder ORDER BY ts) rn FROM bids) WHERE rn = 1"
+    ).fetchall()]
+    assert sorted(changelog_until(sql, first, expected)) == sorted(expected)
+    # Window Top-N: the two busiest channels of each closed 10 s window, appended once.
+    window_top = (
+        "SELECT window_start, channel, n, rn FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY window_start, window_end "
+        "ORDER BY n DESC, channel ASC) AS rn FROM (SELECT window_start, window_end, channel, COUNT(*) AS n "
+        "FROM TABLE(TUMBLE(TABLE bids, DESCRIPTOR(ts), INTERVAL '10' SECOND)) GROUP BY window_start, window_end, channel)) "
+        "WHERE rn <= 2"
+    )
+    watermark = to_ms(rows[-1]["ts"]) - 1000
+    duck = con.execute(
+        """SELECT epoch_ms(ws), channel, n, rn FROM (SELECT ws, channel, n, ROW_NUMBER() OVER (PARTITION BY ws ORDER BY n DESC, channel) rn
+           FROM (SELECT time_bucket(INTERVAL 10 SECOND, ts) ws, channel, COUNT(*) n FROM bids GROUP BY ALL)) WHERE rn <= 2"""
+    ).fetchall()
+    expected = [(ts_text(w), c, n, rn) for w, c, n, rn in duck if w + 10_000 - 1 <= watermark]
+    header, got = sql.query(window_top + f" LIMIT {len(expected)}")
+    assert header["columnNames"] == ["window_start", "channel", "n", "rn"], "a window Top-N only appends"
+    assert sorted(tuple(r) for r in got) == sorted(expected)

@@ -68,6 +68,9 @@ impl Change {
 pub struct OpCtx {
     /// The watermark the operators have seen (None before the first).
     pub watermark: Option<i64>,
+    /// While a watermark advance runs: the watermark before it. Rows an operator emits
+    /// because of the advance are judged late or not by it downstream, not by the new one.
+    pub prior_watermark: Option<i64>,
     /// Records dropped because their window had closed.
     pub late_dropped: u64,
     /// Rows skipped because an expression failed (error policy `skip`).
@@ -1291,5 +1294,213 @@ impl Operator for Normalize {
 
     fn state_entries(&self) -> usize {
         self.rows.len()
+    }
+}
+
+/// `ROW_NUMBER() OVER (PARTITION BY ... ORDER BY ...)` filtered to the first `limit` rows:
+/// Flink's Top-N (and, with a limit of 1, deduplication). Each batch's changes to a
+/// partition's first rows come out as the difference of before and after: a row that left
+/// them is retracted, one that entered is inserted, one whose number changed is updated. With
+/// `expire` (the partition key holds a window's end), a partition is dropped once the
+/// watermark passes its window, and its rows only append.
+pub struct TopN {
+    partition: Vec<Expr>,
+    order: Vec<(Expr, bool)>,
+    limit: usize,
+    /// Keep every row (an updating input can retract one of the first rows).
+    keep_all: bool,
+    expire: Option<usize>,
+    partitions: HashMap<Vec<Value>, Vec<(Vec<Value>, Vec<Value>)>>,
+    dirty: HashSet<Vec<Value>>,
+}
+
+impl TopN {
+    /// A Top-N: `order` is (expression, descending).
+    pub fn new(
+        partition: Vec<Expr>,
+        order: Vec<(Expr, bool)>,
+        limit: usize,
+        keep_all: bool,
+        expire: Option<usize>,
+    ) -> TopN {
+        TopN {
+            partition,
+            order,
+            limit,
+            keep_all,
+            expire,
+            partitions: HashMap::new(),
+            dirty: HashSet::new(),
+        }
+    }
+
+    fn compare(&self, a: &[Value], b: &[Value]) -> std::cmp::Ordering {
+        for ((_, descending), (x, y)) in self.order.iter().zip(a.iter().zip(b)) {
+            let c = x.total_cmp(y);
+            let c = if *descending { c.reverse() } else { c };
+            if c != std::cmp::Ordering::Equal {
+                return c;
+            }
+        }
+        std::cmp::Ordering::Equal
+    }
+
+    fn first_rows(&self, key: &[Value]) -> Vec<Vec<Value>> {
+        self.partitions
+            .get(key)
+            .map(|rows| rows.iter().take(self.limit).map(|(_, r)| r.clone()).collect())
+            .unwrap_or_default()
+    }
+
+    fn numbered(row: &[Value], n: usize) -> Vec<Value> {
+        let mut out = row.to_vec();
+        out.push(Value::Int(n as i64 + 1));
+        out
+    }
+}
+
+impl Operator for TopN {
+    fn describe(&self) -> String {
+        format!(
+            "Rank(ROW_NUMBER, partition keys={}, order keys={}, rows={}{})",
+            self.partition.len(),
+            self.order.len(),
+            self.limit,
+            if self.expire.is_some() { ", per window" } else { "" }
+        )
+    }
+
+    fn process(&mut self, input: Vec<Change>, ctx: &mut OpCtx) -> Result<Vec<Change>, SqlError> {
+        let eval = ctx.eval_context();
+        let mut before: HashMap<Vec<Value>, Vec<Vec<Value>>> = HashMap::new();
+        let mut order_of_keys = Vec::new();
+        for change in input {
+            let key: Vec<Value> = self
+                .partition
+                .iter()
+                .map(|e| e.eval(&change.row, &eval))
+                .collect::<Result<_, _>>()?;
+            if let Some(end) = self.expire
+                && let (Some(Value::Timestamp(e)), Some(w)) = (key.get(end), ctx.watermark)
+                && e - 1 <= w
+            {
+                ctx.late_dropped += 1;
+                continue;
+            }
+            let sort: Vec<Value> = self
+                .order
+                .iter()
+                .map(|(e, _)| e.eval(&change.row, &eval))
+                .collect::<Result<_, _>>()?;
+            if !before.contains_key(&key) {
+                before.insert(key.clone(), self.first_rows(&key));
+                order_of_keys.push(key.clone());
+            }
+            let limit = self.limit;
+            let keep_all = self.keep_all;
+            let mut rows = self.partitions.remove(&key).unwrap_or_default();
+            if change.kind.adds() {
+                // After every row that sorts before or equal to it (ties: arrival order).
+                let at = rows.partition_point(|(s, _)| self.compare(s, &sort) != std::cmp::Ordering::Greater);
+                rows.insert(at, (sort, change.row));
+                if !keep_all {
+                    rows.truncate(limit);
+                }
+            } else if let Some(pos) = rows.iter().position(|(_, r)| *r == change.row) {
+                rows.remove(pos);
+            }
+            if rows.is_empty() {
+                self.partitions.remove(&key);
+            } else {
+                self.partitions.insert(key.clone(), rows);
+            }
+            self.dirty.insert(key);
+        }
+        let mut out = Vec::new();
+        for key in order_of_keys {
+            let old = before.remove(&key).unwrap_or_default();
+            let new = self.first_rows(&key);
+            for i in 0..old.len().max(new.len()) {
+                match (old.get(i), new.get(i)) {
+                    (Some(a), Some(b)) if a == b => {}
+                    (Some(a), Some(b)) => {
+                        out.push(Change {
+                            kind: Kind::UpdateBefore,
+                            row: TopN::numbered(a, i),
+                        });
+                        out.push(Change {
+                            kind: Kind::UpdateAfter,
+                            row: TopN::numbered(b, i),
+                        });
+                    }
+                    (Some(a), None) => out.push(Change {
+                        kind: Kind::Delete,
+                        row: TopN::numbered(a, i),
+                    }),
+                    (None, Some(b)) => out.push(Change::insert(TopN::numbered(b, i))),
+                    (None, None) => {}
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn on_watermark(&mut self, watermark: i64, _ctx: &mut OpCtx) -> Result<Vec<Change>, SqlError> {
+        if let Some(end) = self.expire {
+            let gone: Vec<Vec<Value>> = self
+                .partitions
+                .keys()
+                .filter(|k| matches!(k.get(end), Some(Value::Timestamp(e)) if e - 1 <= watermark))
+                .cloned()
+                .collect();
+            for key in gone {
+                self.partitions.remove(&key);
+                self.dirty.insert(key);
+            }
+        }
+        Ok(Vec::new())
+    }
+
+    fn snapshot(&mut self) -> Vec<(String, Option<Json>)> {
+        let dirty: Vec<Vec<Value>> = self.dirty.drain().collect();
+        dirty
+            .into_iter()
+            .map(|key| {
+                let name = Json::Array(key.iter().map(encode_state).collect()).to_string();
+                let value = self.partitions.get(&key).map(|rows| {
+                    Json::Array(
+                        rows.iter()
+                            .map(|(s, r)| {
+                                json!([
+                                    s.iter().map(encode_state).collect::<Vec<_>>(),
+                                    r.iter().map(encode_state).collect::<Vec<_>>()
+                                ])
+                            })
+                            .collect(),
+                    )
+                });
+                (name, value)
+            })
+            .collect()
+    }
+
+    fn restore(&mut self, key: &str, value: &Json) -> Result<(), SqlError> {
+        let bad = || SqlError::Runtime(format!("unreadable rank state for key {key}"));
+        let values = |j: &Json| -> Option<Vec<Value>> { j.as_array()?.iter().map(decode_state).collect() };
+        let key: Json = serde_json::from_str(key).map_err(|_| bad())?;
+        let key = values(&key).ok_or_else(bad)?;
+        let rows = value
+            .as_array()
+            .ok_or_else(bad)?
+            .iter()
+            .map(|pair| Some((values(pair.get(0)?)?, values(pair.get(1)?)?)))
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(bad)?;
+        self.partitions.insert(key, rows);
+        Ok(())
+    }
+
+    fn state_entries(&self) -> usize {
+        self.partitions.values().map(Vec::len).sum()
     }
 }

@@ -426,6 +426,7 @@ pub fn run(
         if let Some(wm) = flow_wm
             && ctx.watermark.is_none_or(|current| wm > current)
         {
+            ctx.prior_watermark = ctx.watermark;
             ctx.watermark = Some(wm);
             metrics.watermark_ms.store(wm, Ordering::Relaxed);
             out.extend(planned.flow.advance(wm, &mut ctx).inspect_err(|_| abort(producer.as_ref()))?);

@@ -12,7 +12,7 @@ use sqlparser::ast::{self, GroupByExpr, SelectItem, SetExpr, TableFactor};
 use crate::catalog::Table;
 use crate::errors::SqlError;
 use crate::exec::{
-    AggCall, AggKind, Aggregate, Change, Filter, Normalize, OpCtx, Operator, Project,
+    AggCall, AggKind, Aggregate, Change, Filter, Normalize, OpCtx, Operator, Project, TopN,
     WindowAssigner, WindowKind,
 };
 use crate::expr::{self, Expr, Scope, ScopeColumn, Typed, function_args, function_name};
@@ -263,15 +263,23 @@ fn plan_from(
                     c.qualifier = Some(alias.name.value.clone());
                 }
             }
-            let rowtime = scope
-                .columns
-                .iter()
-                .position(|c| c.name.eq_ignore_ascii_case("window_time"));
+            // A window aggregate's window_start, window_end and window_time stay what they are.
+            let position = |name: &str| {
+                scope
+                    .columns
+                    .iter()
+                    .position(|c| c.name.eq_ignore_ascii_case(name))
+            };
+            let rowtime = position("window_time");
+            let window = match (position("window_start"), position("window_end")) {
+                (Some(s), Some(e)) if !updating => Some((s, e)),
+                _ => None,
+            };
             Ok(From {
                 flow,
                 scope,
                 updating,
-                window: None,
+                window,
                 rowtime,
                 session: None,
             })
@@ -782,6 +790,180 @@ fn plan_join(
     })
 }
 
+/// `SELECT ... FROM (SELECT ..., ROW_NUMBER() OVER (...) AS rn FROM ...) WHERE rn <= N`:
+/// the inner select, its alias, the position of the ROW_NUMBER item, and N.
+#[allow(clippy::type_complexity)]
+fn top_n_pattern<'a>(
+    select: &'a ast::Select,
+    conjuncts: &[ast::Expr],
+) -> Result<Option<(&'a ast::Select, Option<String>, usize, u64)>, SqlError> {
+    let [only] = select.from.as_slice() else {
+        return Ok(None);
+    };
+    let TableFactor::Derived {
+        subquery, alias, ..
+    } = &only.relation
+    else {
+        return Ok(None);
+    };
+    if !only.joins.is_empty() {
+        return Ok(None);
+    }
+    let SetExpr::Select(inner) = &*subquery.body else {
+        return Ok(None);
+    };
+    let Some((item, rn)) = inner.projection.iter().enumerate().find_map(|(i, item)| match item {
+        SelectItem::ExprWithAlias {
+            expr: ast::Expr::Function(f),
+            alias,
+        } if f.over.is_some() => Some((i, (function_name(f), alias.value.clone()))),
+        _ => None,
+    }) else {
+        return Ok(None);
+    };
+    let (function, rn) = rn;
+    if function != "ROW_NUMBER" {
+        return Err(SqlError::Unsupported(format!(
+            "{function}() OVER: Top-N and deduplication take ROW_NUMBER()"
+        )));
+    }
+    let is_rn = |e: &ast::Expr| match e {
+        ast::Expr::Identifier(i) => i.value.eq_ignore_ascii_case(&rn),
+        ast::Expr::CompoundIdentifier(parts) => {
+            parts.last().is_some_and(|p| p.value.eq_ignore_ascii_case(&rn))
+        }
+        _ => false,
+    };
+    let number = |e: &ast::Expr| match e {
+        ast::Expr::Value(v) => match &v.value {
+            ast::Value::Number(n, _) => n.parse::<u64>().ok(),
+            _ => None,
+        },
+        _ => None,
+    };
+    let mut limit = None;
+    for c in conjuncts {
+        if let ast::Expr::BinaryOp { left, op, right } = c {
+            let bound = match (is_rn(left), is_rn(right), op) {
+                (true, _, ast::BinaryOperator::LtEq | ast::BinaryOperator::Eq) => number(right),
+                (true, _, ast::BinaryOperator::Lt) => number(right).map(|n| n.saturating_sub(1)),
+                (_, true, ast::BinaryOperator::GtEq | ast::BinaryOperator::Eq) => number(left),
+                (_, true, ast::BinaryOperator::Gt) => number(left).map(|n| n.saturating_sub(1)),
+                _ => None,
+            };
+            if let Some(n) = bound {
+                limit = Some(limit.map_or(n, |l: u64| l.min(n)));
+            }
+        }
+    }
+    let Some(n) = limit.filter(|n| *n > 0) else {
+        return Err(SqlError::Unsupported(format!(
+            "ROW_NUMBER() OVER without a bound on {rn} in the outer WHERE ({rn} <= N): an unbounded rank"
+        )));
+    };
+    Ok(Some((inner, alias.as_ref().map(|a| a.name.value.clone()), item, n)))
+}
+
+fn plan_top_n(
+    inner: &ast::Select,
+    alias: Option<String>,
+    item: usize,
+    n: u64,
+    tables: &dyn Tables,
+    sources: &mut Vec<Source>,
+) -> Result<From, SqlError> {
+    let SelectItem::ExprWithAlias {
+        expr: ast::Expr::Function(f),
+        alias: rn,
+    } = &inner.projection[item]
+    else {
+        return Err(SqlError::Type("not a ROW_NUMBER() item".into()));
+    };
+    let Some(ast::WindowType::WindowSpec(spec)) = &f.over else {
+        return Err(SqlError::Unsupported("a named window in OVER".into()));
+    };
+    let mut stripped = inner.clone();
+    stripped.projection.remove(item);
+    let (flow, scope, updating, _) = plan_select(&stripped, tables, sources)?;
+    let partition = spec
+        .partition_by
+        .iter()
+        .map(|e| expr::compile(e, &scope))
+        .collect::<Result<Vec<_>, _>>()?;
+    let order = spec
+        .order_by
+        .iter()
+        .map(|o| {
+            Ok((
+                expr::compile(&o.expr, &scope)?.expr,
+                o.options.asc == Some(false),
+            ))
+        })
+        .collect::<Result<Vec<_>, SqlError>>()?;
+    if order.is_empty() {
+        return Err(SqlError::Type("ROW_NUMBER() OVER needs an ORDER BY".into()));
+    }
+    let expire = if updating {
+        None
+    } else {
+        partition.iter().position(|p| {
+            matches!(p.expr, Expr::Column(c) if scope.columns[c].name.eq_ignore_ascii_case("window_end"))
+        })
+    };
+    let partition_columns: Vec<Option<usize>> = partition
+        .iter()
+        .map(|p| match p.expr {
+            Expr::Column(c) => Some(c),
+            _ => None,
+        })
+        .collect();
+    let top = TopN::new(
+        partition.into_iter().map(|p| p.expr).collect(),
+        order,
+        n as usize,
+        updating,
+        expire,
+    );
+    let mut flow = Flow::Map(Box::new(flow), Box::new(top));
+    // The row number goes back where ROW_NUMBER() was written.
+    let width = scope.columns.len();
+    let mut positions: Vec<usize> = (0..width).collect();
+    positions.insert(item.min(width), width);
+    flow = Flow::Map(
+        Box::new(flow),
+        Box::new(Project::new(positions.iter().map(|i| Expr::Column(*i)).collect())),
+    );
+    let mut columns = scope.columns.clone();
+    columns.insert(
+        item.min(width),
+        ScopeColumn {
+            qualifier: None,
+            name: rn.value.clone(),
+            data_type: DataType::BigInt,
+        },
+    );
+    if let Some(a) = &alias {
+        for c in &mut columns {
+            c.qualifier = Some(a.clone());
+        }
+    }
+    let _ = partition_columns;
+    let rowtime = columns
+        .iter()
+        .position(|c| c.name.eq_ignore_ascii_case("window_time"));
+    Ok(From {
+        flow,
+        scope: Scope {
+            columns,
+            substitutions: Vec::new(),
+        },
+        updating: expire.is_none(),
+        window: None,
+        rowtime,
+        session: None,
+    })
+}
+
 /// Aggregate calls found in SELECT and HAVING, each once.
 fn collect_aggregates(e: &ast::Expr, out: &mut Vec<ast::Function>) {
     use std::ops::ControlFlow;
@@ -813,7 +995,10 @@ fn plan_select(
     if let Some(selection) = &select.selection {
         split_and(selection, &mut conjuncts);
     }
-    let mut from = plan_joins(&select.from[0], tables, sources)?;
+    let mut from = match top_n_pattern(select, &conjuncts)? {
+        Some((inner, alias, item, n)) => plan_top_n(inner, alias, item, n, tables, sources)?,
+        None => plan_joins(&select.from[0], tables, sources)?,
+    };
     for next in &select.from[1..] {
         let right = plan_joins(next, tables, sources)?;
         let mut condition = Vec::new();
@@ -1194,7 +1379,10 @@ impl Flow {
                 let mut out = if below.is_empty() {
                     below
                 } else {
-                    op.process(below, ctx)?
+                    let current = std::mem::replace(&mut ctx.watermark, ctx.prior_watermark);
+                    let processed = op.process(below, ctx);
+                    ctx.watermark = current;
+                    processed?
                 };
                 out.extend(op.on_watermark(watermark, ctx)?);
                 Ok(out)
@@ -1203,12 +1391,16 @@ impl Flow {
                 let from_left = left.advance(watermark, ctx)?;
                 let from_right = right.advance(watermark, ctx)?;
                 let mut out = Vec::new();
+                let current = std::mem::replace(&mut ctx.watermark, ctx.prior_watermark);
+                let mut processed = Ok(());
                 if !from_left.is_empty() {
-                    out.extend(op.process(from_left, ctx)?);
+                    processed = op.process(from_left, ctx).map(|c| out.extend(c));
                 }
-                if !from_right.is_empty() {
-                    out.extend(op.process_right(from_right, ctx)?);
+                if processed.is_ok() && !from_right.is_empty() {
+                    processed = op.process_right(from_right, ctx).map(|c| out.extend(c));
                 }
+                ctx.watermark = current;
+                processed?;
                 out.extend(op.on_watermark(watermark, ctx)?);
                 Ok(out)
             }

@@ -1,0 +1,2 @@
+-- Query 0: pass through.
+SELECT auction, bidder, price, "dateTime", extra FROM bid;
