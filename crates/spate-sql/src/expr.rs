@@ -406,7 +406,13 @@ pub fn compile(expr: &ast::Expr, scope: &Scope) -> Result<Typed, SqlError> {
         ast::Expr::CompoundIdentifier(parts) => {
             let names: Vec<&str> = parts.iter().map(|p| p.value.as_str()).collect();
             // `t.col.field...` or `col.field...`
-            if names.len() >= 2 && scope.resolve(Some(names[0]), names[1]).is_ok() {
+            let is_qualifier = scope.columns.iter().any(|c| {
+                c.qualifier
+                    .as_deref()
+                    .is_some_and(|q| q.eq_ignore_ascii_case(names[0]))
+            });
+            let is_column = scope.resolve(None, names[0]).is_ok();
+            if names.len() >= 2 && (scope.resolve(Some(names[0]), names[1]).is_ok() || (is_qualifier && !is_column)) {
                 column(scope, Some(names[0]), names[1], &names[2..])
             } else {
                 column(scope, None, names[0], &names[1..])
