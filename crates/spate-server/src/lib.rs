@@ -518,9 +518,17 @@ impl Server {
                     http_auth::Listener::Sql,
                 )
             };
-            sql_worker(&config, kafka_addr, registry_addr, listener, sql_engine, wrap, async move {
-                let _ = sql_stopped.await;
-            })
+            sql_worker(
+                &config,
+                kafka_addr,
+                registry_addr,
+                listener,
+                sql_engine,
+                wrap,
+                async move {
+                    let _ = sql_stopped.await;
+                },
+            )
         });
 
         shutdown.await;

@@ -33,7 +33,9 @@ impl IntoResponse for ApiError {
         };
         (
             status,
-            Json(json!({"@type": kind, "error_code": self.0.code(), "message": self.0.to_string()})),
+            Json(
+                json!({"@type": kind, "error_code": self.0.code(), "message": self.0.to_string()}),
+            ),
         )
             .into_response()
     }
@@ -72,7 +74,9 @@ pub fn router(engine: Arc<Engine>) -> axum::Router {
 }
 
 async fn info() -> Json<JsonValue> {
-    Json(json!({"SpateSqlInfo": {"version": env!("CARGO_PKG_VERSION"), "dialect": "flink", "status": "RUNNING"}}))
+    Json(
+        json!({"SpateSqlInfo": {"version": env!("CARGO_PKG_VERSION"), "dialect": "flink", "status": "RUNNING"}}),
+    )
 }
 
 async fn health() -> Json<JsonValue> {
@@ -147,7 +151,10 @@ async fn query_stream(
             let error = Arc::clone(&error);
             async move {
                 if let Some(h) = header {
-                    return Some((Ok::<_, std::io::Error>(format!("{h}\n")), (None, rows, guard, false)));
+                    return Some((
+                        Ok::<_, std::io::Error>(format!("{h}\n")),
+                        (None, rows, guard, false),
+                    ));
                 }
                 if done {
                     return None;
@@ -180,10 +187,10 @@ async fn query_stream(
             }
         },
     );
-    Ok(Response::builder()
+    Response::builder()
         .header(header::CONTENT_TYPE, "application/x-ndjson")
         .body(Body::from_stream(lines))
-        .map_err(|e| ApiError(SqlError::Io(e.to_string())))?)
+        .map_err(|e| ApiError(SqlError::Io(e.to_string())))
 }
 
 async fn jobs(State(engine): State<Arc<Engine>>) -> Json<JsonValue> {

@@ -469,7 +469,9 @@ pub const DEFAULT_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_
 /// Flink's durations: `500 ms`, `5 s`, `5s`, `1 min`, `2 h`, or milliseconds alone.
 pub fn parse_duration(text: &str) -> Option<std::time::Duration> {
     let text = text.trim();
-    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
     let n: u64 = text[..split].parse().ok()?;
     let ms = match text[split..].trim().to_ascii_lowercase().as_str() {
         "" | "ms" | "milli" | "millis" | "millisecond" | "milliseconds" => n,
@@ -596,8 +598,8 @@ mod tests {
         assert!(e.to_string().contains("unsupported option 'topik'"), "{e}");
         let e = declare("CREATE TABLE t (a INT) WITH ('value.format' = 'xml')").expect_err("bad");
         assert!(e.to_string().contains("'xml'"), "{e}");
-        let e = declare("CREATE TABLE t (a INT) WITH ('connector' = 'upsert-kafka')")
-            .expect_err("bad");
+        let e =
+            declare("CREATE TABLE t (a INT) WITH ('connector' = 'upsert-kafka')").expect_err("bad");
         assert!(e.to_string().contains("PRIMARY KEY"), "{e}");
         let e = declare("CREATE TABLE t (a INT, WATERMARK FOR a AS a) WITH ()").expect_err("bad");
         assert!(e.to_string().contains("TIMESTAMP"), "{e}");

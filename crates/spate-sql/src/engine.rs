@@ -182,14 +182,18 @@ impl Outcome {
     /// The JSON answer.
     pub fn to_json(&self, statement: &str) -> Json {
         match self {
-            Outcome::Done(message) => json!({"statementText": statement, "type": "done", "message": message}),
+            Outcome::Done(message) => {
+                json!({"statementText": statement, "type": "done", "message": message})
+            }
             Outcome::Job { id, message } => {
                 json!({"statementText": statement, "type": "job", "jobId": id, "message": message})
             }
             Outcome::Rows { columns, rows } => {
                 json!({"statementText": statement, "type": "rows", "columnNames": columns, "rows": rows})
             }
-            Outcome::Plan(plan) => json!({"statementText": statement, "type": "explain", "plan": plan}),
+            Outcome::Plan(plan) => {
+                json!({"statementText": statement, "type": "explain", "plan": plan})
+            }
         }
     }
 }
@@ -279,8 +283,16 @@ impl Engine {
             }
         }
         for (id, value) in jobs {
-            let sql = value.get("sql").and_then(Json::as_str).unwrap_or_default().to_string();
-            let sink = value.get("sink").and_then(Json::as_str).unwrap_or_default().to_string();
+            let sql = value
+                .get("sql")
+                .and_then(Json::as_str)
+                .unwrap_or_default()
+                .to_string();
+            let sink = value
+                .get("sink")
+                .and_then(Json::as_str)
+                .unwrap_or_default()
+                .to_string();
             let created_ms = value.get("created").and_then(Json::as_i64).unwrap_or(0);
             let running = value.get("state").and_then(Json::as_str) == Some("RUNNING");
             let entry = JobEntry {
@@ -310,10 +322,12 @@ impl Engine {
 
     fn ensure_topic(&self, topic: &str) -> Result<(), SqlError> {
         use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-        let admin: AdminClient<rdkafka::client::DefaultClientContext> = client_config(&self.config.cluster)
-            .create()
-            .map_err(kafka_error("creating the admin client"))?;
-        let new = NewTopic::new(topic, 1, TopicReplication::Fixed(1)).set("cleanup.policy", "compact");
+        let admin: AdminClient<rdkafka::client::DefaultClientContext> =
+            client_config(&self.config.cluster)
+                .create()
+                .map_err(kafka_error("creating the admin client"))?;
+        let new =
+            NewTopic::new(topic, 1, TopicReplication::Fixed(1)).set("cleanup.policy", "compact");
         let results = futures::executor::block_on(admin.create_topics(
             [&new],
             &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
@@ -349,7 +363,9 @@ impl Engine {
             let mut seq = 0usize;
             loop {
                 if Instant::now() > deadline {
-                    return Err(SqlError::Io("reading the statements topic timed out".into()));
+                    return Err(SqlError::Io(
+                        "reading the statements topic timed out".into(),
+                    ));
                 }
                 match consumer.poll(Duration::from_millis(200)) {
                     Some(Ok(m)) => {
@@ -389,7 +405,8 @@ impl Engine {
     /// Writes a record of `_spate-sql` and waits until it is acknowledged.
     fn write(&self, key: &str, value: Option<Json>) -> Result<(), SqlError> {
         let payload = value.map(|v| v.to_string());
-        let mut record: BaseRecord<'_, str, str> = BaseRecord::to(&self.config.statements_topic).key(key);
+        let mut record: BaseRecord<'_, str, str> =
+            BaseRecord::to(&self.config.statements_topic).key(key);
         if let Some(p) = &payload {
             record = record.payload(p.as_str());
         }
@@ -511,10 +528,7 @@ impl Engine {
                 );
                 let table = self.declare(&ddl)?;
                 self.ensure_topic(&view_table)?;
-                self.write(
-                    &format!("table:{}", view_table),
-                    Some(json!({"sql": ddl})),
-                )?;
+                self.write(&format!("table:{}", view_table), Some(json!({"sql": ddl})))?;
                 self.catalog.write().put(table);
                 let id = self.submit_job(text, &view_table)?;
                 self.write(
@@ -528,7 +542,8 @@ impl Engine {
                 })
             }
             Statement::Query(_) => Err(SqlError::Unsupported(
-                "a query here: SELECT streams its results from POST /query-stream (or `spate sql`)".into(),
+                "a query here: SELECT streams its results from POST /query-stream (or `spate sql`)"
+                    .into(),
             )),
             Statement::Explain(inner) => {
                 let query = match &**inner {
@@ -565,11 +580,23 @@ impl Engine {
                     .collect(),
             }),
             Statement::ShowJobs => Ok(Outcome::Rows {
-                columns: vec!["job id".into(), "status".into(), "sink".into(), "statement".into()],
+                columns: vec![
+                    "job id".into(),
+                    "status".into(),
+                    "sink".into(),
+                    "statement".into(),
+                ],
                 rows: self
                     .jobs()
                     .into_iter()
-                    .map(|j| vec![j["id"].clone(), j["status"].clone(), j["sink"].clone(), j["statement"].clone()])
+                    .map(|j| {
+                        vec![
+                            j["id"].clone(),
+                            j["status"].clone(),
+                            j["sink"].clone(),
+                            j["statement"].clone(),
+                        ]
+                    })
                     .collect(),
             }),
             Statement::Describe(name) => {
@@ -605,7 +632,8 @@ impl Engine {
                             .lock()
                             .iter()
                             .filter(|(_, j)| {
-                                *j.state.lock() == JobState::Running && j.sink.eq_ignore_ascii_case(name)
+                                *j.state.lock() == JobState::Running
+                                    && j.sink.eq_ignore_ascii_case(name)
                             })
                             .map(|(id, _)| id.clone())
                             .collect();
@@ -617,10 +645,13 @@ impl Engine {
                         }
                         self.write(&format!("table:{}", name.to_ascii_lowercase()), None)?;
                         self.catalog.write().remove(name);
-                        Ok(Outcome::Done(format!("table {name} dropped (its topic is kept)")))
+                        Ok(Outcome::Done(format!(
+                            "table {name} dropped (its topic is kept)"
+                        )))
                     }
                     DropKind::View => {
-                        let Some(view) = self.views.write().remove(&name.to_ascii_lowercase()) else {
+                        let Some(view) = self.views.write().remove(&name.to_ascii_lowercase())
+                        else {
                             if *if_exists {
                                 return Ok(Outcome::Done(format!("view {name} does not exist")));
                             }
@@ -645,9 +676,10 @@ impl Engine {
 
     fn ensure_sink_topic(&self, topic: &str) -> Result<(), SqlError> {
         use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-        let admin: AdminClient<rdkafka::client::DefaultClientContext> = client_config(&self.config.cluster)
-            .create()
-            .map_err(kafka_error("creating the admin client"))?;
+        let admin: AdminClient<rdkafka::client::DefaultClientContext> =
+            client_config(&self.config.cluster)
+                .create()
+                .map_err(kafka_error("creating the admin client"))?;
         let new = NewTopic::new(topic, 1, TopicReplication::Fixed(1));
         let results = futures::executor::block_on(admin.create_topics(
             [&new],
@@ -702,9 +734,10 @@ impl Engine {
         check_sink(&sink_table, &planned)?;
         let encoder = Encoder::new(Arc::clone(&sink_table))?;
         let mut jobs = self.jobs.lock();
-        let entry = jobs
-            .get_mut(id)
-            .ok_or_else(|| SqlError::NotFound { kind: "job", name: id.to_string() })?;
+        let entry = jobs.get_mut(id).ok_or_else(|| SqlError::NotFound {
+            kind: "job",
+            name: id.to_string(),
+        })?;
         entry.stop.store(false, Ordering::Relaxed);
         *entry.state.lock() = JobState::Running;
         let stop = Arc::clone(&entry.stop);
@@ -721,7 +754,14 @@ impl Engine {
         let thread = std::thread::Builder::new()
             .name(format!("sql-{id}"))
             .spawn(move || {
-                let result = job::run(&cluster, planned, Output::Topic(encoder, topic), &options, &stop, &metrics);
+                let result = job::run(
+                    &cluster,
+                    planned,
+                    Output::Topic(encoder, topic),
+                    &options,
+                    &stop,
+                    &metrics,
+                );
                 match result {
                     Ok(()) => *state.lock() = JobState::Stopped,
                     Err(e) => {
@@ -739,9 +779,10 @@ impl Engine {
     pub fn stop_job(&self, id: &str) -> Result<(), SqlError> {
         let thread = {
             let mut jobs = self.jobs.lock();
-            let entry = jobs
-                .get_mut(id)
-                .ok_or_else(|| SqlError::NotFound { kind: "job", name: id.to_string() })?;
+            let entry = jobs.get_mut(id).ok_or_else(|| SqlError::NotFound {
+                kind: "job",
+                name: id.to_string(),
+            })?;
             entry.stop.store(true, Ordering::Relaxed);
             entry.thread.take()
         };
@@ -750,9 +791,10 @@ impl Engine {
         }
         let (sql, sink, created) = {
             let jobs = self.jobs.lock();
-            let entry = jobs
-                .get(id)
-                .ok_or_else(|| SqlError::NotFound { kind: "job", name: id.to_string() })?;
+            let entry = jobs.get(id).ok_or_else(|| SqlError::NotFound {
+                kind: "job",
+                name: id.to_string(),
+            })?;
             *entry.state.lock() = JobState::Stopped;
             (entry.sql.clone(), entry.sink.clone(), entry.created_ms)
         };
@@ -796,7 +838,10 @@ impl Engine {
             .lock()
             .get(id)
             .map(|j| job_json(id, j))
-            .ok_or_else(|| SqlError::NotFound { kind: "job", name: id.to_string() })
+            .ok_or_else(|| SqlError::NotFound {
+                kind: "job",
+                name: id.to_string(),
+            })
     }
 
     /// The view `name`.
@@ -805,12 +850,19 @@ impl Engine {
             .read()
             .get(&name.to_ascii_lowercase())
             .cloned()
-            .ok_or_else(|| SqlError::NotFound { kind: "view", name: name.to_string() })
+            .ok_or_else(|| SqlError::NotFound {
+                kind: "view",
+                name: name.to_string(),
+            })
     }
 
     /// The names of the tables.
     pub fn table_names(&self) -> Vec<String> {
-        self.catalog.read().tables().map(|t| t.name.clone()).collect()
+        self.catalog
+            .read()
+            .tables()
+            .map(|t| t.name.clone())
+            .collect()
     }
 
     /// Prometheus text for every job.
@@ -818,18 +870,63 @@ impl Engine {
         use std::fmt::Write as _;
         type Read = fn(&JobMetrics) -> i64;
         let series: [(&str, &str, &str, Read); 9] = [
-            ("spate_sql_job_records_in_total", "counter", "Records a job read.", |m| m.records_in.load(Ordering::Relaxed) as i64),
-            ("spate_sql_job_records_out_total", "counter", "Rows a job wrote.", |m| m.records_out.load(Ordering::Relaxed) as i64),
-            ("spate_sql_job_late_records_dropped_total", "counter", "Rows dropped because their window had closed.", |m| m.late_dropped.load(Ordering::Relaxed) as i64),
-            ("spate_sql_job_records_skipped_total", "counter", "Records skipped by the error policy.", |m| m.skipped.load(Ordering::Relaxed) as i64),
-            ("spate_sql_job_checkpoints_total", "counter", "Checkpoints committed.", |m| m.checkpoints.load(Ordering::Relaxed) as i64),
-            ("spate_sql_job_checkpoint_duration_us", "gauge", "The last checkpoint's duration.", |m| m.checkpoint_us.load(Ordering::Relaxed) as i64),
-            ("spate_sql_job_state_entries", "gauge", "Keyed state entries a job holds.", |m| m.state_entries.load(Ordering::Relaxed) as i64),
-            ("spate_sql_job_consumer_lag_records", "gauge", "Records between a job's position and its sources' ends.", |m| m.lag_records.load(Ordering::Relaxed) as i64),
-            ("spate_sql_job_watermark_lag_ms", "gauge", "How far the job's watermark is behind the wall clock.", |m| {
-                let wm = m.watermark_ms.load(Ordering::Relaxed);
-                if wm == i64::MIN { -1 } else { now_ms() - wm }
-            }),
+            (
+                "spate_sql_job_records_in_total",
+                "counter",
+                "Records a job read.",
+                |m| m.records_in.load(Ordering::Relaxed) as i64,
+            ),
+            (
+                "spate_sql_job_records_out_total",
+                "counter",
+                "Rows a job wrote.",
+                |m| m.records_out.load(Ordering::Relaxed) as i64,
+            ),
+            (
+                "spate_sql_job_late_records_dropped_total",
+                "counter",
+                "Rows dropped because their window had closed.",
+                |m| m.late_dropped.load(Ordering::Relaxed) as i64,
+            ),
+            (
+                "spate_sql_job_records_skipped_total",
+                "counter",
+                "Records skipped by the error policy.",
+                |m| m.skipped.load(Ordering::Relaxed) as i64,
+            ),
+            (
+                "spate_sql_job_checkpoints_total",
+                "counter",
+                "Checkpoints committed.",
+                |m| m.checkpoints.load(Ordering::Relaxed) as i64,
+            ),
+            (
+                "spate_sql_job_checkpoint_duration_us",
+                "gauge",
+                "The last checkpoint's duration.",
+                |m| m.checkpoint_us.load(Ordering::Relaxed) as i64,
+            ),
+            (
+                "spate_sql_job_state_entries",
+                "gauge",
+                "Keyed state entries a job holds.",
+                |m| m.state_entries.load(Ordering::Relaxed) as i64,
+            ),
+            (
+                "spate_sql_job_consumer_lag_records",
+                "gauge",
+                "Records between a job's position and its sources' ends.",
+                |m| m.lag_records.load(Ordering::Relaxed) as i64,
+            ),
+            (
+                "spate_sql_job_watermark_lag_ms",
+                "gauge",
+                "How far the job's watermark is behind the wall clock.",
+                |m| {
+                    let wm = m.watermark_ms.load(Ordering::Relaxed);
+                    if wm == i64::MIN { -1 } else { now_ms() - wm }
+                },
+            ),
         ];
         let jobs = self.jobs.lock();
         for (name, kind, help, read) in series {
@@ -857,7 +954,9 @@ impl Engine {
             rows: RwLock::new(BTreeMap::new()),
             stop: Arc::new(AtomicBool::new(false)),
         });
-        self.views.write().insert(name.to_ascii_lowercase(), Arc::clone(&view));
+        self.views
+            .write()
+            .insert(name.to_ascii_lowercase(), Arc::clone(&view));
         let cluster = self.config.cluster.clone();
         std::thread::Builder::new()
             .name(format!("sql-view-{name}"))
@@ -874,7 +973,9 @@ impl Engine {
     pub fn query(&self, sql: &str) -> Result<QueryStream, SqlError> {
         let parsed = parse::parse(sql)?;
         if parsed.len() != 1 {
-            return Err(SqlError::Unsupported("more than one statement in a query".into()));
+            return Err(SqlError::Unsupported(
+                "more than one statement in a query".into(),
+            ));
         }
         let Statement::Query(query) = &parsed[0].statement else {
             return Err(SqlError::Unsupported(
@@ -901,7 +1002,14 @@ impl Engine {
             .name(format!("sql-query-{id}"))
             .spawn(move || {
                 let metrics = JobMetrics::new();
-                if let Err(e) = job::run(&cluster, planned, Output::Caller(tx), &options, &thread_stop, &metrics) {
+                if let Err(e) = job::run(
+                    &cluster,
+                    planned,
+                    Output::Caller(tx),
+                    &options,
+                    &thread_stop,
+                    &metrics,
+                ) {
                     *thread_error.lock() = Some(e);
                 }
             })
@@ -943,21 +1051,29 @@ impl Engine {
         if let Some(t) = self.catalog.read().table(name) {
             return Ok(t);
         }
-        let not_found = || SqlError::NotFound { kind: "table", name: name.to_string() };
+        let not_found = || SqlError::NotFound {
+            kind: "table",
+            name: name.to_string(),
+        };
         let Some(url) = &self.config.registry_url else {
             return Err(not_found());
         };
         // A topic with a registered value schema is a table.
         let subject = format!("{name}-value");
-        let answer = ureq::get(&format!("{}/subjects/{subject}/versions/latest", url.trim_end_matches('/')))
-            .call();
+        let answer = ureq::get(&format!(
+            "{}/subjects/{subject}/versions/latest",
+            url.trim_end_matches('/')
+        ))
+        .call();
         let schema_type = match answer {
             Ok(mut response) => {
-                let body: Json = response
-                    .body_mut()
-                    .read_json()
-                    .map_err(|e| SqlError::Io(format!("the schema registry's answer for {subject}: {e}")))?;
-                body.get("schemaType").and_then(Json::as_str).unwrap_or("AVRO").to_string()
+                let body: Json = response.body_mut().read_json().map_err(|e| {
+                    SqlError::Io(format!("the schema registry's answer for {subject}: {e}"))
+                })?;
+                body.get("schemaType")
+                    .and_then(Json::as_str)
+                    .unwrap_or("AVRO")
+                    .to_string()
             }
             Err(ureq::Error::StatusCode(404)) => return Err(not_found()),
             Err(e) => return Err(SqlError::Io(format!("the schema registry at {url}: {e}"))),
@@ -1029,10 +1145,19 @@ fn check_sink(sink: &Table, planned: &Planned) -> Result<(), SqlError> {
         return Err(SqlError::Type(format!(
             "the query gives {} columns ({}), table {} takes {} ({})",
             planned.fields.len(),
-            planned.fields.iter().map(|f| f.name.as_str()).collect::<Vec<_>>().join(", "),
+            planned
+                .fields
+                .iter()
+                .map(|f| f.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
             sink.name,
             physical.len(),
-            physical.iter().map(|f| f.name.as_str()).collect::<Vec<_>>().join(", "),
+            physical
+                .iter()
+                .map(|f| f.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
         )));
     }
     for (q, s) in planned.fields.iter().zip(&physical) {
@@ -1125,7 +1250,9 @@ fn tail_view(cluster: &Cluster, table: Arc<Table>, view: &View) -> Result<(), Sq
                 .map_err(kafka_error("the view's topic"))?;
         }
     }
-    consumer.assign(&tpl).map_err(kafka_error("the view's topic"))?;
+    consumer
+        .assign(&tpl)
+        .map_err(kafka_error("the view's topic"))?;
     let decoder = Decoder::new(Arc::clone(&table))?;
     while !view.stop.load(Ordering::Relaxed) {
         let Some(result) = consumer.poll(Duration::from_millis(200)) else {

@@ -367,8 +367,14 @@ pub struct AggCall {
 #[derive(Debug, Clone, PartialEq)]
 enum Acc {
     Count(i64),
-    Sum { sum: Value, n: i64 },
-    Avg { sum: f64, n: i64 },
+    Sum {
+        sum: Value,
+        n: i64,
+    },
+    Avg {
+        sum: f64,
+        n: i64,
+    },
     /// MIN/MAX/FIRST/LAST: every value with its count, so a retraction can remove one.
     Values(BTreeMap<Value, i64>),
     /// FIRST_VALUE/LAST_VALUE over an append-only input.
@@ -486,15 +492,13 @@ impl AggCall {
                     *a.entry(v).or_insert(0) += n;
                 }
             }
-            (Acc::Sum { sum, n }, Acc::Sum { sum: s2, n: n2 }) => {
-                if n2 > 0 {
-                    *sum = match (&*sum, &s2) {
-                        (Value::Null, _) => s2,
-                        (Value::Int(a), Value::Int(b)) => Value::Int(a + b),
-                        (a, b) => Value::Float(a.as_f64().unwrap_or(0.0) + b.as_f64().unwrap_or(0.0)),
-                    };
-                    *n += n2;
-                }
+            (Acc::Sum { sum, n }, Acc::Sum { sum: s2, n: n2 }) if n2 > 0 => {
+                *sum = match (&*sum, &s2) {
+                    (Value::Null, _) => s2,
+                    (Value::Int(a), Value::Int(b)) => Value::Int(a + b),
+                    (a, b) => Value::Float(a.as_f64().unwrap_or(0.0) + b.as_f64().unwrap_or(0.0)),
+                };
+                *n += n2;
             }
             (Acc::Avg { sum, n }, Acc::Avg { sum: s2, n: n2 }) => {
                 *sum += s2;
@@ -505,10 +509,10 @@ impl AggCall {
                     *a.entry(v).or_insert(0) += n;
                 }
             }
-            (Acc::One(a), Acc::One(b)) => {
-                if !b.is_null() && (self.kind == AggKind::Last || a.is_null()) {
-                    *a = b;
-                }
+            (Acc::One(a), Acc::One(b))
+                if !b.is_null() && (self.kind == AggKind::Last || a.is_null()) =>
+            {
+                *a = b;
             }
             _ => {}
         }
@@ -737,8 +741,11 @@ impl Aggregate {
                 if s.start < merged.end && merged.start < s.end {
                     merged.start = merged.start.min(s.start);
                     merged.end = merged.end.max(s.end);
-                    for ((call, acc), other) in
-                        self.calls.iter().zip(merged.group.accs.iter_mut()).zip(s.group.accs)
+                    for ((call, acc), other) in self
+                        .calls
+                        .iter()
+                        .zip(merged.group.accs.iter_mut())
+                        .zip(s.group.accs)
                     {
                         call.merge(acc, other);
                     }
@@ -1035,179 +1042,6 @@ impl Operator for Aggregate {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn ts(s: i64) -> Value {
-        Value::Timestamp(s * 1000)
-    }
-
-    #[test]
-    fn windows_are_assigned_as_flink_assigns_them() {
-        assert_eq!(
-            WindowAssigner::windows(WindowKind::Tumble { size: 10 }, 13),
-            vec![(10, 20)]
-        );
-        assert_eq!(
-            WindowAssigner::windows(WindowKind::Tumble { size: 10 }, -1),
-            vec![(-10, 0)]
-        );
-        assert_eq!(
-            WindowAssigner::windows(WindowKind::Hop { slide: 5, size: 10 }, 13),
-            vec![(5, 15), (10, 20)]
-        );
-        assert_eq!(
-            WindowAssigner::windows(WindowKind::Cumulate { step: 5, size: 15 }, 7),
-            vec![(0, 10), (0, 15)]
-        );
-    }
-
-    fn tumbling_count() -> (WindowAssigner, Aggregate) {
-        // rows: (key, ts) → window columns at 2, 3, 4
-        let assigner = WindowAssigner::new(WindowKind::Tumble { size: 10_000 }, 1);
-        let aggregate = Aggregate::new(
-            vec![Expr::Column(0), Expr::Column(2), Expr::Column(3)],
-            vec![AggCall {
-                kind: AggKind::Count,
-                arg: None,
-                filter: None,
-                data_type: DataType::BigInt,
-            }],
-            Some((1, 2)),
-            None,
-            false,
-        );
-        (assigner, aggregate)
-    }
-
-    #[test]
-    fn window_results_come_when_the_watermark_passes_and_late_rows_are_dropped() {
-        let (mut assigner, mut aggregate) = tumbling_count();
-        let mut ctx = OpCtx::default();
-        let rows = vec![
-            Change::insert(vec![Value::str("a"), ts(1)]),
-            Change::insert(vec![Value::str("a"), ts(9)]),
-            Change::insert(vec![Value::str("b"), ts(12)]),
-        ];
-        let assigned = assigner.process(rows, &mut ctx).expect("assigns");
-        assert!(aggregate.process(assigned, &mut ctx).expect("ok").is_empty());
-        assert!(aggregate.on_watermark(9_998, &mut ctx).expect("ok").is_empty());
-        let fired = aggregate.on_watermark(9_999, &mut ctx).expect("ok");
-        assert_eq!(fired.len(), 1);
-        assert_eq!(fired[0].row, vec![Value::str("a"), ts(0), ts(10), Value::Int(2)]);
-        ctx.watermark = Some(9_999);
-        let late = assigner
-            .process(vec![Change::insert(vec![Value::str("a"), ts(5)])], &mut ctx)
-            .expect("assigns");
-        aggregate.process(late, &mut ctx).expect("ok");
-        assert_eq!(ctx.late_dropped, 1);
-    }
-
-    #[test]
-    fn state_survives_a_snapshot_and_restore() {
-        let (mut assigner, mut aggregate) = tumbling_count();
-        let mut ctx = OpCtx::default();
-        let assigned = assigner
-            .process(
-                vec![
-                    Change::insert(vec![Value::str("a"), ts(1)]),
-                    Change::insert(vec![Value::str("a"), ts(2)]),
-                ],
-                &mut ctx,
-            )
-            .expect("assigns");
-        aggregate.process(assigned, &mut ctx).expect("ok");
-        let (_, mut restored) = tumbling_count();
-        for (key, value) in aggregate.snapshot() {
-            restored
-                .restore(&key, &value.expect("present"))
-                .expect("restores");
-        }
-        let fired = restored.on_watermark(20_000, &mut ctx).expect("ok");
-        assert_eq!(fired[0].row[3], Value::Int(2));
-        // A fired window's state is deleted in the next snapshot.
-        aggregate.on_watermark(20_000, &mut ctx).expect("ok");
-        assert_eq!(aggregate.snapshot()[0].1, None);
-    }
-
-    #[test]
-    fn an_updating_aggregate_retracts_its_previous_row() {
-        let mut aggregate = Aggregate::new(
-            vec![Expr::Column(0)],
-            vec![AggCall {
-                kind: AggKind::Sum,
-                arg: Some(Expr::Column(1)),
-                filter: None,
-                data_type: DataType::BigInt,
-            }],
-            None,
-            None,
-            false,
-        );
-        let mut ctx = OpCtx::default();
-        let first = aggregate
-            .process(vec![Change::insert(vec![Value::str("a"), Value::Int(2)])], &mut ctx)
-            .expect("ok");
-        assert_eq!(first, vec![Change::insert(vec![Value::str("a"), Value::Int(2)])]);
-        let second = aggregate
-            .process(vec![Change::insert(vec![Value::str("a"), Value::Int(3)])], &mut ctx)
-            .expect("ok");
-        assert_eq!(second.len(), 2);
-        assert_eq!(second[0].kind, Kind::UpdateBefore);
-        assert_eq!(second[1].row, vec![Value::str("a"), Value::Int(5)]);
-        let gone = aggregate
-            .process(
-                vec![
-                    Change {
-                        kind: Kind::Delete,
-                        row: vec![Value::str("a"), Value::Int(2)],
-                    },
-                    Change {
-                        kind: Kind::Delete,
-                        row: vec![Value::str("a"), Value::Int(3)],
-                    },
-                ],
-                &mut ctx,
-            )
-            .expect("ok");
-        assert_eq!(gone.len(), 1);
-        assert_eq!(gone[0].kind, Kind::Delete);
-    }
-
-    #[test]
-    fn sessions_merge_and_close_after_the_gap() {
-        let mut aggregate = Aggregate::new(
-            vec![Expr::Column(0), Expr::Column(2), Expr::Column(3)],
-            vec![AggCall {
-                kind: AggKind::Count,
-                arg: None,
-                filter: None,
-                data_type: DataType::BigInt,
-            }],
-            Some((1, 2)),
-            Some(Session {
-                time: 1,
-                gap_ms: 5_000,
-                keys: vec![0],
-            }),
-            false,
-        );
-        let mut ctx = OpCtx::default();
-        let row = |k: &str, s: i64| {
-            Change::insert(vec![Value::str(k), ts(s), Value::Null, Value::Null, Value::Null])
-        };
-        aggregate
-            .process(vec![row("a", 1), row("a", 10), row("a", 4)], &mut ctx)
-            .expect("ok");
-        // 1 and 4 merge ([1, 9)), 10 is its own ([10, 15)).
-        let fired = aggregate.on_watermark(8_999, &mut ctx).expect("ok");
-        assert_eq!(fired.len(), 1);
-        assert_eq!(fired[0].row, vec![Value::str("a"), ts(1), ts(9), Value::Int(2)]);
-        assert_eq!(aggregate.state_entries(), 1);
-    }
-}
-
 /// An upsert table read as a changelog (Flink's ChangelogNormalize): each record of a key
 /// replaces the key's previous row — an insert the first time, an update after that — and a
 /// tombstone deletes it. Keeps the last row of every key.
@@ -1297,6 +1131,9 @@ impl Operator for Normalize {
     }
 }
 
+/// A row with its sort key.
+type Ranked = (Vec<Value>, Vec<Value>);
+
 /// `ROW_NUMBER() OVER (PARTITION BY ... ORDER BY ...)` filtered to the first `limit` rows:
 /// Flink's Top-N (and, with a limit of 1, deduplication). Each batch's changes to a
 /// partition's first rows come out as the difference of before and after: a row that left
@@ -1310,7 +1147,8 @@ pub struct TopN {
     /// Keep every row (an updating input can retract one of the first rows).
     keep_all: bool,
     expire: Option<usize>,
-    partitions: HashMap<Vec<Value>, Vec<(Vec<Value>, Vec<Value>)>>,
+    /// Each partition's rows (sort key, row) in order.
+    partitions: HashMap<Vec<Value>, Vec<Ranked>>,
     dirty: HashSet<Vec<Value>>,
 }
 
@@ -1348,7 +1186,12 @@ impl TopN {
     fn first_rows(&self, key: &[Value]) -> Vec<Vec<Value>> {
         self.partitions
             .get(key)
-            .map(|rows| rows.iter().take(self.limit).map(|(_, r)| r.clone()).collect())
+            .map(|rows| {
+                rows.iter()
+                    .take(self.limit)
+                    .map(|(_, r)| r.clone())
+                    .collect()
+            })
             .unwrap_or_default()
     }
 
@@ -1366,7 +1209,11 @@ impl Operator for TopN {
             self.partition.len(),
             self.order.len(),
             self.limit,
-            if self.expire.is_some() { ", per window" } else { "" }
+            if self.expire.is_some() {
+                ", per window"
+            } else {
+                ""
+            }
         )
     }
 
@@ -1401,7 +1248,9 @@ impl Operator for TopN {
             let mut rows = self.partitions.remove(&key).unwrap_or_default();
             if change.kind.adds() {
                 // After every row that sorts before or equal to it (ties: arrival order).
-                let at = rows.partition_point(|(s, _)| self.compare(s, &sort) != std::cmp::Ordering::Greater);
+                let at = rows.partition_point(|(s, _)| {
+                    self.compare(s, &sort) != std::cmp::Ordering::Greater
+                });
                 rows.insert(at, (sort, change.row));
                 if !keep_all {
                     rows.truncate(limit);
@@ -1486,7 +1335,8 @@ impl Operator for TopN {
 
     fn restore(&mut self, key: &str, value: &Json) -> Result<(), SqlError> {
         let bad = || SqlError::Runtime(format!("unreadable rank state for key {key}"));
-        let values = |j: &Json| -> Option<Vec<Value>> { j.as_array()?.iter().map(decode_state).collect() };
+        let values =
+            |j: &Json| -> Option<Vec<Value>> { j.as_array()?.iter().map(decode_state).collect() };
         let key: Json = serde_json::from_str(key).map_err(|_| bad())?;
         let key = values(&key).ok_or_else(bad)?;
         let rows = value
@@ -1502,5 +1352,209 @@ impl Operator for TopN {
 
     fn state_entries(&self) -> usize {
         self.partitions.values().map(Vec::len).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ts(s: i64) -> Value {
+        Value::Timestamp(s * 1000)
+    }
+
+    #[test]
+    fn windows_are_assigned_as_flink_assigns_them() {
+        assert_eq!(
+            WindowAssigner::windows(WindowKind::Tumble { size: 10 }, 13),
+            vec![(10, 20)]
+        );
+        assert_eq!(
+            WindowAssigner::windows(WindowKind::Tumble { size: 10 }, -1),
+            vec![(-10, 0)]
+        );
+        assert_eq!(
+            WindowAssigner::windows(WindowKind::Hop { slide: 5, size: 10 }, 13),
+            vec![(5, 15), (10, 20)]
+        );
+        assert_eq!(
+            WindowAssigner::windows(WindowKind::Cumulate { step: 5, size: 15 }, 7),
+            vec![(0, 10), (0, 15)]
+        );
+    }
+
+    fn tumbling_count() -> (WindowAssigner, Aggregate) {
+        // rows: (key, ts) → window columns at 2, 3, 4
+        let assigner = WindowAssigner::new(WindowKind::Tumble { size: 10_000 }, 1);
+        let aggregate = Aggregate::new(
+            vec![Expr::Column(0), Expr::Column(2), Expr::Column(3)],
+            vec![AggCall {
+                kind: AggKind::Count,
+                arg: None,
+                filter: None,
+                data_type: DataType::BigInt,
+            }],
+            Some((1, 2)),
+            None,
+            false,
+        );
+        (assigner, aggregate)
+    }
+
+    #[test]
+    fn window_results_come_when_the_watermark_passes_and_late_rows_are_dropped() {
+        let (mut assigner, mut aggregate) = tumbling_count();
+        let mut ctx = OpCtx::default();
+        let rows = vec![
+            Change::insert(vec![Value::str("a"), ts(1)]),
+            Change::insert(vec![Value::str("a"), ts(9)]),
+            Change::insert(vec![Value::str("b"), ts(12)]),
+        ];
+        let assigned = assigner.process(rows, &mut ctx).expect("assigns");
+        assert!(
+            aggregate
+                .process(assigned, &mut ctx)
+                .expect("ok")
+                .is_empty()
+        );
+        assert!(
+            aggregate
+                .on_watermark(9_998, &mut ctx)
+                .expect("ok")
+                .is_empty()
+        );
+        let fired = aggregate.on_watermark(9_999, &mut ctx).expect("ok");
+        assert_eq!(fired.len(), 1);
+        assert_eq!(
+            fired[0].row,
+            vec![Value::str("a"), ts(0), ts(10), Value::Int(2)]
+        );
+        ctx.watermark = Some(9_999);
+        let late = assigner
+            .process(vec![Change::insert(vec![Value::str("a"), ts(5)])], &mut ctx)
+            .expect("assigns");
+        aggregate.process(late, &mut ctx).expect("ok");
+        assert_eq!(ctx.late_dropped, 1);
+    }
+
+    #[test]
+    fn state_survives_a_snapshot_and_restore() {
+        let (mut assigner, mut aggregate) = tumbling_count();
+        let mut ctx = OpCtx::default();
+        let assigned = assigner
+            .process(
+                vec![
+                    Change::insert(vec![Value::str("a"), ts(1)]),
+                    Change::insert(vec![Value::str("a"), ts(2)]),
+                ],
+                &mut ctx,
+            )
+            .expect("assigns");
+        aggregate.process(assigned, &mut ctx).expect("ok");
+        let (_, mut restored) = tumbling_count();
+        for (key, value) in aggregate.snapshot() {
+            restored
+                .restore(&key, &value.expect("present"))
+                .expect("restores");
+        }
+        let fired = restored.on_watermark(20_000, &mut ctx).expect("ok");
+        assert_eq!(fired[0].row[3], Value::Int(2));
+        // A fired window's state is deleted in the next snapshot.
+        aggregate.on_watermark(20_000, &mut ctx).expect("ok");
+        assert_eq!(aggregate.snapshot()[0].1, None);
+    }
+
+    #[test]
+    fn an_updating_aggregate_retracts_its_previous_row() {
+        let mut aggregate = Aggregate::new(
+            vec![Expr::Column(0)],
+            vec![AggCall {
+                kind: AggKind::Sum,
+                arg: Some(Expr::Column(1)),
+                filter: None,
+                data_type: DataType::BigInt,
+            }],
+            None,
+            None,
+            false,
+        );
+        let mut ctx = OpCtx::default();
+        let first = aggregate
+            .process(
+                vec![Change::insert(vec![Value::str("a"), Value::Int(2)])],
+                &mut ctx,
+            )
+            .expect("ok");
+        assert_eq!(
+            first,
+            vec![Change::insert(vec![Value::str("a"), Value::Int(2)])]
+        );
+        let second = aggregate
+            .process(
+                vec![Change::insert(vec![Value::str("a"), Value::Int(3)])],
+                &mut ctx,
+            )
+            .expect("ok");
+        assert_eq!(second.len(), 2);
+        assert_eq!(second[0].kind, Kind::UpdateBefore);
+        assert_eq!(second[1].row, vec![Value::str("a"), Value::Int(5)]);
+        let gone = aggregate
+            .process(
+                vec![
+                    Change {
+                        kind: Kind::Delete,
+                        row: vec![Value::str("a"), Value::Int(2)],
+                    },
+                    Change {
+                        kind: Kind::Delete,
+                        row: vec![Value::str("a"), Value::Int(3)],
+                    },
+                ],
+                &mut ctx,
+            )
+            .expect("ok");
+        assert_eq!(gone.len(), 1);
+        assert_eq!(gone[0].kind, Kind::Delete);
+    }
+
+    #[test]
+    fn sessions_merge_and_close_after_the_gap() {
+        let mut aggregate = Aggregate::new(
+            vec![Expr::Column(0), Expr::Column(2), Expr::Column(3)],
+            vec![AggCall {
+                kind: AggKind::Count,
+                arg: None,
+                filter: None,
+                data_type: DataType::BigInt,
+            }],
+            Some((1, 2)),
+            Some(Session {
+                time: 1,
+                gap_ms: 5_000,
+                keys: vec![0],
+            }),
+            false,
+        );
+        let mut ctx = OpCtx::default();
+        let row = |k: &str, s: i64| {
+            Change::insert(vec![
+                Value::str(k),
+                ts(s),
+                Value::Null,
+                Value::Null,
+                Value::Null,
+            ])
+        };
+        aggregate
+            .process(vec![row("a", 1), row("a", 10), row("a", 4)], &mut ctx)
+            .expect("ok");
+        // 1 and 4 merge ([1, 9)), 10 is its own ([10, 15)).
+        let fired = aggregate.on_watermark(8_999, &mut ctx).expect("ok");
+        assert_eq!(fired.len(), 1);
+        assert_eq!(
+            fired[0].row,
+            vec![Value::str("a"), ts(1), ts(9), Value::Int(2)]
+        );
+        assert_eq!(aggregate.state_entries(), 1);
     }
 }

@@ -315,9 +315,13 @@ impl Expr {
 }
 
 fn numeric_result(a: &DataType, b: &DataType) -> DataType {
-    if matches!(a, DataType::Float | DataType::Double | DataType::Decimal(..))
-        || matches!(b, DataType::Float | DataType::Double | DataType::Decimal(..))
-    {
+    if matches!(
+        a,
+        DataType::Float | DataType::Double | DataType::Decimal(..)
+    ) || matches!(
+        b,
+        DataType::Float | DataType::Double | DataType::Decimal(..)
+    ) {
         DataType::Double
     } else if matches!(a, DataType::BigInt) || matches!(b, DataType::BigInt) {
         DataType::BigInt
@@ -412,7 +416,9 @@ pub fn compile(expr: &ast::Expr, scope: &Scope) -> Result<Typed, SqlError> {
                     .is_some_and(|q| q.eq_ignore_ascii_case(names[0]))
             });
             let is_column = scope.resolve(None, names[0]).is_ok();
-            if names.len() >= 2 && (scope.resolve(Some(names[0]), names[1]).is_ok() || (is_qualifier && !is_column)) {
+            if names.len() >= 2
+                && (scope.resolve(Some(names[0]), names[1]).is_ok() || (is_qualifier && !is_column))
+            {
                 column(scope, Some(names[0]), names[1], &names[2..])
             } else {
                 column(scope, None, names[0], &names[1..])
@@ -554,10 +560,7 @@ pub fn compile(expr: &ast::Expr, scope: &Scope) -> Result<Typed, SqlError> {
             else_result,
             ..
         } => {
-            let operand = operand
-                .as_ref()
-                .map(|o| compile(o, scope))
-                .transpose()?;
+            let operand = operand.as_ref().map(|o| compile(o, scope)).transpose()?;
             let mut whens = Vec::new();
             let mut result_type = DataType::Null;
             for when in conditions {
@@ -607,11 +610,10 @@ pub fn compile(expr: &ast::Expr, scope: &Scope) -> Result<Typed, SqlError> {
                 other => other.to_string(),
             };
             let value = match &to {
-                DataType::Timestamp(_) | DataType::TimestampLtz(_) => {
-                    Value::Timestamp(parse_timestamp(&text).ok_or_else(|| {
-                        SqlError::Type(format!("'{text}' is not a timestamp"))
-                    })?)
-                }
+                DataType::Timestamp(_) | DataType::TimestampLtz(_) => Value::Timestamp(
+                    parse_timestamp(&text)
+                        .ok_or_else(|| SqlError::Type(format!("'{text}' is not a timestamp")))?,
+                ),
                 DataType::Date => Value::Date(
                     parse_date(&text)
                         .ok_or_else(|| SqlError::Type(format!("'{text}' is not a date")))?,
@@ -813,9 +815,10 @@ fn interval_literal(interval: &ast::Interval, scope: &Scope) -> Result<Typed, Sq
             let parts: Vec<&str> = body.split([' ', ':']).collect();
             let mut total = 0i64;
             for (i, part) in parts.iter().enumerate() {
-                let unit = units.get(start + i).copied().ok_or_else(|| {
-                    SqlError::Type(format!("INTERVAL '{text}': too many fields"))
-                })?;
+                let unit = units
+                    .get(start + i)
+                    .copied()
+                    .ok_or_else(|| SqlError::Type(format!("INTERVAL '{text}': too many fields")))?;
                 let n: f64 = part
                     .parse()
                     .map_err(|_| SqlError::Type(format!("INTERVAL '{text}': not a number")))?;
@@ -1082,7 +1085,11 @@ fn function(f: &ast::Function, scope: &Scope) -> Result<Typed, SqlError> {
     if name == TABLE_ARG || name == "DESCRIPTOR" {
         return Err(SqlError::Type(format!(
             "{} is only allowed as an argument of a window function (TUMBLE, HOP, CUMULATE, SESSION)",
-            if name == TABLE_ARG { "TABLE t" } else { "DESCRIPTOR" }
+            if name == TABLE_ARG {
+                "TABLE t"
+            } else {
+                "DESCRIPTOR"
+            }
         )));
     }
     if name == "CURRENT_WATERMARK" {
@@ -1105,7 +1112,10 @@ pub fn call_function(name: &str, args: Vec<Typed>) -> Result<Typed, SqlError> {
     let function = functions::resolve(name, &types, &literals).map_err(SqlError::Type)?;
     let data_type = function.return_type.clone();
     Ok(Typed {
-        expr: Expr::Call(Arc::new(function), args.into_iter().map(|a| a.expr).collect()),
+        expr: Expr::Call(
+            Arc::new(function),
+            args.into_iter().map(|a| a.expr).collect(),
+        ),
         data_type,
     })
 }
@@ -1122,10 +1132,7 @@ mod tests {
                 Field::new("a", DataType::BigInt),
                 Field::new("s", DataType::String),
                 Field::new("ts", DataType::Timestamp(3)),
-                Field::new(
-                    "r",
-                    DataType::Row(vec![Field::new("x", DataType::Double)]),
-                ),
+                Field::new("r", DataType::Row(vec![Field::new("x", DataType::Double)])),
             ],
         )
     }

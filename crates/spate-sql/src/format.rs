@@ -148,14 +148,22 @@ impl Codec {
                                 .map_or(Value::Null, |i| from_connect(&s.values[i], &c.data_type))
                         })
                         .collect()),
-                    other if columns.len() == 1 => Ok(vec![from_connect(&other, &columns[0].data_type)]),
+                    other if columns.len() == 1 => {
+                        Ok(vec![from_connect(&other, &columns[0].data_type)])
+                    }
                     _ => Err("the registry schema is not a record".into()),
                 }
             }
         }
     }
 
-    fn encode(&self, topic: &str, fields: &[Field], values: &[Value], name: &str) -> Result<Vec<u8>, SqlError> {
+    fn encode(
+        &self,
+        topic: &str,
+        fields: &[Field],
+        values: &[Value],
+        name: &str,
+    ) -> Result<Vec<u8>, SqlError> {
         match self {
             Codec::Json => {
                 let mut map = serde_json::Map::new();
@@ -291,8 +299,9 @@ impl Decoder {
                             .map(|(k, v)| {
                                 (
                                     Value::str(k),
-                                    v.as_ref()
-                                        .map_or(Value::Null, |b| Value::Bytes(Arc::from(b.as_slice()))),
+                                    v.as_ref().map_or(Value::Null, |b| {
+                                        Value::Bytes(Arc::from(b.as_slice()))
+                                    }),
                                 )
                             })
                             .collect::<Vec<_>>()
@@ -339,7 +348,10 @@ impl Encoder {
         let key = match &table.key {
             Some((format, columns)) => Some((
                 Codec::new(format, &table, true)?,
-                columns.iter().map(|i| table.columns[*i].field.clone()).collect(),
+                columns
+                    .iter()
+                    .map(|i| table.columns[*i].field.clone())
+                    .collect(),
                 columns.clone(),
             )),
             None => None,
@@ -365,7 +377,10 @@ impl Encoder {
     /// The record for `change` (key, value; value None = tombstone), or None when the change
     /// writes nothing (an update-before into an upsert table).
     #[allow(clippy::type_complexity)]
-    pub fn encode(&self, change: &Change) -> Result<Option<(Option<Vec<u8>>, Option<Vec<u8>>)>, SqlError> {
+    pub fn encode(
+        &self,
+        change: &Change,
+    ) -> Result<Option<(Option<Vec<u8>>, Option<Vec<u8>>)>, SqlError> {
         // Spread the query's row (physical columns in order) over the table's columns.
         let mut row = vec![Value::Null; self.table.columns.len()];
         for (i, v) in self.physical.iter().zip(&change.row) {
@@ -374,13 +389,19 @@ impl Encoder {
         let key = match &self.key {
             Some((codec, fields, columns)) => {
                 let values: Vec<Value> = columns.iter().map(|i| row[*i].clone()).collect();
-                Some(codec.encode(&self.table.topic, fields, &values, &format!("{}_key", self.table.name))?)
+                Some(codec.encode(
+                    &self.table.topic,
+                    fields,
+                    &values,
+                    &format!("{}_key", self.table.name),
+                )?)
             }
             None => None,
         };
         match change.kind {
             Kind::Insert | Kind::UpdateAfter => {
-                let values: Vec<Value> = self.value_columns.iter().map(|i| row[*i].clone()).collect();
+                let values: Vec<Value> =
+                    self.value_columns.iter().map(|i| row[*i].clone()).collect();
                 let value = self.value.encode(
                     &self.table.topic,
                     &self.value_fields,
@@ -417,16 +438,24 @@ pub fn from_connect(v: &connect::Value, t: &DataType) -> Value {
         (C::String(s), _) => Value::str(s),
         (C::Bytes(b), DataType::Decimal(_, scale)) => {
             // Connect's Decimal: the unscaled integer, big-endian two's complement.
-            let mut unscaled: i128 = if b.first().is_some_and(|x| x & 0x80 != 0) { -1 } else { 0 };
+            let mut unscaled: i128 = if b.first().is_some_and(|x| x & 0x80 != 0) {
+                -1
+            } else {
+                0
+            };
             for byte in b.iter().take(16) {
                 unscaled = (unscaled << 8) | i128::from(*byte);
             }
             Value::Float(unscaled as f64 / 10f64.powi(i32::from(*scale)))
         }
         (C::Bytes(b), _) => Value::Bytes(Arc::from(&b[..])),
-        (C::Array(items), DataType::Array(item)) => {
-            Value::Array(items.iter().map(|v| from_connect(v, item)).collect::<Vec<_>>().into())
-        }
+        (C::Array(items), DataType::Array(item)) => Value::Array(
+            items
+                .iter()
+                .map(|v| from_connect(v, item))
+                .collect::<Vec<_>>()
+                .into(),
+        ),
         (C::Map(entries), DataType::Map(k, val)) => Value::Map(
             entries
                 .iter()
@@ -479,7 +508,9 @@ fn field_schema(t: &DataType, name: &str) -> Schema {
         DataType::Timestamp(_) | DataType::TimestampLtz(_) => {
             Schema::new(SchemaType::Int64).with_name("org.apache.kafka.connect.data.Timestamp")
         }
-        DataType::Date => Schema::new(SchemaType::Int32).with_name("org.apache.kafka.connect.data.Date"),
+        DataType::Date => {
+            Schema::new(SchemaType::Int32).with_name("org.apache.kafka.connect.data.Date")
+        }
         DataType::Row(fields) => connect_schema(fields, name),
         DataType::Array(item) => Schema::array(field_schema(item, name)),
         DataType::Map(k, v) => Schema::map(field_schema(k, name), field_schema(v, name)),
@@ -563,14 +594,25 @@ mod tests {
         );
         let d = Decoder::new(Arc::clone(&t)).expect("decoder");
         let change = d
-            .decode(&record(None, Some(br#"{"id": 5, "name": "x", "extra": true}"#)))
+            .decode(&record(
+                None,
+                Some(br#"{"id": 5, "name": "x", "extra": true}"#),
+            ))
             .expect("decodes")
             .expect("a row");
         assert_eq!(
             change.row,
-            vec![Value::Int(5), Value::str("x"), Value::Timestamp(1000), Value::Int(2), Value::str("X")]
+            vec![
+                Value::Int(5),
+                Value::str("x"),
+                Value::Timestamp(1000),
+                Value::Int(2),
+                Value::str("X")
+            ]
         );
-        let e = d.decode(&record(None, Some(br#"{"id": "five"}"#))).expect_err("bad");
+        let e = d
+            .decode(&record(None, Some(br#"{"id": "five"}"#)))
+            .expect_err("bad");
         assert!(e.contains("column id is BIGINT"), "{e}");
         let e = d.decode(&record(None, Some(b"[1]"))).expect_err("bad");
         assert!(e.contains("JSON object"), "{e}");

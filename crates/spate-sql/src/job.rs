@@ -179,7 +179,14 @@ pub fn run(
     let (group, transactional_id, changelog) = job_names(&options.id);
     let mut consumer_config = cluster.config();
     consumer_config
-        .set("group.id", if continuous { group.clone() } else { format!("spate-sql-query-{}", options.id) })
+        .set(
+            "group.id",
+            if continuous {
+                group.clone()
+            } else {
+                format!("spate-sql-query-{}", options.id)
+            },
+        )
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("isolation.level", "read_committed")
@@ -269,7 +276,9 @@ pub fn run(
                 .map_err(kafka("assigning partitions"))?;
         }
     }
-    consumer.assign(&assignment).map_err(kafka("assigning partitions"))?;
+    consumer
+        .assign(&assignment)
+        .map_err(kafka("assigning partitions"))?;
     let assigned_at = Instant::now();
     for element in assignment.elements() {
         for s in sources.iter_mut().filter(|s| s.topic == element.topic()) {
@@ -304,7 +313,8 @@ pub fn run(
         restore(cluster, &changelog, &mut planned, &mut sources, &mut ctx)?;
     }
     if let Some(p) = &producer {
-        p.begin_transaction().map_err(kafka("beginning a transaction"))?;
+        p.begin_transaction()
+            .map_err(kafka("beginning a transaction"))?;
     }
 
     let mut emitted: u64 = 0;
@@ -326,7 +336,9 @@ pub fn run(
         let started = Instant::now();
         let mut polled = 0usize;
         while polled < 1000 && started.elapsed() < Duration::from_millis(50) {
-            let Some(result) = consumer.poll(Duration::from_millis(if polled == 0 { 50 } else { 0 })) else {
+            let Some(result) =
+                consumer.poll(Duration::from_millis(if polled == 0 { 50 } else { 0 }))
+            else {
                 break;
             };
             let message = match result {
@@ -378,7 +390,10 @@ pub fn run(
                     Err(reason) => {
                         let e = SqlError::Runtime(format!(
                             "record {}/{}@{} of table {} does not decode: {reason}",
-                            record.topic, record.partition, record.offset, planned.sources[i].table.name
+                            record.topic,
+                            record.partition,
+                            record.offset,
+                            planned.sources[i].table.name
                         ));
                         if options.skip_errors {
                             ctx.skipped += 1;
@@ -391,7 +406,10 @@ pub fn run(
                 if let Some(wm) = &source.watermark {
                     match wm.eval(&change.row, &Context::default()) {
                         Ok(Value::Timestamp(t)) => {
-                            let entry = source.partitions.entry(record.partition).or_insert(i64::MIN);
+                            let entry = source
+                                .partitions
+                                .entry(record.partition)
+                                .or_insert(i64::MIN);
                             if t > *entry {
                                 *entry = t;
                             }
@@ -415,21 +433,35 @@ pub fn run(
         for i in 0..sources.len() {
             let changes = std::mem::take(&mut batch[i]);
             if !changes.is_empty() {
-                out.extend(planned.flow.push(i, changes, &mut ctx).inspect_err(|_| abort(producer.as_ref()))?);
+                out.extend(
+                    planned
+                        .flow
+                        .push(i, changes, &mut ctx)
+                        .inspect_err(|_| abort(producer.as_ref()))?,
+                );
             }
             let wm = sources[i].watermark(now);
             if wm > source_wm[i] {
                 source_wm[i] = wm;
             }
         }
-        let flow_wm = source_wm.iter().copied().collect::<Option<Vec<i64>>>().and_then(|w| w.into_iter().min());
+        let flow_wm = source_wm
+            .iter()
+            .copied()
+            .collect::<Option<Vec<i64>>>()
+            .and_then(|w| w.into_iter().min());
         if let Some(wm) = flow_wm
             && ctx.watermark.is_none_or(|current| wm > current)
         {
             ctx.prior_watermark = ctx.watermark;
             ctx.watermark = Some(wm);
             metrics.watermark_ms.store(wm, Ordering::Relaxed);
-            out.extend(planned.flow.advance(wm, &mut ctx).inspect_err(|_| abort(producer.as_ref()))?);
+            out.extend(
+                planned
+                    .flow
+                    .advance(wm, &mut ctx)
+                    .inspect_err(|_| abort(producer.as_ref()))?,
+            );
         }
         // Out.
         if let Some(n) = limit {
@@ -437,12 +469,19 @@ pub fn run(
             out.truncate(room);
         }
         emitted += out.len() as u64;
-        metrics.records_out.fetch_add(out.len() as u64, Ordering::Relaxed);
+        metrics
+            .records_out
+            .fetch_add(out.len() as u64, Ordering::Relaxed);
         match &output {
             Output::Topic(encoder, topic) => {
-                let producer = producer.as_ref().ok_or_else(|| SqlError::Io("no producer".into()))?;
+                let producer = producer
+                    .as_ref()
+                    .ok_or_else(|| SqlError::Io("no producer".into()))?;
                 for change in &out {
-                    let Some((key, value)) = encoder.encode(change).inspect_err(|_| abort(Some(producer)))? else {
+                    let Some((key, value)) = encoder
+                        .encode(change)
+                        .inspect_err(|_| abort(Some(producer)))?
+                    else {
                         continue;
                     };
                     send(producer, topic, key.as_deref(), value.as_deref())?;
@@ -454,7 +493,9 @@ pub fn run(
                 }
             }
         }
-        metrics.late_dropped.store(ctx.late_dropped, Ordering::Relaxed);
+        metrics
+            .late_dropped
+            .store(ctx.late_dropped, Ordering::Relaxed);
         metrics.skipped.store(ctx.skipped, Ordering::Relaxed);
         if limit.is_some_and(|n| emitted >= n) {
             break;
@@ -463,14 +504,30 @@ pub fn run(
             && dirty
             && last_checkpoint.elapsed() >= options.checkpoint_interval
         {
-            checkpoint(producer, &consumer, &changelog, &mut planned, &sources, &ctx, metrics)?;
+            checkpoint(
+                producer,
+                &consumer,
+                &changelog,
+                &mut planned,
+                &sources,
+                &ctx,
+                metrics,
+            )?;
             last_checkpoint = Instant::now();
             dirty = false;
         }
     }
     if let Some(producer) = &producer {
         if dirty {
-            checkpoint(producer, &consumer, &changelog, &mut planned, &sources, &ctx, metrics)?;
+            checkpoint(
+                producer,
+                &consumer,
+                &changelog,
+                &mut planned,
+                &sources,
+                &ctx,
+                metrics,
+            )?;
         }
         let _ = producer.abort_transaction(Duration::from_secs(10));
     }
@@ -531,21 +588,40 @@ fn checkpoint(
         for (key, value) in op.snapshot() {
             let key = format!("op{i}|{key}");
             let value = value.map(|v| v.to_string());
-            send(producer, changelog, Some(key.as_bytes()), value.as_deref().map(str::as_bytes))?;
+            send(
+                producer,
+                changelog,
+                Some(key.as_bytes()),
+                value.as_deref().map(str::as_bytes),
+            )?;
         }
         entries += op.state_entries();
     }
-    metrics.state_entries.store(entries as u64, Ordering::Relaxed);
+    metrics
+        .state_entries
+        .store(entries as u64, Ordering::Relaxed);
     for (i, source) in sources.iter().enumerate() {
         for (p, wm) in &source.partitions {
             let key = format!("{WATERMARK_KEY}|{i}|{p}");
-            send(producer, changelog, Some(key.as_bytes()), Some(wm.to_string().as_bytes()))?;
+            send(
+                producer,
+                changelog,
+                Some(key.as_bytes()),
+                Some(wm.to_string().as_bytes()),
+            )?;
         }
     }
     if let Some(wm) = ctx.watermark {
-        send(producer, changelog, Some(b"flow-wm"), Some(wm.to_string().as_bytes()))?;
+        send(
+            producer,
+            changelog,
+            Some(b"flow-wm"),
+            Some(wm.to_string().as_bytes()),
+        )?;
     }
-    let positions = consumer.position().map_err(kafka("reading the consumer's positions"))?;
+    let positions = consumer
+        .position()
+        .map_err(kafka("reading the consumer's positions"))?;
     let mut offsets = TopicPartitionList::new();
     for e in positions.elements() {
         if let Offset::Offset(o) = e.offset() {
@@ -598,8 +674,7 @@ fn ensure_changelog(cluster: &Cluster, topic: &str) -> Result<(), SqlError> {
         .config()
         .create()
         .map_err(kafka("creating the admin client"))?;
-    let new = NewTopic::new(topic, 1, TopicReplication::Fixed(1))
-        .set("cleanup.policy", "compact");
+    let new = NewTopic::new(topic, 1, TopicReplication::Fixed(1)).set("cleanup.policy", "compact");
     let results = futures::executor::block_on(admin.create_topics(
         [&new],
         &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
@@ -609,7 +684,9 @@ fn ensure_changelog(cluster: &Cluster, topic: &str) -> Result<(), SqlError> {
         match result {
             Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
             Err((t, code)) => {
-                return Err(SqlError::Io(format!("creating the changelog topic {t}: {code}")));
+                return Err(SqlError::Io(format!(
+                    "creating the changelog topic {t}: {code}"
+                )));
             }
         }
     }
@@ -629,7 +706,9 @@ fn restore(
         .set("group.id", "spate-sql-restore")
         .set("enable.auto.commit", "false")
         .set("isolation.level", "read_committed");
-    let consumer: BaseConsumer = config.create().map_err(kafka("creating the restore consumer"))?;
+    let consumer: BaseConsumer = config
+        .create()
+        .map_err(kafka("creating the restore consumer"))?;
     let (_, high) = consumer
         .fetch_watermarks(changelog, 0, Duration::from_secs(10))
         .map_err(kafka("reading the changelog's end"))?;
@@ -639,7 +718,9 @@ fn restore(
     let mut tpl = TopicPartitionList::new();
     tpl.add_partition_offset(changelog, 0, Offset::Beginning)
         .map_err(kafka("changelog"))?;
-    consumer.assign(&tpl).map_err(kafka("assigning the changelog"))?;
+    consumer
+        .assign(&tpl)
+        .map_err(kafka("assigning the changelog"))?;
     // The latest value of each key, in order.
     let mut latest: HashMap<String, Option<String>> = HashMap::new();
     let mut order: Vec<String> = Vec::new();
@@ -657,14 +738,19 @@ fn restore(
             break;
         }
         if Instant::now() > deadline {
-            return Err(SqlError::Io(format!("reading the changelog {changelog} timed out")));
+            return Err(SqlError::Io(format!(
+                "reading the changelog {changelog} timed out"
+            )));
         }
         match consumer.poll(Duration::from_millis(500)) {
             Some(Ok(m)) => {
                 let Some(key) = m.key().and_then(|k| std::str::from_utf8(k).ok()) else {
                     continue;
                 };
-                let value = m.payload().and_then(|v| std::str::from_utf8(v).ok()).map(str::to_string);
+                let value = m
+                    .payload()
+                    .and_then(|v| std::str::from_utf8(v).ok())
+                    .map(str::to_string);
                 if !latest.contains_key(key) {
                     order.push(key.to_string());
                 }
@@ -680,7 +766,8 @@ fn restore(
                     .position()
                     .ok()
                     .and_then(|p| p.find_partition(changelog, 0).map(|e| e.offset()));
-                if now_high == high && !matches!(position, Some(Offset::Offset(o)) if o < high - 1) {
+                if now_high == high && !matches!(position, Some(Offset::Offset(o)) if o < high - 1)
+                {
                     break;
                 }
             }

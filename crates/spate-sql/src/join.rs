@@ -268,7 +268,11 @@ impl Join {
                     let id = state.next_id;
                     state.next_id += 1;
                     if let Some(at) = expires {
-                        state.by_expiry.entry(at).or_default().push((key.clone(), id));
+                        state
+                            .by_expiry
+                            .entry(at)
+                            .or_default()
+                            .push((key.clone(), id));
                     }
                     state.rows.entry(key.clone()).or_default().push(Entry {
                         id,
@@ -377,7 +381,11 @@ fn entries_json(entries: &[Entry]) -> Json {
         entries
             .iter()
             .map(|e| {
-                json!([e.id, e.matched, e.row.iter().map(encode_state).collect::<Vec<_>>()])
+                json!([
+                    e.id,
+                    e.matched,
+                    e.row.iter().map(encode_state).collect::<Vec<_>>()
+                ])
             })
             .collect(),
     )
@@ -390,7 +398,12 @@ fn entries_from_json(json: &Json) -> Option<Vec<Entry>> {
             Some(Entry {
                 id: e.get(0)?.as_u64()?,
                 matched: e.get(1)?.as_u64()?,
-                row: e.get(2)?.as_array()?.iter().map(decode_state).collect::<Option<_>>()?,
+                row: e
+                    .get(2)?
+                    .as_array()?
+                    .iter()
+                    .map(decode_state)
+                    .collect::<Option<_>>()?,
             })
         })
         .collect()
@@ -414,7 +427,10 @@ impl Operator for Join {
             self.left_keys.len(),
             self.residual.is_some(),
             match (self.left_expiry, self.right_expiry) {
-                (Some(l), Some(r)) => format!(", left rows kept {} ms, right rows kept {} ms", l.keep_ms, r.keep_ms),
+                (Some(l), Some(r)) => format!(
+                    ", left rows kept {} ms, right rows kept {} ms",
+                    l.keep_ms, r.keep_ms
+                ),
                 _ => ", state kept until table.exec.state.ttl".to_string(),
             }
         )
@@ -424,7 +440,11 @@ impl Operator for Join {
         self.process_side(Side::Left, input, ctx)
     }
 
-    fn process_right(&mut self, input: Vec<Change>, ctx: &mut OpCtx) -> Result<Vec<Change>, SqlError> {
+    fn process_right(
+        &mut self,
+        input: Vec<Change>,
+        ctx: &mut OpCtx,
+    ) -> Result<Vec<Change>, SqlError> {
         self.process_side(Side::Right, input, ctx)
     }
 
@@ -472,7 +492,11 @@ impl Operator for Join {
             Side::Right => &mut self.right,
         };
         for (at, id) in expiries {
-            state.by_expiry.entry(at).or_default().push((key.clone(), id));
+            state
+                .by_expiry
+                .entry(at)
+                .or_default()
+                .push((key.clone(), id));
         }
         state.rows.insert(key, entries);
         Ok(())
@@ -531,7 +555,12 @@ impl TemporalJoin {
         }
     }
 
-    fn probe(&self, row: &[Value], at: Option<i64>, eval: &Context) -> Result<Option<Change>, SqlError> {
+    fn probe(
+        &self,
+        row: &[Value],
+        at: Option<i64>,
+        eval: &Context,
+    ) -> Result<Option<Change>, SqlError> {
         let key: Vec<Value> = self
             .left_keys
             .iter()
@@ -567,7 +596,11 @@ impl Operator for TemporalJoin {
             "TemporalJoin(type={}, keys={}, {})",
             if self.left_outer { "Left" } else { "Inner" },
             self.left_keys.len(),
-            if self.right_time.is_some() { "event time" } else { "processing time" }
+            if self.right_time.is_some() {
+                "event time"
+            } else {
+                "processing time"
+            }
         )
     }
 
@@ -598,7 +631,11 @@ impl Operator for TemporalJoin {
         Ok(out)
     }
 
-    fn process_right(&mut self, input: Vec<Change>, ctx: &mut OpCtx) -> Result<Vec<Change>, SqlError> {
+    fn process_right(
+        &mut self,
+        input: Vec<Change>,
+        ctx: &mut OpCtx,
+    ) -> Result<Vec<Change>, SqlError> {
         let eval = Context {
             watermark: ctx.watermark,
         };
@@ -676,7 +713,11 @@ impl Operator for TemporalJoin {
                 Json::Array(
                     v.iter()
                         .map(|(t, row)| {
-                            json!([t, row.as_ref().map(|r| r.iter().map(encode_state).collect::<Vec<_>>())])
+                            json!([
+                                t,
+                                row.as_ref()
+                                    .map(|r| r.iter().map(encode_state).collect::<Vec<_>>())
+                            ])
                         })
                         .collect(),
                 )
@@ -688,7 +729,8 @@ impl Operator for TemporalJoin {
 
     fn restore(&mut self, key: &str, value: &Json) -> Result<(), SqlError> {
         let bad = || SqlError::Runtime(format!("unreadable temporal join state for key {key}"));
-        let row_of = |j: &Json| -> Option<Vec<Value>> { j.as_array()?.iter().map(decode_state).collect() };
+        let row_of =
+            |j: &Json| -> Option<Vec<Value>> { j.as_array()?.iter().map(decode_state).collect() };
         if let Some(t) = key.strip_prefix('W') {
             let t: i64 = t.parse().map_err(|_| bad())?;
             let rows = value
@@ -747,23 +789,42 @@ mod tests {
             "Join",
         );
         let mut ctx = OpCtx::default();
-        let out = join.process(vec![Change::insert(vec![v(1), v(10)])], &mut ctx).expect("ok");
-        assert_eq!(out, vec![Change::insert(vec![v(1), v(10), Value::Null, Value::Null])]);
-        let out = join.process_right(vec![Change::insert(vec![v(1), v(20)])], &mut ctx).expect("ok");
+        let out = join
+            .process(vec![Change::insert(vec![v(1), v(10)])], &mut ctx)
+            .expect("ok");
         assert_eq!(
             out,
-            vec![
-                Change { kind: Kind::Delete, row: vec![v(1), v(10), Value::Null, Value::Null] },
-                Change::insert(vec![v(1), v(10), v(1), v(20)]),
-            ]
+            vec![Change::insert(vec![v(1), v(10), Value::Null, Value::Null])]
         );
         let out = join
-            .process_right(vec![Change { kind: Kind::Delete, row: vec![v(1), v(20)] }], &mut ctx)
+            .process_right(vec![Change::insert(vec![v(1), v(20)])], &mut ctx)
             .expect("ok");
         assert_eq!(
             out,
             vec![
-                Change { kind: Kind::Delete, row: vec![v(1), v(10), v(1), v(20)] },
+                Change {
+                    kind: Kind::Delete,
+                    row: vec![v(1), v(10), Value::Null, Value::Null]
+                },
+                Change::insert(vec![v(1), v(10), v(1), v(20)]),
+            ]
+        );
+        let out = join
+            .process_right(
+                vec![Change {
+                    kind: Kind::Delete,
+                    row: vec![v(1), v(20)],
+                }],
+                &mut ctx,
+            )
+            .expect("ok");
+        assert_eq!(
+            out,
+            vec![
+                Change {
+                    kind: Kind::Delete,
+                    row: vec![v(1), v(10), v(1), v(20)]
+                },
                 Change::insert(vec![v(1), v(10), Value::Null, Value::Null]),
             ]
         );
@@ -779,17 +840,39 @@ mod tests {
             None,
             2,
             2,
-            Some((Expiry { time: 1, keep_ms: 5_001 }, Expiry { time: 1, keep_ms: 1 })),
+            Some((
+                Expiry {
+                    time: 1,
+                    keep_ms: 5_001,
+                },
+                Expiry {
+                    time: 1,
+                    keep_ms: 1,
+                },
+            )),
             "IntervalJoin",
         );
         let mut ctx = OpCtx::default();
         let t = Value::Timestamp;
-        assert!(join.process(vec![Change::insert(vec![v(1), t(0)])], &mut ctx).expect("ok").is_empty());
-        assert!(join.process(vec![Change::insert(vec![v(2), t(0)])], &mut ctx).expect("ok").is_empty());
-        let out = join.process_right(vec![Change::insert(vec![v(1), t(3_000)])], &mut ctx).expect("ok");
+        assert!(
+            join.process(vec![Change::insert(vec![v(1), t(0)])], &mut ctx)
+                .expect("ok")
+                .is_empty()
+        );
+        assert!(
+            join.process(vec![Change::insert(vec![v(2), t(0)])], &mut ctx)
+                .expect("ok")
+                .is_empty()
+        );
+        let out = join
+            .process_right(vec![Change::insert(vec![v(1), t(3_000)])], &mut ctx)
+            .expect("ok");
         assert_eq!(out.len(), 1);
         let out = join.on_watermark(5_001, &mut ctx).expect("ok");
-        assert_eq!(out, vec![Change::insert(vec![v(2), t(0), Value::Null, Value::Null])]);
+        assert_eq!(
+            out,
+            vec![Change::insert(vec![v(2), t(0), Value::Null, Value::Null])]
+        );
         assert_eq!(join.state_entries(), 0);
         for (key, value) in join.snapshot() {
             if let Some(value) = value {
@@ -800,7 +883,16 @@ mod tests {
 
     #[test]
     fn a_temporal_join_meets_the_version_valid_at_the_probe_time() {
-        let mut join = TemporalJoin::new(false, vec![Expr::Column(0)], vec![Expr::Column(0)], None, 1, Some(1), 2, 3);
+        let mut join = TemporalJoin::new(
+            false,
+            vec![Expr::Column(0)],
+            vec![Expr::Column(0)],
+            None,
+            1,
+            Some(1),
+            2,
+            3,
+        );
         let mut ctx = OpCtx::default();
         let t = Value::Timestamp;
         join.process_right(
@@ -811,8 +903,14 @@ mod tests {
             &mut ctx,
         )
         .expect("ok");
-        join.process(vec![Change::insert(vec![v(1), t(5)]), Change::insert(vec![v(1), t(12)])], &mut ctx)
-            .expect("ok");
+        join.process(
+            vec![
+                Change::insert(vec![v(1), t(5)]),
+                Change::insert(vec![v(1), t(12)]),
+            ],
+            &mut ctx,
+        )
+        .expect("ok");
         let out = join.on_watermark(20, &mut ctx).expect("ok");
         assert_eq!(out[0].row[4], Value::str("old"));
         assert_eq!(out[1].row[4], Value::str("new"));

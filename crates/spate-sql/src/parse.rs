@@ -120,7 +120,7 @@ pub enum ColumnKind {
     /// The record's key or value.
     Physical,
     /// `name AS expr`
-    Computed(Expr),
+    Computed(Box<Expr>),
     /// `name type METADATA [FROM 'key'] [VIRTUAL]`: `timestamp`, `partition`, `offset`,
     /// `headers`, `topic`...
     Metadata {
@@ -161,7 +161,7 @@ pub enum DropKind {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Statement {
     /// `CREATE TABLE` with columns.
-    CreateTable(CreateTable),
+    CreateTable(Box<CreateTable>),
     /// `CREATE TABLE name [WITH (...)] AS query`: a table and the job that fills it.
     CreateTableAs {
         /// The new table.
@@ -255,9 +255,10 @@ pub fn parse(sql: &str) -> Result<Vec<Parsed>, SqlError> {
         let last = parser.index();
         let next = parser.peek_token();
         if next.token != Token::EOF && next.token != Token::SemiColon {
-            return Err(syntax(parser_error(format!(
-                "Expected: end of statement, found: {next}"
-            ), &next)));
+            return Err(syntax(parser_error(
+                format!("Expected: end of statement, found: {next}"),
+                &next,
+            )));
         }
         // The statement's text: from its first token to the end of its last.
         let start = tokens[first..]
@@ -297,8 +298,14 @@ fn syntax(e: ParserError) -> SqlError {
         Some(i) => {
             let position = &text[i + " at Line: ".len()..];
             let mut parts = position.split(", Column: ");
-            let line = parts.next().and_then(|l| l.trim().parse().ok()).unwrap_or(1);
-            let column = parts.next().and_then(|c| c.trim().parse().ok()).unwrap_or(1);
+            let line = parts
+                .next()
+                .and_then(|l| l.trim().parse().ok())
+                .unwrap_or(1);
+            let column = parts
+                .next()
+                .and_then(|c| c.trim().parse().ok())
+                .unwrap_or(1);
             (text[..i].to_string(), line, column)
         }
         None => (text, 1, 1),
@@ -415,7 +422,10 @@ fn name(p: &mut Parser) -> Result<String, ParserError> {
     Ok(name
         .0
         .iter()
-        .map(|part| part.as_ident().map_or(part.to_string(), |i| i.value.clone()))
+        .map(|part| {
+            part.as_ident()
+                .map_or(part.to_string(), |i| i.value.clone())
+        })
         .collect::<Vec<_>>()
         .join("."))
 }
@@ -477,7 +487,7 @@ fn create_table(p: &mut Parser) -> Result<Statement, ParserError> {
     if create.columns.is_empty() {
         return p.expected("a column list or AS SELECT", p.peek_token());
     }
-    Ok(Statement::CreateTable(create))
+    Ok(Statement::CreateTable(Box::new(create)))
 }
 
 fn primary_key(p: &mut Parser) -> Result<Vec<String>, ParserError> {
@@ -515,7 +525,7 @@ fn column(p: &mut Parser, primary_key: &mut Vec<String>) -> Result<ColumnDef, Pa
         let _ = p.parse_keyword(Keyword::COMMENT) && p.parse_literal_string().is_ok();
         return Ok(ColumnDef {
             field: Field::new(name, DataType::Null),
-            kind: ColumnKind::Computed(expr),
+            kind: ColumnKind::Computed(Box::new(expr)),
         });
     }
     let data_type = data_type(p)?;
@@ -606,7 +616,10 @@ pub fn data_type(p: &mut Parser) -> Result<DataType, ParserError> {
         }
         "DECIMAL" | "DEC" | "NUMERIC" => {
             let v = args(p)?;
-            DataType::Decimal(precision(&v, 10), v.get(1).map_or(0, |s| (*s).min(38) as u8))
+            DataType::Decimal(
+                precision(&v, 10),
+                v.get(1).map_or(0, |s| (*s).min(38) as u8),
+            )
         }
         "STRING" | "TEXT" => DataType::String,
         "VARCHAR" | "CHAR" | "CHARACTER" => {
@@ -750,8 +763,9 @@ mod tests {
 
     #[test]
     fn statements_keep_their_text() {
-        let parsed = parse("SHOW TABLES;\n  INSERT INTO s SELECT * FROM t WHERE a > 1 ;  STOP JOB 'j1'")
-            .expect("parses");
+        let parsed =
+            parse("SHOW TABLES;\n  INSERT INTO s SELECT * FROM t WHERE a > 1 ;  STOP JOB 'j1'")
+                .expect("parses");
         assert_eq!(parsed.len(), 3);
         assert_eq!(parsed[1].text, "INSERT INTO s SELECT * FROM t WHERE a > 1");
         assert_eq!(parsed[2].statement, Statement::StopJob("j1".into()));
@@ -771,7 +785,10 @@ mod tests {
         let e = parse("SELECT 1 garbage more").expect_err("bad");
         assert!(e.to_string().contains("end of statement"), "{e}");
         let e = parse("CREATE TABLE t (a FOO)").expect_err("bad");
-        assert!(e.to_string().contains("found: FOO") && e.to_string().contains("column 19"), "{e}");
+        assert!(
+            e.to_string().contains("found: FOO") && e.to_string().contains("column 19"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -146,7 +146,9 @@ struct SessionSpec {
 /// Plans `query` against `tables`.
 pub fn plan_query(query: &ast::Query, tables: &dyn Tables) -> Result<Planned, SqlError> {
     if query.with.is_some() {
-        return Err(SqlError::Unsupported("WITH (common table expressions)".into()));
+        return Err(SqlError::Unsupported(
+            "WITH (common table expressions)".into(),
+        ));
     }
     let limit = match &query.limit_clause {
         None => None,
@@ -196,14 +198,11 @@ fn plan_set_expr(
             }
             plan_set_expr(&q.body, tables, sources)
         }
-        other => Err(SqlError::Unsupported(format!(
-            "{}",
-            match other {
-                SetExpr::SetOperation { op, .. } => format!("{op}"),
-                SetExpr::Values(_) => "VALUES".to_string(),
-                _ => "this query form".to_string(),
-            }
-        ))),
+        other => Err(SqlError::Unsupported(match other {
+            SetExpr::SetOperation { op, .. } => format!("{op}"),
+            SetExpr::Values(_) => "VALUES".to_string(),
+            _ => "this query form".to_string(),
+        })),
     }
 }
 
@@ -230,7 +229,9 @@ fn plan_from(
             }
             let name = object_name(name);
             let table = tables.table(&name)?;
-            let qualifier = alias.as_ref().map_or(name.clone(), |a| a.name.value.clone());
+            let qualifier = alias
+                .as_ref()
+                .map_or(name.clone(), |a| a.name.value.clone());
             let scope = Scope::of(Some(&qualifier), &table.fields());
             let rowtime = table.watermark.as_ref().map(|(i, _)| *i);
             let updating = table.upsert;
@@ -494,7 +495,15 @@ fn split_and(e: &ast::Expr, out: &mut Vec<ast::Expr>) {
             split_and(left, out);
             split_and(right, out);
         }
-        ast::Expr::Nested(inner) if matches!(**inner, ast::Expr::BinaryOp { op: ast::BinaryOperator::And, .. }) => {
+        ast::Expr::Nested(inner)
+            if matches!(
+                **inner,
+                ast::Expr::BinaryOp {
+                    op: ast::BinaryOperator::And,
+                    ..
+                }
+            ) =>
+        {
             split_and(inner, out)
         }
         other => out.push(other.clone()),
@@ -528,8 +537,12 @@ fn plan_joins(
                     "{} joins (INNER, LEFT, RIGHT and FULL joins run)",
                     match other {
                         ast::JoinOperator::CrossJoin(_) => "CROSS",
-                        ast::JoinOperator::Semi(_) | ast::JoinOperator::LeftSemi(_) | ast::JoinOperator::RightSemi(_) => "SEMI",
-                        ast::JoinOperator::Anti(_) | ast::JoinOperator::LeftAnti(_) | ast::JoinOperator::RightAnti(_) => "ANTI",
+                        ast::JoinOperator::Semi(_)
+                        | ast::JoinOperator::LeftSemi(_)
+                        | ast::JoinOperator::RightSemi(_) => "SEMI",
+                        ast::JoinOperator::Anti(_)
+                        | ast::JoinOperator::LeftAnti(_)
+                        | ast::JoinOperator::RightAnti(_) => "ANTI",
                         _ => "these",
                     }
                 )));
@@ -583,7 +596,9 @@ fn plan_joins(
                 }
             }
             ast::JoinConstraint::Natural => {
-                return Err(SqlError::Unsupported("NATURAL JOIN (name the columns with USING)".into()));
+                return Err(SqlError::Unsupported(
+                    "NATURAL JOIN (name the columns with USING)".into(),
+                ));
             }
             ast::JoinConstraint::None => {}
         }
@@ -602,14 +617,26 @@ fn time_term(e: &Expr) -> Option<(usize, i64)> {
             let Some(Value::Interval(ms)) = b.constant() else {
                 return None;
             };
-            Some((col, if *op == expr::BinOp::Add { offset + ms } else { offset - ms }))
+            Some((
+                col,
+                if *op == expr::BinOp::Add {
+                    offset + ms
+                } else {
+                    offset - ms
+                },
+            ))
         }
         _ => None,
     }
 }
 
 /// Bounds on `left_time - right_time` a compiled condition sets: (lower, upper).
-fn time_bounds(e: &Expr, left_time: usize, right_time: usize, bounds: &mut (Option<i64>, Option<i64>)) {
+fn time_bounds(
+    e: &Expr,
+    left_time: usize,
+    right_time: usize,
+    bounds: &mut (Option<i64>, Option<i64>),
+) {
     match e {
         Expr::And(a, b) => {
             time_bounds(a, left_time, right_time, bounds);
@@ -667,7 +694,12 @@ fn plan_join(
                 expr::compile(b, &left.scope),
                 expr::compile(a, &right.scope),
             ) {
-                (Ok(l), Ok(r), _, _) if expr::compile(a, &right.scope).is_err() || expr::compile(b, &left.scope).is_err() => Some((l, r)),
+                (Ok(l), Ok(r), _, _)
+                    if expr::compile(a, &right.scope).is_err()
+                        || expr::compile(b, &left.scope).is_err() =>
+                {
+                    Some((l, r))
+                }
                 (_, _, Ok(l), Ok(r)) => Some((l, r)),
                 _ => None,
             };
@@ -707,7 +739,9 @@ fn plan_join(
     let residual = residual.map(|r| r.expr);
     if let Some(at) = as_of {
         if !matches!(kind, JoinType::Inner | JoinType::Left) {
-            return Err(SqlError::Unsupported("temporal joins other than INNER and LEFT".into()));
+            return Err(SqlError::Unsupported(
+                "temporal joins other than INNER and LEFT".into(),
+            ));
         }
         let at = expr::compile(&at, &left.scope)?;
         let Expr::Column(left_time) = at.expr else {
@@ -741,10 +775,25 @@ fn plan_join(
         && key_columns.contains(&(lwe, rwe))
     {
         let expiry = (
-            Expiry { time: lwe, keep_ms: -1 },
-            Expiry { time: rwe, keep_ms: -1 },
+            Expiry {
+                time: lwe,
+                keep_ms: -1,
+            },
+            Expiry {
+                time: rwe,
+                keep_ms: -1,
+            },
         );
-        let join = Join::new(kind, left_keys, right_keys, residual, width, right_width, Some(expiry), "WindowJoin");
+        let join = Join::new(
+            kind,
+            left_keys,
+            right_keys,
+            residual,
+            width,
+            right_width,
+            Some(expiry),
+            "WindowJoin",
+        );
         return Ok(From {
             flow: Flow::Join(Box::new(left.flow), Box::new(right.flow), Box::new(join)),
             scope,
@@ -765,10 +814,25 @@ fn plan_join(
             // A left row meets right rows up to `-lower` later; a right row left rows up to
             // `upper` later.
             let expiry = (
-                Expiry { time: lt, keep_ms: (-lower).max(0) + 1 },
-                Expiry { time: rt, keep_ms: upper.max(0) + 1 },
+                Expiry {
+                    time: lt,
+                    keep_ms: (-lower).max(0) + 1,
+                },
+                Expiry {
+                    time: rt,
+                    keep_ms: upper.max(0) + 1,
+                },
             );
-            let join = Join::new(kind, left_keys, right_keys, residual, width, right_width, Some(expiry), "IntervalJoin");
+            let join = Join::new(
+                kind,
+                left_keys,
+                right_keys,
+                residual,
+                width,
+                right_width,
+                Some(expiry),
+                "IntervalJoin",
+            );
             return Ok(From {
                 flow: Flow::Join(Box::new(left.flow), Box::new(right.flow), Box::new(join)),
                 scope,
@@ -779,7 +843,16 @@ fn plan_join(
             });
         }
     }
-    let join = Join::new(kind, left_keys, right_keys, residual, width, right_width, None, "Join");
+    let join = Join::new(
+        kind,
+        left_keys,
+        right_keys,
+        residual,
+        width,
+        right_width,
+        None,
+        "Join",
+    );
     Ok(From {
         flow: Flow::Join(Box::new(left.flow), Box::new(right.flow), Box::new(join)),
         scope,
@@ -812,13 +885,18 @@ fn top_n_pattern<'a>(
     let SetExpr::Select(inner) = &*subquery.body else {
         return Ok(None);
     };
-    let Some((item, rn)) = inner.projection.iter().enumerate().find_map(|(i, item)| match item {
-        SelectItem::ExprWithAlias {
-            expr: ast::Expr::Function(f),
-            alias,
-        } if f.over.is_some() => Some((i, (function_name(f), alias.value.clone()))),
-        _ => None,
-    }) else {
+    let Some((item, rn)) = inner
+        .projection
+        .iter()
+        .enumerate()
+        .find_map(|(i, item)| match item {
+            SelectItem::ExprWithAlias {
+                expr: ast::Expr::Function(f),
+                alias,
+            } if f.over.is_some() => Some((i, (function_name(f), alias.value.clone()))),
+            _ => None,
+        })
+    else {
         return Ok(None);
     };
     let (function, rn) = rn;
@@ -829,9 +907,9 @@ fn top_n_pattern<'a>(
     }
     let is_rn = |e: &ast::Expr| match e {
         ast::Expr::Identifier(i) => i.value.eq_ignore_ascii_case(&rn),
-        ast::Expr::CompoundIdentifier(parts) => {
-            parts.last().is_some_and(|p| p.value.eq_ignore_ascii_case(&rn))
-        }
+        ast::Expr::CompoundIdentifier(parts) => parts
+            .last()
+            .is_some_and(|p| p.value.eq_ignore_ascii_case(&rn)),
         _ => false,
     };
     let number = |e: &ast::Expr| match e {
@@ -861,7 +939,12 @@ fn top_n_pattern<'a>(
             "ROW_NUMBER() OVER without a bound on {rn} in the outer WHERE ({rn} <= N): an unbounded rank"
         )));
     };
-    Ok(Some((inner, alias.as_ref().map(|a| a.name.value.clone()), item, n)))
+    Ok(Some((
+        inner,
+        alias.as_ref().map(|a| a.name.value.clone()),
+        item,
+        n,
+    )))
 }
 
 fn plan_top_n(
@@ -931,7 +1014,9 @@ fn plan_top_n(
     positions.insert(item.min(width), width);
     flow = Flow::Map(
         Box::new(flow),
-        Box::new(Project::new(positions.iter().map(|i| Expr::Column(*i)).collect())),
+        Box::new(Project::new(
+            positions.iter().map(|i| Expr::Column(*i)).collect(),
+        )),
     );
     let mut columns = scope.columns.clone();
     columns.insert(
@@ -988,7 +1073,9 @@ fn plan_select(
         return Err(SqlError::Unsupported("a query without FROM".into()));
     }
     if select.distinct.is_some() {
-        return Err(SqlError::Unsupported("SELECT DISTINCT (use GROUP BY)".into()));
+        return Err(SqlError::Unsupported(
+            "SELECT DISTINCT (use GROUP BY)".into(),
+        ));
     }
     // WHERE's conjuncts: those relating two tables of a comma join become its condition.
     let mut conjuncts = Vec::new();
@@ -1035,13 +1122,18 @@ fn plan_select(
                 predicate.data_type
             )));
         }
-        flow = Flow::Map(Box::new(flow), Box::new(Filter::new(predicate.expr, "WHERE")));
+        flow = Flow::Map(
+            Box::new(flow),
+            Box::new(Filter::new(predicate.expr, "WHERE")),
+        );
     }
 
     let group_exprs: Vec<ast::Expr> = match &select.group_by {
         GroupByExpr::Expressions(exprs, modifiers) => {
             if !modifiers.is_empty() {
-                return Err(SqlError::Unsupported("GROUP BY ROLLUP/CUBE/GROUPING SETS".into()));
+                return Err(SqlError::Unsupported(
+                    "GROUP BY ROLLUP/CUBE/GROUPING SETS".into(),
+                ));
             }
             exprs.clone()
         }
@@ -1087,7 +1179,8 @@ fn plan_select(
         let mut calls = Vec::new();
         for f in &aggregates {
             let call = aggregate_call(f, &scope)?;
-            out.substitutions.push((f.to_string(), keys.len() + calls.len()));
+            out.substitutions
+                .push((f.to_string(), keys.len() + calls.len()));
             out.columns.push(ScopeColumn {
                 qualifier: None,
                 name: f.to_string(),
@@ -1104,8 +1197,7 @@ fn plan_select(
         });
         if from.window.is_some() && window_keys.is_none() {
             return Err(SqlError::Unsupported(
-                "grouping a window function's rows without both window_start and window_end"
-                    .into(),
+                "grouping a window function's rows without both window_start and window_end".into(),
             ));
         }
         if from.session.is_some() && window_keys.is_none() {
@@ -1120,7 +1212,9 @@ fn plan_select(
         });
         let windowed = window_keys.is_some();
         if windowed && updating {
-            return Err(SqlError::Unsupported("window aggregates of an updating table".into()));
+            return Err(SqlError::Unsupported(
+                "window aggregates of an updating table".into(),
+            ));
         }
         let aggregate = Aggregate::new(
             keys.into_iter().map(|k| k.expr).collect(),
@@ -1137,10 +1231,15 @@ fn plan_select(
         scope = out;
         if let Some(having) = &select.having {
             let predicate = expr::compile(having, &scope)?;
-            flow = Flow::Map(Box::new(flow), Box::new(Filter::new(predicate.expr, "HAVING")));
+            flow = Flow::Map(
+                Box::new(flow),
+                Box::new(Filter::new(predicate.expr, "HAVING")),
+            );
         }
     } else if select.having.is_some() {
-        return Err(SqlError::Type("HAVING without GROUP BY or aggregates".into()));
+        return Err(SqlError::Type(
+            "HAVING without GROUP BY or aggregates".into(),
+        ));
     }
 
     // The projection.
@@ -1272,7 +1371,9 @@ fn aggregate_call(f: &ast::Function, scope: &Scope) -> Result<AggCall, SqlError>
         .transpose()?;
     if star {
         if name != "COUNT" {
-            return Err(SqlError::Type(format!("{name}(*) is not an aggregate; use COUNT(*)")));
+            return Err(SqlError::Type(format!(
+                "{name}(*) is not an aggregate; use COUNT(*)"
+            )));
         }
         return Ok(AggCall {
             kind: AggKind::Count,

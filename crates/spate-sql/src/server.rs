@@ -38,9 +38,12 @@ pub async fn serve(
     };
     started(Arc::clone(&engine), addr);
     let app = wrap(crate::api::router(Arc::clone(&engine)));
-    let served = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(shutdown)
-        .await;
+    let served = axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await;
     let stopping = Arc::clone(&engine);
     let _ = tokio::task::spawn_blocking(move || stopping.shutdown()).await;
     served.map_err(|e| SqlError::Io(format!("the SQL API: {e}")))

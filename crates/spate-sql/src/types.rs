@@ -237,9 +237,8 @@ impl Value {
             (Value::Bool(a), Value::Bool(b)) => a.cmp(b),
             (Value::Str(a), Value::Str(b)) => a.cmp(b),
             (Value::Bytes(a), Value::Bytes(b)) => a.cmp(b),
-            (Value::Timestamp(a), Value::Timestamp(b)) | (Value::Interval(a), Value::Interval(b)) => {
-                a.cmp(b)
-            }
+            (Value::Timestamp(a), Value::Timestamp(b))
+            | (Value::Interval(a), Value::Interval(b)) => a.cmp(b),
             (Value::Date(a), Value::Date(b)) => a.cmp(b),
             (Value::Row(a), Value::Row(b)) | (Value::Array(a), Value::Array(b)) => {
                 for (x, y) in a.iter().zip(b.iter()) {
@@ -445,7 +444,9 @@ pub fn encode_state(v: &Value) -> serde_json::Value {
         Value::Interval(i) => json!({"v": i}),
         Value::Row(r) => json!({"r": r.iter().map(encode_state).collect::<Vec<_>>()}),
         Value::Array(a) => json!({"a": a.iter().map(encode_state).collect::<Vec<_>>()}),
-        Value::Map(m) => json!({"m": m.iter().map(|(k, v)| json!([encode_state(k), encode_state(v)])).collect::<Vec<_>>()}),
+        Value::Map(m) => {
+            json!({"m": m.iter().map(|(k, v)| json!([encode_state(k), encode_state(v)])).collect::<Vec<_>>()})
+        }
     }
 }
 
@@ -486,7 +487,9 @@ pub fn decode_state(json: &serde_json::Value) -> Option<Value> {
                 "m" => Value::Map(
                     v.as_array()?
                         .iter()
-                        .map(|pair| Some((decode_state(pair.get(0)?)?, decode_state(pair.get(1)?)?)))
+                        .map(|pair| {
+                            Some((decode_state(pair.get(0)?)?, decode_state(pair.get(1)?)?))
+                        })
                         .collect::<Option<Vec<_>>>()?
                         .into(),
                 ),
@@ -539,14 +542,22 @@ impl fmt::Display for Value {
             Value::Date(d) => f.write_str(&format_date(*d)),
             Value::Interval(ms) => write!(f, "{}", format_interval(*ms)),
             Value::Row(values) | Value::Array(values) => {
-                f.write_str(if matches!(self, Value::Row(_)) { "(" } else { "[" })?;
+                f.write_str(if matches!(self, Value::Row(_)) {
+                    "("
+                } else {
+                    "["
+                })?;
                 for (i, v) in values.iter().enumerate() {
                     if i > 0 {
                         f.write_str(", ")?;
                     }
                     write!(f, "{v}")?;
                 }
-                f.write_str(if matches!(self, Value::Row(_)) { ")" } else { "]" })
+                f.write_str(if matches!(self, Value::Row(_)) {
+                    ")"
+                } else {
+                    "]"
+                })
             }
             Value::Map(entries) => {
                 f.write_str("{")?;

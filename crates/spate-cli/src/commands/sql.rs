@@ -19,7 +19,12 @@ pub struct SqlArgs {
     #[command(subcommand)]
     command: Option<SqlCommand>,
     /// Statements to run (separated by `;`), then exit.
-    #[arg(short = 'e', long = "execute", value_name = "SQL", conflicts_with = "file")]
+    #[arg(
+        short = 'e',
+        long = "execute",
+        value_name = "SQL",
+        conflicts_with = "file"
+    )]
     execute: Option<String>,
     /// A file of statements to run, then exit.
     #[arg(short = 'f', long = "file", value_name = "FILE")]
@@ -96,7 +101,7 @@ fn error_message(status: u16, text: &str) -> String {
     serde_json::from_str::<Json>(text)
         .ok()
         .and_then(|j| j.get("message").and_then(Json::as_str).map(str::to_string))
-        .map_or_else(|| format!("{text} (HTTP {status})"), |m| m)
+        .unwrap_or_else(|| format!("{text} (HTTP {status})"))
 }
 
 impl Client {
@@ -207,7 +212,11 @@ impl Client {
         }
         if !self.json && !widths.is_empty() {
             writeln!(stdout, "{}", separator(&widths))?;
-            writeln!(stdout, "{rows} row{} in set", if rows == 1 { "" } else { "s" })?;
+            writeln!(
+                stdout,
+                "{rows} row{} in set",
+                if rows == 1 { "" } else { "s" }
+            )?;
         }
         Ok(())
     }
@@ -273,7 +282,9 @@ fn table(columns: &[String], rows: &[Vec<String>]) -> String {
 fn history_path() -> Option<std::path::PathBuf> {
     let base = std::env::var_os("XDG_STATE_HOME")
         .map(std::path::PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| std::path::PathBuf::from(h).join(".local/state")))?;
+        .or_else(|| {
+            std::env::var_os("HOME").map(|h| std::path::PathBuf::from(h).join(".local/state"))
+        })?;
     Some(base.join("spate").join("sql_history"))
 }
 
@@ -283,17 +294,31 @@ fn shell(client: &Client) -> Result<()> {
     let history = history_path();
     let mut history_file = history.as_ref().and_then(|p| {
         std::fs::create_dir_all(p.parent()?).ok()?;
-        std::fs::OpenOptions::new().create(true).append(true).open(p).ok()
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(p)
+            .ok()
     });
     if interactive {
-        println!("Spate SQL shell ({}). Statements end with ';'. Type HELP; or QUIT;.", client.url);
+        println!(
+            "Spate SQL shell ({}). Statements end with ';'. Type HELP; or QUIT;.",
+            client.url
+        );
     }
     let stdin = std::io::stdin();
     let mut buffer = String::new();
     let mut failed = false;
     loop {
         if interactive {
-            print!("{}", if buffer.is_empty() { "spate-sql> " } else { "         > " });
+            print!(
+                "{}",
+                if buffer.is_empty() {
+                    "spate-sql> "
+                } else {
+                    "         > "
+                }
+            );
             std::io::stdout().flush()?;
         }
         let mut line = String::new();
@@ -341,12 +366,16 @@ fn worker(args: WorkerArgs) -> Result<()> {
         .init();
     let mut config = spate_sql::engine::SqlConfig::new(&args.brokers);
     config.registry_url = args.schema_registry_url.clone();
-    config.checkpoint_interval = std::time::Duration::from_millis(args.checkpoint_interval_ms.max(10));
+    config.checkpoint_interval =
+        std::time::Duration::from_millis(args.checkpoint_interval_ms.max(10));
     for pair in &args.set {
         let (k, v) = pair
             .split_once('=')
             .with_context(|| format!("--set {pair}: expected key=value"))?;
-        config.cluster.client.push((k.trim().to_string(), v.to_string()));
+        config
+            .cluster
+            .client
+            .push((k.trim().to_string(), v.to_string()));
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
