@@ -95,7 +95,7 @@ def default_binaries() -> list[Path]:
 READY_LINE = re.compile(r"spate is ready.*?kafka_addr=(\S+).*?http_addr=(\S+)")
 SQL_READY_LINE = re.compile(r"sql worker is ready.*?sql_addr=(\S+)")
 COMMIT = re.compile(r'spate is ready.*?commit="?([0-9a-f]+)')
-ERROR_LINE = re.compile(r"^\S+\s+ERROR\b|\bpanicked at\b")
+ERROR_LINE = re.compile(r"^\S+\s+ERROR\b|\bpanicked at\b")  # as tests/python/conftest.py
 
 
 # --- the spate process ----------------------------------------------------------------------------
@@ -112,12 +112,16 @@ def find_binary(explicit: str | None, wait_s: float = 120.0) -> Path:
     being rebuilt (briefly missing)."""
     candidates = [Path(explicit)] if explicit else default_binaries()
     deadline = time.monotonic() + wait_s
+    said = False
     while True:
         for path in candidates:
             if path.is_file() and os.access(path, os.X_OK):
                 return path
         if time.monotonic() > deadline:
             raise SystemExit(f"no spate binary at {', '.join(map(str, candidates))}")
+        if not said:
+            print(f"waiting up to {wait_s:.0f} s for a spate binary (being rebuilt?)", file=sys.stderr)
+            said = True
         time.sleep(1.0)
 
 
@@ -625,16 +629,17 @@ def main(argv: list[str] | None = None) -> int:
             result = run_query(query, api, spate, checker, manifest, args.timeout)
             results.append(result)
             print(table([result]).splitlines()[-1], file=sys.stderr)
+    except BaseException:
+        print(f"failed; the work directory is kept: {work}", file=sys.stderr)
+        raise
     finally:
         spate.stop()
     print(table(results))
-    errors = [line for line in spate.error_lines if "PartitionEOF" not in line]
-    if spate.error_lines:
-        print(
-            f"\nspate logged {len(spate.error_lines)} ERROR lines "
-            f"({len(spate.error_lines) - len(errors)} of them librdkafka's PartitionEOF); see {spate.log_path}",
-            file=sys.stderr,
-        )
+    errors = spate.error_lines
+    if errors:
+        print(f"\nspate logged {len(errors)} ERROR lines, the first:", file=sys.stderr)
+        for line in errors[:5]:
+            print(f"  {line[:300]}", file=sys.stderr)
     if args.json:
         args.json.write_text(
             json.dumps(

@@ -755,3 +755,75 @@ def test_top_n_and_deduplication_match_duckdb(sql_broker) -> None:
     header, got = sql.query(window_top + f" LIMIT {len(expected)}")
     assert header["columnNames"] == ["window_start", "channel", "n", "rn"], "a window Top-N only appends"
     assert sorted(tuple(r) for r in got) == sorted(expected)
+
+
+def test_records_that_do_not_decode_are_skipped_or_dead_lettered(sql_broker) -> None:
+    sql = Sql(sql_broker)
+    topic, sink, dlq = unique("bids"), unique("out"), unique("bids-dlq")
+    create_topic(sql.bootstrap, topic)
+    create_topic(sql.bootstrap, sink)
+    good = bids(3)
+    produce_all(
+        producer(sql.bootstrap), topic,
+        [{"value": json.dumps(good[0]).encode()}, {"value": b"not json", "headers": [("trace", b"t1")]},
+         {"value": json.dumps(good[1]).encode()}, {"value": b'{"auction": "x"}'}, {"value": json.dumps(good[2]).encode()}],
+    )
+    sql.run(
+        f"CREATE TABLE dl (auction BIGINT, price DOUBLE) WITH ('topic' = '{topic}', "
+        f"'scan.error-policy' = 'dlq', 'scan.error-policy.dlq-topic' = '{dlq}')"
+    )
+    sql.run(f"CREATE TABLE skipping (auction BIGINT, price DOUBLE) WITH ('topic' = '{topic}', 'json.ignore-parse-errors' = 'true')")
+    sql.run(f"CREATE TABLE out_t (auction BIGINT, price DOUBLE) WITH ('topic' = '{sink}')")
+    [answer] = sql.run("INSERT INTO out_t SELECT auction, price FROM dl")
+    wait_until(lambda: sql.job(answer["jobId"])["metrics"]["recordsOut"] == 3, timeout_s=60, what="the three good rows")
+    assert sql.job(answer["jobId"])["metrics"]["recordsSkipped"] == 2
+    c = consumer(sql.bootstrap, **{"isolation.level": "read_committed"})
+    c.assign([TopicPartition(dlq, 0, 0)])
+    letters = []
+    deadline = time.monotonic() + 30
+    while len(letters) < 2:
+        assert time.monotonic() < deadline, "the dead letters"
+        letters.extend(m for m in c.consume(num_messages=10, timeout=0.5) if not m.error())
+    c.close()
+    assert [m.value() for m in letters] == [b"not json", b'{"auction": "x"}']
+    headers = dict(letters[0].headers())
+    assert headers["trace"] == b"t1" and headers["__spate.source"] == f"{topic}/0@1".encode()
+    assert b"does not decode" in headers["__spate.error"]
+    header, rows = sql.query("SELECT auction FROM skipping LIMIT 3")
+    assert [r[0] for r in rows] == [g["auction"] for g in good]
+    e = sql.run(f"CREATE TABLE bad (a INT) WITH ('topic' = '{topic}', 'scan.error-policy' = 'ignore')", expect_status=400)
+    assert "fail, skip or dlq" in e["message"]
+
+
+def test_state_ttl_forgets_idle_keys(sql_broker) -> None:
+    sql = Sql(sql_broker)
+    topic, sink = unique("bids"), unique("counts")
+    create_topic(sql.bootstrap, topic)
+    create_topic(sql.bootstrap, sink)
+    sql.run(BIDS_DDL.format(name="bids", topic=topic))
+    sql.run(
+        f"CREATE TABLE c (channel STRING, n BIGINT, PRIMARY KEY (channel) NOT ENFORCED) "
+        f"WITH ('connector' = 'upsert-kafka', 'topic' = '{sink}', 'key.format' = 'json')"
+    )
+    e = sql.run("SET 'table.exec.state.tll' = '1 s'", expect_status=400)
+    assert "unsupported property 'table.exec.state.tll'" in e["message"]
+    [_, answer] = sql.run(
+        "SET 'table.exec.state.ttl' = '500 ms'; INSERT INTO c SELECT channel, COUNT(*) FROM bids GROUP BY channel"
+    )
+    job = answer["jobId"]
+
+    def google() -> list[int]:
+        return [v["n"] for k, v in read_committed(sql.bootstrap, sink) if k == {"channel": "google"}]
+
+    produce_json(sql.bootstrap, topic, bids(1))
+    wait_until(lambda: google() == [1], timeout_s=60, what="google's first count")
+
+    # Only another key is touched from now on: google's state expires at a checkpoint.
+    def expired() -> bool:
+        produce_json(sql.bootstrap, topic, [dict(bids(2)[1], channel="other")])
+        return sql.job(job)["metrics"]["stateEntries"] == 1
+
+    wait_until(expired, timeout_s=60, interval_s=0.3, what="google's state to expire")
+    produce_json(sql.bootstrap, topic, bids(1))
+    # Without the TTL the count would go on to 2.
+    wait_until(lambda: google() == [1, 1], timeout_s=60, what="google counted from 1 again")

@@ -52,6 +52,9 @@ impl From<SqlError> for ApiError {
 struct StatementBody {
     #[serde(alias = "ksql", alias = "statement")]
     sql: String,
+    /// Properties for the statements' jobs (`table.exec.state.ttl`, ...), as `SET` gives them.
+    #[serde(default, alias = "streamsProperties")]
+    properties: std::collections::BTreeMap<String, String>,
 }
 
 /// The router.
@@ -101,7 +104,7 @@ async fn statements(
             "the body must be JSON with the statement in \"sql\": {e}"
         )))
     })?;
-    let results = blocking(move || engine.execute(&body.sql)).await?;
+    let results = blocking(move || engine.execute(&body.sql, &body.properties)).await?;
     Ok(Json(JsonValue::Array(
         results
             .iter()

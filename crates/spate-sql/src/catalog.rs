@@ -75,6 +75,18 @@ pub enum Startup {
     Timestamp(i64),
 }
 
+/// What a job does with a record of this table that does not decode.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ErrorPolicy {
+    /// Fail the job (Flink's default).
+    Fail,
+    /// Skip the record and count it (`json.ignore-parse-errors`).
+    Skip,
+    /// Write the record, with the reason in a header, to a dead-letter topic, in the job's
+    /// transaction.
+    DeadLetter(String),
+}
+
 /// A column of a table.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Column {
@@ -110,6 +122,8 @@ pub struct Table {
     pub startup: Startup,
     /// The consumer group of `group-offsets`.
     pub group_id: Option<String>,
+    /// Records that do not decode: `scan.error-policy` (`fail`, `skip`, `dlq`).
+    pub error_policy: ErrorPolicy,
     /// How long a partition read to its end without new records takes to stop holding the
     /// watermark back (`scan.watermark.idle-timeout`).
     pub idle_timeout: std::time::Duration,
@@ -135,6 +149,8 @@ const OPTIONS: &[&str] = &[
     "scan.startup.mode",
     "scan.startup.timestamp-millis",
     "scan.watermark.idle-timeout",
+    "scan.error-policy",
+    "scan.error-policy.dlq-topic",
     "properties.group.id",
     "properties.bootstrap.servers",
     "sink.delivery-guarantee",
@@ -314,6 +330,24 @@ impl Table {
             value_except_key,
             startup,
             group_id: options.get("properties.group.id").cloned(),
+            error_policy: match (
+                options.get("scan.error-policy").map(String::as_str),
+                options.get("json.ignore-parse-errors").map(String::as_str),
+            ) {
+                (None, Some("true")) | (Some("skip"), _) => ErrorPolicy::Skip,
+                (None | Some("fail"), _) => ErrorPolicy::Fail,
+                (Some("dlq"), _) => ErrorPolicy::DeadLetter(
+                    options
+                        .get("scan.error-policy.dlq-topic")
+                        .cloned()
+                        .unwrap_or_else(|| format!("{}-dlq", options.get("topic").unwrap_or(&create.name))),
+                ),
+                (Some(other), _) => {
+                    return Err(SqlError::Option(format!(
+                        "'scan.error-policy' = '{other}': fail, skip or dlq"
+                    )));
+                }
+            },
             idle_timeout: match options.get("scan.watermark.idle-timeout") {
                 Some(text) => parse_duration(text).ok_or_else(|| {
                     SqlError::Option(format!(
@@ -387,6 +421,7 @@ impl Table {
             value_except_key: false,
             startup: Startup::Earliest,
             group_id: None,
+            error_policy: ErrorPolicy::Fail,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             registry_url: Some(registry_url.to_string()),
             options: BTreeMap::new(),

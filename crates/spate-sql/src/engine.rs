@@ -81,6 +81,8 @@ impl JobState {
 struct JobEntry {
     sql: String,
     sink: String,
+    /// `SET` properties the job was started with.
+    properties: BTreeMap<String, String>,
     created_ms: i64,
     state: Arc<Mutex<JobState>>,
     stop: Arc<AtomicBool>,
@@ -295,9 +297,19 @@ impl Engine {
                 .to_string();
             let created_ms = value.get("created").and_then(Json::as_i64).unwrap_or(0);
             let running = value.get("state").and_then(Json::as_str) == Some("RUNNING");
+            let properties: BTreeMap<String, String> = value
+                .get("properties")
+                .and_then(Json::as_object)
+                .map(|m| {
+                    m.iter()
+                        .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
+                        .collect()
+                })
+                .unwrap_or_default();
             let entry = JobEntry {
                 sql: sql.clone(),
                 sink: sink.clone(),
+                properties,
                 created_ms,
                 state: Arc::new(Mutex::new(JobState::Stopped)),
                 stop: Arc::new(AtomicBool::new(false)),
@@ -430,17 +442,53 @@ impl Engine {
 
     /// Executes `sql` (one or more statements), each answered in order; stops at the first
     /// error. Queries are refused here: they stream ([`Engine::query`]).
-    pub fn execute(&self, sql: &str) -> Result<Vec<(String, Outcome)>, SqlError> {
+    pub fn execute(
+        &self,
+        sql: &str,
+        properties: &BTreeMap<String, String>,
+    ) -> Result<Vec<(String, Outcome)>, SqlError> {
         let parsed = parse::parse(sql)?;
+        let mut properties = properties.clone();
+        check_properties(&properties)?;
         let mut out = Vec::new();
         for p in parsed {
-            let outcome = self.statement(&p.statement, &p.text)?;
+            let outcome = match &p.statement {
+                Statement::Set(Some((key, value))) => {
+                    let mut one = BTreeMap::new();
+                    one.insert(key.clone(), value.clone());
+                    check_properties(&one)?;
+                    properties.insert(key.clone(), value.clone());
+                    Outcome::Done(format!("{key} = {value}"))
+                }
+                Statement::Set(None) => Outcome::Rows {
+                    columns: vec!["key".into(), "value".into()],
+                    rows: properties
+                        .iter()
+                        .map(|(k, v)| vec![json!(k), json!(v)])
+                        .collect(),
+                },
+                Statement::Reset(key) => {
+                    match key {
+                        Some(k) => {
+                            properties.remove(k);
+                        }
+                        None => properties.clear(),
+                    }
+                    Outcome::Done("properties reset".into())
+                }
+                statement => self.statement(statement, &p.text, &properties)?,
+            };
             out.push((p.text, outcome));
         }
         Ok(out)
     }
 
-    fn statement(&self, statement: &Statement, text: &str) -> Result<Outcome, SqlError> {
+    fn statement(
+        &self,
+        statement: &Statement,
+        text: &str,
+        properties: &BTreeMap<String, String>,
+    ) -> Result<Outcome, SqlError> {
         match statement {
             Statement::CreateTable(create) => {
                 let _guard = self.ddl.lock();
@@ -484,7 +532,7 @@ impl Engine {
                     Some(json!({"sql": ddl})),
                 )?;
                 self.catalog.write().put(table);
-                let id = self.submit_job(text, name)?;
+                let id = self.submit_job(text, name, properties)?;
                 Ok(Outcome::Job {
                     id,
                     message: format!("table {name} created; a job fills it"),
@@ -495,7 +543,7 @@ impl Engine {
                 let planned = plan::plan_query(query, self)?;
                 check_sink(&sink, &planned)?;
                 self.check_sources(&planned)?;
-                let id = self.submit_job(text, &sink.name)?;
+                let id = self.submit_job(text, &sink.name, properties)?;
                 Ok(Outcome::Job {
                     id,
                     message: format!("a job writes into {}", sink.name),
@@ -530,7 +578,7 @@ impl Engine {
                 self.ensure_topic(&view_table)?;
                 self.write(&format!("table:{}", view_table), Some(json!({"sql": ddl})))?;
                 self.catalog.write().put(table);
-                let id = self.submit_job(text, &view_table)?;
+                let id = self.submit_job(text, &view_table, properties)?;
                 self.write(
                     &format!("view:{}", name.to_ascii_lowercase()),
                     Some(json!({"name": name, "sql": text, "job": id})),
@@ -671,6 +719,9 @@ impl Engine {
                 self.stop_job(id)?;
                 Ok(Outcome::Done(format!("job {id} stopped")))
             }
+            Statement::Set(_) | Statement::Reset(_) => Ok(Outcome::Done(
+                "properties apply to the statements after them".into(),
+            )),
         }
     }
 
@@ -695,18 +746,24 @@ impl Engine {
         Ok(())
     }
 
-    fn submit_job(&self, sql: &str, sink: &str) -> Result<String, SqlError> {
+    fn submit_job(
+        &self,
+        sql: &str,
+        sink: &str,
+        properties: &BTreeMap<String, String>,
+    ) -> Result<String, SqlError> {
         let id = uuid::Uuid::new_v4().simple().to_string()[..16].to_string();
         let created_ms = now_ms();
         self.write(
             &format!("job:{id}"),
-            Some(json!({"sql": sql, "sink": sink, "state": "RUNNING", "created": created_ms})),
+            Some(json!({"sql": sql, "sink": sink, "state": "RUNNING", "created": created_ms, "properties": properties})),
         )?;
         self.jobs.lock().insert(
             id.clone(),
             JobEntry {
                 sql: sql.to_string(),
                 sink: sink.to_string(),
+                properties: properties.clone(),
                 created_ms,
                 state: Arc::new(Mutex::new(JobState::Running)),
                 stop: Arc::new(AtomicBool::new(false)),
@@ -732,6 +789,11 @@ impl Engine {
         let sink_table = self.table(sink)?;
         let planned = plan::plan_query(query, self)?;
         check_sink(&sink_table, &planned)?;
+        for source in &planned.sources {
+            if let crate::catalog::ErrorPolicy::DeadLetter(topic) = &source.table.error_policy {
+                self.ensure_sink_topic(topic)?;
+            }
+        }
         let encoder = Encoder::new(Arc::clone(&sink_table))?;
         let mut jobs = self.jobs.lock();
         let entry = jobs.get_mut(id).ok_or_else(|| SqlError::NotFound {
@@ -744,10 +806,13 @@ impl Engine {
         let state = Arc::clone(&entry.state);
         let metrics = Arc::clone(&entry.metrics);
         let cluster = self.config.cluster.clone();
+        let (checkpoint_interval, state_ttl) =
+            job_settings(&entry.properties, self.config.checkpoint_interval)?;
         let options = JobOptions {
             id: id.to_string(),
-            checkpoint_interval: self.config.checkpoint_interval,
+            checkpoint_interval,
             skip_errors: false,
+            state_ttl,
         };
         let topic = sink_table.topic.clone();
         let job_id = id.to_string();
@@ -789,18 +854,23 @@ impl Engine {
         if let Some(t) = thread {
             let _ = t.join();
         }
-        let (sql, sink, created) = {
+        let (sql, sink, created, properties) = {
             let jobs = self.jobs.lock();
             let entry = jobs.get(id).ok_or_else(|| SqlError::NotFound {
                 kind: "job",
                 name: id.to_string(),
             })?;
             *entry.state.lock() = JobState::Stopped;
-            (entry.sql.clone(), entry.sink.clone(), entry.created_ms)
+            (
+                entry.sql.clone(),
+                entry.sink.clone(),
+                entry.created_ms,
+                entry.properties.clone(),
+            )
         };
         self.write(
             &format!("job:{id}"),
-            Some(json!({"sql": sql, "sink": sink, "state": "STOPPED", "created": created})),
+            Some(json!({"sql": sql, "sink": sink, "state": "STOPPED", "created": created, "properties": properties})),
         )
     }
 
@@ -995,6 +1065,7 @@ impl Engine {
             id: id.clone(),
             checkpoint_interval: Duration::from_secs(3600),
             skip_errors: false,
+            state_ttl: None,
         };
         let thread_stop = Arc::clone(&stop);
         let thread_error = Arc::clone(&error);
@@ -1131,6 +1202,44 @@ fn client_config(cluster: &Cluster) -> ClientConfig {
         config.set(k, v);
     }
     config
+}
+
+/// The properties a statement may `SET`.
+pub const PROPERTIES: &[&str] = &["table.exec.state.ttl", "execution.checkpointing.interval"];
+
+fn check_properties(properties: &BTreeMap<String, String>) -> Result<(), SqlError> {
+    for (k, v) in properties {
+        if !PROPERTIES.contains(&k.as_str()) {
+            return Err(SqlError::Option(format!(
+                "unsupported property '{k}' (supported: {})",
+                PROPERTIES.join(", ")
+            )));
+        }
+        if crate::catalog::parse_duration(v).is_none() {
+            return Err(SqlError::Option(format!(
+                "'{k}' = '{v}': a duration such as '1 h', '30 s' or '500 ms'"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// A job's checkpoint interval and state TTL from its properties.
+fn job_settings(
+    properties: &BTreeMap<String, String>,
+    default_interval: Duration,
+) -> Result<(Duration, Option<Duration>), SqlError> {
+    check_properties(properties)?;
+    let interval = properties
+        .get("execution.checkpointing.interval")
+        .and_then(|v| crate::catalog::parse_duration(v))
+        .unwrap_or(default_interval)
+        .max(Duration::from_millis(10));
+    let ttl = properties
+        .get("table.exec.state.ttl")
+        .and_then(|v| crate::catalog::parse_duration(v))
+        .filter(|d| !d.is_zero());
+    Ok((interval, ttl))
 }
 
 /// The query's columns must be the sink's physical columns, in order, with types that fit.

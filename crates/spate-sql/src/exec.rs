@@ -77,6 +77,9 @@ pub struct OpCtx {
     pub skipped: u64,
     /// Skip rows whose expressions fail instead of failing the job.
     pub skip_errors: bool,
+    /// The wall clock (ms) of this batch: when keyed state was last touched, for
+    /// `table.exec.state.ttl`.
+    pub now_ms: i64,
 }
 
 impl OpCtx {
@@ -129,6 +132,40 @@ pub trait Operator: Send {
     /// How many state entries it holds.
     fn state_entries(&self) -> usize {
         0
+    }
+    /// Forgets keyed state last touched before `before_ms` (`table.exec.state.ttl`, in
+    /// processing time as Flink's); windowed state goes with its windows instead.
+    fn expire_idle(&mut self, _before_ms: i64) {}
+}
+
+/// When each key's state was last touched (processing time), for `table.exec.state.ttl`.
+#[derive(Debug, Default)]
+pub struct Touched {
+    last: HashMap<Vec<Value>, i64>,
+}
+
+impl Touched {
+    /// `key` was used at `now_ms`.
+    pub fn touch(&mut self, key: &[Value], now_ms: i64) {
+        if let Some(t) = self.last.get_mut(key) {
+            *t = now_ms;
+        } else {
+            self.last.insert(key.to_vec(), now_ms);
+        }
+    }
+
+    /// The keys last used before `before_ms`, forgotten here.
+    pub fn idle(&mut self, before_ms: i64) -> Vec<Vec<Value>> {
+        let idle: Vec<Vec<Value>> = self
+            .last
+            .iter()
+            .filter(|(_, t)| **t < before_ms)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in &idle {
+            self.last.remove(k);
+        }
+        idle
     }
 }
 
@@ -611,6 +648,7 @@ pub struct Aggregate {
     sessions: HashMap<Vec<Value>, Vec<SessionWindow>>,
     dirty: HashSet<Vec<Value>>,
     input_updating: bool,
+    touched: Touched,
 }
 
 impl Aggregate {
@@ -632,6 +670,7 @@ impl Aggregate {
             sessions: HashMap::new(),
             dirty: HashSet::new(),
             input_updating,
+            touched: Touched::default(),
         }
     }
 
@@ -838,6 +877,9 @@ impl Operator for Aggregate {
             }
             let mut group = self.groups.remove(&key).unwrap_or_else(|| self.new_group());
             self.accumulate(&mut group, args, adds);
+            if self.window.is_none() {
+                self.touched.touch(&key, ctx.now_ms);
+            }
             self.groups.insert(key.clone(), group);
             if self.dirty.insert(key.clone()) || self.window.is_none() {
                 touched.push(key);
@@ -1040,6 +1082,14 @@ impl Operator for Aggregate {
     fn state_entries(&self) -> usize {
         self.groups.len() + self.sessions.values().map(Vec::len).sum::<usize>()
     }
+
+    fn expire_idle(&mut self, before_ms: i64) {
+        for key in self.touched.idle(before_ms) {
+            if self.groups.remove(&key).is_some() {
+                self.dirty.insert(key);
+            }
+        }
+    }
 }
 
 /// An upsert table read as a changelog (Flink's ChangelogNormalize): each record of a key
@@ -1049,6 +1099,7 @@ pub struct Normalize {
     key: Vec<usize>,
     rows: HashMap<Vec<Value>, Vec<Value>>,
     dirty: HashSet<Vec<Value>>,
+    touched: Touched,
 }
 
 impl Normalize {
@@ -1058,6 +1109,7 @@ impl Normalize {
             key,
             rows: HashMap::new(),
             dirty: HashSet::new(),
+            touched: Touched::default(),
         }
     }
 }
@@ -1067,10 +1119,11 @@ impl Operator for Normalize {
         format!("ChangelogNormalize(key={:?})", self.key)
     }
 
-    fn process(&mut self, input: Vec<Change>, _ctx: &mut OpCtx) -> Result<Vec<Change>, SqlError> {
+    fn process(&mut self, input: Vec<Change>, ctx: &mut OpCtx) -> Result<Vec<Change>, SqlError> {
         let mut out = Vec::with_capacity(input.len());
         for change in input {
             let key: Vec<Value> = self.key.iter().map(|i| change.row[*i].clone()).collect();
+            self.touched.touch(&key, ctx.now_ms);
             let before = self.rows.get(&key).cloned();
             if change.kind.adds() {
                 match before {
@@ -1129,6 +1182,14 @@ impl Operator for Normalize {
     fn state_entries(&self) -> usize {
         self.rows.len()
     }
+
+    fn expire_idle(&mut self, before_ms: i64) {
+        for key in self.touched.idle(before_ms) {
+            if self.rows.remove(&key).is_some() {
+                self.dirty.insert(key);
+            }
+        }
+    }
 }
 
 /// A row with its sort key.
@@ -1150,6 +1211,7 @@ pub struct TopN {
     /// Each partition's rows (sort key, row) in order.
     partitions: HashMap<Vec<Value>, Vec<Ranked>>,
     dirty: HashSet<Vec<Value>>,
+    touched: Touched,
 }
 
 impl TopN {
@@ -1169,6 +1231,7 @@ impl TopN {
             expire,
             partitions: HashMap::new(),
             dirty: HashSet::new(),
+            touched: Touched::default(),
         }
     }
 
@@ -1239,6 +1302,9 @@ impl Operator for TopN {
                 .iter()
                 .map(|(e, _)| e.eval(&change.row, &eval))
                 .collect::<Result<_, _>>()?;
+            if self.expire.is_none() {
+                self.touched.touch(&key, ctx.now_ms);
+            }
             if !before.contains_key(&key) {
                 before.insert(key.clone(), self.first_rows(&key));
                 order_of_keys.push(key.clone());
@@ -1352,6 +1418,14 @@ impl Operator for TopN {
 
     fn state_entries(&self) -> usize {
         self.partitions.values().map(Vec::len).sum()
+    }
+
+    fn expire_idle(&mut self, before_ms: i64) {
+        for key in self.touched.idle(before_ms) {
+            if self.partitions.remove(&key).is_some() {
+                self.dirty.insert(key);
+            }
+        }
     }
 }
 

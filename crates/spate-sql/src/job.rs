@@ -29,7 +29,7 @@ use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{Offset, TopicPartitionList};
 use serde_json::Value as Json;
 
-use crate::catalog::Startup;
+use crate::catalog::{ErrorPolicy, Startup};
 use crate::errors::SqlError;
 use crate::exec::{Change, OpCtx};
 use crate::expr::{Context, Expr};
@@ -105,8 +105,10 @@ pub struct JobOptions {
     pub id: String,
     /// How often a checkpoint commits.
     pub checkpoint_interval: Duration,
-    /// Skip (and count) records that fail to decode or evaluate instead of failing.
+    /// Skip (and count) rows whose expressions fail instead of failing.
     pub skip_errors: bool,
+    /// `table.exec.state.ttl`: keyed state untouched this long is forgotten.
+    pub state_ttl: Option<Duration>,
 }
 
 /// The consumer group, transactional id and changelog topic of job `id`.
@@ -395,12 +397,21 @@ pub fn run(
                             record.offset,
                             planned.sources[i].table.name
                         ));
-                        if options.skip_errors {
-                            ctx.skipped += 1;
-                            continue;
+                        match (&planned.sources[i].table.error_policy, &producer) {
+                            (ErrorPolicy::Skip, _) | (ErrorPolicy::DeadLetter(_), None) => {
+                                ctx.skipped += 1;
+                                continue;
+                            }
+                            (ErrorPolicy::DeadLetter(dlq), Some(p)) => {
+                                ctx.skipped += 1;
+                                dead_letter(p, dlq, &record, &e.to_string())?;
+                                continue;
+                            }
+                            (ErrorPolicy::Fail, _) => {
+                                abort(producer.as_ref());
+                                return Err(e);
+                            }
                         }
-                        abort(producer.as_ref());
-                        return Err(e);
                     }
                 };
                 if let Some(wm) = &source.watermark {
@@ -427,6 +438,9 @@ pub fn run(
             }
         }
         dirty |= polled > 0;
+        ctx.now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
         // Through the flow: each source's rows, then its watermark.
         let mut out = Vec::new();
         let now = Instant::now();
@@ -504,6 +518,12 @@ pub fn run(
             && dirty
             && last_checkpoint.elapsed() >= options.checkpoint_interval
         {
+            if let Some(ttl) = options.state_ttl {
+                let before = ctx.now_ms - ttl.as_millis() as i64;
+                for op in planned.flow.operators() {
+                    op.expire_idle(before);
+                }
+            }
             checkpoint(
                 producer,
                 &consumer,
@@ -532,6 +552,56 @@ pub fn run(
         let _ = producer.abort_transaction(Duration::from_secs(10));
     }
     Ok(())
+}
+
+/// Writes a record that did not decode to the dead-letter topic, in the job's transaction:
+/// its key, value and headers, with `__spate.error` and `__spate.source` headers added.
+fn dead_letter(
+    producer: &BaseProducer,
+    topic: &str,
+    record: &Record<'_>,
+    reason: &str,
+) -> Result<(), SqlError> {
+    use rdkafka::message::{Header, OwnedHeaders};
+    let source = format!("{}/{}@{}", record.topic, record.partition, record.offset);
+    let mut headers = OwnedHeaders::new();
+    for (k, v) in &record.headers {
+        headers = headers.insert(Header {
+            key: k,
+            value: v.as_deref(),
+        });
+    }
+    headers = headers
+        .insert(Header {
+            key: "__spate.error",
+            value: Some(reason.as_bytes()),
+        })
+        .insert(Header {
+            key: "__spate.source",
+            value: Some(source.as_bytes()),
+        });
+    let mut out: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(topic).headers(headers);
+    if let Some(k) = record.key {
+        out = out.key(k);
+    }
+    if let Some(v) = record.value {
+        out = out.payload(v);
+    }
+    loop {
+        match producer.send(out) {
+            Ok(()) => return Ok(()),
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
+                producer.poll(Duration::from_millis(10));
+                out = r;
+            }
+            Err((e, _)) => {
+                let _ = producer.abort_transaction(Duration::from_secs(10));
+                return Err(SqlError::Io(format!(
+                    "producing to the dead-letter topic {topic}: {e}"
+                )));
+            }
+        }
+    }
 }
 
 fn abort(producer: Option<&BaseProducer>) {

@@ -85,6 +85,7 @@ pub struct Join {
     left: SideState,
     right: SideState,
     label: &'static str,
+    touched: crate::exec::Touched,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -118,6 +119,7 @@ impl Join {
             left: SideState::default(),
             right: SideState::default(),
             label,
+            touched: crate::exec::Touched::default(),
         }
     }
 
@@ -203,6 +205,9 @@ impl Join {
                 continue;
             }
             let null_key = key.iter().any(Value::is_null);
+            if !timed {
+                self.touched.touch(&key, ctx.now_ms);
+            }
             // The other side's rows this row meets.
             let mut partners: Vec<usize> = Vec::new();
             if !null_key {
@@ -504,6 +509,16 @@ impl Operator for Join {
 
     fn state_entries(&self) -> usize {
         self.left.entries() + self.right.entries()
+    }
+
+    fn expire_idle(&mut self, before_ms: i64) {
+        for key in self.touched.idle(before_ms) {
+            for state in [&mut self.left, &mut self.right] {
+                if state.rows.remove(&key).is_some() {
+                    state.dirty.insert(key.clone());
+                }
+            }
+        }
     }
 }
 

@@ -208,6 +208,10 @@ pub enum Statement {
     },
     /// `STOP JOB 'id'`
     StopJob(String),
+    /// `SET 'key' = 'value'` (a property of the statements after it), or `SET` to list them.
+    Set(Option<(String, String)>),
+    /// `RESET 'key'` or `RESET`.
+    Reset(Option<String>),
 }
 
 /// A parsed statement with its own text (trimmed, without the `;`).
@@ -391,6 +395,22 @@ fn statement(p: &mut Parser) -> Result<Statement, ParserError> {
             if_exists,
         });
     }
+    if p.parse_keyword(Keyword::SET) {
+        if matches!(p.peek_token().token, Token::EOF | Token::SemiColon) {
+            return Ok(Statement::Set(None));
+        }
+        let key = property_text(p)?;
+        p.expect_token(&Token::Eq)?;
+        let value = property_text(p)?;
+        return Ok(Statement::Set(Some((key, value))));
+    }
+    if word(p, 0, "RESET") {
+        p.next_token();
+        if matches!(p.peek_token().token, Token::EOF | Token::SemiColon) {
+            return Ok(Statement::Reset(None));
+        }
+        return Ok(Statement::Reset(Some(property_text(p)?)));
+    }
     if word(p, 0, "STOP") && word(p, 1, "JOB") {
         p.next_token();
         p.next_token();
@@ -413,6 +433,34 @@ fn statement(p: &mut Parser) -> Result<Statement, ParserError> {
             "a statement (SELECT, INSERT INTO, CREATE TABLE, CREATE MATERIALIZED VIEW, SHOW, DESCRIBE, DROP, STOP JOB, EXPLAIN)",
             p.peek_token(),
         ),
+    }
+}
+
+/// A property key or value: quoted, or bare words and dots (`table.exec.state.ttl`).
+fn property_text(p: &mut Parser) -> Result<String, ParserError> {
+    match p.next_token().token {
+        Token::SingleQuotedString(s) | Token::DoubleQuotedString(s) => Ok(s),
+        Token::Number(n, _) => Ok(n),
+        Token::Word(w) => {
+            let mut text = w.value;
+            while p.consume_token(&Token::Period) {
+                match p.next_token().token {
+                    Token::Word(w) => {
+                        text.push('.');
+                        text.push_str(&w.value);
+                    }
+                    _ => {
+                        p.prev_token();
+                        return p.expected("a property name", p.peek_token());
+                    }
+                }
+            }
+            Ok(text)
+        }
+        _ => {
+            p.prev_token();
+            p.expected("a property in quotes", p.peek_token())
+        }
     }
 }
 

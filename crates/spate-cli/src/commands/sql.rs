@@ -73,6 +73,7 @@ pub fn run(args: SqlArgs) -> Result<()> {
     let client = Client {
         url: args.url.trim_end_matches('/').to_string(),
         json: args.json,
+        properties: Default::default(),
     };
     if let Some(sql) = &args.execute {
         return client.run_text(sql);
@@ -88,6 +89,8 @@ pub fn run(args: SqlArgs) -> Result<()> {
 struct Client {
     url: String,
     json: bool,
+    /// The session's `SET` properties, sent with every statement.
+    properties: std::cell::RefCell<std::collections::BTreeMap<String, String>>,
 }
 
 fn agent() -> ureq::Agent {
@@ -115,13 +118,36 @@ impl Client {
     }
 
     fn run_one(&self, statement: &spate_sql::parse::Statement, text: &str) -> Result<()> {
-        if matches!(statement, spate_sql::parse::Statement::Query(_)) {
-            return self.query(text);
+        use spate_sql::parse::Statement;
+        match statement {
+            Statement::Query(_) => return self.query(text),
+            // SET and RESET last for the session: they go with every later statement.
+            Statement::Set(Some((key, value))) => {
+                let mut one = self.properties.borrow().clone();
+                one.insert(key.clone(), value.clone());
+                self.check(&one)?;
+                self.properties
+                    .borrow_mut()
+                    .insert(key.clone(), value.clone());
+                println!("[INFO] {key} = {value}");
+                return Ok(());
+            }
+            Statement::Reset(key) => {
+                match key {
+                    Some(k) => {
+                        self.properties.borrow_mut().remove(k);
+                    }
+                    None => self.properties.borrow_mut().clear(),
+                }
+                println!("[INFO] properties reset");
+                return Ok(());
+            }
+            _ => {}
         }
         let mut response = agent()
             .post(&format!("{}/statements", self.url))
             .header("Content-Type", "application/json")
-            .send(json!({"sql": text}).to_string())
+            .send(json!({"sql": text, "properties": *self.properties.borrow()}).to_string())
             .with_context(|| format!("cannot reach the SQL API at {}", self.url))?;
         let status = response.status().as_u16();
         let body = response.body_mut().read_to_string().unwrap_or_default();
@@ -158,6 +184,21 @@ impl Client {
                 Some("explain") => println!("{}", answer["plan"].as_str().unwrap_or_default()),
                 _ => println!("[INFO] {}", answer["message"].as_str().unwrap_or_default()),
             }
+        }
+        Ok(())
+    }
+
+    /// Asks the API whether `properties` are valid (a `SET` alone runs nothing).
+    fn check(&self, properties: &std::collections::BTreeMap<String, String>) -> Result<()> {
+        let mut response = agent()
+            .post(&format!("{}/statements", self.url))
+            .header("Content-Type", "application/json")
+            .send(json!({"sql": "SET", "properties": properties}).to_string())
+            .with_context(|| format!("cannot reach the SQL API at {}", self.url))?;
+        let status = response.status().as_u16();
+        if status >= 400 {
+            let body = response.body_mut().read_to_string().unwrap_or_default();
+            anyhow::bail!("{}", error_message(status, &body));
         }
         Ok(())
     }
