@@ -20,6 +20,10 @@ use crate::join::{Expiry, Join, JoinType, TemporalJoin};
 use crate::parse::TABLE_ARG;
 use crate::types::{DataType, Field, Value};
 
+/// A planned SELECT: its flow, output scope, whether it updates, its key, and the positions
+/// of its window_start and window_end columns (window attributes, even renamed).
+type SelectOut = (Flow, Scope, bool, Vec<usize>, Option<(usize, usize)>);
+
 /// Looks tables up by name (declared, or found in the schema registry).
 pub trait Tables {
     /// The table `name`.
@@ -135,6 +139,9 @@ struct From {
     rowtime: Option<usize>,
     /// Session windows are assigned in the aggregate, not per row.
     session: Option<SessionSpec>,
+    /// The window columns come straight from a window table function (their rows must be
+    /// grouped by both).
+    tvf: bool,
 }
 
 struct SessionSpec {
@@ -172,7 +179,7 @@ pub fn plan_query(query: &ast::Query, tables: &dyn Tables) -> Result<Planned, Sq
         ));
     }
     let mut sources = Vec::new();
-    let (flow, scope, updating, upsert_key) = plan_set_expr(&query.body, tables, &mut sources)?;
+    let (flow, scope, updating, upsert_key, _) = plan_set_expr(&query.body, tables, &mut sources)?;
     Ok(Planned {
         flow,
         sources,
@@ -187,7 +194,7 @@ fn plan_set_expr(
     body: &SetExpr,
     tables: &dyn Tables,
     sources: &mut Vec<Source>,
-) -> Result<(Flow, Scope, bool, Vec<usize>), SqlError> {
+) -> Result<SelectOut, SqlError> {
     match body {
         SetExpr::Select(select) => plan_select(select, tables, sources),
         SetExpr::Query(q) => {
@@ -248,6 +255,7 @@ fn plan_from(
                 window: None,
                 rowtime,
                 session: None,
+            tvf: false,
             })
         }
         TableFactor::Derived {
@@ -258,7 +266,8 @@ fn plan_from(
                     "ORDER BY or LIMIT in a subquery".into(),
                 ));
             }
-            let (flow, mut scope, updating, _) = plan_set_expr(&subquery.body, tables, sources)?;
+            let (flow, mut scope, updating, _, window) =
+                plan_set_expr(&subquery.body, tables, sources)?;
             if let Some(alias) = alias {
                 for c in &mut scope.columns {
                     c.qualifier = Some(alias.name.value.clone());
@@ -272,10 +281,7 @@ fn plan_from(
                     .position(|c| c.name.eq_ignore_ascii_case(name))
             };
             let rowtime = position("window_time");
-            let window = match (position("window_start"), position("window_end")) {
-                (Some(s), Some(e)) if !updating => Some((s, e)),
-                _ => None,
-            };
+            let window = window.filter(|_| !updating);
             Ok(From {
                 flow,
                 scope,
@@ -283,6 +289,7 @@ fn plan_from(
                 window,
                 rowtime,
                 session: None,
+            tvf: false,
             })
         }
         TableFactor::TableFunction { expr, alias } => {
@@ -465,6 +472,7 @@ fn window_tvf(
                 gap_ms: gap,
                 keys,
             }),
+            tvf: true,
         });
     }
     if input.updating {
@@ -482,6 +490,7 @@ fn window_tvf(
         window: Some((base, base + 1)),
         rowtime: Some(base + 2),
         session: None,
+        tvf: true,
     })
 }
 
@@ -767,6 +776,7 @@ fn plan_join(
             window: left.window,
             rowtime: left.rowtime,
             session: None,
+            tvf: false,
         });
     }
     // A window join: both sides windowed, joined on window_start and window_end.
@@ -801,6 +811,7 @@ fn plan_join(
             window: Some((lws, lwe)),
             rowtime: left.rowtime,
             session: None,
+            tvf: false,
         });
     }
     // An interval join: the condition bounds the left time against the right time both ways.
@@ -840,6 +851,7 @@ fn plan_join(
                 window: None,
                 rowtime: left.rowtime,
                 session: None,
+            tvf: false,
             });
         }
     }
@@ -860,6 +872,7 @@ fn plan_join(
         window: None,
         rowtime: None,
         session: None,
+        tvf: false,
     })
 }
 
@@ -967,7 +980,7 @@ fn plan_top_n(
     };
     let mut stripped = inner.clone();
     stripped.projection.remove(item);
-    let (flow, scope, updating, _) = plan_select(&stripped, tables, sources)?;
+    let (flow, scope, updating, _, _) = plan_select(&stripped, tables, sources)?;
     let partition = spec
         .partition_by
         .iter()
@@ -1046,6 +1059,7 @@ fn plan_top_n(
         window: None,
         rowtime,
         session: None,
+        tvf: false,
     })
 }
 
@@ -1068,7 +1082,7 @@ fn plan_select(
     select: &ast::Select,
     tables: &dyn Tables,
     sources: &mut Vec<Source>,
-) -> Result<(Flow, Scope, bool, Vec<usize>), SqlError> {
+) -> Result<SelectOut, SqlError> {
     if select.from.is_empty() {
         return Err(SqlError::Unsupported("a query without FROM".into()));
     }
@@ -1149,6 +1163,8 @@ fn plan_select(
         collect_aggregates(having, &mut aggregates);
     }
     let mut upsert_key_inner: Vec<usize> = Vec::new();
+    // Where window_start and window_end are in the current rows.
+    let mut window_now = from.window;
     if !group_exprs.is_empty() || !aggregates.is_empty() {
         // The aggregate's output row: the keys, then the aggregates.
         let mut keys = Vec::new();
@@ -1195,7 +1211,7 @@ fn plan_select(
             };
             Some((position(start)?, position(end)?))
         });
-        if from.window.is_some() && window_keys.is_none() {
+        if from.tvf && window_keys.is_none() {
             return Err(SqlError::Unsupported(
                 "grouping a window function's rows without both window_start and window_end".into(),
             ));
@@ -1229,6 +1245,7 @@ fn plan_select(
         }
         flow = Flow::Map(Box::new(flow), Box::new(aggregate));
         scope = out;
+        window_now = window_keys;
         if let Some(having) = &select.having {
             let predicate = expr::compile(having, &scope)?;
             flow = Flow::Map(
@@ -1332,6 +1349,14 @@ fn plan_select(
     } else {
         Vec::new()
     };
+    let window_out = window_now.and_then(|(ws, we)| {
+        let at = |col: usize| {
+            exprs
+                .iter()
+                .position(|e| matches!(e.expr, Expr::Column(c) if c == col))
+        };
+        Some((at(ws)?, at(we)?))
+    });
     let identity = exprs.len() == scope.columns.len()
         && exprs
             .iter()
@@ -1351,6 +1376,7 @@ fn plan_select(
         },
         updating,
         upsert_key,
+        window_out,
     ))
 }
 
