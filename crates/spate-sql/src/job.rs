@@ -126,7 +126,7 @@ pub struct JobContext;
 impl rdkafka::ClientContext for JobContext {
     fn error(&self, error: KafkaError, reason: &str) {
         match error {
-            KafkaError::PartitionEOF(_) => {}
+            KafkaError::PartitionEOF(_) | KafkaError::Global(RDKafkaErrorCode::PartitionEOF) => {}
             e => tracing::warn!("librdkafka: {e}: {reason}"),
         }
     }
