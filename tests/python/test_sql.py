@@ -827,3 +827,83 @@ def test_state_ttl_forgets_idle_keys(sql_broker) -> None:
     produce_json(sql.bootstrap, topic, bids(1))
     # Without the TTL the count would go on to 2.
     wait_until(lambda: google() == [1, 1], timeout_s=60, what="google counted from 1 again")
+
+
+def test_a_separate_sql_worker_runs_against_the_cluster(spate_factory, tmp_path) -> None:
+    """`spate sql worker --brokers` is the same engine as a process of its own (here against
+    Spate; any Kafka-compatible cluster would do), its state in the cluster's topics."""
+    broker = spate_factory(connect_listen="off")  # no in-process SQL worker
+    topic, sink = unique("bids"), unique("per-channel")
+    create_topic(broker.kafka_addr, topic)
+    create_topic(broker.kafka_addr, sink)
+    produce_json(broker.kafka_addr, topic, bids(20))
+    log = open(tmp_path / "worker.log", "w+")
+    worker = subprocess.Popen(
+        [str(spate_binary()), "sql", "worker", "--brokers", broker.kafka_addr, "--listen", "127.0.0.1:0",
+         "--schema-registry-url", f"http://{broker.registry_addr}", "--checkpoint-interval-ms", "200"],
+        stdout=log, stderr=subprocess.STDOUT, env={"PATH": "/usr/bin:/bin"},
+    )
+    try:
+        def address() -> str | None:
+            log.seek(0)
+            for line in log.read().splitlines():
+                if "spate sql worker is ready" in line:
+                    return line.split("sql_addr=")[1].split()[0]
+            assert worker.poll() is None, "the worker exited:\n" + (tmp_path / "worker.log").read_text()
+            return None
+
+        addr = wait_until(address, timeout_s=60, what="the worker's address")
+        url = f"http://{addr}"
+        r = requests.post(f"{url}/statements", json={"sql": BIDS_DDL.format(name="bids", topic=topic) + ";"
+                          f"CREATE TABLE per_channel (channel STRING, n BIGINT, PRIMARY KEY (channel) NOT ENFORCED) "
+                          f"WITH ('connector' = 'upsert-kafka', 'topic' = '{sink}', 'key.format' = 'json');"
+                          "INSERT INTO per_channel SELECT channel, COUNT(*) FROM bids GROUP BY channel"}, timeout=60)
+        assert r.status_code == 200, r.text
+
+        def counts() -> dict:
+            return {v["channel"]: v["n"] for _, v in read_committed(broker.kafka_addr, sink)}
+
+        wait_until(lambda: counts() == {"google": 5, "facebook": 5, "baidu": 5, "apple": 5}, timeout_s=60, what="the counts")
+    finally:
+        worker.terminate()
+        assert worker.wait(30) == 0, (tmp_path / "worker.log").read_text()
+        log.close()
+
+
+def test_rank_columns_views_and_keep_last_deduplication(sql_broker) -> None:
+    sql = Sql(sql_broker)
+    topic = unique("bids")
+    create_topic(sql.bootstrap, topic)
+    rows = bids(40)
+    # Three bids of one bidder at one time: keep-last deduplication keeps the last to arrive.
+    same = [dict(rows[0], bidder=99, auction=a) for a in (1, 2, 3)]
+    produce_json(sql.bootstrap, topic, rows + same)
+    sql.run(BIDS_DDL.format(name="bids", topic=topic))
+    top = "SELECT * FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY auction ORDER BY price DESC) AS rank_number FROM bids) WHERE rank_number <= 1"
+    plan = sql.run("EXPLAIN " + top)[0]["plan"]
+    assert "updating, key [\"auction\", \"rank_number\"]" in plan, plan
+    header, _ = sql.query(top + " LIMIT 1")
+    assert header["columnNames"] == ["op", "auction", "bidder", "price", "channel", "ts", "rank_number"]
+    last = "SELECT bidder, auction FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY bidder ORDER BY ts DESC) AS rn FROM bids) WHERE rn = 1"
+    got = changelog_until(sql, last + " AND bidder = 99", [(99, 3)])
+    assert got == [(99, 3)]
+    # OVER reads the FROM rows: qualified columns and a qualified wildcard, as Nexmark q9.
+    sql.run(f"CREATE TABLE auctions (id BIGINT, seller BIGINT) WITH ('topic' = '{topic}-a')")
+    create_topic(sql.bootstrap, f"{topic}-a")
+    produce_json(sql.bootstrap, f"{topic}-a", [{"id": 1000 + i, "seller": i} for i in range(7)])
+    best = (
+        "SELECT id, seller, price FROM (SELECT A.*, B.price, ROW_NUMBER() OVER (PARTITION BY A.id ORDER BY B.price DESC) AS rownum "
+        "FROM auctions A, bids B WHERE A.id = B.auction) WHERE rownum <= 1"
+    )
+    expected = {}
+    for r in rows:
+        expected[r["auction"]] = max(expected.get(r["auction"], 0.0), r["price"])
+    want = [(a, a - 1000, p) for a, p in expected.items()]
+    assert sorted(changelog_until(sql, best, want)) == sorted(want)
+    # A view is its query, planned where it is used.
+    sql.run("CREATE VIEW cheap AS SELECT auction, price FROM bids WHERE price < 100")
+    _, got = sql.query("SELECT c.auction FROM cheap AS c LIMIT 3")
+    assert [r[0] for r in got] == [r["auction"] for r in rows if r["price"] < 100][:3]
+    assert ["cheap", None, None] in sql.run("SHOW VIEWS")[0]["rows"]
+    e = sql.run("EXPLAIN SELECT COUNT(*) FROM bids GROUP BY SESSION(ts, INTERVAL '1' SECOND)", expect_status=400)
+    assert "window table functions" in e["message"]

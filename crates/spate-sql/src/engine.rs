@@ -222,6 +222,8 @@ pub struct Engine {
     catalog: RwLock<Catalog>,
     jobs: Mutex<BTreeMap<String, JobEntry>>,
     views: RwLock<BTreeMap<String, Arc<View>>>,
+    /// Logical views (`CREATE VIEW`): name → (statement text, query).
+    logical: RwLock<BTreeMap<String, (String, sqlparser::ast::Query)>>,
     producer: BaseProducer,
     /// Serialises statements that change the catalog.
     ddl: Mutex<()>,
@@ -252,6 +254,7 @@ impl Engine {
             catalog: RwLock::new(Catalog::default()),
             jobs: Mutex::new(BTreeMap::new()),
             views: RwLock::new(BTreeMap::new()),
+            logical: RwLock::new(BTreeMap::new()),
             producer,
             ddl: Mutex::new(()),
         });
@@ -272,6 +275,17 @@ impl Engine {
                 jobs.push((id.to_string(), value));
             } else if key.starts_with("view:") {
                 views.push(value);
+            } else if let Some(name) = key.strip_prefix("lview:") {
+                let sql = value.get("sql").and_then(Json::as_str).unwrap_or_default();
+                match parse::parse(sql).map(|mut p| p.remove(0).statement) {
+                    Ok(Statement::CreateLogicalView { query, .. }) => {
+                        engine
+                            .logical
+                            .write()
+                            .insert(name.to_string(), (sql.to_string(), *query));
+                    }
+                    _ => tracing::warn!(view = name, "a stored view no longer parses"),
+                }
             }
         }
         for value in views {
@@ -589,6 +603,32 @@ impl Engine {
                     message: format!("materialized view {name} created"),
                 })
             }
+            Statement::CreateLogicalView {
+                name,
+                if_not_exists,
+                query,
+            } => {
+                let _guard = self.ddl.lock();
+                let key = name.to_ascii_lowercase();
+                if self.logical.read().contains_key(&key)
+                    || self.catalog.read().table(name).is_some()
+                {
+                    if *if_not_exists {
+                        return Ok(Outcome::Done(format!("view {name} exists")));
+                    }
+                    return Err(SqlError::Exists {
+                        kind: "view",
+                        name: name.clone(),
+                    });
+                }
+                // It must plan now, not only where it is used.
+                plan::plan_query(query, self)?;
+                self.write(&format!("lview:{key}"), Some(json!({"sql": text})))?;
+                self.logical
+                    .write()
+                    .insert(key, (text.to_string(), (**query).clone()));
+                Ok(Outcome::Done(format!("view {name} created")))
+            }
             Statement::Query(_) => Err(SqlError::Unsupported(
                 "a query here: SELECT streams its results from POST /query-stream (or `spate sql`)"
                     .into(),
@@ -618,15 +658,24 @@ impl Engine {
                     rows: names.into_iter().map(|n| vec![json!(n)]).collect(),
                 })
             }
-            Statement::ShowViews => Ok(Outcome::Rows {
-                columns: vec!["view name".into(), "job".into(), "rows".into()],
-                rows: self
+            Statement::ShowViews => {
+                let mut rows: Vec<Vec<Json>> = self
                     .views
                     .read()
                     .values()
                     .map(|v| vec![json!(v.name), json!(v.job), json!(v.len())])
-                    .collect(),
-            }),
+                    .collect();
+                rows.extend(
+                    self.logical
+                        .read()
+                        .keys()
+                        .map(|name| vec![json!(name), Json::Null, Json::Null]),
+                );
+                Ok(Outcome::Rows {
+                    columns: vec!["view name".into(), "job".into(), "rows".into()],
+                    rows,
+                })
+            }
             Statement::ShowJobs => Ok(Outcome::Rows {
                 columns: vec![
                     "job id".into(),
@@ -698,6 +747,11 @@ impl Engine {
                         )))
                     }
                     DropKind::View => {
+                        let key = name.to_ascii_lowercase();
+                        if self.logical.write().remove(&key).is_some() {
+                            self.write(&format!("lview:{key}"), None)?;
+                            return Ok(Outcome::Done(format!("view {name} dropped")));
+                        }
                         let Some(view) = self.views.write().remove(&name.to_ascii_lowercase())
                         else {
                             if *if_exists {
@@ -986,7 +1040,7 @@ impl Engine {
                 "spate_sql_job_consumer_lag_records",
                 "gauge",
                 "Records between a job's position and its sources' ends.",
-                |m| m.lag_records.load(Ordering::Relaxed) as i64,
+                |m| m.lag_records.load(Ordering::Relaxed),
             ),
             (
                 "spate_sql_job_watermark_lag_ms",
@@ -1168,6 +1222,13 @@ impl Tables for Engine {
     fn table(&self, name: &str) -> Result<Arc<Table>, SqlError> {
         Engine::table(self, name)
     }
+
+    fn view(&self, name: &str) -> Option<sqlparser::ast::Query> {
+        self.logical
+            .read()
+            .get(&name.to_ascii_lowercase())
+            .map(|(_, q)| q.clone())
+    }
 }
 
 fn job_json(id: &str, j: &JobEntry) -> Json {
@@ -1189,7 +1250,10 @@ fn job_json(id: &str, j: &JobEntry) -> Json {
             "checkpoints": m.checkpoints.load(Ordering::Relaxed),
             "lastCheckpointUs": m.checkpoint_us.load(Ordering::Relaxed),
             "stateEntries": m.state_entries.load(Ordering::Relaxed),
-            "lagRecords": m.lag_records.load(Ordering::Relaxed),
+            "lagRecords": match m.lag_records.load(Ordering::Relaxed) {
+                n if n < 0 => Json::Null,
+                n => json!(n),
+            },
             "watermark": if wm == i64::MIN { Json::Null } else { Json::String(crate::types::format_timestamp(wm)) },
         },
     })

@@ -416,11 +416,15 @@ enum Acc {
     Values(BTreeMap<Value, i64>),
     /// FIRST_VALUE/LAST_VALUE over an append-only input.
     One(Value),
+    /// MIN/MAX over an append-only input: the extreme value so far.
+    Extreme(Value),
     Distinct(HashMap<Value, i64>),
 }
 
 impl AggCall {
-    fn new_acc(&self) -> Acc {
+    /// A fresh accumulator; `retractable` when the input can take rows back (MIN and MAX then
+    /// keep every value with its count, else only the extreme one).
+    fn new_acc(&self, retractable: bool) -> Acc {
         match self.kind {
             AggKind::Count => Acc::Count(0),
             AggKind::CountDistinct => Acc::Distinct(HashMap::new()),
@@ -429,7 +433,8 @@ impl AggCall {
                 n: 0,
             },
             AggKind::Avg => Acc::Avg { sum: 0.0, n: 0 },
-            AggKind::Min | AggKind::Max => Acc::Values(BTreeMap::new()),
+            AggKind::Min | AggKind::Max if retractable => Acc::Values(BTreeMap::new()),
+            AggKind::Min | AggKind::Max => Acc::Extreme(Value::Null),
             AggKind::First | AggKind::Last => Acc::One(Value::Null),
         }
     }
@@ -458,7 +463,7 @@ impl AggCall {
                 AggKind::Min => values.keys().next().cloned().unwrap_or(Value::Null),
                 _ => values.keys().next_back().cloned().unwrap_or(Value::Null),
             },
-            Acc::One(v) => v.clone(),
+            Acc::One(v) | Acc::Extreme(v) => v.clone(),
         }
     }
 
@@ -509,6 +514,15 @@ impl AggCall {
                     }
                 }
             }
+            Acc::Extreme(current) => {
+                if let Some(v) = v.filter(|v| !v.is_null())
+                    && (current.is_null()
+                        || (self.kind == AggKind::Min && v < *current)
+                        || (self.kind == AggKind::Max && v > *current))
+                {
+                    *current = v;
+                }
+            }
             Acc::One(current) => {
                 if let Some(v) = v.filter(|v| !v.is_null())
                     && adds
@@ -546,6 +560,14 @@ impl AggCall {
                     *a.entry(v).or_insert(0) += n;
                 }
             }
+            (Acc::Extreme(a), Acc::Extreme(b))
+                if !b.is_null()
+                    && (a.is_null()
+                        || (self.kind == AggKind::Min && b < *a)
+                        || (self.kind == AggKind::Max && b > *a)) =>
+            {
+                *a = b;
+            }
             (Acc::One(a), Acc::One(b))
                 if !b.is_null() && (self.kind == AggKind::Last || a.is_null()) =>
             {
@@ -568,6 +590,7 @@ fn acc_json(acc: &Acc) -> Json {
             json!({"values": values.iter().map(|(v, n)| json!([encode_state(v), n])).collect::<Vec<_>>()})
         }
         Acc::One(v) => json!({"one": encode_state(v)}),
+        Acc::Extreme(v) => json!({"extreme": encode_state(v)}),
     }
 }
 
@@ -601,6 +624,9 @@ fn acc_from_json(json: &Json) -> Option<Acc> {
     }
     if let Some(v) = json.get("one") {
         return Some(Acc::One(decode_state(v)?));
+    }
+    if let Some(v) = json.get("extreme") {
+        return Some(Acc::Extreme(decode_state(v)?));
     }
     None
 }
@@ -676,7 +702,11 @@ impl Aggregate {
 
     fn new_group(&self) -> Group {
         Group {
-            accs: self.calls.iter().map(AggCall::new_acc).collect(),
+            accs: self
+                .calls
+                .iter()
+                .map(|c| c.new_acc(self.input_updating))
+                .collect(),
             rows: 0,
             emitted: None,
         }
@@ -924,7 +954,6 @@ impl Operator for Aggregate {
                 group.emitted = now;
             }
         }
-        let _ = self.input_updating;
         Ok(out)
     }
 
@@ -1208,6 +1237,8 @@ pub struct TopN {
     /// Keep every row (an updating input can retract one of the first rows).
     keep_all: bool,
     expire: Option<usize>,
+    /// Among rows that sort equal, the latest arrival first (Flink's keep-last deduplication).
+    last_wins: bool,
     /// Each partition's rows (sort key, row) in order.
     partitions: HashMap<Vec<Value>, Vec<Ranked>>,
     dirty: HashSet<Vec<Value>>,
@@ -1222,6 +1253,7 @@ impl TopN {
         limit: usize,
         keep_all: bool,
         expire: Option<usize>,
+        last_wins: bool,
     ) -> TopN {
         TopN {
             partition,
@@ -1229,6 +1261,7 @@ impl TopN {
             limit,
             keep_all,
             expire,
+            last_wins,
             partitions: HashMap::new(),
             dirty: HashSet::new(),
             touched: Touched::default(),
@@ -1313,10 +1346,13 @@ impl Operator for TopN {
             let keep_all = self.keep_all;
             let mut rows = self.partitions.remove(&key).unwrap_or_default();
             if change.kind.adds() {
-                // After every row that sorts before or equal to it (ties: arrival order).
-                let at = rows.partition_point(|(s, _)| {
-                    self.compare(s, &sort) != std::cmp::Ordering::Greater
-                });
+                // After every row that sorts before or equal to it (ties: arrival order), or,
+                // keeping the last, before the equal ones.
+                let at = if self.last_wins {
+                    rows.partition_point(|(s, _)| self.compare(s, &sort).is_lt())
+                } else {
+                    rows.partition_point(|(s, _)| self.compare(s, &sort).is_le())
+                };
                 rows.insert(at, (sort, change.row));
                 if !keep_all {
                     rows.truncate(limit);

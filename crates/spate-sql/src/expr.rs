@@ -59,6 +59,11 @@ impl Scope {
             .collect()
     }
 
+    /// The columns in scope as an error names them (`t.col`).
+    pub fn candidates_public(&self) -> Vec<String> {
+        self.candidates()
+    }
+
     fn candidates(&self) -> Vec<String> {
         self.columns
             .iter()
@@ -1080,6 +1085,27 @@ fn function(f: &ast::Function, scope: &Scope) -> Result<Typed, SqlError> {
     if is_aggregate(&name) {
         return Err(SqlError::Type(format!(
             "aggregate {name}(...) is not allowed here (only in SELECT and HAVING of a grouped query)"
+        )));
+    }
+    if matches!(
+        name.as_str(),
+        "TUMBLE"
+            | "HOP"
+            | "SESSION"
+            | "CUMULATE"
+            | "TUMBLE_START"
+            | "TUMBLE_END"
+            | "HOP_START"
+            | "HOP_END"
+            | "SESSION_START"
+            | "SESSION_END"
+            | "TUMBLE_ROWTIME"
+            | "HOP_ROWTIME"
+            | "SESSION_ROWTIME"
+    ) {
+        return Err(SqlError::Unsupported(format!(
+            "{name}(...) as a group window function (Flink's deprecated syntax); use the window table functions: FROM TABLE({}(TABLE t, DESCRIPTOR(time_col), ...)) GROUP BY window_start, window_end",
+            name.split('_').next().unwrap_or(&name)
         )));
     }
     if name == TABLE_ARG || name == "DESCRIPTOR" {

@@ -76,8 +76,8 @@ pub struct JobMetrics {
     pub watermark_ms: AtomicI64,
     /// State entries held.
     pub state_entries: AtomicU64,
-    /// Records behind the sources' ends at the last check.
-    pub lag_records: AtomicU64,
+    /// Records behind the sources' ends at the last checkpoint (-1 before the first).
+    pub lag_records: AtomicI64,
 }
 
 impl JobMetrics {
@@ -85,6 +85,7 @@ impl JobMetrics {
     pub fn new() -> JobMetrics {
         JobMetrics {
             watermark_ms: AtomicI64::new(i64::MIN),
+            lag_records: AtomicI64::new(-1),
             ..JobMetrics::default()
         }
     }
@@ -296,6 +297,7 @@ pub fn run(
             .set("enable.idempotence", "true")
             .set("partitioner", "murmur2_random")
             .set("linger.ms", "5")
+            .set("message.max.bytes", STATE_RECORD_MAX_BYTES)
             .set("compression.type", "lz4");
         let producer: BaseProducer = config.create().map_err(kafka("creating the producer"))?;
         producer
@@ -642,6 +644,9 @@ fn send(
 
 const WATERMARK_KEY: &str = "wm";
 
+/// The largest state record (and so the largest key's state) a job writes: 64 MiB.
+const STATE_RECORD_MAX_BYTES: &str = "67108864";
+
 /// One transaction: the state's changes, the input offsets, commit; then a new transaction.
 fn checkpoint(
     producer: &BaseProducer,
@@ -730,7 +735,7 @@ fn checkpoint(
             lag += (high - o).max(0);
         }
     }
-    metrics.lag_records.store(lag as u64, Ordering::Relaxed);
+    metrics.lag_records.store(lag, Ordering::Relaxed);
     metrics.checkpoints.fetch_add(1, Ordering::Relaxed);
     metrics
         .checkpoint_us
@@ -744,7 +749,10 @@ fn ensure_changelog(cluster: &Cluster, topic: &str) -> Result<(), SqlError> {
         .config()
         .create()
         .map_err(kafka("creating the admin client"))?;
-    let new = NewTopic::new(topic, 1, TopicReplication::Fixed(1)).set("cleanup.policy", "compact");
+    // A key's state is one record: room for large ones (a COUNT(DISTINCT) of many values).
+    let new = NewTopic::new(topic, 1, TopicReplication::Fixed(1))
+        .set("cleanup.policy", "compact")
+        .set("max.message.bytes", STATE_RECORD_MAX_BYTES);
     let results = futures::executor::block_on(admin.create_topics(
         [&new],
         &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
@@ -775,6 +783,8 @@ fn restore(
     config
         .set("group.id", "spate-sql-restore")
         .set("enable.auto.commit", "false")
+        .set("receive.message.max.bytes", "134218240")
+        .set("fetch.max.bytes", "134217728")
         .set("isolation.level", "read_committed");
     let consumer: BaseConsumer = config
         .create()

@@ -171,6 +171,15 @@ pub enum Statement {
         /// The query.
         query: Box<Query>,
     },
+    /// `CREATE [TEMPORARY] VIEW name AS query`: a named query, planned where it is used.
+    CreateLogicalView {
+        /// The view.
+        name: String,
+        /// IF NOT EXISTS.
+        if_not_exists: bool,
+        /// The query.
+        query: Box<Query>,
+    },
     /// `CREATE MATERIALIZED VIEW name AS query`
     CreateView {
         /// The view.
@@ -337,6 +346,17 @@ fn statement(p: &mut Parser) -> Result<Statement, ParserError> {
     }
     if p.parse_keyword(Keyword::CREATE) {
         let _ = p.parse_keyword(Keyword::TEMPORARY);
+        if p.parse_keyword(Keyword::VIEW) {
+            let if_not_exists = p.parse_keywords(&[Keyword::IF, Keyword::NOT, Keyword::EXISTS]);
+            let name = name(p)?;
+            p.expect_keyword(Keyword::AS)?;
+            let query = p.parse_query()?;
+            return Ok(Statement::CreateLogicalView {
+                name,
+                if_not_exists,
+                query,
+            });
+        }
         if p.parse_keywords(&[Keyword::MATERIALIZED, Keyword::VIEW]) {
             let name = name(p)?;
             p.expect_keyword(Keyword::AS)?;

@@ -28,6 +28,10 @@ type SelectOut = (Flow, Scope, bool, Vec<usize>, Option<(usize, usize)>);
 pub trait Tables {
     /// The table `name`.
     fn table(&self, name: &str) -> Result<Arc<Table>, SqlError>;
+    /// The query of the (logical) view `name`, if there is one.
+    fn view(&self, _name: &str) -> Option<ast::Query> {
+        None
+    }
 }
 
 /// A dataflow: operators over sources.
@@ -142,6 +146,8 @@ struct From {
     /// The window columns come straight from a window table function (their rows must be
     /// grouped by both).
     tvf: bool,
+    /// The columns that key an updating input (a primary key, a Top-N's partition and rank).
+    key: Vec<usize>,
 }
 
 struct SessionSpec {
@@ -235,6 +241,21 @@ fn plan_from(
                 return Err(SqlError::Unsupported(format!("table function {name}")));
             }
             let name = object_name(name);
+            if let Some(view) = tables.view(&name) {
+                // A view is its query, planned here, under its name.
+                return plan_from(
+                    &TableFactor::Derived {
+                        lateral: false,
+                        subquery: Box::new(view),
+                        alias: Some(alias.clone().unwrap_or(ast::TableAlias {
+                            name: ast::Ident::new(name.clone()),
+                            columns: vec![],
+                        })),
+                    },
+                    tables,
+                    sources,
+                );
+            }
             let table = tables.table(&name)?;
             let qualifier = alias
                 .as_ref()
@@ -246,7 +267,7 @@ fn plan_from(
             sources.push(Source { table });
             let mut flow = Flow::Source(sources.len() - 1);
             if updating {
-                flow = Flow::Map(Box::new(flow), Box::new(Normalize::new(key)));
+                flow = Flow::Map(Box::new(flow), Box::new(Normalize::new(key.clone())));
             }
             Ok(From {
                 flow,
@@ -255,7 +276,8 @@ fn plan_from(
                 window: None,
                 rowtime,
                 session: None,
-            tvf: false,
+                tvf: false,
+                key: if updating { key } else { Vec::new() },
             })
         }
         TableFactor::Derived {
@@ -266,7 +288,7 @@ fn plan_from(
                     "ORDER BY or LIMIT in a subquery".into(),
                 ));
             }
-            let (flow, mut scope, updating, _, window) =
+            let (flow, mut scope, updating, key, window) =
                 plan_set_expr(&subquery.body, tables, sources)?;
             if let Some(alias) = alias {
                 for c in &mut scope.columns {
@@ -289,7 +311,8 @@ fn plan_from(
                 window,
                 rowtime,
                 session: None,
-            tvf: false,
+                tvf: false,
+                key,
             })
         }
         TableFactor::TableFunction { expr, alias } => {
@@ -473,6 +496,7 @@ fn window_tvf(
                 keys,
             }),
             tvf: true,
+            key: Vec::new(),
         });
     }
     if input.updating {
@@ -491,6 +515,7 @@ fn window_tvf(
         rowtime: Some(base + 2),
         session: None,
         tvf: true,
+        key: Vec::new(),
     })
 }
 
@@ -777,6 +802,7 @@ fn plan_join(
             rowtime: left.rowtime,
             session: None,
             tvf: false,
+            key: Vec::new(),
         });
     }
     // A window join: both sides windowed, joined on window_start and window_end.
@@ -812,6 +838,7 @@ fn plan_join(
             rowtime: left.rowtime,
             session: None,
             tvf: false,
+            key: Vec::new(),
         });
     }
     // An interval join: the condition bounds the left time against the right time both ways.
@@ -851,7 +878,8 @@ fn plan_join(
                 window: None,
                 rowtime: left.rowtime,
                 session: None,
-            tvf: false,
+                tvf: false,
+                key: Vec::new(),
             });
         }
     }
@@ -873,6 +901,7 @@ fn plan_join(
         rowtime: None,
         session: None,
         tvf: false,
+        key: Vec::new(),
     })
 }
 
@@ -978,62 +1007,102 @@ fn plan_top_n(
     let Some(ast::WindowType::WindowSpec(spec)) = &f.over else {
         return Err(SqlError::Unsupported("a named window in OVER".into()));
     };
-    let mut stripped = inner.clone();
-    stripped.projection.remove(item);
-    let (flow, scope, updating, _, _) = plan_select(&stripped, tables, sources)?;
-    let partition = spec
-        .partition_by
-        .iter()
-        .map(|e| expr::compile(e, &scope))
-        .collect::<Result<Vec<_>, _>>()?;
-    let order = spec
-        .order_by
-        .iter()
-        .map(|o| {
-            Ok((
-                expr::compile(&o.expr, &scope)?.expr,
-                o.options.asc == Some(false),
-            ))
-        })
-        .collect::<Result<Vec<_>, SqlError>>()?;
-    if order.is_empty() {
+    if spec.order_by.is_empty() {
         return Err(SqlError::Type("ROW_NUMBER() OVER needs an ORDER BY".into()));
     }
+    // How many columns the items before ROW_NUMBER() give: the row number goes there.
+    let mut prefix = inner.clone();
+    prefix.projection.truncate(item);
+    let before = if item == 0 {
+        0
+    } else {
+        plan_select(&prefix, tables, &mut Vec::new())?
+            .1
+            .columns
+            .len()
+    };
+    // OVER's expressions read the FROM rows: computed as hidden columns, dropped after.
+    let mut stripped = inner.clone();
+    stripped.projection.remove(item);
+    let hidden: Vec<&ast::Expr> = spec
+        .partition_by
+        .iter()
+        .chain(spec.order_by.iter().map(|o| &o.expr))
+        .collect();
+    for (i, e) in hidden.iter().enumerate() {
+        stripped.projection.push(SelectItem::ExprWithAlias {
+            expr: (*e).clone(),
+            alias: ast::Ident::new(format!("$over{i}")),
+        });
+    }
+    let (flow, scope, updating, _, window) = plan_select(&stripped, tables, sources)?;
+    let visible = scope.columns.len() - hidden.len();
+    let partitions = spec.partition_by.len();
+    // A hidden column that is a visible one (the same input column) stands for it.
+    let visible_twin = |hidden_index: usize| -> Option<usize> {
+        let e = hidden[hidden_index];
+        let compiled = expr::compile(
+            e,
+            &Scope {
+                columns: scope.columns[..visible].to_vec(),
+                substitutions: Vec::new(),
+            },
+        );
+        match compiled {
+            Ok(Typed {
+                expr: Expr::Column(c),
+                ..
+            }) => Some(c),
+            _ => None,
+        }
+    };
     let expire = if updating {
         None
     } else {
-        partition.iter().position(|p| {
-            matches!(p.expr, Expr::Column(c) if scope.columns[c].name.eq_ignore_ascii_case("window_end"))
+        (0..partitions).find(|i| {
+            window.is_some_and(|(_, we)| visible_twin(*i) == Some(we) || scope.columns[visible + i].name == "window_end")
+                || matches!(hidden[*i], ast::Expr::Identifier(id) if id.value.eq_ignore_ascii_case("window_end"))
         })
     };
-    let partition_columns: Vec<Option<usize>> = partition
+    let order: Vec<(Expr, bool)> = spec
+        .order_by
         .iter()
-        .map(|p| match p.expr {
-            Expr::Column(c) => Some(c),
-            _ => None,
+        .enumerate()
+        .map(|(j, o)| {
+            (
+                Expr::Column(visible + partitions + j),
+                o.options.asc == Some(false),
+            )
         })
         .collect();
+    // Deduplication keeping the last row (ORDER BY time DESC, first row): a later row with
+    // the same time wins, as Flink's keep-last; otherwise ties keep their arrival order.
+    let last_wins = n == 1
+        && order.len() == 1
+        && order[0].1
+        && scope.columns[visible + partitions].data_type.is_timestamp();
     let top = TopN::new(
-        partition.into_iter().map(|p| p.expr).collect(),
+        (0..partitions).map(|i| Expr::Column(visible + i)).collect(),
         order,
         n as usize,
         updating,
         expire,
+        last_wins,
     );
     let mut flow = Flow::Map(Box::new(flow), Box::new(top));
-    // The row number goes back where ROW_NUMBER() was written.
-    let width = scope.columns.len();
-    let mut positions: Vec<usize> = (0..width).collect();
-    positions.insert(item.min(width), width);
+    // The row number goes where ROW_NUMBER() was written; the hidden columns go.
+    let rank = scope.columns.len();
+    let mut positions: Vec<usize> = (0..visible).collect();
+    positions.insert(before.min(visible), rank);
     flow = Flow::Map(
         Box::new(flow),
         Box::new(Project::new(
             positions.iter().map(|i| Expr::Column(*i)).collect(),
         )),
     );
-    let mut columns = scope.columns.clone();
+    let mut columns = scope.columns[..visible].to_vec();
     columns.insert(
-        item.min(width),
+        before.min(visible),
         ScopeColumn {
             qualifier: None,
             name: rn.value.clone(),
@@ -1045,7 +1114,19 @@ fn plan_top_n(
             c.qualifier = Some(a.clone());
         }
     }
-    let _ = partition_columns;
+    // Its key: the partition columns (when selected) and the row number.
+    let shift = |c: usize| if c >= before.min(visible) { c + 1 } else { c };
+    let key: Vec<usize> = match (0..partitions)
+        .map(visible_twin)
+        .collect::<Option<Vec<_>>>()
+    {
+        Some(cols) => cols
+            .into_iter()
+            .map(shift)
+            .chain(std::iter::once(before.min(visible)))
+            .collect(),
+        None => Vec::new(),
+    };
     let rowtime = columns
         .iter()
         .position(|c| c.name.eq_ignore_ascii_case("window_time"));
@@ -1060,6 +1141,7 @@ fn plan_top_n(
         rowtime,
         session: None,
         tvf: false,
+        key,
     })
 }
 
@@ -1162,7 +1244,11 @@ fn plan_select(
     if let Some(having) = &select.having {
         collect_aggregates(having, &mut aggregates);
     }
-    let mut upsert_key_inner: Vec<usize> = Vec::new();
+    let mut upsert_key_inner: Vec<usize> = if updating {
+        from.key.clone()
+    } else {
+        Vec::new()
+    };
     // Where window_start and window_end are in the current rows.
     let mut window_now = from.window;
     if !group_exprs.is_empty() || !aggregates.is_empty() {
@@ -1277,7 +1363,20 @@ fn plan_select(
                 }
             }
             SelectItem::QualifiedWildcard(kind, _) => {
-                let q = kind.to_string();
+                let q = match kind {
+                    ast::SelectItemQualifiedWildcardKind::ObjectName(name) => object_name(name),
+                    ast::SelectItemQualifiedWildcardKind::Expr(e) => e.to_string(),
+                };
+                if !scope.columns.iter().any(|c| {
+                    c.qualifier
+                        .as_deref()
+                        .is_some_and(|cq| cq.eq_ignore_ascii_case(&q))
+                }) {
+                    return Err(SqlError::UnknownColumn {
+                        name: format!("{q}.*"),
+                        candidates: scope.candidates_public(),
+                    });
+                }
                 for (i, c) in scope.columns.iter().enumerate() {
                     if c.qualifier
                         .as_deref()

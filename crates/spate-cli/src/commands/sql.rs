@@ -404,6 +404,7 @@ fn worker(args: WorkerArgs) -> Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let mut config = spate_sql::engine::SqlConfig::new(&args.brokers);
     config.registry_url = args.schema_registry_url.clone();
@@ -427,7 +428,19 @@ fn worker(args: WorkerArgs) -> Result<()> {
             .await
             .with_context(|| format!("cannot listen on {}", args.listen))?;
         let shutdown = async {
-            let _ = tokio::signal::ctrl_c().await;
+            let interrupt = tokio::signal::ctrl_c();
+            #[cfg(unix)]
+            {
+                let mut term =
+                    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                        .expect("installing the SIGTERM handler");
+                tokio::select! {
+                    _ = interrupt => {}
+                    _ = term.recv() => {}
+                }
+            }
+            #[cfg(not(unix))]
+            let _ = interrupt.await;
         };
         spate_sql::server::serve(
             listener,
