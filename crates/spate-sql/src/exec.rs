@@ -673,6 +673,9 @@ pub struct Aggregate {
     /// Sessions by their key (the group key without the window columns).
     sessions: HashMap<Vec<Value>, Vec<SessionWindow>>,
     dirty: HashSet<Vec<Value>>,
+    /// Keys whose state the changelog holds: a group made and gone between two snapshots
+    /// (a window opened and fired) writes nothing.
+    persisted: HashSet<Vec<Value>>,
     input_updating: bool,
     touched: Touched,
 }
@@ -695,6 +698,7 @@ impl Aggregate {
             by_end: BTreeMap::new(),
             sessions: HashMap::new(),
             dirty: HashSet::new(),
+            persisted: HashSet::new(),
             input_updating,
             touched: Touched::default(),
         }
@@ -1026,8 +1030,8 @@ impl Operator for Aggregate {
 
     fn snapshot(&mut self) -> Vec<(String, Option<Json>)> {
         let mut out = Vec::with_capacity(self.dirty.len());
-        for key in self.dirty.drain() {
-            let name = Json::Array(key.iter().map(encode_state).collect()).to_string();
+        let dirty: Vec<Vec<Value>> = self.dirty.drain().collect();
+        for key in dirty {
             let value = if self.session.is_some() {
                 self.sessions.get(&key).map(|sessions| {
                     Json::Array(
@@ -1049,6 +1053,12 @@ impl Operator for Aggregate {
                     })
                 })
             };
+            if value.is_some() {
+                self.persisted.insert(key.clone());
+            } else if !self.persisted.remove(&key) {
+                continue;
+            }
+            let name = Json::Array(key.iter().map(encode_state).collect()).to_string();
             out.push((name, value));
         }
         out
@@ -1095,6 +1105,7 @@ impl Operator for Aggregate {
                 })
                 .collect::<Option<Vec<_>>>()
                 .ok_or_else(bad)?;
+            self.persisted.insert(key.clone());
             self.sessions.insert(key, sessions);
             return Ok(());
         }
@@ -1104,6 +1115,7 @@ impl Operator for Aggregate {
         {
             self.by_end.entry(*e).or_default().insert(key.clone());
         }
+        self.persisted.insert(key.clone());
         self.groups.insert(key, group);
         Ok(())
     }

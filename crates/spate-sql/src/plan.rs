@@ -554,12 +554,43 @@ fn combined_scope(left: &Scope, right: &Scope) -> Scope {
 }
 
 /// A FROM item with its JOINs, left to right.
+/// Filters the relation `from` by the WHERE conjuncts that read only its columns, taking them
+/// out of `conjuncts` (predicate pushdown: a join then keeps only rows that can be output).
+fn push_down(mut from: From, conjuncts: &mut Vec<ast::Expr>) -> Result<From, SqlError> {
+    let mut kept = Vec::new();
+    for c in std::mem::take(conjuncts) {
+        match expr::compile(&c, &from.scope) {
+            Ok(predicate) if matches!(predicate.data_type, DataType::Boolean) => {
+                from.flow = Flow::Map(
+                    Box::new(from.flow),
+                    Box::new(Filter::new(predicate.expr, "WHERE")),
+                );
+            }
+            _ => kept.push(c),
+        }
+    }
+    *conjuncts = kept;
+    Ok(from)
+}
+
 fn plan_joins(
     item: &ast::TableWithJoins,
     tables: &dyn Tables,
     sources: &mut Vec<Source>,
+    conjuncts: &mut Vec<ast::Expr>,
 ) -> Result<From, SqlError> {
+    // WHERE's conjuncts on one relation filter it before the joins when every join is inner
+    // (an outer join's NULL-padded rows must meet WHERE after it).
+    let inner_only = item.joins.iter().all(|j| {
+        matches!(
+            j.join_operator,
+            ast::JoinOperator::Join(_) | ast::JoinOperator::Inner(_)
+        )
+    });
     let mut from = plan_from(&item.relation, tables, sources)?;
+    if inner_only && !item.joins.is_empty() {
+        from = push_down(from, conjuncts)?;
+    }
     for join in &item.joins {
         let (kind, constraint) = match &join.join_operator {
             ast::JoinOperator::Join(c) | ast::JoinOperator::Inner(c) => (JoinType::Inner, c),
@@ -606,7 +637,10 @@ fn plan_joins(
             ),
             other => (other.clone(), None),
         };
-        let right = plan_from(&relation, tables, sources)?;
+        let mut right = plan_from(&relation, tables, sources)?;
+        if inner_only {
+            right = push_down(right, conjuncts)?;
+        }
         let mut condition = Vec::new();
         match constraint {
             ast::JoinConstraint::On(e) => split_and(e, &mut condition),
@@ -1180,10 +1214,17 @@ fn plan_select(
     }
     let mut from = match top_n_pattern(select, &conjuncts)? {
         Some((inner, alias, item, n)) => plan_top_n(inner, alias, item, n, tables, sources)?,
-        None => plan_joins(&select.from[0], tables, sources)?,
+        None => {
+            let mut from = plan_joins(&select.from[0], tables, sources, &mut conjuncts)?;
+            if select.from.len() > 1 {
+                from = push_down(from, &mut conjuncts)?;
+            }
+            from
+        }
     };
     for next in &select.from[1..] {
-        let right = plan_joins(next, tables, sources)?;
+        let mut right = plan_joins(next, tables, sources, &mut conjuncts)?;
+        right = push_down(right, &mut conjuncts)?;
         let mut condition = Vec::new();
         let mut rest = Vec::new();
         for c in conjuncts {
