@@ -63,6 +63,9 @@ struct SideState {
     /// Expiry: the keys and ids of rows by the watermark at which they expire.
     by_expiry: BTreeMap<i64, Vec<(Vec<Value>, u64)>>,
     dirty: HashSet<Vec<Value>>,
+    /// Keys whose rows the changelog holds: a key whose rows came and went between two
+    /// snapshots (an interval or window join's) writes nothing.
+    persisted: HashSet<Vec<Value>>,
     next_id: u64,
 }
 
@@ -462,8 +465,14 @@ impl Operator for Join {
     fn snapshot(&mut self) -> Vec<(String, Option<Json>)> {
         let mut out = Vec::new();
         for (tag, state) in [("L", &mut self.left), ("R", &mut self.right)] {
-            for key in state.dirty.drain() {
+            let dirty: Vec<Vec<Value>> = state.dirty.drain().collect();
+            for key in dirty {
                 let value = state.rows.get(&key).map(|e| entries_json(e));
+                if value.is_some() {
+                    state.persisted.insert(key.clone());
+                } else if !state.persisted.remove(&key) {
+                    continue;
+                }
                 out.push((format!("{tag}{}", key_text(&key)), value));
             }
             out.push((format!("{tag}#"), Some(json!(state.next_id))));
@@ -503,6 +512,7 @@ impl Operator for Join {
                 .or_default()
                 .push((key.clone(), id));
         }
+        state.persisted.insert(key.clone());
         state.rows.insert(key, entries);
         Ok(())
     }
