@@ -905,5 +905,11 @@ def test_rank_columns_views_and_keep_last_deduplication(sql_broker) -> None:
     _, got = sql.query("SELECT c.auction FROM cheap AS c LIMIT 3")
     assert [r[0] for r in got] == [r["auction"] for r in rows if r["price"] < 100][:3]
     assert ["cheap", None, None] in sql.run("SHOW VIEWS")[0]["rows"]
+    # WITH: common table expressions, a later one reading an earlier one.
+    _, got = sql.query(
+        "WITH low AS (SELECT auction, price FROM bids WHERE price < 100), few AS (SELECT auction FROM low) "
+        "SELECT auction FROM few LIMIT 3"
+    )
+    assert [r[0] for r in got] == [r["auction"] for r in rows if r["price"] < 100][:3]
     e = sql.run("EXPLAIN SELECT COUNT(*) FROM bids GROUP BY SESSION(ts, INTERVAL '1' SECOND)", expect_status=400)
     assert "window table functions" in e["message"]

@@ -12,7 +12,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use parking_lot::{Mutex, RwLock};
-use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
@@ -242,7 +241,7 @@ fn now_ms() -> i64 {
 impl Engine {
     /// Starts the worker: reads `_spate-sql` and starts the jobs it says run.
     pub fn start(config: SqlConfig) -> Result<Arc<Engine>, SqlError> {
-        let mut producer_config = client_config(&config.cluster);
+        let mut producer_config = config.cluster.config();
         producer_config
             .set("enable.idempotence", "true")
             .set("acks", "all");
@@ -347,31 +346,13 @@ impl Engine {
     }
 
     fn ensure_topic(&self, topic: &str) -> Result<(), SqlError> {
-        use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-        let admin: AdminClient<rdkafka::client::DefaultClientContext> =
-            client_config(&self.config.cluster)
-                .create()
-                .map_err(kafka_error("creating the admin client"))?;
-        let new =
-            NewTopic::new(topic, 1, TopicReplication::Fixed(1)).set("cleanup.policy", "compact");
-        let results = futures::executor::block_on(admin.create_topics(
-            [&new],
-            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
-        ))
-        .map_err(kafka_error("creating a topic"))?;
-        for r in results {
-            match r {
-                Ok(_) | Err((_, rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists)) => {}
-                Err((t, code)) => return Err(SqlError::Io(format!("creating topic {t}: {code}"))),
-            }
-        }
-        Ok(())
+        job::create_topic(&self.config.cluster, topic, &[("cleanup.policy", "compact")])
     }
 
     /// `_spate-sql`'s records, the latest value per key, in first-write order.
     fn read_statements(&self) -> Result<Vec<(String, Json)>, SqlError> {
         let topic = &self.config.statements_topic;
-        let mut config = client_config(&self.config.cluster);
+        let mut config = self.config.cluster.config();
         config
             .set("group.id", "spate-sql-statements")
             .set("enable.auto.commit", "false");
@@ -780,24 +761,7 @@ impl Engine {
     }
 
     fn ensure_sink_topic(&self, topic: &str) -> Result<(), SqlError> {
-        use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-        let admin: AdminClient<rdkafka::client::DefaultClientContext> =
-            client_config(&self.config.cluster)
-                .create()
-                .map_err(kafka_error("creating the admin client"))?;
-        let new = NewTopic::new(topic, 1, TopicReplication::Fixed(1));
-        let results = futures::executor::block_on(admin.create_topics(
-            [&new],
-            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
-        ))
-        .map_err(kafka_error("creating a topic"))?;
-        for r in results {
-            match r {
-                Ok(_) | Err((_, rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists)) => {}
-                Err((t, code)) => return Err(SqlError::Io(format!("creating topic {t}: {code}"))),
-            }
-        }
-        Ok(())
+        job::create_topic(&self.config.cluster, topic, &[])
     }
 
     fn submit_job(
@@ -1259,15 +1223,6 @@ fn job_json(id: &str, j: &JobEntry) -> Json {
     })
 }
 
-fn client_config(cluster: &Cluster) -> ClientConfig {
-    let mut config = ClientConfig::new();
-    config.set("bootstrap.servers", &cluster.bootstrap);
-    for (k, v) in &cluster.client {
-        config.set(k, v);
-    }
-    config
-}
-
 /// The properties a statement may `SET`.
 pub const PROPERTIES: &[&str] = &["table.exec.state.ttl", "execution.checkpointing.interval"];
 
@@ -1406,7 +1361,7 @@ fn ctas_ddl(name: &str, options: &[(String, String)], planned: &Planned) -> Stri
 
 /// Tails a view's upsert topic (read_committed) into its rows.
 fn tail_view(cluster: &Cluster, table: Arc<Table>, view: &View) -> Result<(), SqlError> {
-    let mut config = client_config(cluster);
+    let mut config = cluster.config();
     config
         .set("group.id", format!("spate-sql-view-reader-{}", view.name))
         .set("enable.auto.commit", "false")

@@ -47,7 +47,8 @@ pub struct Cluster {
 }
 
 impl Cluster {
-    fn config(&self) -> ClientConfig {
+    /// A librdkafka config reaching the cluster.
+    pub(crate) fn config(&self) -> ClientConfig {
         let mut config = ClientConfig::new();
         config.set("bootstrap.servers", &self.bootstrap);
         for (k, v) in &self.client {
@@ -582,28 +583,13 @@ fn dead_letter(
             key: "__spate.source",
             value: Some(source.as_bytes()),
         });
-    let mut out: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(topic).headers(headers);
-    if let Some(k) = record.key {
-        out = out.key(k);
-    }
-    if let Some(v) = record.value {
-        out = out.payload(v);
-    }
-    loop {
-        match producer.send(out) {
-            Ok(()) => return Ok(()),
-            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
-                producer.poll(Duration::from_millis(10));
-                out = r;
-            }
-            Err((e, _)) => {
-                let _ = producer.abort_transaction(Duration::from_secs(10));
-                return Err(SqlError::Io(format!(
-                    "producing to the dead-letter topic {topic}: {e}"
-                )));
-            }
-        }
-    }
+    produce(
+        producer,
+        topic,
+        record.key,
+        record.value,
+        Some(headers),
+    )
 }
 
 fn abort(producer: Option<&BaseProducer>) {
@@ -620,7 +606,21 @@ fn send(
     key: Option<&[u8]>,
     value: Option<&[u8]>,
 ) -> Result<(), SqlError> {
+    produce(producer, topic, key, value, None)
+}
+
+/// [`send`] with headers.
+fn produce(
+    producer: &BaseProducer,
+    topic: &str,
+    key: Option<&[u8]>,
+    value: Option<&[u8]>,
+    headers: Option<rdkafka::message::OwnedHeaders>,
+) -> Result<(), SqlError> {
     let mut record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(topic);
+    if let Some(h) = headers {
+        record = record.headers(h);
+    }
     if let Some(k) = key {
         record = record.key(k);
     }
@@ -743,32 +743,47 @@ fn checkpoint(
     Ok(())
 }
 
-/// Makes the job's changelog topic (compacted, one partition) if it is missing.
-fn ensure_changelog(cluster: &Cluster, topic: &str) -> Result<(), SqlError> {
+/// Creates `topic` (one partition, with `configs`) unless it exists.
+pub(crate) fn create_topic(
+    cluster: &Cluster,
+    topic: &str,
+    configs: &[(&str, &str)],
+) -> Result<(), SqlError> {
     let admin: AdminClient<DefaultClientContext> = cluster
         .config()
         .create()
         .map_err(kafka("creating the admin client"))?;
-    // A key's state is one record: room for large ones (a COUNT(DISTINCT) of many values).
-    let new = NewTopic::new(topic, 1, TopicReplication::Fixed(1))
-        .set("cleanup.policy", "compact")
-        .set("max.message.bytes", STATE_RECORD_MAX_BYTES);
+    let mut new = NewTopic::new(topic, 1, TopicReplication::Fixed(1));
+    for (key, value) in configs {
+        new = new.set(key, value);
+    }
     let results = futures::executor::block_on(admin.create_topics(
         [&new],
         &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
     ))
-    .map_err(kafka("creating the changelog topic"))?;
+    .map_err(kafka("creating a topic"))?;
     for result in results {
         match result {
             Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
             Err((t, code)) => {
-                return Err(SqlError::Io(format!(
-                    "creating the changelog topic {t}: {code}"
-                )));
+                return Err(SqlError::Io(format!("creating topic {t}: {code}")));
             }
         }
     }
     Ok(())
+}
+
+/// Makes the job's changelog topic (compacted, one partition) if it is missing. A key's state
+/// is one record: room for large ones (a COUNT(DISTINCT) of many values).
+fn ensure_changelog(cluster: &Cluster, topic: &str) -> Result<(), SqlError> {
+    create_topic(
+        cluster,
+        topic,
+        &[
+            ("cleanup.policy", "compact"),
+            ("max.message.bytes", STATE_RECORD_MAX_BYTES),
+        ],
+    )
 }
 
 /// Reads the changelog (read_committed) to its end into the operators and sources.

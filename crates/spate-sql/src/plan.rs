@@ -34,6 +34,47 @@ pub trait Tables {
     }
 }
 
+/// The tables of a query with a WITH clause: its common table expressions, then the catalog's.
+struct Ctes<'a> {
+    outer: &'a dyn Tables,
+    ctes: Vec<(String, ast::Query)>,
+}
+
+impl Tables for Ctes<'_> {
+    fn table(&self, name: &str) -> Result<Arc<Table>, SqlError> {
+        self.outer.table(name)
+    }
+
+    fn view(&self, name: &str) -> Option<ast::Query> {
+        let key = name.to_ascii_lowercase();
+        self.ctes
+            .iter()
+            .find(|(n, _)| *n == key)
+            .map(|(_, q)| q.clone())
+            .or_else(|| self.outer.view(name))
+    }
+}
+
+/// The tables, without the view `hidden` (while its own query is planned).
+struct Hiding<'a> {
+    outer: &'a dyn Tables,
+    hidden: String,
+}
+
+impl Tables for Hiding<'_> {
+    fn table(&self, name: &str) -> Result<Arc<Table>, SqlError> {
+        self.outer.table(name)
+    }
+
+    fn view(&self, name: &str) -> Option<ast::Query> {
+        if name.eq_ignore_ascii_case(&self.hidden) {
+            None
+        } else {
+            self.outer.view(name)
+        }
+    }
+}
+
 /// A dataflow: operators over sources.
 pub enum Flow {
     /// The rows of source `index` (see [`Planned::sources`]).
@@ -158,11 +199,26 @@ struct SessionSpec {
 
 /// Plans `query` against `tables`.
 pub fn plan_query(query: &ast::Query, tables: &dyn Tables) -> Result<Planned, SqlError> {
-    if query.with.is_some() {
-        return Err(SqlError::Unsupported(
-            "WITH (common table expressions)".into(),
-        ));
-    }
+    // WITH: each common table expression is a view for this query (a later one may use an
+    // earlier one).
+    let with_ctes;
+    let tables: &dyn Tables = match &query.with {
+        Some(with) => {
+            if with.recursive {
+                return Err(SqlError::Unsupported("WITH RECURSIVE".into()));
+            }
+            with_ctes = Ctes {
+                outer: tables,
+                ctes: with
+                    .cte_tables
+                    .iter()
+                    .map(|cte| (cte.alias.name.value.to_ascii_lowercase(), (*cte.query).clone()))
+                    .collect(),
+            };
+            &with_ctes
+        }
+        None => tables,
+    };
     let limit = match &query.limit_clause {
         None => None,
         Some(ast::LimitClause::LimitOffset { limit, offset, .. }) => {
@@ -242,7 +298,12 @@ fn plan_from(
             }
             let name = object_name(name);
             if let Some(view) = tables.view(&name) {
-                // A view is its query, planned here, under its name.
+                // A view is its query, planned here, under its name; inside it, its own name
+                // is the table it may read (`WITH bids AS (SELECT ... FROM bids)`).
+                let hiding = Hiding {
+                    outer: tables,
+                    hidden: name.to_ascii_lowercase(),
+                };
                 return plan_from(
                     &TableFactor::Derived {
                         lateral: false,
@@ -252,7 +313,7 @@ fn plan_from(
                             columns: vec![],
                         })),
                     },
-                    tables,
+                    &hiding,
                     sources,
                 );
             }

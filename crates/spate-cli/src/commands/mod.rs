@@ -19,3 +19,20 @@ pub mod sql;
 pub mod topic;
 pub mod user;
 pub mod wire;
+
+/// Resolves on Ctrl-C or SIGTERM: the workers' (`spate connect worker`, `spate sql worker`)
+/// signal to stop cleanly.
+pub async fn stop_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("installing the SIGTERM handler");
+        tokio::select! {
+            _ = interrupt => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = interrupt.await;
+}
