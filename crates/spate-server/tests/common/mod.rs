@@ -14,6 +14,7 @@ pub fn local_config(data_dir: &Path) -> Config {
         http_listen: "127.0.0.1:0".parse().expect("addr"),
         registry_listen: "127.0.0.1:0".parse().expect("addr"),
         connect_listen: None,
+        sql_listen: None,
         ..Config::default()
     }
 }
