@@ -346,7 +346,11 @@ impl Engine {
     }
 
     fn ensure_topic(&self, topic: &str) -> Result<(), SqlError> {
-        job::create_topic(&self.config.cluster, topic, &[("cleanup.policy", "compact")])
+        job::create_topic(
+            &self.config.cluster,
+            topic,
+            &[("cleanup.policy", "compact")],
+        )
     }
 
     /// `_spate-sql`'s records, the latest value per key, in first-write order.

@@ -583,13 +583,7 @@ fn dead_letter(
             key: "__spate.source",
             value: Some(source.as_bytes()),
         });
-    produce(
-        producer,
-        topic,
-        record.key,
-        record.value,
-        Some(headers),
-    )
+    produce(producer, topic, record.key, record.value, Some(headers))
 }
 
 fn abort(producer: Option<&BaseProducer>) {

@@ -212,7 +212,12 @@ pub fn plan_query(query: &ast::Query, tables: &dyn Tables) -> Result<Planned, Sq
                 ctes: with
                     .cte_tables
                     .iter()
-                    .map(|cte| (cte.alias.name.value.to_ascii_lowercase(), (*cte.query).clone()))
+                    .map(|cte| {
+                        (
+                            cte.alias.name.value.to_ascii_lowercase(),
+                            (*cte.query).clone(),
+                        )
+                    })
                     .collect(),
             };
             &with_ctes
