@@ -320,3 +320,42 @@ def test_kafka_connects_api_takes_the_same_authentication_and_acls(spate_factory
     refused_cli = subprocess.run(command, capture_output=True, text=True, timeout=60)
     assert refused_cli.returncode != 0 and "Unauthorized (HTTP 401)" in refused_cli.stderr
     assert "ops-secret" not in broker.log_text()
+
+
+def test_the_sql_api_takes_the_same_authentication_and_acls(spate_factory):
+    """The in-process SQL worker's API (port 8088): credentials as the registry's; with ACLs,
+    DESCRIBE on the cluster to look and query, ALTER on the cluster to run statements."""
+    from confluent_kafka.admin import AclBinding, AclOperation, AclPermissionType, ResourcePatternType, ResourceType
+
+    broker = spate_factory(
+        args=["--http-auth", "basic", "--authorizer", "acl", "--super-user", "User:ANONYMOUS"],
+        sql_listen="127.0.0.1:0",
+    )
+    create_user(broker.bootstrap, "analyst", "analyst-secret")
+    url = "http://" + wait_until(lambda: broker.sql_addr, what="sql worker is ready")
+    auth = ("analyst", "analyst-secret")
+    assert requests.get(f"{url}/jobs", timeout=10).status_code == 401
+    denied = requests.get(f"{url}/jobs", auth=auth, timeout=10)
+    assert denied.status_code == 403
+    assert denied.json() == {"error_code": 403, "message": "User is denied operation DESCRIBE on CLUSTER: kafka-cluster"}
+    admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+
+    def grant(operation: AclOperation) -> None:
+        binding = AclBinding(ResourceType.BROKER, "kafka-cluster", ResourcePatternType.LITERAL, "User:analyst", "*",
+                             operation, AclPermissionType.ALLOW)
+        for future in admin.create_acls([binding]).values():
+            future.result(timeout=30)
+
+    grant(AclOperation.DESCRIBE)
+    assert requests.get(f"{url}/jobs", auth=auth, timeout=10).json() == []
+    statement = {"sql": "CREATE TABLE t (a INT) WITH ('topic' = 't')"}
+    assert requests.post(f"{url}/statements", json=statement, auth=auth, timeout=30).status_code == 403
+    grant(AclOperation.ALTER)
+    assert requests.post(f"{url}/statements", json=statement, auth=auth, timeout=30).status_code == 200
+    # `spate sql` takes the credentials from the environment (or the URL).
+    command = [str(spate_binary()), "sql", "--url", url, "-e", "SHOW TABLES"]
+    env = dict(os.environ, SPATE_SQL_USER="analyst", SPATE_SQL_PASSWORD="analyst-secret")
+    shown = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
+    assert shown.returncode == 0 and re.search(r"\|\s+t \|", shown.stdout), shown.stderr
+    refused_cli = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    assert refused_cli.returncode != 0 and "Unauthorized" in refused_cli.stderr

@@ -284,37 +284,9 @@ fn segment(text: &str) -> String {
     super::registry::segment(text)
 }
 
-/// Where the REST API's user, password and bearer token come from (secrets from the
-/// environment, not flags, so they stay out of process listings), besides the URL's
-/// `user:password@`.
-const USER_ENV: &str = "SPATE_CONNECT_USER";
-const PASSWORD_ENV: &str = "SPATE_CONNECT_PASSWORD";
-const TOKEN_ENV: &str = "SPATE_CONNECT_TOKEN";
-
 /// The `Authorization` header for a worker that authenticates (`spate serve --http-auth`).
 fn authorization(from_url: Option<(String, String)>) -> Result<Option<String>> {
-    use base64::Engine as _;
-    let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-    let basic = match (env(USER_ENV), from_url) {
-        (Some(user), _) => {
-            let Some(password) = env(PASSWORD_ENV) else {
-                anyhow::bail!("{USER_ENV}={user} needs the password in {PASSWORD_ENV}");
-            };
-            Some((user, password))
-        }
-        (None, from_url) => from_url,
-    };
-    Ok(match (basic, env(TOKEN_ENV)) {
-        (Some(_), Some(_)) => anyhow::bail!(
-            "give the Connect API either basic credentials ({USER_ENV} or user:password@ in the URL) or {TOKEN_ENV}, not both"
-        ),
-        (Some((user, password)), None) => Some(format!(
-            "Basic {}",
-            base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
-        )),
-        (None, Some(token)) => Some(format!("Bearer {}", token.trim())),
-        (None, None) => None,
-    })
+    super::http_authorization("the Connect API", "SPATE_CONNECT", from_url)
 }
 
 /// Calls the REST API; an error answer becomes an error with Kafka Connect's message.

@@ -36,3 +36,40 @@ pub async fn stop_signal() {
     #[cfg(not(unix))]
     let _ = interrupt.await;
 }
+
+/// The `Authorization` header for an HTTP API of `spate serve --http-auth` (Connect's, SQL's):
+/// basic credentials from `{env}_USER` and `{env}_PASSWORD` (secrets from the environment, not
+/// flags, so they stay out of process listings) or the URL's `user:password@`, or a bearer
+/// token from `{env}_TOKEN`.
+pub fn http_authorization(
+    api: &str,
+    env: &str,
+    from_url: Option<(String, String)>,
+) -> anyhow::Result<Option<String>> {
+    use base64::Engine as _;
+    let var = |suffix: &str| {
+        std::env::var(format!("{env}_{suffix}"))
+            .ok()
+            .filter(|v| !v.is_empty())
+    };
+    let basic = match (var("USER"), from_url) {
+        (Some(user), _) => {
+            let Some(password) = var("PASSWORD") else {
+                anyhow::bail!("{env}_USER={user} needs the password in {env}_PASSWORD");
+            };
+            Some((user, password))
+        }
+        (None, from_url) => from_url,
+    };
+    Ok(match (basic, var("TOKEN")) {
+        (Some(_), Some(_)) => anyhow::bail!(
+            "give {api} either basic credentials ({env}_USER or user:password@ in the URL) or {env}_TOKEN, not both"
+        ),
+        (Some((user, password)), None) => Some(format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+        )),
+        (None, Some(token)) => Some(format!("Bearer {}", token.trim())),
+        (None, None) => None,
+    })
+}

@@ -29,7 +29,8 @@ pub struct SqlArgs {
     /// A file of statements to run, then exit.
     #[arg(short = 'f', long = "file", value_name = "FILE")]
     file: Option<std::path::PathBuf>,
-    /// The SQL API.
+    /// The SQL API; a worker that authenticates takes `user:password@` in the URL, or
+    /// SPATE_SQL_USER with SPATE_SQL_PASSWORD, or a bearer token in SPATE_SQL_TOKEN.
     #[arg(long, env = "SPATE_SQL_URL", default_value = "http://localhost:8088")]
     url: String,
     /// Print the API's JSON (one line per answer or row) instead of tables.
@@ -70,10 +71,12 @@ pub fn run(args: SqlArgs) -> Result<()> {
     if let Some(SqlCommand::Worker(worker_args)) = args.command {
         return worker(worker_args);
     }
+    let (base, from_url) = super::registry::split_user_info(&args.url)?;
     let client = Client {
-        url: args.url.trim_end_matches('/').to_string(),
+        url: base.trim_end_matches('/').to_string(),
         json: args.json,
         properties: Default::default(),
+        authorization: super::http_authorization("the SQL API", "SPATE_SQL", from_url)?,
     };
     if let Some(sql) = &args.execute {
         return client.run_text(sql);
@@ -91,6 +94,8 @@ struct Client {
     json: bool,
     /// The session's `SET` properties, sent with every statement.
     properties: std::cell::RefCell<std::collections::BTreeMap<String, String>>,
+    /// The `Authorization` header, for a worker that authenticates.
+    authorization: Option<String>,
 }
 
 fn agent() -> ureq::Agent {
@@ -108,6 +113,19 @@ fn error_message(status: u16, text: &str) -> String {
 }
 
 impl Client {
+    /// A POST of `body` (JSON) to `path`.
+    fn post(&self, path: &str, body: &Json) -> Result<ureq::http::Response<ureq::Body>> {
+        let mut request = agent()
+            .post(&format!("{}{path}", self.url))
+            .header("Content-Type", "application/json");
+        if let Some(a) = &self.authorization {
+            request = request.header("Authorization", a);
+        }
+        request
+            .send(body.to_string())
+            .with_context(|| format!("cannot reach the SQL API at {}", self.url))
+    }
+
     /// Runs each statement of `text` in order; stops at the first error.
     fn run_text(&self, text: &str) -> Result<()> {
         let statements = spate_sql::parse::parse(text).map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -144,11 +162,10 @@ impl Client {
             }
             _ => {}
         }
-        let mut response = agent()
-            .post(&format!("{}/statements", self.url))
-            .header("Content-Type", "application/json")
-            .send(json!({"sql": text, "properties": *self.properties.borrow()}).to_string())
-            .with_context(|| format!("cannot reach the SQL API at {}", self.url))?;
+        let mut response = self.post(
+            "/statements",
+            &json!({"sql": text, "properties": *self.properties.borrow()}),
+        )?;
         let status = response.status().as_u16();
         let body = response.body_mut().read_to_string().unwrap_or_default();
         if status >= 400 {
@@ -190,11 +207,10 @@ impl Client {
 
     /// Asks the API whether `properties` are valid (a `SET` alone runs nothing).
     fn check(&self, properties: &std::collections::BTreeMap<String, String>) -> Result<()> {
-        let mut response = agent()
-            .post(&format!("{}/statements", self.url))
-            .header("Content-Type", "application/json")
-            .send(json!({"sql": "SET", "properties": properties}).to_string())
-            .with_context(|| format!("cannot reach the SQL API at {}", self.url))?;
+        let mut response = self.post(
+            "/statements",
+            &json!({"sql": "SET", "properties": properties}),
+        )?;
         let status = response.status().as_u16();
         if status >= 400 {
             let body = response.body_mut().read_to_string().unwrap_or_default();
@@ -205,11 +221,7 @@ impl Client {
 
     /// Streams a query's rows: the header, then rows as they come, aligned to the header.
     fn query(&self, text: &str) -> Result<()> {
-        let mut response = agent()
-            .post(&format!("{}/query-stream", self.url))
-            .header("Content-Type", "application/json")
-            .send(json!({"sql": text}).to_string())
-            .with_context(|| format!("cannot reach the SQL API at {}", self.url))?;
+        let mut response = self.post("/query-stream", &json!({"sql": text}))?;
         let status = response.status().as_u16();
         if status >= 400 {
             let body = response.body_mut().read_to_string().unwrap_or_default();
