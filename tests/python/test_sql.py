@@ -911,5 +911,18 @@ def test_rank_columns_views_and_keep_last_deduplication(sql_broker) -> None:
         "SELECT auction FROM few LIMIT 3"
     )
     assert [r[0] for r in got] == [r["auction"] for r in rows if r["price"] < 100][:3]
+    # UNION ALL: both inputs' rows.
+    union = (
+        "SELECT channel, COUNT(*) AS n FROM (SELECT channel FROM bids WHERE price < 100 "
+        "UNION ALL SELECT channel FROM bids WHERE price >= 400) GROUP BY channel"
+    )
+    counts: dict[str, int] = {}
+    for r in rows + same:
+        if r["price"] < 100 or r["price"] >= 400:
+            counts[r["channel"]] = counts.get(r["channel"], 0) + 1
+    want = list(counts.items())
+    assert sorted(changelog_until(sql, union, want)) == sorted(want)
+    e = sql.run("EXPLAIN SELECT a FROM bids UNION SELECT a FROM bids", expect_status=400)
+    assert "UNION ALL runs" in e["message"]
     e = sql.run("EXPLAIN SELECT COUNT(*) FROM bids GROUP BY SESSION(ts, INTERVAL '1' SECOND)", expect_status=400)
     assert "window table functions" in e["message"]

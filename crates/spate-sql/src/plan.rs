@@ -75,6 +75,27 @@ impl Tables for Hiding<'_> {
     }
 }
 
+/// `UNION ALL`: both inputs' rows, as they come.
+struct UnionAll;
+
+impl Operator for UnionAll {
+    fn describe(&self) -> String {
+        "Union(all)".into()
+    }
+
+    fn process(&mut self, input: Vec<Change>, _ctx: &mut OpCtx) -> Result<Vec<Change>, SqlError> {
+        Ok(input)
+    }
+
+    fn process_right(
+        &mut self,
+        input: Vec<Change>,
+        _ctx: &mut OpCtx,
+    ) -> Result<Vec<Change>, SqlError> {
+        Ok(input)
+    }
+}
+
 /// A dataflow: operators over sources.
 pub enum Flow {
     /// The rows of source `index` (see [`Planned::sources`]).
@@ -272,8 +293,46 @@ fn plan_set_expr(
             }
             plan_set_expr(&q.body, tables, sources)
         }
+        SetExpr::SetOperation {
+            op: ast::SetOperator::Union,
+            set_quantifier: ast::SetQuantifier::All,
+            left,
+            right,
+        } => {
+            let (left_flow, scope, left_updating, _, _) = plan_set_expr(left, tables, sources)?;
+            let (right_flow, right_scope, right_updating, _, _) =
+                plan_set_expr(right, tables, sources)?;
+            if scope.columns.len() != right_scope.columns.len() {
+                return Err(SqlError::Type(format!(
+                    "UNION ALL of {} columns and {} columns",
+                    scope.columns.len(),
+                    right_scope.columns.len()
+                )));
+            }
+            for (l, r) in scope.columns.iter().zip(&right_scope.columns) {
+                if expr::common_type(&l.data_type, &r.data_type) != l.data_type
+                    && !(l.data_type.is_numeric() && r.data_type.is_numeric())
+                {
+                    return Err(SqlError::Type(format!(
+                        "UNION ALL: column {} is {} on the left and {} on the right",
+                        l.name, l.data_type, r.data_type
+                    )));
+                }
+            }
+            Ok((
+                Flow::Join(
+                    Box::new(left_flow),
+                    Box::new(right_flow),
+                    Box::new(UnionAll),
+                ),
+                scope,
+                left_updating || right_updating,
+                Vec::new(),
+                None,
+            ))
+        }
         other => Err(SqlError::Unsupported(match other {
-            SetExpr::SetOperation { op, .. } => format!("{op}"),
+            SetExpr::SetOperation { op, .. } => format!("{op} (UNION ALL runs)"),
             SetExpr::Values(_) => "VALUES".to_string(),
             _ => "this query form".to_string(),
         })),
