@@ -18,7 +18,7 @@ use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{Offset, TopicPartitionList};
 use serde_json::{Value as Json, json};
 
-use crate::catalog::{Catalog, Format, Startup, Table};
+use crate::catalog::{Catalog, Format, Table};
 use crate::errors::SqlError;
 use crate::exec::{Change, Kind};
 use crate::format::{Decoder, Encoder, Record};
@@ -844,7 +844,7 @@ impl Engine {
                 let result = job::run(
                     &cluster,
                     planned,
-                    Output::Topic(encoder, topic),
+                    Output::Topic(Box::new(encoder), topic),
                     &options,
                     &stop,
                     &metrics,
@@ -1419,6 +1419,5 @@ fn tail_view(cluster: &Cluster, table: Arc<Table>, view: &View) -> Result<(), Sq
             Err(e) => tracing::warn!(view = %view.name, "a view record does not decode: {e}"),
         }
     }
-    let _ = Startup::Earliest;
     Ok(())
 }

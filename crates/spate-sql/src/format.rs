@@ -162,7 +162,7 @@ impl Codec {
         topic: &str,
         fields: &[Field],
         values: &[Value],
-        name: &str,
+        schema: &Arc<Schema>,
     ) -> Result<Vec<u8>, SqlError> {
         match self {
             Codec::Json => {
@@ -179,9 +179,8 @@ impl Codec {
                 Some(v) => v.to_string().into_bytes(),
             }),
             Codec::Registry(converter) => {
-                let schema = Arc::new(connect_schema(fields, name));
                 let value = connect::Value::Struct(connect::Struct {
-                    schema: Arc::clone(&schema),
+                    schema: Arc::clone(schema),
                     values: fields
                         .iter()
                         .zip(values)
@@ -189,7 +188,7 @@ impl Codec {
                         .collect(),
                 });
                 converter
-                    .from_connect_shared(topic, Some(&schema), &value)
+                    .from_connect_shared(topic, Some(schema), &value)
                     .map_err(|e| SqlError::Runtime(format!("cannot encode for {topic}: {e}")))?
                     .map(|b| b.to_vec())
                     .ok_or_else(|| SqlError::Runtime("the converter wrote no bytes".into()))
@@ -319,13 +318,41 @@ impl Decoder {
     }
 }
 
+/// One side of a written record (key or value): its codec, the table's columns it holds and
+/// their Connect schema, made once (a registry codec recognises the schema by reference).
+struct Part {
+    codec: Codec,
+    fields: Vec<Field>,
+    columns: Vec<usize>,
+    schema: Arc<Schema>,
+}
+
+impl Part {
+    fn new(codec: Codec, table: &Table, columns: Vec<usize>, name: String) -> Part {
+        let fields: Vec<Field> = columns
+            .iter()
+            .map(|i| table.columns[*i].field.clone())
+            .collect();
+        Part {
+            schema: Arc::new(connect_schema(&fields, &name)),
+            codec,
+            fields,
+            columns,
+        }
+    }
+
+    fn encode(&self, topic: &str, row: &[Value]) -> Result<Vec<u8>, SqlError> {
+        let values: Vec<Value> = self.columns.iter().map(|i| row[*i].clone()).collect();
+        self.codec
+            .encode(topic, &self.fields, &values, &self.schema)
+    }
+}
+
 /// Writes rows as a table's records.
 pub struct Encoder {
     table: Arc<Table>,
-    value: Codec,
-    value_fields: Vec<Field>,
-    value_columns: Vec<usize>,
-    key: Option<(Codec, Vec<Field>, Vec<usize>)>,
+    value: Part,
+    key: Option<Part>,
     /// Positions in the sink's row of each physical column, in the order of the query's columns.
     physical: Vec<usize>,
 }
@@ -340,38 +367,27 @@ impl Encoder {
             .filter(|(_, c)| c.kind == ColumnKind::Physical)
             .map(|(i, _)| i)
             .collect();
-        let value_columns = table.value_columns();
-        let value_fields = value_columns
-            .iter()
-            .map(|i| table.columns[*i].field.clone())
-            .collect();
         let key = match &table.key {
-            Some((format, columns)) => Some((
+            Some((format, columns)) => Some(Part::new(
                 Codec::new(format, &table, true)?,
-                columns
-                    .iter()
-                    .map(|i| table.columns[*i].field.clone())
-                    .collect(),
+                &table,
                 columns.clone(),
+                format!("{}_key", table.name),
             )),
             None => None,
         };
+        let value = Part::new(
+            Codec::new(&table.value_format, &table, false)?,
+            &table,
+            table.value_columns(),
+            format!("{}_value", table.name),
+        );
         Ok(Encoder {
-            value: Codec::new(&table.value_format, &table, false)?,
             table,
-            value_fields,
-            value_columns,
+            value,
             key,
             physical,
         })
-    }
-
-    /// The sink's physical columns a query must give, in order.
-    pub fn physical_fields(&self) -> Vec<Field> {
-        self.physical
-            .iter()
-            .map(|i| self.table.columns[*i].field.clone())
-            .collect()
     }
 
     /// The record for `change` (key, value; value None = tombstone), or None when the change
@@ -387,27 +403,12 @@ impl Encoder {
             row[*i] = v.clone();
         }
         let key = match &self.key {
-            Some((codec, fields, columns)) => {
-                let values: Vec<Value> = columns.iter().map(|i| row[*i].clone()).collect();
-                Some(codec.encode(
-                    &self.table.topic,
-                    fields,
-                    &values,
-                    &format!("{}_key", self.table.name),
-                )?)
-            }
+            Some(part) => Some(part.encode(&self.table.topic, &row)?),
             None => None,
         };
         match change.kind {
             Kind::Insert | Kind::UpdateAfter => {
-                let values: Vec<Value> =
-                    self.value_columns.iter().map(|i| row[*i].clone()).collect();
-                let value = self.value.encode(
-                    &self.table.topic,
-                    &self.value_fields,
-                    &values,
-                    &format!("{}_value", self.table.name),
-                )?;
+                let value = self.value.encode(&self.table.topic, &row)?;
                 Ok(Some((key, Some(value))))
             }
             Kind::Delete if self.table.upsert => Ok(Some((key, None))),

@@ -95,7 +95,7 @@ impl JobMetrics {
 /// Where results go.
 pub enum Output {
     /// A table's topic.
-    Topic(Encoder, String),
+    Topic(Box<Encoder>, String),
     /// A caller (ad-hoc query): batches of changes over a bounded channel.
     Caller(tokio::sync::mpsc::Sender<Vec<Change>>),
 }
@@ -325,6 +325,12 @@ pub fn run(
     let mut emitted: u64 = 0;
     let limit = planned.limit;
     let mut last_checkpoint = Instant::now();
+    let needs_headers = planned.sources.iter().any(|s| {
+        matches!(s.table.error_policy, ErrorPolicy::DeadLetter(_))
+            || s.table.columns.iter().any(|c| {
+                matches!(&c.kind, crate::parse::ColumnKind::Metadata { key, .. } if key == "headers")
+            })
+    });
     let topic_sources: HashMap<String, Vec<usize>> = {
         let mut map: HashMap<String, Vec<usize>> = HashMap::new();
         for (i, s) in sources.iter().enumerate() {
@@ -365,14 +371,19 @@ pub fn run(
             };
             polled += 1;
             metrics.records_in.fetch_add(1, Ordering::Relaxed);
-            let headers = message
-                .headers()
-                .map(|h| {
-                    h.iter()
-                        .map(|h| (h.key.to_string(), h.value.map(<[u8]>::to_vec)))
-                        .collect()
-                })
-                .unwrap_or_default();
+            // Headers are copied only for a table that reads them or a dead-letter topic.
+            let headers = if needs_headers {
+                message
+                    .headers()
+                    .map(|h| {
+                        h.iter()
+                            .map(|h| (h.key.to_string(), h.value.map(<[u8]>::to_vec)))
+                            .collect()
+                    })
+                    .unwrap_or_default()
+            } else {
+                Vec::new()
+            };
             let record = Record {
                 topic: message.topic(),
                 partition: message.partition(),

@@ -930,7 +930,34 @@ fn plan_join(
         ));
     }
     let residual = residual.map(|r| r.expr);
-    if let Some(at) = as_of {
+    // What the join is: temporal, window, interval or regular; and what its rows are.
+    type Kind = (
+        Box<dyn Operator>,
+        bool,
+        Option<(usize, usize)>,
+        Option<usize>,
+    );
+    let window_join = match (left.window, right.window) {
+        (Some((lws, lwe)), Some((rws, rwe)))
+            if key_columns.contains(&(lws, rws)) && key_columns.contains(&(lwe, rwe)) =>
+        {
+            Some((lws, lwe, rwe))
+        }
+        _ => None,
+    };
+    // An interval join: the condition bounds the left time against the right time both ways.
+    let interval = match (left.rowtime, right.rowtime, &residual) {
+        (Some(lt), Some(rt), Some(r)) if !left.updating && !right.updating => {
+            let mut bounds = (None, None);
+            time_bounds(r, lt, width + rt, &mut bounds);
+            match bounds {
+                (Some(lower), Some(upper)) => Some((lt, rt, lower, upper)),
+                _ => None,
+            }
+        }
+        _ => None,
+    };
+    let (op, updating, window, rowtime): Kind = if let Some(at) = as_of {
         if !matches!(kind, JoinType::Inner | JoinType::Left) {
             return Err(SqlError::Unsupported(
                 "temporal joins other than INNER and LEFT".into(),
@@ -953,22 +980,9 @@ fn plan_join(
             width,
             right_width,
         );
-        return Ok(From {
-            flow: Flow::Join(Box::new(left.flow), Box::new(right.flow), Box::new(join)),
-            scope,
-            updating: left.updating,
-            window: left.window,
-            rowtime: left.rowtime,
-            session: None,
-            tvf: false,
-            key: Vec::new(),
-        });
-    }
-    // A window join: both sides windowed, joined on window_start and window_end.
-    if let (Some((lws, lwe)), Some((rws, rwe))) = (left.window, right.window)
-        && key_columns.contains(&(lws, rws))
-        && key_columns.contains(&(lwe, rwe))
-    {
+        (Box::new(join), left.updating, left.window, left.rowtime)
+    } else if let Some((lws, lwe, rwe)) = window_join {
+        // A window join: both sides windowed, joined on window_start and window_end.
         let expiry = (
             Expiry {
                 time: lwe,
@@ -989,75 +1003,51 @@ fn plan_join(
             Some(expiry),
             "WindowJoin",
         );
-        return Ok(From {
-            flow: Flow::Join(Box::new(left.flow), Box::new(right.flow), Box::new(join)),
-            scope,
-            updating: false,
-            window: Some((lws, lwe)),
-            rowtime: left.rowtime,
-            session: None,
-            tvf: false,
-            key: Vec::new(),
-        });
-    }
-    // An interval join: the condition bounds the left time against the right time both ways.
-    if let (Some(lt), Some(rt), Some(r)) = (left.rowtime, right.rowtime, &residual)
-        && !left.updating
-        && !right.updating
-    {
-        let mut bounds = (None, None);
-        time_bounds(r, lt, width + rt, &mut bounds);
-        if let (Some(lower), Some(upper)) = bounds {
-            // A left row meets right rows up to `-lower` later; a right row left rows up to
-            // `upper` later.
-            let expiry = (
-                Expiry {
-                    time: lt,
-                    keep_ms: (-lower).max(0) + 1,
-                },
-                Expiry {
-                    time: rt,
-                    keep_ms: upper.max(0) + 1,
-                },
-            );
-            let join = Join::new(
-                kind,
-                left_keys,
-                right_keys,
-                residual,
-                width,
-                right_width,
-                Some(expiry),
-                "IntervalJoin",
-            );
-            return Ok(From {
-                flow: Flow::Join(Box::new(left.flow), Box::new(right.flow), Box::new(join)),
-                scope,
-                updating: false,
-                window: None,
-                rowtime: left.rowtime,
-                session: None,
-                tvf: false,
-                key: Vec::new(),
-            });
-        }
-    }
-    let join = Join::new(
-        kind,
-        left_keys,
-        right_keys,
-        residual,
-        width,
-        right_width,
-        None,
-        "Join",
-    );
+        (Box::new(join), false, Some((lws, lwe)), left.rowtime)
+    } else if let Some((lt, rt, lower, upper)) = interval {
+        // A left row meets right rows up to `-lower` later; a right row left rows up to
+        // `upper` later.
+        let expiry = (
+            Expiry {
+                time: lt,
+                keep_ms: (-lower).max(0) + 1,
+            },
+            Expiry {
+                time: rt,
+                keep_ms: upper.max(0) + 1,
+            },
+        );
+        let join = Join::new(
+            kind,
+            left_keys,
+            right_keys,
+            residual,
+            width,
+            right_width,
+            Some(expiry),
+            "IntervalJoin",
+        );
+        (Box::new(join), false, None, left.rowtime)
+    } else {
+        let join = Join::new(
+            kind,
+            left_keys,
+            right_keys,
+            residual,
+            width,
+            right_width,
+            None,
+            "Join",
+        );
+        let updating = left.updating || right.updating || kind != JoinType::Inner;
+        (Box::new(join), updating, None, None)
+    };
     Ok(From {
-        flow: Flow::Join(Box::new(left.flow), Box::new(right.flow), Box::new(join)),
+        flow: Flow::Join(Box::new(left.flow), Box::new(right.flow), op),
         scope,
-        updating: left.updating || right.updating || kind != JoinType::Inner,
-        window: None,
-        rowtime: None,
+        updating,
+        window,
+        rowtime,
         session: None,
         tvf: false,
         key: Vec::new(),
