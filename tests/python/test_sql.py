@@ -161,6 +161,29 @@ def test_filters_and_projections_stream_to_the_caller(sql_broker) -> None:
     assert got == expected
 
 
+def test_an_open_query_ends_with_a_reason_when_the_server_stops(sql_broker) -> None:
+    sql = Sql(sql_broker)
+    topic = unique("bids")
+    create_topic(sql.bootstrap, topic)
+    produce_json(sql.bootstrap, topic, bids(5))
+    sql.run(BIDS_DDL.format(name="bids", topic=topic))
+    # No LIMIT: the query streams until the caller leaves, or the server stops.
+    r = requests.post(f"{sql.url}/query-stream", json={"sql": "SELECT auction FROM bids"}, timeout=60, stream=True)
+    assert r.status_code == 200, r.text
+    lines = r.iter_lines()
+    assert "queryId" in json.loads(next(lines))
+    got = []
+    while len(got) < 5:
+        got.append(json.loads(next(lines)))
+    assert got == [[b["auction"]] for b in bids(5)]
+    # A graceful stop (stop() asserts exit code 0 within its deadline) ends the stream with a
+    # last line that says why, rather than waiting for the caller.
+    sql_broker.stop()
+    rest = [json.loads(line) for line in lines if line]
+    assert rest and rest[-1]["@type"] == "query_error", rest
+    assert "stopping" in rest[-1]["message"], rest
+
+
 def test_tumbling_windows_match_duckdb_and_late_rows_are_dropped_and_counted(sql_broker) -> None:
     sql = Sql(sql_broker)
     topic, sink = unique("bids"), unique("per-window")
@@ -360,6 +383,10 @@ def test_materialized_views_are_looked_up_by_key(sql_broker) -> None:
     assert missing.status_code == 404 and "42" in missing.json()["message"]
     views = sql.run("SHOW VIEWS")[0]
     assert views["rows"][0][0] == "by_auction"
+    # A graceful stop closes the views' readers and the worker's clients before the broker
+    # stops: no client logs the broker going away.
+    sql_broker.stop()
+    assert sql_broker.unexpected_errors() == []
 
 
 def test_a_job_is_exactly_once_across_kill_9(spate_factory) -> None:

@@ -215,6 +215,13 @@ pub struct QueryStream {
     pub error: Arc<Mutex<Option<SqlError>>>,
 }
 
+/// An ad-hoc query's thread with what stops it.
+struct RunningQuery {
+    stop: Arc<AtomicBool>,
+    error: Arc<Mutex<Option<SqlError>>>,
+    thread: std::thread::JoinHandle<()>,
+}
+
 /// The SQL worker.
 pub struct Engine {
     config: SqlConfig,
@@ -223,7 +230,13 @@ pub struct Engine {
     views: RwLock<BTreeMap<String, Arc<View>>>,
     /// Logical views (`CREATE VIEW`): name → (statement text, query).
     logical: RwLock<BTreeMap<String, (String, sqlparser::ast::Query)>>,
-    producer: BaseProducer,
+    /// Writes `_spate-sql`; taken at shutdown, so no client outlives the worker.
+    producer: Mutex<Option<BaseProducer>>,
+    /// The views' reader threads, joined at shutdown.
+    readers: Mutex<Vec<std::thread::JoinHandle<()>>>,
+    /// The ad-hoc queries streaming to callers: stopped when the worker stops, so no open
+    /// `/query-stream` holds the shutdown up.
+    queries: Mutex<Vec<RunningQuery>>,
     /// Serialises statements that change the catalog.
     ddl: Mutex<()>,
 }
@@ -254,7 +267,9 @@ impl Engine {
             jobs: Mutex::new(BTreeMap::new()),
             views: RwLock::new(BTreeMap::new()),
             logical: RwLock::new(BTreeMap::new()),
-            producer,
+            producer: Mutex::new(Some(producer)),
+            readers: Mutex::new(Vec::new()),
+            queries: Mutex::new(Vec::new()),
             ddl: Mutex::new(()),
         });
         engine.ensure_topic(&engine.config.statements_topic)?;
@@ -421,10 +436,14 @@ impl Engine {
         if let Some(p) = &payload {
             record = record.payload(p.as_str());
         }
-        self.producer
+        let producer = self.producer.lock();
+        let Some(producer) = producer.as_ref() else {
+            return Err(SqlError::Io("the SQL worker is stopping".into()));
+        };
+        producer
             .send(record)
             .map_err(|(e, _)| SqlError::Io(format!("writing the statement: {e}")))?;
-        self.producer
+        producer
             .flush(Duration::from_secs(30))
             .map_err(kafka_error("writing the statement"))
     }
@@ -896,7 +915,24 @@ impl Engine {
         )
     }
 
-    /// Stops every job's thread (for shutdown): each commits its last checkpoint.
+    /// Ends the ad-hoc queries (for shutdown, before the API waits for its connections): each
+    /// caller's stream ends with an error line saying why.
+    pub fn stop_queries(&self) {
+        let queries = std::mem::take(&mut *self.queries.lock());
+        for q in &queries {
+            q.error
+                .lock()
+                .get_or_insert_with(|| SqlError::Io("the SQL worker is stopping".into()));
+            q.stop.store(true, Ordering::Relaxed);
+        }
+        for q in queries {
+            let _ = q.thread.join();
+        }
+    }
+
+    /// Stops every job's thread (for shutdown): each commits its last checkpoint. Then the
+    /// views' readers stop and the statements producer closes: no client of the cluster is
+    /// left connected once this returns (in-process, the broker stops next).
     pub fn shutdown(&self) {
         let threads: Vec<_> = {
             let mut jobs = self.jobs.lock();
@@ -913,6 +949,11 @@ impl Engine {
         for view in self.views.read().values() {
             view.stop.store(true, Ordering::Relaxed);
         }
+        let readers = std::mem::take(&mut *self.readers.lock());
+        for r in readers {
+            let _ = r.join();
+        }
+        self.producer.lock().take();
     }
 
     /// The jobs, as the API lists them.
@@ -1050,7 +1091,7 @@ impl Engine {
             .write()
             .insert(name.to_ascii_lowercase(), Arc::clone(&view));
         let cluster = self.config.cluster.clone();
-        std::thread::Builder::new()
+        let reader = std::thread::Builder::new()
             .name(format!("sql-view-{name}"))
             .spawn(move || {
                 if let Err(e) = tail_view(&cluster, table, &view) {
@@ -1058,6 +1099,9 @@ impl Engine {
                 }
             })
             .map_err(|e| SqlError::Io(format!("starting the view's reader: {e}")))?;
+        let mut readers = self.readers.lock();
+        readers.retain(|r| !r.is_finished());
+        readers.push(reader);
         Ok(())
     }
 
@@ -1091,7 +1135,7 @@ impl Engine {
         };
         let thread_stop = Arc::clone(&stop);
         let thread_error = Arc::clone(&error);
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name(format!("sql-query-{id}"))
             .spawn(move || {
                 let metrics = JobMetrics::new();
@@ -1107,6 +1151,14 @@ impl Engine {
                 }
             })
             .map_err(|e| SqlError::Io(format!("starting the query: {e}")))?;
+        let mut queries = self.queries.lock();
+        queries.retain(|q| !q.thread.is_finished());
+        queries.push(RunningQuery {
+            stop: Arc::clone(&stop),
+            error: Arc::clone(&error),
+            thread,
+        });
+        drop(queries);
         Ok(QueryStream {
             id,
             fields,
@@ -1119,9 +1171,12 @@ impl Engine {
 
     /// Every source topic of `planned` exists.
     fn check_sources(&self, planned: &Planned) -> Result<(), SqlError> {
+        let producer = self.producer.lock();
+        let Some(producer) = producer.as_ref() else {
+            return Err(SqlError::Io("the SQL worker is stopping".into()));
+        };
         for source in &planned.sources {
-            let metadata = self
-                .producer
+            let metadata = producer
                 .client()
                 .fetch_metadata(Some(&source.table.topic), Duration::from_secs(10))
                 .map_err(kafka_error("reading the topics' metadata"))?;

@@ -38,6 +38,12 @@ pub async fn serve(
     };
     started(Arc::clone(&engine), addr);
     let app = wrap(crate::api::router(Arc::clone(&engine)));
+    // Streaming queries end when the shutdown begins; the API then waits for its connections.
+    let ending = Arc::clone(&engine);
+    let shutdown = async move {
+        shutdown.await;
+        let _ = tokio::task::spawn_blocking(move || ending.stop_queries()).await;
+    };
     let served = axum::serve(
         listener,
         app.into_make_service_with_connect_info::<SocketAddr>(),
