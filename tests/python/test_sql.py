@@ -465,6 +465,135 @@ def test_a_job_is_exactly_once_across_kill_9(spate_factory) -> None:
     assert sql.job(job)["status"] == "RUNNING"
 
 
+def worker_group(bootstrap: str, group: str) -> dict[str, list[int]]:
+    """The members of a consumer group and the partitions each is assigned."""
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    [future] = admin.describe_consumer_groups([group], request_timeout=10).values()
+    described = future.result()
+    return {
+        m.member_id: sorted(tp.partition for tp in m.assignment.topic_partitions)
+        for m in described.members
+    }
+
+
+def start_worker(broker: Any, tmp_path: Any, name: str) -> tuple[subprocess.Popen, str]:
+    """`spate sql worker` against `broker`'s cluster; returns the process and its API's URL."""
+    log_path = tmp_path / f"{name}.log"
+    log = open(log_path, "w+")
+    worker = subprocess.Popen(
+        [str(spate_binary()), "sql", "worker", "--brokers", broker.kafka_addr, "--listen", "127.0.0.1:0",
+         "--schema-registry-url", f"http://{broker.registry_addr}", "--checkpoint-interval-ms", "300"],
+        stdout=log, stderr=subprocess.STDOUT, env={"PATH": "/usr/bin:/bin"},
+    )
+
+    def address() -> str | None:
+        for line in log_path.read_text().splitlines():
+            if "spate sql worker is ready" in line:
+                return line.split("sql_addr=")[1].split()[0]
+        assert worker.poll() is None, "the worker exited:\n" + log_path.read_text()
+        return None
+
+    return worker, "http://" + wait_until(address, timeout_s=60, what=f"{name}'s address")
+
+
+def test_a_parallel_job_is_shared_by_workers_and_exactly_once_across_kill_9(spate_factory, tmp_path) -> None:
+    """With 'parallelism.default' a job runs as tasks per stage, an exchange topic between the
+    stages; a second worker takes a share of the tasks, and when it is killed -9 mid-stream the
+    first takes them back. The read_committed output equals DuckDB's over the same input."""
+    broker = spate_factory(sql_listen="127.0.0.1:0", connect_listen="off", args=["--sql-checkpoint-interval-ms", "300"])
+    sql = Sql(broker)
+    topic, sink = unique("events"), unique("counts")
+    create_topic(sql.bootstrap, topic, partitions=4)
+    create_topic(sql.bootstrap, sink, partitions=2)
+    sql.run(
+        f"CREATE TABLE events (k STRING, v BIGINT, ts TIMESTAMP(3), WATERMARK FOR ts AS ts) "
+        f"WITH ('topic' = '{topic}', 'value.format' = 'json')"
+    )
+    sql.run(
+        f"CREATE TABLE counts (window_start TIMESTAMP(3), k STRING, n BIGINT, total BIGINT) "
+        f"WITH ('topic' = '{sink}', 'value.format' = 'json')"
+    )
+    e = sql.run("SET 'parallelism.default' = 'many'", expect_status=400)
+    assert "parallelism.default" in e["message"] and "1 to 256" in e["message"]
+    answers = sql.run(
+        "SET 'parallelism.default' = '2'; "
+        "INSERT INTO counts SELECT window_start, k, COUNT(*), SUM(v) FROM TABLE(TUMBLE(TABLE events, "
+        "DESCRIPTOR(ts), INTERVAL '1' SECOND)) GROUP BY window_start, window_end, k"
+    )
+    job = answers[-1]["jobId"]
+    plan = sql.run("EXPLAIN SELECT k, COUNT(*) FROM events GROUP BY k")[0]["plan"]
+    assert "Exchange(hash=[$0])" in plan, plan
+    group = f"spate-sql-{job}-workers"
+    # Two stages of two tasks: all four on the only worker.
+    wait_until(lambda: list(worker_group(sql.bootstrap, group).values()) == [[0, 1, 2, 3]], timeout_s=60, what="one worker with the four tasks")
+
+    sent: list[dict] = []
+    p = producer(sql.bootstrap, **{"enable.idempotence": True, "acks": "all"})
+
+    def produce(start: int, end: int, pause_every: int) -> None:
+        for i in range(start, end):
+            row = {"k": f"k{i % 5}", "v": i, "ts": ts_text(BASE_MS + i * 10)}
+            sent.append(row)
+            while True:
+                try:
+                    p.produce(topic, value=json.dumps(row).encode(), partition=i % 4)
+                    break
+                except BufferError:
+                    p.poll(0.05)
+            if pause_every and i % pause_every == 0:
+                p.poll(0)
+                time.sleep(0.03)
+        p.flush(60)
+
+    produce(0, 10_000, 0)
+    worker, url = start_worker(broker, tmp_path, "worker-b")
+    try:
+        def shared() -> bool:
+            members = worker_group(sql.bootstrap, group)
+            return len(members) == 2 and all(members.values())
+
+        wait_until(shared, timeout_s=60, what="the second worker to take a share of the tasks")
+
+        def checkpoints_b() -> int:
+            r = requests.get(f"{url}/jobs/{job}", timeout=10)
+            return r.json()["metrics"]["checkpoints"] if r.status_code == 200 else 0
+
+        wait_until(lambda: checkpoints_b() >= 1, timeout_s=60, what="the second worker to commit its tasks' work")
+        total = 25_000
+        writer = threading.Thread(target=produce, args=(10_000, total, 60))
+        writer.start()
+        before = checkpoints_b()
+        wait_until(lambda: checkpoints_b() >= before + 2, timeout_s=60, what="the second worker to work on new input")
+        assert len(sent) < total, "the input finished before the kill; the test would prove nothing"
+        worker.kill()
+        worker.wait()
+        writer.join(120)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait()
+    # The first worker takes every task back once the second's session expires.
+    wait_until(lambda: list(worker_group(sql.bootstrap, group).values()) == [[0, 1, 2, 3]], timeout_s=60, what="the first worker to take the tasks back")
+    # Close every window: one more event per partition far ahead.
+    produce_all(p, topic, [{"value": json.dumps({"k": "end", "v": 0, "ts": ts_text(BASE_MS + 10_000_000)}).encode(), "partition": q} for q in range(4)])
+
+    con = duckdb.connect()
+    con.execute("CREATE TABLE events AS SELECT * FROM read_json_auto(?)", [json_file(sent)])
+    expected = con.execute(
+        "SELECT epoch_ms(time_bucket(INTERVAL 1 SECOND, ts::TIMESTAMP)), k, COUNT(*), SUM(v)::BIGINT "
+        "FROM events GROUP BY ALL ORDER BY ALL"
+    ).fetchall()
+
+    def output() -> list[tuple]:
+        return sorted((to_ms(v["window_start"]), v["k"], v["n"], v["total"]) for _, v in read_committed(sql.bootstrap, sink, partitions=2))
+
+    wait_until(lambda: len(output()) >= len(expected), timeout_s=120, what=f"{len(expected)} windows")
+    assert output() == [tuple(r) for r in expected]
+    assert sql.job(job)["status"] == "RUNNING"
+
+
 def test_bad_statements_say_what_and_where(sql_broker) -> None:
     sql = Sql(sql_broker)
     topic = unique("bids")

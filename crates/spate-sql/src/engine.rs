@@ -25,6 +25,7 @@ use crate::format::{Decoder, Encoder, Record};
 use crate::job::{self, Cluster, JobMetrics, JobOptions, Output};
 use crate::parse::{self, ColumnKind, DropKind, Statement};
 use crate::plan::{self, Planned, Tables};
+use crate::tasks::JobSpec;
 use crate::types::{DataType, Field, Value};
 
 /// The worker's settings.
@@ -364,6 +365,7 @@ impl Engine {
         job::create_topic(
             &self.config.cluster,
             topic,
+            1,
             &[("cleanup.policy", "compact")],
         )
     }
@@ -784,7 +786,7 @@ impl Engine {
     }
 
     fn ensure_sink_topic(&self, topic: &str) -> Result<(), SqlError> {
-        job::create_topic(&self.config.cluster, topic, &[])
+        job::create_topic(&self.config.cluster, topic, 1, &[])
     }
 
     fn submit_job(
@@ -828,14 +830,16 @@ impl Engine {
             _ => return Err(SqlError::Runtime(format!("job {id} runs no query: {sql}"))),
         };
         let sink_table = self.table(sink)?;
-        let planned = plan::plan_query(query, self)?;
+        let recording = plan::Recording::new(self);
+        let planned = plan::plan_query(query, &recording)?;
+        let snapshot = recording.snapshot();
         check_sink(&sink_table, &planned)?;
         for source in &planned.sources {
             if let crate::catalog::ErrorPolicy::DeadLetter(topic) = &source.table.error_policy {
                 self.ensure_sink_topic(topic)?;
             }
         }
-        let encoder = Encoder::new(Arc::clone(&sink_table))?;
+        Encoder::new(Arc::clone(&sink_table))?;
         let mut jobs = self.jobs.lock();
         let entry = jobs.get_mut(id).ok_or_else(|| SqlError::NotFound {
             kind: "job",
@@ -847,27 +851,25 @@ impl Engine {
         let state = Arc::clone(&entry.state);
         let metrics = Arc::clone(&entry.metrics);
         let cluster = self.config.cluster.clone();
-        let (checkpoint_interval, state_ttl) =
+        let (checkpoint_interval, state_ttl, parallelism) =
             job_settings(&entry.properties, self.config.checkpoint_interval)?;
-        let options = JobOptions {
-            id: id.to_string(),
-            checkpoint_interval,
-            skip_errors: false,
-            state_ttl,
+        let query = query.clone();
+        let spec = JobSpec {
+            plan: Arc::new(move || plan::plan_query(&query, &snapshot)),
+            sink: sink_table,
+            options: JobOptions {
+                id: id.to_string(),
+                checkpoint_interval,
+                skip_errors: false,
+                state_ttl,
+                parallelism,
+            },
         };
-        let topic = sink_table.topic.clone();
         let job_id = id.to_string();
         let thread = std::thread::Builder::new()
             .name(format!("sql-{id}"))
             .spawn(move || {
-                let result = job::run(
-                    &cluster,
-                    planned,
-                    Output::Topic(Box::new(encoder), topic),
-                    &options,
-                    &stop,
-                    &metrics,
-                );
+                let result = crate::tasks::run_job(&cluster, &spec, &stop, &metrics);
                 match result {
                     Ok(()) => *state.lock() = JobState::Stopped,
                     Err(e) => {
@@ -1132,6 +1134,7 @@ impl Engine {
             checkpoint_interval: Duration::from_secs(3600),
             skip_errors: false,
             state_ttl: None,
+            parallelism: 1,
         };
         let thread_stop = Arc::clone(&stop);
         let thread_error = Arc::clone(&error);
@@ -1283,7 +1286,14 @@ fn job_json(id: &str, j: &JobEntry) -> Json {
 }
 
 /// The properties a statement may `SET`.
-pub const PROPERTIES: &[&str] = &["table.exec.state.ttl", "execution.checkpointing.interval"];
+pub const PROPERTIES: &[&str] = &[
+    "table.exec.state.ttl",
+    "execution.checkpointing.interval",
+    "parallelism.default",
+];
+
+/// The most tasks per stage a job may have.
+pub const MAX_PARALLELISM: i32 = 256;
 
 fn check_properties(properties: &BTreeMap<String, String>) -> Result<(), SqlError> {
     for (k, v) in properties {
@@ -1293,7 +1303,17 @@ fn check_properties(properties: &BTreeMap<String, String>) -> Result<(), SqlErro
                 PROPERTIES.join(", ")
             )));
         }
-        if crate::catalog::parse_duration(v).is_none() {
+        if k == "parallelism.default" {
+            if !v
+                .trim()
+                .parse::<i32>()
+                .is_ok_and(|n| (1..=MAX_PARALLELISM).contains(&n))
+            {
+                return Err(SqlError::Option(format!(
+                    "'{k}' = '{v}': a number of tasks from 1 to {MAX_PARALLELISM}"
+                )));
+            }
+        } else if crate::catalog::parse_duration(v).is_none() {
             return Err(SqlError::Option(format!(
                 "'{k}' = '{v}': a duration such as '1 h', '30 s' or '500 ms'"
             )));
@@ -1302,11 +1322,11 @@ fn check_properties(properties: &BTreeMap<String, String>) -> Result<(), SqlErro
     Ok(())
 }
 
-/// A job's checkpoint interval and state TTL from its properties.
+/// A job's checkpoint interval, state TTL and parallelism from its properties.
 fn job_settings(
     properties: &BTreeMap<String, String>,
     default_interval: Duration,
-) -> Result<(Duration, Option<Duration>), SqlError> {
+) -> Result<(Duration, Option<Duration>, i32), SqlError> {
     check_properties(properties)?;
     let interval = properties
         .get("execution.checkpointing.interval")
@@ -1317,7 +1337,11 @@ fn job_settings(
         .get("table.exec.state.ttl")
         .and_then(|v| crate::catalog::parse_duration(v))
         .filter(|d| !d.is_zero());
-    Ok((interval, ttl))
+    let parallelism = properties
+        .get("parallelism.default")
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(1);
+    Ok((interval, ttl, parallelism))
 }
 
 /// The query's columns must be the sink's physical columns, in order, with types that fit.

@@ -53,6 +53,9 @@ pub enum SqlError {
     /// The cluster or the schema registry could not be reached or refused.
     #[error("{0}")]
     Io(String),
+    /// A job's task was fenced: another worker owns it now.
+    #[error("fenced: {0}")]
+    Fenced(String),
 }
 
 fn candidates_text(candidates: &[String]) -> String {
@@ -75,7 +78,7 @@ impl SqlError {
             | SqlError::Runtime(_) => 400,
             SqlError::NotFound { .. } => 404,
             SqlError::Exists { .. } => 409,
-            SqlError::Io(_) => 503,
+            SqlError::Io(_) | SqlError::Fenced(_) => 503,
         }
     }
 
@@ -89,6 +92,7 @@ impl SqlError {
             SqlError::Option(_) => 5,
             SqlError::Runtime(_) => 6,
             SqlError::NotFound { .. } | SqlError::Exists { .. } | SqlError::Io(_) => 0,
+            SqlError::Fenced(_) => 1,
         };
         u32::from(self.status()) * 100 + detail
     }
@@ -123,6 +127,7 @@ mod tests {
             SqlError::Option("o".into()),
             SqlError::Runtime("r".into()),
             SqlError::Io("i".into()),
+            SqlError::Fenced("f".into()),
         ];
         for e in all {
             assert_eq!(e.code() / 100, u32::from(e.status()), "{e}");

@@ -29,12 +29,13 @@ use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{Offset, TopicPartitionList};
 use serde_json::Value as Json;
 
-use crate::catalog::{ErrorPolicy, Startup};
+use crate::catalog::{ErrorPolicy, Startup, Table};
 use crate::errors::SqlError;
 use crate::exec::{Change, OpCtx};
 use crate::expr::{Context, Expr};
 use crate::format::{Decoder, Encoder, Record};
-use crate::plan::Planned;
+use crate::plan::{Flow, Planned};
+use crate::stages::{self, Exchanged};
 use crate::types::Value;
 
 /// How to reach the cluster the jobs run against.
@@ -98,6 +99,15 @@ pub enum Output {
     Topic(Box<Encoder>, String),
     /// A caller (ad-hoc query): batches of changes over a bounded channel.
     Caller(tokio::sync::mpsc::Sender<Vec<Change>>),
+    /// An exchange topic of a parallel job: each row to the partition its keys hash to.
+    Exchange {
+        /// The topic.
+        topic: String,
+        /// Its partitions (the downstream stage's tasks).
+        partitions: i32,
+        /// The keys.
+        keys: Vec<Expr>,
+    },
 }
 
 /// How a job runs.
@@ -111,6 +121,8 @@ pub struct JobOptions {
     pub skip_errors: bool,
     /// `table.exec.state.ttl`: keyed state untouched this long is forgotten.
     pub state_ttl: Option<Duration>,
+    /// `parallelism.default`: tasks per stage (see [`crate::stages`]).
+    pub parallelism: i32,
 }
 
 /// The consumer group, transactional id and changelog topic of job `id`.
@@ -136,19 +148,94 @@ impl rdkafka::ClientContext for JobContext {
 
 impl rdkafka::consumer::ConsumerContext for JobContext {}
 
-struct SourceRuntime {
-    decoder: Decoder,
-    watermark: Option<Expr>,
-    /// Each partition's watermark, once it had a row.
+/// One input of a task.
+pub enum TaskInput {
+    /// A source table: all its partitions, or with `share = (index, of)` those whose number
+    /// modulo `of` is `index` (a parallel job's source stage).
+    Source {
+        /// The table.
+        table: Arc<Table>,
+        /// Which partitions.
+        share: Option<(i32, i32)>,
+    },
+    /// Partition `partition` of an exchange topic that `upstream` tasks write.
+    Exchange {
+        /// The exchange topic.
+        topic: String,
+        /// The partition.
+        partition: i32,
+        /// How many tasks write it.
+        upstream: usize,
+    },
+}
+
+/// A task: a flow (a whole query, or a stage of a parallel job) over its inputs.
+pub struct Task {
+    /// The operators; `Flow::Source(j)` is input `j`.
+    pub flow: Flow,
+    /// What it reads.
+    pub inputs: Vec<TaskInput>,
+    /// Where its rows go.
+    pub output: Output,
+    /// LIMIT, for a query whose rows go to a caller.
+    pub limit: Option<u64>,
+    /// The consumer group its input offsets are committed to.
+    pub group: String,
+    /// Its transactional id: one owner at a time; a new owner fences the old.
+    pub transactional_id: String,
+    /// The changelog topic and the partition holding this task's state.
+    pub changelog: (String, i32),
+    /// Its number within its stage (exchange markers name it).
+    pub index: usize,
+}
+
+impl Task {
+    /// The one task of a job with parallelism 1 (or an ad-hoc query): the whole flow over
+    /// every partition of its sources.
+    pub fn whole(planned: Planned, output: Output, id: &str) -> Task {
+        let (group, transactional_id, changelog) = job_names(id);
+        Task {
+            flow: planned.flow,
+            inputs: planned
+                .sources
+                .into_iter()
+                .map(|s| TaskInput::Source {
+                    table: s.table,
+                    share: None,
+                })
+                .collect(),
+            output,
+            limit: planned.limit,
+            group,
+            transactional_id,
+            changelog: (changelog, 0),
+            index: 0,
+        }
+    }
+}
+
+enum InputKind {
+    Source {
+        table: Arc<Table>,
+        decoder: Box<Decoder>,
+        watermark: Option<Expr>,
+    },
+    Exchange,
+}
+
+struct InputRuntime {
+    kind: InputKind,
+    /// The watermark of each source partition (or upstream task, for an exchange), once it
+    /// had one.
     partitions: HashMap<i32, i64>,
-    /// Each assigned partition: whether the consumer is at its end, and when it last gave a
-    /// record (or was assigned).
+    /// Each source partition (or upstream task): whether it is at its end (or said it is
+    /// idle), and when it last gave a record.
     activity: HashMap<i32, (bool, Instant)>,
     idle_timeout: Duration,
     topic: String,
 }
 
-impl SourceRuntime {
+impl InputRuntime {
     /// The smallest watermark of the active partitions; None while an active partition has
     /// none, or when every partition is idle.
     fn watermark(&self, now: Instant) -> Option<i64> {
@@ -163,24 +250,79 @@ impl SourceRuntime {
         }
         min
     }
+
+    /// Whether every partition (upstream task) is idle; true for none.
+    fn idle(&self, now: Instant) -> bool {
+        self.activity
+            .values()
+            .all(|(at_end, last)| *at_end && now.duration_since(*last) >= self.idle_timeout)
+    }
 }
 
 fn kafka(what: &str) -> impl Fn(KafkaError) -> SqlError + '_ {
-    move |e| SqlError::Io(format!("{what}: {e}"))
+    move |e| match e.rdkafka_error_code() {
+        Some(
+            RDKafkaErrorCode::Fenced
+            | RDKafkaErrorCode::ProducerFenced
+            | RDKafkaErrorCode::InvalidProducerEpoch,
+        ) => SqlError::Fenced(format!("{what}: {e}")),
+        _ => SqlError::Io(format!("{what}: {e}")),
+    }
 }
 
-/// Runs `planned` until `stop` is set (or, with a LIMIT, until enough rows went out, or the
-/// caller went away). Blocking: call it on a thread of its own.
+/// Runs `planned` in one task until `stop` is set (or, with a LIMIT, until enough rows went
+/// out, or the caller went away). Blocking: call it on a thread of its own.
 pub fn run(
     cluster: &Cluster,
-    mut planned: Planned,
+    planned: Planned,
     output: Output,
     options: &JobOptions,
     stop: &AtomicBool,
     metrics: &JobMetrics,
 ) -> Result<(), SqlError> {
-    let continuous = matches!(output, Output::Topic(..));
-    let (group, transactional_id, changelog) = job_names(&options.id);
+    let task = Task::whole(planned, output, &options.id);
+    run_task(cluster, task, options, stop, metrics)
+}
+
+/// The partitions of `topic`.
+fn partitions_of(consumer: &BaseConsumer<JobContext>, topic: &str) -> Result<Vec<i32>, SqlError> {
+    let metadata = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .map_err(kafka("reading the topics' metadata"))?;
+    let partitions: Vec<i32> = metadata
+        .topics()
+        .iter()
+        .filter(|t| t.error().is_none())
+        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+        .collect();
+    if partitions.is_empty() {
+        return Err(SqlError::NotFound {
+            kind: "topic",
+            name: topic.to_string(),
+        });
+    }
+    Ok(partitions)
+}
+
+/// Runs `task` until `stop` is set (or its LIMIT, or its caller went away). Blocking.
+pub fn run_task(
+    cluster: &Cluster,
+    task: Task,
+    options: &JobOptions,
+    stop: &AtomicBool,
+    metrics: &JobMetrics,
+) -> Result<(), SqlError> {
+    let Task {
+        mut flow,
+        inputs: task_inputs,
+        output,
+        limit,
+        group,
+        transactional_id,
+        changelog,
+        index,
+    } = task;
+    let continuous = !matches!(output, Output::Caller(..));
     let mut consumer_config = cluster.config();
     consumer_config
         .set(
@@ -201,47 +343,61 @@ pub fn run(
         .create_with_context(JobContext)
         .map_err(kafka("creating the consumer"))?;
 
-    let mut sources: Vec<SourceRuntime> = Vec::new();
-    for source in &planned.sources {
-        sources.push(SourceRuntime {
-            decoder: Decoder::new(Arc::clone(&source.table))?,
-            watermark: source.table.watermark.as_ref().map(|(_, e)| e.clone()),
+    // What each input reads: its partitions, from the committed offsets or the table's
+    // startup mode.
+    let mut inputs: Vec<InputRuntime> = Vec::new();
+    let mut assignment = TopicPartitionList::new();
+    let assigned_at = Instant::now();
+    for input in task_inputs {
+        let (topic, partitions, startup, kind, idle_timeout, upstream) = match input {
+            TaskInput::Source { table, share } => {
+                let all = partitions_of(&consumer, &table.topic)?;
+                let partitions: Vec<i32> = match share {
+                    None => all,
+                    Some((index, of)) => all.into_iter().filter(|p| p % of == index).collect(),
+                };
+                (
+                    table.topic.clone(),
+                    partitions,
+                    table.startup,
+                    InputKind::Source {
+                        decoder: Box::new(Decoder::new(Arc::clone(&table))?),
+                        watermark: table.watermark.as_ref().map(|(_, e)| e.clone()),
+                        table: Arc::clone(&table),
+                    },
+                    table.idle_timeout,
+                    0,
+                )
+            }
+            TaskInput::Exchange {
+                topic,
+                partition,
+                upstream,
+            } => (
+                topic,
+                vec![partition],
+                Startup::Earliest,
+                InputKind::Exchange,
+                Duration::ZERO,
+                upstream,
+            ),
+        };
+        let mut runtime = InputRuntime {
+            kind,
             partitions: HashMap::new(),
             activity: HashMap::new(),
-            idle_timeout: source.table.idle_timeout,
-            topic: source.table.topic.clone(),
-        });
-    }
-
-    // Assign every partition of every source topic, from the committed offsets or the
-    // table's startup mode.
-    let mut assignment = TopicPartitionList::new();
-    let mut seen_topics = std::collections::HashSet::new();
-    for source in &planned.sources {
-        let topic = &source.table.topic;
-        if !seen_topics.insert(topic.clone()) {
-            continue;
-        }
-        let metadata = consumer
-            .fetch_metadata(Some(topic), Duration::from_secs(10))
-            .map_err(kafka("reading the topics' metadata"))?;
-        let partitions: Vec<i32> = metadata
-            .topics()
-            .iter()
-            .filter(|t| t.error().is_none())
-            .flat_map(|t| t.partitions().iter().map(|p| p.id()))
-            .collect();
-        if partitions.is_empty() {
-            return Err(SqlError::NotFound {
-                kind: "topic",
-                name: topic.clone(),
-            });
+            idle_timeout,
+            topic: topic.clone(),
+        };
+        // Every upstream task holds an exchange's watermark back until it says where it is.
+        for u in 0..upstream {
+            runtime.activity.insert(u as i32, (false, assigned_at));
         }
         let mut wanted = TopicPartitionList::new();
         for p in &partitions {
-            wanted.add_partition(topic, *p);
+            wanted.add_partition(&topic, *p);
         }
-        let committed = if continuous {
+        let committed = if continuous && !partitions.is_empty() {
             Some(
                 consumer
                     .committed_offsets(wanted.clone(), Duration::from_secs(10))
@@ -251,44 +407,49 @@ pub fn run(
             None
         };
         for p in partitions {
+            if assignment.find_partition(&topic, p).is_some() {
+                // Two inputs over one topic (a self-join): one assignment, both read it.
+                if matches!(runtime.kind, InputKind::Source { .. }) {
+                    runtime.activity.insert(p, (false, assigned_at));
+                }
+                continue;
+            }
             let from_group = committed
                 .as_ref()
-                .and_then(|c| c.find_partition(topic, p))
+                .and_then(|c| c.find_partition(&topic, p))
                 .map(|e| e.offset())
                 .filter(|o| matches!(o, Offset::Offset(_)));
             let offset = match from_group {
                 Some(o) => o,
-                None => match source.table.startup {
+                None => match startup {
                     Startup::Earliest | Startup::GroupOffsets => Offset::Beginning,
                     Startup::Latest => Offset::End,
                     Startup::Timestamp(ms) => {
                         let mut times = TopicPartitionList::new();
                         times
-                            .add_partition_offset(topic, p, Offset::Offset(ms))
+                            .add_partition_offset(&topic, p, Offset::Offset(ms))
                             .map_err(kafka("startup timestamp"))?;
                         let found = consumer
                             .offsets_for_times(times, Duration::from_secs(10))
                             .map_err(kafka("finding the startup timestamp's offsets"))?;
                         found
-                            .find_partition(topic, p)
+                            .find_partition(&topic, p)
                             .map_or(Offset::End, |e| e.offset())
                     }
                 },
             };
             assignment
-                .add_partition_offset(topic, p, offset)
+                .add_partition_offset(&topic, p, offset)
                 .map_err(kafka("assigning partitions"))?;
+            if matches!(runtime.kind, InputKind::Source { .. }) {
+                runtime.activity.insert(p, (false, assigned_at));
+            }
         }
+        inputs.push(runtime);
     }
     consumer
         .assign(&assignment)
         .map_err(kafka("assigning partitions"))?;
-    let assigned_at = Instant::now();
-    for element in assignment.elements() {
-        for s in sources.iter_mut().filter(|s| s.topic == element.topic()) {
-            s.activity.insert(element.partition(), (false, assigned_at));
-        }
-    }
 
     let producer: Option<BaseProducer> = if continuous {
         let mut config = cluster.config();
@@ -314,8 +475,7 @@ pub fn run(
         ..OpCtx::default()
     };
     if continuous {
-        ensure_changelog(cluster, &changelog)?;
-        restore(cluster, &changelog, &mut planned, &mut sources, &mut ctx)?;
+        restore(cluster, &changelog, &mut flow, &mut inputs, &mut ctx)?;
     }
     if let Some(p) = &producer {
         p.begin_transaction()
@@ -323,23 +483,27 @@ pub fn run(
     }
 
     let mut emitted: u64 = 0;
-    let limit = planned.limit;
     let mut last_checkpoint = Instant::now();
-    let needs_headers = planned.sources.iter().any(|s| {
-        matches!(s.table.error_policy, ErrorPolicy::DeadLetter(_))
-            || s.table.columns.iter().any(|c| {
-                matches!(&c.kind, crate::parse::ColumnKind::Metadata { key, .. } if key == "headers")
-            })
+    let needs_headers = inputs.iter().any(|i| match &i.kind {
+        InputKind::Source { table, .. } => {
+            matches!(table.error_policy, ErrorPolicy::DeadLetter(_))
+                || table.columns.iter().any(|c| {
+                    matches!(&c.kind, crate::parse::ColumnKind::Metadata { key, .. } if key == "headers")
+                })
+        }
+        InputKind::Exchange => false,
     });
-    let topic_sources: HashMap<String, Vec<usize>> = {
+    let topic_inputs: HashMap<String, Vec<usize>> = {
         let mut map: HashMap<String, Vec<usize>> = HashMap::new();
-        for (i, s) in sources.iter().enumerate() {
+        for (i, s) in inputs.iter().enumerate() {
             map.entry(s.topic.clone()).or_default().push(i);
         }
         map
     };
-    let mut source_wm: Vec<Option<i64>> = vec![None; sources.len()];
-    let mut batch: Vec<Vec<Change>> = vec![Vec::new(); sources.len()];
+    let mut input_wm: Vec<Option<i64>> = vec![None; inputs.len()];
+    let mut batch: Vec<Vec<Change>> = vec![Vec::new(); inputs.len()];
+    // What this task last told the downstream tasks (exchange output): None forces a marker.
+    let mut announced: Option<(Option<i64>, bool)> = None;
     // Whether anything was read since the last checkpoint (an idle job commits nothing).
     let mut dirty = false;
     while !stop.load(Ordering::Relaxed) {
@@ -357,8 +521,10 @@ pub fn run(
                 Err(KafkaError::PartitionEOF(partition)) => {
                     // rdkafka does not say the topic: every source with this partition is at
                     // its end unless a record says otherwise.
-                    for s in sources.iter_mut() {
-                        if let Some(a) = s.activity.get_mut(&partition) {
+                    for s in inputs.iter_mut() {
+                        if let (InputKind::Source { .. }, Some(a)) =
+                            (&s.kind, s.activity.get_mut(&partition))
+                        {
                             a.0 = true;
                         }
                     }
@@ -370,7 +536,9 @@ pub fn run(
                 }
             };
             polled += 1;
-            metrics.records_in.fetch_add(1, Ordering::Relaxed);
+            let Some(indices) = topic_inputs.get(message.topic()) else {
+                continue;
+            };
             // Headers are copied only for a table that reads them or a dead-letter topic.
             let headers = if needs_headers {
                 message
@@ -393,25 +561,52 @@ pub fn run(
                 value: message.payload(),
                 headers,
             };
-            let Some(indices) = topic_sources.get(message.topic()) else {
-                continue;
-            };
             let now = Instant::now();
             for &i in indices {
-                let source = &mut sources[i];
-                source.activity.insert(record.partition, (false, now));
-                let change = match source.decoder.decode(&record) {
+                let input = &mut inputs[i];
+                let (table, decoder, watermark) = match &input.kind {
+                    InputKind::Source {
+                        table,
+                        decoder,
+                        watermark,
+                    } => (table, decoder, watermark),
+                    InputKind::Exchange => {
+                        let exchanged =
+                            record.value.map(stages::decode).transpose().map_err(|e| {
+                                abort(producer.as_ref());
+                                SqlError::Runtime(format!(
+                                    "exchange record {}/{}@{}: {e}",
+                                    record.topic, record.partition, record.offset
+                                ))
+                            })?;
+                        match exchanged {
+                            Some(Exchanged::Row(from, change)) => {
+                                input.activity.insert(from as i32, (false, now));
+                                batch[i].push(change);
+                            }
+                            Some(Exchanged::Marker(from, wm, idle)) => {
+                                if let Some(wm) = wm {
+                                    let entry = input.partitions.entry(from as i32).or_insert(wm);
+                                    *entry = (*entry).max(wm);
+                                }
+                                input.activity.insert(from as i32, (idle, now));
+                            }
+                            None => {}
+                        }
+                        continue;
+                    }
+                };
+                metrics.records_in.fetch_add(1, Ordering::Relaxed);
+                input.activity.insert(record.partition, (false, now));
+                let change = match decoder.decode(&record) {
                     Ok(Some(change)) => change,
                     Ok(None) => continue,
                     Err(reason) => {
                         let e = SqlError::Runtime(format!(
                             "record {}/{}@{} of table {} does not decode: {reason}",
-                            record.topic,
-                            record.partition,
-                            record.offset,
-                            planned.sources[i].table.name
+                            record.topic, record.partition, record.offset, table.name
                         ));
-                        match (&planned.sources[i].table.error_policy, &producer) {
+                        match (&table.error_policy, &producer) {
                             (ErrorPolicy::Skip, _) | (ErrorPolicy::DeadLetter(_), None) => {
                                 ctx.skipped += 1;
                                 continue;
@@ -428,13 +623,11 @@ pub fn run(
                         }
                     }
                 };
-                if let Some(wm) = &source.watermark {
+                if let Some(wm) = watermark {
                     match wm.eval(&change.row, &Context::default()) {
                         Ok(Value::Timestamp(t)) => {
-                            let entry = source
-                                .partitions
-                                .entry(record.partition)
-                                .or_insert(i64::MIN);
+                            let entry =
+                                input.partitions.entry(record.partition).or_insert(i64::MIN);
                             if t > *entry {
                                 *entry = t;
                             }
@@ -455,25 +648,23 @@ pub fn run(
         ctx.now_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as i64);
-        // Through the flow: each source's rows, then its watermark.
+        // Through the flow: each input's rows, then its watermark.
         let mut out = Vec::new();
         let now = Instant::now();
-        for i in 0..sources.len() {
+        for i in 0..inputs.len() {
             let changes = std::mem::take(&mut batch[i]);
             if !changes.is_empty() {
                 out.extend(
-                    planned
-                        .flow
-                        .push(i, changes, &mut ctx)
+                    flow.push(i, changes, &mut ctx)
                         .inspect_err(|_| abort(producer.as_ref()))?,
                 );
             }
-            let wm = sources[i].watermark(now);
-            if wm > source_wm[i] {
-                source_wm[i] = wm;
+            let wm = inputs[i].watermark(now);
+            if wm > input_wm[i] {
+                input_wm[i] = wm;
             }
         }
-        let flow_wm = source_wm
+        let flow_wm = input_wm
             .iter()
             .copied()
             .collect::<Option<Vec<i64>>>()
@@ -485,9 +676,7 @@ pub fn run(
             ctx.watermark = Some(wm);
             metrics.watermark_ms.store(wm, Ordering::Relaxed);
             out.extend(
-                planned
-                    .flow
-                    .advance(wm, &mut ctx)
+                flow.advance(wm, &mut ctx)
                     .inspect_err(|_| abort(producer.as_ref()))?,
             );
         }
@@ -497,9 +686,11 @@ pub fn run(
             out.truncate(room);
         }
         emitted += out.len() as u64;
-        metrics
-            .records_out
-            .fetch_add(out.len() as u64, Ordering::Relaxed);
+        if !matches!(output, Output::Exchange { .. }) {
+            metrics
+                .records_out
+                .fetch_add(out.len() as u64, Ordering::Relaxed);
+        }
         match &output {
             Output::Topic(encoder, topic) => {
                 let producer = producer
@@ -513,6 +704,39 @@ pub fn run(
                         continue;
                     };
                     send(producer, topic, key.as_deref(), value.as_deref())?;
+                }
+            }
+            Output::Exchange {
+                topic,
+                partitions,
+                keys,
+            } => {
+                let producer = producer
+                    .as_ref()
+                    .ok_or_else(|| SqlError::Io("no producer".into()))?;
+                for change in &out {
+                    let (key, partition) = stages::route(keys, &change.row, *partitions)
+                        .inspect_err(|_| abort(Some(producer)))?;
+                    let value = stages::encode_row(index, change);
+                    produce(
+                        producer,
+                        topic,
+                        Some(partition),
+                        Some(&key),
+                        Some(&value),
+                        None,
+                    )?;
+                }
+                // The downstream tasks learn where this task is, after its rows.
+                let idle = inputs.iter().all(|i| i.idle(now));
+                let state = (ctx.watermark, idle);
+                if announced != Some(state) {
+                    let marker = stages::encode_marker(index, ctx.watermark, idle);
+                    for p in 0..*partitions {
+                        produce(producer, topic, Some(p), None, Some(&marker), None)?;
+                    }
+                    announced = Some(state);
+                    dirty = true;
                 }
             }
             Output::Caller(sender) => {
@@ -534,18 +758,12 @@ pub fn run(
         {
             if let Some(ttl) = options.state_ttl {
                 let before = ctx.now_ms - ttl.as_millis() as i64;
-                for op in planned.flow.operators() {
+                for op in flow.operators() {
                     op.expire_idle(before);
                 }
             }
             checkpoint(
-                producer,
-                &consumer,
-                &changelog,
-                &mut planned,
-                &sources,
-                &ctx,
-                metrics,
+                producer, &consumer, &changelog, &mut flow, &inputs, &ctx, metrics,
             )?;
             last_checkpoint = Instant::now();
             dirty = false;
@@ -554,13 +772,7 @@ pub fn run(
     if let Some(producer) = &producer {
         if dirty {
             checkpoint(
-                producer,
-                &consumer,
-                &changelog,
-                &mut planned,
-                &sources,
-                &ctx,
-                metrics,
+                producer, &consumer, &changelog, &mut flow, &inputs, &ctx, metrics,
             )?;
         }
         let _ = producer.abort_transaction(Duration::from_secs(10));
@@ -594,7 +806,14 @@ fn dead_letter(
             key: "__spate.source",
             value: Some(source.as_bytes()),
         });
-    produce(producer, topic, record.key, record.value, Some(headers))
+    produce(
+        producer,
+        topic,
+        None,
+        record.key,
+        record.value,
+        Some(headers),
+    )
 }
 
 fn abort(producer: Option<&BaseProducer>) {
@@ -611,18 +830,22 @@ fn send(
     key: Option<&[u8]>,
     value: Option<&[u8]>,
 ) -> Result<(), SqlError> {
-    produce(producer, topic, key, value, None)
+    produce(producer, topic, None, key, value, None)
 }
 
 /// [`send`] with headers.
 fn produce(
     producer: &BaseProducer,
     topic: &str,
+    partition: Option<i32>,
     key: Option<&[u8]>,
     value: Option<&[u8]>,
     headers: Option<rdkafka::message::OwnedHeaders>,
 ) -> Result<(), SqlError> {
     let mut record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(topic);
+    if let Some(p) = partition {
+        record = record.partition(p);
+    }
     if let Some(h) = headers {
         record = record.headers(h);
     }
@@ -656,48 +879,53 @@ const STATE_RECORD_MAX_BYTES: &str = "67108864";
 fn checkpoint(
     producer: &BaseProducer,
     consumer: &BaseConsumer<JobContext>,
-    changelog: &str,
-    planned: &mut Planned,
-    sources: &[SourceRuntime],
+    (changelog, partition): &(String, i32),
+    flow: &mut Flow,
+    inputs: &[InputRuntime],
     ctx: &OpCtx,
     metrics: &JobMetrics,
 ) -> Result<(), SqlError> {
     let started = Instant::now();
     let mut entries = 0usize;
-    for (i, op) in planned.flow.operators().into_iter().enumerate() {
+    let state = |key: &str, value: Option<&[u8]>| {
+        produce(
+            producer,
+            changelog,
+            Some(*partition),
+            Some(key.as_bytes()),
+            value,
+            None,
+        )
+    };
+    for (i, op) in flow.operators().into_iter().enumerate() {
         for (key, value) in op.snapshot() {
-            let key = format!("op{i}|{key}");
             let value = value.map(|v| v.to_string());
-            send(
-                producer,
-                changelog,
-                Some(key.as_bytes()),
-                value.as_deref().map(str::as_bytes),
-            )?;
+            state(&format!("op{i}|{key}"), value.as_deref().map(str::as_bytes))?;
         }
         entries += op.state_entries();
     }
     metrics
         .state_entries
         .store(entries as u64, Ordering::Relaxed);
-    for (i, source) in sources.iter().enumerate() {
-        for (p, wm) in &source.partitions {
-            let key = format!("{WATERMARK_KEY}|{i}|{p}");
-            send(
-                producer,
-                changelog,
-                Some(key.as_bytes()),
+    for (i, input) in inputs.iter().enumerate() {
+        for (p, wm) in &input.partitions {
+            state(
+                &format!("{WATERMARK_KEY}|{i}|{p}"),
                 Some(wm.to_string().as_bytes()),
             )?;
         }
+        // Which upstream tasks said they are idle (they say it once).
+        if matches!(input.kind, InputKind::Exchange) {
+            for (u, (idle, _)) in &input.activity {
+                state(
+                    &format!("idle|{i}|{u}"),
+                    Some(if *idle { b"1" } else { b"0" }),
+                )?;
+            }
+        }
     }
     if let Some(wm) = ctx.watermark {
-        send(
-            producer,
-            changelog,
-            Some(b"flow-wm"),
-            Some(wm.to_string().as_bytes()),
-        )?;
+        state("flow-wm", Some(wm.to_string().as_bytes()))?;
     }
     let positions = consumer
         .position()
@@ -748,17 +976,18 @@ fn checkpoint(
     Ok(())
 }
 
-/// Creates `topic` (one partition, with `configs`) unless it exists.
+/// Creates `topic` (with `partitions` and `configs`) unless it exists.
 pub(crate) fn create_topic(
     cluster: &Cluster,
     topic: &str,
+    partitions: i32,
     configs: &[(&str, &str)],
 ) -> Result<(), SqlError> {
     let admin: AdminClient<DefaultClientContext> = cluster
         .config()
         .create()
         .map_err(kafka("creating the admin client"))?;
-    let mut new = NewTopic::new(topic, 1, TopicReplication::Fixed(1));
+    let mut new = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
     for (key, value) in configs {
         new = new.set(key, value);
     }
@@ -778,12 +1007,17 @@ pub(crate) fn create_topic(
     Ok(())
 }
 
-/// Makes the job's changelog topic (compacted, one partition) if it is missing. A key's state
-/// is one record: room for large ones (a COUNT(DISTINCT) of many values).
-fn ensure_changelog(cluster: &Cluster, topic: &str) -> Result<(), SqlError> {
+/// Makes a job's changelog topic (compacted, a partition per task) if it is missing. A key's
+/// state is one record: room for large ones (a COUNT(DISTINCT) of many values).
+pub(crate) fn ensure_changelog(
+    cluster: &Cluster,
+    topic: &str,
+    partitions: i32,
+) -> Result<(), SqlError> {
     create_topic(
         cluster,
         topic,
+        partitions,
         &[
             ("cleanup.policy", "compact"),
             ("max.message.bytes", STATE_RECORD_MAX_BYTES),
@@ -791,14 +1025,16 @@ fn ensure_changelog(cluster: &Cluster, topic: &str) -> Result<(), SqlError> {
     )
 }
 
-/// Reads the changelog (read_committed) to its end into the operators and sources.
+/// Reads the task's changelog partition (read_committed) to its end into the operators and
+/// inputs.
 fn restore(
     cluster: &Cluster,
-    changelog: &str,
-    planned: &mut Planned,
-    sources: &mut [SourceRuntime],
+    (changelog, partition): &(String, i32),
+    flow: &mut Flow,
+    inputs: &mut [InputRuntime],
     ctx: &mut OpCtx,
 ) -> Result<(), SqlError> {
+    let partition = *partition;
     let mut config = cluster.config();
     config
         .set("group.id", "spate-sql-restore")
@@ -810,13 +1046,13 @@ fn restore(
         .create()
         .map_err(kafka("creating the restore consumer"))?;
     let (_, high) = consumer
-        .fetch_watermarks(changelog, 0, Duration::from_secs(10))
+        .fetch_watermarks(changelog, partition, Duration::from_secs(10))
         .map_err(kafka("reading the changelog's end"))?;
     if high == 0 {
         return Ok(());
     }
     let mut tpl = TopicPartitionList::new();
-    tpl.add_partition_offset(changelog, 0, Offset::Beginning)
+    tpl.add_partition_offset(changelog, partition, Offset::Beginning)
         .map_err(kafka("changelog"))?;
     consumer
         .assign(&tpl)
@@ -829,7 +1065,7 @@ fn restore(
         let position = consumer
             .position()
             .ok()
-            .and_then(|p| p.find_partition(changelog, 0).map(|e| e.offset()));
+            .and_then(|p| p.find_partition(changelog, partition).map(|e| e.offset()));
         // read_committed: the last stable offset may stop short of the high watermark
         // (an aborted transaction's markers); stop once nothing more arrives.
         if let Some(Offset::Offset(o)) = position
@@ -860,12 +1096,12 @@ fn restore(
             None => {
                 // Nothing within the poll: the rest is aborted data or markers.
                 let (_, now_high) = consumer
-                    .fetch_watermarks(changelog, 0, Duration::from_secs(10))
+                    .fetch_watermarks(changelog, partition, Duration::from_secs(10))
                     .map_err(kafka("reading the changelog's end"))?;
                 let position = consumer
                     .position()
                     .ok()
-                    .and_then(|p| p.find_partition(changelog, 0).map(|e| e.offset()));
+                    .and_then(|p| p.find_partition(changelog, partition).map(|e| e.offset()));
                 if now_high == high && !matches!(position, Some(Offset::Offset(o)) if o < high - 1)
                 {
                     break;
@@ -873,7 +1109,7 @@ fn restore(
             }
         }
     }
-    let mut operators = planned.flow.operators();
+    let mut operators = flow.operators();
     for key in order {
         let Some(Some(value)) = latest.get(&key) else {
             continue;
@@ -889,8 +1125,19 @@ fn restore(
             ) else {
                 continue;
             };
-            if let Some(s) = sources.get_mut(source) {
+            if let Some(s) = inputs.get_mut(source) {
                 s.partitions.insert(partition, wm);
+            }
+        } else if let Some(rest) = key.strip_prefix("idle|") {
+            let mut parts = rest.split('|');
+            let (Some(Ok(input)), Some(Ok(upstream))) = (
+                parts.next().map(str::parse::<usize>),
+                parts.next().map(str::parse::<i32>),
+            ) else {
+                continue;
+            };
+            if let Some(s) = inputs.get_mut(input) {
+                s.activity.insert(upstream, (value == "1", Instant::now()));
             }
         } else if let Some(rest) = key.strip_prefix("op") {
             let Some((index, state_key)) = rest.split_once('|') else {

@@ -34,6 +34,71 @@ pub trait Tables {
     }
 }
 
+/// What a plan looked up, kept so the same query plans again without the catalog (once per
+/// task of a job: each task has its own operators).
+#[derive(Clone, Default)]
+pub struct Snapshot {
+    tables: std::collections::HashMap<String, Arc<Table>>,
+    views: std::collections::HashMap<String, ast::Query>,
+}
+
+impl Tables for Snapshot {
+    fn table(&self, name: &str) -> Result<Arc<Table>, SqlError> {
+        self.tables
+            .get(name)
+            .cloned()
+            .ok_or_else(|| SqlError::NotFound {
+                kind: "table",
+                name: name.to_string(),
+            })
+    }
+
+    fn view(&self, name: &str) -> Option<ast::Query> {
+        self.views.get(name).cloned()
+    }
+}
+
+/// Records the lookups of a plan into a [`Snapshot`].
+pub struct Recording<'a> {
+    outer: &'a dyn Tables,
+    seen: std::cell::RefCell<Snapshot>,
+}
+
+impl<'a> Recording<'a> {
+    /// Records lookups in `outer`.
+    pub fn new(outer: &'a dyn Tables) -> Recording<'a> {
+        Recording {
+            outer,
+            seen: std::cell::RefCell::new(Snapshot::default()),
+        }
+    }
+
+    /// What was looked up.
+    pub fn snapshot(self) -> Snapshot {
+        self.seen.into_inner()
+    }
+}
+
+impl Tables for Recording<'_> {
+    fn table(&self, name: &str) -> Result<Arc<Table>, SqlError> {
+        let table = self.outer.table(name)?;
+        self.seen
+            .borrow_mut()
+            .tables
+            .insert(name.to_string(), Arc::clone(&table));
+        Ok(table)
+    }
+
+    fn view(&self, name: &str) -> Option<ast::Query> {
+        let view = self.outer.view(name)?;
+        self.seen
+            .borrow_mut()
+            .views
+            .insert(name.to_string(), view.clone());
+        Some(view)
+    }
+}
+
 /// The tables of a query with a WITH clause: its common table expressions, then the catalog's.
 struct Ctes<'a> {
     outer: &'a dyn Tables,
@@ -104,6 +169,15 @@ pub enum Flow {
     Map(Box<Flow>, Box<dyn Operator>),
     /// A join: an operator over two inputs.
     Join(Box<Flow>, Box<Flow>, Box<dyn Operator>),
+    /// Rows partitioned by the hash of these key expressions, for the keyed operator above:
+    /// a job with parallelism runs each side of an exchange as its own tasks, with an
+    /// exchange topic between them; otherwise rows pass straight through.
+    Exchange(Box<Flow>, Vec<Expr>),
+}
+
+/// Puts an exchange keyed by `keys` below a keyed operator.
+fn exchange(flow: Flow, keys: Vec<Expr>) -> Box<Flow> {
+    Box::new(Flow::Exchange(Box::new(flow), keys))
 }
 
 impl Flow {
@@ -134,13 +208,26 @@ impl Flow {
                 left.explain(sources, depth + 1, out);
                 right.explain(sources, depth + 1, out);
             }
+            Flow::Exchange(input, keys) => {
+                out.push_str(&format!(
+                    "{pad}Exchange(hash=[{}])\n",
+                    keys.iter()
+                        .map(|k| match k {
+                            Expr::Column(c) => format!("${c}"),
+                            _ => "expr".to_string(),
+                        })
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ));
+                input.explain(sources, depth + 1, out);
+            }
         }
     }
 
     fn contains(&self, source: usize) -> bool {
         match self {
             Flow::Source(i) => *i == source,
-            Flow::Map(input, _) => input.contains(source),
+            Flow::Map(input, _) | Flow::Exchange(input, _) => input.contains(source),
             Flow::Join(left, right, _) => left.contains(source) || right.contains(source),
         }
     }
@@ -392,7 +479,8 @@ fn plan_from(
             sources.push(Source { table });
             let mut flow = Flow::Source(sources.len() - 1);
             if updating {
-                flow = Flow::Map(Box::new(flow), Box::new(Normalize::new(key.clone())));
+                let keys = key.iter().map(|c| Expr::Column(*c)).collect();
+                flow = Flow::Map(exchange(flow, keys), Box::new(Normalize::new(key.clone())));
             }
             Ok(From {
                 flow,
@@ -957,6 +1045,7 @@ fn plan_join(
         }
         _ => None,
     };
+    let exchange_keys = (left_keys.clone(), right_keys.clone());
     let (op, updating, window, rowtime): Kind = if let Some(at) = as_of {
         if !matches!(kind, JoinType::Inner | JoinType::Left) {
             return Err(SqlError::Unsupported(
@@ -1043,7 +1132,11 @@ fn plan_join(
         (Box::new(join), updating, None, None)
     };
     Ok(From {
-        flow: Flow::Join(Box::new(left.flow), Box::new(right.flow), op),
+        flow: Flow::Join(
+            exchange(left.flow, exchange_keys.0),
+            exchange(right.flow, exchange_keys.1),
+            op,
+        ),
         scope,
         updating,
         window,
@@ -1230,8 +1323,10 @@ fn plan_top_n(
         && order.len() == 1
         && order[0].1
         && scope.columns[visible + partitions].data_type.is_timestamp();
+    let partition_keys: Vec<Expr> = (0..partitions).map(|i| Expr::Column(visible + i)).collect();
+    let flow = Flow::Exchange(Box::new(flow), partition_keys.clone());
     let top = TopN::new(
-        (0..partitions).map(|i| Expr::Column(visible + i)).collect(),
+        partition_keys,
         order,
         n as usize,
         updating,
@@ -1474,6 +1569,15 @@ fn plan_select(
                 "window aggregates of an updating table".into(),
             ));
         }
+        // Rows of a group meet in one task: hashed by the group keys, the window's bounds
+        // aside (a session's are only known in the aggregate).
+        let hashed: Vec<Expr> = keys
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| window_keys.is_none_or(|(s, e)| *i != s && *i != e))
+            .map(|(_, k)| k.expr.clone())
+            .collect();
+        flow = Flow::Exchange(Box::new(flow), hashed);
         let aggregate = Aggregate::new(
             keys.into_iter().map(|k| k.expr).collect(),
             calls,
@@ -1726,6 +1830,7 @@ impl Flow {
     ) -> Result<Vec<Change>, SqlError> {
         match self {
             Flow::Source(i) => Ok(if *i == source { changes } else { Vec::new() }),
+            Flow::Exchange(input, _) => input.push(source, changes, ctx),
             Flow::Map(input, op) => {
                 let below = input.push(source, changes, ctx)?;
                 if below.is_empty() {
@@ -1756,6 +1861,7 @@ impl Flow {
     pub fn advance(&mut self, watermark: i64, ctx: &mut OpCtx) -> Result<Vec<Change>, SqlError> {
         match self {
             Flow::Source(_) => Ok(Vec::new()),
+            Flow::Exchange(input, _) => input.advance(watermark, ctx),
             Flow::Map(input, op) => {
                 let below = input.advance(watermark, ctx)?;
                 let mut out = if below.is_empty() {
@@ -1800,6 +1906,7 @@ impl Flow {
     fn collect<'a>(&'a mut self, out: &mut Vec<&'a mut Box<dyn Operator>>) {
         match self {
             Flow::Source(_) => {}
+            Flow::Exchange(input, _) => input.collect(out),
             Flow::Map(input, op) => {
                 out.push(op);
                 input.collect(out);
