@@ -594,6 +594,53 @@ def test_a_parallel_job_is_shared_by_workers_and_exactly_once_across_kill_9(spat
     assert sql.job(job)["status"] == "RUNNING"
 
 
+def test_workers_follow_each_others_statements(spate_factory, tmp_path) -> None:
+    """A table created on one worker is known to the other; a job started on one runs on both
+    (its tasks shared); STOP JOB on either stops it everywhere."""
+    broker = spate_factory(sql_listen="127.0.0.1:0", connect_listen="off", args=["--sql-checkpoint-interval-ms", "300"])
+    sql = Sql(broker)
+    topic, sink = unique("bids"), unique("per-channel")
+    create_topic(sql.bootstrap, topic, partitions=2)
+    create_topic(sql.bootstrap, sink)
+    produce_json(sql.bootstrap, topic, bids(40))
+    worker, url = start_worker(broker, tmp_path, "worker-b")
+    try:
+        def on_b(statement: str) -> Any:
+            r = requests.post(f"{url}/statements", json={"sql": statement}, timeout=60)
+            assert r.status_code == 200, r.text
+            return r.json()
+
+        on_b(BIDS_DDL.format(name="bids", topic=topic))
+        on_b(f"CREATE TABLE per_channel (channel STRING, n BIGINT, PRIMARY KEY (channel) NOT ENFORCED) "
+             f"WITH ('connector' = 'upsert-kafka', 'topic' = '{sink}', 'key.format' = 'json')")
+
+        def tables_on_a() -> list[str]:
+            return [r[0] for r in sql.run("SHOW TABLES")[0]["rows"]]
+
+        wait_until(lambda: tables_on_a() == ["bids", "per_channel"], timeout_s=30, what="worker A to know B's tables")
+        [_, answer] = sql.run("SET 'parallelism.default' = '2'; INSERT INTO per_channel SELECT channel, COUNT(*) FROM bids GROUP BY channel")
+        job = answer["jobId"]
+        group = f"spate-sql-{job}-workers"
+
+        def shared() -> bool:
+            members = worker_group(sql.bootstrap, group)
+            return len(members) == 2 and all(members.values())
+
+        wait_until(shared, timeout_s=60, what="both workers to run a share of the job's tasks")
+
+        def counts() -> dict:
+            return {v["channel"]: v["n"] for _, v in read_committed(sql.bootstrap, sink)}
+
+        wait_until(lambda: counts() == {"google": 10, "facebook": 10, "baidu": 10, "apple": 10}, timeout_s=60, what="the counts")
+        # Stopped on B: A's share stops as well, and A says so.
+        on_b(f"STOP JOB '{job}'")
+        wait_until(lambda: sql.job(job)["status"] == "STOPPED", timeout_s=30, what="worker A to stop its share")
+        wait_until(lambda: worker_group(sql.bootstrap, group) == {}, timeout_s=30, what="no worker in the job's group")
+    finally:
+        worker.terminate()
+        assert worker.wait(30) == 0, (tmp_path / "worker-b.log").read_text()
+
+
 def test_bad_statements_say_what_and_where(sql_broker) -> None:
     sql = Sql(sql_broker)
     topic = unique("bids")

@@ -240,6 +240,10 @@ pub struct Engine {
     queries: Mutex<Vec<RunningQuery>>,
     /// Serialises statements that change the catalog.
     ddl: Mutex<()>,
+    /// Set at shutdown: the statements' follower stops.
+    stopping: AtomicBool,
+    /// The thread following `_spate-sql`.
+    follower: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
 fn kafka_error(what: &str) -> impl Fn(rdkafka::error::KafkaError) -> SqlError + '_ {
@@ -272,9 +276,11 @@ impl Engine {
             readers: Mutex::new(Vec::new()),
             queries: Mutex::new(Vec::new()),
             ddl: Mutex::new(()),
+            stopping: AtomicBool::new(false),
+            follower: Mutex::new(None),
         });
         engine.ensure_topic(&engine.config.statements_topic)?;
-        let records = engine.read_statements()?;
+        let (records, end) = engine.read_statements()?;
         let mut jobs = Vec::new();
         let mut views = Vec::new();
         for (key, value) in records {
@@ -314,46 +320,136 @@ impl Engine {
             }
         }
         for (id, value) in jobs {
-            let sql = value
-                .get("sql")
+            engine.adopt_job(&id, &value);
+        }
+        // Statements made on other workers take effect here too.
+        let weak = Arc::downgrade(&engine);
+        let follower = std::thread::Builder::new()
+            .name("sql-statements".into())
+            .spawn(move || follow_statements(&weak, end))
+            .map_err(|e| SqlError::Io(format!("starting the statements' reader: {e}")))?;
+        *engine.follower.lock() = Some(follower);
+        Ok(engine)
+    }
+
+    /// Takes in job `id` as `_spate-sql` records it (at start, or made by another worker),
+    /// starting it if it runs.
+    fn adopt_job(&self, id: &str, value: &Json) {
+        let text = |k: &str| {
+            value
+                .get(k)
                 .and_then(Json::as_str)
                 .unwrap_or_default()
-                .to_string();
-            let sink = value
-                .get("sink")
-                .and_then(Json::as_str)
-                .unwrap_or_default()
-                .to_string();
-            let created_ms = value.get("created").and_then(Json::as_i64).unwrap_or(0);
-            let running = value.get("state").and_then(Json::as_str) == Some("RUNNING");
-            let properties: BTreeMap<String, String> = value
-                .get("properties")
-                .and_then(Json::as_object)
-                .map(|m| {
-                    m.iter()
-                        .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
-                        .collect()
-                })
-                .unwrap_or_default();
-            let entry = JobEntry {
-                sql: sql.clone(),
-                sink: sink.clone(),
-                properties,
-                created_ms,
-                state: Arc::new(Mutex::new(JobState::Stopped)),
-                stop: Arc::new(AtomicBool::new(false)),
-                metrics: Arc::new(JobMetrics::new()),
-                thread: None,
-            };
-            engine.jobs.lock().insert(id.clone(), entry);
-            if running && let Err(e) = engine.launch(&id, &sql, &sink) {
-                tracing::error!(job = %id, "a stored job could not start: {e}");
-                if let Some(j) = engine.jobs.lock().get(&id) {
-                    *j.state.lock() = JobState::Failed(e.to_string());
-                }
+                .to_string()
+        };
+        let (sql, sink) = (text("sql"), text("sink"));
+        let running = value.get("state").and_then(Json::as_str) == Some("RUNNING");
+        let properties: BTreeMap<String, String> = value
+            .get("properties")
+            .and_then(Json::as_object)
+            .map(|m| {
+                m.iter()
+                    .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let entry = JobEntry {
+            sql: sql.clone(),
+            sink: sink.clone(),
+            properties,
+            created_ms: value.get("created").and_then(Json::as_i64).unwrap_or(0),
+            state: Arc::new(Mutex::new(JobState::Stopped)),
+            stop: Arc::new(AtomicBool::new(false)),
+            metrics: Arc::new(JobMetrics::new()),
+            thread: None,
+        };
+        self.jobs.lock().insert(id.to_string(), entry);
+        if running && let Err(e) = self.launch(id, &sql, &sink) {
+            tracing::error!(job = %id, "a stored job could not start: {e}");
+            if let Some(j) = self.jobs.lock().get(id) {
+                *j.state.lock() = JobState::Failed(e.to_string());
             }
         }
-        Ok(engine)
+    }
+
+    /// Applies a record of `_spate-sql` another worker wrote (this worker's own come back
+    /// too, and change nothing).
+    fn apply(&self, key: &str, value: Option<Json>) {
+        let _guard = self.ddl.lock();
+        if let Some(name) = key.strip_prefix("table:") {
+            match value
+                .as_ref()
+                .and_then(|v| v.get("sql"))
+                .and_then(Json::as_str)
+            {
+                Some(sql) if self.catalog.read().table(name).is_none() => match self.declare(sql) {
+                    Ok(table) => self.catalog.write().put(table),
+                    Err(e) => tracing::warn!(table = name, "a table from another worker: {e}"),
+                },
+                Some(_) => {}
+                None => {
+                    self.catalog.write().remove(name);
+                }
+            }
+        } else if let Some(name) = key.strip_prefix("lview:") {
+            match value
+                .as_ref()
+                .and_then(|v| v.get("sql"))
+                .and_then(Json::as_str)
+            {
+                Some(sql) if !self.logical.read().contains_key(name) => {
+                    if let Ok(Statement::CreateLogicalView { query, .. }) =
+                        parse::parse(sql).map(|mut p| p.remove(0).statement)
+                    {
+                        self.logical
+                            .write()
+                            .insert(name.to_string(), (sql.to_string(), *query));
+                    }
+                }
+                Some(_) => {}
+                None => {
+                    self.logical.write().remove(name);
+                }
+            }
+        } else if let Some(name) = key.strip_prefix("view:") {
+            match &value {
+                Some(v) if !self.views.read().contains_key(name) => {
+                    if let (Some(name), Some(sql), Some(job)) = (
+                        v.get("name").and_then(Json::as_str),
+                        v.get("sql").and_then(Json::as_str),
+                        v.get("job").and_then(Json::as_str),
+                    ) && let Err(e) = self.open_view(name, sql, job)
+                    {
+                        tracing::warn!(view = name, "a view from another worker: {e}");
+                    }
+                }
+                Some(_) => {}
+                None => {
+                    if let Some(view) = self.views.write().remove(name) {
+                        view.stop.store(true, Ordering::Relaxed);
+                    }
+                }
+            }
+        } else if let Some(id) = key.strip_prefix("job:") {
+            let known = self.jobs.lock().contains_key(id);
+            let running = value
+                .as_ref()
+                .and_then(|v| v.get("state"))
+                .and_then(Json::as_str)
+                == Some("RUNNING");
+            match (&value, known) {
+                (Some(v), false) => self.adopt_job(id, v),
+                (Some(_), true) if running => {}
+                // Stopped (or dropped) elsewhere: this worker's share stops too.
+                (_, true) => {
+                    let _ = self.stop_locally(id);
+                    if value.is_none() {
+                        self.jobs.lock().remove(id);
+                    }
+                }
+                (None, false) => {}
+            }
+        }
     }
 
     /// The worker's settings.
@@ -371,7 +467,7 @@ impl Engine {
     }
 
     /// `_spate-sql`'s records, the latest value per key, in first-write order.
-    fn read_statements(&self) -> Result<Vec<(String, Json)>, SqlError> {
+    fn read_statements(&self) -> Result<(Vec<(String, Json)>, i64), SqlError> {
         let topic = &self.config.statements_topic;
         let mut config = self.config.cluster.config();
         config
@@ -427,7 +523,7 @@ impl Engine {
             .filter_map(|(k, (seq, v))| Some((seq, k, v?)))
             .collect();
         records.sort_by_key(|(seq, _, _)| *seq);
-        Ok(records.into_iter().map(|(_, k, v)| (k, v)).collect())
+        Ok((records.into_iter().map(|(_, k, v)| (k, v)).collect(), high))
     }
 
     /// Writes a record of `_spate-sql` and waits until it is acknowledged.
@@ -797,10 +893,8 @@ impl Engine {
     ) -> Result<String, SqlError> {
         let id = uuid::Uuid::new_v4().simple().to_string()[..16].to_string();
         let created_ms = now_ms();
-        self.write(
-            &format!("job:{id}"),
-            Some(json!({"sql": sql, "sink": sink, "state": "RUNNING", "created": created_ms, "properties": properties})),
-        )?;
+        // Known here before it is recorded: the statements' follower, seeing the record,
+        // leaves it to this call.
         self.jobs.lock().insert(
             id.clone(),
             JobEntry {
@@ -814,6 +908,13 @@ impl Engine {
                 thread: None,
             },
         );
+        if let Err(e) = self.write(
+            &format!("job:{id}"),
+            Some(json!({"sql": sql, "sink": sink, "state": "RUNNING", "created": created_ms, "properties": properties})),
+        ) {
+            self.jobs.lock().remove(&id);
+            return Err(e);
+        }
         self.launch(&id, sql, sink)?;
         Ok(id)
     }
@@ -883,8 +984,8 @@ impl Engine {
         Ok(())
     }
 
-    /// Stops job `id` (its last checkpoint commits) and records it stopped.
-    pub fn stop_job(&self, id: &str) -> Result<(), SqlError> {
+    /// Stops this worker's share of job `id` (each task's last checkpoint commits).
+    fn stop_locally(&self, id: &str) -> Result<(), SqlError> {
         let thread = {
             let mut jobs = self.jobs.lock();
             let entry = jobs.get_mut(id).ok_or_else(|| SqlError::NotFound {
@@ -897,6 +998,15 @@ impl Engine {
         if let Some(t) = thread {
             let _ = t.join();
         }
+        if let Some(entry) = self.jobs.lock().get(id) {
+            *entry.state.lock() = JobState::Stopped;
+        }
+        Ok(())
+    }
+
+    /// Stops job `id` (its last checkpoint commits) and records it stopped.
+    pub fn stop_job(&self, id: &str) -> Result<(), SqlError> {
+        self.stop_locally(id)?;
         let (sql, sink, created, properties) = {
             let jobs = self.jobs.lock();
             let entry = jobs.get(id).ok_or_else(|| SqlError::NotFound {
@@ -936,6 +1046,11 @@ impl Engine {
     /// views' readers stop and the statements producer closes: no client of the cluster is
     /// left connected once this returns (in-process, the broker stops next).
     pub fn shutdown(&self) {
+        self.stopping.store(true, Ordering::Relaxed);
+        let follower = self.follower.lock().take();
+        if let Some(f) = follower {
+            let _ = f.join();
+        }
         let threads: Vec<_> = {
             let mut jobs = self.jobs.lock();
             jobs.values_mut()
@@ -1440,6 +1555,56 @@ fn ctas_ddl(name: &str, options: &[(String, String)], planned: &Planned) -> Stri
             .collect::<Vec<_>>()
             .join(", ")
     )
+}
+
+/// Follows `_spate-sql` from `from` until the engine stops: what other workers record (tables,
+/// views, jobs started and stopped) applies here.
+fn follow_statements(engine: &std::sync::Weak<Engine>, from: i64) {
+    let consumer = {
+        let Some(e) = engine.upgrade() else {
+            return;
+        };
+        let mut config = e.config.cluster.config();
+        config
+            .set("group.id", "spate-sql-statements")
+            .set("enable.auto.commit", "false")
+            .set("fetch.wait.max.ms", "200");
+        let consumer: BaseConsumer = match config.create() {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!("the statements' reader could not start: {e}");
+                return;
+            }
+        };
+        let mut tpl = TopicPartitionList::new();
+        if let Err(err) = tpl
+            .add_partition_offset(&e.config.statements_topic, 0, Offset::Offset(from))
+            .and_then(|()| consumer.assign(&tpl))
+        {
+            tracing::error!("the statements' reader could not start: {err}");
+            return;
+        }
+        consumer
+    };
+    loop {
+        let message = consumer.poll(Duration::from_millis(200));
+        let Some(engine) = engine.upgrade() else {
+            return;
+        };
+        if engine.stopping.load(Ordering::Relaxed) {
+            return;
+        }
+        match message {
+            Some(Ok(m)) => {
+                if let Some(key) = m.key().and_then(|k| std::str::from_utf8(k).ok()) {
+                    let value = m.payload().and_then(|v| serde_json::from_slice(v).ok());
+                    engine.apply(key, value);
+                }
+            }
+            Some(Err(e)) => tracing::warn!("reading statements: {e}"),
+            None => {}
+        }
+    }
 }
 
 /// Tails a view's upsert topic (read_committed) into its rows.
