@@ -592,6 +592,16 @@ def test_a_parallel_job_is_shared_by_workers_and_exactly_once_across_kill_9(spat
     wait_until(lambda: len(output()) >= len(expected), timeout_s=120, what=f"{len(expected)} windows")
     assert output() == [tuple(r) for r in expected]
     assert sql.job(job)["status"] == "RUNNING"
+    # The exchange's records are deleted once the tasks reading them committed past them.
+    c = consumer(sql.bootstrap)
+    try:
+        def purged() -> bool:
+            lows = [c.get_watermark_offsets(TopicPartition(f"spate-sql-{job}-exchange-0", q), timeout=10, cached=False)[0] for q in range(2)]
+            return all(low > 0 for low in lows)
+
+        wait_until(purged, timeout_s=30, what="the exchange topic's consumed records deleted")
+    finally:
+        c.close()
 
 
 def test_workers_follow_each_others_statements(spate_factory, tmp_path) -> None:

@@ -484,6 +484,10 @@ pub fn run_task(
 
     let mut emitted: u64 = 0;
     let mut last_checkpoint = Instant::now();
+    // Exchange records this task committed past are deleted now and then (Kafka Streams
+    // purges its repartition topics the same way).
+    let mut last_purge: Option<Instant> = None;
+    let mut purger: Option<AdminClient<DefaultClientContext>> = None;
     let needs_headers = inputs.iter().any(|i| match &i.kind {
         InputKind::Source { table, .. } => {
             matches!(table.error_policy, ErrorPolicy::DeadLetter(_))
@@ -767,6 +771,10 @@ pub fn run_task(
             )?;
             last_checkpoint = Instant::now();
             dirty = false;
+            if last_purge.is_none_or(|t| t.elapsed() >= PURGE_INTERVAL) {
+                purge(cluster, &consumer, &inputs, &mut purger);
+                last_purge = Some(Instant::now());
+            }
         }
     }
     if let Some(producer) = &producer {
@@ -778,6 +786,62 @@ pub fn run_task(
         let _ = producer.abort_transaction(Duration::from_secs(10));
     }
     Ok(())
+}
+
+/// How often a task deletes the exchange records it has committed past.
+const PURGE_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Deletes the records of the task's exchange partitions below its positions (committed by
+/// the checkpoint just done): no other task reads them. A failure is logged; the records stay
+/// until the next purge.
+fn purge(
+    cluster: &Cluster,
+    consumer: &BaseConsumer<JobContext>,
+    inputs: &[InputRuntime],
+    purger: &mut Option<AdminClient<DefaultClientContext>>,
+) {
+    let exchanges: Vec<&str> = inputs
+        .iter()
+        .filter(|i| matches!(i.kind, InputKind::Exchange))
+        .map(|i| i.topic.as_str())
+        .collect();
+    if exchanges.is_empty() {
+        return;
+    }
+    let Ok(positions) = consumer.position() else {
+        return;
+    };
+    let mut below = TopicPartitionList::new();
+    for e in positions.elements() {
+        if let Offset::Offset(o) = e.offset()
+            && o > 0
+            && exchanges.contains(&e.topic())
+        {
+            let _ = below.add_partition_offset(e.topic(), e.partition(), Offset::Offset(o));
+        }
+    }
+    if below.count() == 0 {
+        return;
+    }
+    if purger.is_none() {
+        match cluster.config().create() {
+            Ok(admin) => *purger = Some(admin),
+            Err(e) => {
+                tracing::warn!("purging exchange records: {e}");
+                return;
+            }
+        }
+    }
+    let Some(admin) = purger.as_ref() else {
+        return;
+    };
+    let deleted = futures::executor::block_on(admin.delete_records(
+        &below,
+        &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
+    ));
+    if let Err(e) = deleted {
+        tracing::warn!("purging exchange records: {e}");
+    }
 }
 
 /// Writes a record that did not decode to the dead-letter topic, in the job's transaction:
