@@ -637,6 +637,8 @@ def test_workers_follow_each_others_statements(spate_factory, tmp_path) -> None:
             return len(members) == 2 and all(members.values())
 
         wait_until(shared, timeout_s=60, what="both workers to run a share of the job's tasks")
+        assert sql.job(job)["parallelism"] == 2
+        wait_until(lambda: 1 <= sql.job(job)["metrics"]["tasks"] <= 3, timeout_s=30, what="worker A to say it runs a share of the tasks")
 
         def counts() -> dict:
             return {v["channel"]: v["n"] for _, v in read_committed(sql.bootstrap, sink)}

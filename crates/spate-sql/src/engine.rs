@@ -1119,7 +1119,7 @@ impl Engine {
     pub fn render_metrics(&self, out: &mut String) {
         use std::fmt::Write as _;
         type Read = fn(&JobMetrics) -> i64;
-        let series: [(&str, &str, &str, Read); 9] = [
+        let series: [(&str, &str, &str, Read); 10] = [
             (
                 "spate_sql_job_records_in_total",
                 "counter",
@@ -1161,6 +1161,12 @@ impl Engine {
                 "gauge",
                 "Keyed state entries a job holds.",
                 |m| m.state_entries.load(Ordering::Relaxed) as i64,
+            ),
+            (
+                "spate_sql_job_tasks",
+                "gauge",
+                "A job's tasks running on this worker.",
+                |m| m.tasks.load(Ordering::Relaxed) as i64,
             ),
             (
                 "spate_sql_job_consumer_lag_records",
@@ -1383,6 +1389,7 @@ fn job_json(id: &str, j: &JobEntry) -> Json {
         "sink": j.sink,
         "statement": j.sql,
         "createdMs": j.created_ms,
+        "parallelism": j.properties.get("parallelism.default").and_then(|p| p.parse::<i64>().ok()).unwrap_or(1),
         "metrics": {
             "recordsIn": m.records_in.load(Ordering::Relaxed),
             "recordsOut": m.records_out.load(Ordering::Relaxed),
@@ -1391,6 +1398,7 @@ fn job_json(id: &str, j: &JobEntry) -> Json {
             "checkpoints": m.checkpoints.load(Ordering::Relaxed),
             "lastCheckpointUs": m.checkpoint_us.load(Ordering::Relaxed),
             "stateEntries": m.state_entries.load(Ordering::Relaxed),
+            "tasks": m.tasks.load(Ordering::Relaxed),
             "lagRecords": match m.lag_records.load(Ordering::Relaxed) {
                 n if n < 0 => Json::Null,
                 n => json!(n),

@@ -80,6 +80,8 @@ pub struct JobMetrics {
     pub state_entries: AtomicU64,
     /// Records behind the sources' ends at the last checkpoint (-1 before the first).
     pub lag_records: AtomicI64,
+    /// The job's tasks running on this worker.
+    pub tasks: AtomicU64,
 }
 
 impl JobMetrics {

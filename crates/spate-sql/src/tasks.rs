@@ -346,6 +346,7 @@ fn totals(share: &Share, parallelism: usize, tasks: usize, total: &JobMetrics) {
             .sum();
         t.store(load(retired[i]) + live, Ordering::Relaxed);
     }
+    total.tasks.store(running.len() as u64, Ordering::Relaxed);
     let state: u64 = running
         .values()
         .map(|r| load(&r.metrics.state_entries))
