@@ -493,8 +493,11 @@ def run_query(
     checker: Checker,
     manifest: generate.Result,
     timeout_s: float,
+    parallelism: int = 1,
 ) -> QueryResult:
     sql = (HERE / "queries" / f"{query}.sql").read_text()
+    if parallelism > 1:
+        sql = f"SET 'parallelism.default' = '{parallelism}';\n{sql}"
     sink = sink_of(sql)
     inputs = INPUTS[query]
     events = sum(
@@ -613,6 +616,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--partitions", type=int, default=1, help="partitions of person, auction and bid [1]")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="generator processes [cpus]")
+    parser.add_argument("--parallelism", type=int, default=1, help="each job's tasks per stage ('parallelism.default') [1]")
     parser.add_argument("--checkpoint-ms", type=int, help="spate --sql-checkpoint-interval-ms [spate's default, 1000]")
     parser.add_argument("--timeout", type=float, default=900.0, help="seconds a query may take to catch up [900]")
     parser.add_argument("--json", type=Path, help="write the results here as JSON")
@@ -661,7 +665,7 @@ def main(argv: list[str] | None = None) -> int:
         checker = Checker(work / "data", work)
         for query in queries:
             print(f"{query} ...", file=sys.stderr)
-            result = run_query(query, api, spate, checker, manifest, args.timeout)
+            result = run_query(query, api, spate, checker, manifest, args.timeout, args.parallelism)
             results.append(result)
             print(table([result]).splitlines()[-1], file=sys.stderr)
     except BaseException:
@@ -687,6 +691,7 @@ def main(argv: list[str] | None = None) -> int:
                     "rate": args.rate,
                     "seed": args.seed,
                     "partitions": args.partitions,
+                    "parallelism": args.parallelism,
                     "generated": asdict(manifest) if manifest else None,
                     "spate_error_lines": errors[:20],
                     "queries": [asdict(r) for r in results],

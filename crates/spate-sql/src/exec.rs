@@ -6,7 +6,11 @@
 //! transaction as its outputs and input offsets, and [`Operator::restore`] reads it back.
 //! No I/O here.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
+
+/// Operators' keyed state: a fast hasher (foldhash), not std's SipHash — keys are the job's
+/// own rows, and hashing them is a good part of a stateful operator's time.
+pub type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 
 use serde_json::{Value as Json, json};
 
@@ -427,7 +431,7 @@ impl AggCall {
     fn new_acc(&self, retractable: bool) -> Acc {
         match self.kind {
             AggKind::Count => Acc::Count(0),
-            AggKind::CountDistinct => Acc::Distinct(HashMap::new()),
+            AggKind::CountDistinct => Acc::Distinct(HashMap::default()),
             AggKind::Sum => Acc::Sum {
                 sum: Value::Null,
                 n: 0,
@@ -694,9 +698,9 @@ impl Aggregate {
             calls,
             window,
             session,
-            groups: HashMap::new(),
+            groups: HashMap::default(),
             by_end: BTreeMap::new(),
-            sessions: HashMap::new(),
+            sessions: HashMap::default(),
             dirty: HashSet::new(),
             persisted: HashSet::new(),
             input_updating,
@@ -1148,7 +1152,7 @@ impl Normalize {
     pub fn new(key: Vec<usize>) -> Normalize {
         Normalize {
             key,
-            rows: HashMap::new(),
+            rows: HashMap::default(),
             dirty: HashSet::new(),
             touched: Touched::default(),
         }
@@ -1274,7 +1278,7 @@ impl TopN {
             keep_all,
             expire,
             last_wins,
-            partitions: HashMap::new(),
+            partitions: HashMap::default(),
             dirty: HashSet::new(),
             touched: Touched::default(),
         }
@@ -1327,7 +1331,7 @@ impl Operator for TopN {
 
     fn process(&mut self, input: Vec<Change>, ctx: &mut OpCtx) -> Result<Vec<Change>, SqlError> {
         let eval = ctx.eval_context();
-        let mut before: HashMap<Vec<Value>, Vec<Vec<Value>>> = HashMap::new();
+        let mut before: HashMap<Vec<Value>, Vec<Vec<Value>>> = HashMap::default();
         let mut order_of_keys = Vec::new();
         for change in input {
             let key: Vec<Value> = self

@@ -101,6 +101,9 @@ impl Codec {
         };
         match self {
             Codec::Json => {
+                if let Some(values) = json_row(bytes, columns) {
+                    return Ok(values);
+                }
                 let json: serde_json::Value =
                     serde_json::from_slice(bytes).map_err(|e| format!("not JSON: {e}"))?;
                 if !json.is_object() {
@@ -315,6 +318,174 @@ impl Decoder {
             row[*i] = e.eval(&row, &ctx).map_err(|e| e.to_string())?;
         }
         Ok(Some(Change { kind, row }))
+    }
+}
+
+/// A JSON object read straight into the values of `columns` (by name, as
+/// [`Value::from_json`] reads a row, without building a `serde_json::Value` first). None when
+/// it is not an object or a value does not fit: the caller then reads it the slow way, which
+/// names what does not fit.
+fn json_row(bytes: &[u8], columns: &[Field]) -> Option<Vec<Value>> {
+    use serde::de::DeserializeSeed;
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let values = RowSeed(columns).deserialize(&mut de).ok()?;
+    de.end().ok()?;
+    Some(values)
+}
+
+struct RowSeed<'a>(&'a [Field]);
+
+impl<'de> serde::de::DeserializeSeed<'de> for RowSeed<'_> {
+    type Value = Vec<Value>;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Vec<Value>, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for RowSeed<'_> {
+    type Value = Vec<Value>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Vec<Value>, A::Error> {
+        let mut values = vec![Value::Null; self.0.len()];
+        while let Some(column) = map.next_key_seed(KeySeed(self.0))? {
+            match column {
+                Some(i) => values[i] = map.next_value_seed(ValueSeed(&self.0[i].data_type))?,
+                None => {
+                    map.next_value::<serde::de::IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(values)
+    }
+}
+
+/// A key: the position of the column it names (exactly, else ignoring case).
+struct KeySeed<'a>(&'a [Field]);
+
+impl<'de> serde::de::DeserializeSeed<'de> for KeySeed<'_> {
+    type Value = Option<usize>;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Option<usize>, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for KeySeed<'_> {
+    type Value = Option<usize>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a key")
+    }
+
+    fn visit_str<E: serde::de::Error>(self, key: &str) -> Result<Option<usize>, E> {
+        Ok(self
+            .0
+            .iter()
+            .position(|c| c.name == key)
+            .or_else(|| self.0.iter().position(|c| c.name.eq_ignore_ascii_case(key))))
+    }
+}
+
+/// A value of `data_type`, read as [`Value::from_json`] reads it; an error (and so the slow
+/// path) for anything it would not take, or would render differently.
+struct ValueSeed<'a>(&'a DataType);
+
+impl<'de> serde::de::DeserializeSeed<'de> for ValueSeed<'_> {
+    type Value = Value;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        match self.0 {
+            DataType::Row(_) | DataType::Array(_) | DataType::Map(..) | DataType::Interval => {
+                let json = <serde_json::Value as serde::Deserialize>::deserialize(d)?;
+                Value::from_json(&json, self.0)
+                    .ok_or_else(|| serde::de::Error::custom("does not fit"))
+            }
+            _ => d.deserialize_any(self),
+        }
+    }
+}
+
+fn unfit<E: serde::de::Error>() -> E {
+    E::custom("does not fit")
+}
+
+impl<'de> serde::de::Visitor<'de> for ValueSeed<'_> {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        write!(f, "a {}", self.0)
+    }
+
+    fn visit_unit<E: serde::de::Error>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_none<E: serde::de::Error>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_bool<E: serde::de::Error>(self, b: bool) -> Result<Value, E> {
+        match self.0 {
+            DataType::Null => Ok(Value::Null),
+            DataType::Boolean => Ok(Value::Bool(b)),
+            DataType::String => Ok(Value::str(if b { "true" } else { "false" })),
+            _ => Err(unfit()),
+        }
+    }
+
+    fn visit_i64<E: serde::de::Error>(self, n: i64) -> Result<Value, E> {
+        match self.0 {
+            DataType::Null => Ok(Value::Null),
+            t if t.is_integer() => Ok(Value::Int(n)),
+            DataType::Float | DataType::Double | DataType::Decimal(..) => {
+                Ok(Value::Float(n as f64))
+            }
+            DataType::String => Ok(Value::str(&n.to_string())),
+            DataType::Timestamp(_) | DataType::TimestampLtz(_) => Ok(Value::Timestamp(n)),
+            DataType::Date => i32::try_from(n).map(Value::Date).map_err(|_| unfit()),
+            _ => Err(unfit()),
+        }
+    }
+
+    fn visit_u64<E: serde::de::Error>(self, n: u64) -> Result<Value, E> {
+        match i64::try_from(n) {
+            Ok(n) => self.visit_i64(n),
+            Err(_) => Err(unfit()),
+        }
+    }
+
+    fn visit_f64<E: serde::de::Error>(self, f: f64) -> Result<Value, E> {
+        match self.0 {
+            DataType::Null => Ok(Value::Null),
+            t if t.is_integer() && f.fract() == 0.0 && f.abs() < 9.0e18 => Ok(Value::Int(f as i64)),
+            DataType::Float | DataType::Double | DataType::Decimal(..) => Ok(Value::Float(f)),
+            _ => Err(unfit()),
+        }
+    }
+
+    fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Value, E> {
+        let parsed = match self.0 {
+            DataType::Null => Some(Value::Null),
+            DataType::String => Some(Value::str(s)),
+            DataType::Boolean if s.eq_ignore_ascii_case("true") => Some(Value::Bool(true)),
+            DataType::Boolean if s.eq_ignore_ascii_case("false") => Some(Value::Bool(false)),
+            t if t.is_integer() => s.trim().parse().ok().map(Value::Int),
+            DataType::Float | DataType::Double | DataType::Decimal(..) => {
+                s.trim().parse().ok().map(Value::Float)
+            }
+            DataType::Bytes => Some(Value::Bytes(Arc::from(s.as_bytes()))),
+            DataType::Timestamp(_) | DataType::TimestampLtz(_) => {
+                crate::types::parse_timestamp(s).map(Value::Timestamp)
+            }
+            DataType::Date => crate::types::parse_date(s).map(Value::Date),
+            _ => None,
+        };
+        parsed.ok_or_else(unfit)
     }
 }
 
@@ -567,6 +738,45 @@ pub fn to_connect(v: &Value, t: &DataType) -> connect::Value {
 mod tests {
     use super::*;
     use crate::parse::{Statement, parse};
+
+    #[test]
+    fn json_rows_read_directly_as_through_json_values() {
+        let columns = vec![
+            Field::new("id", DataType::BigInt),
+            Field::new("name", DataType::String),
+            Field::new("price", DataType::Double),
+            Field::new("ok", DataType::Boolean),
+            Field::new("ts", DataType::Timestamp(3)),
+            Field::new("day", DataType::Date),
+            Field::new("tags", DataType::Array(Box::new(DataType::String))),
+            Field::new("Mixed", DataType::Int),
+        ];
+        let row_type = DataType::Row(columns.clone());
+        for text in [
+            r#"{"id": 7, "name": "x\u00e9", "price": 1.5, "ok": true, "ts": "2026-01-01 10:00:00.250", "day": "2026-01-02", "tags": ["a"], "mixed": 3}"#,
+            r#"{"id": "8", "price": "2", "ok": "FALSE", "ts": 1700000000000, "extra": {"deep": [1, 2]}, "name": null}"#,
+            r#"{"id": 9.0, "name": 12, "price": 3, "day": 19000}"#,
+            r#"{"id": 1, "id": 2}"#,
+            r#"{}"#,
+        ] {
+            let json: serde_json::Value = serde_json::from_str(text).expect("JSON");
+            let slow = match Value::from_json(&json, &row_type) {
+                Some(Value::Row(values)) => values.to_vec(),
+                other => panic!("{text}: {other:?}"),
+            };
+            assert_eq!(json_row(text.as_bytes(), &columns), Some(slow), "{text}");
+        }
+        // What does not fit (or is not an object) is left to the slow path, which says why.
+        for text in [
+            r#"{"id": "x"}"#,
+            r#"{"ts": 1.5}"#,
+            "[1]",
+            r#"{"id": 1} 2"#,
+            r#"{"name": 1.5}"#,
+        ] {
+            assert_eq!(json_row(text.as_bytes(), &columns), None, "{text}");
+        }
+    }
 
     fn table(sql: &str) -> Arc<Table> {
         let parsed = parse(sql).expect("parses");

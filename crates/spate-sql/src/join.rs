@@ -8,12 +8,12 @@
 //! [`TemporalJoin`] is `FOR SYSTEM_TIME AS OF`: each probe row waits for the watermark to pass
 //! its time, then meets the version of the build side's row valid at that time.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 
 use serde_json::{Value as Json, json};
 
 use crate::errors::SqlError;
-use crate::exec::{Change, Kind, OpCtx, Operator};
+use crate::exec::{Change, HashMap, Kind, OpCtx, Operator};
 use crate::expr::{Context, Expr};
 use crate::types::{Value, decode_state, encode_state};
 
@@ -574,7 +574,7 @@ impl TemporalJoin {
             left_width,
             right_width,
             waiting: BTreeMap::new(),
-            versions: HashMap::new(),
+            versions: HashMap::default(),
             dirty_waiting: HashSet::new(),
             dirty_versions: HashSet::new(),
         }

@@ -1404,6 +1404,120 @@ fn collect_aggregates(e: &ast::Expr, out: &mut Vec<ast::Function>) {
     });
 }
 
+/// Flink's deprecated group window functions — `GROUP BY TUMBLE(t, size)`, `HOP(t, slide,
+/// size)` or `SESSION(t, gap)`, with `TUMBLE_START`, `..._END` and `..._ROWTIME` in the select
+/// list — are the window table functions written another way: the query is rewritten into
+/// them (the other GROUP BY keys partition a SESSION), as Flink plans both alike.
+fn legacy_group_window(select: &ast::Select) -> Result<Option<ast::Select>, SqlError> {
+    let GroupByExpr::Expressions(exprs, _) = &select.group_by else {
+        return Ok(None);
+    };
+    let mut window = None;
+    let mut keys = Vec::new();
+    for e in exprs {
+        match e {
+            ast::Expr::Function(f)
+                if matches!(function_name(f).as_str(), "TUMBLE" | "HOP" | "SESSION") =>
+            {
+                if window.replace(f).is_some() {
+                    return Err(SqlError::Unsupported(
+                        "two group window functions in one GROUP BY".into(),
+                    ));
+                }
+            }
+            other => keys.push(other.clone()),
+        }
+    }
+    let Some(f) = window else {
+        return Ok(None);
+    };
+    let name = function_name(f);
+    let args = function_args(f)?;
+    let expected = if name == "HOP" { 3 } else { 2 };
+    if args.len() != expected {
+        return Err(SqlError::Type(format!(
+            "the group window {name} takes {expected} arguments (the time column, {}), got {}",
+            match name.as_str() {
+                "TUMBLE" => "size",
+                "HOP" => "slide, size",
+                _ => "gap",
+            },
+            args.len()
+        )));
+    }
+    let (table, alias) = match (&select.from[..], &select.from.first().map(|f| &f.relation)) {
+        ([one], Some(TableFactor::Table { name, alias, .. })) if one.joins.is_empty() => (
+            object_name(name),
+            alias.as_ref().map(|a| a.name.value.clone()),
+        ),
+        _ => {
+            return Err(SqlError::Unsupported(format!(
+                "GROUP BY {name}(...) over a join or a subquery: use the window table function, FROM TABLE({name}(TABLE t, DESCRIPTOR(time_col), ...))"
+            )));
+        }
+    };
+    let column = |e: &ast::Expr| match e {
+        ast::Expr::Identifier(i) => Ok(i.value.clone()),
+        ast::Expr::CompoundIdentifier(parts) => {
+            Ok(parts.last().map(|i| i.value.clone()).unwrap_or_default())
+        }
+        other => Err(SqlError::Unsupported(format!(
+            "{other} in a GROUP BY with {name}(...): group by columns"
+        ))),
+    };
+    let time = column(args[0])?;
+    let partition = if name == "SESSION" && !keys.is_empty() {
+        let keys = keys
+            .iter()
+            .map(|k| column(k).map(|c| format!("`{c}`")))
+            .collect::<Result<Vec<_>, _>>()?;
+        format!(" PARTITION BY {}", keys.join(", "))
+    } else {
+        String::new()
+    };
+    let rest: Vec<String> = args[1..].iter().map(|a| a.to_string()).collect();
+    let qualifier = alias.unwrap_or_else(|| table.clone());
+    let text = format!(
+        "SELECT * FROM TABLE({name}(TABLE `{table}`{partition}, DESCRIPTOR(`{time}`), {})) AS `{qualifier}`",
+        rest.join(", ")
+    );
+    let relation = match crate::parse::parse(&text)?.pop().map(|p| p.statement) {
+        Some(crate::parse::Statement::Query(q)) => match *q.body {
+            SetExpr::Select(s) => s.from.into_iter().next().map(|f| f.relation),
+            _ => None,
+        },
+        _ => None,
+    }
+    .ok_or_else(|| SqlError::Runtime(format!("rewriting GROUP BY {name}(...)")))?;
+    let mut out = select.clone();
+    out.from[0].relation = relation;
+    keys.push(ast::Expr::Identifier(ast::Ident::new("window_start")));
+    keys.push(ast::Expr::Identifier(ast::Ident::new("window_end")));
+    out.group_by = GroupByExpr::Expressions(keys, vec![]);
+    // TUMBLE_START(...) is window_start, ..._END window_end, ..._ROWTIME window_time.
+    let auxiliary = |e: &mut ast::Expr| {
+        if let ast::Expr::Function(f) = e {
+            let called = function_name(f);
+            let column =
+                ["TUMBLE", "HOP", "SESSION"]
+                    .iter()
+                    .find_map(|w| match called.strip_prefix(w)? {
+                        "_START" => Some("window_start"),
+                        "_END" => Some("window_end"),
+                        "_ROWTIME" => Some("window_time"),
+                        _ => None,
+                    });
+            if let Some(column) = column {
+                *e = ast::Expr::Identifier(ast::Ident::new(column));
+            }
+        }
+        std::ops::ControlFlow::<()>::Continue(())
+    };
+    let _ = ast::visit_expressions_mut(&mut out.projection, auxiliary);
+    let _ = ast::visit_expressions_mut(&mut out.having, auxiliary);
+    Ok(Some(out))
+}
+
 fn plan_select(
     select: &ast::Select,
     tables: &dyn Tables,
@@ -1411,6 +1525,9 @@ fn plan_select(
 ) -> Result<SelectOut, SqlError> {
     if select.from.is_empty() {
         return Err(SqlError::Unsupported("a query without FROM".into()));
+    }
+    if let Some(rewritten) = legacy_group_window(select)? {
+        return plan_select(&rewritten, tables, sources);
     }
     if select.distinct.is_some() {
         return Err(SqlError::Unsupported(
