@@ -332,6 +332,42 @@ def test_session_windows_close_after_the_gap(sql_broker) -> None:
     assert sorted((to_ms(s) - BASE_MS, to_ms(e) - BASE_MS, n) for s, e, n in tumbling) == [(0, 10_000, 5), (30_000, 40_000, 2)]
 
 
+def test_processing_time_windows_close_by_the_clock(sql_broker) -> None:
+    """TUMBLE over PROCTIME() (Nexmark q12's view): each row counts in the window of the wall
+    clock when it passed, and a window closes when the clock passes its end, with no new input."""
+    sql = Sql(sql_broker)
+    topic, sink = unique("bids"), unique("per-second")
+    create_topic(sql.bootstrap, topic)
+    create_topic(sql.bootstrap, sink)
+    rows = bids(60)
+    produce_json(sql.bootstrap, topic, rows)
+    sql.run(BIDS_DDL.format(name="bids", topic=topic))
+    sql.run("CREATE VIEW b AS SELECT *, PROCTIME() AS p_time FROM bids")
+    sql.run(
+        f"CREATE TABLE per_second (bidder BIGINT, n BIGINT, starttime TIMESTAMP(3), endtime TIMESTAMP(3)) "
+        f"WITH ('topic' = '{sink}', 'value.format' = 'json')"
+    )
+    sql.run(
+        "INSERT INTO per_second SELECT bidder, COUNT(*), window_start, window_end "
+        "FROM TABLE(TUMBLE(TABLE b, DESCRIPTOR(p_time), INTERVAL '1' SECOND)) GROUP BY bidder, window_start, window_end"
+    )
+
+    def per_bidder() -> dict[int, int]:
+        out: dict[int, int] = {}
+        for _, v in read_committed(sql.bootstrap, sink):
+            assert to_ms(v["endtime"]) - to_ms(v["starttime"]) == 1000, v
+            out[v["bidder"]] = out.get(v["bidder"], 0) + v["n"]
+        return out
+
+    expected: dict[int, int] = {}
+    for r in rows:
+        expected[r["bidder"]] = expected.get(r["bidder"], 0) + 1
+    wait_until(lambda: per_bidder() == expected, timeout_s=60, what="every row counted once in a closed window")
+    # Event-time windows over a time without a watermark, and not PROCTIME(), say both ways.
+    e = sql.run("EXPLAIN SELECT COUNT(*) FROM TABLE(TUMBLE(TABLE b, DESCRIPTOR(`ts`), INTERVAL '1' SECOND)) GROUP BY window_start, window_end", expect_status=400)
+    assert "PROCTIME()" in e["message"] and "WATERMARK" in e["message"], e
+
+
 def test_updating_aggregates_are_upserts_and_read_back_as_a_table(sql_broker) -> None:
     sql = Sql(sql_broker)
     topic, sink = unique("bids"), unique("totals")

@@ -140,6 +140,29 @@ pub trait Operator: Send {
     /// Forgets keyed state last touched before `before_ms` (`table.exec.state.ttl`, in
     /// processing time as Flink's); windowed state goes with its windows instead.
     fn expire_idle(&mut self, _before_ms: i64) {}
+    /// The wall clock reached `now_ms`: what a processing-time operator emits.
+    fn on_processing_time(
+        &mut self,
+        _now_ms: i64,
+        _ctx: &mut OpCtx,
+    ) -> Result<Vec<Change>, SqlError> {
+        Ok(Vec::new())
+    }
+    /// Where output column `column` comes from (to find time attributes through projections).
+    fn origin(&self, _column: usize) -> Origin {
+        Origin::Other
+    }
+}
+
+/// Where an operator's output column comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// The input's column.
+    Input(usize),
+    /// `PROCTIME()`: the wall clock when the row passed.
+    Proctime,
+    /// Computed otherwise.
+    Other,
 }
 
 /// When each key's state was last touched (processing time), for `table.exec.state.ttl`.
@@ -187,6 +210,10 @@ impl Filter {
 }
 
 impl Operator for Filter {
+    fn origin(&self, column: usize) -> Origin {
+        Origin::Input(column)
+    }
+
     fn describe(&self) -> String {
         format!("Filter({})", self.clause)
     }
@@ -218,6 +245,14 @@ impl Project {
 }
 
 impl Operator for Project {
+    fn origin(&self, column: usize) -> Origin {
+        match self.exprs.get(column) {
+            Some(Expr::Column(c)) => Origin::Input(*c),
+            Some(Expr::Call(f, _)) if f.name == "PROCTIME" => Origin::Proctime,
+            _ => Origin::Other,
+        }
+    }
+
     fn describe(&self) -> String {
         format!("Project({} columns)", self.exprs.len())
     }
@@ -682,6 +717,9 @@ pub struct Aggregate {
     persisted: HashSet<Vec<Value>>,
     input_updating: bool,
     touched: Touched,
+    /// Windows of processing time: final when the wall clock passes their end, not the
+    /// watermark; no row is late.
+    processing_time: bool,
 }
 
 impl Aggregate {
@@ -705,7 +743,14 @@ impl Aggregate {
             persisted: HashSet::new(),
             input_updating,
             touched: Touched::default(),
+            processing_time: false,
         }
+    }
+
+    /// Its windows are of processing time.
+    pub fn processing_time(mut self) -> Aggregate {
+        self.processing_time = true;
+        self
     }
 
     fn new_group(&self) -> Group {
@@ -891,6 +936,7 @@ impl Operator for Aggregate {
             };
             if let (Some(end), Some(w)) = (window_end, ctx.watermark)
                 && end - 1 <= w
+                && !self.processing_time
             {
                 ctx.late_dropped += 1;
                 continue;
@@ -965,8 +1011,27 @@ impl Operator for Aggregate {
         Ok(out)
     }
 
+    fn on_processing_time(
+        &mut self,
+        now_ms: i64,
+        ctx: &mut OpCtx,
+    ) -> Result<Vec<Change>, SqlError> {
+        if !self.processing_time {
+            return Ok(Vec::new());
+        }
+        // A window [start, end) of processing time is final once the clock reaches its end:
+        // as an event-time window is once the watermark reaches end - 1.
+        self.processing_time = false;
+        let fired = self.on_watermark(now_ms - 1, ctx);
+        self.processing_time = true;
+        fired
+    }
+
     fn on_watermark(&mut self, watermark: i64, _ctx: &mut OpCtx) -> Result<Vec<Change>, SqlError> {
         let mut out = Vec::new();
+        if self.processing_time {
+            return Ok(out); // its windows close by the clock
+        }
         if let (Some(session), Some((ws, we))) = (&self.session, self.window) {
             let _ = session;
             let mut emptied = Vec::new();

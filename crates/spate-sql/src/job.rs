@@ -686,6 +686,14 @@ pub fn run_task(
                     .inspect_err(|_| abort(producer.as_ref()))?,
             );
         }
+        // Processing-time windows close by the clock.
+        out.extend(
+            flow.tick(ctx.now_ms, &mut ctx)
+                .inspect_err(|_| abort(producer.as_ref()))?,
+        );
+        // Rows out without rows in (windows closed by an idle input's watermark, or by the
+        // clock) still need a checkpoint to commit them.
+        dirty |= !out.is_empty();
         // Out.
         if let Some(n) = limit {
             let room = n.saturating_sub(emitted) as usize;

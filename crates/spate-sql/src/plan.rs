@@ -12,7 +12,7 @@ use sqlparser::ast::{self, GroupByExpr, SelectItem, SetExpr, TableFactor};
 use crate::catalog::Table;
 use crate::errors::SqlError;
 use crate::exec::{
-    AggCall, AggKind, Aggregate, Change, Filter, Normalize, OpCtx, Operator, Project, TopN,
+    AggCall, AggKind, Aggregate, Change, Filter, Normalize, OpCtx, Operator, Origin, Project, TopN,
     WindowAssigner, WindowKind,
 };
 use crate::expr::{self, Expr, Scope, ScopeColumn, Typed, function_args, function_name};
@@ -297,6 +297,8 @@ struct From {
     tvf: bool,
     /// The columns that key an updating input (a primary key, a Top-N's partition and rank).
     key: Vec<usize>,
+    /// The window function's time is processing time (`PROCTIME()`).
+    proctime: bool,
 }
 
 struct SessionSpec {
@@ -491,6 +493,7 @@ fn plan_from(
                 session: None,
                 tvf: false,
                 key: if updating { key } else { Vec::new() },
+                proctime: false,
             })
         }
         TableFactor::Derived {
@@ -526,6 +529,7 @@ fn plan_from(
                 session: None,
                 tvf: false,
                 key,
+                proctime: false,
             })
         }
         TableFactor::TableFunction { expr, alias } => {
@@ -637,9 +641,10 @@ fn window_tvf(
             "the window's time column {time_name} is {time_type}, not a TIMESTAMP"
         )));
     }
-    if input.rowtime != Some(time) {
+    let proctime = input.rowtime != Some(time) && input.flow.is_proctime(time, sources);
+    if input.rowtime != Some(time) && !proctime {
         return Err(SqlError::Type(format!(
-            "the window's time column {time_name} has no watermark: declare WATERMARK FOR {time_name} AS ... on table {table_name}"
+            "the window's time column {time_name} is neither event time (declare WATERMARK FOR {time_name} AS ... on table {table_name}) nor processing time (PROCTIME())"
         )));
     }
     let kind = match name.as_str() {
@@ -690,6 +695,11 @@ fn window_tvf(
         });
     }
     if let WindowKind::Session { gap } = kind {
+        if proctime {
+            return Err(SqlError::Unsupported(
+                "SESSION windows of processing time".into(),
+            ));
+        }
         let keys = table_args[1..]
             .iter()
             .map(|k| scope.resolve(None, k.to_string().trim_matches('`')))
@@ -710,6 +720,7 @@ fn window_tvf(
             }),
             tvf: true,
             key: Vec::new(),
+            proctime: false,
         });
     }
     if input.updating {
@@ -725,10 +736,12 @@ fn window_tvf(
         scope,
         updating: false,
         window: Some((base, base + 1)),
-        rowtime: Some(base + 2),
+        // A processing-time window's rows have no event time.
+        rowtime: (!proctime).then_some(base + 2),
         session: None,
         tvf: true,
         key: Vec::new(),
+        proctime,
     })
 }
 
@@ -1025,6 +1038,11 @@ fn plan_join(
         Option<(usize, usize)>,
         Option<usize>,
     );
+    if left.proctime || right.proctime {
+        return Err(SqlError::Unsupported(
+            "joins of processing-time windows (window joins are of event time)".into(),
+        ));
+    }
     let window_join = match (left.window, right.window) {
         (Some((lws, lwe)), Some((rws, rwe)))
             if key_columns.contains(&(lws, rws)) && key_columns.contains(&(lwe, rwe)) =>
@@ -1144,6 +1162,7 @@ fn plan_join(
         session: None,
         tvf: false,
         key: Vec::new(),
+        proctime: false,
     })
 }
 
@@ -1386,6 +1405,7 @@ fn plan_top_n(
         session: None,
         tvf: false,
         key,
+        proctime: false,
     })
 }
 
@@ -1695,13 +1715,16 @@ fn plan_select(
             .map(|(_, k)| k.expr.clone())
             .collect();
         flow = Flow::Exchange(Box::new(flow), hashed);
-        let aggregate = Aggregate::new(
+        let mut aggregate = Aggregate::new(
             keys.into_iter().map(|k| k.expr).collect(),
             calls,
             window_keys,
             session,
             updating,
         );
+        if from.proctime {
+            aggregate = aggregate.processing_time();
+        }
         upsert_key_inner = (0..group_exprs.len()).collect();
         if !windowed {
             updating = true;
@@ -2009,6 +2032,59 @@ impl Flow {
                 out.extend(op.on_watermark(watermark, ctx)?);
                 Ok(out)
             }
+        }
+    }
+
+    /// The wall clock reached `now_ms`: what processing-time operators emit, through the
+    /// operators above them.
+    pub fn tick(&mut self, now_ms: i64, ctx: &mut OpCtx) -> Result<Vec<Change>, SqlError> {
+        match self {
+            Flow::Source(_) => Ok(Vec::new()),
+            Flow::Exchange(input, _) => input.tick(now_ms, ctx),
+            Flow::Map(input, op) => {
+                let below = input.tick(now_ms, ctx)?;
+                let mut out = if below.is_empty() {
+                    below
+                } else {
+                    op.process(below, ctx)?
+                };
+                out.extend(op.on_processing_time(now_ms, ctx)?);
+                Ok(out)
+            }
+            Flow::Join(left, right, op) => {
+                let from_left = left.tick(now_ms, ctx)?;
+                let from_right = right.tick(now_ms, ctx)?;
+                let mut out = Vec::new();
+                if !from_left.is_empty() {
+                    out.extend(op.process(from_left, ctx)?);
+                }
+                if !from_right.is_empty() {
+                    out.extend(op.process_right(from_right, ctx)?);
+                }
+                out.extend(op.on_processing_time(now_ms, ctx)?);
+                Ok(out)
+            }
+        }
+    }
+
+    /// Whether column `column` of the flow's rows is a processing-time attribute: `PROCTIME()`,
+    /// as a table's computed column or selected, passed through filters and projections.
+    fn is_proctime(&self, column: usize, sources: &[Source]) -> bool {
+        match self {
+            Flow::Source(i) => sources.get(*i).is_some_and(|s| {
+                matches!(
+                    s.table.columns.get(column).map(|c| &c.kind),
+                    Some(crate::parse::ColumnKind::Computed(e))
+                        if matches!(&**e, ast::Expr::Function(f) if function_name(f) == "PROCTIME")
+                )
+            }),
+            Flow::Exchange(input, _) => input.is_proctime(column, sources),
+            Flow::Map(input, op) => match op.origin(column) {
+                Origin::Input(c) => input.is_proctime(c, sources),
+                Origin::Proctime => true,
+                Origin::Other => false,
+            },
+            Flow::Join(..) => false,
         }
     }
 
