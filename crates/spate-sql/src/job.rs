@@ -242,15 +242,22 @@ impl InputRuntime {
     /// none, or when every partition is idle.
     fn watermark(&self, now: Instant) -> Option<i64> {
         let mut min: Option<i64> = None;
+        // When every partition is idle: the smallest of their last watermarks. An upstream
+        // task says its last watermark and that it is idle in one marker; that watermark
+        // must still count.
+        let mut idle_min: Option<i64> = None;
         for (p, (at_end, last)) in &self.activity {
             let idle = *at_end && now.duration_since(*last) >= self.idle_timeout;
             if idle {
+                if let Some(wm) = self.partitions.get(p).copied() {
+                    idle_min = Some(idle_min.map_or(wm, |m: i64| m.min(wm)));
+                }
                 continue;
             }
             let wm = self.partitions.get(p).copied()?;
             min = Some(min.map_or(wm, |m: i64| m.min(wm)));
         }
-        min
+        min.or(idle_min)
     }
 
     /// Whether every partition (upstream task) is idle; true for none.
@@ -1228,4 +1235,56 @@ fn restore(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn exchange(upstream: &[(Option<i64>, bool)]) -> InputRuntime {
+        let now = Instant::now();
+        let mut input = InputRuntime {
+            kind: InputKind::Exchange,
+            partitions: HashMap::new(),
+            activity: HashMap::new(),
+            idle_timeout: Duration::ZERO,
+            topic: "x".into(),
+        };
+        for (u, (wm, idle)) in upstream.iter().enumerate() {
+            if let Some(wm) = wm {
+                input.partitions.insert(u as i32, *wm);
+            }
+            input.activity.insert(u as i32, (*idle, now));
+        }
+        input
+    }
+
+    #[test]
+    fn an_exchange_watermark_is_the_least_of_its_active_upstreams_and_counts_the_idle_last() {
+        let now = Instant::now();
+        assert_eq!(
+            exchange(&[(Some(5), false), (Some(9), false)]).watermark(now),
+            Some(5)
+        );
+        // An upstream task that has said nothing holds the watermark back.
+        assert_eq!(
+            exchange(&[(Some(5), false), (None, false)]).watermark(now),
+            None
+        );
+        // An idle one does not.
+        assert_eq!(
+            exchange(&[(Some(5), true), (Some(9), false)]).watermark(now),
+            Some(9)
+        );
+        assert_eq!(
+            exchange(&[(None, true), (Some(9), false)]).watermark(now),
+            Some(9)
+        );
+        // All idle: their last watermarks (said with "idle" in one marker) still count.
+        assert_eq!(
+            exchange(&[(Some(7), true), (Some(9), true)]).watermark(now),
+            Some(7)
+        );
+        assert_eq!(exchange(&[(None, true)]).watermark(now), None);
+    }
 }
