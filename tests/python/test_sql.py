@@ -814,6 +814,54 @@ def test_the_shell_runs_files_and_statements(sql_broker, tmp_path) -> None:
     assert out.returncode == 1 and "syntax error at line 1, column 1" in out.stderr
 
 
+def test_the_shell_edits_lines_and_recalls_history(sql_broker, tmp_path) -> None:
+    """On a terminal, `spate sql` edits lines: the up arrow recalls a statement of an earlier
+    session from the history file, and what is run is added to it."""
+    import os
+    import pty
+    import select
+
+    sql = Sql(sql_broker)
+    topic = unique("bids")
+    create_topic(sql.bootstrap, topic)
+    sql.run(BIDS_DDL.format(name="bids", topic=topic))
+    history = tmp_path / ".local/state/spate/sql_history"
+    history.parent.mkdir(parents=True)
+    history.write_text("SHOW TABLES;\n")  # an earlier session's
+    master, slave = pty.openpty()
+    shell = subprocess.Popen(
+        [str(spate_binary()), "sql", "--url", sql.url], stdin=slave, stdout=slave, stderr=slave,
+        env={"HOME": str(tmp_path), "TERM": "xterm", "PATH": "/usr/bin:/bin"}, close_fds=True,
+    )
+    os.close(slave)
+    screen = bytearray()
+
+    def shown(text: str) -> bool:
+        while select.select([master], [], [], 0.2)[0]:
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            screen.extend(chunk)
+        return text.encode() in screen
+
+    try:
+        wait_until(lambda: shown("spate-sql> "), timeout_s=30, what="the prompt")
+        os.write(master, b"\x1b[A\r")  # up arrow, enter: the earlier session's statement
+        wait_until(lambda: shown("1 row in set"), timeout_s=30, what="SHOW TABLES recalled and run")
+        os.write(master, b"DESCRIBE bids;\r")
+        wait_until(lambda: shown("BIGINT"), timeout_s=30, what="DESCRIBE's answer")
+        os.write(master, b"QUIT;\r")
+        assert shell.wait(30) == 0, screen.decode(errors="replace")
+    finally:
+        if shell.poll() is None:
+            shell.kill()
+        os.close(master)
+    assert "DESCRIBE bids;" in history.read_text()
+
+
 def test_jobs_are_listed_stopped_and_measured(sql_broker) -> None:
     sql = Sql(sql_broker)
     topic, sink = unique("bids"), unique("copy")

@@ -341,42 +341,66 @@ fn history_path() -> Option<std::path::PathBuf> {
     Some(base.join("spate").join("sql_history"))
 }
 
+/// Where the shell's next line comes from: a terminal, with line editing and the history
+/// (rustyline: arrows recall earlier statements, Ctrl-R searches them), or a pipe.
+enum Lines {
+    Terminal(Box<rustyline::DefaultEditor>),
+    Piped(std::io::Stdin),
+}
+
+impl Lines {
+    /// The next line; None at the end of input.
+    fn next(&mut self, prompt: &str) -> Result<Option<String>> {
+        match self {
+            Lines::Terminal(editor) => match editor.readline(prompt) {
+                Ok(line) => Ok(Some(line + "\n")),
+                // Ctrl-C drops the statement being typed, as psql does.
+                Err(rustyline::error::ReadlineError::Interrupted) => Ok(Some(String::new())),
+                Err(rustyline::error::ReadlineError::Eof) => Ok(None),
+                Err(e) => Err(e).context("reading the terminal"),
+            },
+            Lines::Piped(stdin) => {
+                let mut line = String::new();
+                Ok((stdin.lock().read_line(&mut line)? > 0).then_some(line))
+            }
+        }
+    }
+}
+
 /// The interactive shell: reads statements ending with `;`, runs each, keeps a history.
 fn shell(client: &Client) -> Result<()> {
     let interactive = std::io::IsTerminal::is_terminal(&std::io::stdin());
     let history = history_path();
-    let mut history_file = history.as_ref().and_then(|p| {
-        std::fs::create_dir_all(p.parent()?).ok()?;
-        std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(p)
-            .ok()
-    });
-    if interactive {
+    if let Some(dir) = history.as_ref().and_then(|p| p.parent()) {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    let mut lines = if interactive {
+        let mut editor = rustyline::DefaultEditor::new().context("starting the line editor")?;
+        if let Some(path) = &history {
+            let _ = editor.load_history(path);
+        }
         println!(
             "Spate SQL shell ({}). Statements end with ';'. Type HELP; or QUIT;.",
             client.url
         );
-    }
-    let stdin = std::io::stdin();
+        Lines::Terminal(Box::new(editor))
+    } else {
+        Lines::Piped(std::io::stdin())
+    };
     let mut buffer = String::new();
     let mut failed = false;
     loop {
-        if interactive {
-            print!(
-                "{}",
-                if buffer.is_empty() {
-                    "spate-sql> "
-                } else {
-                    "         > "
-                }
-            );
-            std::io::stdout().flush()?;
-        }
-        let mut line = String::new();
-        if stdin.lock().read_line(&mut line)? == 0 {
+        let prompt = if buffer.is_empty() {
+            "spate-sql> "
+        } else {
+            "         > "
+        };
+        let Some(line) = lines.next(prompt)? else {
             break;
+        };
+        if line.is_empty() {
+            buffer.clear(); // Ctrl-C
+            continue;
         }
         buffer.push_str(&line);
         if !buffer.trim_end().ends_with(';') {
@@ -384,8 +408,22 @@ fn shell(client: &Client) -> Result<()> {
         }
         let text = std::mem::take(&mut buffer);
         let trimmed = text.trim().trim_end_matches(';').trim();
-        if let Some(file) = history_file.as_mut() {
-            let _ = writeln!(file, "{}", text.trim().replace('\n', " "));
+        let entry = text.trim().replace('\n', " ");
+        match (&mut lines, &history) {
+            (Lines::Terminal(editor), Some(path)) => {
+                let _ = editor.add_history_entry(entry);
+                let _ = editor.save_history(path);
+            }
+            (Lines::Piped(_), Some(path)) => {
+                if let Ok(mut file) = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                {
+                    let _ = writeln!(file, "{entry}");
+                }
+            }
+            _ => {}
         }
         match trimmed.to_ascii_uppercase().as_str() {
             "QUIT" | "EXIT" => break,
