@@ -517,8 +517,12 @@ def run_query(
         result.status, result.message = "failed", f"no job in the answer: {answers}"
         return result
 
-    # Caught up: every input record read, and a checkpoint after that found no lag (it committed
-    # the outputs, including the windows the final watermark closed).
+    # Caught up: every input record read, a checkpoint after that found no lag, and (where the
+    # inputs have event time) the job's watermark is the final one — a parallel job's last stage
+    # gets it through the exchanges after its first stage has caught up. Stopping the job then
+    # commits what the final watermark fired.
+    final_wm = expected_watermark_ms(manifest, tuple(t for t in inputs if t != SIDE_INPUT))
+    final_text = generate.format_time(final_wm) if final_wm is not None and SIDE_INPUT not in inputs else None
     deadline = started + timeout_s
     job: dict[str, Any] = {}
     while True:
@@ -527,7 +531,12 @@ def run_query(
         if job["status"] == "FAILED":
             result.status, result.message = "failed", str(job.get("error"))
             return result
-        if metrics["recordsIn"] >= events and metrics["checkpoints"] >= 1 and metrics["lagRecords"] == 0:
+        if (
+            metrics["recordsIn"] >= events
+            and metrics["checkpoints"] >= 1
+            and metrics["lagRecords"] == 0
+            and (final_text is None or parallelism == 1 or metrics.get("watermark") == final_text)
+        ):
             break
         if time.monotonic() > deadline:
             result.status = "timeout"
