@@ -152,6 +152,11 @@ pub trait Operator: Send {
     fn origin(&self, _column: usize) -> Origin {
         Origin::Other
     }
+    /// Whether it only appends columns to each input row (possibly copying the row, as a
+    /// window assigner does per window): an exchange keyed by input columns can go below it.
+    fn appends(&self) -> bool {
+        false
+    }
 }
 
 /// Where an operator's output column comes from.
@@ -365,6 +370,10 @@ impl WindowAssigner {
 }
 
 impl Operator for WindowAssigner {
+    fn appends(&self) -> bool {
+        true
+    }
+
     fn describe(&self) -> String {
         match self.kind {
             Some(kind) => format!("WindowTableFunction({kind:?}, time=${})", self.time),

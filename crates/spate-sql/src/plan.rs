@@ -1714,7 +1714,20 @@ fn plan_select(
             .filter(|(i, _)| window_keys.is_none_or(|(s, e)| *i != s && *i != e))
             .map(|(_, k)| k.expr.clone())
             .collect();
-        flow = Flow::Exchange(Box::new(flow), hashed);
+        // Below a window assigner when the keys are its input's columns: a HOP window copies
+        // each row per window, and the copies need not cross the exchange (as Flink assigns
+        // windows after its exchange).
+        flow = match (flow, from.window) {
+            (Flow::Map(input, assigner), Some((window_start, _)))
+                if assigner.appends()
+                    && hashed
+                        .iter()
+                        .all(|k| matches!(k, Expr::Column(c) if *c < window_start)) =>
+            {
+                Flow::Map(Box::new(Flow::Exchange(input, hashed)), assigner)
+            }
+            (flow, _) => Flow::Exchange(Box::new(flow), hashed),
+        };
         let mut aggregate = Aggregate::new(
             keys.into_iter().map(|k| k.expr).collect(),
             calls,
