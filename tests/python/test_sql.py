@@ -572,6 +572,12 @@ def test_a_parallel_job_is_shared_by_workers_and_exactly_once_across_kill_9(spat
     job = answers[-1]["jobId"]
     plan = sql.run("EXPLAIN SELECT k, COUNT(*) FROM events GROUP BY k")[0]["plan"]
     assert "Exchange(hash=[$0])" in plan, plan
+    # A HOP window copies each row per window: the exchange sits below the copying.
+    hop = sql.run(
+        "EXPLAIN SELECT k, COUNT(*) FROM TABLE(HOP(TABLE events, DESCRIPTOR(ts), INTERVAL '1' SECOND, "
+        "INTERVAL '5' SECOND)) GROUP BY k, window_start, window_end"
+    )[0]["plan"]
+    assert hop.index("WindowTableFunction") < hop.index("Exchange(hash=[$0])"), hop
     group = f"spate-sql-{job}-workers"
     # Two stages of two tasks: all four on the only worker.
     wait_until(lambda: list(worker_group(sql.bootstrap, group).values()) == [[0, 1, 2, 3]], timeout_s=60, what="one worker with the four tasks")
