@@ -436,6 +436,27 @@ def test_materialized_views_are_looked_up_by_key(sql_broker) -> None:
     assert sql_broker.unexpected_errors() == []
 
 
+def windows_match_duckdb(
+    bootstrap: str, p: Any, topic: str, partitions: int, sink: str, sink_partitions: int, sent: list[dict]
+) -> None:
+    """Closes every one-second window of `topic` (one more event per partition far ahead), then
+    waits until the read_committed windows in `sink` are exactly DuckDB's over `sent`."""
+    produce_all(p, topic, [{"value": json.dumps({"k": "end", "v": 0, "ts": ts_text(BASE_MS + 10_000_000)}).encode(), "partition": q} for q in range(partitions)])
+    con = duckdb.connect()
+    con.execute("CREATE TABLE events AS SELECT * FROM read_json_auto(?)", [json_file(sent)])
+    expected = con.execute(
+        "SELECT epoch_ms(time_bucket(INTERVAL 1 SECOND, ts::TIMESTAMP)), k, COUNT(*), SUM(v)::BIGINT "
+        "FROM events GROUP BY ALL ORDER BY ALL"
+    ).fetchall()
+
+    def output() -> list[tuple]:
+        rows = read_committed(bootstrap, sink, partitions=sink_partitions)
+        return sorted((to_ms(v["window_start"]), v["k"], v["n"], v["total"]) for _, v in rows)
+
+    wait_until(lambda: len(output()) >= len(expected), timeout_s=120, what=f"{len(expected)} windows")
+    assert output() == [tuple(r) for r in expected]
+
+
 def test_a_job_is_exactly_once_across_kill_9(spate_factory) -> None:
     broker = spate_factory(sql_listen="127.0.0.1:0", connect_listen="off", args=["--sql-checkpoint-interval-ms", "300"])
     sql = Sql(broker)
@@ -494,21 +515,7 @@ def test_a_job_is_exactly_once_across_kill_9(spate_factory) -> None:
     writer.join(180)
     assert not errors, errors[:3]
     assert len(delivered) == total
-    # Close every window: one more event per partition far ahead.
-    produce_all(p, topic, [{"value": json.dumps({"k": "end", "v": 0, "ts": ts_text(BASE_MS + 10_000_000)}).encode(), "partition": q} for q in range(3)])
-
-    con = duckdb.connect()
-    con.execute("CREATE TABLE events AS SELECT * FROM read_json_auto(?)", [json_file(sent)])
-    expected = con.execute(
-        "SELECT epoch_ms(time_bucket(INTERVAL 1 SECOND, ts::TIMESTAMP)), k, COUNT(*), SUM(v)::BIGINT "
-        "FROM events GROUP BY ALL ORDER BY ALL"
-    ).fetchall()
-
-    def output() -> list[tuple]:
-        return sorted((to_ms(v["window_start"]), v["k"], v["n"], v["total"]) for _, v in read_committed(sql.bootstrap, sink))
-
-    wait_until(lambda: len(output()) >= len(expected), timeout_s=120, what=f"{len(expected)} windows")
-    assert output() == [tuple(r) for r in expected]
+    windows_match_duckdb(sql.bootstrap, p, topic, 3, sink, 1, sent)
     assert sql.job(job)["status"] == "RUNNING"
 
 
@@ -629,21 +636,7 @@ def test_a_parallel_job_is_shared_by_workers_and_exactly_once_across_kill_9(spat
             worker.wait()
     # The first worker takes every task back once the second's session expires.
     wait_until(lambda: list(worker_group(sql.bootstrap, group).values()) == [[0, 1, 2, 3]], timeout_s=60, what="the first worker to take the tasks back")
-    # Close every window: one more event per partition far ahead.
-    produce_all(p, topic, [{"value": json.dumps({"k": "end", "v": 0, "ts": ts_text(BASE_MS + 10_000_000)}).encode(), "partition": q} for q in range(4)])
-
-    con = duckdb.connect()
-    con.execute("CREATE TABLE events AS SELECT * FROM read_json_auto(?)", [json_file(sent)])
-    expected = con.execute(
-        "SELECT epoch_ms(time_bucket(INTERVAL 1 SECOND, ts::TIMESTAMP)), k, COUNT(*), SUM(v)::BIGINT "
-        "FROM events GROUP BY ALL ORDER BY ALL"
-    ).fetchall()
-
-    def output() -> list[tuple]:
-        return sorted((to_ms(v["window_start"]), v["k"], v["n"], v["total"]) for _, v in read_committed(sql.bootstrap, sink, partitions=2))
-
-    wait_until(lambda: len(output()) >= len(expected), timeout_s=120, what=f"{len(expected)} windows")
-    assert output() == [tuple(r) for r in expected]
+    windows_match_duckdb(sql.bootstrap, p, topic, 4, sink, 2, sent)
     assert sql.job(job)["status"] == "RUNNING"
     # The exchange's records are deleted once the tasks reading them committed past them.
     c = consumer(sql.bootstrap)
