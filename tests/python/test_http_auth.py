@@ -90,6 +90,17 @@ def round_trip_order(client: SchemaRegistryClient, subject_prefix: str) -> None:
     assert AvroDeserializer(client)(payload, ctx) == order
 
 
+def allow(bootstrap: str, principal: str, operation, resource_type=None, name: str = "kafka-cluster") -> None:
+    """Grants `principal` `operation` on a resource (the cluster unless said), as an admin would."""
+    from confluent_kafka.admin import AclBinding, AclPermissionType, ResourcePatternType, ResourceType
+
+    binding = AclBinding(resource_type or ResourceType.BROKER, name, ResourcePatternType.LITERAL, principal, "*",
+                         operation, AclPermissionType.ALLOW)
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    for future in admin.create_acls([binding]).values():
+        future.result(timeout=30)
+
+
 def authentication_logged(broker, reason: str, provoke) -> None:
     """Refusal lines are limited to one a second per client address: provokes refusals until
     one with `reason` is logged."""
@@ -244,18 +255,14 @@ def test_bearer_without_a_jwks_file_is_refused_at_start(tmp_path):
 
 
 def test_with_acls_the_registry_needs_read_or_write_on_schemas_and_metrics_needs_describe_cluster(spate_factory):
-    from confluent_kafka.admin import AclBinding, AclOperation, AclPermissionType, ResourcePatternType, ResourceType
+    from confluent_kafka.admin import AclOperation, ResourceType
 
     broker = spate_factory(args=["--http-auth", "basic", "--authorizer", "acl", "--super-user", "User:ANONYMOUS"])
     for user in ("reader", "writer"):
         create_user(broker.bootstrap, user, f"{user}-secret")
-    admin = AdminClient({"bootstrap.servers": broker.bootstrap})
 
     def grant(principal: str, operation: AclOperation, resource=ResourceType.TOPIC, name="_schemas"):
-        binding = AclBinding(resource, name, ResourcePatternType.LITERAL, principal, "*", operation,
-                             AclPermissionType.ALLOW)
-        for future in admin.create_acls([binding]).values():
-            future.result(timeout=30)
+        allow(broker.bootstrap, principal, operation, resource, name)
 
     subject = unique("orders") + "-value"
     writer = basic_client(broker, "writer", "writer-secret")
@@ -283,7 +290,7 @@ def test_with_acls_the_registry_needs_read_or_write_on_schemas_and_metrics_needs
 def test_kafka_connects_api_takes_the_same_authentication_and_acls(spate_factory, tmp_path):
     """The in-process Connect worker's REST API (port 8083): credentials as the registry's, and
     with ACLs DESCRIBE on the cluster to look, ALTER on the cluster to change connectors."""
-    from confluent_kafka.admin import AclBinding, AclOperation, AclPermissionType, ResourcePatternType, ResourceType
+    from confluent_kafka.admin import AclOperation
 
     broker = spate_factory(args=["--http-auth", "basic", "--authorizer", "acl", "--super-user", "User:ANONYMOUS"])
     create_user(broker.bootstrap, "ops", "ops-secret")
@@ -296,13 +303,8 @@ def test_kafka_connects_api_takes_the_same_authentication_and_acls(spate_factory
     assert denied.status_code == 403
     assert denied.json() == {"error_code": 403, "message": "User is denied operation DESCRIBE on CLUSTER: kafka-cluster"}
 
-    admin = AdminClient({"bootstrap.servers": broker.bootstrap})
-
     def grant(operation: AclOperation) -> None:
-        binding = AclBinding(ResourceType.BROKER, "kafka-cluster", ResourcePatternType.LITERAL, "User:ops", "*",
-                             operation, AclPermissionType.ALLOW)
-        for future in admin.create_acls([binding]).values():
-            future.result(timeout=30)
+        allow(broker.bootstrap, "User:ops", operation)
 
     grant(AclOperation.DESCRIBE)
     assert requests.get(f"{url}/connectors", auth=("ops", "ops-secret"), timeout=10).json() == []
@@ -325,7 +327,7 @@ def test_kafka_connects_api_takes_the_same_authentication_and_acls(spate_factory
 def test_the_sql_api_takes_the_same_authentication_and_acls(spate_factory):
     """The in-process SQL worker's API (port 8088): credentials as the registry's; with ACLs,
     DESCRIBE on the cluster to look and query, ALTER on the cluster to run statements."""
-    from confluent_kafka.admin import AclBinding, AclOperation, AclPermissionType, ResourcePatternType, ResourceType
+    from confluent_kafka.admin import AclOperation
 
     broker = spate_factory(
         args=["--http-auth", "basic", "--authorizer", "acl", "--super-user", "User:ANONYMOUS"],
@@ -338,13 +340,8 @@ def test_the_sql_api_takes_the_same_authentication_and_acls(spate_factory):
     denied = requests.get(f"{url}/jobs", auth=auth, timeout=10)
     assert denied.status_code == 403
     assert denied.json() == {"error_code": 403, "message": "User is denied operation DESCRIBE on CLUSTER: kafka-cluster"}
-    admin = AdminClient({"bootstrap.servers": broker.bootstrap})
-
     def grant(operation: AclOperation) -> None:
-        binding = AclBinding(ResourceType.BROKER, "kafka-cluster", ResourcePatternType.LITERAL, "User:analyst", "*",
-                             operation, AclPermissionType.ALLOW)
-        for future in admin.create_acls([binding]).values():
-            future.result(timeout=30)
+        allow(broker.bootstrap, "User:analyst", operation)
 
     grant(AclOperation.DESCRIBE)
     assert requests.get(f"{url}/jobs", auth=auth, timeout=10).json() == []

@@ -535,12 +535,12 @@ def worker_group(bootstrap: str, group: str) -> dict[str, list[int]]:
 def start_worker(broker: Any, tmp_path: Any, name: str) -> tuple[subprocess.Popen, str]:
     """`spate sql worker` against `broker`'s cluster; returns the process and its API's URL."""
     log_path = tmp_path / f"{name}.log"
-    log = open(log_path, "w+")
-    worker = subprocess.Popen(
-        [str(spate_binary()), "sql", "worker", "--brokers", broker.kafka_addr, "--listen", "127.0.0.1:0",
-         "--schema-registry-url", f"http://{broker.registry_addr}", "--checkpoint-interval-ms", "300"],
-        stdout=log, stderr=subprocess.STDOUT, env={"PATH": "/usr/bin:/bin"},
-    )
+    with open(log_path, "w") as log:  # the worker writes through its own descriptor
+        worker = subprocess.Popen(
+            [str(spate_binary()), "sql", "worker", "--brokers", broker.kafka_addr, "--listen", "127.0.0.1:0",
+             "--schema-registry-url", f"http://{broker.registry_addr}", "--checkpoint-interval-ms", "300"],
+            stdout=log, stderr=subprocess.STDOUT, env={"PATH": "/usr/bin:/bin"},
+        )
 
     def address() -> str | None:
         for line in log_path.read_text().splitlines():
@@ -1147,23 +1147,8 @@ def test_a_separate_sql_worker_runs_against_the_cluster(spate_factory, tmp_path)
     create_topic(broker.kafka_addr, topic)
     create_topic(broker.kafka_addr, sink)
     produce_json(broker.kafka_addr, topic, bids(20))
-    log = open(tmp_path / "worker.log", "w+")
-    worker = subprocess.Popen(
-        [str(spate_binary()), "sql", "worker", "--brokers", broker.kafka_addr, "--listen", "127.0.0.1:0",
-         "--schema-registry-url", f"http://{broker.registry_addr}", "--checkpoint-interval-ms", "200"],
-        stdout=log, stderr=subprocess.STDOUT, env={"PATH": "/usr/bin:/bin"},
-    )
+    worker, url = start_worker(broker, tmp_path, "worker")
     try:
-        def address() -> str | None:
-            log.seek(0)
-            for line in log.read().splitlines():
-                if "spate sql worker is ready" in line:
-                    return line.split("sql_addr=")[1].split()[0]
-            assert worker.poll() is None, "the worker exited:\n" + (tmp_path / "worker.log").read_text()
-            return None
-
-        addr = wait_until(address, timeout_s=60, what="the worker's address")
-        url = f"http://{addr}"
         r = requests.post(f"{url}/statements", json={"sql": BIDS_DDL.format(name="bids", topic=topic) + ";"
                           f"CREATE TABLE per_channel (channel STRING, n BIGINT, PRIMARY KEY (channel) NOT ENFORCED) "
                           f"WITH ('connector' = 'upsert-kafka', 'topic' = '{sink}', 'key.format' = 'json');"
@@ -1177,7 +1162,6 @@ def test_a_separate_sql_worker_runs_against_the_cluster(spate_factory, tmp_path)
     finally:
         worker.terminate()
         assert worker.wait(30) == 0, (tmp_path / "worker.log").read_text()
-        log.close()
 
 
 def test_rank_columns_views_and_keep_last_deduplication(sql_broker) -> None:

@@ -280,47 +280,16 @@ impl Engine {
             follower: Mutex::new(None),
         });
         engine.ensure_topic(&engine.config.statements_topic)?;
-        let (records, end) = engine.read_statements()?;
-        let mut jobs = Vec::new();
-        let mut views = Vec::new();
+        let (mut records, end) = engine.read_statements()?;
+        // In first-write order, but tables and logical views before the materialized views
+        // that read them, and the jobs last (a stable sort keeps the order within each).
+        records.sort_by_key(|(key, _)| match key.split_once(':').map(|(kind, _)| kind) {
+            Some("view") => 1,
+            Some("job") => 2,
+            _ => 0,
+        });
         for (key, value) in records {
-            if let Some(name) = key.strip_prefix("table:") {
-                let Some(sql) = value.get("sql").and_then(Json::as_str) else {
-                    continue;
-                };
-                match engine.declare(sql) {
-                    Ok(table) => engine.catalog.write().put(table),
-                    Err(e) => tracing::warn!(table = name, "a stored table no longer plans: {e}"),
-                }
-            } else if let Some(id) = key.strip_prefix("job:") {
-                jobs.push((id.to_string(), value));
-            } else if key.starts_with("view:") {
-                views.push(value);
-            } else if let Some(name) = key.strip_prefix("lview:") {
-                let sql = value.get("sql").and_then(Json::as_str).unwrap_or_default();
-                match parse::parse(sql).map(|mut p| p.remove(0).statement) {
-                    Ok(Statement::CreateLogicalView { query, .. }) => {
-                        engine
-                            .logical
-                            .write()
-                            .insert(name.to_string(), (sql.to_string(), *query));
-                    }
-                    _ => tracing::warn!(view = name, "a stored view no longer parses"),
-                }
-            }
-        }
-        for value in views {
-            if let (Some(name), Some(sql), Some(job)) = (
-                value.get("name").and_then(Json::as_str),
-                value.get("sql").and_then(Json::as_str),
-                value.get("job").and_then(Json::as_str),
-            ) && let Err(e) = engine.open_view(name, sql, job)
-            {
-                tracing::warn!(view = name, "a stored view no longer plans: {e}");
-            }
-        }
-        for (id, value) in jobs {
-            engine.adopt_job(&id, &value);
+            engine.apply(&key, Some(value));
         }
         // Statements made on other workers take effect here too.
         let weak = Arc::downgrade(&engine);
@@ -372,8 +341,8 @@ impl Engine {
         }
     }
 
-    /// Applies a record of `_spate-sql` another worker wrote (this worker's own come back
-    /// too, and change nothing).
+    /// Applies a record of `_spate-sql`: at start, or while running, one another worker wrote
+    /// (this worker's own come back too, and change nothing).
     fn apply(&self, key: &str, value: Option<Json>) {
         let _guard = self.ddl.lock();
         if let Some(name) = key.strip_prefix("table:") {
@@ -384,7 +353,7 @@ impl Engine {
             {
                 Some(sql) if self.catalog.read().table(name).is_none() => match self.declare(sql) {
                     Ok(table) => self.catalog.write().put(table),
-                    Err(e) => tracing::warn!(table = name, "a table from another worker: {e}"),
+                    Err(e) => tracing::warn!(table = name, "a recorded table does not plan: {e}"),
                 },
                 Some(_) => {}
                 None => {
@@ -398,12 +367,13 @@ impl Engine {
                 .and_then(Json::as_str)
             {
                 Some(sql) if !self.logical.read().contains_key(name) => {
-                    if let Ok(Statement::CreateLogicalView { query, .. }) =
-                        parse::parse(sql).map(|mut p| p.remove(0).statement)
-                    {
-                        self.logical
-                            .write()
-                            .insert(name.to_string(), (sql.to_string(), *query));
+                    match parse::parse(sql).map(|mut p| p.remove(0).statement) {
+                        Ok(Statement::CreateLogicalView { query, .. }) => {
+                            self.logical
+                                .write()
+                                .insert(name.to_string(), (sql.to_string(), *query));
+                        }
+                        _ => tracing::warn!(view = name, "a recorded view does not parse"),
                     }
                 }
                 Some(_) => {}
@@ -420,7 +390,7 @@ impl Engine {
                         v.get("job").and_then(Json::as_str),
                     ) && let Err(e) = self.open_view(name, sql, job)
                     {
-                        tracing::warn!(view = name, "a view from another worker: {e}");
+                        tracing::warn!(view = name, "a recorded view does not plan: {e}");
                     }
                 }
                 Some(_) => {}
@@ -940,6 +910,8 @@ impl Engine {
                 self.ensure_sink_topic(topic)?;
             }
         }
+        // Each task makes its own encoder; this one only says now, to the statement, if the
+        // sink cannot take the rows.
         Encoder::new(Arc::clone(&sink_table))?;
         let mut jobs = self.jobs.lock();
         let entry = jobs.get_mut(id).ok_or_else(|| SqlError::NotFound {

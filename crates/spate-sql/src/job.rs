@@ -34,7 +34,7 @@ use crate::errors::SqlError;
 use crate::exec::{Change, OpCtx};
 use crate::expr::{Context, Expr};
 use crate::format::{Decoder, Encoder, Record};
-use crate::plan::{Flow, Planned};
+use crate::plan::{Flow, Planned, Time};
 use crate::stages::{self, Exchanged};
 use crate::types::Value;
 
@@ -239,12 +239,11 @@ struct InputRuntime {
 
 impl InputRuntime {
     /// The smallest watermark of the active partitions; None while an active partition has
-    /// none, or when every partition is idle.
+    /// none. When every partition is idle, the smallest of their last watermarks.
     fn watermark(&self, now: Instant) -> Option<i64> {
         let mut min: Option<i64> = None;
-        // When every partition is idle: the smallest of their last watermarks. An upstream
-        // task says its last watermark and that it is idle in one marker; that watermark
-        // must still count.
+        // An upstream task says its last watermark and that it is idle in one marker: that
+        // watermark must still count.
         let mut idle_min: Option<i64> = None;
         for (p, (at_end, last)) in &self.activity {
             let idle = *at_end && now.duration_since(*last) >= self.idle_timeout;
@@ -416,12 +415,11 @@ pub fn run_task(
             None
         };
         for p in partitions {
+            if matches!(runtime.kind, InputKind::Source { .. }) {
+                runtime.activity.insert(p, (false, assigned_at));
+            }
             if assignment.find_partition(&topic, p).is_some() {
-                // Two inputs over one topic (a self-join): one assignment, both read it.
-                if matches!(runtime.kind, InputKind::Source { .. }) {
-                    runtime.activity.insert(p, (false, assigned_at));
-                }
-                continue;
+                continue; // two inputs over one topic (a self-join): one assignment, both read it
             }
             let from_group = committed
                 .as_ref()
@@ -450,9 +448,6 @@ pub fn run_task(
             assignment
                 .add_partition_offset(&topic, p, offset)
                 .map_err(kafka("assigning partitions"))?;
-            if matches!(runtime.kind, InputKind::Source { .. }) {
-                runtime.activity.insert(p, (false, assigned_at));
-            }
         }
         inputs.push(runtime);
     }
@@ -689,13 +684,13 @@ pub fn run_task(
             ctx.watermark = Some(wm);
             metrics.watermark_ms.store(wm, Ordering::Relaxed);
             out.extend(
-                flow.advance(wm, &mut ctx)
+                flow.advance(Time::Watermark(wm), &mut ctx)
                     .inspect_err(|_| abort(producer.as_ref()))?,
             );
         }
         // Processing-time windows close by the clock.
         out.extend(
-            flow.tick(ctx.now_ms, &mut ctx)
+            flow.advance(Time::Clock(ctx.now_ms), &mut ctx)
                 .inspect_err(|_| abort(producer.as_ref()))?,
         );
         // Rows out without rows in (windows closed by an idle input's watermark, or by the

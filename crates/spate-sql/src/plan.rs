@@ -1973,6 +1973,37 @@ fn aggregate_call(f: &ast::Function, scope: &Scope) -> Result<AggCall, SqlError>
     })
 }
 
+/// What moves a flow's time forward.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Time {
+    /// The event-time watermark (ms).
+    Watermark(i64),
+    /// The wall clock (ms), for processing-time operators.
+    Clock(i64),
+}
+
+/// Runs `f` under the watermark that rows fired by `time` are judged by downstream: the one
+/// before a watermark advance (a fired window is not late by the advance that fired it), the
+/// current one when the clock fired them.
+fn judged<T>(ctx: &mut OpCtx, time: Time, f: impl FnOnce(&mut OpCtx) -> T) -> T {
+    let judge = match time {
+        Time::Watermark(_) => ctx.prior_watermark,
+        Time::Clock(_) => ctx.watermark,
+    };
+    let current = std::mem::replace(&mut ctx.watermark, judge);
+    let out = f(ctx);
+    ctx.watermark = current;
+    out
+}
+
+/// What `op` emits because `time` moved.
+fn fire(op: &mut Box<dyn Operator>, time: Time, ctx: &mut OpCtx) -> Result<Vec<Change>, SqlError> {
+    match time {
+        Time::Watermark(watermark) => op.on_watermark(watermark, ctx),
+        Time::Clock(now_ms) => op.on_processing_time(now_ms, ctx),
+    }
+}
+
 impl Flow {
     /// Pushes changes of source `source` through the flow: what comes out at the root.
     pub fn push(
@@ -2009,72 +2040,36 @@ impl Flow {
         }
     }
 
-    /// The watermark of `source` advanced to `watermark` (already in `ctx`): what the
-    /// operators emit.
-    pub fn advance(&mut self, watermark: i64, ctx: &mut OpCtx) -> Result<Vec<Change>, SqlError> {
+    /// Time moved: the watermark advanced (already in `ctx`), or the wall clock. What the
+    /// operators emit, through the operators above them.
+    pub fn advance(&mut self, time: Time, ctx: &mut OpCtx) -> Result<Vec<Change>, SqlError> {
         match self {
             Flow::Source(_) => Ok(Vec::new()),
-            Flow::Exchange(input, _) => input.advance(watermark, ctx),
+            Flow::Exchange(input, _) => input.advance(time, ctx),
             Flow::Map(input, op) => {
-                let below = input.advance(watermark, ctx)?;
+                let below = input.advance(time, ctx)?;
                 let mut out = if below.is_empty() {
                     below
                 } else {
-                    let current = std::mem::replace(&mut ctx.watermark, ctx.prior_watermark);
-                    let processed = op.process(below, ctx);
-                    ctx.watermark = current;
-                    processed?
+                    judged(ctx, time, |ctx| op.process(below, ctx))?
                 };
-                out.extend(op.on_watermark(watermark, ctx)?);
+                out.extend(fire(op, time, ctx)?);
                 Ok(out)
             }
             Flow::Join(left, right, op) => {
-                let from_left = left.advance(watermark, ctx)?;
-                let from_right = right.advance(watermark, ctx)?;
-                let mut out = Vec::new();
-                let current = std::mem::replace(&mut ctx.watermark, ctx.prior_watermark);
-                let mut processed = Ok(());
-                if !from_left.is_empty() {
-                    processed = op.process(from_left, ctx).map(|c| out.extend(c));
-                }
-                if processed.is_ok() && !from_right.is_empty() {
-                    processed = op.process_right(from_right, ctx).map(|c| out.extend(c));
-                }
-                ctx.watermark = current;
-                processed?;
-                out.extend(op.on_watermark(watermark, ctx)?);
-                Ok(out)
-            }
-        }
-    }
-
-    /// The wall clock reached `now_ms`: what processing-time operators emit, through the
-    /// operators above them.
-    pub fn tick(&mut self, now_ms: i64, ctx: &mut OpCtx) -> Result<Vec<Change>, SqlError> {
-        match self {
-            Flow::Source(_) => Ok(Vec::new()),
-            Flow::Exchange(input, _) => input.tick(now_ms, ctx),
-            Flow::Map(input, op) => {
-                let below = input.tick(now_ms, ctx)?;
-                let mut out = if below.is_empty() {
-                    below
-                } else {
-                    op.process(below, ctx)?
-                };
-                out.extend(op.on_processing_time(now_ms, ctx)?);
-                Ok(out)
-            }
-            Flow::Join(left, right, op) => {
-                let from_left = left.tick(now_ms, ctx)?;
-                let from_right = right.tick(now_ms, ctx)?;
-                let mut out = Vec::new();
-                if !from_left.is_empty() {
-                    out.extend(op.process(from_left, ctx)?);
-                }
-                if !from_right.is_empty() {
-                    out.extend(op.process_right(from_right, ctx)?);
-                }
-                out.extend(op.on_processing_time(now_ms, ctx)?);
+                let from_left = left.advance(time, ctx)?;
+                let from_right = right.advance(time, ctx)?;
+                let mut out = judged(ctx, time, |ctx| {
+                    let mut out = Vec::new();
+                    if !from_left.is_empty() {
+                        out.extend(op.process(from_left, ctx)?);
+                    }
+                    if !from_right.is_empty() {
+                        out.extend(op.process_right(from_right, ctx)?);
+                    }
+                    Ok::<_, SqlError>(out)
+                })?;
+                out.extend(fire(op, time, ctx)?);
                 Ok(out)
             }
         }

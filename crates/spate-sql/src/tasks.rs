@@ -186,13 +186,7 @@ impl ConsumerContext for Membership {
 }
 
 fn add_counters(total: &JobMetrics, m: &JobMetrics) {
-    for (t, v) in [
-        (&total.records_in, &m.records_in),
-        (&total.records_out, &m.records_out),
-        (&total.late_dropped, &m.late_dropped),
-        (&total.skipped, &m.skipped),
-        (&total.checkpoints, &m.checkpoints),
-    ] {
+    for (t, v) in counters(total).into_iter().zip(counters(m)) {
         t.fetch_add(v.load(Ordering::Relaxed), Ordering::Relaxed);
     }
 }
