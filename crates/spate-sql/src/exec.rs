@@ -12,11 +12,11 @@ use std::collections::{BTreeMap, HashSet};
 /// own rows, and hashing them is a good part of a stateful operator's time.
 pub type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 
-use serde_json::{Value as Json, json};
+use serde_json::Value as Json;
 
 use crate::errors::SqlError;
 use crate::expr::{Context, Expr};
-use crate::types::{DataType, Value, decode_state, encode_state};
+use crate::types::{DataType, State, StateRow, Value, decode_state, state_text};
 
 /// Flink's row kinds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -126,7 +126,7 @@ pub trait Operator: Send {
         Ok(Vec::new())
     }
     /// State entries changed since the last snapshot: (key, new value or None if deleted).
-    fn snapshot(&mut self) -> Vec<(String, Option<Json>)> {
+    fn snapshot(&mut self) -> Vec<(String, Option<String>)> {
         Vec::new()
     }
     /// Puts back one state entry a snapshot wrote.
@@ -626,20 +626,63 @@ impl AggCall {
     }
 }
 
-fn acc_json(acc: &Acc) -> Json {
-    match acc {
-        Acc::Count(n) => json!({"count": n}),
-        Acc::Distinct(values) => {
-            json!({"distinct": values.iter().map(|(v, n)| json!([encode_state(v), n])).collect::<Vec<_>>()})
+/// An accumulator as state JSON (`{"count": n}`, `{"sum": v, "n": n}`, ...; read by
+/// [`acc_from_json`]).
+struct AccState<'a>(&'a Acc);
+
+impl serde::Serialize for AccState<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        fn counted<'v>(
+            values: impl Iterator<Item = (&'v Value, &'v i64)>,
+        ) -> Vec<(State<'v>, i64)> {
+            values.map(|(v, n)| (State(v), *n)).collect()
         }
-        Acc::Sum { sum, n } => json!({"sum": encode_state(sum), "n": n}),
-        Acc::Avg { sum, n } => json!({"avg": sum, "n": n}),
-        Acc::Values(values) => {
-            json!({"values": values.iter().map(|(v, n)| json!([encode_state(v), n])).collect::<Vec<_>>()})
+        let mut map = s.serialize_map(None)?;
+        match self.0 {
+            Acc::Count(n) => map.serialize_entry("count", n)?,
+            Acc::Distinct(values) => map.serialize_entry("distinct", &counted(values.iter()))?,
+            Acc::Sum { sum, n } => {
+                map.serialize_entry("sum", &State(sum))?;
+                map.serialize_entry("n", n)?;
+            }
+            Acc::Avg { sum, n } => {
+                map.serialize_entry("avg", sum)?;
+                map.serialize_entry("n", n)?;
+            }
+            Acc::Values(values) => map.serialize_entry("values", &counted(values.iter()))?,
+            Acc::One(v) => map.serialize_entry("one", &State(v))?,
+            Acc::Extreme(v) => map.serialize_entry("extreme", &State(v))?,
         }
-        Acc::One(v) => json!({"one": encode_state(v)}),
-        Acc::Extreme(v) => json!({"extreme": encode_state(v)}),
+        map.end()
     }
+}
+
+/// A group's state: its row count, accumulators and the row it last emitted.
+#[derive(serde::Serialize)]
+struct GroupState<'a> {
+    rows: i64,
+    accs: Vec<AccState<'a>>,
+    emitted: Option<StateRow<'a>>,
+}
+
+impl<'a> GroupState<'a> {
+    fn of(g: &'a Group) -> Self {
+        GroupState {
+            rows: g.rows,
+            accs: g.accs.iter().map(AccState).collect(),
+            emitted: g.emitted.as_deref().map(StateRow),
+        }
+    }
+}
+
+/// A session window's state: its bounds and its group.
+#[derive(serde::Serialize)]
+struct SessionState<'a> {
+    start: i64,
+    end: i64,
+    #[serde(flatten)]
+    group: GroupState<'a>,
 }
 
 fn acc_from_json(json: &Json) -> Option<Acc> {
@@ -1106,38 +1149,34 @@ impl Operator for Aggregate {
         Ok(out)
     }
 
-    fn snapshot(&mut self) -> Vec<(String, Option<Json>)> {
+    fn snapshot(&mut self) -> Vec<(String, Option<String>)> {
         let mut out = Vec::with_capacity(self.dirty.len());
         let dirty: Vec<Vec<Value>> = self.dirty.drain().collect();
         for key in dirty {
             let value = if self.session.is_some() {
                 self.sessions.get(&key).map(|sessions| {
-                    Json::Array(
-                        sessions
+                    state_text(
+                        &sessions
                             .iter()
-                            .map(|s| {
-                                json!({"start": s.start, "end": s.end, "rows": s.group.rows,
-                                       "accs": s.group.accs.iter().map(acc_json).collect::<Vec<_>>()})
+                            .map(|s| SessionState {
+                                start: s.start,
+                                end: s.end,
+                                group: GroupState::of(&s.group),
                             })
-                            .collect(),
+                            .collect::<Vec<_>>(),
                     )
                 })
             } else {
-                self.groups.get(&key).map(|g| {
-                    json!({
-                        "rows": g.rows,
-                        "accs": g.accs.iter().map(acc_json).collect::<Vec<_>>(),
-                        "emitted": g.emitted.as_ref().map(|r| r.iter().map(encode_state).collect::<Vec<_>>()),
-                    })
-                })
+                self.groups
+                    .get(&key)
+                    .map(|g| state_text(&GroupState::of(g)))
             };
             if value.is_some() {
                 self.persisted.insert(key.clone());
             } else if !self.persisted.remove(&key) {
                 continue;
             }
-            let name = Json::Array(key.iter().map(encode_state).collect()).to_string();
-            out.push((name, value));
+            out.push((state_text(&StateRow(&key)), value));
         }
         out
     }
@@ -1272,16 +1311,12 @@ impl Operator for Normalize {
         Ok(out)
     }
 
-    fn snapshot(&mut self) -> Vec<(String, Option<Json>)> {
+    fn snapshot(&mut self) -> Vec<(String, Option<String>)> {
         self.dirty
             .drain()
             .map(|key| {
-                let name = Json::Array(key.iter().map(encode_state).collect()).to_string();
-                let value = self
-                    .rows
-                    .get(&key)
-                    .map(|row| Json::Array(row.iter().map(encode_state).collect()));
-                (name, value)
+                let value = self.rows.get(&key).map(|row| state_text(&StateRow(row)));
+                (state_text(&StateRow(&key)), value)
             })
             .collect()
     }
@@ -1502,25 +1537,20 @@ impl Operator for TopN {
         Ok(Vec::new())
     }
 
-    fn snapshot(&mut self) -> Vec<(String, Option<Json>)> {
+    fn snapshot(&mut self) -> Vec<(String, Option<String>)> {
         let dirty: Vec<Vec<Value>> = self.dirty.drain().collect();
         dirty
             .into_iter()
             .map(|key| {
-                let name = Json::Array(key.iter().map(encode_state).collect()).to_string();
                 let value = self.partitions.get(&key).map(|rows| {
-                    Json::Array(
-                        rows.iter()
-                            .map(|(s, r)| {
-                                json!([
-                                    s.iter().map(encode_state).collect::<Vec<_>>(),
-                                    r.iter().map(encode_state).collect::<Vec<_>>()
-                                ])
-                            })
-                            .collect(),
+                    state_text(
+                        &rows
+                            .iter()
+                            .map(|(s, r)| (StateRow(s), StateRow(r)))
+                            .collect::<Vec<_>>(),
                     )
                 });
-                (name, value)
+                (state_text(&StateRow(&key)), value)
             })
             .collect()
     }
@@ -1653,9 +1683,8 @@ mod tests {
         aggregate.process(assigned, &mut ctx).expect("ok");
         let (_, mut restored) = tumbling_count();
         for (key, value) in aggregate.snapshot() {
-            restored
-                .restore(&key, &value.expect("present"))
-                .expect("restores");
+            let value: Json = serde_json::from_str(&value.expect("present")).expect("JSON");
+            restored.restore(&key, &value).expect("restores");
         }
         let fired = restored.on_watermark(20_000, &mut ctx).expect("ok");
         assert_eq!(fired[0].row[3], Value::Int(2));

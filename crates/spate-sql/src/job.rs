@@ -975,7 +975,6 @@ fn checkpoint(
     };
     for (i, op) in flow.operators().into_iter().enumerate() {
         for (key, value) in op.snapshot() {
-            let value = value.map(|v| v.to_string());
             state(&format!("op{i}|{key}"), value.as_deref().map(str::as_bytes))?;
         }
         entries += op.state_entries();

@@ -10,12 +10,12 @@
 
 use std::collections::{BTreeMap, HashSet};
 
-use serde_json::{Value as Json, json};
+use serde_json::Value as Json;
 
 use crate::errors::SqlError;
 use crate::exec::{Change, HashMap, Kind, OpCtx, Operator};
 use crate::expr::{Context, Expr};
-use crate::types::{Value, decode_state, encode_state};
+use crate::types::{StateRow, Value, decode_state, state_text};
 
 /// INNER, LEFT, RIGHT or FULL.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -384,18 +384,13 @@ impl Join {
     }
 }
 
-fn entries_json(entries: &[Entry]) -> Json {
-    Json::Array(
-        entries
+/// A key's entries as state JSON: `[[id, matched, row], ...]`.
+fn entries_text(entries: &[Entry]) -> String {
+    state_text(
+        &entries
             .iter()
-            .map(|e| {
-                json!([
-                    e.id,
-                    e.matched,
-                    e.row.iter().map(encode_state).collect::<Vec<_>>()
-                ])
-            })
-            .collect(),
+            .map(|e| (e.id, e.matched, StateRow(&e.row)))
+            .collect::<Vec<_>>(),
     )
 }
 
@@ -418,7 +413,7 @@ fn entries_from_json(json: &Json) -> Option<Vec<Entry>> {
 }
 
 fn key_text(key: &[Value]) -> String {
-    Json::Array(key.iter().map(encode_state).collect()).to_string()
+    state_text(&StateRow(key))
 }
 
 fn key_from_text(text: &str) -> Option<Vec<Value>> {
@@ -462,12 +457,12 @@ impl Operator for Join {
         Ok(out)
     }
 
-    fn snapshot(&mut self) -> Vec<(String, Option<Json>)> {
+    fn snapshot(&mut self) -> Vec<(String, Option<String>)> {
         let mut out = Vec::new();
         for (tag, state) in [("L", &mut self.left), ("R", &mut self.right)] {
             let dirty: Vec<Vec<Value>> = state.dirty.drain().collect();
             for key in dirty {
-                let value = state.rows.get(&key).map(|e| entries_json(e));
+                let value = state.rows.get(&key).map(|e| entries_text(e));
                 if value.is_some() {
                     state.persisted.insert(key.clone());
                 } else if !state.persisted.remove(&key) {
@@ -475,7 +470,7 @@ impl Operator for Join {
                 }
                 out.push((format!("{tag}{}", key_text(&key)), value));
             }
-            out.push((format!("{tag}#"), Some(json!(state.next_id))));
+            out.push((format!("{tag}#"), Some(state.next_id.to_string())));
         }
         out
     }
@@ -721,30 +716,21 @@ impl Operator for TemporalJoin {
         Ok(out)
     }
 
-    fn snapshot(&mut self) -> Vec<(String, Option<Json>)> {
+    fn snapshot(&mut self) -> Vec<(String, Option<String>)> {
         let mut out = Vec::new();
         for t in self.dirty_waiting.drain() {
-            let value = self.waiting.get(&t).map(|rows| {
-                Json::Array(
-                    rows.iter()
-                        .map(|r| Json::Array(r.iter().map(encode_state).collect()))
-                        .collect(),
-                )
-            });
+            let value = self
+                .waiting
+                .get(&t)
+                .map(|rows| state_text(&rows.iter().map(|r| StateRow(r)).collect::<Vec<_>>()));
             out.push((format!("W{t}"), value));
         }
         for key in self.dirty_versions.drain() {
             let value = self.versions.get(&key).map(|v| {
-                Json::Array(
-                    v.iter()
-                        .map(|(t, row)| {
-                            json!([
-                                t,
-                                row.as_ref()
-                                    .map(|r| r.iter().map(encode_state).collect::<Vec<_>>())
-                            ])
-                        })
-                        .collect(),
+                state_text(
+                    &v.iter()
+                        .map(|(t, row)| (t, row.as_deref().map(StateRow)))
+                        .collect::<Vec<_>>(),
                 )
             });
             out.push((format!("V{}", key_text(&key)), value));
@@ -901,6 +887,7 @@ mod tests {
         assert_eq!(join.state_entries(), 0);
         for (key, value) in join.snapshot() {
             if let Some(value) = value {
+                let value: Json = serde_json::from_str(&value).expect("JSON");
                 join.restore(&key, &value).expect("restores");
             }
         }

@@ -19,7 +19,7 @@ use crate::errors::SqlError;
 use crate::exec::{Change, Kind};
 use crate::expr::{Context, Expr};
 use crate::plan::Flow;
-use crate::types::{Value, decode_state, encode_state};
+use crate::types::{StateRow, Value, decode_state, state_text};
 
 /// What a stage reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -101,22 +101,16 @@ pub fn route(keys: &[Expr], row: &[Value], partitions: i32) -> Result<(Vec<u8>, 
     let context = Context::default();
     let mut values = Vec::with_capacity(keys.len());
     for k in keys {
-        values.push(encode_state(&k.eval(row, &context)?));
+        values.push(k.eval(row, &context)?);
     }
-    let key = Json::Array(values).to_string().into_bytes();
+    let key = state_text(&StateRow(&values)).into_bytes();
     let partition = (fnv1a(&key) % partitions.max(1) as u64) as i32;
     Ok((key, partition))
 }
 
 /// A row as an exchange record's value: `[from, kind, [values...]]`.
 pub fn encode_row(from: usize, change: &Change) -> Vec<u8> {
-    json!([
-        from,
-        change.kind.short(),
-        change.row.iter().map(encode_state).collect::<Vec<_>>()
-    ])
-    .to_string()
-    .into_bytes()
+    state_text(&(from, change.kind.short(), StateRow(&change.row))).into_bytes()
 }
 
 /// A watermark marker: `{"from": task, "wm": ms or null, "idle": bool}`.

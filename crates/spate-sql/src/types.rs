@@ -431,23 +431,64 @@ impl Ord for Value {
 /// A value as state JSON: tagged so it reads back as the same variant (`{"i": 1}`,
 /// `{"f": 1.5}`, `{"s": "x"}`, `{"t": ms}`, ...). Not a user-facing format.
 pub fn encode_state(v: &Value) -> serde_json::Value {
-    use serde_json::json;
-    match v {
-        Value::Null => serde_json::Value::Null,
-        Value::Bool(b) => json!(b),
-        Value::Int(i) => json!({"i": i}),
-        Value::Float(f) => json!({"f": f}),
-        Value::Str(s) => json!({"s": &**s}),
-        Value::Bytes(b) => json!({"b": &**b}),
-        Value::Timestamp(t) => json!({"t": t}),
-        Value::Date(d) => json!({"d": d}),
-        Value::Interval(i) => json!({"v": i}),
-        Value::Row(r) => json!({"r": r.iter().map(encode_state).collect::<Vec<_>>()}),
-        Value::Array(a) => json!({"a": a.iter().map(encode_state).collect::<Vec<_>>()}),
-        Value::Map(m) => {
-            json!({"m": m.iter().map(|(k, v)| json!([encode_state(k), encode_state(v)])).collect::<Vec<_>>()})
+    serde_json::to_value(State(v)).unwrap_or(serde_json::Value::Null)
+}
+
+/// A value serialized as its state JSON (the text of [`encode_state`]'s JSON) without building
+/// that JSON (a map and two strings per value): what checkpoints write for every changed key.
+pub struct State<'a>(pub &'a Value);
+
+/// A row serialized as an array of [`State`]s.
+pub struct StateRow<'a>(pub &'a [Value]);
+
+impl serde::Serialize for State<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self.0 {
+            Value::Null => s.serialize_unit(),
+            Value::Bool(b) => s.serialize_bool(*b),
+            Value::Int(i) => tagged(s, "i", i),
+            Value::Float(f) => tagged(s, "f", f),
+            Value::Str(v) => tagged(s, "s", &**v),
+            Value::Bytes(b) => tagged(s, "b", &**b),
+            Value::Timestamp(t) => tagged(s, "t", t),
+            Value::Date(d) => tagged(s, "d", d),
+            Value::Interval(i) => tagged(s, "v", i),
+            Value::Row(r) => tagged(s, "r", &StateRow(r)),
+            Value::Array(a) => tagged(s, "a", &StateRow(a)),
+            Value::Map(m) => tagged(s, "m", &StatePairs(m)),
         }
     }
+}
+
+impl serde::Serialize for StateRow<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.0.iter().map(State))
+    }
+}
+
+/// `{"<tag>": value}`, as [`encode_state`] tags a value.
+fn tagged<S: serde::Serializer, T: serde::Serialize + ?Sized>(
+    s: S,
+    tag: &str,
+    value: &T,
+) -> Result<S::Ok, S::Error> {
+    use serde::ser::SerializeMap;
+    let mut map = s.serialize_map(Some(1))?;
+    map.serialize_entry(tag, value)?;
+    map.end()
+}
+
+struct StatePairs<'a>(&'a [(Value, Value)]);
+
+impl serde::Serialize for StatePairs<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.0.iter().map(|(k, v)| (State(k), State(v))))
+    }
+}
+
+/// The text of `value` serialized as JSON (state records: no value of ours fails to serialize).
+pub fn state_text(value: &impl serde::Serialize) -> String {
+    serde_json::to_string(value).unwrap_or_default()
 }
 
 /// The value [`encode_state`] wrote; None for JSON it did not write.
@@ -677,6 +718,40 @@ pub fn parse_timestamp(text: &str) -> Option<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn state_text_is_the_tagged_json_changelogs_hold_and_reads_back() {
+        let row = vec![
+            Value::Null,
+            Value::Bool(true),
+            Value::Int(-7),
+            Value::Float(1.5),
+            Value::str("a\"b"),
+            Value::Bytes(Arc::from(&[1u8, 255][..])),
+            Value::Timestamp(1_700_000_000_000),
+            Value::Date(19_000),
+            Value::Interval(5_000),
+            Value::Row(Arc::from(vec![Value::Int(1)])),
+            Value::Array(Arc::from(vec![Value::str("x")])),
+            Value::Map(Arc::from(vec![(Value::str("k"), Value::Int(2))])),
+        ];
+        let text = state_text(&StateRow(&row));
+        // The text earlier versions wrote (a changelog written by them restores unchanged).
+        assert_eq!(
+            text,
+            r#"[null,true,{"i":-7},{"f":1.5},{"s":"a\"b"},{"b":[1,255]},{"t":1700000000000},{"d":19000},{"v":5000},{"r":[{"i":1}]},{"a":[{"s":"x"}]},{"m":[[{"s":"k"},{"i":2}]]}]"#
+        );
+        let json: serde_json::Value = serde_json::from_str(&text).expect("JSON");
+        let back: Vec<Value> = json
+            .as_array()
+            .expect("array")
+            .iter()
+            .map(decode_state)
+            .collect::<Option<_>>()
+            .expect("decodes");
+        assert_eq!(back, row);
+        assert_eq!(encode_state(&row[2]), serde_json::json!({"i": -7}));
+    }
 
     #[test]
     fn timestamps_round_trip_through_text() {
