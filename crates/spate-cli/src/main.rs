@@ -4,12 +4,6 @@ mod commands;
 
 use clap::{Parser, Subcommand};
 
-/// mimalloc rather than glibc's malloc: the SQL engine and the broker allocate many small,
-/// short-lived values (rows, state records, request buffers); glibc's allocator was a quarter of
-/// a Nexmark join's CPU profile (BENCHMARKS.md, "Where the time goes").
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 /// Spate: a Kafka-compatible data streaming platform in one binary.
 #[derive(Debug, Parser)]
 #[command(name = "spate", version = spate_server::build_info::VERSION_LINE, about)]
