@@ -43,6 +43,12 @@ pub struct Config {
     /// How often SQL jobs commit a checkpoint (outputs, state and offsets in one transaction),
     /// milliseconds.
     pub sql_checkpoint_interval_ms: u64,
+    /// A sentence-transformer model directory (`config.json`, `tokenizer.json`,
+    /// `model.safetensors`) served by `POST /v1/embeddings`; none by default.
+    pub ai_model_dir: Option<PathBuf>,
+    /// The name requests give that model [default: its directory's name, or the parent's when
+    /// the directory is called `model`].
+    pub ai_model_name: Option<String>,
     /// The registry's compatibility level for subjects with none of their own and no global
     /// level set through the API (Confluent's `schema.compatibility.level`).
     pub registry_default_compatibility: String,
@@ -423,6 +429,8 @@ impl Default for Config {
             connect_worker_config: None,
             sql_listen: Some(SocketAddr::from(([0, 0, 0, 0], 8088))),
             sql_checkpoint_interval_ms: 1000,
+            ai_model_dir: None,
+            ai_model_name: None,
             registry_default_compatibility: "BACKWARD".to_string(),
             http_auth: HttpAuthMethods::default(),
             node_id: 1,

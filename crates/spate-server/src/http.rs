@@ -116,16 +116,20 @@ pub(crate) struct HttpState {
     pub connect: Option<Arc<spate_connect::metrics::ConnectMetrics>>,
     /// The in-process SQL worker, once it runs.
     pub sql: Arc<OnceLock<Arc<spate_sql::engine::Engine>>>,
+    /// The AI pillar: its models and the OpenAI-compatible API under `/v1/`.
+    pub ai: Arc<spate_ai::Ai>,
 }
 
 /// The routes served once the broker is open (behind `http-auth` when it is on).
 pub(crate) fn router(state: HttpState) -> Router {
     let auth = Arc::clone(&state.auth);
     let broker = Arc::clone(&state.broker);
+    let ai = spate_ai::api::router(Arc::clone(&state.ai));
     let guarded = Router::new()
         .route("/metrics", get(metrics))
         .route("/v1/usage", get(crate::usage::usage))
-        .with_state(state);
+        .with_state(state)
+        .merge(ai);
     let guarded = http_auth::authorize(guarded, broker, http_auth::Listener::Admin);
     http_auth::protect(guarded, auth, http_auth::Listener::Admin)
 }

@@ -414,7 +414,26 @@ impl Server {
             .is_some()
             .then(|| Arc::new(spate_connect::metrics::ConnectMetrics::default()));
         let sql_engine = Arc::new(OnceLock::new());
+        // The embedding model loads before the server is ready (a second or so for
+        // all-MiniLM-L6-v2); one that fails to load is logged and answered with 503.
+        let ai_models: Vec<(String, std::path::PathBuf)> = config
+            .ai_model_dir
+            .iter()
+            .map(|dir| {
+                let name = config
+                    .ai_model_name
+                    .clone()
+                    .unwrap_or_else(|| spate_ai::embed::default_name(dir));
+                (name, dir.clone())
+            })
+            .collect();
+        let ai = Arc::new(
+            tokio::task::spawn_blocking(move || spate_ai::Ai::load(&ai_models))
+                .await
+                .unwrap_or_else(|_| spate_ai::Ai::load(&[])),
+        );
         let router = http::router(http::HttpState {
+            ai,
             sql: Arc::clone(&sql_engine),
             connect: connect_metrics.clone(),
             broker: Arc::clone(&broker),

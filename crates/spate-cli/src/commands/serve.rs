@@ -44,6 +44,14 @@ pub struct ServeArgs {
     /// How often SQL jobs commit a checkpoint, in milliseconds [default: 1000].
     #[arg(long, env = "SPATE_SQL_CHECKPOINT_INTERVAL_MS", value_name = "MS")]
     pub sql_checkpoint_interval_ms: Option<u64>,
+    /// A sentence-transformer model directory (config.json, tokenizer.json,
+    /// model.safetensors) for POST /v1/embeddings, e.g. all-MiniLM-L6-v2's [default: none].
+    #[arg(long, env = "SPATE_AI_MODEL_DIR", value_name = "DIR")]
+    pub ai_model_dir: Option<std::path::PathBuf>,
+    /// The name requests give the model [default: the directory's name, or its parent's when
+    /// the directory is called `model`].
+    #[arg(long, env = "SPATE_AI_MODEL_NAME", value_name = "NAME")]
+    pub ai_model_name: Option<String>,
     /// Authentication on the registry and HTTP listeners: none, basic (users' SCRAM
     /// credentials), bearer (JWTs, needs --oauthbearer-jwks-file) or basic,bearer; /health
     /// stays open [default: none].
@@ -249,6 +257,12 @@ impl ServeArgs {
         }
         if let Some(v) = self.sql_checkpoint_interval_ms {
             config.sql_checkpoint_interval_ms = v.max(10);
+        }
+        if let Some(v) = self.ai_model_dir {
+            config.ai_model_dir = Some(v);
+        }
+        if let Some(v) = self.ai_model_name {
+            config.ai_model_name = Some(v);
         }
         if let Some(v) = self.http_auth {
             config.http_auth = v;

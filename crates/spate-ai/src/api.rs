@@ -1,0 +1,215 @@
+//! The OpenAI-compatible API on the HTTP listener: `POST /v1/embeddings`, `GET /v1/models`,
+//! `GET /v1/models/{id}`, with OpenAI's request and response bodies and its error body
+//! (`{"error": {"message", "type", "param", "code"}}`), so the `openai` client libraries
+//! work against Spate by changing their base URL.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use base64::Engine as _;
+use serde::Deserialize;
+use serde_json::{Value as Json, json};
+
+use crate::{Ai, EmbedError};
+
+/// Inputs one embeddings request may carry (OpenAI's limit).
+const MAX_INPUTS: usize = 2048;
+
+/// The routes, to be merged into the HTTP listener's router.
+pub fn router(ai: Arc<Ai>) -> Router {
+    Router::new()
+        .route("/v1/embeddings", post(embeddings))
+        .route("/v1/models", get(models))
+        .route("/v1/models/{id}", get(model))
+        .with_state(ai)
+}
+
+/// An error in OpenAI's shape.
+fn error(
+    status: StatusCode,
+    kind: &str,
+    code: Option<&str>,
+    param: Option<&str>,
+    message: String,
+) -> Response {
+    (
+        status,
+        axum::Json(json!({
+            "error": {"message": message, "type": kind, "param": param, "code": code}
+        })),
+    )
+        .into_response()
+}
+
+fn invalid(param: Option<&str>, message: String) -> Response {
+    error(
+        StatusCode::BAD_REQUEST,
+        "invalid_request_error",
+        None,
+        param,
+        message,
+    )
+}
+
+fn unknown_model(name: &str) -> Response {
+    error(
+        StatusCode::NOT_FOUND,
+        "invalid_request_error",
+        Some("model_not_found"),
+        Some("model"),
+        format!("The model `{name}` does not exist (GET /v1/models lists the models served)"),
+    )
+}
+
+#[derive(Deserialize)]
+struct EmbeddingsRequest {
+    model: String,
+    input: Input,
+    #[serde(default)]
+    encoding_format: Option<String>,
+    #[serde(default)]
+    dimensions: Option<usize>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Input {
+    One(String),
+    Many(Vec<String>),
+    /// Token arrays (another tokenizer's ids) or anything else.
+    Other(serde::de::IgnoredAny),
+}
+
+async fn embeddings(State(ai): State<Arc<Ai>>, body: Bytes) -> Response {
+    let request: EmbeddingsRequest = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => {
+            return invalid(
+                None,
+                format!("the body is not an embeddings request ({{\"model\", \"input\"}}): {e}"),
+            );
+        }
+    };
+    let model = match ai.model(&request.model) {
+        Ok(Some(model)) => model,
+        Ok(None) => return unknown_model(&request.model),
+        Err(reason) => {
+            return error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "server_error",
+                Some("model_not_loaded"),
+                Some("model"),
+                format!("the model `{}` failed to load: {reason}", request.model),
+            );
+        }
+    };
+    let texts = match request.input {
+        Input::One(text) => vec![text],
+        Input::Many(texts) => texts,
+        Input::Other(_) => {
+            return invalid(
+                Some("input"),
+                format!(
+                    "`{}` takes text (a string or a list of strings); token arrays are another tokenizer's ids",
+                    request.model
+                ),
+            );
+        }
+    };
+    if texts.is_empty() {
+        return invalid(Some("input"), "`input` must not be empty".into());
+    }
+    if texts.len() > MAX_INPUTS {
+        return invalid(
+            Some("input"),
+            format!(
+                "`input` has {} texts; at most {MAX_INPUTS} per request",
+                texts.len()
+            ),
+        );
+    }
+    if let Some(d) = request.dimensions
+        && d != model.dimensions()
+    {
+        return invalid(
+            Some("dimensions"),
+            format!(
+                "`{}` gives {} dimensions and cannot give {d}",
+                request.model,
+                model.dimensions()
+            ),
+        );
+    }
+    let base64 = match request.encoding_format.as_deref() {
+        None | Some("float") => false,
+        Some("base64") => true,
+        Some(other) => {
+            return invalid(
+                Some("encoding_format"),
+                format!("`encoding_format` is `float` or `base64`, not `{other}`"),
+            );
+        }
+    };
+    let embeddings = match ai.embed(model, texts).await {
+        Ok(e) => e,
+        Err(EmbedError::Input(message)) => return invalid(Some("input"), message),
+        Err(e) => {
+            tracing::error!(model = %request.model, "embedding failed: {e}");
+            return error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "server_error",
+                None,
+                None,
+                e.to_string(),
+            );
+        }
+    };
+    let data: Vec<Json> = embeddings
+        .vectors
+        .iter()
+        .enumerate()
+        .map(|(index, v)| {
+            let embedding = if base64 {
+                // Little-endian float32, as the openai client decodes it.
+                let bytes: Vec<u8> = v.iter().flat_map(|f| f.to_le_bytes()).collect();
+                Json::String(base64::engine::general_purpose::STANDARD.encode(bytes))
+            } else {
+                json!(v)
+            };
+            json!({"object": "embedding", "index": index, "embedding": embedding})
+        })
+        .collect();
+    axum::Json(json!({
+        "object": "list",
+        "data": data,
+        "model": request.model,
+        "usage": {"prompt_tokens": embeddings.tokens, "total_tokens": embeddings.tokens},
+    }))
+    .into_response()
+}
+
+fn model_json(model: &crate::LocalModel) -> Json {
+    json!({
+        "id": model.name(),
+        "object": "model",
+        "created": model.loaded_at(),
+        "owned_by": "spate",
+    })
+}
+
+async fn models(State(ai): State<Arc<Ai>>) -> Response {
+    let data: Vec<Json> = ai.models().iter().map(|m| model_json(m)).collect();
+    axum::Json(json!({"object": "list", "data": data})).into_response()
+}
+
+async fn model(State(ai): State<Arc<Ai>>, Path(id): Path<String>) -> Response {
+    match ai.model(&id) {
+        Ok(Some(model)) => axum::Json(model_json(model)).into_response(),
+        _ => unknown_model(&id),
+    }
+}
