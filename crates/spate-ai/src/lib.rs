@@ -3,12 +3,16 @@
 //! - [`embed`]: a local sentence-transformer model (BERT family: `config.json`,
 //!   `tokenizer.json`, `model.safetensors`) run on the CPU with candle, batched, with the mean
 //!   pooling and normalisation sentence-transformers applies;
+//! - [`store`] and [`filter`]: an index's vectors (chunks of a topic's records, upserted and
+//!   deleted by record key) and the metadata filters of Vectorize and Pinecone;
 //! - [`api`]: the OpenAI-compatible HTTP API served under `/v1/` on the HTTP listener
 //!   (`POST /v1/embeddings`, `GET /v1/models`), so the `openai` client libraries work by
 //!   changing their base URL.
 
 pub mod api;
 pub mod embed;
+pub mod filter;
+pub mod store;
 
 use std::path::PathBuf;
 use std::sync::Arc;
