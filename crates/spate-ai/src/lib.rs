@@ -5,6 +5,7 @@
 //!   pooling and normalisation sentence-transformers applies;
 //! - [`store`] and [`filter`]: an index's vectors (chunks of a topic's records, upserted and
 //!   deleted by record key) and the metadata filters of Vectorize and Pinecone;
+//! - [`text`]: what an index reads from a record (the text, metadata fields) and chunking;
 //! - [`api`]: the OpenAI-compatible HTTP API served under `/v1/` on the HTTP listener
 //!   (`POST /v1/embeddings`, `GET /v1/models`), so the `openai` client libraries work by
 //!   changing their base URL.
@@ -13,6 +14,7 @@ pub mod api;
 pub mod embed;
 pub mod filter;
 pub mod store;
+pub mod text;
 
 use std::path::PathBuf;
 use std::sync::Arc;
