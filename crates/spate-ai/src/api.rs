@@ -20,10 +20,16 @@ use crate::{Ai, EmbedError};
 /// Inputs one embeddings request may carry (OpenAI's limit).
 const MAX_INPUTS: usize = 2048;
 
+/// The largest request body: 2,048 long texts (each is cut at the model's window anyway).
+const MAX_BODY_BYTES: usize = 64 << 20;
+
 /// The routes, to be merged into the HTTP listener's router.
 pub fn router(ai: Arc<Ai>) -> Router {
     Router::new()
-        .route("/v1/embeddings", post(embeddings))
+        .route(
+            "/v1/embeddings",
+            post(embeddings).layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES)),
+        )
         .route("/v1/models", get(models))
         .route("/v1/models/{id}", get(model))
         .with_state(ai)

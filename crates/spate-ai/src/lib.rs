@@ -18,13 +18,33 @@ pub mod text;
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use spate_metrics::{Histogram, escape_label, write_header, write_histogram, write_single};
 
 pub use embed::{EmbedError, Embeddings, LocalModel};
+
+/// A model's counters, for `/metrics`.
+#[derive(Debug, Default)]
+pub struct ModelMetrics {
+    /// Embedding requests answered.
+    pub requests: AtomicU64,
+    /// Texts embedded.
+    pub texts: AtomicU64,
+    /// Tokens read.
+    pub tokens: AtomicU64,
+    /// Requests that failed in the model.
+    pub errors: AtomicU64,
+    /// Each request's time in the model (waiting for it included).
+    pub seconds: Histogram,
+}
 
 /// What the AI pillar serves: the models it loaded, and those that failed to load (requests
 /// for them say why, with 503).
 pub struct Ai {
     models: Vec<Arc<LocalModel>>,
+    metrics: Vec<ModelMetrics>,
     failed: Vec<(String, String)>,
     /// Model runs at a time: each uses every core, so more would only share them.
     running: tokio::sync::Semaphore,
@@ -55,6 +75,7 @@ impl Ai {
             }
         }
         Ai {
+            metrics: loaded.iter().map(|_| ModelMetrics::default()).collect(),
             models: loaded,
             failed,
             running: tokio::sync::Semaphore::new(1),
@@ -80,14 +101,95 @@ impl Ai {
         model: &Arc<LocalModel>,
         texts: Vec<String>,
     ) -> Result<Embeddings, EmbedError> {
-        let _permit = self
-            .running
-            .acquire()
-            .await
-            .map_err(|_| EmbedError::Run("the AI pillar is stopping".into()))?;
-        let model = Arc::clone(model);
-        tokio::task::spawn_blocking(move || model.embed(&texts))
-            .await
-            .map_err(|e| EmbedError::Run(e.to_string()))?
+        let started = Instant::now();
+        let count = texts.len() as u64;
+        let result = async {
+            let _permit = self
+                .running
+                .acquire()
+                .await
+                .map_err(|_| EmbedError::Run("the AI pillar is stopping".into()))?;
+            let model = Arc::clone(model);
+            tokio::task::spawn_blocking(move || model.embed(&texts))
+                .await
+                .map_err(|e| EmbedError::Run(e.to_string()))?
+        }
+        .await;
+        if let Some(m) = self
+            .models
+            .iter()
+            .position(|m| Arc::ptr_eq(m, model))
+            .and_then(|i| self.metrics.get(i))
+        {
+            m.requests.fetch_add(1, Ordering::Relaxed);
+            match &result {
+                Ok(e) => {
+                    m.texts.fetch_add(count, Ordering::Relaxed);
+                    m.tokens.fetch_add(e.tokens as u64, Ordering::Relaxed);
+                }
+                Err(_) => {
+                    m.errors.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            m.seconds.observe_since(started);
+        }
+        result
+    }
+
+    /// Writes the `spate_ai_*` metrics (Prometheus text format).
+    pub fn render_metrics(&self, out: &mut String) {
+        write_single(
+            out,
+            "spate_ai_models_failed",
+            "gauge",
+            "Configured models that failed to load (their requests get 503).",
+            self.failed.len(),
+        );
+        type Read = fn(&ModelMetrics) -> u64;
+        let counters: [(&str, &str, Read); 4] = [
+            (
+                "spate_ai_embedding_requests_total",
+                "Embedding requests a model answered.",
+                |m| m.requests.load(Ordering::Relaxed),
+            ),
+            (
+                "spate_ai_embedding_texts_total",
+                "Texts a model embedded.",
+                |m| m.texts.load(Ordering::Relaxed),
+            ),
+            (
+                "spate_ai_embedding_tokens_total",
+                "Tokens a model read (after truncation, special tokens included).",
+                |m| m.tokens.load(Ordering::Relaxed),
+            ),
+            (
+                "spate_ai_embedding_errors_total",
+                "Embedding requests that failed in the model.",
+                |m| m.errors.load(Ordering::Relaxed),
+            ),
+        ];
+        for (name, help, read) in counters {
+            write_header(out, name, "counter", help);
+            for (model, m) in self.models.iter().zip(&self.metrics) {
+                let _ = std::fmt::Write::write_fmt(
+                    out,
+                    format_args!(
+                        "{name}{{model=\"{}\"}} {}\n",
+                        escape_label(model.name()),
+                        read(m)
+                    ),
+                );
+            }
+        }
+        write_header(
+            out,
+            "spate_ai_embedding_seconds",
+            "histogram",
+            "Time an embedding request spent waiting for and running the model.",
+        );
+        for (model, m) in self.models.iter().zip(&self.metrics) {
+            let labels = format!("model=\"{}\"", escape_label(model.name()));
+            write_histogram(out, "spate_ai_embedding_seconds", &labels, &m.seconds);
+        }
     }
 }

@@ -143,6 +143,7 @@ async fn metrics(State(state): State<HttpState>) -> impl IntoResponse {
     if let Some(sql) = state.sql.get() {
         sql.render_metrics(&mut out);
     }
+    state.ai.render_metrics(&mut out);
     let c = &state.connections;
     for (name, kind, help, value) in [
         (
