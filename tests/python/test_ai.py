@@ -69,13 +69,19 @@ def test_local_embeddings_match_sentence_transformers(served):
         assert cosine(a.embedding, list(b.embedding)) > 0.99999
     one = client.embeddings.create(model=MODEL, input=sentences[1], encoding_format="float")
     assert cosine(one.data[0].embedding, GOLDEN["embeddings"][1]) >= 0.999
+    # A request of several batches (its texts sorted by length) keeps each text's vector in place.
+    many = client.embeddings.create(model=MODEL, input=sentences * 6)
+    for i, got in enumerate(many.data):
+        assert got.index == i
+        assert cosine(list(got.embedding), GOLDEN["embeddings"][i % len(sentences)]) >= 0.999
     # /metrics counts what was asked of the model.
     label = f'{{model="{MODEL}"}}'
-    assert metric(broker, "spate_ai_embedding_requests_total" + label) == 3
-    assert metric(broker, "spate_ai_embedding_texts_total" + label) == len(sentences) + 3 + 1
-    tokens = response.usage.prompt_tokens + floats.usage.prompt_tokens + one.usage.prompt_tokens
+    assert metric(broker, "spate_ai_embedding_requests_total" + label) == 4
+    assert metric(broker, "spate_ai_embedding_texts_total" + label) == len(sentences) * 7 + 3 + 1
+    tokens = sum(r.usage.prompt_tokens for r in (response, floats, one, many))
+    assert many.usage.prompt_tokens == 6 * response.usage.prompt_tokens
     assert metric(broker, "spate_ai_embedding_tokens_total" + label) == tokens
-    assert metric(broker, "spate_ai_embedding_seconds_count" + label) == 3
+    assert metric(broker, "spate_ai_embedding_seconds_count" + label) == 4
     assert metric(broker, "spate_ai_models_failed") == 0
 
 
