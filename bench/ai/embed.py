@@ -45,7 +45,6 @@ from __future__ import annotations
 
 import argparse
 import base64
-import ctypes
 import hashlib
 import http.client
 import json
@@ -53,32 +52,27 @@ import math
 import os
 import platform
 import random
-import re
 import shutil
-import signal
-import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.error
-import urllib.request
 from array import array
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
-REPO = HERE.parent.parent
+sys.path.insert(0, str(HERE.parent))
+
+from spate_process import Spate, die_with_parent, find_binary  # noqa: E402 - bench/spate_process.py
+
 MODEL = "all-MiniLM-L6-v2"
 RUNTIMES = ["spate", "ort", "ort-opt", "st"]
 REF_VENV = Path.home() / ".cache" / "spate" / "bench-ai-venv"
 ONNX_DIR = Path.home() / ".cache" / "spate" / "models" / f"{MODEL}-onnx"
 MIN_COSINE = 0.999
-READY_LINE = re.compile(r"spate is ready.*?http_addr=(\S+)")
-COMMIT = re.compile(r'spate is ready.*?commit="?([0-9a-f]+)')
-ERROR_LINE = re.compile(r"^\S+\s+ERROR\b|\bpanicked at\b")  # as tests/python/conftest.py
 
 
 # --- the corpus -----------------------------------------------------------------------------------
@@ -178,14 +172,6 @@ def busy_seconds() -> float:
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
-def process_cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process (all its threads)."""
-    with open(f"/proc/{pid}/stat") as f:
-        # The command name (field 2) may hold spaces: split after its closing parenthesis.
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
-
-
 def busy_cores(seconds: float = 2.0) -> float:
     """How many cores the machine keeps busy now (over `seconds`)."""
     b0 = busy_seconds()
@@ -257,126 +243,6 @@ class Result:
 
 
 # --- Spate ----------------------------------------------------------------------------------------
-
-
-def default_binaries() -> list[Path]:
-    """target/release/spate of the repository, $CARGO_TARGET_DIR/release/spate when that is set,
-    ~/.cache/spate/target/release/spate (where the project's builds go)."""
-    paths = [REPO / "target" / "release" / "spate"]
-    if os.environ.get("CARGO_TARGET_DIR"):
-        paths.append(Path(os.environ["CARGO_TARGET_DIR"]) / "release" / "spate")
-    paths.append(Path.home() / ".cache" / "spate" / "target" / "release" / "spate")
-    return paths
-
-
-def find_binary(explicit: str | None) -> Path:
-    candidates = [Path(explicit)] if explicit else default_binaries()
-    for path in candidates:
-        if path.is_file() and os.access(path, os.X_OK):
-            return path
-    raise SystemExit(f"no spate binary at {', '.join(map(str, candidates))} (build it, or --spate PATH)")
-
-
-def _die_with_parent() -> None:
-    """In the child before exec: SIGKILL it if this script dies (no orphan servers)."""
-    pr_set_pdeathsig = 1
-    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
-
-
-class Spate:
-    """A private `spate serve` with the model loaded: its log in `log_path`."""
-
-    def __init__(self, binary: Path, work: Path, model_dir: Path) -> None:
-        self.binary = binary
-        self.data_dir = work / "spate-data"
-        self.log_path = work / "spate.log"
-        self.model_dir = model_dir
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.http_addr = ""
-        self.commit = ""
-        self.error_lines: list[str] = []
-        self._reader: threading.Thread | None = None
-
-    def start(self, timeout_s: float = 120.0) -> None:
-        command = [
-            str(self.binary), "serve",
-            "--data-dir", str(self.data_dir),
-            "--kafka-listen", "127.0.0.1:0",
-            "--http-listen", "127.0.0.1:0",
-            "--registry-listen", "127.0.0.1:0",
-            "--connect-listen", "off",
-            "--sql-listen", "off",
-            "--ai-model-dir", str(self.model_dir),
-            "--ai-model-name", MODEL,
-        ]
-        found: dict[str, str] = {}
-        ready = threading.Event()
-        log = self.log_path.open("w")
-        log.write(" ".join(command) + "\n")
-        proc = subprocess.Popen(
-            command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-            preexec_fn=_die_with_parent,
-        )
-        self.proc = proc
-
-        def read() -> None:
-            assert proc.stdout is not None
-            for raw in proc.stdout:
-                line = raw.decode("utf-8", "replace").rstrip("\n")
-                log.write(line + "\n")
-                log.flush()
-                if ERROR_LINE.search(line):
-                    self.error_lines.append(line)
-                if m := COMMIT.search(line):
-                    found["commit"] = m.group(1)
-                if m := READY_LINE.search(line):
-                    found["http"] = m.group(1).strip('",')
-                    ready.set()
-            log.close()
-
-        self._reader = threading.Thread(target=read, name="spate-log", daemon=True)
-        self._reader.start()
-        deadline = time.monotonic() + timeout_s
-        while not ready.wait(0.05):
-            if proc.poll() is not None:
-                self._reader.join(5)
-                raise RuntimeError(f"spate exited with code {proc.returncode} before it was ready:\n{self.log_tail()}")
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"spate logged no 'spate is ready' within {timeout_s} s:\n{self.log_tail()}")
-        self.http_addr = found["http"]
-        self.commit = found.get("commit", "")
-        while True:  # the model is loaded before ready; /health/ready says so too
-            try:
-                with urllib.request.urlopen(f"http://{self.http_addr}/health/ready", timeout=5) as r:
-                    if r.status == 200:
-                        break
-            except (urllib.error.URLError, OSError):
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"GET /health/ready did not answer 200 within {timeout_s} s")
-            time.sleep(0.1)
-
-    def log_tail(self, lines: int = 15) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError as e:
-            return f"(no log: {e})"
-
-    def cpu_seconds(self) -> float:
-        assert self.proc is not None
-        return process_cpu_seconds(self.proc.pid)
-
-    def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(60)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        if self._reader is not None:
-            self._reader.join(10)
 
 
 class EmbeddingsClient:
@@ -457,7 +323,10 @@ def run_spate(
 ) -> tuple[Result, dict[int, list[float]], Spate]:
     result = Result("spate", "ok", label="spate (candle, HTTP)", sentences=len(texts), batch=args.batch,
                     model_batch=32, concurrency=args.concurrency, threads=os.cpu_count() or 0)
-    spate = Spate(binary, work, model_dir)
+    spate = Spate(
+        binary, work / "spate-data", work / "spate.log",
+        ["--ai-model-dir", str(model_dir), "--ai-model-name", MODEL],
+    )
     kept: dict[int, list[float]] = {}
     try:
         version = subprocess.run([str(binary), "--version"], capture_output=True, text=True, timeout=30)
@@ -768,7 +637,7 @@ def run_worker(ref_python: str, job: dict[str, Any], work: Path) -> dict[str, An
     proc = subprocess.run(
         [ref_python, str(Path(__file__).resolve()), "--worker", str(job_path), str(out_path)],
         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-        preexec_fn=_die_with_parent,
+        preexec_fn=die_with_parent,
     )
     (work / f"{job['runtime']}.log").write_text(proc.stdout + proc.stderr)
     sys.stderr.write(proc.stderr if proc.returncode else "".join(

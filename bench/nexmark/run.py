@@ -28,16 +28,12 @@ on its own:
 from __future__ import annotations
 
 import argparse
-import ctypes
 import json
 import os
 import re
 import shutil
-import signal
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -48,10 +44,11 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
-REPO = HERE.parent.parent
 sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent))
 
 import generate  # noqa: E402 - the generator next to this file
+from spate_process import Spate, find_binary  # noqa: E402 - bench/spate_process.py
 
 QUERIES = [f"q{i}" for i in range(23)]
 WATERMARK_DELAY_MS = 4000  # queries/ddl.sql: WATERMARK FOR dateTime AS dateTime - INTERVAL '4' SECOND
@@ -87,152 +84,6 @@ TIES: dict[str, tuple[str, ...]] = {
     "q18": ("auction", "bidder", "dateTime"),
     "q19": ("auction", "price", "rank_number"),
 }
-
-
-def default_binaries() -> list[Path]:
-    """target/release/spate of the repository, else $CARGO_TARGET_DIR/release/spate when that is
-    set, else the debug build the tests use ($CARGO_TARGET_DIR, default ~/.cache/spate/target)."""
-    target = os.environ.get("CARGO_TARGET_DIR")
-    paths = [REPO / "target" / "release" / "spate"]
-    if target:
-        paths.append(Path(target) / "release" / "spate")
-    paths.append(Path(target or Path.home() / ".cache" / "spate" / "target") / "debug" / "spate")
-    return paths
-
-READY_LINE = re.compile(r"spate is ready.*?kafka_addr=(\S+).*?http_addr=(\S+)")
-SQL_READY_LINE = re.compile(r"sql worker is ready.*?sql_addr=(\S+)")
-COMMIT = re.compile(r'spate is ready.*?commit="?([0-9a-f]+)')
-ERROR_LINE = re.compile(r"^\S+\s+ERROR\b|\bpanicked at\b")  # as tests/python/conftest.py
-
-
-# --- the spate process ----------------------------------------------------------------------------
-
-
-def _die_with_parent() -> None:
-    """In the child before exec: SIGKILL it if this script dies (no orphan brokers)."""
-    pr_set_pdeathsig = 1
-    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
-
-
-def find_binary(explicit: str | None, wait_s: float = 120.0) -> Path:
-    """--spate, else the first of DEFAULT_BINARIES that exists. Waits a while for a binary that is
-    being rebuilt (briefly missing)."""
-    candidates = [Path(explicit)] if explicit else default_binaries()
-    deadline = time.monotonic() + wait_s
-    said = False
-    while True:
-        for path in candidates:
-            if path.is_file() and os.access(path, os.X_OK):
-                return path
-        if time.monotonic() > deadline:
-            raise SystemExit(f"no spate binary at {', '.join(map(str, candidates))}")
-        if not said:
-            print(f"waiting up to {wait_s:.0f} s for a spate binary (being rebuilt?)", file=sys.stderr)
-            said = True
-        time.sleep(1.0)
-
-
-class Spate:
-    """A private `spate serve`: its log in `log_path`, its addresses parsed from its log lines."""
-
-    def __init__(self, binary: Path, data_dir: Path, log_path: Path, extra_args: list[str]) -> None:
-        self.binary = binary
-        self.data_dir = data_dir
-        self.log_path = log_path
-        self.extra_args = extra_args
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.kafka_addr = ""
-        self.sql_addr = ""
-        self.commit = ""
-        self.error_lines: list[str] = []
-        self._reader: threading.Thread | None = None
-
-    def start(self, timeout_s: float = 90.0) -> None:
-        command = [
-            str(self.binary), "serve",
-            "--data-dir", str(self.data_dir),
-            "--kafka-listen", "127.0.0.1:0",
-            "--http-listen", "127.0.0.1:0",
-            "--registry-listen", "127.0.0.1:0",
-            "--connect-listen", "off",
-            "--sql-listen", "127.0.0.1:0",
-            *self.extra_args,
-        ]
-        ready = threading.Event()
-        found: dict[str, str] = {}
-        log = self.log_path.open("w")
-        log.write(" ".join(command) + "\n")
-        proc = subprocess.Popen(
-            command,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            preexec_fn=_die_with_parent,
-        )
-        self.proc = proc
-
-        def read() -> None:
-            assert proc.stdout is not None
-            for raw in proc.stdout:
-                line = raw.decode("utf-8", "replace").rstrip("\n")
-                log.write(line + "\n")
-                log.flush()
-                if ERROR_LINE.search(line):
-                    self.error_lines.append(line)
-                if m := READY_LINE.search(line):
-                    found["kafka"] = m.group(1)
-                if m := COMMIT.search(line):
-                    found["commit"] = m.group(1)
-                if m := SQL_READY_LINE.search(line):
-                    found["sql"] = m.group(1)
-                if "kafka" in found and "sql" in found:
-                    ready.set()
-            log.close()
-
-        self._reader = threading.Thread(target=read, name="spate-log", daemon=True)
-        self._reader.start()
-        deadline = time.monotonic() + timeout_s
-        while not ready.wait(0.05):
-            if proc.poll() is not None:
-                self._reader.join(5)
-                raise RuntimeError(
-                    f"spate exited with code {proc.returncode} before it was ready:\n{self.log_tail()}"
-                )
-            if time.monotonic() > deadline:
-                raise RuntimeError(
-                    f"spate logged no 'spate is ready' and 'sql worker is ready' within {timeout_s} s "
-                    f"(a build without Spate SQL?):\n{self.log_tail()}"
-                )
-        self.kafka_addr = found["kafka"]
-        self.sql_addr = found["sql"]
-        self.commit = found.get("commit", "")
-
-    def log_tail(self, lines: int = 15) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError as e:
-            return f"(no log: {e})"
-
-    def cpu_seconds(self) -> float:
-        """User + system CPU time of the process (all its threads)."""
-        assert self.proc is not None
-        with open(f"/proc/{self.proc.pid}/stat") as f:
-            # The command name (field 2) may hold spaces: split after its closing parenthesis.
-            fields = f.read().rsplit(")", 1)[1].split()
-        ticks = os.sysconf("SC_CLK_TCK")
-        return (int(fields[11]) + int(fields[12])) / ticks  # utime, stime: fields 14 and 15
-
-    def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(60)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        if self._reader is not None:
-            self._reader.join(10)
 
 
 # --- the SQL API ----------------------------------------------------------------------------------
@@ -641,7 +492,7 @@ def main(argv: list[str] | None = None) -> int:
     work = args.work_dir or Path(tempfile.mkdtemp(prefix="nexmark-"))
     work.mkdir(parents=True, exist_ok=True)
     extra = ["--sql-checkpoint-interval-ms", str(args.checkpoint_ms)] if args.checkpoint_ms else []
-    spate = Spate(binary, work / "spate-data", work / "spate.log", extra)
+    spate = Spate(binary, work / "spate-data", work / "spate.log", extra, sql=True)
     debug = "/debug/" in str(binary)
     print(f"spate: {binary}{' (a debug build: not representative numbers)' if debug else ''}", file=sys.stderr)
     print(f"work directory: {work}", file=sys.stderr)
