@@ -12,7 +12,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use base64::Engine as _;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value as Json, json};
 
 use crate::{Ai, EmbedError};
@@ -101,8 +101,8 @@ async fn embeddings(State(ai): State<Arc<Ai>>, body: Bytes) -> Response {
             );
         }
     };
-    let model = match ai.model(&request.model) {
-        Ok(Some(model)) => model,
+    let served = match ai.model(&request.model) {
+        Ok(Some(served)) => served,
         Ok(None) => return unknown_model(&request.model),
         Err(reason) => {
             return error(
@@ -140,14 +140,14 @@ async fn embeddings(State(ai): State<Arc<Ai>>, body: Bytes) -> Response {
         );
     }
     if let Some(d) = request.dimensions
-        && d != model.dimensions()
+        && d != served.model.dimensions()
     {
         return invalid(
             Some("dimensions"),
             format!(
                 "`{}` gives {} dimensions and cannot give {d}",
                 request.model,
-                model.dimensions()
+                served.model.dimensions()
             ),
         );
     }
@@ -161,7 +161,7 @@ async fn embeddings(State(ai): State<Arc<Ai>>, body: Bytes) -> Response {
             );
         }
     };
-    let embeddings = match ai.embed(model, texts).await {
+    let embeddings = match ai.embed(served, texts).await {
         Ok(e) => e,
         Err(EmbedError::Input(message)) => return invalid(Some("input"), message),
         Err(e) => {
@@ -175,28 +175,62 @@ async fn embeddings(State(ai): State<Arc<Ai>>, body: Bytes) -> Response {
             );
         }
     };
-    let data: Vec<Json> = embeddings
+    let data: Vec<EmbeddingOut<'_>> = embeddings
         .vectors
         .iter()
         .enumerate()
-        .map(|(index, v)| {
-            let embedding = if base64 {
+        .map(|(index, v)| EmbeddingOut {
+            object: "embedding",
+            index,
+            embedding: if base64 {
                 // Little-endian float32, as the openai client decodes it.
                 let bytes: Vec<u8> = v.iter().flat_map(|f| f.to_le_bytes()).collect();
-                Json::String(base64::engine::general_purpose::STANDARD.encode(bytes))
+                Vector::Base64(base64::engine::general_purpose::STANDARD.encode(bytes))
             } else {
-                json!(v)
-            };
-            json!({"object": "embedding", "index": index, "embedding": embedding})
+                Vector::Floats(v)
+            },
         })
         .collect();
-    axum::Json(json!({
-        "object": "list",
-        "data": data,
-        "model": request.model,
-        "usage": {"prompt_tokens": embeddings.tokens, "total_tokens": embeddings.tokens},
-    }))
+    axum::Json(EmbeddingsOut {
+        object: "list",
+        data,
+        model: &request.model,
+        usage: Usage {
+            prompt_tokens: embeddings.tokens,
+            total_tokens: embeddings.tokens,
+        },
+    })
     .into_response()
+}
+
+/// `/v1/embeddings`' answer, serialized straight from the vectors (no JSON number per float
+/// built first).
+#[derive(Serialize)]
+struct EmbeddingsOut<'a> {
+    object: &'static str,
+    data: Vec<EmbeddingOut<'a>>,
+    model: &'a str,
+    usage: Usage,
+}
+
+#[derive(Serialize)]
+struct EmbeddingOut<'a> {
+    object: &'static str,
+    index: usize,
+    embedding: Vector<'a>,
+}
+
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Vector<'a> {
+    Floats(&'a [f32]),
+    Base64(String),
+}
+
+#[derive(Serialize)]
+struct Usage {
+    prompt_tokens: usize,
+    total_tokens: usize,
 }
 
 fn model_json(model: &crate::LocalModel) -> Json {
@@ -209,13 +243,13 @@ fn model_json(model: &crate::LocalModel) -> Json {
 }
 
 async fn models(State(ai): State<Arc<Ai>>) -> Response {
-    let data: Vec<Json> = ai.models().iter().map(|m| model_json(m)).collect();
+    let data: Vec<Json> = ai.models().map(model_json).collect();
     axum::Json(json!({"object": "list", "data": data})).into_response()
 }
 
 async fn model(State(ai): State<Arc<Ai>>, Path(id): Path<String>) -> Response {
     match ai.model(&id) {
-        Ok(Some(model)) => axum::Json(model_json(model)).into_response(),
+        Ok(Some(served)) => axum::Json(model_json(&served.model)).into_response(),
         _ => unknown_model(&id),
     }
 }

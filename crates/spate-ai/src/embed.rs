@@ -1,4 +1,4 @@
-//! The local embedding model: a BERT-family sentence transformer in a directory (as Hugging
+//! The local embedding model: a BERT sentence transformer in a directory (as Hugging
 //! Face and sentence-transformers lay one out: `config.json`, `tokenizer.json`,
 //! `model.safetensors`, and optionally `modules.json`, `sentence_bert_config.json`,
 //! `1_Pooling/config.json`), run on the CPU by candle.
@@ -125,11 +125,11 @@ impl LocalModel {
             .get("model_type")
             .and_then(Json::as_str)
             .unwrap_or("bert");
-        if !matches!(model_type, "bert" | "roberta" | "xlm-roberta" | "camembert") {
+        if model_type != "bert" {
             return Err(model_error(
                 &config_path,
                 format!(
-                    "model_type {model_type:?} is not supported (BERT-family sentence transformers only)"
+                    "model_type {model_type:?} is not supported (BERT sentence transformers only)"
                 ),
             ));
         }
@@ -215,11 +215,6 @@ impl LocalModel {
     /// The name requests use.
     pub fn name(&self) -> &str {
         &self.name
-    }
-
-    /// Where it was loaded from.
-    pub fn dir(&self) -> &Path {
-        &self.dir
     }
 
     /// Its vectors' dimensions.

@@ -1,6 +1,6 @@
 //! Spate AI: the AI pillar (../shared/DESIGN.md, "Pillars above the broker").
 //!
-//! - [`embed`]: a local sentence-transformer model (BERT family: `config.json`,
+//! - [`embed`]: a local sentence-transformer model (BERT: `config.json`,
 //!   `tokenizer.json`, `model.safetensors`) run on the CPU with candle, batched, with the mean
 //!   pooling and normalisation sentence-transformers applies;
 //! - [`store`] and [`filter`]: an index's vectors (chunks of a topic's records, upserted and
@@ -16,6 +16,7 @@ pub mod filter;
 pub mod store;
 pub mod text;
 
+use std::fmt::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -40,11 +41,17 @@ pub struct ModelMetrics {
     pub seconds: Histogram,
 }
 
+/// A loaded model with its counters.
+pub struct Served {
+    /// The model.
+    pub model: Arc<LocalModel>,
+    metrics: ModelMetrics,
+}
+
 /// What the AI pillar serves: the models it loaded, and those that failed to load (requests
 /// for them say why, with 503).
 pub struct Ai {
-    models: Vec<Arc<LocalModel>>,
-    metrics: Vec<ModelMetrics>,
+    models: Vec<Served>,
     failed: Vec<(String, String)>,
     /// Model runs at a time: each uses every core, so more would only share them.
     running: tokio::sync::Semaphore,
@@ -66,7 +73,10 @@ impl Ai {
                         max_tokens = model.max_tokens(),
                         "embedding model loaded"
                     );
-                    loaded.push(Arc::new(model));
+                    loaded.push(Served {
+                        model: Arc::new(model),
+                        metrics: ModelMetrics::default(),
+                    });
                 }
                 Err(e) => {
                     tracing::error!(model = %name, "embedding model not loaded: {e}");
@@ -75,7 +85,6 @@ impl Ai {
             }
         }
         Ai {
-            metrics: loaded.iter().map(|_| ModelMetrics::default()).collect(),
             models: loaded,
             failed,
             running: tokio::sync::Semaphore::new(1),
@@ -83,22 +92,22 @@ impl Ai {
     }
 
     /// The model named `name`: Ok(None) when there is none, Err(reason) when it failed to load.
-    pub fn model(&self, name: &str) -> Result<Option<&Arc<LocalModel>>, &str> {
+    pub fn model(&self, name: &str) -> Result<Option<&Served>, &str> {
         if let Some((_, reason)) = self.failed.iter().find(|(n, _)| n == name) {
             return Err(reason);
         }
-        Ok(self.models.iter().find(|m| m.name() == name))
+        Ok(self.models.iter().find(|s| s.model.name() == name))
     }
 
     /// Every loaded model, in the order configured.
-    pub fn models(&self) -> &[Arc<LocalModel>] {
-        &self.models
+    pub fn models(&self) -> impl Iterator<Item = &LocalModel> {
+        self.models.iter().map(|s| &*s.model)
     }
 
-    /// Embeds `texts` with `model` on a blocking thread, one model run at a time.
+    /// Embeds `texts` with `served`'s model on a blocking thread, one model run at a time.
     pub async fn embed(
         &self,
-        model: &Arc<LocalModel>,
+        served: &Served,
         texts: Vec<String>,
     ) -> Result<Embeddings, EmbedError> {
         let started = Instant::now();
@@ -109,30 +118,24 @@ impl Ai {
                 .acquire()
                 .await
                 .map_err(|_| EmbedError::Run("the AI pillar is stopping".into()))?;
-            let model = Arc::clone(model);
+            let model = Arc::clone(&served.model);
             tokio::task::spawn_blocking(move || model.embed(&texts))
                 .await
                 .map_err(|e| EmbedError::Run(e.to_string()))?
         }
         .await;
-        if let Some(m) = self
-            .models
-            .iter()
-            .position(|m| Arc::ptr_eq(m, model))
-            .and_then(|i| self.metrics.get(i))
-        {
-            m.requests.fetch_add(1, Ordering::Relaxed);
-            match &result {
-                Ok(e) => {
-                    m.texts.fetch_add(count, Ordering::Relaxed);
-                    m.tokens.fetch_add(e.tokens as u64, Ordering::Relaxed);
-                }
-                Err(_) => {
-                    m.errors.fetch_add(1, Ordering::Relaxed);
-                }
+        let m = &served.metrics;
+        m.requests.fetch_add(1, Ordering::Relaxed);
+        match &result {
+            Ok(e) => {
+                m.texts.fetch_add(count, Ordering::Relaxed);
+                m.tokens.fetch_add(e.tokens as u64, Ordering::Relaxed);
             }
-            m.seconds.observe_since(started);
+            Err(_) => {
+                m.errors.fetch_add(1, Ordering::Relaxed);
+            }
         }
+        m.seconds.observe_since(started);
         result
     }
 
@@ -170,15 +173,9 @@ impl Ai {
         ];
         for (name, help, read) in counters {
             write_header(out, name, "counter", help);
-            for (model, m) in self.models.iter().zip(&self.metrics) {
-                let _ = std::fmt::Write::write_fmt(
-                    out,
-                    format_args!(
-                        "{name}{{model=\"{}\"}} {}\n",
-                        escape_label(model.name()),
-                        read(m)
-                    ),
-                );
+            for s in &self.models {
+                let model = escape_label(s.model.name());
+                let _ = writeln!(out, "{name}{{model=\"{model}\"}} {}", read(&s.metrics));
             }
         }
         write_header(
@@ -187,9 +184,14 @@ impl Ai {
             "histogram",
             "Time an embedding request spent waiting for and running the model.",
         );
-        for (model, m) in self.models.iter().zip(&self.metrics) {
-            let labels = format!("model=\"{}\"", escape_label(model.name()));
-            write_histogram(out, "spate_ai_embedding_seconds", &labels, &m.seconds);
+        for s in &self.models {
+            let labels = format!("model=\"{}\"", escape_label(s.model.name()));
+            write_histogram(
+                out,
+                "spate_ai_embedding_seconds",
+                &labels,
+                &s.metrics.seconds,
+            );
         }
     }
 }

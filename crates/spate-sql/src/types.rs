@@ -428,14 +428,10 @@ impl Ord for Value {
     }
 }
 
-/// A value as state JSON: tagged so it reads back as the same variant (`{"i": 1}`,
-/// `{"f": 1.5}`, `{"s": "x"}`, `{"t": ms}`, ...). Not a user-facing format.
-pub fn encode_state(v: &Value) -> serde_json::Value {
-    serde_json::to_value(State(v)).unwrap_or(serde_json::Value::Null)
-}
-
-/// A value serialized as its state JSON (the text of [`encode_state`]'s JSON) without building
-/// that JSON (a map and two strings per value): what checkpoints write for every changed key.
+/// A value serialized as state JSON, tagged so it reads back as the same variant (`{"i": 1}`,
+/// `{"f": 1.5}`, `{"s": "x"}`, `{"t": ms}`, ...; [`decode_state`] reads it), written straight
+/// to text with no `serde_json::Value` in between: checkpoints write it for every changed key.
+/// Not a user-facing format.
 pub struct State<'a>(pub &'a Value);
 
 /// A row serialized as an array of [`State`]s.
@@ -466,7 +462,7 @@ impl serde::Serialize for StateRow<'_> {
     }
 }
 
-/// `{"<tag>": value}`, as [`encode_state`] tags a value.
+/// `{"<tag>": value}`, as [`State`] tags a value.
 fn tagged<S: serde::Serializer, T: serde::Serialize + ?Sized>(
     s: S,
     tag: &str,
@@ -491,7 +487,7 @@ pub fn state_text(value: &impl serde::Serialize) -> String {
     serde_json::to_string(value).unwrap_or_default()
 }
 
-/// The value [`encode_state`] wrote; None for JSON it did not write.
+/// The value [`State`] wrote; None for JSON it did not write.
 pub fn decode_state(json: &serde_json::Value) -> Option<Value> {
     use serde_json::Value as J;
     Some(match json {
@@ -750,7 +746,6 @@ mod tests {
             .collect::<Option<_>>()
             .expect("decodes");
         assert_eq!(back, row);
-        assert_eq!(encode_state(&row[2]), serde_json::json!({"i": -7}));
     }
 
     #[test]
