@@ -1,7 +1,12 @@
 //! The OpenAI-compatible API on the HTTP listener: `POST /v1/embeddings`, `GET /v1/models`,
 //! `GET /v1/models/{id}`, with OpenAI's request and response bodies and its error body
 //! (`{"error": {"message", "type", "param", "code"}}`), so the `openai` client libraries
-//! work against Spate by changing their base URL.
+//! work against Spate by changing their base URL; and the indexes' API in the shape of
+//! Cloudflare's Vectorize and Pinecone: `POST/GET /v1/indexes`, `GET/DELETE
+//! /v1/indexes/{name}`, `POST /v1/indexes/{name}/query` (a vector or a text, `topK`, `filter`,
+//! `namespace`, `returnMetadata`, `returnValues`, and `minOffset`/`wait` for read-your-writes),
+//! `/retrieve` (passages for a prompt, with their topic, partition, offset and key),
+//! `/upsert` and `/delete_by_ids` (records produced to the index's topic) and `/get_by_ids`.
 
 use std::sync::Arc;
 
@@ -32,11 +37,37 @@ pub fn router(ai: Arc<Ai>) -> Router {
         )
         .route("/v1/models", get(models))
         .route("/v1/models/{id}", get(model))
+        .route(
+            "/v1/indexes",
+            post(crate::api_indexes::create).get(crate::api_indexes::list),
+        )
+        .route(
+            "/v1/indexes/{name}",
+            get(crate::api_indexes::describe).delete(crate::api_indexes::delete),
+        )
+        .route("/v1/indexes/{name}/query", post(crate::api_indexes::query))
+        .route(
+            "/v1/indexes/{name}/retrieve",
+            post(crate::api_indexes::retrieve),
+        )
+        .route(
+            "/v1/indexes/{name}/upsert",
+            post(crate::api_indexes::upsert)
+                .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES)),
+        )
+        .route(
+            "/v1/indexes/{name}/delete_by_ids",
+            post(crate::api_indexes::delete_by_ids),
+        )
+        .route(
+            "/v1/indexes/{name}/get_by_ids",
+            post(crate::api_indexes::get_by_ids),
+        )
         .with_state(ai)
 }
 
 /// An error in OpenAI's shape.
-fn error(
+pub(crate) fn error(
     status: StatusCode,
     kind: &str,
     code: Option<&str>,
@@ -52,7 +83,7 @@ fn error(
         .into_response()
 }
 
-fn invalid(param: Option<&str>, message: String) -> Response {
+pub(crate) fn invalid(param: Option<&str>, message: String) -> Response {
     error(
         StatusCode::BAD_REQUEST,
         "invalid_request_error",

@@ -6,20 +6,27 @@
 //! - [`store`] and [`filter`]: an index's vectors (chunks of a topic's records, upserted and
 //!   deleted by record key) and the metadata filters of Vectorize and Pinecone;
 //! - [`text`]: what an index reads from a record (the text, metadata fields) and chunking;
+//! - [`index`] and [`indexes`]: indexes that follow topics (each a Kafka client task keeping
+//!   its vectors exactly once in a changelog), defined in `_spate-ai`;
+//! - [`kafka`]: the librdkafka pieces they share;
 //! - [`api`]: the OpenAI-compatible HTTP API served under `/v1/` on the HTTP listener
 //!   (`POST /v1/embeddings`, `GET /v1/models`), so the `openai` client libraries work by
-//!   changing their base URL.
+//!   changing their base URL, and the indexes' API (`/v1/indexes`, in Vectorize's shape).
 
 pub mod api;
+mod api_indexes;
 pub mod embed;
 pub mod filter;
+pub mod index;
+pub mod indexes;
+pub mod kafka;
 pub mod store;
 pub mod text;
 
 use std::fmt::Write;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use spate_metrics::{Histogram, escape_label, write_header, write_histogram, write_single};
@@ -48,13 +55,34 @@ pub struct Served {
     metrics: ModelMetrics,
 }
 
+impl Served {
+    fn record(&self, started: Instant, texts: usize, result: &Result<Embeddings, EmbedError>) {
+        let m = &self.metrics;
+        m.requests.fetch_add(1, Ordering::Relaxed);
+        match result {
+            Ok(e) => {
+                m.texts.fetch_add(texts as u64, Ordering::Relaxed);
+                m.tokens.fetch_add(e.tokens as u64, Ordering::Relaxed);
+            }
+            Err(_) => {
+                m.errors.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        m.seconds.observe_since(started);
+    }
+}
+
 /// What the AI pillar serves: the models it loaded, and those that failed to load (requests
 /// for them say why, with 503).
 pub struct Ai {
     models: Vec<Served>,
     failed: Vec<(String, String)>,
-    /// Model runs at a time: each uses every core, so more would only share them.
-    running: tokio::sync::Semaphore,
+    /// One model run at a time: each uses every core, so more would only share them.
+    running: Arc<parking_lot::Mutex<()>>,
+    /// The indexes, once the cluster answers.
+    indexes: OnceLock<Arc<indexes::Indexes>>,
+    /// Turns true when the indexes are set.
+    indexes_set: tokio::sync::watch::Sender<bool>,
 }
 
 impl Ai {
@@ -87,8 +115,38 @@ impl Ai {
         Ai {
             models: loaded,
             failed,
-            running: tokio::sync::Semaphore::new(1),
+            running: Arc::new(parking_lot::Mutex::new(())),
+            indexes: OnceLock::new(),
+            indexes_set: tokio::sync::watch::Sender::new(false),
         }
+    }
+
+    /// Hands over the indexes once they run.
+    pub fn set_indexes(&self, indexes: Arc<indexes::Indexes>) {
+        let _ = self.indexes.set(indexes);
+        self.indexes_set.send_replace(true);
+    }
+
+    /// The indexes, if they run.
+    pub fn indexes(&self) -> Option<&Arc<indexes::Indexes>> {
+        self.indexes.get()
+    }
+
+    /// The indexes, waiting up to `timeout` while they start (the broker comes up first);
+    /// none at once when no model is configured (an index needs one).
+    pub async fn wait_indexes(
+        &self,
+        timeout: std::time::Duration,
+    ) -> Option<Arc<indexes::Indexes>> {
+        if let Some(i) = self.indexes.get() {
+            return Some(Arc::clone(i));
+        }
+        if self.models.is_empty() && self.failed.is_empty() {
+            return None;
+        }
+        let mut set = self.indexes_set.subscribe();
+        let _ = tokio::time::timeout(timeout, set.wait_for(|s| *s)).await;
+        self.indexes.get().cloned()
     }
 
     /// The model named `name`: Ok(None) when there is none, Err(reason) when it failed to load.
@@ -111,31 +169,31 @@ impl Ai {
         texts: Vec<String>,
     ) -> Result<Embeddings, EmbedError> {
         let started = Instant::now();
-        let count = texts.len() as u64;
-        let result = async {
-            let _permit = self
-                .running
-                .acquire()
-                .await
-                .map_err(|_| EmbedError::Run("the AI pillar is stopping".into()))?;
-            let model = Arc::clone(&served.model);
-            tokio::task::spawn_blocking(move || model.embed(&texts))
-                .await
-                .map_err(|e| EmbedError::Run(e.to_string()))?
-        }
-        .await;
-        let m = &served.metrics;
-        m.requests.fetch_add(1, Ordering::Relaxed);
-        match &result {
-            Ok(e) => {
-                m.texts.fetch_add(count, Ordering::Relaxed);
-                m.tokens.fetch_add(e.tokens as u64, Ordering::Relaxed);
-            }
-            Err(_) => {
-                m.errors.fetch_add(1, Ordering::Relaxed);
-            }
-        }
-        m.seconds.observe_since(started);
+        let count = texts.len();
+        let model = Arc::clone(&served.model);
+        let running = Arc::clone(&self.running);
+        let result = tokio::task::spawn_blocking(move || {
+            let _turn = running.lock();
+            model.embed(&texts)
+        })
+        .await
+        .unwrap_or_else(|e| Err(EmbedError::Run(e.to_string())));
+        served.record(started, count, &result);
+        result
+    }
+
+    /// [`Ai::embed`] on the caller's thread (an index's task).
+    pub fn embed_blocking<S: AsRef<str>>(
+        &self,
+        served: &Served,
+        texts: &[S],
+    ) -> Result<Embeddings, EmbedError> {
+        let started = Instant::now();
+        let result = {
+            let _turn = self.running.lock();
+            served.model.embed(texts)
+        };
+        served.record(started, texts.len(), &result);
         result
     }
 
@@ -192,6 +250,76 @@ impl Ai {
                 &labels,
                 &s.metrics.seconds,
             );
+        }
+        if let Some(indexes) = self.indexes() {
+            render_index_metrics(&indexes.list(), out);
+        }
+    }
+}
+
+/// The `spate_ai_index_*` metrics, a series per index.
+fn render_index_metrics(indexes: &[Arc<index::Index>], out: &mut String) {
+    type Read = fn(&index::Index) -> String;
+    let series: [(&str, &str, &str, Read); 8] = [
+        (
+            "spate_ai_index_documents",
+            "gauge",
+            "Documents (record keys) an index holds.",
+            |i| i.store.read().documents().to_string(),
+        ),
+        (
+            "spate_ai_index_chunks",
+            "gauge",
+            "Chunks (vectors) an index holds.",
+            |i| i.store.read().chunks().to_string(),
+        ),
+        (
+            "spate_ai_index_records_total",
+            "counter",
+            "Records an index read from its topic.",
+            |i| i.metrics.records.load(Ordering::Relaxed).to_string(),
+        ),
+        (
+            "spate_ai_index_errors_total",
+            "counter",
+            "Records with no text, sent to the index's dead-letter topic.",
+            |i| i.metrics.errors.load(Ordering::Relaxed).to_string(),
+        ),
+        (
+            "spate_ai_index_embedded_total",
+            "counter",
+            "Chunks an index embedded.",
+            |i| i.metrics.embedded.load(Ordering::Relaxed).to_string(),
+        ),
+        (
+            "spate_ai_index_lag_records",
+            "gauge",
+            "Records between what an index includes and its topic's end (-1: not measured yet).",
+            |i| i.metrics.lag_records.load(Ordering::Relaxed).to_string(),
+        ),
+        (
+            "spate_ai_index_lag_seconds",
+            "gauge",
+            "Age of the newest record an index includes while it is behind (0 when caught up).",
+            |i| {
+                format!(
+                    "{:.3}",
+                    i.metrics.lag_ms.load(Ordering::Relaxed) as f64 / 1000.0
+                )
+            },
+        ),
+        (
+            "spate_ai_index_up",
+            "gauge",
+            "1 while an index follows its topic, 0 while it restores or has failed.",
+            |i| u8::from(*i.state.lock() == index::State::Running).to_string(),
+        ),
+    ];
+    for (name, kind, help, read) in series {
+        write_header(out, name, kind, help);
+        for i in indexes {
+            let label = escape_label(&i.spec.name);
+            let _ = writeln!(out, "{name}{{index=\"{label}\"}} {}", read(i));
         }
     }
 }

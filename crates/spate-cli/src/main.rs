@@ -37,6 +37,8 @@ enum Command {
     Connect(commands::connect::ConnectArgs),
     /// Run Flink SQL: an interactive shell, `-e`/`-f`, or a SQL worker.
     Sql(commands::sql::SqlArgs),
+    /// AI: indexes that follow topics (create, list, describe, delete, query).
+    Ai(commands::ai::AiArgs),
     /// Create, delete and list SCRAM users (AlterUserScramCredentials).
     User(commands::user::UserArgs),
     /// Add, list and remove ACLs (like kafka-acls).
@@ -59,6 +61,7 @@ fn main() -> std::process::ExitCode {
         Command::Profile(args) => commands::profile::run(args),
         Command::Connect(args) => commands::connect::run(args),
         Command::Sql(args) => commands::sql::run(args),
+        Command::Ai(args) => commands::ai::run(args),
         Command::User(args) => commands::user::run(args),
         Command::Acl(args) => commands::acl::run(args),
         Command::Quota(args) => commands::quota::run(args),

@@ -433,7 +433,7 @@ impl Server {
                 .unwrap_or_else(|_| spate_ai::Ai::load(&[])),
         );
         let router = http::router(http::HttpState {
-            ai,
+            ai: Arc::clone(&ai),
             sql: Arc::clone(&sql_engine),
             connect: connect_metrics.clone(),
             broker: Arc::clone(&broker),
@@ -550,6 +550,12 @@ impl Server {
             )
         });
 
+        let (ai_stop, ai_stopped) = tokio::sync::watch::channel(false);
+        let ai_indexes = config
+            .ai_model_dir
+            .is_some()
+            .then(|| ai_indexes_worker(kafka_addr, Arc::clone(&ai), ai_stopped));
+
         shutdown.await;
         http.lifecycle.set(http::Phase::Stopping);
         tracing::info!("shutting down");
@@ -566,6 +572,11 @@ impl Server {
         if let Some(sql) = sql {
             let _ = sql.await;
             step("sql worker stopped");
+        }
+        let _ = ai_stop.send(true);
+        if let Some(worker) = ai_indexes {
+            let _ = worker.await;
+            step("ai indexes stopped");
         }
         let _ = connect_stop.send(());
         if let Some(connect) = connect {
@@ -687,6 +698,54 @@ fn sql_worker(
         .await;
         if let Err(e) = served {
             tracing::error!("the sql worker could not start: {e}");
+        }
+    })
+}
+
+/// Starts the AI pillar's indexes (Kafka clients of this broker) once the broker answers,
+/// and stops them (each ends its open transaction) when `stop` turns true.
+fn ai_indexes_worker(
+    kafka_addr: SocketAddr,
+    ai: Arc<spate_ai::Ai>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
+    let host = if kafka_addr.ip().is_unspecified() {
+        SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), kafka_addr.port())
+    } else {
+        kafka_addr
+    };
+    let cluster = spate_ai::kafka::Cluster {
+        bootstrap: host.to_string(),
+        client: Vec::new(),
+    };
+    tokio::spawn(async move {
+        loop {
+            let attempt = cluster.clone();
+            let weak = Arc::downgrade(&ai);
+            let started = tokio::task::spawn_blocking(move || {
+                spate_ai::indexes::Indexes::start(attempt, weak)
+            })
+            .await;
+            match started {
+                Ok(Ok(indexes)) => {
+                    ai.set_indexes(indexes);
+                    tracing::info!("ai indexes are ready");
+                    break;
+                }
+                Ok(Err(e)) => tracing::warn!("the ai indexes wait for the cluster: {e}"),
+                Err(e) => {
+                    tracing::error!("the ai indexes could not start: {e}");
+                    return;
+                }
+            }
+            tokio::select! {
+                _ = stop.wait_for(|s| *s) => return,
+                () = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+        }
+        let _ = stop.wait_for(|s| *s).await;
+        if let Some(indexes) = ai.indexes().cloned() {
+            let _ = tokio::task::spawn_blocking(move || indexes.shutdown()).await;
         }
     })
 }

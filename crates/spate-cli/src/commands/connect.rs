@@ -284,11 +284,6 @@ fn segment(text: &str) -> String {
     super::registry::segment(text)
 }
 
-/// The `Authorization` header for a worker that authenticates (`spate serve --http-auth`).
-fn authorization(from_url: Option<(String, String)>) -> Result<Option<String>> {
-    super::http_authorization("the Connect API", "SPATE_CONNECT", from_url)
-}
-
 /// Calls the REST API; an error answer becomes an error with Kafka Connect's message.
 fn call(
     rest: &Rest,
@@ -296,42 +291,14 @@ fn call(
     path: &str,
     body: Option<&serde_json::Value>,
 ) -> Result<serde_json::Value> {
-    let (base, from_url) = super::registry::split_user_info(&rest.url)?;
-    let url = format!("{}{path}", base.trim_end_matches('/'));
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(std::time::Duration::from_secs(60)))
-        .build()
-        .into();
-    let mut request = ureq::http::Request::builder()
-        .method(method)
-        .uri(&url)
-        .header("Accept", "application/json")
-        .header("Content-Type", "application/json");
-    if let Some(authorization) = authorization(from_url)? {
-        request = request.header("Authorization", authorization);
-    }
-    let request = request
-        .body(body.map(|b| b.to_string()).unwrap_or_default())
-        .context("building the request")?;
-    let mut response = agent
-        .run(request)
-        .with_context(|| format!("cannot reach the Connect REST API at {base}"))?;
-    let status = response.status().as_u16();
-    let text = response.body_mut().read_to_string().unwrap_or_default();
-    let json: serde_json::Value = if text.trim().is_empty() {
-        serde_json::Value::Null
-    } else {
-        serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text.clone()))
-    };
-    if status >= 400 {
-        let message = json
-            .get("message")
-            .and_then(|m| m.as_str())
-            .unwrap_or(&text);
-        anyhow::bail!("{message} (HTTP {status})");
-    }
-    Ok(json)
+    super::http_json(
+        "the Connect REST API",
+        "SPATE_CONNECT",
+        &rest.url,
+        method,
+        path,
+        body,
+    )
 }
 
 fn print_or(rest: &Rest, json: &serde_json::Value, human: impl FnOnce() -> String) -> Result<()> {

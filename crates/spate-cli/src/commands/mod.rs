@@ -4,6 +4,7 @@
 //! `wire` (schema'd records in Confluent's wire format) are shared by several commands.
 
 pub mod acl;
+pub mod ai;
 pub mod client_args;
 pub mod cluster;
 pub mod connect;
@@ -72,4 +73,55 @@ pub fn http_authorization(
         (None, Some(token)) => Some(format!("Bearer {}", token.trim())),
         (None, None) => None,
     })
+}
+
+/// Calls an HTTP API of Spate's (`api` names it in errors; `env` is its credentials'
+/// prefix, as [`http_authorization`]) and returns its JSON; an error answer becomes an error
+/// with the API's message (`message`, or OpenAI's `error.message`) and the status.
+pub fn http_json(
+    api: &str,
+    env: &str,
+    url: &str,
+    method: &str,
+    path: &str,
+    body: Option<&serde_json::Value>,
+) -> anyhow::Result<serde_json::Value> {
+    use anyhow::Context as _;
+    let (base, from_url) = registry::split_user_info(url)?;
+    let url = format!("{}{path}", base.trim_end_matches('/'));
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(std::time::Duration::from_secs(60)))
+        .build()
+        .into();
+    let mut request = ureq::http::Request::builder()
+        .method(method)
+        .uri(&url)
+        .header("Accept", "application/json")
+        .header("Content-Type", "application/json");
+    if let Some(authorization) = http_authorization(api, env, from_url)? {
+        request = request.header("Authorization", authorization);
+    }
+    let request = request
+        .body(body.map(|b| b.to_string()).unwrap_or_default())
+        .context("building the request")?;
+    let mut response = agent
+        .run(request)
+        .with_context(|| format!("cannot reach {api} at {base}"))?;
+    let status = response.status().as_u16();
+    let text = response.body_mut().read_to_string().unwrap_or_default();
+    let json: serde_json::Value = if text.trim().is_empty() {
+        serde_json::Value::Null
+    } else {
+        serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text.clone()))
+    };
+    if status >= 400 {
+        let message = json
+            .get("message")
+            .or_else(|| json.get("error").and_then(|e| e.get("message")))
+            .and_then(|m| m.as_str())
+            .unwrap_or(&text);
+        anyhow::bail!("{message} (HTTP {status})");
+    }
+    Ok(json)
 }
