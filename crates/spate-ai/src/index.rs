@@ -29,6 +29,7 @@ use serde_json::{Map, Value as Json};
 
 use crate::Ai;
 use crate::kafka::{self, Cluster, Quiet};
+use crate::ann::Quantization;
 use crate::store::{Chunk, Document, Metric, Source, Store};
 use crate::text::{self, Chunking, TextSpec};
 
@@ -67,6 +68,9 @@ pub struct IndexSpec {
     /// How vectors are compared.
     #[serde(default = "cosine")]
     pub metric: Metric,
+    /// How vectors are kept in the HNSW graph (f32, f16 or i8; scores are exact either way).
+    #[serde(default)]
+    pub quantization: Quantization,
     /// A JSON field whose value is the record's namespace (none: every record in "").
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub namespace_field: Option<String>,
@@ -215,16 +219,16 @@ pub struct Index {
 
 impl Index {
     /// A new, empty index of `dimensions`.
-    pub fn new(spec: IndexSpec, dimensions: usize) -> Index {
-        let metric = spec.metric;
-        Index {
+    pub fn new(spec: IndexSpec, dimensions: usize) -> Result<Index, String> {
+        let store = Store::new(dimensions, spec.metric, spec.quantization)?;
+        Ok(Index {
             spec,
-            store: RwLock::new(Store::new(dimensions, metric)),
+            store: RwLock::new(store),
             positions: tokio::sync::watch::Sender::new(BTreeMap::new()),
             state: Mutex::new(State::Restoring),
             metrics: IndexMetrics::default(),
             stop: AtomicBool::new(false),
-        }
+        })
     }
 
     /// The next offset of each partition the index includes.
@@ -870,7 +874,7 @@ fn restore(
 ) -> Result<(Store, BTreeMap<i32, i64>), String> {
     let spec = &index.spec;
     let dimensions = index.store.read().dimensions();
-    let mut store = Store::new(dimensions, spec.metric);
+    let mut store = Store::new(dimensions, spec.metric, spec.quantization)?;
     let mut positions = BTreeMap::new();
     let latest = kafka::read_compacted(cluster, changelog)?;
     for (key, value) in latest {

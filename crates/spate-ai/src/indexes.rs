@@ -83,7 +83,11 @@ impl Indexes {
             };
             match serde_json::from_slice::<IndexSpec>(&value) {
                 Ok(spec) => match indexes.dimensions(&spec) {
-                    Ok(d) => indexes.launch(spec, d),
+                    Ok(d) => {
+                        if let Err(e) = indexes.launch(spec, d) {
+                            tracing::error!(index = name, "a stored index cannot start: {e}");
+                        }
+                    }
                     // Started without its model: the index comes back when the model does.
                     Err(e) => tracing::error!(index = name, "a stored index cannot start: {e}"),
                 },
@@ -111,9 +115,14 @@ impl Indexes {
         }
     }
 
-    fn launch(&self, spec: IndexSpec, dimensions: usize) {
-        let name = spec.name.clone();
-        let index = Arc::new(Index::new(spec, dimensions));
+    fn launch(&self, spec: IndexSpec, dimensions: usize) -> Result<(), String> {
+        self.start_task(Arc::new(Index::new(spec, dimensions)?));
+        Ok(())
+    }
+
+    /// Starts the task of `index` on a thread of its own.
+    fn start_task(&self, index: Arc<Index>) {
+        let name = index.spec.name.clone();
         let task = Arc::clone(&index);
         let cluster = self.cluster.clone();
         let ai = self.ai.clone();
@@ -159,6 +168,7 @@ impl Indexes {
             )));
         }
         spec.created_ms = kafka::now_ms();
+        let index = Arc::new(Index::new(spec.clone(), dimensions).map_err(IndexError::Invalid)?);
         let value = serde_json::to_vec(&spec).unwrap_or_default();
         self.write(
             DEFINITIONS_TOPIC,
@@ -167,7 +177,7 @@ impl Indexes {
         )
         .map_err(IndexError::Unavailable)?;
         let name = spec.name.clone();
-        self.launch(spec, dimensions);
+        self.start_task(index);
         tracing::info!(index = %name, "index created");
         self.get(&name).ok_or(IndexError::NotFound(name))
     }
@@ -294,6 +304,7 @@ pub fn describe(index: &Index) -> Json {
         "model": spec.model,
         "dimensions": dimensions,
         "metric": spec.metric,
+        "quantization": spec.quantization,
         "text": spec.text,
         "metadata": spec.metadata,
         "chunking": spec.chunking,

@@ -13,6 +13,7 @@
 //!   (`POST /v1/embeddings`, `GET /v1/models`), so the `openai` client libraries work by
 //!   changing their base URL, and the indexes' API (`/v1/indexes`, in Vectorize's shape).
 
+pub mod ann;
 pub mod api;
 mod api_indexes;
 pub mod embed;

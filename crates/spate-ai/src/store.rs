@@ -3,14 +3,18 @@
 //! record's chunks are replaced together), searched by a metric with a metadata filter applied
 //! before the top k are chosen, within a namespace.
 //!
-//! Search here is exact (every vector of the namespace that passes the filter is scored): the
-//! reference the approximate index is measured against, and what small indexes use.
+//! Small stores (up to [`EXACT_UP_TO`] chunks) are searched exactly: every vector of the
+//! namespace that passes the filter is scored. Larger ones ask their HNSW graph
+//! ([`crate::ann`]) for candidates, with the namespace and filter applied inside the graph's
+//! traversal, and rescore them from the f32 vectors; when the graph gives fewer than asked
+//! (a filter few chunks pass), the exact search answers instead.
 
 use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value as Json};
 
+use crate::ann::{Ann, Quantization};
 use crate::filter::Filter;
 
 /// How vectors are compared.
@@ -110,6 +114,9 @@ pub struct Hit<'a> {
     pub chunk: &'a Chunk,
 }
 
+/// Chunks up to which a store is searched exactly.
+pub const EXACT_UP_TO: usize = 1000;
+
 /// The documents of one index.
 #[derive(Debug)]
 pub struct Store {
@@ -117,6 +124,14 @@ pub struct Store {
     metric: Metric,
     documents: HashMap<String, Document>,
     chunks: usize,
+    /// Documents in a namespace other than "".
+    namespaced: usize,
+    ann: Ann,
+    /// The graph's label of each chunk: label → (document key, chunk index).
+    labels: HashMap<u64, (String, usize)>,
+    /// Each document's labels, in chunk order.
+    document_labels: HashMap<String, Vec<u64>>,
+    next_label: u64,
 }
 
 /// Scales `v` to unit length (a zero vector stays zero).
@@ -128,14 +143,24 @@ pub fn normalize(v: &mut [f32]) {
 }
 
 impl Store {
-    /// An empty store of `dimensions`-long vectors compared by `metric`.
-    pub fn new(dimensions: usize, metric: Metric) -> Store {
-        Store {
+    /// An empty store of `dimensions`-long vectors compared by `metric`, kept in the graph
+    /// as `quantization` says.
+    pub fn new(
+        dimensions: usize,
+        metric: Metric,
+        quantization: Quantization,
+    ) -> Result<Store, String> {
+        Ok(Store {
             dimensions,
             metric,
             documents: HashMap::new(),
             chunks: 0,
-        }
+            namespaced: 0,
+            ann: Ann::new(dimensions, metric, quantization)?,
+            labels: HashMap::new(),
+            document_labels: HashMap::new(),
+            next_label: 0,
+        })
     }
 
     /// The vectors' length.
@@ -143,7 +168,7 @@ impl Store {
         self.dimensions
     }
 
-    /// The metric.
+    /// How vectors are compared.
     pub fn metric(&self) -> Metric {
         self.metric
     }
@@ -158,13 +183,18 @@ impl Store {
         self.chunks
     }
 
-    /// The document with record key `key`.
+    /// The document of `key`.
     pub fn get(&self, key: &str) -> Option<&Document> {
         self.documents.get(key)
     }
 
-    /// Replaces the document's chunks (all of them); the error names a vector of the wrong
-    /// length.
+    /// Sets how many candidates a graph search keeps (HNSW's ef).
+    pub fn set_expansion(&self, ef: usize) {
+        self.ann.set_expansion(ef);
+    }
+
+    /// Puts `document` in place of the one with its key (all its chunks replaced). Vectors of
+    /// the wrong length are refused; for cosine they are scaled to unit length.
     pub fn upsert(&mut self, mut document: Document) -> Result<(), String> {
         for chunk in &mut document.chunks {
             if chunk.vector.len() != self.dimensions {
@@ -179,22 +209,41 @@ impl Store {
                 normalize(&mut chunk.vector);
             }
         }
-        self.chunks += document.chunks.len();
-        if let Some(old) = self.documents.insert(document.key.clone(), document) {
-            self.chunks -= old.chunks.len();
+        self.delete(&document.key);
+        let mut labels = Vec::with_capacity(document.chunks.len());
+        for (i, chunk) in document.chunks.iter().enumerate() {
+            let label = self.next_label;
+            self.next_label += 1;
+            self.ann.add(label, &chunk.vector)?;
+            self.labels.insert(label, (document.key.clone(), i));
+            labels.push(label);
         }
+        self.chunks += document.chunks.len();
+        if !document.namespace.is_empty() {
+            self.namespaced += 1;
+        }
+        self.document_labels.insert(document.key.clone(), labels);
+        self.documents.insert(document.key.clone(), document);
         Ok(())
     }
 
-    /// Deletes the document with record key `key`; whether there was one.
+    /// Removes the document of `key`; whether there was one.
     pub fn delete(&mut self, key: &str) -> bool {
-        match self.documents.remove(key) {
-            Some(old) => {
-                self.chunks -= old.chunks.len();
-                true
-            }
-            None => false,
+        let Some(old) = self.documents.remove(key) else {
+            return false;
+        };
+        self.chunks -= old.chunks.len();
+        if !old.namespace.is_empty() {
+            self.namespaced -= 1;
         }
+        for label in self.document_labels.remove(key).unwrap_or_default() {
+            self.labels.remove(&label);
+            // A label the graph lost is not searched anyway: the map above decides.
+            if let Err(e) = self.ann.remove(label) {
+                tracing::warn!("{e}");
+            }
+        }
+        true
     }
 
     /// The `top_k` chunks nearest `query` in `namespace` among those passing `filter`,
@@ -217,6 +266,52 @@ impl Store {
         if self.metric == Metric::Cosine {
             normalize(&mut query);
         }
+        if self.chunks <= EXACT_UP_TO {
+            return Ok(self.exact(&query, top_k, namespace, filter));
+        }
+        let hit = |label: u64| -> Option<(&Document, &Chunk)> {
+            let (key, i) = self.labels.get(&label)?;
+            let document = self.documents.get(key)?;
+            Some((document, document.chunks.get(*i)?))
+        };
+        let keep = |label: u64| {
+            hit(label).is_some_and(|(d, c)| {
+                d.namespace == namespace && filter.is_none_or(|f| f.matches(&c.metadata))
+            })
+        };
+        let restricted = filter.is_some() || !namespace.is_empty() || self.namespaced > 0;
+        let labels = self
+            .ann
+            .search(&query, top_k, restricted.then_some(&keep as &dyn Fn(u64) -> bool))?;
+        let mut hits: Vec<Hit<'_>> = labels
+            .into_iter()
+            .filter_map(|label| {
+                let (document, chunk) = hit(label)?;
+                Some(Hit {
+                    score: self.metric.score(&query, &chunk.vector),
+                    key: &document.key,
+                    namespace: &document.namespace,
+                    chunk,
+                })
+            })
+            .collect();
+        if hits.len() < top_k {
+            // Fewer than asked: few chunks pass the filter, or the graph missed some. The
+            // exact search says which.
+            return Ok(self.exact(&query, top_k, namespace, filter));
+        }
+        self.rank(&mut hits, top_k);
+        Ok(hits)
+    }
+
+    /// Every chunk scored: the exact answer.
+    fn exact(
+        &self,
+        query: &[f32],
+        top_k: usize,
+        namespace: &str,
+        filter: Option<&Filter>,
+    ) -> Vec<Hit<'_>> {
         let mut hits: Vec<Hit<'_>> = Vec::new();
         for document in self.documents.values() {
             if document.namespace != namespace {
@@ -227,13 +322,19 @@ impl Store {
                     continue;
                 }
                 hits.push(Hit {
-                    score: self.metric.score(&query, &chunk.vector),
+                    score: self.metric.score(query, &chunk.vector),
                     key: &document.key,
                     namespace: &document.namespace,
                     chunk,
                 });
             }
         }
+        self.rank(&mut hits, top_k);
+        hits
+    }
+
+    /// Sorts nearest first (ties by id) and keeps `top_k`.
+    fn rank(&self, hits: &mut Vec<Hit<'_>>, top_k: usize) {
         let metric = self.metric;
         hits.sort_by(|a, b| {
             if metric.nearer(a.score, b.score) {
@@ -245,7 +346,6 @@ impl Store {
             }
         });
         hits.truncate(top_k);
-        Ok(hits)
     }
 }
 
@@ -278,7 +378,7 @@ mod tests {
 
     #[test]
     fn upserts_replace_a_records_chunks_and_deletes_remove_them() {
-        let mut store = Store::new(2, Metric::Cosine);
+        let mut store = Store::new(2, Metric::Cosine, Quantization::F32).expect("a store");
         store
             .upsert(doc(
                 "a",
@@ -309,7 +409,7 @@ mod tests {
 
     #[test]
     fn search_filters_before_the_top_k_within_a_namespace() {
-        let mut store = Store::new(2, Metric::Euclidean);
+        let mut store = Store::new(2, Metric::Euclidean, Quantization::F32).expect("a store");
         for i in 0..10 {
             let v = vec![i as f32, 0.0];
             store
@@ -333,6 +433,56 @@ mod tests {
         let hits = store.search(&[0.0, 0.0], 3, "ns", None).expect("search");
         assert_eq!(hits.len(), 1);
         assert!(store.search(&[0.0], 3, "", None).is_err());
+    }
+
+    #[test]
+    fn a_large_store_searches_its_graph_with_the_filter_inside_and_matches_exact_search() {
+        let mut seed = 42u64;
+        let mut random = move || {
+            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            ((seed >> 33) as f32 / (1u64 << 31) as f32) - 0.5
+        };
+        let mut store = Store::new(16, Metric::Cosine, Quantization::F16).expect("a store");
+        let n = EXACT_UP_TO * 3;
+        for i in 0..n {
+            let v: Vec<f32> = (0..16).map(|_| random()).collect();
+            let tag = if i % 100 == 1 { "rare" } else { "common" };
+            store
+                .upsert(doc(&format!("d{i}"), "", &[(v, json!({"tag": tag}))]))
+                .expect("upserted");
+        }
+        // Half deleted: the graph forgets them too.
+        for i in (0..n).step_by(2) {
+            assert!(store.delete(&format!("d{i}")));
+        }
+        assert_eq!(store.chunks(), n / 2);
+        let mut found = 0;
+        let queries = 50;
+        for _ in 0..queries {
+            let q: Vec<f32> = (0..16).map(|_| random()).collect();
+            let mut unit = q.clone();
+            normalize(&mut unit);
+            let graph: Vec<String> = store
+                .search(&q, 10, "", None)
+                .expect("searched")
+                .iter()
+                .map(|h| h.chunk.id.clone())
+                .collect();
+            let exact: Vec<String> = store
+                .exact(&unit, 10, "", None)
+                .iter()
+                .map(|h| h.chunk.id.clone())
+                .collect();
+            assert_eq!(graph.len(), 10);
+            found += graph.iter().filter(|id| exact.contains(id)).count();
+            // Only odd documents are left, and a filter few pass still fills the top k.
+            let rare_filter = Filter::parse(&json!({"tag": "rare"})).expect("a filter");
+            let rare = store.search(&q, 10, "", Some(&rare_filter)).expect("searched");
+            assert_eq!(rare.len(), 10);
+            assert!(rare.iter().all(|h| h.chunk.metadata["tag"] == "rare"));
+        }
+        let recall = found as f64 / (10 * queries) as f64;
+        assert!(recall >= 0.95, "recall@10 {recall}");
     }
 
     #[test]

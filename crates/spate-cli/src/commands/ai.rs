@@ -96,6 +96,9 @@ struct CreateArgs {
     /// A JSON definition (`-` for stdin) instead of the flags; NAME wins over its name.
     #[arg(long, short = 'f', value_name = "FILE")]
     file: Option<String>,
+    /// Wait (up to this many seconds) until the index has caught up with its topic.
+    #[arg(long, value_name = "SECONDS")]
+    wait: Option<u64>,
     #[command(flatten)]
     api: Api,
 }
@@ -282,7 +285,24 @@ fn create(args: CreateArgs) -> Result<()> {
         }
     };
     definition["name"] = json!(args.name);
-    let answer = call(&args.api, "POST", "/v1/indexes", Some(&definition))?;
+    let mut answer = call(&args.api, "POST", "/v1/indexes", Some(&definition))?;
+    if let Some(seconds) = args.wait {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(seconds);
+        loop {
+            answer = call(&args.api, "GET", &path(&args.name), None)?;
+            if answer["state"] == "RUNNING" && answer["lag"]["records"] == 0 {
+                break;
+            }
+            anyhow::ensure!(
+                std::time::Instant::now() < deadline,
+                "index {} has not caught up with its topic within {seconds} s (state {}, lag {} records)",
+                args.name,
+                answer["state"],
+                lag(&answer)
+            );
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+    }
     if args.api.json {
         println!("{answer}");
     } else {
