@@ -8,6 +8,9 @@
 //! - [`text`]: what an index reads from a record (the text, metadata fields) and chunking;
 //! - [`index`] and [`indexes`]: indexes that follow topics (each a Kafka client task keeping
 //!   its vectors exactly once in a changelog), defined in `_spate-ai`;
+//! - [`gateway`]: the OpenAI-compatible AI gateway (`POST /v1/chat/completions`) in front of
+//!   OpenAI-compatible and Anthropic providers, with retries, fallback, a cache, rate limits
+//!   and a record of every call in `_ai_requests`;
 //! - [`kafka`]: the librdkafka pieces they share;
 //! - [`api`]: the OpenAI-compatible HTTP API served under `/v1/` on the HTTP listener
 //!   (`POST /v1/embeddings`, `GET /v1/models`), so the `openai` client libraries work by
@@ -17,6 +20,7 @@ pub mod api;
 mod api_indexes;
 pub mod embed;
 pub mod filter;
+pub mod gateway;
 pub mod index;
 pub mod indexes;
 pub mod kafka;
