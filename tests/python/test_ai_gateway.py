@@ -225,6 +225,13 @@ def test_openai_provider_answers_and_streams(gateway):
     assert chunks[-1].usage.prompt_tokens == 11 and chunks[-1].usage.completion_tokens == 7
 
 
+def test_models_lists_the_gateway_models(gateway):
+    broker, client, _, _, _ = gateway
+    models = {m.id: m.owned_by for m in client.models.list()}
+    assert models == {"gpt-stub": "primary", "gpt-fallback": "primary", "claude-stub": "claude", "claude": "claude"}
+    assert client.models.retrieve("claude").owned_by == "claude"
+
+
 def test_anthropic_provider_is_translated_both_ways(gateway):
     broker, client, _, _, claude = gateway
     prompt = unique("bonjour")

@@ -87,6 +87,9 @@ pub struct Ai {
     indexes: OnceLock<Arc<indexes::Indexes>>,
     /// Turns true when the indexes are set.
     indexes_set: tokio::sync::watch::Sender<bool>,
+    /// The gateway's models (`(name, provider)`), listed by `GET /v1/models` beside the
+    /// embedding models.
+    gateway_models: OnceLock<Vec<(String, String)>>,
 }
 
 impl Ai {
@@ -122,7 +125,18 @@ impl Ai {
             running: Arc::new(parking_lot::Mutex::new(())),
             indexes: OnceLock::new(),
             indexes_set: tokio::sync::watch::Sender::new(false),
+            gateway_models: OnceLock::new(),
         }
+    }
+
+    /// Lists the gateway's models (`(name, provider)`) in `GET /v1/models`.
+    pub fn set_gateway_models(&self, models: Vec<(String, String)>) {
+        let _ = self.gateway_models.set(models);
+    }
+
+    /// The gateway's models, as set.
+    pub fn gateway_models(&self) -> &[(String, String)] {
+        self.gateway_models.get().map_or(&[], Vec::as_slice)
     }
 
     /// Hands over the indexes once they run.

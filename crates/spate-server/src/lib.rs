@@ -436,6 +436,7 @@ impl Server {
             spate_ai::gateway::Gateway::new(&config.ai_gateway)
                 .map_err(|e| ServerError::Task(format!("the ai gateway: {e}")))?,
         );
+        ai.set_gateway_models(gateway.models());
         let router = http::router(http::HttpState {
             ai: Arc::clone(&ai),
             gateway: Arc::clone(&gateway),

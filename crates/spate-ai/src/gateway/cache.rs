@@ -67,6 +67,11 @@ impl<V> Cache<V> {
         self.entries.len()
     }
 
+    /// Whether it holds nothing.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
     /// Bytes held.
     pub fn bytes(&self) -> usize {
         self.bytes

@@ -211,7 +211,11 @@ mod tests {
         l.spend_tokens("a", limits, 700, now);
         let r = l.admit("a", limits, now).expect_err("over budget");
         assert_eq!(r.exceeded, Exceeded::Tokens);
-        assert_eq!(r.retry_after, Duration::from_secs(11));
+        assert_eq!(
+            r.retry_after,
+            Duration::from_millis(10_100),
+            "101 tokens at 10 a second"
+        );
         assert_eq!(r.status.tokens.map(|w| w.remaining), Some(0));
     }
 

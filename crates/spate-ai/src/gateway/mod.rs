@@ -156,6 +156,20 @@ impl Gateway {
         !self.providers.is_empty()
     }
 
+    /// The models requests may name, each once, with the first provider serving it: models and
+    /// aliases (`provider/model` names are not listed).
+    pub fn models(&self) -> Vec<(String, String)> {
+        let mut out: Vec<(String, String)> = Vec::new();
+        for p in &self.providers {
+            for name in p.config.models.iter().chain(p.config.aliases.keys()) {
+                if !out.iter().any(|(n, _)| n == name) {
+                    out.push((name.clone(), p.config.name.clone()));
+                }
+            }
+        }
+        out
+    }
+
     /// The records' producer, to run once the cluster is reachable
     /// ([`record::Recorder::run`]).
     pub fn recorder(&self) -> Arc<record::Recorder> {

@@ -36,10 +36,13 @@ pub fn redact(value: &mut Json, fields: &[String]) {
     }
 }
 
+/// A record's key and JSON value.
+type Queued = (String, Vec<u8>);
+
 /// The queue between requests and the producer.
 pub struct Recorder {
-    queue: mpsc::Sender<(String, Vec<u8>)>,
-    receiver: parking_lot::Mutex<Option<mpsc::Receiver<(String, Vec<u8>)>>>,
+    queue: mpsc::Sender<Queued>,
+    receiver: parking_lot::Mutex<Option<mpsc::Receiver<Queued>>>,
     /// Records dropped because the queue was full or the producer refused them.
     pub dropped: AtomicU64,
     /// Records produced (delivered).

@@ -89,12 +89,18 @@ impl Failure {
 }
 
 /// The request a provider is sent: its URL, headers and body.
+struct Outgoing {
+    url: String,
+    headers: Vec<(&'static str, String)>,
+    body: Json,
+}
+
 fn build(
     provider: &Provider,
     model: &str,
     request: &Map<String, Json>,
     stream: bool,
-) -> Result<(String, Vec<(&'static str, String)>, Json), anthropic::Untranslatable> {
+) -> Result<Outgoing, anthropic::Untranslatable> {
     let base = provider.config.base_url.trim_end_matches('/');
     match provider.config.kind {
         ProviderKind::Openai => {
@@ -109,11 +115,11 @@ fn build(
             if let Some(key) = &provider.api_key {
                 headers.push(("authorization", format!("Bearer {key}")));
             }
-            Ok((
-                format!("{base}/chat/completions"),
+            Ok(Outgoing {
+                url: format!("{base}/chat/completions"),
                 headers,
-                Json::Object(body),
-            ))
+                body: Json::Object(body),
+            })
         }
         ProviderKind::Anthropic => {
             let body = anthropic::request(request, model, provider.config.default_max_tokens)?;
@@ -121,7 +127,11 @@ fn build(
             if let Some(key) = &provider.api_key {
                 headers.push(("x-api-key", key.clone()));
             }
-            Ok((format!("{base}/v1/messages"), headers, body))
+            Ok(Outgoing {
+                url: format!("{base}/v1/messages"),
+                headers,
+                body,
+            })
         }
     }
 }
@@ -207,7 +217,7 @@ pub async fn call(
             continue;
         };
         let name = provider.config.name.as_str();
-        let (url, headers, body) = match build(provider, &route.model, request, stream) {
+        let Outgoing { url, headers, body } = match build(provider, &route.model, request, stream) {
             Ok(b) => b,
             Err(e) => {
                 let body = json!({"error": {
