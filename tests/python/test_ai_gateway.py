@@ -7,6 +7,7 @@ slow, counting their calls. Records are read back from `_ai_requests` with confl
 from __future__ import annotations
 
 import json
+import subprocess
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -16,6 +17,7 @@ import pytest
 import requests
 from confluent_kafka import TopicPartition
 
+from conftest import spate_binary
 from helpers import consumer, unique, wait_until
 
 pytestmark = pytest.mark.timeout(300)
@@ -188,6 +190,11 @@ key = "sk-team-a"
 name = "limited"
 key = "sk-limited"
 requests-per-minute = 2
+
+[[ai-gateway.keys]]
+name = "frugal"
+key = "sk-frugal"
+tokens-per-minute = 20
 """)
     broker = spate_factory(args=["--config", str(config)])
     client = openai.OpenAI(base_url=f"http://{broker.http_addr}/v1", api_key="sk-team-a", max_retries=0)
@@ -321,6 +328,23 @@ def test_rate_limit_answers_429_with_openai_headers(gateway):
     assert other.chat.completions.create(model="gpt-stub", messages=ask(unique("four"))).choices
 
 
+def test_tokens_per_minute_hold_back_a_key_that_spent_them(gateway):
+    broker, _, _, _, _ = gateway
+    frugal = openai.OpenAI(base_url=f"http://{broker.http_addr}/v1", api_key="sk-frugal", max_retries=0)
+    first = frugal.chat.completions.with_raw_response.create(model="gpt-stub", messages=ask(unique("a")))
+    assert first.headers["x-ratelimit-limit-tokens"] == "20"
+    assert first.headers["x-ratelimit-remaining-tokens"] == "20"
+    # 18 tokens spent, 2 left: one more request passes and spends 18 more.
+    frugal.chat.completions.create(model="gpt-stub", messages=ask(unique("b")))
+    with pytest.raises(openai.RateLimitError) as refused:
+        frugal.chat.completions.create(model="gpt-stub", messages=ask(unique("c")))
+    response = refused.value.response
+    assert response.json()["error"]["type"] == "tokens"
+    assert response.json()["error"]["code"] == "rate_limit_exceeded"
+    assert response.headers["x-ratelimit-remaining-tokens"] == "0"
+    assert int(response.headers["retry-after"]) > 1
+
+
 def test_fallback_to_the_next_provider_and_errors(gateway):
     broker, client, primary, secondary, _ = gateway
     # 500 twice (the first attempt and its retry): the secondary answers.
@@ -402,3 +426,69 @@ def test_calls_are_records_and_tokens_are_usage(gateway):
     assert 'spate_ai_gateway_tokens_total{provider="claude",model="claude",kind="prompt"} 13' in metrics
     assert "spate_ai_gateway_cache_hits_total 1" in metrics
     assert 'spate_ai_gateway_request_seconds_count{provider="primary"} 1' in metrics
+
+
+def test_a_client_that_leaves_early_is_still_recorded(gateway):
+    broker, _, primary, _, _ = gateway
+    primary.delay_s = 0.6
+    impatient = openai.OpenAI(base_url=f"http://{broker.http_addr}/v1", api_key="sk-team-a",
+                              max_retries=0, timeout=0.2)
+    with pytest.raises(openai.APITimeoutError):
+        impatient.chat.completions.create(model="gpt-stub", messages=ask(unique("gone")))
+    c = consumer(broker.bootstrap)
+    c.assign([TopicPartition("_ai_requests", 0, 0)])
+    seen: list[dict] = []
+
+    def left() -> bool:
+        seen.extend(json.loads(m.value()) for m in c.consume(num_messages=100, timeout=0.5) if not m.error())
+        return any(r["status"] == 499 for r in seen)
+
+    wait_until(left, timeout_s=60, what="a record with status 499")
+    c.close()
+    record = next(r for r in seen if r["status"] == 499)
+    assert record["virtual_key"] == "team-a" and record["model"] == "gpt-stub"
+
+
+def test_require_key_refuses_other_bearer_tokens(spate_factory, tmp_path):
+    stub = Stub("only", "openai")
+    config = tmp_path / "spate.toml"
+    config.write_text(f"""
+[ai-gateway]
+require-key = true
+[[ai-gateway.providers]]
+name = "only"
+base-url = "{stub.url}/v1"
+models = ["gpt-stub"]
+[[ai-gateway.keys]]
+name = "team-a"
+key = "sk-team-a"
+""")
+    try:
+        broker = spate_factory(args=["--config", str(config)])
+        url = f"http://{broker.http_addr}/v1"
+        stranger = openai.OpenAI(base_url=url, api_key="sk-not-a-key", max_retries=0)
+        with pytest.raises(openai.AuthenticationError) as refused:
+            stranger.chat.completions.create(model="gpt-stub", messages=ask("hi"))
+        assert refused.value.response.json()["error"]["code"] == "invalid_api_key"
+        assert stub.calls == []
+        member = openai.OpenAI(base_url=url, api_key="sk-team-a", max_retries=0)
+        assert member.chat.completions.create(model="gpt-stub", messages=ask("hi")).choices
+    finally:
+        stub.close()
+
+
+def test_a_bad_gateway_setting_stops_start_up_naming_it(tmp_path):
+    config = tmp_path / "spate.toml"
+    config.write_text("""
+[[ai-gateway.providers]]
+name = "nowhere"
+base-url = "ftp://example.com"
+models = ["m"]
+""")
+    listen = ["--kafka-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0", "--registry-listen", "127.0.0.1:0",
+              "--connect-listen", "off", "--sql-listen", "off"]
+    done = subprocess.run(
+        [str(spate_binary()), "serve", "--config", str(config), "--data-dir", str(tmp_path / "d"), *listen],
+        capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0
+    assert "ai-gateway.providers[0].base-url" in done.stdout + done.stderr

@@ -435,6 +435,26 @@ struct Call {
     model: String,
     stream: bool,
     request: Json,
+    /// Set once its record is made; a call dropped before (the client went away while the
+    /// providers were asked) is recorded with status 499, as nginx logs it.
+    finished: std::sync::atomic::AtomicBool,
+}
+
+impl Drop for Call {
+    fn drop(&mut self) {
+        if !self.finished.load(Ordering::Relaxed) {
+            self.finish(Ended {
+                status: 499,
+                provider: String::new(),
+                upstream_model: String::new(),
+                usage: (0, 0),
+                cache_hit: false,
+                attempts: 0,
+                response: None,
+                error: Some("the client closed the request before the answer".into()),
+            });
+        }
+    }
 }
 
 /// How a call ended, for its record.
@@ -451,6 +471,9 @@ struct Ended {
 
 impl Call {
     fn finish(&self, ended: Ended) {
+        if self.finished.swap(true, Ordering::Relaxed) {
+            return;
+        }
         let gw = &self.gateway;
         let price = gw
             .providers
@@ -691,6 +714,7 @@ async fn chat_completions(
         model: model.clone(),
         stream,
         request: Json::Object(request.clone()),
+        finished: std::sync::atomic::AtomicBool::new(false),
     };
     let limits_now =
         gw.limiter
