@@ -6,6 +6,7 @@ slow, counting their calls. Records are read back from `_ai_requests` with confl
 
 from __future__ import annotations
 
+import base64
 import json
 import subprocess
 import threading
@@ -19,6 +20,7 @@ from confluent_kafka import TopicPartition
 
 from conftest import spate_binary
 from helpers import consumer, unique, wait_until
+from test_sasl import create_user
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -492,3 +494,38 @@ models = ["m"]
         capture_output=True, text=True, timeout=60)
     assert done.returncode != 0
     assert "ai-gateway.providers[0].base-url" in done.stdout + done.stderr
+
+
+def test_with_http_auth_the_principal_is_spates(spate_factory, tmp_path):
+    """Spate's own authentication names the caller; limits and records follow the principal.
+    The gateway's settings come from their own file (--ai-gateway-config)."""
+    stub = Stub("only", "openai")
+    settings = tmp_path / "gateway.toml"
+    settings.write_text(f"""
+[limits]
+requests-per-minute = 1
+[[providers]]
+name = "only"
+base-url = "{stub.url}/v1"
+models = ["gpt-stub"]
+""")
+    try:
+        broker = spate_factory(args=["--http-auth", "basic", "--ai-gateway-config", str(settings)])
+        create_user(broker.bootstrap, "alice", "alice-secret")
+        url = f"http://{broker.http_addr}/v1"
+        basic = "Basic " + base64.b64encode(b"alice:alice-secret").decode()
+        alice = openai.OpenAI(base_url=url, api_key="unused", max_retries=0,
+                              default_headers={"Authorization": basic})
+        assert alice.chat.completions.create(model="gpt-stub", messages=ask("hi")).choices
+        with pytest.raises(openai.RateLimitError):
+            alice.chat.completions.create(model="gpt-stub", messages=ask("again"))
+        # Without credentials Spate's http-auth refuses before the gateway.
+        with pytest.raises(openai.AuthenticationError):
+            openai.OpenAI(base_url=url, api_key="sk-anything", max_retries=0).chat.completions.create(
+                model="gpt-stub", messages=ask("hi"))
+        usage = requests.get(f"{url}/usage", auth=("alice", "alice-secret"), timeout=10).json()
+        rows = [r for r in usage["ai"] if r["principal"] == "User:alice"]
+        assert len(rows) == 1 and rows[0]["requests"] == 2 and rows[0]["errors"] == 1
+        assert rows[0]["virtual_key"] is None and rows[0]["total_tokens"] == 18
+    finally:
+        stub.close()

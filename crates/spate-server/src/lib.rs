@@ -437,6 +437,13 @@ impl Server {
                 .map_err(|e| ServerError::Task(format!("the ai gateway: {e}")))?,
         );
         ai.set_gateway_models(gateway.models());
+        if gateway.enabled() {
+            tracing::info!(
+                providers = config.ai_gateway.providers.len(),
+                keys = config.ai_gateway.keys.len(),
+                "ai gateway serves POST /v1/chat/completions"
+            );
+        }
         let router = http::router(http::HttpState {
             ai: Arc::clone(&ai),
             gateway: Arc::clone(&gateway),

@@ -48,6 +48,10 @@ const MAX_BODY_BYTES: usize = 32 << 20;
 /// Hours × principals × models of token counts kept for `/v1/usage`; the oldest go first.
 const MAX_USAGE_ROWS: usize = 100_000;
 
+/// Series of `spate_ai_gateway_requests_total` and `_tokens_total` at most: `provider/model`
+/// names are the client's to choose, so further models are counted as `_other`.
+const MAX_SERIES: usize = 10_000;
+
 /// An hour, in milliseconds (`/v1/usage`'s buckets).
 const HOUR_MS: i64 = 3_600_000;
 
@@ -497,17 +501,22 @@ impl Call {
                 Instant::now(),
             );
             let mut tokens = gw.metrics.tokens.lock();
-            let t = tokens
-                .entry((ended.provider.clone(), self.model.clone()))
-                .or_default();
+            let mut key = (ended.provider.clone(), self.model.clone());
+            if tokens.len() >= MAX_SERIES && !tokens.contains_key(&key) {
+                key.1 = "_other".into();
+            }
+            let t = tokens.entry(key).or_default();
             t.0 += prompt;
             t.1 += completion;
         }
-        *gw.metrics
-            .requests
-            .lock()
-            .entry((ended.provider.clone(), self.model.clone(), ended.status))
-            .or_default() += 1;
+        {
+            let mut requests = gw.metrics.requests.lock();
+            let mut key = (ended.provider.clone(), self.model.clone(), ended.status);
+            if requests.len() >= MAX_SERIES && !requests.contains_key(&key) {
+                key.1 = "_other".into();
+            }
+            *requests.entry(key).or_default() += 1;
+        }
         if !ended.provider.is_empty() {
             let label = if ended.cache_hit {
                 "cache"
@@ -1016,9 +1025,6 @@ impl Relay {
                                 Err(message) => {
                                     failure =
                                         Some(format!("the provider's stream failed: {message}"));
-                                    let body = json!({"error": {"message": message, "type": "server_error", "param": null, "code": null}});
-                                    let _ =
-                                        tx.send(Bytes::from(sse::frame(&body.to_string()))).await;
                                     break 'read;
                                 }
                             }
@@ -1037,9 +1043,19 @@ impl Relay {
                     }
                 }
             }
+            if failure.is_none() && !done {
+                failure = Some("the provider's stream ended before its end".into());
+            }
             let complete = failure.is_none();
             if complete {
                 let _ = tx.send(Bytes::from(sse::frame(sse::DONE))).await;
+            } else if let Some(message) = failure.as_deref().filter(|_| !tx.is_closed()) {
+                // As OpenAI reports an error in a stream: a chunk holding `error`, which the
+                // openai clients raise.
+                let body = json!({"error": {
+                    "message": message, "type": "server_error", "param": null, "code": "upstream_error",
+                }});
+                let _ = tx.send(Bytes::from(sse::frame(&body.to_string()))).await;
             }
             if complete
                 && part_bytes <= max_cached
