@@ -34,6 +34,9 @@ class Stub:
         self.kind = kind
         self.fail: list[int] = []
         self.delay_s = 0.0
+        # Streams: `hold` set -> wait for it after the first word; `cut` -> end before finishing.
+        self.hold: threading.Event | None = None
+        self.cut = False
         self.calls: list[dict] = []
         self.lock = threading.Lock()
         stub = self
@@ -75,10 +78,14 @@ class Stub:
                 self.send_response(200)
                 self.send_header("content-type", "text/event-stream")
                 self.end_headers()
-                for name, data in events:
+                for i, (name, data) in enumerate(events):
                     head = f"event: {name}\n" if name else ""
                     self.wfile.write(f"{head}data: {data}\n\n".encode())
                     self.wfile.flush()
+                    if i == 2 and stub.hold is not None:
+                        assert stub.hold.wait(30), "the test never released the stream"
+                    if i == 2 and stub.cut:
+                        return
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
@@ -529,3 +536,30 @@ models = ["gpt-stub"]
         assert rows[0]["virtual_key"] is None and rows[0]["total_tokens"] == 18
     finally:
         stub.close()
+
+
+def test_streams_pass_through_as_they_arrive_and_broken_ones_are_errors(gateway):
+    broker, client, primary, _, _ = gateway
+    # The provider holds its stream after the first words: they reach the client anyway.
+    primary.hold = threading.Event()
+    prompt = unique("live")
+    stream = iter(client.chat.completions.create(model="gpt-stub", messages=ask(prompt), stream=True))
+    first = [next(stream), next(stream)]
+    assert first[1].choices[0].delta.content == "primary "
+    primary.hold.set()
+    rest = list(stream)
+    text = "".join(c.choices[0].delta.content or "" for c in first + rest if c.choices)
+    assert text.strip() == f"primary says: {prompt}"
+    primary.hold = None
+
+    # A stream that ends before its end is an error for the client, and is not cached.
+    primary.cut = True
+    messages = ask(unique("cut"))
+    with pytest.raises(openai.APIError) as broken:
+        list(client.chat.completions.create(model="gpt-stub", messages=messages, stream=True))
+    assert "ended before its end" in str(broken.value)
+    primary.cut = False
+    again = client.chat.completions.with_raw_response.create(model="gpt-stub", messages=messages, stream=True)
+    assert again.headers["cf-aig-cache-status"] == "MISS"
+    list(again.parse())
+    assert sum(c["body"]["messages"] == messages for c in primary.calls) == 2
