@@ -712,6 +712,23 @@ async fn chat_completions(
             ),
         );
     }
+    // The cache: skipped on `cf-aig-skip-cache: true`; `cf-aig-cache-ttl` sets the time to
+    // live of what this request stores.
+    let header_text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let skip =
+        header_text("cf-aig-skip-cache").is_some_and(|v| v.trim().eq_ignore_ascii_case("true"));
+    let ttl = match header_text("cf-aig-cache-ttl") {
+        Some(v) => match v.trim().parse::<u64>() {
+            Ok(secs) => secs,
+            Err(_) => {
+                return crate::api::invalid(
+                    None,
+                    format!("cf-aig-cache-ttl is a number of seconds, not {v:?}"),
+                );
+            }
+        },
+        None => gw.config.cache.ttl_seconds,
+    };
     let seq = gw.sequence.fetch_add(1, Ordering::Relaxed);
     let at_ms = now_ms();
     let call = Call {
@@ -748,23 +765,6 @@ async fn chat_completions(
         }
     };
 
-    // The cache: skipped on `cf-aig-skip-cache: true`; `cf-aig-cache-ttl` sets the time to
-    // live of what this request stores.
-    let header_text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    let skip =
-        header_text("cf-aig-skip-cache").is_some_and(|v| v.trim().eq_ignore_ascii_case("true"));
-    let ttl = match header_text("cf-aig-cache-ttl") {
-        Some(v) => match v.trim().parse::<u64>() {
-            Ok(secs) => secs,
-            Err(_) => {
-                return crate::api::invalid(
-                    None,
-                    format!("cf-aig-cache-ttl is a number of seconds, not {v:?}"),
-                );
-            }
-        },
-        None => gw.config.cache.ttl_seconds,
-    };
     let key = (!skip && ttl > 0).then(|| cache::key(&request));
     if let Some(key) = &key {
         let hit = gw.cache.lock().get(key, Instant::now());
