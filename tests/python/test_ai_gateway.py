@@ -378,6 +378,14 @@ def test_fallback_to_the_next_provider_and_errors(gateway):
     assert failed.value.status_code == 502
     assert "500" in failed.value.response.json()["error"]["message"]
 
+    # Only the primary, named by prefix, and too slow every time: 504.
+    primary.delay_s = 1.5
+    with pytest.raises(openai.APIStatusError) as slow:
+        client.chat.completions.create(model="primary/gpt-stub", messages=ask(unique("too slow")))
+    primary.delay_s = 0
+    assert slow.value.status_code == 504
+    assert slow.value.response.json()["error"]["code"] == "upstream_timeout"
+
     with pytest.raises(openai.NotFoundError) as missing:
         client.chat.completions.create(model="no-such-model", messages=ask("x"))
     assert missing.value.response.json()["error"]["code"] == "model_not_found"
