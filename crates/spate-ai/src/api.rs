@@ -1,5 +1,5 @@
 //! The OpenAI-compatible API on the HTTP listener: `POST /v1/embeddings`, `GET /v1/models`,
-//! `GET /v1/models/{id}`, with OpenAI's request and response bodies and its error body
+//! `GET /v1/models/{id}` (the embedding models, then the gateway's), with OpenAI's request and response bodies and its error body
 //! (`{"error": {"message", "type", "param", "code"}}`), so the `openai` client libraries
 //! work against Spate by changing their base URL; and the indexes' API in the shape of
 //! Cloudflare's Vectorize and Pinecone: `POST/GET /v1/indexes`, `GET/DELETE
@@ -273,14 +273,29 @@ fn model_json(model: &crate::LocalModel) -> Json {
     })
 }
 
+/// A model the gateway routes to a provider.
+fn gateway_model_json(name: &str, provider: &str) -> Json {
+    json!({"id": name, "object": "model", "created": 0, "owned_by": provider})
+}
+
 async fn models(State(ai): State<Arc<Ai>>) -> Response {
-    let data: Vec<Json> = ai.models().map(model_json).collect();
+    let mut data: Vec<Json> = ai.models().map(model_json).collect();
+    data.extend(
+        ai.gateway_models()
+            .iter()
+            .map(|(name, provider)| gateway_model_json(name, provider)),
+    );
     axum::Json(json!({"object": "list", "data": data})).into_response()
 }
 
 async fn model(State(ai): State<Arc<Ai>>, Path(id): Path<String>) -> Response {
     match ai.model(&id) {
         Ok(Some(served)) => axum::Json(model_json(&served.model)).into_response(),
-        _ => unknown_model(&id),
+        _ => match ai.gateway_models().iter().find(|(name, _)| *name == id) {
+            Some((name, provider)) => {
+                axum::Json(gateway_model_json(name, provider)).into_response()
+            }
+            None => unknown_model(&id),
+        },
     }
 }

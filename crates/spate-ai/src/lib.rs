@@ -8,6 +8,9 @@
 //! - [`text`]: what an index reads from a record (the text, metadata fields) and chunking;
 //! - [`index`] and [`indexes`]: indexes that follow topics (each a Kafka client task keeping
 //!   its vectors exactly once in a changelog), defined in `_spate-ai`;
+//! - [`gateway`]: the OpenAI-compatible AI gateway (`POST /v1/chat/completions`) in front of
+//!   OpenAI-compatible and Anthropic providers, with retries, fallback, a cache, rate limits
+//!   and a record of every call in `_ai_requests`;
 //! - [`kafka`]: the librdkafka pieces they share;
 //! - [`api`]: the OpenAI-compatible HTTP API served under `/v1/` on the HTTP listener
 //!   (`POST /v1/embeddings`, `GET /v1/models`), so the `openai` client libraries work by
@@ -18,6 +21,7 @@ pub mod api;
 mod api_indexes;
 pub mod embed;
 pub mod filter;
+pub mod gateway;
 pub mod index;
 pub mod indexes;
 pub mod kafka;
@@ -84,6 +88,9 @@ pub struct Ai {
     indexes: OnceLock<Arc<indexes::Indexes>>,
     /// Turns true when the indexes are set.
     indexes_set: tokio::sync::watch::Sender<bool>,
+    /// The gateway's models (`(name, provider)`), listed by `GET /v1/models` beside the
+    /// embedding models.
+    gateway_models: OnceLock<Vec<(String, String)>>,
 }
 
 impl Ai {
@@ -119,7 +126,18 @@ impl Ai {
             running: Arc::new(parking_lot::Mutex::new(())),
             indexes: OnceLock::new(),
             indexes_set: tokio::sync::watch::Sender::new(false),
+            gateway_models: OnceLock::new(),
         }
+    }
+
+    /// Lists the gateway's models (`(name, provider)`) in `GET /v1/models`.
+    pub fn set_gateway_models(&self, models: Vec<(String, String)>) {
+        let _ = self.gateway_models.set(models);
+    }
+
+    /// The gateway's models, as set.
+    pub fn gateway_models(&self) -> &[(String, String)] {
+        self.gateway_models.get().map_or(&[], Vec::as_slice)
     }
 
     /// Hands over the indexes once they run.

@@ -49,6 +49,9 @@ pub struct Config {
     /// The name requests give that model [default: its directory's name, or the parent's when
     /// the directory is called `model`].
     pub ai_model_name: Option<String>,
+    /// The AI gateway (`POST /v1/chat/completions`): its providers, virtual keys, limits,
+    /// cache and records; off while no provider is configured.
+    pub ai_gateway: spate_ai::gateway::config::GatewayConfig,
     /// The registry's compatibility level for subjects with none of their own and no global
     /// level set through the API (Confluent's `schema.compatibility.level`).
     pub registry_default_compatibility: String,
@@ -431,6 +434,7 @@ impl Default for Config {
             sql_checkpoint_interval_ms: 1000,
             ai_model_dir: None,
             ai_model_name: None,
+            ai_gateway: spate_ai::gateway::config::GatewayConfig::default(),
             registry_default_compatibility: "BACKWARD".to_string(),
             http_auth: HttpAuthMethods::default(),
             node_id: 1,
@@ -596,6 +600,9 @@ impl Config {
                 "registry-default-compatibility",
                 "must be one of NONE, BACKWARD, BACKWARD_TRANSITIVE, FORWARD, FORWARD_TRANSITIVE, FULL, FULL_TRANSITIVE",
             ));
+        }
+        if let Err(e) = self.ai_gateway.validate(&|var| std::env::var(var).ok()) {
+            return Err(invalid(&e.field, &e.reason));
         }
         if self.http_auth.bearer && self.oauthbearer.jwks_file.is_none() {
             return Err(invalid(

@@ -118,13 +118,16 @@ pub(crate) struct HttpState {
     pub sql: Arc<OnceLock<Arc<spate_sql::engine::Engine>>>,
     /// The AI pillar: its models and the OpenAI-compatible API under `/v1/`.
     pub ai: Arc<spate_ai::Ai>,
+    /// The AI gateway (`/v1/chat/completions`).
+    pub gateway: Arc<spate_ai::gateway::Gateway>,
 }
 
 /// The routes served once the broker is open (behind `http-auth` when it is on).
 pub(crate) fn router(state: HttpState) -> Router {
     let auth = Arc::clone(&state.auth);
     let broker = Arc::clone(&state.broker);
-    let ai = spate_ai::api::router(Arc::clone(&state.ai));
+    let ai = spate_ai::api::router(Arc::clone(&state.ai))
+        .merge(spate_ai::gateway::router(Arc::clone(&state.gateway)));
     let guarded = Router::new()
         .route("/metrics", get(metrics))
         .route("/v1/usage", get(crate::usage::usage))
@@ -144,6 +147,7 @@ async fn metrics(State(state): State<HttpState>) -> impl IntoResponse {
         sql.render_metrics(&mut out);
     }
     state.ai.render_metrics(&mut out);
+    state.gateway.render_metrics(&mut out);
     let c = &state.connections;
     for (name, kind, help, value) in [
         (

@@ -432,8 +432,21 @@ impl Server {
                 .await
                 .unwrap_or_else(|_| spate_ai::Ai::load(&[])),
         );
+        let gateway = Arc::new(
+            spate_ai::gateway::Gateway::new(&config.ai_gateway)
+                .map_err(|e| ServerError::Task(format!("the ai gateway: {e}")))?,
+        );
+        ai.set_gateway_models(gateway.models());
+        if gateway.enabled() {
+            tracing::info!(
+                providers = config.ai_gateway.providers.len(),
+                keys = config.ai_gateway.keys.len(),
+                "ai gateway serves POST /v1/chat/completions"
+            );
+        }
         let router = http::router(http::HttpState {
             ai: Arc::clone(&ai),
+            gateway: Arc::clone(&gateway),
             sql: Arc::clone(&sql_engine),
             connect: connect_metrics.clone(),
             broker: Arc::clone(&broker),
@@ -554,7 +567,15 @@ impl Server {
         let ai_indexes = config
             .ai_model_dir
             .is_some()
-            .then(|| ai_indexes_worker(kafka_addr, Arc::clone(&ai), ai_stopped));
+            .then(|| ai_indexes_worker(kafka_addr, Arc::clone(&ai), ai_stopped.clone()));
+        // The gateway's records go to `_ai_requests` through librdkafka, as any client's.
+        let gateway_recorder = gateway.enabled().then(|| {
+            tokio::spawn(
+                gateway
+                    .recorder()
+                    .run(local_cluster(kafka_addr), ai_stopped.clone()),
+            )
+        });
 
         shutdown.await;
         http.lifecycle.set(http::Phase::Stopping);
@@ -577,6 +598,10 @@ impl Server {
         if let Some(worker) = ai_indexes {
             let _ = worker.await;
             step("ai indexes stopped");
+        }
+        if let Some(recorder) = gateway_recorder {
+            let _ = recorder.await;
+            step("ai gateway records flushed");
         }
         let _ = connect_stop.send(());
         if let Some(connect) = connect {
@@ -702,6 +727,19 @@ fn sql_worker(
     })
 }
 
+/// This broker as the AI pillar's Kafka clients reach it.
+fn local_cluster(kafka_addr: SocketAddr) -> spate_ai::kafka::Cluster {
+    let host = if kafka_addr.ip().is_unspecified() {
+        SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), kafka_addr.port())
+    } else {
+        kafka_addr
+    };
+    spate_ai::kafka::Cluster {
+        bootstrap: host.to_string(),
+        client: Vec::new(),
+    }
+}
+
 /// Starts the AI pillar's indexes (Kafka clients of this broker) once the broker answers,
 /// and stops them (each ends its open transaction) when `stop` turns true.
 fn ai_indexes_worker(
@@ -709,15 +747,7 @@ fn ai_indexes_worker(
     ai: Arc<spate_ai::Ai>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<()> {
-    let host = if kafka_addr.ip().is_unspecified() {
-        SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), kafka_addr.port())
-    } else {
-        kafka_addr
-    };
-    let cluster = spate_ai::kafka::Cluster {
-        bootstrap: host.to_string(),
-        client: Vec::new(),
-    };
+    let cluster = local_cluster(kafka_addr);
     tokio::spawn(async move {
         loop {
             let attempt = cluster.clone();

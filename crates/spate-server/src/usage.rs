@@ -3,7 +3,8 @@
 //!
 //! `from` and `to` take RFC 3339 times or milliseconds since the epoch (default: everything
 //! up to now); buckets are hours, and an hour that overlaps the range counts whole.
-//! `principal` and `topic` narrow the answer.
+//! `principal` and `topic` narrow the answer. `ai` holds the AI gateway's requests, tokens and
+//! estimated cost per principal, virtual key and model (counted since the server started).
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -59,6 +60,8 @@ struct UsageReport {
     principals: Vec<PrincipalUsage>,
     topics: Vec<TopicUsage>,
     buckets: Vec<Bucket>,
+    /// The AI gateway's calls and tokens per principal (or virtual key) and model.
+    ai: serde_json::Value,
 }
 
 fn rfc3339(ms: i64) -> String {
@@ -150,7 +153,14 @@ pub(crate) async fn usage(
             topics.entry(topic.clone()).or_default();
         }
     }
+    let ai = state
+        .gateway
+        .usage(from, to, query.principal.as_deref())
+        .get("usage")
+        .cloned()
+        .unwrap_or_default();
     let report = UsageReport {
+        ai,
         from: rfc3339(from),
         to: rfc3339(to),
         granularity_ms: BUCKET_MS,

@@ -52,6 +52,11 @@ pub struct ServeArgs {
     /// the directory is called `model`].
     #[arg(long, env = "SPATE_AI_MODEL_NAME", value_name = "NAME")]
     pub ai_model_name: Option<String>,
+    /// A TOML file holding the AI gateway's settings (providers, keys, limits, cache, log: the
+    /// keys of spate.example.toml's [ai-gateway] at its top level); replaces the config
+    /// file's [ai-gateway] [default: none].
+    #[arg(long, env = "SPATE_AI_GATEWAY_CONFIG", value_name = "FILE")]
+    pub ai_gateway_config: Option<PathBuf>,
     /// Authentication on the registry and HTTP listeners: none, basic (users' SCRAM
     /// credentials), bearer (JWTs, needs --oauthbearer-jwks-file) or basic,bearer; /health
     /// stays open [default: none].
@@ -370,6 +375,12 @@ impl ServeArgs {
         }
         if let Some(v) = self.log_format {
             config.log_format = v;
+        }
+        if let Some(path) = &self.ai_gateway_config {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading --ai-gateway-config {}", path.display()))?;
+            config.ai_gateway = toml::from_str(&text)
+                .with_context(|| format!("parsing --ai-gateway-config {}", path.display()))?;
         }
         config.validate()?;
         Ok(config)
