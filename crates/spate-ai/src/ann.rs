@@ -50,7 +50,11 @@ impl std::fmt::Debug for Ann {
 
 impl Ann {
     /// An empty graph for `dimensions` compared by `metric`.
-    pub fn new(dimensions: usize, metric: Metric, quantization: Quantization) -> Result<Ann, String> {
+    pub fn new(
+        dimensions: usize,
+        metric: Metric,
+        quantization: Quantization,
+    ) -> Result<Ann, String> {
         let options = IndexOptions {
             dimensions,
             metric: match metric {

@@ -28,8 +28,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value as Json};
 
 use crate::Ai;
-use crate::kafka::{self, Cluster, Quiet};
 use crate::ann::Quantization;
+use crate::kafka::{self, Cluster, Quiet};
 use crate::store::{Chunk, Document, Metric, Source, Store};
 use crate::text::{self, Chunking, TextSpec};
 

@@ -280,9 +280,11 @@ impl Store {
             })
         };
         let restricted = filter.is_some() || !namespace.is_empty() || self.namespaced > 0;
-        let labels = self
-            .ann
-            .search(&query, top_k, restricted.then_some(&keep as &dyn Fn(u64) -> bool))?;
+        let labels = self.ann.search(
+            &query,
+            top_k,
+            restricted.then_some(&keep as &dyn Fn(u64) -> bool),
+        )?;
         let mut hits: Vec<Hit<'_>> = labels
             .into_iter()
             .filter_map(|label| {
@@ -439,7 +441,9 @@ mod tests {
     fn a_large_store_searches_its_graph_with_the_filter_inside_and_matches_exact_search() {
         let mut seed = 42u64;
         let mut random = move || {
-            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             ((seed >> 33) as f32 / (1u64 << 31) as f32) - 0.5
         };
         let mut store = Store::new(16, Metric::Cosine, Quantization::F16).expect("a store");
@@ -477,7 +481,9 @@ mod tests {
             found += graph.iter().filter(|id| exact.contains(id)).count();
             // Only odd documents are left, and a filter few pass still fills the top k.
             let rare_filter = Filter::parse(&json!({"tag": "rare"})).expect("a filter");
-            let rare = store.search(&q, 10, "", Some(&rare_filter)).expect("searched");
+            let rare = store
+                .search(&q, 10, "", Some(&rare_filter))
+                .expect("searched");
             assert_eq!(rare.len(), 10);
             assert!(rare.iter().all(|h| h.chunk.metadata["tag"] == "rare"));
         }
