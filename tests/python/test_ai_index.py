@@ -46,14 +46,18 @@ MODULES = [
 
 def corpus() -> dict[str, dict]:
     """{dotted name: {"text", "module"}}, one per distinct docstring paragraph."""
+    with warnings.catch_warnings():
+        # Reading typing.io's and typing.re's docstrings warns that they are deprecated.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return _corpus()
+
+
+def _corpus() -> dict[str, dict]:
     docs: dict[str, dict] = {}
     seen: set[str] = set()
     for name in MODULES:
         module = importlib.import_module(name)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)
-            members = sorted(vars(module).items())
-        for attr, obj in members:
+        for attr, obj in sorted(vars(module).items()):
             if attr.startswith("_"):
                 continue
             named = [(f"{name}.{attr}", obj)]

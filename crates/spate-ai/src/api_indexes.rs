@@ -19,6 +19,7 @@ use crate::api::{error, invalid};
 use crate::filter::Filter;
 use crate::index::{Index, IndexSpec};
 use crate::indexes::{IndexError, Indexes, describe as describe_index};
+use crate::store::Hit;
 use crate::{Ai, EmbedError};
 
 /// The most matches a query returns.
@@ -354,57 +355,85 @@ pub(crate) async fn query(
         }
     };
     let values = request.return_values.unwrap_or(false);
+    let asked = Asked {
+        vector: request.vector,
+        text: request.text,
+        top_k: request.top_k,
+        filter: request.filter,
+        namespace: request.namespace,
+        min_offset: request.min_offset,
+        wait: request.wait,
+    };
+    answer(&ai, &index, asked, |hits, namespace| {
+        let matches: Vec<Json> = hits
+            .iter()
+            .map(|h| {
+                let mut m = Map::new();
+                m.insert("id".into(), json!(h.chunk.id));
+                m.insert("score".into(), json!(h.score));
+                if values {
+                    m.insert("values".into(), json!(h.chunk.vector));
+                }
+                if metadata {
+                    m.insert("metadata".into(), Json::Object(h.chunk.metadata.clone()));
+                }
+                if !h.namespace.is_empty() {
+                    m.insert("namespace".into(), json!(h.namespace));
+                }
+                Json::Object(m)
+            })
+            .collect();
+        json!({"count": matches.len(), "matches": matches, "namespace": namespace})
+    })
+    .await
+}
+
+/// What a query or a retrieval asks.
+struct Asked {
+    vector: Option<Vec<f32>>,
+    text: Option<String>,
+    top_k: Option<i64>,
+    filter: Option<Json>,
+    namespace: Option<String>,
+    min_offset: Option<Json>,
+    wait: Option<u64>,
+}
+
+/// Checks what is `asked` (embedding its text), waits for its offsets, searches `index`, and
+/// answers with what `render` makes of the hits (given the namespace searched).
+async fn answer(
+    ai: &Ai,
+    index: &Index,
+    asked: Asked,
+    render: impl FnOnce(&[Hit<'_>], &str) -> Json,
+) -> Response {
     let search = match search_of(
-        &ai,
-        &index,
-        request.vector,
-        request.text,
-        request.top_k,
-        request.filter.as_ref(),
-        request.namespace,
+        ai,
+        index,
+        asked.vector,
+        asked.text,
+        asked.top_k,
+        asked.filter.as_ref(),
+        asked.namespace,
     )
     .await
     {
         Ok(s) => s,
         Err(r) => return r,
     };
-    if let Err(r) = read_your_writes(&index, request.min_offset.as_ref(), request.wait).await {
+    if let Err(r) = read_your_writes(index, asked.min_offset.as_ref(), asked.wait).await {
         return r;
     }
     let store = index.store.read();
-    let hits = match store.search(
+    match store.search(
         &search.vector,
         search.top_k,
         &search.namespace,
         search.filter.as_ref(),
     ) {
-        Ok(h) => h,
-        Err(m) => return invalid(Some("vector"), m),
-    };
-    let matches: Vec<Json> = hits
-        .iter()
-        .map(|h| {
-            let mut m = Map::new();
-            m.insert("id".into(), json!(h.chunk.id));
-            m.insert("score".into(), json!(h.score));
-            if values {
-                m.insert("values".into(), json!(h.chunk.vector));
-            }
-            if metadata {
-                m.insert("metadata".into(), Json::Object(h.chunk.metadata.clone()));
-            }
-            if !h.namespace.is_empty() {
-                m.insert("namespace".into(), json!(h.namespace));
-            }
-            Json::Object(m)
-        })
-        .collect();
-    axum::Json(json!({
-        "count": matches.len(),
-        "matches": matches,
-        "namespace": search.namespace,
-    }))
-    .into_response()
+        Ok(hits) => axum::Json(render(&hits, &search.namespace)).into_response(),
+        Err(m) => invalid(Some("vector"), m),
+    }
 }
 
 #[derive(Deserialize)]
@@ -437,49 +466,34 @@ pub(crate) async fn retrieve(
         Ok(r) => r,
         Err(r) => return r,
     };
-    let search = match search_of(
-        &ai,
-        &index,
-        None,
-        Some(request.query),
-        request.top_k,
-        request.filter.as_ref(),
-        request.namespace,
-    )
-    .await
-    {
-        Ok(s) => s,
-        Err(r) => return r,
+    let asked = Asked {
+        vector: None,
+        text: Some(request.query),
+        top_k: request.top_k,
+        filter: request.filter,
+        namespace: request.namespace,
+        min_offset: request.min_offset,
+        wait: request.wait,
     };
-    if let Err(r) = read_your_writes(&index, request.min_offset.as_ref(), request.wait).await {
-        return r;
-    }
-    let store = index.store.read();
-    let hits = match store.search(
-        &search.vector,
-        search.top_k,
-        &search.namespace,
-        search.filter.as_ref(),
-    ) {
-        Ok(h) => h,
-        Err(m) => return invalid(None, m),
-    };
-    let passages: Vec<Json> = hits
-        .iter()
-        .map(|h| {
-            json!({
-                "id": h.chunk.id,
-                "key": h.key,
-                "text": h.chunk.text,
-                "score": h.score,
-                "topic": h.chunk.source.topic,
-                "partition": h.chunk.source.partition,
-                "offset": h.chunk.source.offset,
-                "metadata": h.chunk.metadata,
+    answer(&ai, &index, asked, |hits, _| {
+        let passages: Vec<Json> = hits
+            .iter()
+            .map(|h| {
+                json!({
+                    "id": h.chunk.id,
+                    "key": h.key,
+                    "text": h.chunk.text,
+                    "score": h.score,
+                    "topic": h.chunk.source.topic,
+                    "partition": h.chunk.source.partition,
+                    "offset": h.chunk.source.offset,
+                    "metadata": h.chunk.metadata,
+                })
             })
-        })
-        .collect();
-    axum::Json(json!({ "count": passages.len(), "passages": passages })).into_response()
+            .collect();
+        json!({ "count": passages.len(), "passages": passages })
+    })
+    .await
 }
 
 #[derive(Deserialize)]
