@@ -374,12 +374,14 @@ def test_the_cli_creates_lists_describes_queries_and_deletes_an_index(served):
         return done.stdout
 
     assert "created index notes over" in spate("ai", "index", "create", "notes", "--topic", topic,
-                                                 "--chunk-size", "200", "--chunk-overlap", "20")
+                                                 "--chunk-size", "200", "--chunk-overlap", "20",
+                                                 "--quantization", "f16")
     caught_up(broker, "notes", topic, 1)
     listed = spate("ai", "index", "list")
     assert "notes" in listed and topic in listed and "RUNNING" in listed
     described = spate("ai", "index", "describe", "notes")
     assert "documents        2" in described and "lag              0 records" in described
+    assert "quantization     f16" in described
     assert json.loads(spate("ai", "index", "describe", "notes", "--json"))["chunking"] == {"size": 200, "overlap": 20}
     answer = spate("ai", "index", "query", "notes", "how does dough rise", "--top-k", "1")
     assert "n2" in answer and "yeast" in answer and f"{topic}/0@1" in answer

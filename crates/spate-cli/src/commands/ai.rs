@@ -87,6 +87,9 @@ struct CreateArgs {
     /// cosine, dot or euclidean.
     #[arg(long, default_value = "cosine")]
     metric: String,
+    /// How vectors are kept in the HNSW graph: f32, f16 or i8 (scores stay exact).
+    #[arg(long, default_value = "f32")]
+    quantization: String,
     /// A JSON field whose value is the record's namespace.
     #[arg(long)]
     namespace_field: Option<String>,
@@ -210,6 +213,7 @@ fn describe_text(i: &Json) -> String {
         ("model", "model"),
         ("dimensions", "dimensions"),
         ("metric", "metric"),
+        ("quantization", "quantization"),
         ("text", "text"),
         ("metadata", "metadata"),
         ("chunking", "chunking"),
@@ -268,6 +272,7 @@ fn create(args: CreateArgs) -> Result<()> {
                 "text": text,
                 "chunking": {"size": args.chunk_size, "overlap": args.chunk_overlap},
                 "metric": args.metric,
+                "quantization": args.quantization,
             });
             if !args.metadata.is_empty() {
                 d["metadata"] = json!(args.metadata);
