@@ -351,6 +351,28 @@ pub fn run_task(
         .create_with_context(JobContext)
         .map_err(kafka("creating the consumer"))?;
 
+    // The producer first: `init_transactions` fences a task that died holding this task's
+    // transaction and aborts it; until then the offsets that transaction sent are pending, and
+    // reading the committed offsets (KIP-447's stable offsets) would wait for its timeout.
+    let producer: Option<BaseProducer> = if continuous {
+        let mut config = cluster.config();
+        config
+            .set("transactional.id", &transactional_id)
+            .set("transaction.timeout.ms", "60000")
+            .set("enable.idempotence", "true")
+            .set("partitioner", "murmur2_random")
+            .set("linger.ms", "5")
+            .set("message.max.bytes", STATE_RECORD_MAX_BYTES)
+            .set("compression.type", "lz4");
+        let producer: BaseProducer = config.create().map_err(kafka("creating the producer"))?;
+        producer
+            .init_transactions(Duration::from_secs(60))
+            .map_err(kafka("initialising the job's transactions"))?;
+        Some(producer)
+    } else {
+        None
+    };
+
     // What each input reads: its partitions, from the committed offsets or the table's
     // startup mode.
     let mut inputs: Vec<InputRuntime> = Vec::new();
@@ -454,25 +476,6 @@ pub fn run_task(
     consumer
         .assign(&assignment)
         .map_err(kafka("assigning partitions"))?;
-
-    let producer: Option<BaseProducer> = if continuous {
-        let mut config = cluster.config();
-        config
-            .set("transactional.id", &transactional_id)
-            .set("transaction.timeout.ms", "60000")
-            .set("enable.idempotence", "true")
-            .set("partitioner", "murmur2_random")
-            .set("linger.ms", "5")
-            .set("message.max.bytes", STATE_RECORD_MAX_BYTES)
-            .set("compression.type", "lz4");
-        let producer: BaseProducer = config.create().map_err(kafka("creating the producer"))?;
-        producer
-            .init_transactions(Duration::from_secs(60))
-            .map_err(kafka("initialising the job's transactions"))?;
-        Some(producer)
-    } else {
-        None
-    };
 
     let mut ctx = OpCtx {
         skip_errors: options.skip_errors,
