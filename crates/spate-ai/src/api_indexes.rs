@@ -101,6 +101,17 @@ fn parse<T: serde::de::DeserializeOwned>(body: &Bytes, what: &str) -> Result<T, 
     serde_json::from_slice(body).map_err(|e| invalid(None, format!("the body is not {what}: {e}")))
 }
 
+/// The index named in the path and the request's body, or the refusal to answer with.
+async fn index_and<T: serde::de::DeserializeOwned>(
+    ai: &Ai,
+    name: &str,
+    body: &Bytes,
+    what: &str,
+) -> Result<(Arc<Index>, T), Response> {
+    let index = find(ai, name).await?;
+    Ok((index, parse(body, what)?))
+}
+
 pub(crate) async fn create(State(ai): State<Arc<Ai>>, body: Bytes) -> Response {
     let spec: IndexSpec = match parse(&body, "an index definition") {
         Ok(s) => s,
@@ -334,12 +345,15 @@ pub(crate) async fn query(
     Path(name): Path<String>,
     body: Bytes,
 ) -> Response {
-    let index = match find(&ai, &name).await {
-        Ok(i) => i,
-        Err(r) => return r,
-    };
-    let request: QueryRequest = match parse(&body, "a query ({\"vector\" or \"text\", \"topK\"})") {
-        Ok(r) => r,
+    let (index, request): (Arc<Index>, QueryRequest) = match index_and(
+        &ai,
+        &name,
+        &body,
+        "a query ({\"vector\" or \"text\", \"topK\"})",
+    )
+    .await
+    {
+        Ok(found) => found,
         Err(r) => return r,
     };
     let metadata = match request.return_metadata.as_ref() {
@@ -458,14 +472,11 @@ pub(crate) async fn retrieve(
     Path(name): Path<String>,
     body: Bytes,
 ) -> Response {
-    let index = match find(&ai, &name).await {
-        Ok(i) => i,
-        Err(r) => return r,
-    };
-    let request: RetrieveRequest = match parse(&body, "a retrieval ({\"query\": \"...\"})") {
-        Ok(r) => r,
-        Err(r) => return r,
-    };
+    let (index, request): (Arc<Index>, RetrieveRequest) =
+        match index_and(&ai, &name, &body, "a retrieval ({\"query\": \"...\"})").await {
+            Ok(found) => found,
+            Err(r) => return r,
+        };
     let asked = Asked {
         vector: None,
         text: Some(request.query),
@@ -546,15 +557,17 @@ pub(crate) async fn upsert(
     Path(name): Path<String>,
     body: Bytes,
 ) -> Response {
-    let index = match find(&ai, &name).await {
-        Ok(i) => i,
+    let (index, request): (Arc<Index>, UpsertRequest) = match index_and(
+        &ai,
+        &name,
+        &body,
+        "an upsert ({\"documents\": [{\"id\", \"value\"}]})",
+    )
+    .await
+    {
+        Ok(found) => found,
         Err(r) => return r,
     };
-    let request: UpsertRequest =
-        match parse(&body, "an upsert ({\"documents\": [{\"id\", \"value\"}]})") {
-            Ok(r) => r,
-            Err(r) => return r,
-        };
     let records = request
         .documents
         .into_iter()
@@ -579,14 +592,11 @@ pub(crate) async fn delete_by_ids(
     Path(name): Path<String>,
     body: Bytes,
 ) -> Response {
-    let index = match find(&ai, &name).await {
-        Ok(i) => i,
-        Err(r) => return r,
-    };
-    let request: IdsRequest = match parse(&body, "{\"ids\": [...]}") {
-        Ok(r) => r,
-        Err(r) => return r,
-    };
+    let (index, request): (Arc<Index>, IdsRequest) =
+        match index_and(&ai, &name, &body, "{\"ids\": [...]}").await {
+            Ok(found) => found,
+            Err(r) => return r,
+        };
     let records = request.ids.into_iter().map(|id| (id, None)).collect();
     produce(&ai, &index, records).await
 }
@@ -596,14 +606,11 @@ pub(crate) async fn get_by_ids(
     Path(name): Path<String>,
     body: Bytes,
 ) -> Response {
-    let index = match find(&ai, &name).await {
-        Ok(i) => i,
-        Err(r) => return r,
-    };
-    let request: IdsRequest = match parse(&body, "{\"ids\": [...]}") {
-        Ok(r) => r,
-        Err(r) => return r,
-    };
+    let (index, request): (Arc<Index>, IdsRequest) =
+        match index_and(&ai, &name, &body, "{\"ids\": [...]}").await {
+            Ok(found) => found,
+            Err(r) => return r,
+        };
     let store = index.store.read();
     let mut out = Vec::new();
     for id in &request.ids {
